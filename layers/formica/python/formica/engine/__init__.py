@@ -1,0 +1,1 @@
+"""The walk: exit-code routing, retries, polling and what to do next. Pure: no AWS here."""

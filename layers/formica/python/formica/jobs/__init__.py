@@ -1,0 +1,1 @@
+"""The job-definition language: models, parsing, validation and templates."""

@@ -1,0 +1,1 @@
+"""Runners execute one task attempt: HTTP, shell, containers (ECS, EKS, local)."""

@@ -1,0 +1,70 @@
+"""One settings model for every Lambda, the local server and the CLI.
+
+Settings come from environment variables with the ``FORMICA_`` prefix, read once, on first use,
+never at import time. A missing required setting is an error that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+ContainerRuntime = Literal["ecs", "local"]
+
+
+class FormicaSettings(BaseModel):
+    """Deployment settings; field ``x`` is read from ``FORMICA_X``."""
+
+    table_name: str
+    bucket_name: str
+    state_machine_arn: str | None = None
+    # One endpoint for every AWS client: moto's server locally, unset (real AWS) when deployed.
+    aws_endpoint_url: str | None = None
+    region: str = "us-east-1"
+    # How container tasks run: ECS Fargate (EKS for KUBERNETES when eks_cluster_name is set) in AWS,
+    # or the local runner (Docker when an engine answers, else the host shell).
+    container_runtime: ContainerRuntime = "ecs"
+    local_container_mode: Literal["auto", "docker", "host"] = "auto"
+    ecs_cluster_arn: str | None = None
+    ecs_subnet_ids: str | None = None  # comma-separated
+    ecs_security_group_ids: str | None = None  # comma-separated
+    ecs_task_role_arn: str | None = None
+    ecs_execution_role_arn: str | None = None
+    container_log_group: str | None = None
+    eks_cluster_name: str | None = None
+    eks_namespace: str = "default"
+    # Where SHELL tasks get their fresh working directories (Lambda: /tmp).
+    work_root: str | None = None
+    # Presigned download URLs live this long.
+    presign_seconds: int = 300
+
+
+def _from_environment() -> dict[str, str]:
+    prefix = "FORMICA_"
+    values = {key[len(prefix) :].lower(): value for key, value in os.environ.items() if key.startswith(prefix)}
+    if "region" not in values and os.environ.get("AWS_REGION"):
+        values["region"] = os.environ["AWS_REGION"]
+    return {key: value for key, value in values.items() if key in FormicaSettings.model_fields}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> FormicaSettings:
+    """The process's settings, read from the environment on first call."""
+    try:
+        return FormicaSettings.model_validate(_from_environment())
+    except ValidationError as exc:
+        missing = ", ".join("FORMICA_" + str(err["loc"][0]).upper() for err in exc.errors())
+        raise SettingsError(f"invalid or missing settings: {missing}") from exc
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the local server change the environment)."""
+    get_settings.cache_clear()
