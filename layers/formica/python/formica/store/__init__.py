@@ -1,0 +1,1 @@
+"""Adapters to AWS storage: DynamoDB repositories and the S3 blob store (ports as ABCs, boto3 at the edge)."""

@@ -1,0 +1,198 @@
+"""The blob store: artifacts and task logs in S3 (port, S3 adapter, in-memory fake).
+
+Keys follow the S3 layout of docs/architecture.md; this module does not build them, it stores bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_HASH_CHUNK = 1024 * 1024
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+class BlobStoreError(RuntimeError):
+    """The blob store failed (S3 refused or could not be reached)."""
+
+
+class BlobNotFoundError(BlobStoreError):
+    """No blob exists under the key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no blob under key {key!r}")
+        self.key = key
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size in bytes and hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(_HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class BlobStore(ABC):
+    """Port: where artifacts and logs live."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        """Store ``data`` under ``key`` (replacing any blob there)."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE) -> tuple[int, str]:
+        """Upload a local file; returns its (size, sha256 hex)."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """The blob's bytes; raises BlobNotFoundError when absent."""
+
+    @abstractmethod
+    def download_file(self, key: str, path: Path) -> None:
+        """Write the blob to ``path`` (parents created); raises BlobNotFoundError when absent."""
+
+    @abstractmethod
+    def presign_get(self, key: str, expires_seconds: int) -> str:
+        """A URL that downloads the blob without credentials until it expires."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob whose key starts with ``prefix``; returns how many were deleted."""
+
+
+class S3BlobStore(BlobStore):
+    """Adapter: one S3 bucket. ``client`` defaults to the process's cached S3 client."""
+
+    def __init__(self, bucket: str, client: Any | None = None) -> None:
+        self._bucket = bucket
+        self._client_override = client
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def _client(self) -> Any:
+        if self._client_override is not None:
+            return self._client_override
+        from formica.store.aws import get_client
+
+        return get_client("s3")
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        try:
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise BlobStoreError(f"could not store blob {key!r}: {exc}") from exc
+
+    def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE) -> tuple[int, str]:
+        size, sha256 = file_digest(path)
+        try:
+            self._client.upload_file(str(path), self._bucket, key, ExtraArgs={"ContentType": content_type})
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
+            # boto3's transfer manager wraps client errors in S3UploadFailedError.
+            raise BlobStoreError(f"could not upload {path.name!r} to {key!r}: {exc}") from exc
+        return size, sha256
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
+            body: bytes = response["Body"].read()
+        except ClientError as exc:
+            raise self._translate(key, exc) from exc
+        except BotoCoreError as exc:
+            raise BlobStoreError(f"could not read blob {key!r}: {exc}") from exc
+        return body
+
+    def download_file(self, key: str, path: Path) -> None:
+        # get_object rather than the transfer manager: one request, and a missing key is a clean 404.
+        data = self.get_bytes(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def presign_get(self, key: str, expires_seconds: int) -> str:
+        try:
+            url: str = self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self._bucket, "Key": key},
+                ExpiresIn=expires_seconds,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise BlobStoreError(f"could not presign {key!r}: {exc}") from exc
+        return url
+
+    def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        try:
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if not keys:
+                    continue
+                # list_objects_v2 pages hold at most 1,000 keys, the most delete_objects accepts.
+                self._client.delete_objects(Bucket=self._bucket, Delete={"Objects": keys, "Quiet": True})
+                deleted += len(keys)
+        except (ClientError, BotoCoreError) as exc:
+            raise BlobStoreError(f"could not delete blobs under {prefix!r}: {exc}") from exc
+        return deleted
+
+    @staticmethod
+    def _translate(key: str, exc: ClientError) -> BlobStoreError:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _NOT_FOUND_CODES:
+            return BlobNotFoundError(key)
+        return BlobStoreError(f"could not read blob {key!r}: {exc}")
+
+
+class InMemoryBlobStore(BlobStore):
+    """Fake for tests of other modules: a dict of key -> (bytes, content type). Thread-safe."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, str]] = {}
+        self._lock = threading.Lock()
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        with self._lock:
+            self.blobs[key] = (bytes(data), content_type)
+
+    def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE) -> tuple[int, str]:
+        data = path.read_bytes()
+        self.put_bytes(key, data, content_type)
+        return len(data), hashlib.sha256(data).hexdigest()
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._lock:
+            entry = self.blobs.get(key)
+        if entry is None:
+            raise BlobNotFoundError(key)
+        return entry[0]
+
+    def download_file(self, key: str, path: Path) -> None:
+        data = self.get_bytes(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def presign_get(self, key: str, expires_seconds: int) -> str:
+        # Like S3, presigning does not check that the key exists.
+        return f"memory://blobs/{key}?expires={expires_seconds}"
+
+    def delete_prefix(self, prefix: str) -> int:
+        with self._lock:
+            doomed = [key for key in self.blobs if key.startswith(prefix)]
+            for key in doomed:
+                del self.blobs[key]
+        return len(doomed)
+
+    def content_type(self, key: str) -> str:
+        """The content type stored with ``key`` (tests check what uploaders chose)."""
+        return self.blobs[key][1]

@@ -1,0 +1,146 @@
+"""S3BlobStore against moto's in-process S3, and the cached client getter."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from formica.settings import reset_settings
+from formica.store.aws import get_client, reset_clients
+from formica.store.blobs import BlobNotFoundError, BlobStoreError, S3BlobStore
+from moto import mock_aws
+
+BUCKET = "formica-test-artifacts"
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("FORMICA_TABLE_NAME", "formica-test")
+    monkeypatch.setenv("FORMICA_BUCKET_NAME", BUCKET)
+    monkeypatch.delenv("FORMICA_AWS_ENDPOINT_URL", raising=False)
+    reset_settings()
+    reset_clients()
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        yield
+    reset_clients()
+    reset_settings()
+
+
+@pytest.fixture
+def store(s3_env: None) -> S3BlobStore:
+    return S3BlobStore(BUCKET)
+
+
+def test_put_and_get_bytes_round_trip_with_content_type(store: S3BlobStore) -> None:
+    store.put_bytes("org/req/task/logs/attempt-1.log", b"hello\n", "text/plain")
+
+    assert store.get_bytes("org/req/task/logs/attempt-1.log") == b"hello\n"
+    head = get_client("s3").head_object(Bucket=BUCKET, Key="org/req/task/logs/attempt-1.log")
+    assert head["ContentType"] == "text/plain"
+
+
+def test_put_file_returns_size_and_sha256(store: S3BlobStore, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 5000  # bigger than one hashing chunk
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+
+    size, sha = store.put_file("k/blob.bin", path, "application/x-test")
+
+    assert size == len(data)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert store.get_bytes("k/blob.bin") == data
+
+
+def test_missing_key_raises_blob_not_found(store: S3BlobStore, tmp_path: Path) -> None:
+    with pytest.raises(BlobNotFoundError) as info:
+        store.get_bytes("nope")
+    assert info.value.key == "nope"
+    with pytest.raises(BlobNotFoundError):
+        store.download_file("nope", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_download_file_creates_parents(store: S3BlobStore, tmp_path: Path) -> None:
+    store.put_bytes("a/b/c.txt", b"abc")
+
+    target = tmp_path / "deep" / "dir" / "c.txt"
+    store.download_file("a/b/c.txt", target)
+
+    assert target.read_bytes() == b"abc"
+
+
+def test_delete_prefix_deletes_only_that_prefix(store: S3BlobStore) -> None:
+    for index in range(5):
+        store.put_bytes(f"org/req-1/t/artifacts/f{index}", b"x")
+    store.put_bytes("org/req-10/t/artifacts/keep", b"y")
+
+    deleted = store.delete_prefix("org/req-1/")
+
+    assert deleted == 5
+    assert store.get_bytes("org/req-10/t/artifacts/keep") == b"y"
+    with pytest.raises(BlobNotFoundError):
+        store.get_bytes("org/req-1/t/artifacts/f0")
+
+
+def test_presigned_url_names_bucket_key_and_expiry(store: S3BlobStore) -> None:
+    store.put_bytes("org/req/t/artifacts/date.txt", b"today")
+
+    url = httpx.URL(store.presign_get("org/req/t/artifacts/date.txt", 120))
+
+    assert BUCKET in str(url)
+    assert url.path.endswith("/org/req/t/artifacts/date.txt")
+    assert url.params.get("X-Amz-Expires") == "120"
+
+
+def test_missing_bucket_is_a_typed_error(s3_env: None, tmp_path: Path) -> None:
+    store = S3BlobStore("no-such-bucket")
+    path = tmp_path / "f"
+    path.write_bytes(b"1")
+
+    with pytest.raises(BlobStoreError) as put_info:
+        store.put_bytes("k", b"1")
+    assert put_info.value.__cause__ is not None
+    with pytest.raises(BlobStoreError):
+        store.put_file("k", path)
+    with pytest.raises(BlobStoreError) as get_info:
+        store.get_bytes("k")
+    assert not isinstance(get_info.value, BlobNotFoundError)
+
+
+def test_injected_client_is_used(s3_env: None) -> None:
+    calls: list[dict[str, Any]] = []
+
+    class RecordingClient:
+        def put_object(self, **kwargs: Any) -> None:
+            calls.append(kwargs)
+
+    S3BlobStore("b", client=RecordingClient()).put_bytes("k", b"v", "text/plain")
+
+    assert calls == [{"Bucket": "b", "Key": "k", "Body": b"v", "ContentType": "text/plain"}]
+
+
+def test_get_client_is_cached_until_reset(s3_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = get_client("s3")
+    assert get_client("s3") is first
+    assert get_client("dynamodb") is not first
+
+    monkeypatch.setenv("FORMICA_AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    reset_settings()
+    other = get_client("s3")
+    assert other is not first
+    assert other.meta.endpoint_url == "http://127.0.0.1:1"
+    # A local endpoint gets path-style URLs, so presigned links point at the endpoint itself.
+    url = S3BlobStore(BUCKET).presign_get("org/k.txt", 60)
+    assert url.startswith(f"http://127.0.0.1:1/{BUCKET}/org/k.txt?")
+
+    reset_clients()
+    assert get_client("s3") is not other
