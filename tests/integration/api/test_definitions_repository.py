@@ -3,59 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from formica.jobs.models import JobDefinition, TaskDefinition
 from formica.store.definitions import DefinitionNotFoundError, DefinitionRepository
 from formica.store.pagination import InvalidCursorError, encode_cursor
-from moto import mock_aws
 
-TABLE = "formica-defs-test"
-
-
-def _create_table(client: Any) -> None:
-    try:
-        from formica.store.schema import create_table
-    except ImportError:  # the schema module lands with the walk; the contract is docs/architecture.md
-        index = [
-            {
-                "IndexName": name,
-                "KeySchema": [
-                    {"AttributeName": f"{name}pk", "KeyType": "HASH"},
-                    {"AttributeName": f"{name}sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for name in ("gsi1", "gsi2")
-        ]
-        client.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"}
-                for name in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
-            ],
-            GlobalSecondaryIndexes=index,
-        )
-    else:
-        create_table(client, TABLE)
+from tests.integration.api.tables import TABLE
 
 
 @pytest.fixture
-def repo(monkeypatch: pytest.MonkeyPatch) -> Iterator[DefinitionRepository]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        _create_table(client)
-        yield DefinitionRepository(TABLE, client=client)
+def repo(ddb: Any) -> DefinitionRepository:
+    return DefinitionRepository(TABLE, client=ddb)
 
 
 def _definition(job_type: str = "sensor-job", max_concurrency: int = 0) -> JobDefinition:
