@@ -1,0 +1,571 @@
+"""The `formica` subcommands that talk to the API: definitions, submit, status, logs, artifacts,
+cancel, restart, tokens. Human output by default, ``--json`` for scripts; errors print the API's
+message and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from formica.client import ClientConfig, FormicaApiError, FormicaClient, FormicaClientError
+
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class CliUsageError(ValueError):
+    """A flag's value cannot be used (e.g. --param without '=')."""
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", default=None, help="API base URL (default: $FORMICA_SERVER)")
+    common.add_argument("--token", default=None, help="Bearer token (default: $FORMICA_TOKEN)")
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return common
+
+
+def register(subparsers: Any) -> None:
+    """Add the API client subcommands to the ``formica`` parser's subparsers."""
+    common = _common_options()
+
+    definitions = subparsers.add_parser("definitions", help="upload, list and show job definitions")
+    definitions_sub = definitions.add_subparsers(dest="definitions_command", required=True, metavar="COMMAND")
+    upload = definitions_sub.add_parser(
+        "upload", parents=[common], help="upload a YAML (or JSON) job definition"
+    )
+    upload.add_argument("file", type=Path)
+    _bind(upload, cmd_definitions_upload)
+    listing = definitions_sub.add_parser("list", parents=[common], help="list job definitions")
+    listing.add_argument("--limit", type=int, default=None, help="one page of this many (default: all)")
+    _bind(listing, cmd_definitions_list)
+    show = definitions_sub.add_parser("show", parents=[common], help="show one job definition")
+    show.add_argument("job_type")
+    show.add_argument("--version", type=int, default=None)
+    show.add_argument("--yaml", action="store_true", help="print the YAML as uploaded")
+    _bind(show, cmd_definitions_show)
+
+    submit = subparsers.add_parser("submit", parents=[common], help="submit a job request")
+    submit.add_argument("job_type")
+    submit.add_argument("--param", "-p", action="append", default=[], metavar="K=V", help="a job parameter")
+    submit.add_argument("--job-version", type=int, default=None)
+    submit.add_argument("--description", default=None)
+    submit.add_argument("--idempotency-key", default=None)
+    submit.add_argument("--wait", action="store_true", help="follow the job; exit 0 only when it COMPLETED")
+    submit.add_argument("--interval", type=float, default=1.0, help="seconds between polls with --wait")
+    submit.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    _bind(submit, cmd_submit)
+
+    status = subparsers.add_parser("status", parents=[common], help="show a job request and its tasks")
+    status.add_argument("request_id")
+    _bind(status, cmd_status)
+
+    logs = subparsers.add_parser("logs", parents=[common], help="print a task's log")
+    logs.add_argument("request_id")
+    logs.add_argument("task_type")
+    _bind(logs, cmd_logs)
+
+    artifacts = subparsers.add_parser(
+        "artifacts", parents=[common], help="list (or download) a request's artifacts"
+    )
+    artifacts.add_argument("request_id")
+    artifacts.add_argument(
+        "--download", type=Path, default=None, metavar="DIR", help="download them into DIR"
+    )
+    _bind(artifacts, cmd_artifacts)
+
+    cancel = subparsers.add_parser("cancel", parents=[common], help="cancel a job request")
+    cancel.add_argument("request_id")
+    _bind(cancel, cmd_cancel)
+
+    restart = subparsers.add_parser("restart", parents=[common], help="restart a finished job request")
+    restart.add_argument("request_id")
+    _bind(restart, cmd_restart)
+
+    tokens = subparsers.add_parser("tokens", help="create, list and revoke API tokens")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="COMMAND")
+    create = tokens_sub.add_parser(
+        "create",
+        parents=[common],
+        help="create a token (through the API, or --direct into DynamoDB for an organisation's first token)",
+    )
+    create.add_argument("--name", default="cli", help="a label for the token")
+    create.add_argument("--expires-in-days", type=int, default=None)
+    create.add_argument("--org", default=None, help="organisation (with --direct)")
+    create.add_argument(
+        "--direct",
+        action="store_true",
+        help="write to DynamoDB with your AWS credentials (FORMICA_TABLE_NAME); needs --org",
+    )
+    _bind(create, cmd_tokens_create)
+    tokens_list = tokens_sub.add_parser("list", parents=[common], help="list the organisation's tokens")
+    _bind(tokens_list, cmd_tokens_list)
+    revoke = tokens_sub.add_parser("revoke", parents=[common], help="revoke a token by id")
+    revoke.add_argument("token_id")
+    _bind(revoke, cmd_tokens_revoke)
+
+
+def _bind(parser: argparse.ArgumentParser, command: Command) -> None:
+    parser.set_defaults(func=_guarded(command), handler=_guarded(command))
+
+
+def _guarded(command: Command) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except FormicaApiError as exc:
+            print(f"formica: {exc.message} ({exc.status} {exc.error})", file=sys.stderr)
+            for detail in exc.details:
+                print(f"  - {_detail_text(detail)}", file=sys.stderr)
+            return EXIT_FAILED
+        except (FormicaClientError, CliUsageError, OSError) as exc:
+            print(f"formica: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("formica: interrupted", file=sys.stderr)
+            return 130
+
+    return run
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, Mapping):
+        where = detail.get("loc") or detail.get("field") or detail.get("path")
+        message = detail.get("message") or detail.get("msg") or json.dumps(detail)
+        line = detail.get("line")
+        prefix = f"{where}: " if where else ""
+        suffix = f" (line {line})" if line else ""
+        return f"{prefix}{message}{suffix}"
+    return str(detail)
+
+
+def _client(args: argparse.Namespace) -> FormicaClient:
+    return FormicaClient(ClientConfig.from_environment(args.server, args.token))
+
+
+def _print_json(value: Any, out: TextIO | None = None) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str), file=out or sys.stdout)
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """``["K=V", ...]`` to a dict; the value may contain '='."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliUsageError(f"--param {pair!r}: expected KEY=VALUE")
+        params[key] = value
+    return params
+
+
+# definitions
+def cmd_definitions_upload(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    content_type = "application/json" if path.suffix.lower() == ".json" else "application/yaml"
+    data = path.read_bytes()
+    with _client(args) as client:
+        result = client.upload_definition(data, content_type=content_type)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"uploaded {result.get('job_type')} version {result.get('version')} (id {result.get('id')})")
+        for task in result.get("tasks", []):
+            print(f"  {task.get('task_type')}  {task.get('method', '')}")
+    return EXIT_OK
+
+
+def cmd_definitions_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.limit is not None:
+            records = list(client.list_definitions(limit=args.limit).get("records", []))
+        else:
+            records = list(client.iter_definitions())
+    if args.json:
+        _print_json(records)
+        return EXIT_OK
+    if not records:
+        print("no job definitions")
+        return EXIT_OK
+    rows = [
+        [
+            str(r.get("job_type")),
+            str(r.get("version")),
+            "disabled" if r.get("disabled") else "enabled",
+            str(len(r.get("tasks", []))),
+            str(r.get("created_at", "")),
+        ]
+        for r in records
+    ]
+    print(_table(["JOB TYPE", "VERSION", "STATE", "TASKS", "CREATED"], rows))
+    return EXIT_OK
+
+
+def cmd_definitions_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.yaml:
+            print(client.get_definition_yaml(args.job_type), end="")
+            return EXIT_OK
+        result = client.get_definition(args.job_type, version=args.version)
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    print(f"{result.get('job_type')} version {result.get('version')} (id {result.get('id')})")
+    for key in ("created_at", "disabled", "max_concurrency", "cron_trigger"):
+        if result.get(key) not in (None, ""):
+            print(f"  {key}: {result.get(key)}")
+    rows = [
+        [str(t.get("task_type")), str(t.get("method", "")), _next_text(t)] for t in result.get("tasks", [])
+    ]
+    if rows:
+        print(_table(["TASK", "METHOD", "NEXT"], rows))
+    return EXIT_OK
+
+
+def _next_text(task: Mapping[str, Any]) -> str:
+    nxt = task.get("next") or task.get("next_tasks") or task.get("on_exit") or {}
+    if isinstance(nxt, Mapping):
+        return ", ".join(f"{k}->{v}" for k, v in nxt.items())
+    if isinstance(nxt, list):
+        return ", ".join(str(item) for item in nxt)
+    return str(nxt)
+
+
+# requests
+def cmd_submit(args: argparse.Namespace) -> int:
+    params = parse_params(args.param)
+    with _client(args) as client:
+        submitted = client.submit(
+            args.job_type,
+            params,
+            job_version=args.job_version,
+            description=args.description,
+            idempotency_key=args.idempotency_key,
+        )
+        request_id = str(submitted.get("id"))
+        if not args.wait:
+            if args.json:
+                _print_json(submitted)
+            else:
+                print(f"submitted {args.job_type}: request {request_id} ({submitted.get('job_state')})")
+            return EXIT_OK
+        if not args.json:
+            print(
+                f"submitted {args.job_type}: request {request_id} ({submitted.get('job_state')})", flush=True
+            )
+        final = wait_for_request(
+            client,
+            request_id,
+            interval=args.interval,
+            timeout=args.timeout,
+            out=None if args.json else sys.stdout,
+        )
+    if args.json:
+        _print_json(final)
+    state = str(final.get("job_state"))
+    return EXIT_OK if state == "COMPLETED" else EXIT_FAILED
+
+
+class ProgressPrinter:
+    """Prints one line whenever the job's or a task's (state, attempt, exit code) changes."""
+
+    def __init__(self, out: TextIO | None, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._out = out
+        self._seen: dict[str, tuple[Any, ...]] = {}
+        self._job_state: str | None = None
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def update(self, request: Mapping[str, Any]) -> list[str]:
+        lines: list[str] = []
+        now = self._clock()
+        for index, task in enumerate(request.get("tasks") or []):
+            key = f"{index}:{task.get('task_type')}"
+            snapshot = (
+                task.get("task_state"),
+                task.get("attempts"),
+                task.get("exit_code"),
+                task.get("error_code"),
+            )
+            if self._seen.get(key) == snapshot:
+                continue
+            self._seen[key] = snapshot
+            lines.append(task_line(task, now))
+        state = str(request.get("job_state"))
+        if state != self._job_state:
+            self._job_state = state
+            if state in FINAL_STATES:
+                lines.append(job_line(request, now))
+        if self._out is not None:
+            for line in lines:
+                print(line, file=self._out, flush=True)
+        return lines
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def elapsed_text(started: Any, ended: Any, now: datetime) -> str:
+    start = _parse_time(started)
+    if start is None:
+        return "-"
+    end = _parse_time(ended) or now
+    return f"{max(0.0, (end - start).total_seconds()):.1f}s"
+
+
+def task_line(task: Mapping[str, Any], now: datetime) -> str:
+    exit_code = task.get("exit_code")
+    parts = [
+        f"  {task.get('task_type')!s:<16}",
+        f"{task.get('task_state')!s:<10}",
+        f"attempt {task.get('attempts') or 1}",
+        f"exit {exit_code if exit_code not in (None, '') else '-'}",
+        elapsed_text(task.get("started_at"), task.get("ended_at"), now),
+    ]
+    if task.get("error_code"):
+        parts.append(f"{task.get('error_code')}: {task.get('error_message') or ''}".rstrip(": "))
+    return "  ".join(parts)
+
+
+def job_line(request: Mapping[str, Any], now: datetime) -> str:
+    started = request.get("started_at") or request.get("created_at")
+    line = (
+        f"request {request.get('id')} {request.get('job_state')} after "
+        f"{elapsed_text(started, request.get('ended_at'), now)}"
+    )
+    if request.get("error_code"):
+        line += f" ({request.get('error_code')}: {request.get('error_message') or ''})".replace(": )", ")")
+    return line
+
+
+def wait_for_request(
+    client: FormicaClient,
+    request_id: str,
+    *,
+    interval: float = 1.0,
+    timeout: float | None = None,
+    out: TextIO | None = None,
+) -> dict[str, Any]:
+    """Poll the request until it reaches a final state, printing progress to ``out``."""
+    printer = ProgressPrinter(out)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        request = client.get_request(request_id)
+        printer.update(request)
+        if str(request.get("job_state")) in FINAL_STATES:
+            return request
+        if deadline is not None and time.monotonic() >= deadline:
+            raise FormicaClientError(
+                f"request {request_id} is still {request.get('job_state')} after {timeout:g}s"
+            )
+        time.sleep(interval)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        request = client.get_request(args.request_id)
+    if args.json:
+        _print_json(request)
+        return EXIT_OK
+    print(format_request(request))
+    return EXIT_OK
+
+
+def format_request(request: Mapping[str, Any], now: datetime | None = None) -> str:
+    moment = now or datetime.now(UTC)
+    lines = [
+        f"request {request.get('id')}  {request.get('job_type')} v{request.get('job_version')}  "
+        f"{request.get('job_state')}",
+        f"  created {request.get('created_at')}  "
+        f"elapsed {elapsed_text(request.get('started_at'), request.get('ended_at'), moment)}",
+    ]
+    if request.get("params"):
+        lines.append(f"  params {json.dumps(request.get('params'), sort_keys=True)}")
+    if request.get("error_code") or request.get("error_message"):
+        lines.append(
+            f"  error {request.get('error_code') or ''} {request.get('error_message') or ''}".rstrip()
+        )
+    rows = [
+        [
+            str(t.get("task_type")),
+            str(t.get("method", "")),
+            str(t.get("task_state")),
+            str(t.get("attempts") or ""),
+            str(t.get("exit_code") if t.get("exit_code") not in (None, "") else "-"),
+            elapsed_text(t.get("started_at"), t.get("ended_at"), moment),
+            str(t.get("error_code") or ""),
+        ]
+        for t in request.get("tasks") or []
+    ]
+    if rows:
+        lines.append(_table(["TASK", "METHOD", "STATE", "ATTEMPTS", "EXIT", "ELAPSED", "ERROR"], rows))
+    return "\n".join(lines)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        text = client.logs(args.request_id, args.task_type)
+    if args.json:
+        _print_json({"request_id": args.request_id, "task_type": args.task_type, "log": text})
+    else:
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    return EXIT_OK
+
+
+def cmd_artifacts(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        records = client.list_artifacts(args.request_id)
+        written: list[Path] = []
+        if args.download is not None:
+            written = [client.download_artifact(args.request_id, record, args.download) for record in records]
+    if args.json:
+        payload: Any = (
+            records
+            if args.download is None
+            else [{**record, "path": str(path)} for record, path in zip(records, written, strict=True)]
+        )
+        _print_json(payload)
+        return EXIT_OK
+    if not records:
+        print("no artifacts")
+        return EXIT_OK
+    rows = [
+        [
+            str(r.get("task_type")),
+            str(r.get("name")),
+            str(r.get("size")),
+            str(r.get("sha256", ""))[:12],
+            str(r.get("id")),
+        ]
+        for r in records
+    ]
+    print(_table(["TASK", "NAME", "SIZE", "SHA256", "ID"], rows))
+    for path in written:
+        print(f"downloaded {path}")
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.cancel(args.request_id)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"request {args.request_id}: {result.get('job_state', 'cancel requested')}")
+    return EXIT_OK
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.restart(args.request_id)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"request {result.get('id', args.request_id)}: {result.get('job_state', 'restarted')}")
+    return EXIT_OK
+
+
+# tokens
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    if args.direct:
+        result = create_token_direct(args.org, args.name, expires_in_days=args.expires_in_days)
+    else:
+        if args.org:
+            raise CliUsageError(
+                "--org only applies with --direct (an API token creates tokens of its own org)"
+            )
+        with _client(args) as client:
+            result = client.create_token(args.name, expires_in_days=args.expires_in_days)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"token {result.get('id')} ({result.get('name')}) for organisation {result.get('org', '-')}")
+        print(f"  {result.get('token')}")
+        print("  shown once: store it now (e.g. export FORMICA_TOKEN=...)")
+    return EXIT_OK
+
+
+def create_token_direct(org: str | None, name: str, *, expires_in_days: int | None = None) -> dict[str, Any]:
+    """An organisation's first token, written straight to DynamoDB with the operator's AWS credentials."""
+    if not org:
+        raise CliUsageError("--direct needs --org NAME")
+    from formica.settings import SettingsError, get_settings
+    from formica.store.tokens import TokenRepository, TokenStoreError
+
+    try:
+        settings = get_settings()
+        item, secret = TokenRepository(settings.table_name).create(org, name, expires_in_days=expires_in_days)
+    except SettingsError as exc:
+        raise CliUsageError(f"{exc} (the stack's table name, e.g. from its outputs)") from exc
+    except (TokenStoreError, ValueError) as exc:
+        raise FormicaClientError(str(exc)) from exc
+    return {
+        "id": item.token_id,
+        "name": item.name,
+        "org": item.org,
+        "created_at": item.created_at,
+        "expires_at": item.expires_at,
+        "token": secret,
+    }
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        records: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = client.list_tokens(next_token=token)
+            records.extend(page.get("records", []))
+            token = page.get("next_token")
+            if not token:
+                break
+    if args.json:
+        _print_json(records)
+        return EXIT_OK
+    rows = [
+        [
+            str(r.get("id")),
+            str(r.get("name")),
+            str(r.get("created_at", "")),
+            str(r.get("expires_at") or "-"),
+            "revoked" if r.get("revoked_at") else "active",
+        ]
+        for r in records
+    ]
+    print(_table(["ID", "NAME", "CREATED", "EXPIRES", "STATE"], rows) if rows else "no tokens")
+    return EXIT_OK
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.revoke_token(args.token_id)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"revoked token {args.token_id}")
+    return EXIT_OK
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [
+        max(len(headers[i]), *(len(row[i]) for row in rows)) if rows else len(headers[i])
+        for i in range(len(headers))
+    ]
+    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    lines.extend("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows)
+    return "\n".join(lines)

@@ -1,0 +1,408 @@
+"""API Gateway (REST, proxy integration) emulated in front of Lambda handlers, for `formica dev`.
+
+A real HTTP request becomes the event API Gateway would send: a REQUEST authorizer event first
+(except on public routes), then the proxy event with the authorizer's context in
+``requestContext.authorizer``; the handler's proxy response becomes the HTTP response. What API
+Gateway itself answers (no token, an explicit deny, a failing Lambda) is mirrored with the same
+status codes. Pure: no sockets, no AWS; the server in ``formica.local.server`` does the I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+logger = logging.getLogger(__name__)
+
+LOCAL_STAGE = "local"
+LOCAL_API_ID = "local"
+LOCAL_ACCOUNT_ID = "123456789012"
+PROXY_RESOURCE = "/{proxy+}"
+
+# Served without the authorizer, as the CDK stack declares them (authorization NONE).
+PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {("GET", "/api/health"), ("GET", "/api/openapi.json"), ("GET", "/api/docs")}
+)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class GatewayError(RuntimeError):
+    """A handler answered something API Gateway would not accept."""
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One HTTP request as it arrived on the socket."""
+
+    method: str
+    target: str  # path and query, as in the request line
+    headers: Sequence[tuple[str, str]]
+    body: bytes = b""
+    source_ip: str = "127.0.0.1"
+
+    @property
+    def raw_path(self) -> str:
+        return self.target.split("?", 1)[0] or "/"
+
+    @property
+    def path(self) -> str:
+        # API Gateway hands the Lambda the decoded path.
+        return unquote(self.raw_path)
+
+    @property
+    def query(self) -> str:
+        parts = self.target.split("?", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What goes back on the socket."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+
+@dataclass
+class LocalLambdaContext:
+    """The attributes of Lambda's context object that handlers and powertools read."""
+
+    function_name: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    timeout_seconds: float = 30.0
+    region: str = "us-east-1"
+    _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT_ID}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return f"local/{self.aws_request_id}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        left = self.timeout_seconds - (time.monotonic() - self._started)
+        return max(0, int(left * 1000))
+
+
+def _multi(pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for key, value in pairs:
+        single[key] = value  # API Gateway keeps the last value in the single-value map
+        multi.setdefault(key, []).append(value)
+    return single, multi
+
+
+def _body_fields(body: bytes) -> tuple[str | None, bool]:
+    if not body:
+        return None, False
+    try:
+        return body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        # What API Gateway does for a binary media type: base64, flagged.
+        return base64.b64encode(body).decode("ascii"), True
+
+
+def method_arn(request: HttpRequest, *, region: str = "us-east-1", stage: str = LOCAL_STAGE) -> str:
+    """The execute-api ARN API Gateway passes to an authorizer for this request."""
+    return (
+        f"arn:aws:execute-api:{region}:{LOCAL_ACCOUNT_ID}:{LOCAL_API_ID}/{stage}/"
+        f"{request.method.upper()}{request.path}"
+    )
+
+
+def build_request_context(
+    request: HttpRequest, *, request_id: str, stage: str = LOCAL_STAGE, now: datetime | None = None
+) -> dict[str, Any]:
+    """``requestContext`` of a REST API proxy event."""
+    moment = now or datetime.now(UTC)
+    single, _ = _multi([(key.lower(), value) for key, value in request.headers])
+    return {
+        "accountId": LOCAL_ACCOUNT_ID,
+        "apiId": LOCAL_API_ID,
+        "domainName": single.get("host", "127.0.0.1"),
+        "httpMethod": request.method.upper(),
+        "identity": {
+            "sourceIp": request.source_ip,
+            "userAgent": single.get("user-agent"),
+            "accessKey": None,
+            "accountId": None,
+            "caller": None,
+            "user": None,
+            "userArn": None,
+        },
+        "path": f"/{stage}{request.path}",
+        "protocol": "HTTP/1.1",
+        "requestId": request_id,
+        "requestTime": moment.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "requestTimeEpoch": int(moment.timestamp() * 1000),
+        "resourceId": "local",
+        "resourcePath": PROXY_RESOURCE,
+        "stage": stage,
+    }
+
+
+def build_proxy_event(
+    request: HttpRequest,
+    *,
+    request_id: str,
+    stage: str = LOCAL_STAGE,
+    authorizer: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The API Gateway REST proxy event (payload 1.0) for ``request``."""
+    headers, multi_headers = _multi(list(request.headers))
+    query_pairs = parse_qsl(request.query, keep_blank_values=True)
+    query, multi_query = _multi(query_pairs)
+    body, is_base64 = _body_fields(request.body)
+    context = build_request_context(request, request_id=request_id, stage=stage, now=now)
+    if authorizer is not None:
+        context["authorizer"] = dict(authorizer)
+    return {
+        "resource": PROXY_RESOURCE,
+        "path": request.path,
+        "httpMethod": request.method.upper(),
+        "headers": headers or None,
+        "multiValueHeaders": multi_headers or None,
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": {"proxy": request.path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": context,
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }
+
+
+def build_authorizer_event(
+    request: HttpRequest, *, request_id: str, stage: str = LOCAL_STAGE, region: str = "us-east-1"
+) -> dict[str, Any]:
+    """The REQUEST authorizer event API Gateway sends before the proxy integration."""
+    event = build_proxy_event(request, request_id=request_id, stage=stage)
+    for key in ("body", "isBase64Encoded"):
+        event.pop(key)
+    event["type"] = "REQUEST"
+    event["methodArn"] = method_arn(request, region=region, stage=stage)
+    return event
+
+
+def _statements(policy: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    statements = policy.get("Statement", [])
+    if isinstance(statements, Mapping):
+        return [statements]
+    return [item for item in statements if isinstance(item, Mapping)]
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return []
+
+
+def _matches(statement: Mapping[str, Any], arn: str) -> bool:
+    actions = _as_list(statement.get("Action"))
+    if not any(fnmatch.fnmatchcase("execute-api:Invoke", action) for action in actions):
+        return False
+    return any(fnmatch.fnmatchcase(arn, resource) for resource in _as_list(statement.get("Resource")))
+
+
+def policy_allows(authorizer_result: Mapping[str, Any], arn: str) -> bool:
+    """Whether an authorizer's IAM policy lets ``arn`` through: an Allow matches and no Deny does."""
+    policy = authorizer_result.get("policyDocument")
+    if not isinstance(policy, Mapping):
+        return False
+    statements = _statements(policy)
+    if any(s.get("Effect") == "Deny" and _matches(s, arn) for s in statements):
+        return False
+    return any(s.get("Effect") == "Allow" and _matches(s, arn) for s in statements)
+
+
+def _json_response(status: int, payload: Mapping[str, Any], request_id: str) -> HttpResponse:
+    body = json.dumps(payload).encode()
+    return HttpResponse(
+        status=status,
+        headers=[
+            ("Content-Type", "application/json"),
+            ("x-amzn-RequestId", request_id),
+            ("x-amzn-ErrorType", str(payload.get("error", "")) or "GatewayError"),
+        ],
+        body=body,
+    )
+
+
+# The gateway responses the CDK stack configures (UNAUTHORIZED, ACCESS_DENIED, 5xx), in the API's
+# error shape.
+def unauthorized_response(request_id: str) -> HttpResponse:
+    return _json_response(
+        401,
+        {"error": "UNAUTHORIZED", "message": "missing, unknown, expired or revoked token", "details": []},
+        request_id,
+    )
+
+
+def access_denied_response(request_id: str) -> HttpResponse:
+    return _json_response(
+        403, {"error": "FORBIDDEN", "message": "not authorized for this resource", "details": []}, request_id
+    )
+
+
+def bad_gateway_response(request_id: str) -> HttpResponse:
+    return _json_response(
+        502,
+        {
+            "error": "INTERNAL_ERROR",
+            "message": "internal server error",
+            "details": [],
+            "request_id": request_id,
+        },
+        request_id,
+    )
+
+
+def proxy_result_to_response(result: Any) -> HttpResponse:
+    """Turn a proxy integration's return value into the HTTP response API Gateway would send.
+
+    Raises
+    ------
+    GatewayError
+        The result is not a valid proxy response (API Gateway answers 502 then).
+    """
+    if not isinstance(result, Mapping):
+        raise GatewayError("proxy result is not an object")
+    try:
+        status = int(result.get("statusCode", 200))
+    except (TypeError, ValueError) as exc:
+        raise GatewayError("proxy result has an invalid statusCode") from exc
+    headers: list[tuple[str, str]] = []
+    multi = result.get("multiValueHeaders") or {}
+    single = result.get("headers") or {}
+    if not isinstance(multi, Mapping) or not isinstance(single, Mapping):
+        raise GatewayError("proxy result headers are not objects")
+    multi_names = {str(name).lower() for name in multi}
+    for name, values in multi.items():
+        for value in values if isinstance(values, list) else [values]:
+            headers.append((str(name), str(value)))
+    # When a name is in both maps, API Gateway keeps the multi-value list.
+    headers.extend(
+        (str(name), str(value)) for name, value in single.items() if str(name).lower() not in multi_names
+    )
+    raw_body = result.get("body")
+    if raw_body is None:
+        body = b""
+    elif result.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(str(raw_body), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise GatewayError("proxy result body is not valid base64") from exc
+    else:
+        body = str(raw_body).encode("utf-8")
+    return HttpResponse(status=status, headers=headers, body=body)
+
+
+class ApiGateway:
+    """The REST API in front of the authorizer and API handlers.
+
+    Each handler runs as one Lambda instance would: one invocation at a time (a lock per
+    function), because a powertools resolver keeps the current event on a module-level object.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_handler: Handler,
+        authorizer_handler: Handler | None,
+        region: str = "us-east-1",
+        stage: str = LOCAL_STAGE,
+        public_routes: frozenset[tuple[str, str]] = PUBLIC_ROUTES,
+        api_function_name: str = "formica-api",
+        authorizer_function_name: str = "formica-authorizer",
+    ) -> None:
+        self._api = api_handler
+        self._authorizer = authorizer_handler
+        self._region = region
+        self._stage = stage
+        self._public = public_routes
+        self._api_name = api_function_name
+        self._authorizer_name = authorizer_function_name
+        self._api_lock = threading.Lock()
+        self._authorizer_lock = threading.Lock()
+
+    def is_public(self, request: HttpRequest) -> bool:
+        path = request.path.rstrip("/") or "/"
+        return (request.method.upper(), path) in self._public
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        """Answer one HTTP request as API Gateway would."""
+        request_id = str(uuid.uuid4())
+        authorizer_context: dict[str, Any] | None = None
+        if self._authorizer is not None and not self.is_public(request):
+            decision = self._authorize(request, request_id)
+            if isinstance(decision, HttpResponse):
+                return decision
+            authorizer_context = decision
+        event = build_proxy_event(
+            request, request_id=request_id, stage=self._stage, authorizer=authorizer_context
+        )
+        context = LocalLambdaContext(function_name=self._api_name, region=self._region)
+        try:
+            with self._api_lock:
+                result = self._api(event, context)
+            return proxy_result_to_response(result)
+        except GatewayError:
+            logger.exception("api handler returned an invalid proxy result", extra={"request_id": request_id})
+            return bad_gateway_response(request_id)
+        except Exception:
+            # A crashing Lambda is a 502 from API Gateway, whatever it raised.
+            logger.exception("api handler raised", extra={"request_id": request_id})
+            return bad_gateway_response(request_id)
+
+    def _authorize(self, request: HttpRequest, request_id: str) -> dict[str, Any] | HttpResponse:
+        if self._authorizer is None:
+            return {}
+        event = build_authorizer_event(request, request_id=request_id, stage=self._stage, region=self._region)
+        context = LocalLambdaContext(function_name=self._authorizer_name, region=self._region)
+        try:
+            with self._authorizer_lock:
+                result = self._authorizer(event, context)
+        except Exception as exc:
+            # The documented way to answer 401 from an authorizer is to raise "Unauthorized".
+            if str(exc) == "Unauthorized":
+                return unauthorized_response(request_id)
+            logger.exception("authorizer raised", extra={"request_id": request_id})
+            return bad_gateway_response(request_id)
+        if not isinstance(result, Mapping):
+            return bad_gateway_response(request_id)
+        if not policy_allows(result, event["methodArn"]):
+            return access_denied_response(request_id)
+        authorizer: dict[str, Any] = dict(result.get("context") or {})
+        authorizer["principalId"] = result.get("principalId")
+        authorizer["integrationLatency"] = 0
+        return authorizer

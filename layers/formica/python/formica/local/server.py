@@ -1,0 +1,292 @@
+"""`formica dev`: the whole product in one process, on loopback, with no AWS account.
+
+Started in this order, stopped in reverse:
+1. moto's threaded server on a free loopback port (``MOTO_PORT`` set first: moto's Step Functions
+   interpreter calls Lambda on that port), Step Functions execution switched on;
+2. the table, the bucket and the state machine, from the definitions the CDK stack uses;
+3. the Lambda dispatch shim, so moto's Lambda invocations run the real handlers in this process;
+4. the first API token of the organisation;
+5. the API front door on HOST:PORT (API Gateway events built from real HTTP requests).
+Every AWS client of the process points at moto through ``FORMICA_AWS_ENDPOINT_URL``. Data lives in
+moto's memory: it is gone when the process ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from formica.local.front_door import FrontDoor
+from formica.local.gateway import ApiGateway, Handler
+from formica.local.processes import terminate_descendants
+
+logger = logging.getLogger(__name__)
+
+LocalContainerMode = Literal["auto", "docker", "host"]
+
+DEFAULT_ORG = "local"
+DEFAULT_TABLE = "formica-local"
+DEFAULT_BUCKET = "formica-local-artifacts"
+DEFAULT_REGION = "us-east-1"
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+# moto accepts any credentials; these keep boto3 from looking for real ones (or using them).
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "formica-local",
+    "AWS_SECRET_ACCESS_KEY": "formica-local",
+    "AWS_DEFAULT_REGION": DEFAULT_REGION,
+    "AWS_REGION": DEFAULT_REGION,
+}
+# Variables that would send a client to a real account or a profile instead of moto.
+_UNSET = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL")
+
+
+class DevServerError(RuntimeError):
+    """`formica dev` could not start (a port in use, a resource moto refused, ...)."""
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    """What `formica dev` is started with."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    org: str = DEFAULT_ORG
+    container_runtime: LocalContainerMode = "auto"
+    region: str = DEFAULT_REGION
+    table_name: str = DEFAULT_TABLE
+    bucket_name: str = DEFAULT_BUCKET
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def configure_moto(moto_url: str, config: dict[str, Any] | None = None) -> None:
+    """POST moto's runtime configuration (there is no environment variable for it)."""
+    body = json.dumps(config or MOTO_CONFIG).encode()
+    request = urllib.request.Request(  # noqa: S310 (a loopback http URL built here)
+        f"{moto_url}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback URL we built)
+            response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise DevServerError(f"could not configure moto at {moto_url}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str], unset: tuple[str, ...] = ()) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in (*values, *unset)}
+    os.environ.update(values)
+    for key in unset:
+        os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _reset_cached_configuration() -> None:
+    from formica.settings import reset_settings
+    from formica.store.aws import reset_clients
+
+    reset_settings()
+    reset_clients()
+
+
+class DevServer:
+    """The local product. Use as a context manager, or call ``start()`` and ``stop()``.
+
+    It changes this process's environment (AWS endpoint, credentials, FORMICA_* settings) while it
+    runs and restores it on stop, so one process hosts one DevServer at a time.
+    """
+
+    def __init__(self, options: DevOptions | None = None) -> None:
+        self.options = options or DevOptions()
+        self._stack = contextlib.ExitStack()
+        self._front_door: FrontDoor | None = None
+        self._moto_url: str | None = None
+        self._token: str | None = None
+        self._work_root: Path | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def url(self) -> str:
+        """The API's base URL (what the brief calls $SERVER)."""
+        if self._front_door is None:
+            raise DevServerError("the server is not started")
+        host = self.options.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 (display only)
+        return f"http://{shown}:{self._front_door.port}"
+
+    @property
+    def moto_url(self) -> str:
+        if self._moto_url is None:
+            raise DevServerError("the server is not started")
+        return self._moto_url
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            raise DevServerError("the server is not started")
+        return self._token
+
+    @property
+    def work_root(self) -> Path:
+        if self._work_root is None:
+            raise DevServerError("the server is not started")
+        return self._work_root
+
+    def __enter__(self) -> DevServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start everything; on failure, undo what was started and raise DevServerError."""
+        started = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        logger.info(
+            "formica dev ready", extra={"url": self.url, "seconds": round(time.monotonic() - started, 2)}
+        )
+
+    def _start(self) -> None:
+        options = self.options
+        moto_port = free_port()
+        self._moto_url = f"http://127.0.0.1:{moto_port}"
+        self._work_root = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="formica-dev-")))
+        self._stack.enter_context(
+            _environment(
+                {
+                    # moto reads MOTO_PORT when it starts and when it calls itself (Step Functions -> Lambda).
+                    "MOTO_PORT": str(moto_port),
+                    **DUMMY_CREDENTIALS,
+                    "AWS_DEFAULT_REGION": options.region,
+                    "AWS_REGION": options.region,
+                    "FORMICA_AWS_ENDPOINT_URL": self._moto_url,
+                    "FORMICA_REGION": options.region,
+                    "FORMICA_TABLE_NAME": options.table_name,
+                    "FORMICA_BUCKET_NAME": options.bucket_name,
+                    "FORMICA_CONTAINER_RUNTIME": "local",
+                    "FORMICA_LOCAL_CONTAINER_MODE": options.container_runtime,
+                    "FORMICA_WORK_ROOT": str(self._work_root),
+                    "POWERTOOLS_SERVICE_NAME": "formica",
+                    "POWERTOOLS_METRICS_NAMESPACE": "formica",
+                    "POWERTOOLS_TRACE_DISABLED": "true",
+                },
+                unset=_UNSET,
+            )
+        )
+        self._stack.callback(_reset_cached_configuration)
+        _reset_cached_configuration()
+
+        self._start_moto(moto_port)
+        state_machine_arn = self._create_resources()
+        os.environ["FORMICA_STATE_MACHINE_ARN"] = state_machine_arn
+        _reset_cached_configuration()
+        self._install_lambda_dispatch()
+        self._token = self._create_token()
+        self._start_front_door()
+
+    def _start_moto(self, moto_port: int) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # werkzeug logs every moto request at INFO; the front door's log is the one that matters.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+        moto.start()
+        self._stack.callback(moto.stop)
+        configure_moto(self.moto_url)
+
+    def _create_resources(self) -> str:
+        """Table, bucket and state machine from the CDK's definitions; returns the state machine ARN."""
+        from formica.local.statemachine import create_local_state_machine
+        from formica.store.aws import get_client
+        from formica.store.schema import create_bucket, create_table
+
+        create_table(get_client("dynamodb"), self.options.table_name)
+        create_bucket(get_client("s3"), self.options.bucket_name)
+        arn: str = create_local_state_machine(get_client("stepfunctions"))
+        return arn
+
+    def _install_lambda_dispatch(self) -> None:
+        from formica.local.lambda_dispatch import dispatch_lambda_invocations
+
+        self._stack.enter_context(dispatch_lambda_invocations())
+
+    def _create_token(self) -> str:
+        from formica.settings import get_settings
+        from formica.store.tokens import TokenRepository
+
+        repository = TokenRepository(get_settings().table_name)
+        try:
+            _, secret = repository.create(self.options.org, "formica dev", secret=self.options.token)
+        except ValueError as exc:
+            raise DevServerError(f"--token: {exc}") from exc
+        return secret
+
+    def _start_front_door(self) -> None:
+        from formica.local.lambda_dispatch import load_handler
+
+        api_handler: Handler = load_handler("api")
+        authorizer_handler: Handler = load_handler("authorizer")
+        gateway = ApiGateway(
+            api_handler=api_handler, authorizer_handler=authorizer_handler, region=self.options.region
+        )
+        try:
+            front_door = FrontDoor(gateway, self.options.host, self.options.port)
+        except OSError as exc:
+            raise DevServerError(
+                f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror}"
+            ) from exc
+        front_door.start()
+        self._front_door = front_door
+        self._stack.callback(self._stop_front_door)
+
+    def _stop_front_door(self) -> None:
+        if self._front_door is not None:
+            self._front_door.stop()
+
+    def stop(self) -> None:
+        """Stop serving, end every child process (shell tasks too), stop moto, restore the environment."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        with contextlib.suppress(Exception):
+            self._stop_front_door()
+        # Task processes first: a runner waiting on one returns, and nothing new starts after this.
+        terminate_descendants()
+        self._stack.close()
+        self._front_door = None
+
+    def wait_until_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)

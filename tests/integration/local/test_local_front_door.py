@@ -1,0 +1,92 @@
+"""The front door over a real socket, in front of a trivial handler (no moto needed)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from formica.local.front_door import FrontDoor
+from formica.local.gateway import ApiGateway
+
+
+def echo_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if event["path"] == "/binary":
+        return {
+            "statusCode": 200,
+            "headers": {"Content-Type": "application/octet-stream"},
+            "body": base64.b64encode(bytes(range(256))).decode(),
+            "isBase64Encoded": True,
+        }
+    if event["path"] == "/redirect":
+        return {"statusCode": 302, "headers": {"Location": "http://127.0.0.1:1/elsewhere"}, "body": ""}
+    headers = {key.lower(): value for key, value in (event["headers"] or {}).items()}
+    return {
+        "statusCode": 201,
+        "multiValueHeaders": {"X-Seen": ["one", "two"]},
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(
+            {
+                "method": event["httpMethod"],
+                "query": event["multiValueQueryStringParameters"],
+                "body": event["body"],
+                "base64": event["isBase64Encoded"],
+                "content_type": {k.lower(): v for k, v in (event["headers"] or {}).items()}.get(
+                    "content-type"
+                ),
+            }
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    door = FrontDoor(ApiGateway(api_handler=echo_handler, authorizer_handler=None), "127.0.0.1", 0)
+    door.start()
+    try:
+        yield f"http://127.0.0.1:{door.port}"
+    finally:
+        door.stop()
+
+
+def test_post_body_and_multi_value_query_reach_the_handler(base_url: str) -> None:
+    response = httpx.post(
+        f"{base_url}/echo?a=1&a=2", content=b"job_type: x\n", headers={"Content-Type": "application/yaml"}
+    )
+    assert response.status_code == 201
+    assert response.headers.get_list("x-seen") == ["one", "two"]
+    payload = response.json()
+    assert payload == {
+        "method": "POST",
+        "query": {"a": ["1", "2"]},
+        "body": "job_type: x\n",
+        "base64": False,
+        "content_type": "application/yaml",
+    }
+
+
+def test_binary_request_and_response_bodies_round_trip(base_url: str) -> None:
+    garbage = bytes([0xFF, 0x00, 0xC3, 0x28])
+    sent = httpx.put(f"{base_url}/echo", content=garbage).json()
+    assert sent["base64"] is True
+    assert base64.b64decode(sent["body"]) == garbage
+    received = httpx.get(f"{base_url}/binary")
+    assert received.content == bytes(range(256))
+
+
+def test_chunked_request_body_is_read(base_url: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"part one, "
+        yield b"part two"
+
+    payload = httpx.post(f"{base_url}/echo", content=chunks()).json()
+    assert payload["body"] == "part one, part two"
+
+
+def test_redirects_are_passed_through(base_url: str) -> None:
+    response = httpx.get(f"{base_url}/redirect", follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"] == "http://127.0.0.1:1/elsewhere"
