@@ -34,9 +34,7 @@ def echo_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "query": event["multiValueQueryStringParameters"],
                 "body": event["body"],
                 "base64": event["isBase64Encoded"],
-                "content_type": {k.lower(): v for k, v in (event["headers"] or {}).items()}.get(
-                    "content-type"
-                ),
+                "content_type": headers.get("content-type"),
             }
         ),
     }
