@@ -234,7 +234,7 @@ class DevServer:
         from formica.store.schema import create_bucket, create_table
 
         create_table(get_client("dynamodb"), self.options.table_name)
-        create_bucket(get_client("s3"), self.options.bucket_name)
+        create_bucket(get_client("s3"), self.options.bucket_name, self.options.region)
         arn: str = create_local_state_machine(get_client("stepfunctions"))
         return arn
 
