@@ -1,0 +1,265 @@
+"""Artifacts: the files a task leaves in its working directory, uploaded to the blob store.
+
+- ``artifacts.paths`` entries are relative paths, directories (taken recursively) or globs (``**``
+  included), always inside the working directory: an absolute entry or one with ``..`` is refused
+  (ArtifactPathError), and a file or symlink that resolves outside the directory is skipped.
+- ``artifacts.when`` is formicary's ``onSuccess`` (default), ``onFailed`` or ``always``,
+  case-insensitive; ``never`` is accepted too.
+- Keys follow the S3 layout (docs/architecture.md): ``{org}/{request_id}/{task_type}/artifacts/{path}``.
+  Each upload records its size and sha256; the content type is guessed from the file name.
+- ``dependencies`` of a task are its earlier tasks' artifacts, downloaded into the working directory at
+  their relative paths before the script runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from formica.jobs.models import TaskDefinition
+from formica.runners.base import ArtifactInfo, TaskContext, TaskOutcome
+from formica.store.blobs import DEFAULT_CONTENT_TYPE, BlobStore, BlobStoreError
+
+logger = logging.getLogger(__name__)
+
+ERR_ARTIFACTS_UPLOAD = "ERR_ARTIFACTS_UPLOAD"
+ERR_ARTIFACTS_DOWNLOAD = "ERR_ARTIFACTS_DOWNLOAD"
+ARTIFACTS_SEGMENT = "artifacts"
+
+When = Literal["onSuccess", "onFailed", "always", "never"]
+_WHEN_SPELLINGS: dict[str, When] = {
+    "onsuccess": "onSuccess",
+    "on_success": "onSuccess",
+    "success": "onSuccess",
+    "oncompleted": "onSuccess",
+    "onfailed": "onFailed",
+    "on_failed": "onFailed",
+    "onfailure": "onFailed",
+    "on_failure": "onFailed",
+    "failed": "onFailed",
+    "always": "always",
+    "never": "never",
+}
+
+
+class ArtifactError(RuntimeError):
+    """Artifacts could not be collected, uploaded or downloaded."""
+
+
+class ArtifactPathError(ArtifactError, ValueError):
+    """An artifact path would leave the working directory."""
+
+
+def normalize_when(when: str) -> When:
+    """formicary's ``artifacts.when`` value in its canonical spelling; ValueError when unknown.
+
+    Definition validation should call this so an unknown value is refused at upload time, not later.
+    """
+    canonical = _WHEN_SPELLINGS.get(when.strip().lower())
+    if canonical is None:
+        raise ValueError(f"artifacts.when must be onSuccess, onFailed or always, not {when!r}")
+    return canonical
+
+
+def should_upload(when: str, succeeded: bool) -> bool:
+    """Whether artifacts are uploaded for an attempt that ``succeeded`` (or not) under ``when``."""
+    canonical = normalize_when(when)
+    if canonical == "always":
+        return True
+    if canonical == "never":
+        return False
+    return succeeded if canonical == "onSuccess" else not succeeded
+
+
+def artifact_key(org: str, request_id: str, task_type: str, relative_path: str) -> str:
+    """The blob key of one artifact file (S3 layout contract)."""
+    return f"{org}/{request_id}/{task_type}/{ARTIFACTS_SEGMENT}/{relative_path}"
+
+
+def log_key(org: str, request_id: str, task_type: str, attempt: int) -> str:
+    """The blob key of one attempt's task log (S3 layout contract)."""
+    return f"{org}/{request_id}/{task_type}/logs/attempt-{attempt}.log"
+
+
+def _check_pattern(pattern: str) -> str:
+    cleaned = pattern.strip()
+    if not cleaned:
+        raise ArtifactPathError("an artifact path is empty")
+    posix = PurePosixPath(cleaned.replace("\\", "/"))
+    if posix.is_absolute() or cleaned.startswith("~"):
+        raise ArtifactPathError(f"artifact path {pattern!r} must be relative to the working directory")
+    if ".." in posix.parts:
+        raise ArtifactPathError(f"artifact path {pattern!r} must not contain '..'")
+    return str(posix)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def _walk(directory: Path) -> Iterable[Path]:
+    # Symlinked directories are not followed: their files could live anywhere.
+    for current, dirs, files in os.walk(directory, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(current) / name
+
+
+def collect_artifacts(
+    workdir: Path, patterns: Sequence[str], *, unmatched: list[str] | None = None
+) -> list[Path]:
+    """The files ``patterns`` select inside ``workdir``, each once, in a stable order.
+
+    Parameters
+    ----------
+    workdir:
+        The attempt's working directory.
+    patterns:
+        ``artifacts.paths``: files, directories (recursive) or globs, relative to ``workdir``.
+    unmatched:
+        When given, patterns that selected no file are appended to it.
+
+    Returns
+    -------
+    list[Path]
+        Paths under ``workdir`` (as found, not resolved); none resolves outside it.
+
+    Raises
+    ------
+    ArtifactPathError
+        A pattern is absolute or contains ``..``.
+    """
+    root = workdir.resolve()
+    checked = [_check_pattern(pattern) for pattern in patterns]
+    found: dict[Path, None] = {}
+    for pattern in checked:
+        matched = False
+        for match in sorted(workdir.glob(pattern)):
+            if not _inside(match, root):
+                logger.warning("artifact outside the working directory skipped", extra={"path": str(match)})
+                continue
+            candidates = _walk(match) if match.is_dir() and not match.is_symlink() else [match]
+            for candidate in candidates:
+                if candidate.is_file() and _inside(candidate, root):
+                    found.setdefault(candidate, None)
+                    matched = True
+                elif candidate.is_symlink():
+                    logger.warning(
+                        "artifact outside the working directory skipped", extra={"path": str(candidate)}
+                    )
+        if not matched and unmatched is not None:
+            unmatched.append(pattern)
+    return list(found)
+
+
+def guess_content_type(path: Path) -> str:
+    """The content type of a file, guessed from its name."""
+    guessed, _ = mimetypes.guess_type(path.name)
+    return guessed or DEFAULT_CONTENT_TYPE
+
+
+def upload_artifacts(
+    store: BlobStore, workdir: Path, files: Sequence[Path], ctx: TaskContext
+) -> list[ArtifactInfo]:
+    """Upload ``files`` (from ``collect_artifacts``) under the attempt's artifact prefix.
+
+    Raises
+    ------
+    ArtifactError
+        The blob store refused a file (chained from BlobStoreError) or a file vanished.
+    """
+    uploaded: list[ArtifactInfo] = []
+    for path in files:
+        relative = path.relative_to(workdir).as_posix()
+        key = artifact_key(ctx.org, ctx.request_id, ctx.task_type, relative)
+        content_type = guess_content_type(path)
+        try:
+            size, sha256 = store.put_file(key, path, content_type)
+        except (BlobStoreError, OSError) as exc:
+            raise ArtifactError(f"could not upload artifact {relative!r}: {exc}") from exc
+        uploaded.append(
+            ArtifactInfo(name=relative, key=key, size=size, sha256=sha256, content_type=content_type)
+        )
+        logger.info("artifact uploaded", extra={"key": key, "size": size})
+    return uploaded
+
+
+def _relative_from_key(key: str) -> str:
+    marker = f"/{ARTIFACTS_SEGMENT}/"
+    index = key.find(marker)
+    return key[index + len(marker) :] if index >= 0 else PurePosixPath(key).name
+
+
+def download_dependencies(store: BlobStore, keys: Sequence[str], workdir: Path) -> list[Path]:
+    """Download earlier tasks' artifacts into ``workdir`` at their relative paths.
+
+    Raises
+    ------
+    ArtifactError
+        A key is missing from the store or would land outside ``workdir`` (ArtifactPathError).
+    """
+    root = workdir.resolve()
+    written: list[Path] = []
+    for key in keys:
+        relative = _check_pattern(_relative_from_key(key))
+        target = workdir / relative
+        existing = target
+        while not existing.exists() and not existing.is_symlink() and existing != workdir:
+            existing = existing.parent
+        if not _inside(existing, root):
+            raise ArtifactPathError(f"artifact {key!r} would be written outside the working directory")
+        try:
+            store.download_file(key, target)
+        except BlobStoreError as exc:
+            raise ArtifactError(f"could not download dependency {key!r}: {exc}") from exc
+        written.append(target)
+    return written
+
+
+def attach_artifacts(
+    outcome: TaskOutcome,
+    task: TaskDefinition,
+    ctx: TaskContext,
+    *,
+    workdir: Path,
+    store: BlobStore,
+    succeeded: bool | None = None,
+) -> TaskOutcome:
+    """After a runner finished: upload the task's artifacts if ``when`` says so, and record them.
+
+    ``succeeded`` defaults to exit code "0" with no error code (callers that route exit codes, where
+    e.g. a code mapped to COMPLETED also succeeds, pass their own answer). Never raises for task
+    problems: an unmatched path is a warning, a refused path or a failed upload sets error_code
+    ERR_ARTIFACTS_UPLOAD (unless the outcome already has an error).
+    """
+    spec = task.artifacts
+    if spec is None or not spec.paths:
+        return outcome
+    if outcome.error_code == "ERR_TASK_CANCELLED":
+        return outcome  # formicary uploads nothing for a cancelled task
+    ok = succeeded if succeeded is not None else (outcome.exit_code == "0" and outcome.error_code is None)
+    if not should_upload(spec.when, ok):
+        return outcome
+    unmatched: list[str] = []
+    try:
+        files = collect_artifacts(workdir, spec.paths, unmatched=unmatched)
+        outcome.artifacts.extend(upload_artifacts(store, workdir, files, ctx))
+    except ArtifactError as exc:
+        outcome.log += f"[{ERR_ARTIFACTS_UPLOAD}: {exc}]\n"
+        if outcome.error_code is None:
+            outcome.error_code = ERR_ARTIFACTS_UPLOAD
+            outcome.error_message = str(exc)
+    for pattern in unmatched:
+        warning = f"artifact path {pattern!r} matched no file"
+        outcome.warnings.append(warning)
+        outcome.log += f"[warning: {warning}]\n"
+    for artifact in outcome.artifacts:
+        outcome.log += f"[artifact {artifact.name}: {artifact.size} bytes, sha256 {artifact.sha256}]\n"
+    return outcome
