@@ -1,0 +1,235 @@
+"""Exit-code routing: what one attempt's outcome means for its task and for the walk.
+
+Pure functions over the task definition and the attempt's outcome; no AWS, no clock. The walk
+(``formica.engine.walk``) applies the result: it runs the next task, polls, retries, restarts the
+job or finishes it.
+
+The rules, in order (docs/job-language.md has the prose; tests/unit/engine/test_routing.py has one
+row per rule):
+
+1. An attempt that produced no exit code (timeout, cancellation, runner error) fails the task with
+   the runner's error code; on_exit_code does not apply (there is no code to match).
+2. An exit code named in ``on_exit_code`` takes the mapped action:
+   a task name (a branch: the task ends COMPLETED on a success code, FAILED otherwise, and the
+   failure counts as handled), COMPLETED, FAILED, FATAL, EXECUTING (poll), RESTART_TASK,
+   RESTART_JOB, or an ``ERR_*`` code (fail with that code).
+3. Otherwise a success code (``0``; for HTTP tasks any 2xx) completes the task -> on_completed.
+4. Otherwise the task fails -> on_failed.
+
+Failures other than FATAL are retried automatically while the task's ``retry`` budget lasts
+(formicary's task retry). RESTART_TASK and RESTART_JOB use the task's / job's ``retry`` budget,
+or ``DEFAULT_RESTART_CAP`` when the definition sets none, so an explicit restart never loops forever.
+``allow_failure`` turns an unhandled failure (FATAL excepted) into a handled one: the walk follows
+on_failed, else on_completed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import StrEnum
+
+from formica.jobs.models import RunnerKind, TaskDefinition
+
+DEFAULT_RESTART_CAP = 3
+"""How many times an explicit RESTART_TASK / RESTART_JOB restarts when the definition sets no retry."""
+
+ERR_FATAL = "ERR_FATAL"
+ERR_RESTART_TASK = "ERR_RESTART_TASK"
+ERR_RESTART_JOB = "ERR_RESTART_JOB"
+ERR_TASK_FAILED = "ERR_TASK_FAILED"
+ERR_INVALID_ROUTE = "ERR_INVALID_ROUTE"
+
+
+class TaskState(StrEnum):
+    """The state of a task execution (formicary's names)."""
+
+    READY = "READY"
+    EXECUTING = "EXECUTING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+
+class RouteAction(StrEnum):
+    """Reserved words of on_exit_code besides task names and ERR_* codes."""
+
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    FATAL = "FATAL"
+    EXECUTING = "EXECUTING"
+    RESTART_TASK = "RESTART_TASK"
+    RESTART_JOB = "RESTART_JOB"
+
+
+class Move(StrEnum):
+    """What the walk does after this attempt."""
+
+    NEXT = "NEXT"  # go to ``next_task`` (None: no route from this task)
+    POLL = "POLL"  # run the same task again after delay_between_retries (EXECUTING)
+    RETRY_TASK = "RETRY_TASK"  # run the same task again, TaskRetry + 1
+    RESTART_JOB = "RESTART_JOB"  # re-walk the job from the root, JobRetry + 1
+
+
+class Failure(StrEnum):
+    """How a failure counts for the job's final state."""
+
+    NONE = "NONE"  # the task did not fail
+    HANDLED = "HANDLED"  # failed, but routed by exact code or allowed (allow_failure)
+    UNHANDLED = "UNHANDLED"  # fails the job (the walk still follows on_failed and always_run)
+    FATAL = "FATAL"  # fails the job now: no on_failed, no job retry
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """The part of a runner's TaskOutcome that routing looks at."""
+
+    exit_code: str = ""
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """Retries used so far and the job's retry setting."""
+
+    task_retry: int = 0  # TaskRetry: retries of this task already done in this job attempt
+    job_retry: int = 0  # JobRetry: restarts of the job already done
+    job_retry_limit: int = 0  # the job definition's ``retry``
+
+
+@dataclass(frozen=True)
+class Route:
+    """The routing decision for one attempt."""
+
+    task_state: TaskState
+    move: Move
+    failure: Failure = Failure.NONE
+    next_task: str | None = None
+    error_code: str | None = None
+    rule: str = ""  # which rule decided (logs, tests)
+
+
+def is_success(exit_code: str, runner: RunnerKind) -> bool:
+    """``0`` succeeds; an HTTP task's exit code is its status, so any 2xx succeeds."""
+    if runner == RunnerKind.HTTP:
+        return len(exit_code) == 3 and exit_code.startswith("2") and exit_code.isdigit()
+    return exit_code == "0"
+
+
+def restart_limit(retry: int) -> int:
+    """The restart budget: the definition's ``retry``, else DEFAULT_RESTART_CAP."""
+    return retry if retry > 0 else DEFAULT_RESTART_CAP
+
+
+def route_exit_code(
+    task: TaskDefinition,
+    outcome: AttemptOutcome,
+    budget: RetryBudget,
+    known_tasks: Collection[str] | None = None,
+) -> Route:
+    """Decide the task's state and the walk's next move for one attempt's outcome.
+
+    Parameters
+    ----------
+    task:
+        The task definition as rendered for this attempt.
+    outcome:
+        The attempt's exit code (a string, as in formicary: ``"0"``, ``"404"``) and the runner's
+        error code when it produced no exit code (``ERR_TASK_TIMED_OUT``, ...).
+    budget:
+        Retries already used, for RESTART_TASK / RESTART_JOB and automatic task retries.
+    known_tasks:
+        The job's task names; when given, a target that is neither an action nor one of them
+        fails the task with ERR_INVALID_ROUTE (validation refuses such definitions at upload).
+
+    Returns
+    -------
+    Route
+        The task's state, the failure class, the move and the next task named by the route.
+    """
+    if not outcome.exit_code:
+        error = outcome.error_code or ERR_TASK_FAILED
+        return _failed(task, budget, error, rule="no exit code")
+    action = task.on_exit_code.get(outcome.exit_code)
+    if action is None:
+        if is_success(outcome.exit_code, task.runner):
+            return Route(TaskState.COMPLETED, Move.NEXT, next_task=task.on_completed, rule="success")
+        return _failed(task, budget, outcome.error_code or ERR_TASK_FAILED, rule="failure")
+    return _mapped(task, outcome, budget, action, known_tasks)
+
+
+def _mapped(
+    task: TaskDefinition,
+    outcome: AttemptOutcome,
+    budget: RetryBudget,
+    action: str,
+    known_tasks: Collection[str] | None,
+) -> Route:
+    rule = f"on_exit_code {outcome.exit_code}: {action}"
+    if action == RouteAction.COMPLETED:
+        return Route(TaskState.COMPLETED, Move.NEXT, next_task=task.on_completed, rule=rule)
+    if action == RouteAction.FAILED:
+        return _failed(task, budget, ERR_TASK_FAILED, rule=rule)
+    if action == RouteAction.FATAL:
+        # FATAL wins over allow_failure: the author asked for the job to stop.
+        return Route(TaskState.FAILED, Move.NEXT, Failure.FATAL, error_code=ERR_FATAL, rule=rule)
+    if action == RouteAction.EXECUTING:
+        return Route(TaskState.EXECUTING, Move.POLL, rule=rule)
+    if action == RouteAction.RESTART_TASK:
+        if budget.task_retry < restart_limit(task.retry):
+            return Route(TaskState.FAILED, Move.RETRY_TASK, Failure.HANDLED, error_code=None, rule=rule)
+        return _give_up(task, ERR_RESTART_TASK, rule=rule + " (budget spent)")
+    if action == RouteAction.RESTART_JOB:
+        if budget.job_retry < restart_limit(budget.job_retry_limit):
+            return Route(TaskState.FAILED, Move.RESTART_JOB, Failure.HANDLED, rule=rule)
+        return _give_up(task, ERR_RESTART_JOB, rule=rule + " (budget spent)")
+    if action.startswith("ERR_"):
+        return _failed(task, budget, action, rule=rule)
+    if known_tasks is not None and action not in known_tasks:
+        # Validation refuses unknown targets; a definition stored before a rule changed still ends.
+        return _give_up(task, ERR_INVALID_ROUTE, rule=rule + " (unknown target)")
+    # A task name: an exact-code branch. The failure (if any) is handled by the branch.
+    if is_success(outcome.exit_code, task.runner):
+        return Route(TaskState.COMPLETED, Move.NEXT, next_task=action, rule=rule + " (branch)")
+    return Route(
+        TaskState.FAILED,
+        Move.NEXT,
+        Failure.HANDLED,
+        next_task=action,
+        error_code=None,
+        rule=rule + " (branch)",
+    )
+
+
+def _failed(task: TaskDefinition, budget: RetryBudget, error_code: str, *, rule: str) -> Route:
+    """A failure: retried while the task's retry budget lasts, else allowed or unhandled."""
+    if budget.task_retry < task.retry:
+        return Route(
+            TaskState.FAILED,
+            Move.RETRY_TASK,
+            Failure.HANDLED,
+            error_code=error_code,
+            rule=rule + " (automatic retry)",
+        )
+    return _give_up(task, error_code, rule=rule)
+
+
+def _give_up(task: TaskDefinition, error_code: str, *, rule: str) -> Route:
+    if task.allow_failure:
+        return Route(
+            TaskState.FAILED,
+            Move.NEXT,
+            Failure.HANDLED,
+            next_task=task.on_failed or task.on_completed,
+            error_code=error_code,
+            rule=rule + " (allow_failure)",
+        )
+    return Route(
+        TaskState.FAILED,
+        Move.NEXT,
+        Failure.UNHANDLED,
+        next_task=task.on_failed,
+        error_code=error_code,
+        rule=rule,
+    )

@@ -1,0 +1,638 @@
+"""The walk: given a request's walk state, its definition and an attempt's result, what happens next.
+
+Pure: no AWS, no clock (``now`` is an argument). ``formica.runtime`` loads the state from DynamoDB,
+renders the definition for the attempt, calls one function here and commits the returned
+``Transition`` with a conditional write on the request's step.
+
+Semantics beyond exit-code routing (``formica.engine.routing``):
+
+- Polls (EXECUTING) run the same task again after ``delay_between_retries`` until the task's
+  timeout, which spans every poll of the task; when the next poll would start at or after the
+  deadline the task fails with ERR_TASK_TIMED_OUT. Retries (RESTART_TASK, automatic) get a fresh
+  task timeout. A task's attempts are also bounded by the job's timeout: when the job's deadline
+  comes first, the attempt's timeout is the job's and its expiry is ERR_JOB_TIMED_OUT.
+- The job timeout counts from the request's start (across job restarts). When it expires the job
+  fails at once with ERR_JOB_TIMED_OUT: always_run tasks do not run, the job is not retried.
+- RESTART_JOB (and the automatic job retry of a failed job while the job's ``retry`` lasts):
+  JobRetry + 1, then the walk restarts at the root after the job's ``delay_between_retries``.
+  As in formicary, a restart re-runs only what did not complete: tasks that completed in earlier
+  job attempts are skipped along the route they took, and their outputs are kept. Every
+  ``hard_reset_after_retries + 1``-th retry (when set) is a hard reset: everything runs again.
+- An unhandled failure makes the job fail at the end. The walk still follows the failed task's
+  on_failed route; when there is none (or the failure was FATAL) the job's always_run tasks that
+  have not run in this job attempt run, in definition order, and then the job ends FAILED (or
+  restarts, while the job's retry budget lasts and the failure was not FATAL).
+- Continue-as-new: every decision is charged the Step Functions history events it will cause
+  (``path_events``); when the next decision would take this execution's count past
+  ``HISTORY_EVENT_BUDGET`` the walk answers CONTINUE and keeps the decision for the next execution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from formica.engine.routing import (
+    AttemptOutcome,
+    Failure,
+    Move,
+    RetryBudget,
+    Route,
+    TaskState,
+    route_exit_code,
+)
+from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
+
+ERR_TASK_TIMED_OUT = "ERR_TASK_TIMED_OUT"
+ERR_JOB_TIMED_OUT = "ERR_JOB_TIMED_OUT"
+ERR_TASK_CANCELLED = "ERR_TASK_CANCELLED"
+ERR_JOB_CANCELLED = "ERR_JOB_CANCELLED"
+ERR_UNSUPPORTED_METHOD = "ERR_UNSUPPORTED_METHOD"
+ERR_UNEXPECTED = "ERR_UNEXPECTED"
+
+# Step Functions Standard workflows stop at 25,000 history events. A lambda:invoke Task state
+# writes 5 events (Entered, Scheduled, Started, Succeeded, Exited), Choice / Wait / Pass 2 each.
+# The walk counts the events of every path it sends the execution on and continues as new at
+# 20,000, leaving 5,000 events (over 1,500 Lambda retries) for what it cannot see.
+HISTORY_EVENT_BUDGET = 20_000
+TASK_STATE_EVENTS = 5
+FLOW_STATE_EVENTS = 2
+EXECUTION_START_EVENTS = 1 + FLOW_STATE_EVENTS + TASK_STATE_EVENTS  # Started, Normalise, Advance
+CATCH_EVENTS = 3 + TASK_STATE_EVENTS  # the failed task's events, then Advance
+_END_RESERVE = 2 * (FLOW_STATE_EVENTS + TASK_STATE_EVENTS + FLOW_STATE_EVENTS) + CATCH_EVENTS
+
+DEFAULT_CALLBACK_TIMEOUT_SECONDS = 24 * 3600
+"""How long a container attempt may wait for its callback when neither task nor job sets a timeout."""
+CALLBACK_GRACE_SECONDS = 60
+"""Extra time the state machine waits past a container's deadline for the runner's own report."""
+
+
+class Action(StrEnum):
+    """What the state machine does next: the field its Choice state reads."""
+
+    RUN_HTTP = "RUN_HTTP"
+    RUN_SHELL = "RUN_SHELL"
+    RUN_CONTAINER = "RUN_CONTAINER"
+    CONTINUE = "CONTINUE"
+    SUCCEED = "SUCCEED"
+    FAIL = "FAIL"
+    CANCELLED = "CANCELLED"
+
+
+RUN_ACTIONS = frozenset({Action.RUN_HTTP, Action.RUN_SHELL, Action.RUN_CONTAINER})
+
+
+class JobState(StrEnum):
+    """A job request's state (formicary's names)."""
+
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    EXECUTING = "EXECUTING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Phase(StrEnum):
+    WALK = "WALK"  # following routes
+    ALWAYS_RUN = "ALWAYS_RUN"  # running the always_run tasks of a failing job
+    ENDED = "ENDED"
+
+
+class Decision(BaseModel):
+    """The next move, flat, as the state machine reads it (``step`` is filled in by the runtime)."""
+
+    action: Action
+    step: int = 0
+    task_type: str = ""
+    wait_seconds: int = 0
+    timeout_seconds: int = 0
+
+
+class AttemptResult(BaseModel):
+    """One attempt's result as the walk records it."""
+
+    exit_code: str = ""
+    error_code: str | None = None
+    error_message: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+class TaskRun(BaseModel):
+    """The task the walk is in: one task execution, with its polls and retries."""
+
+    task_type: str
+    seq: int
+    runner: RunnerKind
+    task_retry: int = 0
+    polls: int = 0
+    attempts: int = 0
+    started_at: str  # this task execution's first attempt
+    try_started_at: str  # this (re)try's first attempt: the task timeout counts from here
+    deadline: str | None = None  # min(task deadline, job deadline), ISO-8601
+    deadline_is_job: bool = False
+    last_exit_code: str = ""
+
+
+class WalkState(BaseModel):
+    """Everything the walk needs between calls; stored on the job request item."""
+
+    phase: Phase = Phase.WALK
+    job_retry: int = 0
+    current: TaskRun | None = None
+    next_seq: int = 1
+    failing: bool = False
+    fatal: bool = False
+    error_code: str | None = None
+    error_message: str | None = None
+    # task_type -> the task it routed to, for tasks that completed in this job attempt.
+    completed: dict[str, str | None] = Field(default_factory=dict)
+    # Routes of tasks completed in earlier job attempts: skipped after a soft restart.
+    carried: dict[str, str | None] = Field(default_factory=dict)
+    ran: list[str] = Field(default_factory=list)
+    always_run_queue: list[str] = Field(default_factory=list)
+    outputs: dict[str, dict[str, str]] = Field(default_factory=dict)
+    execution_events: int = 0
+    execution_states: int = 0
+    deferred: Decision | None = None
+
+
+class TaskUpdate(BaseModel):
+    """A change to one task execution record (``TASK#{seq}``) that the transition implies."""
+
+    seq: int
+    task_type: str
+    task_state: TaskState
+    task_retry: int = 0
+    job_retry: int = 0
+    attempts: int = 0
+    polls: int = 0
+    exit_code: str = ""
+    error_code: str | None = None
+    error_message: str | None = None
+    allowed_failure: bool = False
+    started_at: str | None = None
+    ended_at: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+    note: str | None = None
+
+
+class Transition(BaseModel):
+    """The outcome of one walk call: the new state, the decision, what to record."""
+
+    walk: WalkState
+    decision: Decision
+    job_state: JobState
+    error_code: str | None = None
+    error_message: str | None = None
+    task_updates: list[TaskUpdate] = Field(default_factory=list)
+    rule: str = ""
+
+
+class WalkError(RuntimeError):
+    """The walk was asked something that does not fit its state (a bug or a corrupted item)."""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _ceil_seconds(seconds: float) -> int:
+    return max(0, math.ceil(seconds - 1e-9))
+
+
+def path_events(decision: Decision) -> tuple[int, int]:
+    """(history events, states entered) from the Choice that reads ``decision`` to the next report.
+
+    HTTP and shell attempts report their own next decision (the task Lambda advances the walk);
+    a container attempt reports through Launch's callback into Advance.
+    """
+    wait = (FLOW_STATE_EVENTS, 1) if decision.wait_seconds > 0 else (0, 0)
+    choice = (FLOW_STATE_EVENTS, 1)
+    if decision.action in (Action.RUN_HTTP, Action.RUN_SHELL):
+        body = (TASK_STATE_EVENTS, 1)
+    elif decision.action == Action.RUN_CONTAINER:
+        body = (2 * TASK_STATE_EVENTS, 2)
+    elif decision.action == Action.CONTINUE:
+        body = (TASK_STATE_EVENTS + FLOW_STATE_EVENTS, 2)
+    else:
+        body = (FLOW_STATE_EVENTS, 1)
+    return choice[0] + wait[0] + body[0], choice[1] + wait[1] + body[1]
+
+
+class Clock:
+    """The moments a call needs: now, the job's start, and its deadline."""
+
+    def __init__(self, now: datetime, job_started_at: datetime, job_timeout: float | None) -> None:
+        self.now = now
+        self.job_started_at = job_started_at
+        self.job_deadline = None if not job_timeout else job_started_at + timedelta(seconds=job_timeout)
+
+    @property
+    def job_expired(self) -> bool:
+        return self.job_deadline is not None and self.now >= self.job_deadline
+
+
+class _Walker:
+    """One call's working copy of the walk: mutated step by step, then returned as a Transition."""
+
+    def __init__(self, definition: JobDefinition, walk: WalkState, clock: Clock) -> None:
+        self.definition = definition
+        self.walk = walk.model_copy(deep=True)
+        self.clock = clock
+        self.updates: list[TaskUpdate] = []
+        self.rule = ""
+
+    # -- building blocks ------------------------------------------------------------------------
+
+    def task(self, task_type: str) -> TaskDefinition:
+        return self.definition.task(task_type)
+
+    def run_decision(self, run: TaskRun, wait_seconds: float) -> Decision:
+        action = {
+            RunnerKind.HTTP: Action.RUN_HTTP,
+            RunnerKind.SHELL: Action.RUN_SHELL,
+            RunnerKind.CONTAINER: Action.RUN_CONTAINER,
+        }[run.runner]
+        wait = _ceil_seconds(wait_seconds)
+        timeout = 0
+        if action == Action.RUN_CONTAINER:
+            if run.deadline is None:
+                timeout = DEFAULT_CALLBACK_TIMEOUT_SECONDS
+            else:
+                remaining = (_parse(run.deadline) - self.clock.now).total_seconds()
+                timeout = _ceil_seconds(remaining) + wait + CALLBACK_GRACE_SECONDS
+        return Decision(action=action, task_type=run.task_type, wait_seconds=wait, timeout_seconds=timeout)
+
+    def deadline_for(self, task: TaskDefinition, start: datetime) -> tuple[str | None, bool]:
+        task_deadline = start + timedelta(seconds=task.timeout) if task.timeout else None
+        job_deadline = self.clock.job_deadline
+        if job_deadline is not None and (task_deadline is None or job_deadline <= task_deadline):
+            return _iso(job_deadline), True
+        return (None if task_deadline is None else _iso(task_deadline)), False
+
+    def record(self, run: TaskRun, state: TaskState, **fields: object) -> None:
+        ended = state in (TaskState.COMPLETED, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED)
+        self.updates.append(
+            TaskUpdate.model_validate(
+                {
+                    "seq": run.seq,
+                    "task_type": run.task_type,
+                    "task_state": state,
+                    "task_retry": run.task_retry,
+                    "job_retry": self.walk.job_retry,
+                    "attempts": run.attempts,
+                    "polls": run.polls,
+                    "exit_code": run.last_exit_code,
+                    "started_at": run.started_at,
+                    "ended_at": _iso(self.clock.now) if ended else None,
+                    **fields,
+                }
+            )
+        )
+
+    # -- moves ----------------------------------------------------------------------------------
+
+    def enter(self, task_type: str | None, wait_seconds: float = 0.0) -> Transition:
+        """Start a new task execution of ``task_type`` (None: no route), skipping carried tasks."""
+        seen: set[str] = set()
+        while task_type is not None and task_type in self.walk.carried and task_type not in seen:
+            seen.add(task_type)
+            skipped = TaskRun(
+                task_type=task_type,
+                seq=self.walk.next_seq,
+                runner=self.task(task_type).runner,
+                started_at=_iso(self.clock.now),
+                try_started_at=_iso(self.clock.now),
+            )
+            self.walk.next_seq += 1
+            self.record(skipped, TaskState.SKIPPED, note="completed in an earlier job attempt")
+            self.walk.completed[task_type] = self.walk.carried[task_type]
+            task_type = self.walk.carried[task_type]
+        if task_type is None:
+            return self.after_route_end()
+        if self.clock.job_expired:
+            return self.finish_timed_out()
+        task = self.task(task_type)
+        start = self.clock.now + timedelta(seconds=wait_seconds)
+        deadline, is_job = self.deadline_for(task, start)
+        run = TaskRun(
+            task_type=task_type,
+            seq=self.walk.next_seq,
+            runner=task.runner,
+            started_at=_iso(start),
+            try_started_at=_iso(start),
+            deadline=deadline,
+            deadline_is_job=is_job,
+        )
+        self.walk.next_seq += 1
+        self.walk.current = run
+        self.walk.ran.append(task_type)
+        if task.runner == RunnerKind.FORK:
+            # FORK_JOB / AWAIT_FORKED_JOB need the job-spawning service; until it exists the task
+            # fails like any other, so routes, allow_failure and always_run still apply.
+            run.attempts = 1
+            failure = AttemptResult(
+                error_code=ERR_UNSUPPORTED_METHOD,
+                error_message=f"method {task.method} is not supported yet",
+            )
+            return self.after_attempt(failure)
+        self.record(run, TaskState.READY)
+        return self.running(self.run_decision(run, wait_seconds))
+
+    def running(self, decision: Decision) -> Transition:
+        return Transition(
+            walk=self.walk,
+            decision=decision,
+            job_state=JobState.EXECUTING,
+            task_updates=self.updates,
+            rule=self.rule,
+        )
+
+    def after_attempt(self, result: AttemptResult) -> Transition:
+        run = self.walk.current
+        if run is None:
+            raise WalkError("an attempt result arrived but the walk is in no task")
+        task = self.task(run.task_type)
+        run.last_exit_code = result.exit_code
+        if result.outputs:
+            self.walk.outputs[run.task_type] = dict(result.outputs)
+        outcome = AttemptOutcome(exit_code=result.exit_code, error_code=result.error_code)
+        if result.error_code == ERR_TASK_TIMED_OUT and (run.deadline_is_job or self.clock.job_expired):
+            return self.finish_timed_out(result.error_message)
+        if result.error_code == ERR_TASK_CANCELLED:
+            # A cancelled attempt never routes: cancellation ends the job (runtime.cancel_request).
+            self.record(run, TaskState.CANCELLED, error_code=ERR_TASK_CANCELLED)
+            return self.finish(JobState.CANCELLED, ERR_JOB_CANCELLED, "the job was cancelled")
+        route = self.route(task, run, outcome)
+        if route.move == Move.POLL:
+            delay = task.delay_between_retries or 0.0
+            poll_at = self.clock.now + timedelta(seconds=delay)
+            if run.deadline is not None and poll_at >= _parse(run.deadline):
+                if run.deadline_is_job:
+                    return self.finish_timed_out("the job timed out while polling")
+                timed_out = AttemptOutcome(error_code=ERR_TASK_TIMED_OUT)
+                route = self.route(task, run, timed_out)
+                result = AttemptResult(
+                    exit_code=result.exit_code,
+                    error_code=ERR_TASK_TIMED_OUT,
+                    error_message="the task timed out while polling",
+                )
+            else:
+                run.polls += 1
+                self.rule = route.rule
+                self.record(run, TaskState.EXECUTING)
+                return self.running(self.run_decision(run, delay))
+        self.rule = route.rule
+        return self.apply(task, run, route, result)
+
+    def route(self, task: TaskDefinition, run: TaskRun, outcome: AttemptOutcome) -> Route:
+        budget = RetryBudget(
+            task_retry=run.task_retry,
+            job_retry=self.walk.job_retry,
+            job_retry_limit=self.definition.retry,
+        )
+        names = {t.task_type for t in self.definition.tasks}
+        return route_exit_code(task, outcome, budget, known_tasks=names)
+
+    def apply(self, task: TaskDefinition, run: TaskRun, route: Route, result: AttemptResult) -> Transition:
+        error_code = route.error_code
+        message = result.error_message if error_code == result.error_code else None
+        if route.move == Move.RETRY_TASK:
+            self.record(run, TaskState.EXECUTING, error_code=error_code, error_message=message)
+            delay = task.delay_between_retries or 0.0
+            start = self.clock.now + timedelta(seconds=delay)
+            if self.clock.job_deadline is not None and start >= self.clock.job_deadline:
+                return self.finish_timed_out()
+            run.task_retry += 1
+            run.try_started_at = _iso(start)
+            run.deadline, run.deadline_is_job = self.deadline_for(task, start)
+            return self.running(self.run_decision(run, delay))
+        allowed = route.failure == Failure.HANDLED and task.allow_failure
+        self.record(
+            run,
+            route.task_state,
+            error_code=error_code,
+            error_message=message,
+            allowed_failure=allowed,
+        )
+        self.walk.current = None
+        if route.move == Move.RESTART_JOB:
+            return self.restart_job()
+        if route.failure == Failure.NONE:
+            self.walk.completed[run.task_type] = route.next_task
+        elif route.failure in (Failure.UNHANDLED, Failure.FATAL):
+            self.walk.failing = True
+            if self.walk.error_code is None:
+                self.walk.error_code = error_code
+                self.walk.error_message = message or f"task {run.task_type} failed"
+            if route.failure == Failure.FATAL:
+                self.walk.fatal = True
+                return self.after_route_end()
+        if self.walk.phase == Phase.ALWAYS_RUN:
+            return self.after_route_end()
+        return self.enter(route.next_task)
+
+    def after_route_end(self) -> Transition:
+        """No route goes on: run pending always_run tasks of a failing job, then finish."""
+        if self.walk.failing:
+            if self.walk.phase == Phase.WALK:
+                self.walk.phase = Phase.ALWAYS_RUN
+                self.walk.always_run_queue = [
+                    t.task_type
+                    for t in self.definition.tasks
+                    if t.always_run and t.task_type not in self.walk.ran
+                ]
+            if self.walk.always_run_queue:
+                next_task = self.walk.always_run_queue.pop(0)
+                self.walk.carried.pop(next_task, None)
+                return self.enter(next_task)
+            if not self.walk.fatal and self.walk.job_retry < self.definition.retry:
+                return self.restart_job()
+            return self.finish(JobState.FAILED, self.walk.error_code, self.walk.error_message)
+        return self.finish(JobState.COMPLETED, None, None)
+
+    def restart_job(self) -> Transition:
+        walk = self.walk
+        walk.job_retry += 1
+        hard = self.definition.hard_reset_after_retries
+        if hard > 0 and walk.job_retry % (hard + 1) == 0:
+            carried: dict[str, str | None] = {}
+            walk.outputs = {}
+        else:
+            carried = {**walk.carried, **walk.completed}
+        self.walk = WalkState(
+            job_retry=walk.job_retry,
+            next_seq=walk.next_seq,
+            carried=carried,
+            outputs=walk.outputs,
+            execution_events=walk.execution_events,
+            execution_states=walk.execution_states,
+        )
+        return self.enter(self.definition.root_task.task_type, self.definition.delay_between_retries or 0.0)
+
+    def finish_timed_out(self, message: str | None = None) -> Transition:
+        run = self.walk.current
+        if run is not None:
+            self.record(run, TaskState.FAILED, error_code=ERR_JOB_TIMED_OUT)
+            self.walk.current = None
+        return self.finish(JobState.FAILED, ERR_JOB_TIMED_OUT, message or "the job timed out")
+
+    def finish(self, state: JobState, error_code: str | None, message: str | None) -> Transition:
+        self.walk.phase = Phase.ENDED
+        self.walk.current = None
+        action = {
+            JobState.COMPLETED: Action.SUCCEED,
+            JobState.FAILED: Action.FAIL,
+            JobState.CANCELLED: Action.CANCELLED,
+        }[state]
+        return Transition(
+            walk=self.walk,
+            decision=Decision(action=action),
+            job_state=state,
+            error_code=error_code,
+            error_message=message,
+            task_updates=self.updates,
+            rule=self.rule,
+        )
+
+
+def _charged(transition: Transition, *, extra_events: int = 0) -> Transition:
+    """Count the decision's history events; swap it for CONTINUE when the budget would run out."""
+    walk = transition.walk
+    walk.execution_events += extra_events
+    events, states = path_events(transition.decision)
+    continue_events, _ = path_events(Decision(action=Action.CONTINUE))
+    if (
+        transition.decision.action in RUN_ACTIONS
+        and walk.execution_events + events + continue_events + _END_RESERVE > HISTORY_EVENT_BUDGET
+    ):
+        walk.deferred = transition.decision
+        transition.decision = Decision(action=Action.CONTINUE, task_type=transition.decision.task_type)
+        events, states = path_events(transition.decision)
+    walk.execution_events += events
+    walk.execution_states += states
+    return transition
+
+
+def start_walk(definition: JobDefinition, clock: Clock) -> Transition:
+    """The first decision of a request: enter the root task."""
+    walker = _Walker(definition, WalkState(), clock)
+    walker.walk.execution_events = 0
+    return _charged(walker.enter(definition.root_task.task_type), extra_events=EXECUTION_START_EVENTS)
+
+
+def record_attempt(
+    definition: JobDefinition,
+    walk: WalkState,
+    result: AttemptResult,
+    clock: Clock,
+    *,
+    via_catch: bool = False,
+) -> Transition:
+    """Record the current task's attempt and decide what comes next.
+
+    Parameters
+    ----------
+    definition:
+        The job definition rendered for the attempt that produced ``result``.
+    walk:
+        The walk state as committed with the step this result answers.
+    result:
+        The attempt's exit code / error code and outputs.
+    clock:
+        Now, and the job's start and deadline.
+    via_catch:
+        True when the result came through the state machine's Catch (its events are charged).
+    """
+    walker = _Walker(definition, walk, clock)
+    if walker.walk.current is not None:
+        walker.walk.current.attempts += 1
+    return _charged(walker.after_attempt(result), extra_events=CATCH_EVENTS if via_catch else 0)
+
+
+def resume_walk(walk: WalkState) -> Transition:
+    """The first decision of a fresh execution after CONTINUE: the decision kept for it."""
+    if walk.deferred is None:
+        raise WalkError("resume asked but no decision was kept for the next execution")
+    resumed = walk.model_copy(deep=True)
+    decision = resumed.deferred
+    assert decision is not None  # noqa: S101 - narrowed above
+    resumed.deferred = None
+    resumed.execution_events = 0
+    resumed.execution_states = 0
+    transition = Transition(walk=resumed, decision=decision, job_state=JobState.EXECUTING)
+    return _charged(transition, extra_events=EXECUTION_START_EVENTS)
+
+
+def end_walk(
+    walk: WalkState,
+    state: JobState,
+    error_code: str | None,
+    message: str | None,
+    now: datetime,
+) -> Transition:
+    """End the job now (cancellation, an unexpected error): the current task ends with it."""
+    ended = walk.model_copy(deep=True)
+    updates: list[TaskUpdate] = []
+    run = ended.current
+    if run is not None:
+        task_state = TaskState.CANCELLED if state == JobState.CANCELLED else TaskState.FAILED
+        updates.append(
+            TaskUpdate(
+                seq=run.seq,
+                task_type=run.task_type,
+                task_state=task_state,
+                task_retry=run.task_retry,
+                job_retry=ended.job_retry,
+                attempts=run.attempts,
+                polls=run.polls,
+                exit_code=run.last_exit_code,
+                error_code=error_code,
+                error_message=message,
+                started_at=run.started_at,
+                ended_at=_iso(now),
+            )
+        )
+    ended.current = None
+    ended.phase = Phase.ENDED
+    ended.deferred = None
+    action = {
+        JobState.COMPLETED: Action.SUCCEED,
+        JobState.FAILED: Action.FAIL,
+        JobState.CANCELLED: Action.CANCELLED,
+    }[state]
+    return Transition(
+        walk=ended,
+        decision=Decision(action=action),
+        job_state=state,
+        error_code=error_code,
+        error_message=message,
+        task_updates=updates,
+        rule="ended",
+    )
+
+
+def terminal_decision(state: JobState) -> Decision:
+    """The decision that ends an execution of a request already in a final state."""
+    if state == JobState.COMPLETED:
+        return Decision(action=Action.SUCCEED)
+    if state == JobState.CANCELLED:
+        return Decision(action=Action.CANCELLED)
+    return Decision(action=Action.FAIL)
+
+
+RenderFn = Callable[[str, int], JobDefinition]
+"""(task_type, task_retry) -> the definition rendered for that task's attempt (runtime supplies it)."""

@@ -1,0 +1,31 @@
+"""Fixtures for the request store: moto in-process, the table made by formica.store.schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from formica.store.requests import RequestRepository
+from formica.store.schema import create_table
+from moto import mock_aws
+
+TABLE = "formica-store-test"
+
+
+@pytest.fixture
+def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, TABLE)
+        yield client
+
+
+@pytest.fixture
+def repo(ddb: Any) -> RequestRepository:
+    return RequestRepository(TABLE, client=ddb)
