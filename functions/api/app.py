@@ -1,0 +1,309 @@
+"""The REST API Lambda: one powertools resolver with validation on, routes only.
+
+Each route reads the caller's principal from ``requestContext.authorizer`` (keys ``org`` and
+``token_id``, set by functions/authorizer), calls one function of ``formica.api`` and returns its
+model. Errors of every kind are answered by ``formica.api.errors.to_api_error``, the one mapping.
+"""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from formica.api import definitions, requests, tokens
+from formica.api.auth import Principal, principal_from_authorizer_context
+from formica.api.errors import (
+    InternalError,
+    ResourceNotFoundError,
+    ValidationApiError,
+    to_api_error,
+    validation_details,
+)
+from formica.api.models import (
+    ArtifactListResponse,
+    ConcurrencyRequest,
+    CreatedTokenResponse,
+    CreateTokenRequest,
+    DefinitionListResponse,
+    DefinitionResponse,
+    DeletedResponse,
+    HealthResponse,
+    JobRequestListResponse,
+    JobRequestResponse,
+    SubmitJobRequest,
+    TokenListResponse,
+    TokenResponse,
+)
+from formica.api.openapi import (
+    API_DESCRIPTION,
+    API_TITLE,
+    API_VERSION,
+    DEFINITION_UPLOAD_BODY,
+    FormicaResolver,
+    json_response,
+    redirect_response,
+    text_response,
+)
+from formica.api.services import get_services
+
+logger = Logger(service="formica")
+# debug=False on purpose: powertools' debug mode prints whole events, Authorization headers included.
+app = FormicaResolver(enable_validation=True, debug=False)
+app.configure_openapi(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
+app.enable_swagger(path="/api/docs", title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
+
+JobType = Annotated[str, Path(min_length=1, max_length=128)]
+Identifier = Annotated[str, Path(min_length=1, max_length=128)]
+Version = Annotated[int | None, Query(ge=1, description="a stored version; default: the latest")]
+Limit = Annotated[int, Query(ge=1, le=100)]
+NextToken = Annotated[str | None, Query(max_length=2048, description="the next_token of the previous page")]
+
+
+def _principal() -> Principal:
+    return principal_from_authorizer_context(app.current_event.request_context.get("authorizer"))
+
+
+def _org() -> str:
+    return _principal().org
+
+
+def _json(status: int, model: Any) -> Response[Any]:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=model.model_dump_json()
+    )
+
+
+def _text(body: str, media_type: str = "text/plain; charset=utf-8") -> Response[str]:
+    return Response(status_code=200, content_type=media_type, body=body)
+
+
+def _raw_body() -> bytes:
+    return requests.request_body(app.current_event.body, bool(app.current_event.is_base64_encoded))
+
+
+# -- errors: the one mapping lives in formica.api.errors ------------------------------------------
+
+
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+def _invalid_request(exc: RequestValidationError) -> Response[str]:
+    error = ValidationApiError("the request is invalid", validation_details(list(exc.errors())))
+    return _json(error.status, error.body())
+
+
+@app.not_found
+def _no_route(_exc: NotFoundError) -> Response[str]:
+    error = ResourceNotFoundError("no such route")
+    return _json(error.status, error.body())
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+def _any_error(exc: Exception) -> Response[str]:
+    error = to_api_error(exc)
+    if isinstance(error, InternalError):
+        correlation_id = app.current_event.request_context.request_id
+        logger.exception("unexpected error", correlation_id=correlation_id, error_type=type(exc).__name__)
+        return _json(error.status, error.body(correlation_id=correlation_id))
+    return _json(error.status, error.body())
+
+
+# -- public ---------------------------------------------------------------------------------------
+
+
+@app.get("/api/health", tags=["health"])
+def health() -> HealthResponse:
+    return HealthResponse()
+
+
+@app.get("/api/openapi.json", include_in_schema=False)
+def openapi_document() -> Response[str]:
+    return _text(app.get_openapi_json_schema(), content_types.APPLICATION_JSON)
+
+
+# -- definitions ----------------------------------------------------------------------------------
+
+
+@app.post(
+    "/api/jobs/definitions",
+    tags=["definitions"],
+    openapi_extensions={"requestBody": DEFINITION_UPLOAD_BODY},
+    responses={
+        201: {"description": "A new job type"},
+        200: {"description": "A new or the unchanged version"},
+    },
+)
+def upload_definition() -> Response[DefinitionResponse]:
+    content_type = app.current_event.headers.get("content-type")
+    result, status = definitions.upload_definition(get_services(), _org(), _raw_body(), content_type)
+    return _json(status, result)
+
+
+@app.get("/api/jobs/definitions", tags=["definitions"])
+def list_definitions(limit: Limit = 50, next_token: NextToken = None) -> DefinitionListResponse:
+    return definitions.list_definitions(get_services(), _org(), limit=limit, next_token=next_token)
+
+
+@app.get("/api/jobs/definitions/<job_type>", tags=["definitions"])
+def get_definition(job_type: JobType, version: Version = None) -> DefinitionResponse:
+    return definitions.get_definition(get_services(), _org(), job_type, version)
+
+
+@app.get(
+    "/api/jobs/definitions/<job_type>/yaml",
+    tags=["definitions"],
+    responses={200: text_response("Raw text", "application/yaml")},
+)
+def get_definition_yaml(job_type: JobType, version: Version = None) -> Response[str]:
+    return _text(
+        definitions.get_definition_yaml(get_services(), _org(), job_type, version),
+        "application/yaml; charset=utf-8",
+    )
+
+
+@app.get(
+    "/api/jobs/definitions/<job_type>/graph",
+    tags=["definitions"],
+    responses={200: text_response("Mermaid flowchart")},
+)
+def get_definition_graph(job_type: JobType, version: Version = None) -> Response[str]:
+    return _text(definitions.get_definition_graph(get_services(), _org(), job_type, version))
+
+
+@app.delete("/api/jobs/definitions/<job_type>", tags=["definitions"])
+def delete_definition(job_type: JobType) -> DeletedResponse:
+    return definitions.delete_definition(get_services(), _org(), job_type)
+
+
+@app.post("/api/jobs/definitions/<job_type>/disable", tags=["definitions"])
+def disable_definition(job_type: JobType) -> DefinitionResponse:
+    return definitions.set_disabled(get_services(), _org(), job_type, True)
+
+
+@app.post("/api/jobs/definitions/<job_type>/enable", tags=["definitions"])
+def enable_definition(job_type: JobType) -> DefinitionResponse:
+    return definitions.set_disabled(get_services(), _org(), job_type, False)
+
+
+@app.put("/api/jobs/definitions/<job_type>/concurrency", tags=["definitions"])
+def set_concurrency(job_type: JobType, body: ConcurrencyRequest) -> DefinitionResponse:
+    return definitions.set_max_concurrency(get_services(), _org(), job_type, body.max_concurrency)
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+SUBMITTED = {
+    201: json_response("A new request", JobRequestResponse),
+    200: json_response("The first request with this Idempotency-Key or user_key", JobRequestResponse),
+}
+
+
+def _submit(body: SubmitJobRequest, idempotency_key: str | None) -> Response[JobRequestResponse]:
+    result, status = requests.submit_request(get_services(), _org(), body, idempotency_key=idempotency_key)
+    return _json(status, result)
+
+
+@app.post("/api/jobs/requests", tags=["requests"], responses=SUBMITTED)
+def submit_request(
+    body: SubmitJobRequest, idempotency_key: IdempotencyKey = None
+) -> Response[JobRequestResponse]:
+    return _submit(body, idempotency_key)
+
+
+@app.post(
+    "/jobs/requests", tags=["requests"], responses=SUBMITTED, summary="Alias of POST /api/jobs/requests"
+)
+def submit_request_alias(
+    body: SubmitJobRequest, idempotency_key: IdempotencyKey = None
+) -> Response[JobRequestResponse]:
+    return _submit(body, idempotency_key)
+
+
+@app.get("/api/jobs/requests", tags=["requests"])
+def list_requests(
+    job_type: Annotated[str | None, Query(max_length=128)] = None,
+    job_state: Annotated[requests.JobStateFilter | None, Query()] = None,
+    limit: Limit = 50,
+    next_token: NextToken = None,
+) -> JobRequestListResponse:
+    return requests.list_requests(
+        get_services(), _org(), job_type=job_type, job_state=job_state, limit=limit, next_token=next_token
+    )
+
+
+@app.get("/api/jobs/requests/<request_id>", tags=["requests"])
+def get_request(request_id: Identifier) -> JobRequestResponse:
+    return requests.get_request(get_services(), _org(), request_id)
+
+
+@app.post("/api/jobs/requests/<request_id>/cancel", tags=["requests"])
+def cancel_request(request_id: Identifier) -> JobRequestResponse:
+    return requests.cancel_request(get_services(), _org(), request_id)
+
+
+@app.post("/api/jobs/requests/<request_id>/restart", tags=["requests"])
+def restart_request(request_id: Identifier) -> JobRequestResponse:
+    return requests.restart_request(get_services(), _org(), request_id)
+
+
+@app.post("/api/jobs/requests/<request_id>/trigger", tags=["requests"])
+def trigger_request(request_id: Identifier) -> JobRequestResponse:
+    return requests.trigger_request(get_services(), _org(), request_id)
+
+
+@app.get("/api/jobs/requests/<request_id>/artifacts", tags=["artifacts"])
+def list_artifacts(request_id: Identifier) -> ArtifactListResponse:
+    return requests.list_artifacts(get_services(), _org(), request_id)
+
+
+@app.get(
+    "/api/jobs/requests/<request_id>/artifacts/<artifact_id>/download",
+    tags=["artifacts"],
+    responses={302: redirect_response("Redirect to a short-lived presigned URL")},
+)
+def download_artifact(request_id: Identifier, artifact_id: Identifier) -> Response[str]:
+    url = requests.artifact_download_url(get_services(), _org(), request_id, artifact_id)
+    return Response(status_code=302, headers={"Location": url, "Cache-Control": "no-store"}, body="")
+
+
+@app.get(
+    "/api/jobs/requests/<request_id>/tasks/<task_type>/logs",
+    tags=["requests"],
+    responses={200: text_response("The task's log, every attempt in order")},
+)
+def task_logs(
+    request_id: Identifier,
+    task_type: Identifier,
+    attempt: Annotated[int | None, Query(ge=1, le=10_000, description="one attempt; default: all")] = None,
+) -> Response[str]:
+    return _text(requests.task_log(get_services(), _org(), request_id, task_type, attempt=attempt))
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+@app.post(
+    "/api/auth/tokens",
+    tags=["tokens"],
+    responses={201: json_response("The token, shown once", CreatedTokenResponse)},
+)
+def create_token(body: CreateTokenRequest) -> Response[CreatedTokenResponse]:
+    return _json(201, tokens.create_token(get_services(), _org(), body))
+
+
+@app.get("/api/auth/tokens", tags=["tokens"])
+def list_tokens(limit: Limit = 50, next_token: NextToken = None) -> TokenListResponse:
+    return tokens.list_tokens(get_services(), _org(), limit=limit, next_token=next_token)
+
+
+@app.delete("/api/auth/tokens/<token_id>", tags=["tokens"])
+def revoke_token(token_id: Identifier) -> TokenResponse:
+    return tokens.revoke_token(get_services(), _org(), token_id)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,112 @@
+"""Who is calling: a Bearer token in, a ``Principal`` (organisation and token id) out.
+
+In AWS the REQUEST authorizer (functions/authorizer) runs ``authorize`` and hands the principal to
+the API Lambda in ``requestContext.authorizer`` under the keys below; the API Lambda reads them with
+``principal_from_authorizer_context``. The secret itself never reaches the API Lambda's code paths
+beyond the header API Gateway forwards, and is never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from formica.api.errors import UnauthorizedError
+from formica.store.tokens import TokenRepository
+
+# requestContext.authorizer keys (contract between the authorizer, API Gateway and the API Lambda).
+CONTEXT_ORG = "org"
+CONTEXT_TOKEN_ID = "token_id"  # noqa: S105 - a context key name
+
+# API Gateway caches an Allow per Authorization header for this long: a revoked token keeps working
+# at most this many seconds. 30 s keeps revocation well inside a minute and saves most lookups.
+AUTHORIZER_CACHE_TTL_SECONDS = 30
+
+BEARER = "bearer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: the organisation every read and write is scoped to, and the token used."""
+
+    org: str
+    token_id: str
+
+    def as_context(self) -> dict[str, str]:
+        """The authorizer context API Gateway passes on (string values only)."""
+        return {CONTEXT_ORG: self.org, CONTEXT_TOKEN_ID: self.token_id}
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; UnauthorizedError otherwise."""
+    if not authorization:
+        raise UnauthorizedError("missing Authorization header")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != BEARER or not token:
+        raise UnauthorizedError("Authorization must be 'Bearer <token>'")
+    return token
+
+
+def authorize(token: str, tokens: TokenRepository | None = None) -> Principal:
+    """The principal of an active token; UnauthorizedError for a missing, unknown, expired or revoked one."""
+    if tokens is None:
+        from formica.api.services import get_services
+
+        tokens = get_services().tokens
+    item = tokens.find_active(token)
+    if item is None:
+        raise UnauthorizedError("missing, unknown, expired or revoked token")
+    return Principal(org=item.org, token_id=item.token_id)
+
+
+def principal_from_authorizer_context(context: Mapping[str, Any] | None) -> Principal:
+    """The principal the authorizer put in ``requestContext.authorizer``; UnauthorizedError if absent.
+
+    Only routes behind the authorizer call this, so an absent context means a misconfigured
+    gateway: refusing is the safe answer.
+    """
+    if not context:
+        raise UnauthorizedError("no authorized principal on this request")
+    org = context.get(CONTEXT_ORG)
+    token_id = context.get(CONTEXT_TOKEN_ID)
+    if not isinstance(org, str) or not org or not isinstance(token_id, str) or not token_id:
+        raise UnauthorizedError("no authorized principal on this request")
+    return Principal(org=org, token_id=token_id)
+
+
+class GatewayUnauthorizedError(Exception):
+    """Raised by the authorizer Lambda: API Gateway answers 401 for exactly the message "Unauthorized"."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+def authorizer_response(
+    method_arn: str, authorization: str | None, tokens: TokenRepository | None = None
+) -> dict[str, Any]:
+    """The REQUEST authorizer's answer: an Allow on every route of the stage, with the principal as context.
+
+    The policy covers all routes, not just ``method_arn``, because API Gateway caches it per
+    Authorization header for ``AUTHORIZER_CACHE_TTL_SECONDS`` and reuses it on other routes.
+    Raises ``UnauthorizedError`` for a missing, malformed, unknown, expired or revoked token.
+    """
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayAuthorizerResponse,
+        parse_api_gateway_arn,
+    )
+
+    principal = authorize(bearer_token(authorization), tokens)
+    arn = parse_api_gateway_arn(method_arn)
+    policy = APIGatewayAuthorizerResponse(
+        principal_id=principal.token_id,
+        region=arn.region,
+        aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id,
+        stage=arn.stage,
+        context=principal.as_context(),
+        partition=arn.partition,
+    )
+    policy.allow_all_routes()
+    return policy.asdict()

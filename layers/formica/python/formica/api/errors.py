@@ -1,0 +1,142 @@
+"""API errors and THE mapping of every error to an HTTP status and body.
+
+Route logic raises ``ApiError`` subclasses, or lets domain errors (``DefinitionError``,
+``DefinitionNotFoundError``, ``InvalidCursorError``, ...) escape; ``to_api_error`` translates those
+by type, never by message text. Anything it does not know is an internal error: 500, a
+correlation id, and no internals in the body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    """One reason a request was refused; ``line`` and ``task_type`` point into an uploaded definition."""
+
+    message: str
+    field: str | None = None
+    line: int | None = None
+    task_type: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer."""
+
+    error: str = Field(description="VALIDATION_ERROR, UNAUTHORIZED, NOT_FOUND, CONFLICT, ...")
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+    correlation_id: str | None = Field(
+        default=None, description="Set on internal errors; quote it to operators."
+    )
+
+
+class ApiError(Exception):
+    """An error with a status and a stable code; its message is safe to show to the caller."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, details: list[ErrorDetail] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def body(self, correlation_id: str | None = None) -> ErrorResponse:
+        return ErrorResponse(
+            error=self.code, message=self.message, details=self.details, correlation_id=correlation_id
+        )
+
+
+class ValidationApiError(ApiError):
+    status = 400
+    code = "VALIDATION_ERROR"
+
+
+class UnauthorizedError(ApiError):
+    status = 401
+    code = "UNAUTHORIZED"
+
+
+class ResourceNotFoundError(ApiError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class MethodNotAllowedError(ApiError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
+class ConflictError(ApiError):
+    status = 409
+    code = "CONFLICT"
+
+
+class PayloadTooLargeError(ApiError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaTypeError(ApiError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class InternalError(ApiError):
+    status = 500
+    code = "INTERNAL_ERROR"
+
+    def __init__(self) -> None:
+        super().__init__("internal server error")
+
+
+def _problem_details(problems: list[Any]) -> list[ErrorDetail]:
+    return [
+        ErrorDetail(
+            message=str(getattr(problem, "message", problem)),
+            field=getattr(problem, "field", None),
+            line=getattr(problem, "line", None),
+            task_type=getattr(problem, "task_type", None),
+        )
+        for problem in problems
+    ]
+
+
+def validation_details(errors: list[dict[str, Any]]) -> list[ErrorDetail]:
+    """Pydantic-style errors (``loc``, ``msg``) as details; the input values are left out on purpose."""
+    details = []
+    for error in errors:
+        location = ".".join(
+            str(part) for part in error.get("loc", ()) if part != "body" or len(error["loc"]) == 1
+        )
+        details.append(ErrorDetail(message=str(error.get("msg", "invalid value")), field=location or None))
+    return details
+
+
+def to_api_error(exc: BaseException) -> ApiError:
+    """The one mapping from any exception to the API error it answers as.
+
+    Unknown exceptions become ``InternalError``: the caller logs them with a correlation id.
+    """
+    if isinstance(exc, ApiError):
+        return exc
+    # Imported here: these modules import pydantic models and boto3 types, not this module.
+    from formica.jobs.errors import DefinitionError
+    from formica.store.definitions import DefinitionNotFoundError
+    from formica.store.pagination import InvalidCursorError
+    from formica.store.tokens import TokenNotFoundError
+
+    if isinstance(exc, DefinitionError):
+        return ValidationApiError("invalid job definition", _problem_details(list(exc.problems)))
+    if isinstance(exc, DefinitionNotFoundError):
+        return ResourceNotFoundError(str(exc))
+    if isinstance(exc, InvalidCursorError):
+        return ValidationApiError(str(exc), [ErrorDetail(message=str(exc), field="next_token")])
+    if isinstance(exc, TokenNotFoundError):
+        return ResourceNotFoundError(str(exc))
+    from formica.api.requests import map_error
+
+    return map_error(exc) or InternalError()

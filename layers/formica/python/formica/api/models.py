@@ -1,0 +1,181 @@
+"""Request and response shapes of the REST API (JSON in snake_case).
+
+Requests forbid unknown fields, so a typo answers 400 naming the field instead of being ignored.
+Exit codes are strings, as in formicary ("0", "404", "SKIPPED").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JOB_TYPE_MAX = 128
+ID_MAX = 128
+KEY_MAX = 200
+LIST_LIMIT_MAX = 100
+LIST_LIMIT_DEFAULT = 50
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- health ---------------------------------------------------------------------------------------
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+# -- definitions ----------------------------------------------------------------------------------
+
+
+class TaskSummary(BaseModel):
+    task_type: str
+    method: str | None = Field(description="formicary method; null for a SHELL task with no method")
+    next_tasks: list[str] = Field(description="tasks named by on_completed, on_failed and on_exit_code")
+
+
+class DefinitionResponse(BaseModel):
+    """One version of a job type, with the settings of its head."""
+
+    id: str
+    job_type: str
+    version: int
+    latest_version: int
+    created_at: str
+    updated_at: str
+    disabled: bool
+    max_concurrency: int = Field(description="0: unlimited")
+    cron_trigger: str | None = None
+    description: str | None = None
+    required_params: list[str] = Field(default_factory=list)
+    tasks: list[TaskSummary]
+
+
+class DefinitionSummary(BaseModel):
+    """A job type in a listing: its head, without the tasks."""
+
+    id: str
+    job_type: str
+    latest_version: int
+    created_at: str
+    updated_at: str
+    disabled: bool
+    max_concurrency: int
+    cron_trigger: str | None = None
+    description: str | None = None
+
+
+class DefinitionListResponse(BaseModel):
+    records: list[DefinitionSummary]
+    next_token: str | None = None
+
+
+class ConcurrencyRequest(_Request):
+    max_concurrency: int = Field(ge=0, le=10_000, description="0: unlimited")
+
+
+class DeletedResponse(BaseModel):
+    deleted: bool = True
+    job_type: str
+    versions: int
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+
+class SubmitJobRequest(_Request):
+    job_type: str = Field(min_length=1, max_length=JOB_TYPE_MAX)
+    params: dict[str, Any] = Field(default_factory=dict)
+    job_version: int | None = Field(default=None, ge=1, description="default: the latest version")
+    scheduled_at: datetime | None = Field(default=None, description="ISO-8601; in the future: stays PENDING")
+    job_priority: int = Field(default=5, ge=0, le=9999, description="higher runs first among PENDING")
+    description: str | None = Field(default=None, max_length=1000)
+    user_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=KEY_MAX,
+        description="repeating a user_key returns the first request",
+    )
+
+
+class TaskExecutionResponse(BaseModel):
+    task_type: str
+    method: str | None = None
+    task_state: str
+    exit_code: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    started_at: str | None = None
+    ended_at: str | None = None
+
+
+class JobRequestResponse(BaseModel):
+    id: str
+    job_type: str
+    job_version: int
+    job_state: str = Field(description="PENDING, READY, STARTED, EXECUTING, COMPLETED, FAILED, CANCELLED")
+    job_priority: int = 5
+    description: str | None = None
+    user_key: str | None = None
+    scheduled_at: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    retried: int = 0
+    created_at: str
+    started_at: str | None = None
+    ended_at: str | None = None
+    tasks: list[TaskExecutionResponse] = Field(default_factory=list)
+
+
+class JobRequestListResponse(BaseModel):
+    records: list[JobRequestResponse]
+    next_token: str | None = None
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+
+
+class ArtifactResponse(BaseModel):
+    id: str
+    task_type: str
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    download_url: str = Field(description="the API route that redirects to a short-lived presigned URL")
+
+
+class ArtifactListResponse(BaseModel):
+    records: list[ArtifactResponse]
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+class CreateTokenRequest(_Request):
+    name: str = Field(min_length=1, max_length=100)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class TokenResponse(BaseModel):
+    id: str
+    name: str
+    org: str
+    created_at: str
+    expires_at: str | None = None
+    revoked_at: str | None = None
+
+
+class CreatedTokenResponse(TokenResponse):
+    token: str = Field(description="the secret: shown once, never stored")
+
+
+class TokenListResponse(BaseModel):
+    records: list[TokenResponse]
+    next_token: str | None = None

@@ -1,0 +1,369 @@
+"""Route logic for job requests: submit (idempotent), read, list, cancel, restart, trigger, artifacts, logs.
+
+Tenancy: every read goes through ``RequestStore.get_for_org``; another organisation's request is
+"not found", never its data. Idempotency: an ``Idempotency-Key`` header (24 h) and a ``user_key``
+(no expiry) are each claimed with one conditional put before the request is created, so racing
+submissions with the same key agree on one request and never start a second run.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from formica.api.errors import (
+    ApiError,
+    ConflictError,
+    ErrorDetail,
+    PayloadTooLargeError,
+    ResourceNotFoundError,
+    ValidationApiError,
+)
+from formica.api.models import (
+    ArtifactListResponse,
+    ArtifactResponse,
+    JobRequestListResponse,
+    JobRequestResponse,
+    SubmitJobRequest,
+    TaskExecutionResponse,
+)
+from formica.api.services import ApiServices
+from formica.engine.walk import JobState
+from formica.store.requests import (
+    ArtifactItem,
+    JobRequestItem,
+    RequestFinishedError,
+    RequestNotFoundError,
+    StepConflictError,
+    TaskExecutionItem,
+    now_iso,
+)
+
+# What API Gateway accepts is 10 MB; nothing Formica takes as JSON comes near 1 MB.
+MAX_BODY_BYTES = 1024 * 1024
+IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+# How long a repeat waits for the first submission (same key, in flight) to finish creating it.
+_CLAIM_WAIT_SECONDS = 2.0
+_CLAIM_POLL_SECONDS = 0.05
+_ATTEMPT_IN_KEY = re.compile(r"attempt-(\d+)\.log$")
+
+JobStateFilter = JobState
+
+
+def map_error(exc: BaseException) -> ApiError | None:
+    """The API error of a request-store error (part of ``formica.api.errors.to_api_error``)."""
+    if isinstance(exc, RequestNotFoundError):
+        return ResourceNotFoundError(f"job request {exc.request_id!r} not found")
+    if isinstance(exc, RequestFinishedError):
+        return ConflictError(f"job request {exc.request_id!r} already finished ({exc.job_state})")
+    if isinstance(exc, StepConflictError):
+        return ConflictError(f"job request {exc.request_id!r} changed meanwhile; try again")
+    return None
+
+
+def request_body(body: str | None, is_base64_encoded: bool) -> bytes:
+    """The raw bytes of a proxy event's body; ValidationApiError for bad base64, 413 when too large."""
+    if body is None:
+        return b""
+    if is_base64_encoded:
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValidationApiError("the request body is not valid base64") from exc
+    else:
+        raw = body.encode("utf-8", errors="surrogatepass")
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"the request body may have at most {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+# -- shapes ---------------------------------------------------------------------------------------
+
+
+def _task_response(task: TaskExecutionItem, methods: dict[str, str | None]) -> TaskExecutionResponse:
+    return TaskExecutionResponse(
+        task_type=task.task_type,
+        method=methods.get(task.task_type),
+        task_state=str(task.task_state),
+        exit_code=task.exit_code or None,
+        error_code=task.error_code,
+        error_message=task.error_message,
+        attempts=task.attempts,
+        started_at=task.started_at,
+        ended_at=task.ended_at,
+    )
+
+
+def request_response(
+    request: JobRequestItem,
+    tasks: list[TaskExecutionItem] | None = None,
+    methods: dict[str, str | None] | None = None,
+) -> JobRequestResponse:
+    return JobRequestResponse(
+        id=request.request_id,
+        job_type=request.job_type,
+        job_version=request.job_version,
+        job_state=str(request.job_state),
+        job_priority=request.job_priority,
+        user_key=request.user_key,
+        scheduled_at=request.scheduled_at,
+        error_code=request.error_code,
+        error_message=request.error_message,
+        params=request.params,
+        retried=request.job_retry,
+        created_at=request.created_at,
+        started_at=request.started_at,
+        ended_at=request.ended_at,
+        tasks=[_task_response(task, methods or {}) for task in sorted(tasks or [], key=lambda t: t.seq)],
+    )
+
+
+def _require(services: ApiServices, org: str, request_id: str) -> JobRequestItem:
+    request = services.requests.get_for_org(org, request_id)
+    if request is None:
+        raise ResourceNotFoundError(f"job request {request_id!r} not found")
+    return request
+
+
+def _methods(services: ApiServices, request: JobRequestItem) -> dict[str, str | None]:
+    version = services.definitions.get_version(request.org, request.job_type, request.job_version)
+    if version is None:  # the definition was deleted; the request's record still stands
+        return {}
+    return {
+        task.task_type: (task.method.value if task.method is not None else None)
+        for task in version.definition.tasks
+    }
+
+
+def get_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+    request = _require(services, org, request_id)
+    return request_response(request, services.requests.list_tasks(request_id), _methods(services, request))
+
+
+def list_requests(
+    services: ApiServices,
+    org: str,
+    *,
+    job_type: str | None,
+    job_state: JobState | None,
+    limit: int,
+    next_token: str | None,
+) -> JobRequestListResponse:
+    page = services.requests.list_for_org(
+        org, job_type=job_type, job_state=job_state, limit=limit, next_token=next_token
+    )
+    return JobRequestListResponse(
+        records=[request_response(request) for request in page.records], next_token=page.next_token
+    )
+
+
+# -- submit ---------------------------------------------------------------------------------------
+
+
+def _existing(services: ApiServices, org: str, request_id: str) -> JobRequestItem | None:
+    """The request a key is bound to, waiting briefly while its first submission creates it."""
+    deadline = time.monotonic() + _CLAIM_WAIT_SECONDS
+    while True:
+        request = services.requests.get_for_org(org, request_id)
+        if request is not None or time.monotonic() >= deadline:
+            return request
+        time.sleep(_CLAIM_POLL_SECONDS)
+
+
+def _claim(
+    services: ApiServices, org: str, key: str, request_id: str, ttl: int | None
+) -> JobRequestItem | None:
+    """Bind ``key`` to ``request_id``; the first request when the key is bound already, else None."""
+    for _ in range(2):
+        bound = services.idempotency.claim(org, key, request_id, ttl_seconds=ttl)
+        if bound == request_id:
+            return None
+        first = _existing(services, org, bound)
+        if first is not None:
+            return first
+        # Bound to a request that never came to be (its submission failed): free the key, retry.
+        services.idempotency.release(org, key, bound)
+    raise ConflictError("a submission with the same key is in progress; try again")
+
+
+def _check_params(required: list[str], params: dict[str, Any]) -> None:
+    missing = [name for name in required if name not in params]
+    if missing:
+        raise ValidationApiError(
+            "missing required params: " + ", ".join(missing),
+            [ErrorDetail(message="required param is missing", field=f"params.{name}") for name in missing],
+        )
+
+
+def _is_due(scheduled_at: datetime | None) -> bool:
+    if scheduled_at is None:
+        return True
+    moment = scheduled_at if scheduled_at.tzinfo is not None else scheduled_at.replace(tzinfo=UTC)
+    return moment <= datetime.now(UTC)
+
+
+def submit_request(
+    services: ApiServices, org: str, body: SubmitJobRequest, *, idempotency_key: str | None = None
+) -> tuple[JobRequestResponse, int]:
+    """Create and start a request; returns (response, 201), or (the first request, 200) on a repeat."""
+    head = services.definitions.get_head(org, body.job_type)
+    if head is None:
+        raise ResourceNotFoundError(f"job type {body.job_type!r} is not defined")
+    if head.disabled:
+        raise ConflictError(f"job type {body.job_type!r} is disabled")
+    version = services.definitions.get_version(org, body.job_type, body.job_version or head.latest_version)
+    if version is None:
+        raise ResourceNotFoundError(f"job type {body.job_type!r} has no version {body.job_version}")
+    _check_params(version.definition.required_params, body.params)
+
+    request_id = str(uuid.uuid4())
+    keys: list[str] = []
+    try:
+        for key, ttl in (
+            (f"H#{idempotency_key}" if idempotency_key else None, IDEMPOTENCY_TTL_SECONDS),
+            (f"U#{body.user_key}" if body.user_key else None, None),
+        ):
+            if key is None:
+                continue
+            first = _claim(services, org, key, request_id, ttl)
+            if first is not None:
+                _release(services, org, keys, request_id)
+                return request_response(first), 200
+            keys.append(key)
+        now = now_iso()
+        scheduled_at = body.scheduled_at
+        if scheduled_at is not None and scheduled_at.tzinfo is None:
+            scheduled_at = scheduled_at.replace(tzinfo=UTC)
+        request = JobRequestItem(
+            request_id=request_id,
+            org=org,
+            job_type=body.job_type,
+            job_version=version.version,
+            user_key=body.user_key,
+            params=body.params,
+            job_priority=body.job_priority,
+            created_at=now,
+            updated_at=now,
+            scheduled_at=scheduled_at.astimezone(UTC).isoformat(timespec="microseconds")
+            if scheduled_at
+            else None,
+        )
+        services.requests.create(request)
+    except Exception:
+        _release(services, org, keys, request_id)
+        raise
+    if _is_due(scheduled_at):
+        services.runtime.start_request(request_id)
+    current = services.requests.get_for_org(org, request_id) or request
+    return request_response(current), 201
+
+
+def _release(services: ApiServices, org: str, keys: list[str], request_id: str) -> None:
+    for key in keys:
+        services.idempotency.release(org, key, request_id)
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+def cancel_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+    request = _require(services, org, request_id)
+    if request.is_final:
+        raise ConflictError(f"job request {request_id!r} already finished ({request.job_state})")
+    services.runtime.cancel_request(org, request_id)
+    return get_request(services, org, request_id)
+
+
+def restart_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+    request = _require(services, org, request_id)
+    if not request.is_final:
+        raise ConflictError(f"job request {request_id!r} is still {request.job_state}; cancel it first")
+    services.runtime.restart_request(org, request_id)
+    return get_request(services, org, request_id)
+
+
+def trigger_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+    """Start a PENDING (typically scheduled) request now."""
+    request = _require(services, org, request_id)
+    if request.job_state != JobState.PENDING:
+        raise ConflictError(f"job request {request_id!r} is {request.job_state}, not PENDING")
+    services.runtime.start_request(request_id)
+    return get_request(services, org, request_id)
+
+
+# -- artifacts and logs ---------------------------------------------------------------------------
+
+
+def artifact_route(request_id: str, artifact_id: str) -> str:
+    return f"/api/jobs/requests/{request_id}/artifacts/{artifact_id}/download"
+
+
+def _artifact_response(artifact: ArtifactItem) -> ArtifactResponse:
+    return ArtifactResponse(
+        id=artifact.artifact_id,
+        task_type=artifact.task_type,
+        name=artifact.name,
+        size=artifact.size,
+        sha256=artifact.sha256,
+        content_type=artifact.content_type,
+        download_url=artifact_route(artifact.request_id, artifact.artifact_id),
+    )
+
+
+def list_artifacts(services: ApiServices, org: str, request_id: str) -> ArtifactListResponse:
+    _require(services, org, request_id)
+    artifacts = [item for item in services.requests.list_artifacts(request_id) if item.kind == "artifact"]
+    artifacts.sort(key=lambda item: (item.created_at, item.name))
+    return ArtifactListResponse(records=[_artifact_response(item) for item in artifacts])
+
+
+def artifact_download_url(services: ApiServices, org: str, request_id: str, artifact_id: str) -> str:
+    """A short-lived presigned URL of the artifact (checked to be the org's)."""
+    _require(services, org, request_id)
+    artifact = services.requests.get_artifact(request_id, artifact_id)
+    if artifact is None or artifact.org != org or artifact.kind != "artifact":
+        raise ResourceNotFoundError(f"artifact {artifact_id!r} not found")
+    return services.blobs.presign_get(artifact.key, services.presign_seconds)
+
+
+def _attempt_of(key: str) -> int:
+    match = _ATTEMPT_IN_KEY.search(key)
+    return int(match.group(1)) if match else 0
+
+
+def task_log(
+    services: ApiServices, org: str, request_id: str, task_type: str, *, attempt: int | None = None
+) -> str:
+    """The task's log text: one attempt, or every attempt in order with a header between them."""
+    from formica.store.blobs import BlobNotFoundError
+
+    _require(services, org, request_id)
+    tasks = [task for task in services.requests.list_tasks(request_id) if task.task_type == task_type]
+    if not tasks:
+        raise ResourceNotFoundError(f"task {task_type!r} has not run in job request {request_id!r}")
+    keys = {task.log_key for task in tasks if task.log_key}
+    keys.update(
+        item.key
+        for item in services.requests.list_artifacts(request_id)
+        if item.kind == "log" and item.task_type == task_type and item.org == org
+    )
+    ordered = sorted(keys, key=lambda key: (_attempt_of(key), key))
+    if attempt is not None:
+        ordered = [key for key in ordered if _attempt_of(key) == attempt]
+        if not ordered:
+            raise ResourceNotFoundError(f"task {task_type!r} has no log of attempt {attempt}")
+    parts: list[str] = []
+    for key in ordered:
+        try:
+            text = services.blobs.get_bytes(key).decode("utf-8", errors="replace")
+        except BlobNotFoundError:
+            continue  # recorded but not (yet) uploaded: the attempt is still running
+        if len(ordered) > 1:
+            parts.append(f"--- attempt {_attempt_of(key)} ---\n")
+        parts.append(text if text.endswith("\n") or not text else text + "\n")
+    return "".join(parts)

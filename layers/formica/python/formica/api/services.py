@@ -1,0 +1,75 @@
+"""The adapters the route logic uses, built once per process from the settings (lazily, never at import)."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Protocol
+
+from formica.settings import get_settings
+from formica.store.blobs import BlobStore, S3BlobStore
+from formica.store.definitions import DefinitionRepository
+from formica.store.idempotency import IdempotencyRepository
+from formica.store.requests import RequestRepository
+from formica.store.tokens import TokenRepository
+
+
+class RequestRuntime(Protocol):
+    """The walk's entry points the API drives (``formica.runtime`` in production)."""
+
+    def start_request(self, request_id: str) -> Any: ...
+
+    def cancel_request(self, org: str, request_id: str) -> Any: ...
+
+    def restart_request(self, org: str, request_id: str) -> Any: ...
+
+
+class ModuleRuntime:
+    """``RequestRuntime`` backed by the ``formica.runtime`` package, imported on first use (it
+    pulls in Step Functions clients the read-only routes never need)."""
+
+    def start_request(self, request_id: str) -> Any:
+        return _runtime().start_request(request_id)
+
+    def cancel_request(self, org: str, request_id: str) -> Any:
+        return _runtime().cancel_request(org, request_id)
+
+    def restart_request(self, org: str, request_id: str) -> Any:
+        return _runtime().restart_request(org, request_id)
+
+
+def _runtime() -> Any:
+    return importlib.import_module("formica.runtime")
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    """Everything the API's logic touches; tests build one around moto clients or fakes."""
+
+    definitions: DefinitionRepository
+    requests: RequestRepository
+    tokens: TokenRepository
+    idempotency: IdempotencyRepository
+    blobs: BlobStore
+    runtime: RequestRuntime = field(default_factory=ModuleRuntime)
+    presign_seconds: int = 300
+
+
+@lru_cache(maxsize=1)
+def get_services() -> ApiServices:
+    """The process's services, from ``FormicaSettings`` (clients come from the cached getters)."""
+    settings = get_settings()
+    return ApiServices(
+        definitions=DefinitionRepository(settings.table_name),
+        requests=RequestRepository(settings.table_name),
+        tokens=TokenRepository(settings.table_name),
+        idempotency=IdempotencyRepository(settings.table_name),
+        blobs=S3BlobStore(settings.bucket_name),
+        presign_seconds=settings.presign_seconds,
+    )
+
+
+def reset_services() -> None:
+    """Forget the cached services (tests, and the local server when settings change)."""
+    get_services.cache_clear()
