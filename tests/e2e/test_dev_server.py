@@ -1,0 +1,280 @@
+"""`formica dev` as a user runs it: a subprocess on a free port, driven over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.devserver import (
+    REPO,
+    SHARED_SEED,
+    DevHandle,
+    formica_command,
+    pids_running,
+    start_dev,
+    submit,
+    upload,
+    wait_for,
+    wait_until,
+)
+
+BUILD_JOB = """\
+job_type: e2e-build
+tasks:
+- task_type: build
+  method: SHELL
+  script:
+    - echo "hello $Who" > out.txt
+    - echo built it
+  artifacts:
+    paths:
+      - out.txt
+  on_completed: check
+- task_type: check
+  method: SHELL
+  script:
+    - test "$Who" = "e2e"
+"""
+
+FAIL_JOB = """\
+job_type: e2e-fail
+tasks:
+- task_type: boom
+  method: SHELL
+  script:
+    - exit 3
+"""
+
+# The odd duration marks the process so the test can find it in `ps`.
+SLEEP_MARKER = "sleep 431.77"
+SLEEP_JOB = f"""\
+job_type: e2e-sleep
+tasks:
+- task_type: nap
+  method: SHELL
+  timeout: 10m
+  script:
+    - {SLEEP_MARKER}
+"""
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
+    handle = start_dev(tmp_path_factory.mktemp("dev"))
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def api(dev: DevHandle) -> Iterator[httpx.Client]:
+    with dev.client() as client:
+        yield client
+
+
+def test_health_is_public_and_everything_else_needs_the_token(dev: DevHandle) -> None:
+    health = httpx.get(f"{dev.url}/api/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert httpx.get(f"{dev.url}/api/openapi.json").status_code == 200
+    anonymous = httpx.get(f"{dev.url}/api/jobs/definitions")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "UNAUTHORIZED"
+    wrong = httpx.get(
+        f"{dev.url}/api/jobs/definitions", headers={"Authorization": "Bearer fmc_not-a-real-token"}
+    )
+    assert wrong.status_code == 401
+
+
+def test_shell_job_runs_to_completion_with_logs_and_a_downloadable_artifact(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    # Given an uploaded definition
+    definition = upload(api, BUILD_JOB)
+    assert definition["job_type"] == "e2e-build"
+    # When a request runs to the end
+    request_id = submit(api, "e2e-build", {"Who": "e2e"})
+    final = wait_for(api, request_id)
+    # Then both tasks completed in order
+    assert final["job_state"] == "COMPLETED", final
+    assert [(t["task_type"], t["task_state"], t["exit_code"]) for t in final["tasks"]] == [
+        ("build", "COMPLETED", "0"),
+        ("check", "COMPLETED", "0"),
+    ]
+    # And the log of the first task is readable
+    log = api.get(f"/api/jobs/requests/{request_id}/tasks/build/logs")
+    assert log.status_code == 200
+    assert "built it" in log.text
+    # And the artifact downloads through the presigned URL, with no token, like curl would
+    listing = api.get(f"/api/jobs/requests/{request_id}/artifacts")
+    assert listing.status_code == 200
+    records = listing.json()["records"]
+    assert [(r["task_type"], r["name"]) for r in records] == [("build", "out.txt")]
+    redirect = api.get(f"/api/jobs/requests/{request_id}/artifacts/{records[0]['id']}/download")
+    assert redirect.status_code == 302
+    presigned = redirect.headers["location"]
+    assert presigned.startswith("http://127.0.0.1:")
+    assert httpx.get(presigned).content == b"hello e2e\n"
+    assert records[0]["size"] == len(b"hello e2e\n")
+    # The record's own download_url works too (the API route needs the token, a presigned URL does not)
+    download_url = records[0]["download_url"]
+    headers = dict(api.headers) if download_url.startswith(str(api.base_url)) else {}
+    assert httpx.get(download_url, headers=headers, follow_redirects=True).content == b"hello e2e\n"
+    curl = subprocess.run(["curl", "-sf", presigned], capture_output=True, check=False, timeout=30)
+    assert curl.stdout == b"hello e2e\n"
+
+
+def test_cancel_ends_the_running_shell_process(api: httpx.Client) -> None:
+    upload(api, SLEEP_JOB)
+    assert pids_running(SLEEP_MARKER) == []
+    request_id = submit(api, "e2e-sleep")
+    wait_until(lambda: pids_running(SLEEP_MARKER), 30, "the shell task never started its sleep")
+    response = api.post(f"/api/jobs/requests/{request_id}/cancel")
+    assert response.status_code == 200, response.text
+    final = wait_for(api, request_id, timeout=30)
+    assert final["job_state"] == "CANCELLED"
+    wait_until(lambda: not pids_running(SLEEP_MARKER), 10, "the cancelled task's sleep is still running")
+    # Cancelling a finished request is a conflict
+    assert api.post(f"/api/jobs/requests/{request_id}/cancel").status_code == 409
+
+
+def test_cli_submit_wait_exit_status_follows_the_job(dev: DevHandle, api: httpx.Client) -> None:
+    upload(api, BUILD_JOB)
+    upload(api, FAIL_JOB)
+    env = {**os.environ, "FORMICA_SERVER": dev.url, "FORMICA_TOKEN": dev.token}
+    ok = subprocess.run(
+        [*formica_command(), "submit", "e2e-build", "--param", "Who=e2e", "--wait", "--interval", "0.3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert re.search(r"build\s+COMPLETED\s+attempt 1\s+exit 0", ok.stdout), ok.stdout
+    assert "COMPLETED after" in ok.stdout
+    failed = subprocess.run(
+        [*formica_command(), "submit", "e2e-fail", "--wait", "--interval", "0.3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert re.search(r"boom\s+FAILED\s+attempt 1\s+exit 3", failed.stdout), failed.stdout
+    # An API error prints the API's message, not a traceback
+    missing = subprocess.run(
+        [*formica_command(), "status", "no-such-request"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "NOT_FOUND" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.skipif(
+    not SHARED_SEED.is_file(), reason="../shared/seed-sensor-job.md is absent (the brief lives there)"
+)
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl binary")
+def test_the_briefs_curl_commands_work_as_written(dev: DevHandle, api: httpx.Client, tmp_path: Path) -> None:
+    from formica.local.demo import extract_seed_yaml, jsonplaceholder_stub, local_yaml
+
+    markdown = SHARED_SEED.read_text(encoding="utf-8")
+    commands = re.findall(r"```yaml\n(curl .*?)\n```", markdown, flags=re.S)
+    assert len(commands) == 2, "the brief should hold two curl commands"
+    env = {**os.environ, "SERVER": dev.url, "TOKEN": dev.token}
+    with jsonplaceholder_stub() as stub_url:
+        # Only the host changes: this machine reaches nothing but loopback.
+        (tmp_path / "sensor-job.yaml").write_text(
+            local_yaml(extract_seed_yaml(markdown), stub_url), encoding="utf-8"
+        )
+        results = [
+            subprocess.run(
+                ["bash", "-c", command + " -s -o response.json -w '%{http_code}'"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            for command in commands
+        ]
+        # The upload answers 201 (or 200 if an earlier test uploaded it), the submission 201
+        assert results[0].stdout in ("200", "201"), results[0].stderr
+        assert results[1].stdout == "201", results[1].stderr
+        request = httpx.Response(201, content=(tmp_path / "response.json").read_bytes()).json()
+        assert request["job_state"] in ("PENDING", "READY", "STARTED", "EXECUTING")
+        definition = api.get("/api/jobs/definitions/sensor-job").json()
+        assert [t["task_type"] for t in definition["tasks"]] == ["first", "second", "third"]
+        final = api.get(f"/api/jobs/requests/{request['id']}").json()
+        if final["job_state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
+            api.post(f"/api/jobs/requests/{request['id']}/cancel")
+
+
+def test_second_instance_side_by_side_then_sigterm_and_restart(
+    dev: DevHandle, api: httpx.Client, tmp_path: Path
+) -> None:
+    # Given a second server next to the first
+    second = start_dev(tmp_path)
+    try:
+        assert second.url != dev.url
+        with second.client() as other:
+            # Its data and tokens are its own
+            assert httpx.get(f"{second.url}/api/jobs/definitions", headers=dev.headers).status_code == 401
+            upload(other, SLEEP_JOB)
+            assert other.get("/api/jobs/definitions/e2e-sleep").status_code == 200
+            assert api.get("/api/jobs/definitions/e2e-build").status_code == 200
+            assert (
+                httpx.get(f"{dev.url}/api/jobs/definitions/e2e-build", headers=second.headers).status_code
+                == 401
+            )
+            # And it runs jobs: a long shell task, left running
+            before = set(pids_running(SLEEP_MARKER))
+            submit(other, "e2e-sleep")
+            wait_until(
+                lambda: set(pids_running(SLEEP_MARKER)) - before,
+                30,
+                "the second server never started the task",
+            )
+        # When it gets SIGTERM, it exits cleanly and its task process goes with it
+        assert second.stop(signal.SIGTERM) == 0
+        wait_until(
+            lambda: not set(pids_running(SLEEP_MARKER)) - before,
+            10,
+            "SIGTERM left the task's process running",
+        )
+        # The first server was not disturbed
+        assert api.get("/api/health").status_code == 200
+        # And a restart on the same port comes up empty (data lives as long as the process)
+        port = int(second.url.rsplit(":", 1)[1])
+        second = start_dev(tmp_path, port=port)
+        with second.client() as other:
+            assert other.get("/api/jobs/definitions/e2e-sleep").status_code == 404
+    finally:
+        second.stop()
+
+
+def test_ctrl_c_stops_the_server(tmp_path: Path) -> None:
+    handle = start_dev(tmp_path)
+    assert handle.stop(signal.SIGINT) == 0
+    assert "stopping formica dev" in handle.log()
+
+
+def test_repository_layout_assumption() -> None:
+    # devserver.REPO must be the repository (it finds ../shared from there).
+    assert (REPO / "pyproject.toml").is_file()
