@@ -1,0 +1,211 @@
+"""From YAML text to a validated JobDefinition: render, load with lines, validate, check rules.
+
+The text is a template, so it is rendered first (``templates.render_with_lines``), which also says
+which original line produced each rendered line; YAML nodes, pydantic errors and rule violations
+are then reported at the original line. Upload (``parse_definition``) renders with a validation
+context of zero values; run time (``load_definition`` / ``render_task``) renders with the real one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from formica.jobs import models
+from formica.jobs.errors import DefinitionError, Problem
+from formica.jobs.models import JobDefinition, TaskDefinition, TaskMethod
+from formica.jobs.templates import (
+    BUILTIN_VARIABLES,
+    render_with_lines,
+    uses_template,
+    validation_context,
+    variables_used,
+)
+from formica.jobs.validation import Locator, check_definition
+from formica.jobs.yamlload import Path, load_yaml
+
+MAX_DEFINITION_BYTES = 256 * 1024
+"""Definitions larger than 256 KiB are refused before any parsing."""
+MAX_TASKS = 100
+"""formicary's own limit (maxTasksPerJob); also checked before the models are built."""
+
+
+@dataclass(frozen=True)
+class LoadedDocument:
+    """A rendered, YAML-loaded definition and the original line of every key path."""
+
+    data: Any
+    positions: dict[Path, int]
+    rendered: str
+
+
+def parse_definition(yaml_text: str) -> JobDefinition:
+    """Validate a definition at upload: render with a validation context, load, check every rule.
+
+    Raises DefinitionError listing every problem, each with its original line and task.
+    """
+    job_variables = _probe_job_variables(yaml_text, validation_context())
+    document = _load(yaml_text, validation_context(job_variables=job_variables))
+    return _build(document, yaml_text)
+
+
+def load_definition(yaml_text: str, context: Mapping[str, Any]) -> JobDefinition:
+    """Render with a runtime context (see ``templates.runtime_context``) and validate the result.
+
+    The definition's own job_variables are visible to its templates at the lowest precedence.
+    Raises DefinitionError (TemplateError for template failures).
+    """
+    job_variables = _probe_job_variables(yaml_text, context)
+    document = _load(yaml_text, {**job_variables, **context} if job_variables else context)
+    return _build(document, yaml_text)
+
+
+def render_task(yaml_text: str, task_type: str, context: Mapping[str, Any]) -> TaskDefinition:
+    """The task as it runs for this attempt: rendered with ``context`` plus its own ``variables``.
+
+    Task variables override params, outputs and job_variables (as in formicary) but never the
+    built-ins. Raises DefinitionError, or KeyError when the job has no such task.
+    """
+    job = load_definition(yaml_text, context)
+    task = job.task(task_type)
+    if not task.variables or not uses_template(yaml_text):
+        return task
+    overrides = {name: value for name, value in task.variables.items() if name not in BUILTIN_VARIABLES}
+    return load_definition(yaml_text, {**context, **overrides}).task(task_type)
+
+
+def load_document(yaml_text: str, context: Mapping[str, Any]) -> LoadedDocument:
+    """Render and YAML-load only (no models): for tools that need the raw data and positions."""
+    return _load(yaml_text, context)
+
+
+def _check_size(yaml_text: str) -> None:
+    if len(yaml_text) > MAX_DEFINITION_BYTES:  # cheap pre-check: characters <= bytes
+        size = len(yaml_text.encode("utf-8", errors="replace"))
+    else:
+        size = len(yaml_text.encode("utf-8", errors="replace")) if not yaml_text.isascii() else len(yaml_text)
+    if size > MAX_DEFINITION_BYTES:
+        raise DefinitionError(
+            Problem(f"definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES} (256 KiB)")
+        )
+
+
+def _load(yaml_text: str, context: Mapping[str, Any]) -> LoadedDocument:
+    _check_size(yaml_text)
+    rendered, origins = render_with_lines(yaml_text, context)
+
+    def line_of(index: int) -> int:
+        return origins[index] if 0 <= index < len(origins) else (origins[-1] if origins else index + 1)
+
+    data, positions = load_yaml(rendered, line_of)
+    return LoadedDocument(data, positions, rendered)
+
+
+def _probe_job_variables(yaml_text: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition's job_variables, read before the real render so its templates can use them.
+
+    The probe renders every otherwise-unset variable as a placeholder word so that lines such as
+    ``IMAGE: repo:{{.CI_COMMIT_SHA}}`` stay valid YAML; only job_variables is kept from it.
+    """
+    if "job_variables" not in yaml_text:
+        return {}
+    if not uses_template(yaml_text):
+        return {}
+    _check_size(yaml_text)
+    placeholders: dict[str, Any] = dict.fromkeys(variables_used(yaml_text), "placeholder")
+    try:
+        document = _load(yaml_text, {**placeholders, **context})
+    except DefinitionError:
+        return {}  # the real render reports the problem with its line
+    return _job_variables(document.data)
+
+
+def _job_variables(data: Any) -> dict[str, Any]:
+    if isinstance(data, dict) and isinstance(data.get("job_variables"), dict):
+        return {str(key): value for key, value in data["job_variables"].items()}
+    return {}
+
+
+def _build(document: LoadedDocument, yaml_text: str) -> JobDefinition:
+    data = document.data
+    where = Locator(document.positions)
+    if not isinstance(data, dict):
+        raise DefinitionError(
+            Problem("a job definition is a YAML mapping with job_type and tasks", where.line())
+        )
+    tasks = data.get("tasks")
+    if isinstance(tasks, list) and len(tasks) > MAX_TASKS:
+        raise DefinitionError(
+            Problem(
+                f"definition has {len(tasks)} tasks; the limit is {MAX_TASKS}",
+                where.line("tasks"),
+                field="tasks",
+            )
+        )
+    try:
+        job = JobDefinition.model_validate(data)
+    except ValidationError as exc:
+        raise DefinitionError(_model_problems(exc, data, where)) from None
+    problems = check_definition(job, document.positions)
+    if problems:
+        raise DefinitionError(problems)
+    return job
+
+
+def _task_type_of(data: Mapping[str, Any], loc: tuple[Any, ...]) -> str | None:
+    if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
+        tasks = data.get("tasks")
+        if isinstance(tasks, list) and 0 <= loc[1] < len(tasks) and isinstance(tasks[loc[1]], dict):
+            name = tasks[loc[1]].get("task_type")
+            return None if name is None else str(name)
+    return None
+
+
+def _model_problems(exc: ValidationError, data: Mapping[str, Any], where: Locator) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[int | None, str]] = set()
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        inner = loc[2:] if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int) else loc
+        inner = tuple(part for part in inner if part != "[key]")
+        field = ".".join(str(part) for part in inner) or None
+        message = _message(error, inner)
+        line = where.line(*loc)
+        if (line, message) in seen:
+            continue
+        seen.add((line, message))
+        problems.append(Problem(message, line, _task_type_of(data, loc), field))
+    return sorted(problems, key=lambda p: (p.line or 0, p.message))
+
+
+def _all_field_names() -> set[str]:
+    names: set[str] = set()
+    for value in vars(models).values():
+        if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == models.__name__:
+            for name, info in value.model_fields.items():
+                names.add(info.alias or name)
+    return names
+
+
+def _message(error: Any, inner: tuple[Any, ...]) -> str:
+    kind = error["type"]
+    field = ".".join(str(part) for part in inner)
+    key = str(inner[-1]) if inner else ""
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(key, _all_field_names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {key!r}{hint}"
+    if kind == "missing":
+        return f"missing required key {key!r}"
+    if kind == "enum" and inner and inner[-1] == "method":
+        known = ", ".join(method.value for method in TaskMethod)
+        return f"unknown method {error.get('input')!r}: use one of {known}"
+    text = str(error["msg"])
+    if text.startswith("Value error, "):
+        text = text[len("Value error, ") :]
+        return text
+    return f"{field}: {text}" if field else text

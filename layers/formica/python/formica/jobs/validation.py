@@ -1,0 +1,225 @@
+"""The rules a job definition must follow beyond its field types (the flow graph, methods, URLs).
+
+Each rule reports a Problem with the line of the offending key and the task it sits in, and every
+rule runs, so one upload lists everything to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from formica.jobs.errors import Problem
+from formica.jobs.models import (
+    CONTAINER_METHODS,
+    HTTP_METHODS,
+    UNSUPPORTED_METHODS,
+    JobDefinition,
+    TaskDefinition,
+    TaskMethod,
+    is_action,
+)
+from formica.jobs.yamlload import Path
+
+UNSUPPORTED_METHOD_REASON: dict[TaskMethod, str] = {
+    TaskMethod.MESSAGING: "it needs formicary's message-queue ants; call the queue from a SHELL task",
+    TaskMethod.WEBSOCKET: "it needs a browser ant connected over a websocket",
+    TaskMethod.EXPIRE_ARTIFACTS: "artifacts expire through the S3 lifecycle rule, not a task",
+    TaskMethod.PURGE_JOBS: "old jobs expire through the DynamoDB TTL, not a task",
+    TaskMethod.MANUAL: "manual approval steps are not implemented",
+}
+"""Why each method Formica parses but does not run is refused (part of the rejection message)."""
+assert set(UNSUPPORTED_METHOD_REASON) == set(UNSUPPORTED_METHODS)  # noqa: S101 - import-time consistency
+
+
+def unsupported_method_message(method: TaskMethod) -> str:
+    reason = UNSUPPORTED_METHOD_REASON[method]
+    return f"method {method.value} is not supported: Formica does not run {method.value} tasks ({reason})"
+
+
+class _ProblemFactory(Protocol):
+    def __call__(self, message: str, *field: str | int) -> Problem: ...
+
+
+@dataclass(frozen=True)
+class Locator:
+    """Finds the source line of a path in the parsed document (longest known prefix wins)."""
+
+    positions: Mapping[Path, int]
+
+    def line(self, *path: str | int) -> int | None:
+        best: int | None = None
+        prefix: tuple[str | int, ...] = ()
+        for element in path:
+            for candidate in (element, str(element)):
+                trial = (*prefix, candidate)
+                if trial in self.positions:
+                    prefix = trial
+                    best = self.positions[trial]
+                    break
+        return best if best is not None else self.positions.get(())
+
+    def task_line(self, index: int, *field: str | int) -> int | None:
+        return self.line("tasks", index, *field) if field else self.line("tasks", index, "task_type")
+
+
+def check_definition(job: JobDefinition, positions: Mapping[Path, int]) -> list[Problem]:
+    """Every rule of issue 2 that the models alone do not enforce; an empty list means valid."""
+    where = Locator(positions)
+    problems = list(_job_rules(job, where))
+    problems.extend(_task_rules(job, where))
+    if not any(p.field in ("task_type", "tasks") for p in problems):
+        problems.extend(_graph_rules(job, where))
+    return sorted(problems, key=lambda p: (p.line or 0, p.task_type or "", p.message))
+
+
+def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
+    if not job.job_type.strip():
+        yield Problem("job_type is empty", where.line("job_type"), field="job_type")
+    if not job.tasks:
+        yield Problem("the job has no tasks: at least one is required", where.line("tasks"), field="tasks")
+    for name in ("retry", "hard_reset_after_retries", "max_concurrency"):
+        if getattr(job, name) < 0:
+            yield Problem(f"{name} must not be negative", where.line(name), field=name)
+
+
+def _task_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
+    seen: dict[str, int] = {}
+    for index, task in enumerate(job.tasks):
+        name = task.task_type
+
+        def problem(message: str, *field: str | int, _index: int = index, _name: str = name) -> Problem:
+            dotted = ".".join(str(part) for part in field) if field else None
+            return Problem(message, where.task_line(_index, *field), _name or None, dotted)
+
+        if not name.strip():
+            yield problem("task_type is empty", "task_type")
+        elif name in seen:
+            yield problem(f'task_type "{name}" is used by another task too (line {seen[name]})', "task_type")
+        else:
+            seen[name] = where.task_line(index) or 0
+        if name and is_action(name):
+            yield problem(f'task_type "{name}" is reserved: it names an exit-code action', "task_type")
+        yield from _method_rules(task, problem)
+        if task.retry < 0:
+            yield problem("retry must not be negative", "retry")
+
+
+def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
+    method = task.method
+    if method in UNSUPPORTED_METHODS:
+        yield problem(unsupported_method_message(method), "method")
+        return
+    if method is None and task.container is None:
+        yield problem(
+            "task has neither a method nor a container: set method (SHELL, HTTP_GET, ...) or container.image",
+            "task_type",
+        )
+    if method in CONTAINER_METHODS and task.container is None:
+        yield problem(f"method {method} needs a container with an image", "method")
+    if task.container is not None and not task.container.image.strip():
+        yield problem("container has no image", "container", "image")
+    if method in HTTP_METHODS and task.url is None and not task.script:
+        yield problem(f"method {method} needs a URL: set url (or script, as formicary allows)", "method")
+    if method is TaskMethod.FORK_JOB and not (task.fork_job_type or "").strip():
+        yield problem("method FORK_JOB needs fork_job_type", "method")
+    if method is TaskMethod.AWAIT_FORKED_JOB and not task.await_forked_tasks:
+        yield problem("method AWAIT_FORKED_JOB needs await_forked_tasks", "method")
+
+
+def _graph_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
+    names = {task.task_type: index for index, task in enumerate(job.tasks)}
+    edges: dict[str, list[str]] = {}
+    for index, task in enumerate(job.tasks):
+        name = task.task_type
+        targets: list[str] = []
+        routes: list[tuple[str, tuple[str | int, ...]]] = []
+        if task.on_completed is not None:
+            routes.append((task.on_completed, ("on_completed",)))
+        if task.on_failed is not None:
+            routes.append((task.on_failed, ("on_failed",)))
+        routes.extend((target, ("on_exit_code", code)) for code, target in task.on_exit_code.items())
+        for target, field in routes:
+            label = field[0] if len(field) == 1 else f"on_exit_code {field[1]}"
+            line = _route_line(where, index, field)
+            if not target.strip():
+                yield Problem(f"{label} is empty: name a task or an action", line, name, str(field[0]))
+            elif target in names:
+                targets.append(target)
+            elif not is_action(target):
+                yield Problem(f'{label} names unknown task "{target}"', line, name, str(field[0]))
+        edges[name] = targets
+        for field_name in ("dependencies", "await_forked_tasks"):
+            for position, dependency in enumerate(getattr(task, field_name)):
+                if dependency not in names:
+                    line = where.task_line(index, field_name, position)
+                    yield Problem(f'{field_name} names unknown task "{dependency}"', line, name, field_name)
+                elif field_name == "await_forked_tasks":
+                    forked = job.tasks[names[dependency]]
+                    if forked.method is not TaskMethod.FORK_JOB:
+                        line = where.task_line(index, field_name, position)
+                        yield Problem(
+                            f'await_forked_tasks names "{dependency}", which is not a FORK_JOB task',
+                            line,
+                            name,
+                            field_name,
+                        )
+    yield from _shape_rules(job, where, edges)
+
+
+def _route_line(where: Locator, index: int, field: tuple[str | int, ...]) -> int | None:
+    if ("tasks", index, *field) in where.positions:
+        return where.positions[("tasks", index, *field)]
+    # on_completed / on_failed written as on_exit_code COMPLETED / FAILED: point at that key
+    state = {"on_completed": "COMPLETED", "on_failed": "FAILED"}.get(str(field[0]))
+    if state is not None:
+        for spelling in (state, state.lower(), state.capitalize()):
+            if ("tasks", index, "on_exit_code", spelling) in where.positions:
+                return where.positions[("tasks", index, "on_exit_code", spelling)]
+    return where.task_line(index, *field)
+
+
+def _shape_rules(job: JobDefinition, where: Locator, edges: Mapping[str, list[str]]) -> Iterator[Problem]:
+    if not job.tasks:
+        return
+    named_by_others = {target for source, targets in edges.items() for target in targets if target != source}
+    roots = [(index, task) for index, task in enumerate(job.tasks) if task.task_type not in named_by_others]
+    if not roots:
+        yield Problem(
+            "no first task: every task is named as the next task of another one (a cycle)",
+            where.line("tasks"),
+            field="tasks",
+        )
+        return
+    root_index, root = roots[0]
+    for index, task in roots[1:]:
+        yield Problem(
+            f'task is not reachable: no task routes to it and "{root.task_type}" is already the first task',
+            where.task_line(index),
+            task.task_type,
+            "task_type",
+        )
+    reached = {root.task_type}
+    frontier = [root.task_type]
+    while frontier:
+        for target in edges.get(frontier.pop(), []):
+            if target not in reached:
+                reached.add(target)
+                frontier.append(target)
+    extra_roots = {task.task_type for _, task in roots[1:]}
+    for index, task in enumerate(job.tasks):
+        if task.task_type not in reached and task.task_type not in extra_roots:
+            yield Problem(
+                f'task is not reachable from the first task "{root.task_type}"',
+                where.task_line(index),
+                task.task_type,
+                "task_type",
+            )
+    if not any(not edges.get(task.task_type) for task in job.tasks):
+        yield Problem(
+            "no last task: every task routes to another task, so the job never ends",
+            where.task_line(root_index),
+            root.task_type,
+            "tasks",
+        )
