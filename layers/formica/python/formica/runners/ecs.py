@@ -1,0 +1,558 @@
+"""The ECS Fargate runner: starts one container task attempt and returns its task ARN.
+
+It does not wait: the task's STOPPED event (EventBridge -> functions/container_events) or the
+reconciler reports the exit code back to the waiting Launch state (formica.runtime.containers).
+
+One task, three containers sharing one ephemeral volume mounted at the workspace (/workspace or the
+task's working_dir):
+
+``dependencies`` (AWS CLI image, non-essential)
+    downloads the artifacts of the task's ``dependencies`` into the workspace, then exits 0.
+``main`` (the task's image, non-essential, starts after ``dependencies`` SUCCESS)
+    runs the rendered script as ``sh -c <script>``: ``sh -c`` is the task definition's entryPoint
+    (RunTask overrides cannot replace an image's ENTRYPOINT, only its CMD) and the script is the
+    per-run command override. Its exit code is the task's.
+``artifacts`` (AWS CLI image, essential, starts after ``main`` COMPLETE)
+    uploads ``artifacts.paths``. ECS only allows a COMPLETE dependency on a non-essential container and
+    needs one essential container, so this one is essential: its exit ends the task once the artifacts
+    are up. It never decides the exit code: completion reads ``main`` only and the script exits 0.
+
+Task definitions are registered once per content: the registration request (image, Fargate size,
+workspace, roles, log group, helper image and ``LAYOUT_VERSION``) is hashed, the family is
+``formica-{digest[:16]}``, and DescribeTaskDefinition on that family finds an earlier registration.
+Logs go to the stack's log group with the awslogs driver; ``log_stream_name(task_arn)`` gives the
+main container's stream back from the task ARN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from formica.jobs.models import ContainerDefinition, TaskDefinition
+from formica.runners.base import TaskContext
+from formica.runners.container_script import (
+    build_dependencies_script,
+    build_script,
+    build_upload_script,
+    container_environment,
+    workspace_of,
+)
+from formica.runners.ecs_events import (
+    ARTIFACTS_CONTAINER,
+    DEPENDENCIES_CONTAINER,
+    MAIN_CONTAINER,
+    RUN_KEY_ENV,
+    RunKey,
+)
+from formica.settings import FormicaSettings
+
+logger = logging.getLogger(__name__)
+
+LAYOUT_VERSION = "1"
+"""Bump when the container layout above changes: every image then gets a new task definition."""
+AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.15.0"
+WORKSPACE_VOLUME = "workspace"
+LOG_STREAM_PREFIX = "formica"
+FAMILY_PREFIX = "formica-"
+OVERRIDES_MAX_CHARS = 8192  # ECS: the JSON of a RunTask's overrides, formatting included
+DEFAULT_CPU_UNITS = 512
+DEFAULT_MEMORY_MIB = 1024
+DEFAULT_EPHEMERAL_GIB = 20  # Fargate's free ephemeral storage; 21..200 GiB can be asked for
+MAX_EPHEMERAL_GIB = 200
+
+# Valid Fargate (Linux) task sizes: CPU units -> the memory sizes (MiB) allowed with it.
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+_QUANTITY = re.compile(r"^\s*([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_TAG_VALUE = re.compile(r"[^\w .:/=+\-@]")
+
+
+class EcsRunnerError(RuntimeError):
+    """The ECS runner could not start the task."""
+
+
+class EcsConfigError(EcsRunnerError):
+    """A setting the ECS runner needs is missing."""
+
+
+class ContainerSizeError(EcsRunnerError, ValueError):
+    """A cpu/memory/storage value is not a Kubernetes quantity, or no Fargate size can hold it."""
+
+
+class OverridesTooLargeError(EcsRunnerError):
+    """The rendered script and environment exceed ECS's 8,192 characters of RunTask overrides."""
+
+
+class EcsLaunchError(EcsRunnerError):
+    """ECS refused to start the task (RunTask error or a failure such as no capacity)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# --- sizes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FargateSize:
+    cpu: int  # CPU units (1024 = 1 vCPU)
+    memory: int  # MiB
+
+
+def _quantity(text: str, what: str) -> tuple[Decimal, str]:
+    match = _QUANTITY.match(str(text))
+    if match is None:
+        raise ContainerSizeError(f"{what} {text!r} is not a Kubernetes quantity")
+    try:
+        return Decimal(match.group(1)), match.group(2)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern only admits decimals
+        raise ContainerSizeError(f"{what} {text!r} is not a Kubernetes quantity") from exc
+
+
+def parse_cpu(text: str) -> Decimal:
+    """Kubernetes CPU quantity -> vCPUs: ``"500m"`` -> 0.5, ``"1"`` -> 1, ``"0.25"`` -> 0.25."""
+    number, suffix = _quantity(text, "cpu")
+    if suffix == "m":
+        return number / 1000
+    if suffix == "":
+        return number
+    raise ContainerSizeError(f"cpu {text!r}: unknown suffix {suffix!r} (use cores or millicores, e.g. 500m)")
+
+
+def parse_memory_bytes(text: str) -> int:
+    """Kubernetes memory quantity -> bytes (rounded up): ``"512Mi"``, ``"2Gi"``, ``"1G"``, ``"1e9"``.
+
+    A lower-case ``m`` means megabytes: formicary's examples write ``memory_limit: 500m`` for 500 MB
+    (Kubernetes would read millibytes, which no container can run in).
+    """
+    number, suffix = _quantity(text, "memory")
+    if suffix in _BINARY:
+        value = number * _BINARY[suffix]
+    elif suffix in _DECIMAL:
+        value = number * _DECIMAL[suffix]
+    elif suffix == "m":
+        value = number * 10**6
+    else:
+        raise ContainerSizeError(f"memory {text!r}: unknown suffix {suffix!r}")
+    return math.ceil(value)
+
+
+def parse_memory_mib(text: str) -> int:
+    return math.ceil(parse_memory_bytes(text) / 2**20)
+
+
+def fargate_size(cpu: str | None = None, memory: str | None = None) -> FargateSize:
+    """The smallest valid Fargate size with at least ``cpu`` (Kubernetes cores) and ``memory``.
+
+    With neither given: DEFAULT_CPU_UNITS / DEFAULT_MEMORY_MIB. With one given, the other is the
+    smallest that Fargate pairs with it.
+
+    Raises
+    ------
+    ContainerSizeError
+        A value is not a quantity, or exceeds Fargate's largest size (16 vCPU, 120 GiB).
+    """
+    if cpu is None and memory is None:
+        return FargateSize(DEFAULT_CPU_UNITS, DEFAULT_MEMORY_MIB)
+    cpu_units = math.ceil(parse_cpu(cpu) * 1024) if cpu is not None else 0
+    memory_mib = parse_memory_mib(memory) if memory is not None else 0
+    for units, memories in FARGATE_SIZES.items():
+        if units < cpu_units:
+            continue
+        for size in memories:
+            if size >= memory_mib:
+                return FargateSize(units, size)
+    raise ContainerSizeError(
+        f"no Fargate size holds cpu {cpu!r} and memory {memory!r} (at most 16 vCPU and 120 GiB)"
+    )
+
+
+def fargate_size_for(container: ContainerDefinition | None) -> FargateSize:
+    """A container's Fargate size from its limits, falling back to its requests."""
+    if container is None:
+        return fargate_size()
+    return fargate_size(
+        container.cpu_limit or container.cpu_request, container.memory_limit or container.memory_request
+    )
+
+
+def ephemeral_storage_gib(container: ContainerDefinition | None) -> int | None:
+    """GiB of ephemeral storage to ask Fargate for; None when the free 20 GiB suffice."""
+    if container is None:
+        return None
+    text = container.ephemeral_storage_limit or container.ephemeral_storage_request
+    if text is None:
+        return None
+    gib = math.ceil(parse_memory_bytes(text) / 2**30)
+    if gib <= DEFAULT_EPHEMERAL_GIB:
+        return None
+    if gib > MAX_EPHEMERAL_GIB:
+        raise ContainerSizeError(f"ephemeral storage {text!r} exceeds Fargate's {MAX_EPHEMERAL_GIB} GiB")
+    return gib
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class EcsLaunchConfig:
+    """Where and as whom tasks run: the stack's cluster, network, roles, log group and bucket."""
+
+    cluster_arn: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    task_role_arn: str
+    execution_role_arn: str
+    log_group: str
+    region: str
+    bucket: str
+    assign_public_ip: bool = False
+    helper_image: str = AWS_CLI_IMAGE
+
+    @classmethod
+    def from_settings(cls, settings: FormicaSettings) -> EcsLaunchConfig:
+        """Raises EcsConfigError naming every FORMICA_ECS_* / FORMICA_CONTAINER_LOG_GROUP that is unset."""
+        values = {
+            "FORMICA_ECS_CLUSTER_ARN": settings.ecs_cluster_arn,
+            "FORMICA_ECS_SUBNET_IDS": settings.ecs_subnet_ids,
+            "FORMICA_ECS_SECURITY_GROUP_IDS": settings.ecs_security_group_ids,
+            "FORMICA_ECS_TASK_ROLE_ARN": settings.ecs_task_role_arn,
+            "FORMICA_ECS_EXECUTION_ROLE_ARN": settings.ecs_execution_role_arn,
+            "FORMICA_CONTAINER_LOG_GROUP": settings.container_log_group,
+        }
+        missing = [name for name, value in values.items() if not value]
+        if missing:
+            raise EcsConfigError("ECS runner settings missing: " + ", ".join(missing))
+        return cls(
+            cluster_arn=str(settings.ecs_cluster_arn),
+            subnet_ids=_split(settings.ecs_subnet_ids),
+            security_group_ids=_split(settings.ecs_security_group_ids),
+            task_role_arn=str(settings.ecs_task_role_arn),
+            execution_role_arn=str(settings.ecs_execution_role_arn),
+            log_group=str(settings.container_log_group),
+            region=settings.region,
+            bucket=settings.bucket_name,
+            assign_public_ip=bool(getattr(settings, "ecs_assign_public_ip", False)),
+        )
+
+
+# --- requests (pure) -------------------------------------------------------------------------
+
+
+def log_stream_name(task_arn: str, container: str = MAIN_CONTAINER) -> str:
+    """The awslogs stream of ``container`` in the task: ``formica/<container>/<task id>``."""
+    return f"{LOG_STREAM_PREFIX}/{container}/{task_arn.rsplit('/', 1)[-1]}"
+
+
+def _log_configuration(config: EcsLaunchConfig) -> dict[str, Any]:
+    return {
+        "logDriver": "awslogs",
+        "options": {
+            "awslogs-group": config.log_group,
+            "awslogs-region": config.region,
+            "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+        },
+    }
+
+
+def task_definition_request(
+    *,
+    image: str,
+    size: FargateSize,
+    workspace: str,
+    config: EcsLaunchConfig,
+    ephemeral_gib: int | None = None,
+) -> dict[str, Any]:
+    """The RegisterTaskDefinition parameters for one image and size, family included."""
+    mount = [{"sourceVolume": WORKSPACE_VOLUME, "containerPath": workspace, "readOnly": False}]
+    logs = _log_configuration(config)
+    helper = {
+        "image": config.helper_image,
+        "entryPoint": ["sh", "-c"],
+        "command": ["exit 0"],
+        "workingDirectory": workspace,
+        "mountPoints": mount,
+        "logConfiguration": logs,
+    }
+    containers = [
+        {"name": DEPENDENCIES_CONTAINER, "essential": False, **helper},
+        {
+            "name": MAIN_CONTAINER,
+            "image": image,
+            "essential": False,
+            "entryPoint": ["sh", "-c"],
+            "command": ["exit 0"],
+            "workingDirectory": workspace,
+            "mountPoints": mount,
+            "logConfiguration": logs,
+            "dependsOn": [{"containerName": DEPENDENCIES_CONTAINER, "condition": "SUCCESS"}],
+        },
+        {
+            "name": ARTIFACTS_CONTAINER,
+            "essential": True,
+            **helper,
+            "dependsOn": [{"containerName": MAIN_CONTAINER, "condition": "COMPLETE"}],
+        },
+    ]
+    request: dict[str, Any] = {
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": str(size.cpu),
+        "memory": str(size.memory),
+        "taskRoleArn": config.task_role_arn,
+        "executionRoleArn": config.execution_role_arn,
+        "runtimePlatform": {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
+        "volumes": [{"name": WORKSPACE_VOLUME}],
+        "containerDefinitions": containers,
+    }
+    if ephemeral_gib is not None:
+        request["ephemeralStorage"] = {"sizeInGiB": ephemeral_gib}
+    digest = task_definition_digest(request)
+    return {"family": FAMILY_PREFIX + digest[:16], **request}
+
+
+def task_definition_digest(request: Mapping[str, Any]) -> str:
+    """sha256 of the registration content (family excluded) and LAYOUT_VERSION."""
+    content = {key: value for key, value in request.items() if key != "family"}
+    text = json.dumps({"layout": LAYOUT_VERSION, "request": content}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _env_list(values: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in values.items()]
+
+
+def _tag_value(value: str) -> str:
+    return _TAG_VALUE.sub("_", value)[:256]
+
+
+def client_token(run_key: RunKey) -> str:
+    """RunTask's idempotency token: a retried Launch for the same run starts no second task."""
+    return "formica-" + hashlib.sha256(str(run_key).encode()).hexdigest()[:48]
+
+
+def run_task_request(
+    *,
+    task: TaskDefinition,
+    ctx: TaskContext,
+    run_key: RunKey,
+    task_definition_arn: str,
+    config: EcsLaunchConfig,
+) -> dict[str, Any]:
+    """The RunTask parameters for one attempt of ``task``.
+
+    Raises
+    ------
+    OverridesTooLargeError
+        The overrides' JSON exceeds ECS's limit of 8,192 characters.
+    """
+    workspace = workspace_of(task)
+    environment = container_environment(
+        task, ctx, {RUN_KEY_ENV: str(run_key), "FORMICA_TASK_TYPE": task.task_type}
+    )
+    artifacts = task.artifacts
+    upload = build_upload_script(
+        bucket=config.bucket,
+        org=ctx.org,
+        request_id=ctx.request_id,
+        task_type=task.task_type,
+        paths=artifacts.paths if artifacts else [],
+        when=artifacts.when if artifacts else "onSuccess",
+        workspace=workspace,
+    )
+    download = build_dependencies_script(
+        bucket=config.bucket,
+        org=ctx.org,
+        request_id=ctx.request_id,
+        dependencies=task.dependencies,
+        workspace=workspace,
+    )
+    overrides = {
+        "containerOverrides": [
+            {"name": DEPENDENCIES_CONTAINER, "command": [download]},
+            {
+                "name": MAIN_CONTAINER,
+                "command": [build_script(task, workspace)],
+                "environment": _env_list(environment),
+            },
+            {"name": ARTIFACTS_CONTAINER, "command": [upload]},
+        ]
+    }
+    size = len(json.dumps(overrides, separators=(",", ":")))
+    if size > OVERRIDES_MAX_CHARS:
+        raise OverridesTooLargeError(
+            f"task {task.task_type!r}: script and environment take {size} characters of RunTask overrides;"
+            f" ECS allows {OVERRIDES_MAX_CHARS}"
+        )
+    return {
+        "cluster": config.cluster_arn,
+        "taskDefinition": task_definition_arn,
+        "launchType": "FARGATE",
+        "count": 1,
+        "startedBy": run_key.started_by(),
+        "clientToken": client_token(run_key),
+        "networkConfiguration": {
+            "awsvpcConfiguration": {
+                "subnets": list(config.subnet_ids),
+                "securityGroups": list(config.security_group_ids),
+                "assignPublicIp": "ENABLED" if config.assign_public_ip else "DISABLED",
+            }
+        },
+        "overrides": overrides,
+        "enableECSManagedTags": True,
+        "tags": [
+            {"key": "formica:request_id", "value": _tag_value(ctx.request_id)},
+            {"key": "formica:step", "value": str(run_key.step)},
+            {"key": "formica:task_type", "value": _tag_value(task.task_type)},
+            {"key": "formica:org", "value": _tag_value(ctx.org)},
+        ],
+    }
+
+
+# --- the adapter -----------------------------------------------------------------------------
+
+
+@dataclass
+class EcsRunner:
+    """Starts, stops and describes Formica's Fargate tasks. ``client`` defaults to the cached ECS client."""
+
+    config: EcsLaunchConfig
+    client: Any | None = None
+    _families: dict[str, str] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def _ecs(self) -> Any:
+        if self.client is not None:
+            return self.client
+        from formica.store.aws import get_client
+
+        return get_client("ecs")
+
+    def ensure_task_definition(self, request: Mapping[str, Any]) -> str:
+        """The ARN of a task definition with exactly this content: cached, described, or registered."""
+        family = str(request["family"])
+        with self._lock:
+            cached = self._families.get(family)
+        if cached:
+            return cached
+        arn = self._describe_family(family)
+        if arn is None:
+            try:
+                response = self._ecs.register_task_definition(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise EcsLaunchError(f"could not register task definition {family}: {exc}") from exc
+            arn = str(response["taskDefinition"]["taskDefinitionArn"])
+            logger.info("task definition registered", extra={"family": family, "task_definition_arn": arn})
+        with self._lock:
+            self._families[family] = arn
+        return arn
+
+    def _describe_family(self, family: str) -> str | None:
+        try:
+            response = self._ecs.describe_task_definition(taskDefinition=family)
+        except ClientError as exc:
+            # ECS answers ClientException for an unknown family: register it.
+            if exc.response.get("Error", {}).get("Code") in (
+                "ClientException",
+                "TaskDefinitionNotFoundException",
+            ):
+                return None
+            raise EcsLaunchError(f"could not describe task definition {family}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise EcsLaunchError(f"could not describe task definition {family}: {exc}") from exc
+        definition = response.get("taskDefinition") or {}
+        if definition.get("status", "ACTIVE") != "ACTIVE":
+            return None
+        return str(definition["taskDefinitionArn"])
+
+    def launch(self, task: TaskDefinition, ctx: TaskContext, run_key: RunKey) -> str:
+        """Start one attempt of a container task; returns the ECS task ARN.
+
+        Raises
+        ------
+        ContainerSizeError, OverridesTooLargeError, EcsLaunchError
+            The task cannot be started as written, or ECS refused it.
+        """
+        if task.container is None or not task.container.image.strip():
+            raise EcsLaunchError(f"task {task.task_type!r} has no container image")
+        td_request = task_definition_request(
+            image=task.container.image.strip(),
+            size=fargate_size_for(task.container),
+            workspace=workspace_of(task),
+            config=self.config,
+            ephemeral_gib=ephemeral_storage_gib(task.container),
+        )
+        td_arn = self.ensure_task_definition(td_request)
+        request = run_task_request(
+            task=task, ctx=ctx, run_key=run_key, task_definition_arn=td_arn, config=self.config
+        )
+        try:
+            response = self._ecs.run_task(**request)
+        except (ClientError, BotoCoreError) as exc:
+            raise EcsLaunchError(f"RunTask failed for {task.task_type!r}: {exc}") from exc
+        tasks = response.get("tasks") or []
+        if not tasks:
+            failures = response.get("failures") or [{}]
+            reason = str(failures[0].get("reason") or "no task started")
+            detail = failures[0].get("detail")
+            raise EcsLaunchError(
+                f"ECS did not start {task.task_type!r}: {reason} {detail or ''}".strip(), reason
+            )
+        task_arn = str(tasks[0]["taskArn"])
+        logger.info(
+            "ecs task started",
+            extra={"request_id": ctx.request_id, "task_type": task.task_type, "task_arn": task_arn},
+        )
+        return task_arn
+
+    def stop(self, task_arn: str, reason: str) -> None:
+        """StopTask; a task ECS no longer knows is already stopped."""
+        try:
+            self._ecs.stop_task(cluster=self.config.cluster_arn, task=task_arn, reason=reason[:255])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("InvalidParameterException", "ClientException"):
+                logger.info("ecs task already gone", extra={"task_arn": task_arn, "code": code})
+                return
+            raise EcsRunnerError(f"could not stop {task_arn}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise EcsRunnerError(f"could not stop {task_arn}: {exc}") from exc
+
+    def describe(self, task_arns: Sequence[str]) -> list[dict[str, Any]]:
+        """DescribeTasks in batches of 100 (ECS's limit); tasks ECS forgot are left out."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(task_arns), 100):
+            batch = list(task_arns[start : start + 100])
+            try:
+                response = self._ecs.describe_tasks(cluster=self.config.cluster_arn, tasks=batch)
+            except (ClientError, BotoCoreError) as exc:
+                raise EcsRunnerError(f"could not describe tasks: {exc}") from exc
+            found.extend(response.get("tasks") or [])
+        return found

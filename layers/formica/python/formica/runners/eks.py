@@ -1,0 +1,696 @@
+"""The EKS runner: one container task attempt as a Kubernetes Job, over plain HTTP (httpx).
+
+- Authentication is EKS's IAM token: a presigned STS GetCallerIdentity URL carrying the cluster name
+  in the signed ``x-k8s-aws-id`` header, base64url-encoded behind ``k8s-aws-v1.`` (``eks_token``,
+  pure). The cluster's endpoint and CA come from eks:DescribeCluster (``describe_cluster``); both are
+  injectable so tests talk to a fake API server on loopback.
+- ``job_manifest`` (pure) builds a batch/v1 Job: the task's image running ``sh -c <script>`` (the same
+  script as ECS, built from the shell runner's), env, resources, node selector, tolerations, pod labels
+  and annotations, service account, ``backoffLimit: 0``, ``activeDeadlineSeconds`` from the timeout,
+  ``ttlSecondsAfterFinished``. ``dependencies`` are downloaded by an init container and
+  ``artifacts.paths`` uploaded by a second container that waits for the main script's exit-code file
+  (both the AWS CLI image; the pod needs S3 access through its service account).
+- ``job_state`` (pure) reads the Job and its Pod: the exit code is the main container's
+  ``state.terminated.exitCode``; an image that cannot be pulled is ERR_CONTAINER_START; a Job killed by
+  its deadline is ERR_TASK_TIMED_OUT (ERR_CONTAINER_START if the pod never started).
+- ``EksJobRunner.run`` launches, polls to completion, honours the timeout and cancellation (deleting
+  the Job with propagationPolicy Foreground), reads the main container's log from the pod log endpoint
+  and stores it in S3 through the blob store. The deployed walk uses ``launch`` / ``poll`` / ``delete``
+  from formica.runtime.containers instead, since a Lambda cannot wait for long jobs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import math
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from formica.jobs.models import TaskDefinition
+from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome
+from formica.runners.container_script import (
+    build_dependencies_script,
+    build_script,
+    build_upload_script,
+    container_environment,
+    exit_code_file,
+    workspace_of,
+)
+from formica.runners.ecs import AWS_CLI_IMAGE
+from formica.runners.ecs_events import (
+    ARTIFACTS_CONTAINER,
+    DEPENDENCIES_CONTAINER,
+    ERR_CONTAINER_START,
+    ERR_TASK_CANCELLED,
+    ERR_TASK_TIMED_OUT,
+    MAIN_CONTAINER,
+    RUN_KEY_ENV,
+    RunKey,
+)
+from formica.store.blobs import BlobStore, BlobStoreError
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a public format prefix, not a secret
+TOKEN_HEADER = "x-k8s-aws-id"  # noqa: S105 - a header name
+TOKEN_EXPIRES_SECONDS = 60  # what the URL says; EKS accepts a token for 15 minutes
+TOKEN_REUSE_SECONDS = 600
+STS_API_VERSION = "2011-06-15"
+JOB_TTL_SECONDS = 3600
+WORKSPACE_VOLUME = "workspace"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+RUN_LABEL = "formica.io/run"
+REQUEST_LABEL = "formica.io/request-id"
+STEP_LABEL = "formica.io/step"
+DEFAULT_POLL_SECONDS = 2.0
+HTTP_TIMEOUT_SECONDS = 30.0
+# Waiting reasons of a container that will not start without someone changing something.
+START_FAILURE_REASONS = frozenset(
+    {
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+_LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+_DNS_BAD = re.compile(r"[^a-z0-9-]")
+_MEMORY_MILLI = re.compile(r"^\s*(\d+(?:\.\d+)?)m\s*$")
+
+
+class EksRunnerError(RuntimeError):
+    """The EKS runner could not talk to the cluster or the cluster refused a request."""
+
+
+class KubernetesApiError(EksRunnerError):
+    """The Kubernetes API answered with an error status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- authentication (pure) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    access_key: str
+    secret_key: str
+    token: str | None = None
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
+
+
+def _uri_encode(text: str) -> str:
+    return quote(text, safe="-_.~")
+
+
+def presigned_caller_identity_url(
+    *, cluster_name: str, region: str, credentials: AwsCredentials, now: datetime
+) -> str:
+    """The SigV4 presigned ``GET https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity`` URL with
+    ``host`` and ``x-k8s-aws-id: {cluster_name}`` signed, valid TOKEN_EXPIRES_SECONDS from ``now``."""
+    moment = now.astimezone(UTC)
+    amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
+    datestamp = moment.strftime("%Y%m%d")
+    host = f"sts.{region}.amazonaws.com"
+    scope = f"{datestamp}/{region}/sts/aws4_request"
+    signed_headers = f"host;{TOKEN_HEADER}"
+    params = {
+        "Action": "GetCallerIdentity",
+        "Version": STS_API_VERSION,
+        "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+        "X-Amz-Credential": f"{credentials.access_key}/{scope}",
+        "X-Amz-Date": amz_date,
+        "X-Amz-Expires": str(TOKEN_EXPIRES_SECONDS),
+        "X-Amz-SignedHeaders": signed_headers,
+    }
+    if credentials.token:
+        params["X-Amz-Security-Token"] = credentials.token
+    query = "&".join(f"{_uri_encode(k)}={_uri_encode(v)}" for k, v in sorted(params.items()))
+    canonical_request = "\n".join(
+        [
+            "GET",
+            "/",
+            query,
+            f"host:{host}\n{TOKEN_HEADER}:{cluster_name}\n",
+            signed_headers,
+            hashlib.sha256(b"").hexdigest(),
+        ]
+    )
+    string_to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
+    )
+    key = _hmac(("AWS4" + credentials.secret_key).encode(), datestamp)
+    for part in (region, "sts", "aws4_request"):
+        key = _hmac(key, part)
+    signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"https://{host}/?{query}&X-Amz-Signature={signature}"
+
+
+def eks_token(*, cluster_name: str, region: str, credentials: AwsCredentials, now: datetime) -> str:
+    """The bearer token EKS accepts: ``k8s-aws-v1.`` + base64url(presigned URL), padding stripped."""
+    url = presigned_caller_identity_url(
+        cluster_name=cluster_name, region=region, credentials=credentials, now=now
+    )
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+def boto3_credentials() -> AwsCredentials:
+    """The process's AWS credentials (Lambda's role), frozen for one signature."""
+    import boto3
+
+    found = boto3.session.Session().get_credentials()
+    if found is None:
+        raise EksRunnerError("no AWS credentials to sign an EKS token with")
+    frozen = found.get_frozen_credentials()
+    return AwsCredentials(str(frozen.access_key), str(frozen.secret_key), frozen.token)
+
+
+class EksTokenProvider:
+    """Tokens for one cluster, reused for TOKEN_REUSE_SECONDS (EKS accepts them for 15 minutes)."""
+
+    def __init__(
+        self,
+        cluster_name: str,
+        region: str,
+        credentials: Callable[[], AwsCredentials] = boto3_credentials,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._cluster = cluster_name
+        self._region = region
+        self._credentials = credentials
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[str, datetime] | None = None
+
+    def __call__(self) -> str:
+        now = self._clock()
+        with self._lock:
+            if self._cached and (now - self._cached[1]).total_seconds() < TOKEN_REUSE_SECONDS:
+                return self._cached[0]
+            token = eks_token(
+                cluster_name=self._cluster, region=self._region, credentials=self._credentials(), now=now
+            )
+            self._cached = (token, now)
+            return token
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    endpoint: str
+    ca_data: str | None = None  # base64 PEM, as eks:DescribeCluster returns it
+
+
+def describe_cluster(cluster_name: str, client: Any | None = None) -> ClusterInfo:
+    """Endpoint and CA of an EKS cluster (eks:DescribeCluster)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if client is None:
+        from formica.store.aws import get_client
+
+        client = get_client("eks")
+    try:
+        cluster = client.describe_cluster(name=cluster_name)["cluster"]
+    except (ClientError, BotoCoreError) as exc:
+        raise EksRunnerError(f"could not describe EKS cluster {cluster_name!r}: {exc}") from exc
+    return ClusterInfo(
+        endpoint=str(cluster["endpoint"]), ca_data=(cluster.get("certificateAuthority") or {}).get("data")
+    )
+
+
+# --- the Kubernetes API over HTTP ------------------------------------------------------------
+
+
+class KubernetesApi:
+    """The few Kubernetes API calls the runner needs. ``client`` is injectable (tests)."""
+
+    def __init__(
+        self, cluster: ClusterInfo, token: Callable[[], str], client: httpx.Client | None = None
+    ) -> None:
+        self._token = token
+        if client is None:
+            verify: ssl.SSLContext | bool = True
+            if cluster.ca_data:
+                verify = ssl.create_default_context(cadata=base64.b64decode(cluster.ca_data).decode())
+            client = httpx.Client(base_url=cluster.endpoint, verify=verify, timeout=HTTP_TIMEOUT_SECONDS)
+        self._client = client
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        try:
+            return self._client.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise EksRunnerError(f"Kubernetes API {method} {path} failed: {exc}") from exc
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise KubernetesApiError(
+                f"Kubernetes API {method} {path}: {response.status_code} {response.text[:500]}",
+                response.status_code,
+            )
+        body: dict[str, Any] = response.json()
+        return body
+
+    def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", json=manifest)
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._json("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+        except KubernetesApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        body = self._json(
+            "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": label_selector}
+        )
+        return list(body.get("items") or [])
+
+    def pod_log(self, namespace: str, pod: str, container: str, limit_bytes: int = LOG_CAP_BYTES) -> str:
+        response = self._request(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+            params={"container": container, "limitBytes": str(limit_bytes)},
+        )
+        if response.status_code >= 400:
+            raise KubernetesApiError(f"pod log {pod}: {response.status_code}", response.status_code)
+        return response.text
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        """Delete the Job and (Foreground propagation) its pods; False when it was already gone."""
+        response = self._request(
+            "DELETE",
+            f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+            json={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"},
+        )
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise KubernetesApiError(f"delete job {name}: {response.status_code}", response.status_code)
+        return True
+
+
+# --- manifests and state (pure) --------------------------------------------------------------
+
+
+def job_name(request_id: str, step: int) -> str:
+    """A DNS-1123 label (<= 63 chars) unique per run: ``formica-<request>-<step>``, hashed if too long."""
+    base = _DNS_BAD.sub("-", f"formica-{request_id}".lower()).strip("-")
+    suffix = f"-{step}"
+    if len(base) + len(suffix) > 63:
+        digest = hashlib.sha256(request_id.encode()).hexdigest()[:12]
+        base = f"{base[: 63 - len(suffix) - 13].rstrip('-')}-{digest}"
+    return base + suffix
+
+
+def label_value(value: str) -> str:
+    """A Kubernetes label value: <= 63 of [A-Za-z0-9_.-], alphanumeric at both ends."""
+    cleaned = _LABEL_VALUE_BAD.sub("_", value)[:63]
+    return cleaned.strip("_.-")
+
+
+def memory_quantity(text: str) -> str:
+    """formicary writes ``500m`` meaning megabytes; Kubernetes would read millibytes: make it ``500M``."""
+    match = _MEMORY_MILLI.match(text)
+    return f"{match.group(1)}M" if match else text.strip()
+
+
+def resources_of(task: TaskDefinition) -> dict[str, dict[str, str]]:
+    container = task.container
+    if container is None:
+        return {}
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    for target, key, value, is_memory in (
+        (requests, "cpu", container.cpu_request, False),
+        (limits, "cpu", container.cpu_limit, False),
+        (requests, "memory", container.memory_request, True),
+        (limits, "memory", container.memory_limit, True),
+        (requests, "ephemeral-storage", container.ephemeral_storage_request, True),
+        (limits, "ephemeral-storage", container.ephemeral_storage_limit, True),
+    ):
+        if value:
+            target[key] = memory_quantity(value) if is_memory else value.strip()
+    resources: dict[str, dict[str, str]] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def tolerations_of(task: TaskDefinition) -> list[dict[str, Any]]:
+    """formicary's ``tolerations`` map: key -> value (Equal, NoSchedule), key -> empty (Exists), or
+    key -> a map with operator / value / effect / tolerationSeconds."""
+    result: list[dict[str, Any]] = []
+    for key, spec in task.tolerations.items():
+        if isinstance(spec, Mapping):
+            toleration: dict[str, Any] = {"key": key, "operator": str(spec.get("operator", "Equal"))}
+            for name in ("value", "effect", "tolerationSeconds"):
+                if spec.get(name) is not None:
+                    toleration[name] = spec[name]
+            result.append(toleration)
+        elif spec is None or str(spec) == "":
+            result.append({"key": key, "operator": "Exists"})
+        else:
+            result.append({"key": key, "operator": "Equal", "value": str(spec), "effect": "NoSchedule"})
+    return result
+
+
+@dataclass(frozen=True)
+class EksLaunchConfig:
+    namespace: str
+    bucket: str
+    helper_image: str = AWS_CLI_IMAGE
+    job_ttl_seconds: int = JOB_TTL_SECONDS
+
+
+def job_manifest(
+    task: TaskDefinition, ctx: TaskContext, run_key: RunKey, *, name: str, config: EksLaunchConfig
+) -> dict[str, Any]:
+    """The batch/v1 Job for one attempt of ``task``."""
+    if task.container is None or not task.container.image.strip():
+        raise EksRunnerError(f"task {task.task_type!r} has no container image")
+    workspace = workspace_of(task)
+    environment = container_environment(
+        task, ctx, {RUN_KEY_ENV: str(run_key), "FORMICA_TASK_TYPE": task.task_type}
+    )
+    mounts = [{"name": WORKSPACE_VOLUME, "mountPath": workspace}]
+    formica_labels = {
+        MANAGED_BY_LABEL: "formica",
+        RUN_LABEL: name,
+        REQUEST_LABEL: label_value(run_key.request_id),
+        STEP_LABEL: str(run_key.step),
+    }
+    main: dict[str, Any] = {
+        "name": MAIN_CONTAINER,
+        "image": task.container.image.strip(),
+        "command": ["sh", "-c", build_script(task, workspace)],
+        "workingDir": workspace,
+        "env": [{"name": key, "value": value} for key, value in environment.items()],
+        "volumeMounts": mounts,
+    }
+    resources = resources_of(task)
+    if resources:
+        main["resources"] = resources
+    containers = [main]
+    artifacts = task.artifacts
+    if artifacts and any(path.strip() for path in artifacts.paths):
+        upload = build_upload_script(
+            bucket=config.bucket,
+            org=ctx.org,
+            request_id=ctx.request_id,
+            task_type=task.task_type,
+            paths=artifacts.paths,
+            when=artifacts.when,
+            workspace=workspace,
+        )
+        # No container ordering in a plain pod: wait for the exit-code file the main script writes.
+        wait = f"while [ ! -f '{exit_code_file(workspace)}' ]; do sleep 1; done\n"
+        containers.append(
+            {
+                "name": ARTIFACTS_CONTAINER,
+                "image": config.helper_image,
+                "command": ["sh", "-c", wait + upload],
+                "workingDir": workspace,
+                "volumeMounts": mounts,
+            }
+        )
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": containers,
+        "volumes": [{"name": WORKSPACE_VOLUME, "emptyDir": {}}],
+    }
+    if task.dependencies:
+        pod_spec["initContainers"] = [
+            {
+                "name": DEPENDENCIES_CONTAINER,
+                "image": config.helper_image,
+                "command": [
+                    "sh",
+                    "-c",
+                    build_dependencies_script(
+                        bucket=config.bucket,
+                        org=ctx.org,
+                        request_id=ctx.request_id,
+                        dependencies=task.dependencies,
+                        workspace=workspace,
+                    ),
+                ],
+                "volumeMounts": mounts,
+            }
+        ]
+    if task.service_account:
+        pod_spec["serviceAccountName"] = task.service_account
+    if task.node_selector:
+        pod_spec["nodeSelector"] = dict(task.node_selector)
+    tolerations = tolerations_of(task)
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": config.job_ttl_seconds,
+        "template": {
+            "metadata": {
+                "labels": {**task.pod_labels, **formica_labels},
+                "annotations": dict(task.pod_annotations),
+            },
+            "spec": pod_spec,
+        },
+    }
+    if ctx.timeout_seconds and ctx.timeout_seconds > 0:
+        job_spec["activeDeadlineSeconds"] = max(1, math.ceil(ctx.timeout_seconds))
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": config.namespace,
+            "labels": formica_labels,
+            "annotations": {"formica.io/task-type": task.task_type, "formica.io/org": ctx.org},
+        },
+        "spec": job_spec,
+    }
+
+
+@dataclass(frozen=True)
+class JobState:
+    """Where a Job stands. ``finished`` means the attempt has a result (exit code or error)."""
+
+    finished: bool
+    started: bool
+    exit_code: str = EXIT_CODE_NONE
+    error_code: str | None = None
+    error_message: str | None = None
+    pod_name: str | None = None
+    pending_reason: str | None = None  # why the pod is not running yet (Unschedulable: ...)
+
+
+def _condition(conditions: list[dict[str, Any]] | None, kind: str) -> dict[str, Any] | None:
+    for condition in conditions or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def _main_status(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == MAIN_CONTAINER:
+            return dict(status)
+    return None
+
+
+def job_state(job: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> JobState:
+    """The attempt's state from its Job and Pod(s) (the newest pod counts; backoffLimit is 0)."""
+    if job is None:
+        return JobState(
+            finished=True,
+            started=False,
+            error_code=ERR_CONTAINER_START,
+            error_message="the Job no longer exists",
+        )
+    pod = (
+        max(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp", ""))) if pods else None
+    )
+    pod_name = str((pod.get("metadata") or {}).get("name")) if pod else None
+    main = _main_status(pod) if pod else None
+    state = (main or {}).get("state") or {}
+    terminated = state.get("terminated")
+    waiting = state.get("waiting") or {}
+    started = bool(main and (terminated or state.get("running")))
+    job_conditions = (job.get("status") or {}).get("conditions")
+    failed = _condition(job_conditions, "Failed")
+    complete = _condition(job_conditions, "Complete")
+    pod_phase = (pod.get("status") or {}).get("phase") if pod else None
+
+    if terminated and (complete or failed or pod_phase in ("Succeeded", "Failed")):
+        return JobState(True, True, str(terminated.get("exitCode", "")), pod_name=pod_name)
+    if waiting.get("reason") in START_FAILURE_REASONS:
+        message = f"{waiting.get('reason')}: {waiting.get('message', '')}".strip(": ")
+        return JobState(True, False, error_code=ERR_CONTAINER_START, error_message=message, pod_name=pod_name)
+    if failed:
+        reason = str(failed.get("reason") or "Failed")
+        message = f"{reason}: {failed.get('message', '')}".strip(": ")
+        if terminated:
+            return JobState(True, True, str(terminated.get("exitCode", "")), pod_name=pod_name)
+        if reason == "DeadlineExceeded" and started:
+            return JobState(
+                True, True, error_code=ERR_TASK_TIMED_OUT, error_message=message, pod_name=pod_name
+            )
+        return JobState(
+            True, started, error_code=ERR_CONTAINER_START, error_message=message, pod_name=pod_name
+        )
+    return JobState(
+        False, started, pod_name=pod_name, pending_reason=None if started else _pending_reason(pod)
+    )
+
+
+def _pending_reason(pod: Mapping[str, Any] | None) -> str:
+    if pod is None:
+        return "no pod created yet"
+    status = pod.get("status") or {}
+    scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+    if scheduled and scheduled.get("status") == "False":
+        return f"{scheduled.get('reason', 'Unschedulable')}: {scheduled.get('message', '')}".strip(": ")
+    main = _main_status(pod)
+    waiting = ((main or {}).get("state") or {}).get("waiting") or {}
+    if waiting:
+        return f"{waiting.get('reason', 'Waiting')}: {waiting.get('message', '')}".strip(": ")
+    return str(status.get("phase") or "Pending")
+
+
+# --- the runner ------------------------------------------------------------------------------
+
+
+@dataclass
+class EksJobRunner:
+    """Runs container tasks as Kubernetes Jobs in one namespace of one cluster."""
+
+    api: KubernetesApi
+    config: EksLaunchConfig
+    blobs: BlobStore | None = None
+    poll_seconds: float = DEFAULT_POLL_SECONDS
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    monotonic: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    def launch(self, task: TaskDefinition, ctx: TaskContext, run_key: RunKey) -> str:
+        """Create the Job; returns its name. A Job of that name already there (a retried launch) is kept."""
+        name = job_name(run_key.request_id, run_key.step)
+        manifest = job_manifest(task, ctx, run_key, name=name, config=self.config)
+        try:
+            self.api.create_job(self.config.namespace, manifest)
+        except KubernetesApiError as exc:
+            if exc.status != 409:
+                raise
+            logger.info("kubernetes job already exists", extra={"job_name": name})
+        logger.info("kubernetes job created", extra={"request_id": ctx.request_id, "job_name": name})
+        return name
+
+    def poll(self, name: str) -> JobState:
+        job = self.api.get_job(self.config.namespace, name)
+        pods = self.api.list_pods(self.config.namespace, f"{RUN_LABEL}={name}") if job is not None else []
+        return job_state(job, pods)
+
+    def delete(self, name: str) -> bool:
+        return self.api.delete_job(self.config.namespace, name)
+
+    def _settled(self, state: JobState, ctx: TaskContext, deadline: float | None) -> TaskOutcome | None:
+        """The outcome once there is one: finished, cancelled, or past the deadline; else None."""
+        if state.finished:
+            return TaskOutcome(
+                exit_code=state.exit_code, error_code=state.error_code, error_message=state.error_message
+            )
+        if ctx.is_cancelled():
+            return TaskOutcome(error_code=ERR_TASK_CANCELLED, error_message="the job was cancelled")
+        if deadline is None or self.monotonic() < deadline:
+            return None
+        if state.started:
+            return TaskOutcome(
+                error_code=ERR_TASK_TIMED_OUT,
+                error_message=f"the container did not finish within {ctx.timeout_seconds:g}s",
+            )
+        return TaskOutcome(
+            error_code=ERR_CONTAINER_START,
+            error_message=f"the pod did not start within {ctx.timeout_seconds:g}s ({state.pending_reason})",
+        )
+
+    def read_log(self, state: JobState) -> str:
+        if not state.pod_name:
+            return ""
+        try:
+            return self.api.pod_log(self.config.namespace, state.pod_name, MAIN_CONTAINER)
+        except EksRunnerError as exc:
+            logger.warning("pod log unavailable", extra={"pod": state.pod_name, "error": str(exc)})
+            return ""
+
+    def store_log(self, key: str, text: str) -> None:
+        if self.blobs is None:
+            return
+        try:
+            self.blobs.put_bytes(key, text.encode("utf-8"), "text/plain; charset=utf-8")
+        except BlobStoreError as exc:
+            logger.warning("task log not stored", extra={"key": key, "error": str(exc)})
+
+    def run(self, task: TaskDefinition, ctx: TaskContext, run_key: RunKey | None = None) -> TaskOutcome:
+        """One attempt, start to finish: launch, poll, time out or cancel (deleting the Job), log to S3."""
+        from formica.store.schema import log_key
+
+        key = run_key or RunKey(ctx.request_id, ctx.attempt)
+        name = self.launch(task, ctx, key)
+        deadline = self.monotonic() + ctx.timeout_seconds if ctx.timeout_seconds > 0 else None
+        while True:
+            state = self.poll(name)
+            outcome = self._settled(state, ctx, deadline)
+            if outcome is not None:
+                break
+            self.sleep(self.poll_seconds)
+        # The log first: deleting the Job (Foreground) takes its pod and the pod's log with it.
+        outcome.log = self.read_log(state)
+        if not state.finished:
+            self.delete(name)
+        self.store_log(log_key(ctx.org, ctx.request_id, task.task_type, ctx.attempt), outcome.log)
+        logger.info(
+            "kubernetes job finished",
+            extra={"job_name": name, "exit_code": outcome.exit_code, "error_code": outcome.error_code},
+        )
+        return outcome
+
+
+def build_eks_runner(
+    *,
+    cluster_name: str,
+    region: str,
+    namespace: str,
+    bucket: str,
+    blobs: BlobStore | None = None,
+    cluster: ClusterInfo | None = None,
+    token: Callable[[], str] | None = None,
+) -> EksJobRunner:
+    """An EksJobRunner for a named cluster: DescribeCluster and IAM tokens unless given."""
+    info = cluster or describe_cluster(cluster_name)
+    api = KubernetesApi(info, token or EksTokenProvider(cluster_name, region))
+    return EksJobRunner(api, EksLaunchConfig(namespace=namespace, bucket=bucket), blobs)
