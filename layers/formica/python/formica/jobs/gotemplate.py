@@ -321,6 +321,19 @@ def _looks_like_go_expression(tokens: list[_Token]) -> bool:
     return first.kind == "ident" and first.text in KNOWN_FUNCTIONS and len(tokens) > 1
 
 
+_JINJA_WORDS = frozenset({"if", "else", "in", "is", "and", "or", "not", "for", "recursive"})
+_OPERANDS = frozenset({"str", "raw", "num", "field", "var", "ident", "lparen"})
+
+
+def _looks_like_unknown_go_call(tokens: list[_Token]) -> bool:
+    """``{{ Foo 1 }}``: Go calling a function Formica does not have (never valid jinja2 either)."""
+    if len(tokens) < 2 or tokens[0].kind != "ident" or tokens[1].kind not in _OPERANDS:
+        return False
+    if tokens[1].kind == "lparen" and tokens[1].start == tokens[0].end:
+        return False
+    return not any(token.kind == "ident" and token.text in _JINJA_WORDS for token in tokens)
+
+
 def _translate_action(source: str, state: _State, line: int) -> tuple[str, str]:
     word = source.split(None, 1)[0] if source else ""
     rest = source[len(word) :].strip()
@@ -335,6 +348,8 @@ def _translate_action(source: str, state: _State, line: int) -> tuple[str, str]:
         value = _Parser(tokens[2:], state, line).pipeline_all()
         return ("stmt", f"set {name} = {value}")
     if not _looks_like_go_expression(tokens):
+        if _looks_like_unknown_go_call(tokens):
+            raise TranslationError(f'function "{tokens[0].text}" is not defined', line)
         return ("expr", source)
     return ("expr", _Parser(tokens, state, line).pipeline_all())
 

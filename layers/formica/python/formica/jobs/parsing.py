@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -21,6 +21,7 @@ from formica.jobs.models import JobDefinition, TaskDefinition, TaskMethod
 from formica.jobs.templates import (
     BUILTIN_VARIABLES,
     render_with_lines,
+    task_type_at_line,
     uses_template,
     validation_context,
     variables_used,
@@ -101,7 +102,13 @@ def _load(yaml_text: str, context: Mapping[str, Any]) -> LoadedDocument:
     def line_of(index: int) -> int:
         return origins[index] if 0 <= index < len(origins) else (origins[-1] if origins else index + 1)
 
-    data, positions = load_yaml(rendered, line_of)
+    try:
+        data, positions = load_yaml(rendered, line_of)
+    except DefinitionError as exc:
+        raise DefinitionError(
+            replace(problem, task_type=problem.task_type or task_type_at_line(yaml_text, problem.line))
+            for problem in exc.problems
+        ) from None
     return LoadedDocument(data, positions, rendered)
 
 

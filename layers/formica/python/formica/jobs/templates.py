@@ -462,7 +462,7 @@ def _template_error(text: str, message: str, line: int | None) -> TemplateError:
 def _template_line(tb: TracebackType | None) -> int | None:
     line = None
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == TEMPLATE_NAME:
+        if tb.tb_frame.f_code.co_filename in (TEMPLATE_NAME, "<template>"):
             line = tb.tb_lineno
         tb = tb.tb_next
     return line

@@ -165,7 +165,10 @@ def load_yaml(text: str, line_of: Callable[[int], int] | None = None) -> tuple[A
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mapper(mark.line) if mark is not None else None
-        message = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+        context = exc.context
+        if context and exc.context_mark is not None and mapper(exc.context_mark.line) != line:
+            context = f"{context} (line {mapper(exc.context_mark.line)})"
+        message = " ".join(part for part in (context, exc.problem) if part) or "invalid YAML"
         raise DefinitionError(Problem(f"YAML: {message}", line)) from None
     except yaml.YAMLError as exc:
         raise DefinitionError(Problem(f"YAML: {exc}")) from None
