@@ -10,6 +10,10 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from formica.jobs.models import TaskDefinition
+from formica.runners.artifacts import attach_artifacts, download_dependencies
+from formica.runners.base import TaskContext
+from formica.runners.shell import run_shell
 from formica.settings import reset_settings
 from formica.store.aws import get_client, reset_clients
 from formica.store.blobs import BlobNotFoundError, BlobStoreError, S3BlobStore
@@ -144,3 +148,44 @@ def test_get_client_is_cached_until_reset(s3_env: None, monkeypatch: pytest.Monk
 
     reset_clients()
     assert get_client("s3") is not other
+
+
+def test_seed_third_task_artifact_lands_in_s3_and_comes_back_as_a_dependency(
+    store: S3BlobStore, tmp_path: Path
+) -> None:
+
+    task = TaskDefinition.model_validate(
+        {
+            "task_type": "third",
+            "container": {"image": "alpine"},
+            "script": ["date > date.txt", "env NEW_ENV_VAR=xyz", "echo variable value is $NEW_ENV_VAR"],
+            "artifacts": {"paths": ["date.txt"]},
+        }
+    )
+    ctx = TaskContext(
+        org="acme",
+        request_id="req-9",
+        job_type="sensor-job",
+        task_type="third",
+        attempt=1,
+        timeout_seconds=10,
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+
+    outcome = attach_artifacts(run_shell(task, ctx, workdir=work), task, ctx, workdir=work, store=store)
+
+    assert outcome.exit_code == "0"
+    (artifact,) = outcome.artifacts
+    assert artifact.key == "acme/req-9/third/artifacts/date.txt"
+    content = (work / "date.txt").read_bytes()
+    assert store.get_bytes(artifact.key) == content
+    assert artifact.sha256 == hashlib.sha256(content).hexdigest()
+    head = get_client("s3").head_object(Bucket=BUCKET, Key=artifact.key)
+    assert head["ContentType"] == "text/plain"
+    assert head["ContentLength"] == artifact.size
+
+    later = tmp_path / "later"
+    later.mkdir()
+    download_dependencies(store, [artifact.key], later)
+    assert (later / "date.txt").read_bytes() == content
