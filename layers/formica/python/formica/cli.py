@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from formica.jobs.errors import DefinitionError
 
-COMMAND_MODULES: tuple[str, ...] = ("formica.jobs.commands",)
+COMMAND_MODULES: tuple[str, ...] = ("formica.jobs.commands", "formica.local.cli_dev", "formica.cli_client")
 """Modules that register subcommands, in help order."""
 
 
