@@ -199,14 +199,14 @@ def cmd_definitions_list(args: argparse.Namespace) -> int:
     rows = [
         [
             str(r.get("job_type")),
-            str(r.get("version")),
+            str(r.get("latest_version", r.get("version", ""))),
             "disabled" if r.get("disabled") else "enabled",
-            str(len(r.get("tasks", []))),
-            str(r.get("created_at", "")),
+            str(r.get("cron_trigger") or "-"),
+            str(r.get("updated_at") or r.get("created_at", "")),
         ]
         for r in records
     ]
-    print(_table(["JOB TYPE", "VERSION", "STATE", "TASKS", "CREATED"], rows))
+    print(_table(["JOB TYPE", "VERSION", "STATE", "CRON", "UPDATED"], rows))
     return EXIT_OK
 
 
