@@ -14,6 +14,8 @@ Semantics (formicary's, with the choices Formica made where formicary is silent)
 - The attempt shares one deadline, ``ctx.timeout_seconds`` from the start: every connect / read /
   write waits at most the time left, and the body is read in chunks with the deadline checked between
   them. A timeout gives error_code ERR_TASK_TIMED_OUT and no exit code.
+- ``ctx.is_cancelled()`` is checked before each URL (ERR_TASK_CANCELLED); a request already under
+  way is bounded by the deadline, not interrupted.
 - A connection failure (refused, DNS, reset) gives error_code ERR_HTTP_CONNECTION and no exit code.
 - Only http and https URLs are called (ERR_HTTP_INVALID_URL otherwise). Redirects are followed, at
   most ``MAX_REDIRECTS``.
