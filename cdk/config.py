@@ -1,0 +1,164 @@
+"""What differs between deployments, read from CDK context once, in app.py, and validated.
+
+Context comes from cdk.json (defaults) and ``npx cdk synth|deploy -c key=value`` (strings).
+
+| key | meaning | default |
+|---|---|---|
+| stage | deployment name: stack ``Formica-<stage>``, API stage, resource names | dev |
+| vpc_id | run container tasks in this existing VPC (needs account/region) | a new VPC |
+| eks_cluster_name | existing EKS cluster for KUBERNETES tasks | none (nothing EKS deployed) |
+| log_retention_days | retention of every log group (a CloudWatch Logs value) | 30 |
+| cors_origins | allowed browser origins, comma-separated or a JSON list | none (no CORS) |
+| deletion_protection | protect and retain the table and buckets | false |
+| artifact_expiry_days | artifacts and task logs are deleted after this many days | 30 |
+| reserved_concurrency | apply reserved concurrency caps (false for accounts with a 10 quota) | true |
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import aws_logs as logs
+
+STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+ORIGIN_PATTERN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d+)?)$")
+# The retention periods CloudWatch Logs accepts, in days.
+RETENTION_BY_DAYS = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
+
+ContextGetter = Callable[[str], object]
+
+
+class ContextError(ValueError):
+    """A context value is malformed; the message names the key and what it accepts."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentConfig:
+    """One deployment's choices (see the module docstring for the context keys)."""
+
+    stage: str = "dev"
+    vpc_id: str | None = None
+    eks_cluster_name: str | None = None
+    log_retention_days: int = 30
+    cors_origins: tuple[str, ...] = ()
+    deletion_protection: bool = False
+    artifact_expiry_days: int = 30
+    reserved_concurrency: bool = True
+
+    @property
+    def stack_name(self) -> str:
+        return f"Formica-{self.stage}"
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return RETENTION_BY_DAYS[self.log_retention_days]
+
+    @classmethod
+    def from_context(cls, get: ContextGetter) -> DeploymentConfig:
+        """Read and validate every key through ``get`` (``app.node.try_get_context``)."""
+        defaults = cls()
+        stage = _text(get("stage")) or defaults.stage
+        if not STAGE_PATTERN.match(stage):
+            raise ContextError(
+                f"stage {stage!r}: lowercase letters, digits and '-', starting with a letter, <= 20"
+            )
+        return cls(
+            stage=stage,
+            vpc_id=_text(get("vpc_id")),
+            eks_cluster_name=_text(get("eks_cluster_name")),
+            log_retention_days=_retention(get("log_retention_days"), defaults.log_retention_days),
+            cors_origins=_origins(get("cors_origins")),
+            deletion_protection=_flag(
+                "deletion_protection", get("deletion_protection"), defaults.deletion_protection
+            ),
+            artifact_expiry_days=_positive(
+                "artifact_expiry_days", get("artifact_expiry_days"), defaults.artifact_expiry_days
+            ),
+            reserved_concurrency=_flag(
+                "reserved_concurrency", get("reserved_concurrency"), defaults.reserved_concurrency
+            ),
+        )
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _flag(key: str, value: object, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ContextError(f"{key} {value!r}: expected true or false")
+
+
+def _positive(key: str, value: object, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(str(value))
+    except ValueError as exc:
+        raise ContextError(f"{key} {value!r}: expected a whole number of days") from exc
+    if number < 1:
+        raise ContextError(f"{key} {value!r}: expected at least 1")
+    return number
+
+
+def _retention(value: object, default: int) -> int:
+    days = _positive("log_retention_days", value, default)
+    if days not in RETENTION_BY_DAYS:
+        allowed = ", ".join(str(day) for day in RETENTION_BY_DAYS)
+        raise ContextError(f"log_retention_days {value!r}: CloudWatch Logs accepts {allowed}")
+    return days
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items: Sequence[object]
+    if isinstance(value, list | tuple):
+        items = value
+    else:
+        text = str(value).strip()
+        items = json.loads(text) if text.startswith("[") else text.split(",")
+    origins = tuple(str(item).strip().rstrip("/") for item in items if str(item).strip())
+    for origin in origins:
+        if not ORIGIN_PATTERN.match(origin):
+            raise ContextError(f"cors_origins {origin!r}: expected '*' or scheme://host[:port]")
+    return origins

@@ -1,0 +1,1 @@
+"""One construct per capability; the stack (cdk/stack.py) only composes them."""

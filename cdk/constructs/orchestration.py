@@ -1,0 +1,231 @@
+"""Orchestration: the generic job state machine and the Lambdas it invokes.
+
+The state machine's definition is cdk/statemachine/job.asl.json, the one source of truth for the
+walk; its ``${...}Arn`` placeholders are filled with the functions built here. Its name is fixed
+so its ARN can be formatted up front: continue_execution starts executions of the very state
+machine that invokes it, and every function reads the ARN from its settings, which would
+otherwise be a circular reference.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Size, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from cdk.constructs.containers import ContainerPlatform
+from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults
+from cdk.constructs.nag import acknowledge
+from cdk.constructs.storage import Storage
+
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
+TASK_TIMEOUT = Duration.minutes(15)  # Lambda's ceiling; longer work belongs in a container task
+
+
+class StateMachineDefinitionError(ValueError):
+    """The ASL file is missing, not JSON, or names a placeholder this stack does not fill."""
+
+
+def state_machine_arn(scope: Construct, name: str) -> str:
+    """The ARN of the state machine called ``name`` in ``scope``'s stack, without referencing it."""
+    return Stack.of(scope).format_arn(
+        service="states",
+        resource="stateMachine",
+        resource_name=name,
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+def executions_arn(scope: Construct, name: str) -> str:
+    """The ARN pattern of every execution of the state machine called ``name``."""
+    return Stack.of(scope).format_arn(
+        service="states",
+        resource="execution",
+        resource_name=f"{name}:*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+def read_definition(definition_file: Path) -> tuple[str, set[str]]:
+    """The ASL text and the names of its ``${Name}`` placeholders.
+
+    Raises
+    ------
+    StateMachineDefinitionError
+        When the file is absent or is not a JSON object.
+    """
+    try:
+        text = definition_file.read_text()
+    except FileNotFoundError as exc:
+        raise StateMachineDefinitionError(f"state machine definition not found: {definition_file}") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateMachineDefinitionError(f"{definition_file} is not JSON: {exc}") from exc
+    if not isinstance(document, dict) or "StartAt" not in document:
+        raise StateMachineDefinitionError(f"{definition_file} is not an ASL state machine (no StartAt)")
+    return text, set(PLACEHOLDER.findall(text))
+
+
+class Orchestration(Construct):
+    """The job state machine and its five Lambdas: advance, http_task, shell_task, launch, continue_execution.
+
+    Parameters
+    ----------
+    definition_file
+        The ASL file with ``${AdvanceFunctionArn}``-style placeholders.
+    state_machine_name
+        The state machine's explicit name (its ARN is in every function's settings).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        definition_file: Path,
+        state_machine_name: str,
+        storage: Storage,
+        platform: ContainerPlatform,
+        defaults: FunctionDefaults,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        definition, placeholders = read_definition(definition_file)
+        self.state_machine_arn = state_machine_arn(self, state_machine_name)
+
+        self.advance = FormicaFunction(
+            self,
+            "Advance",
+            folder="advance",
+            description="The engine: commit an attempt's result and decide the job's next action",
+            defaults=defaults,
+            timeout=Duration.seconds(60),
+            memory_size=512,
+        )
+        self.http_task = FormicaFunction(
+            self,
+            "HttpTask",
+            folder="http_task",
+            description="Run one attempt of an HTTP task",
+            defaults=defaults,
+            timeout=TASK_TIMEOUT,
+            memory_size=512,
+            # Caps how hard a burst of jobs can hit the services HTTP tasks call.
+            reserved_concurrency=50,
+        )
+        self.shell_task = FormicaFunction(
+            self,
+            "ShellTask",
+            folder="shell_task",
+            description="Run one attempt of a SHELL task in a fresh /tmp working directory",
+            defaults=defaults,
+            timeout=TASK_TIMEOUT,
+            memory_size=1024,
+            ephemeral_storage=Size.mebibytes(2048),
+            environment={"FORMICA_WORK_ROOT": "/tmp"},
+            # Caps how much of the account's Lambda concurrency user scripts can take at once.
+            reserved_concurrency=20,
+        )
+        self.launch = FormicaFunction(
+            self,
+            "Launch",
+            folder="launch",
+            description="Start a container task (ECS Fargate or EKS) and record its task token",
+            defaults=defaults,
+            timeout=Duration.seconds(60),
+            # ECS throttles RegisterTaskDefinition and RunTask per account; a burst of container
+            # tasks queues here (Step Functions retries) instead of failing on ThrottlingException.
+            reserved_concurrency=10,
+        )
+        self.continue_execution = FormicaFunction(
+            self,
+            "ContinueExecution",
+            folder="continue_execution",
+            description="Continue-as-new: start a fresh execution for the same request",
+            defaults=defaults,
+            timeout=Duration.seconds(30),
+        )
+
+        for function in self.functions:
+            storage.grant_table_read_write(function.role)
+        storage.grant_bucket(self.http_task.role, read=True, write=True)
+        storage.grant_bucket(self.shell_task.role, read=True, write=True)
+        platform.grant_launch(self.launch)
+        platform.grant_eks(self.launch)
+        self.launch.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
+                resources=[self.state_machine_arn],
+            )
+        )
+        self.continue_execution.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine_arn])
+        )
+
+        substitutions = {
+            "AdvanceFunctionArn": self.advance.function_arn,
+            "HttpTaskFunctionArn": self.http_task.function_arn,
+            "ShellTaskFunctionArn": self.shell_task.function_arn,
+            "LaunchFunctionArn": self.launch.function_arn,
+            "ContinueFunctionArn": self.continue_execution.function_arn,
+        }
+        unknown = sorted(placeholders - substitutions.keys())
+        if unknown:
+            raise StateMachineDefinitionError(
+                f"{definition_file} uses placeholders this stack does not fill: {', '.join(unknown)}"
+            )
+
+        self.role = iam.Role(
+            self,
+            "StateMachineRole",
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com").with_conditions(
+                {"StringEquals": {"aws:SourceAccount": Stack.of(self).account}}
+            ),
+            description="Formica job state machine: invoke its five functions",
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                resources=[function.function_arn for function in self.functions],
+            )
+        )
+        self.log_group = logs.LogGroup(
+            self,
+            "StateMachineLogs",
+            log_group_name=f"{VENDED_LOGS_PREFIX}{state_machine_name}",
+            retention=defaults.log_retention,
+            removal_policy=defaults.removal_policy,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=state_machine_name,
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_string(definition),
+            definition_substitutions=substitutions,
+            role=self.role,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only the CloudWatch Logs delivery actions (logs:CreateLogDelivery, ...) and X-Ray actions that "
+            "Step Functions logging and tracing require use '*'; neither supports resource-level "
+            "permissions.",
+        )
+
+    @property
+    def functions(self) -> tuple[FormicaFunction, ...]:
+        """The functions the state machine invokes."""
+        return (self.advance, self.http_task, self.shell_task, self.launch, self.continue_execution)

@@ -1,0 +1,150 @@
+"""The Formica stack: composes the capabilities, decides nothing on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack, Tags
+from constructs import Construct
+
+from cdk.config import DeploymentConfig
+from cdk.constructs.api import Api
+from cdk.constructs.containers import ContainerCompletion, ContainerPlatform
+from cdk.constructs.lambdas import FunctionDefaults, FunctionsRuntime
+from cdk.constructs.orchestration import Orchestration, executions_arn, state_machine_arn
+from cdk.constructs.scheduling import Scheduling
+from cdk.constructs.storage import Storage
+
+API_THROTTLE_RATE = 50  # requests per second, steady state, for the whole stage
+API_THROTTLE_BURST = 100
+
+
+class FormicaStack(Stack):
+    """Storage, Lambdas, the job state machine, containers, scheduling and the REST API.
+
+    Parameters
+    ----------
+    config
+        The deployment's choices (from context, validated in app.py).
+    layer_dir
+        The built layer (``cdk/layer_build.py``); tests pass ``layers/formica``.
+    functions_dir
+        The ``functions/`` folder, the one code asset.
+    definition_file
+        The job state machine's ASL file.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        layer_dir: Path,
+        functions_dir: Path,
+        definition_file: Path,
+        env: Environment | None = None,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            env=env,
+            description=f"Formica ({config.stage}): formicary-style jobs on Step Functions, Lambda and ECS",
+        )
+        Tags.of(self).add("project", "formica")
+        Tags.of(self).add("formica:stage", config.stage)
+        removal_policy = RemovalPolicy.RETAIN if config.deletion_protection else RemovalPolicy.DESTROY
+        job_state_machine = f"formica-{config.stage}-job"
+
+        storage = Storage(
+            self,
+            "Storage",
+            deletion_protection=config.deletion_protection,
+            artifact_expiry=Duration.days(config.artifact_expiry_days),
+        )
+        platform = ContainerPlatform(
+            self,
+            "Containers",
+            storage=storage,
+            vpc_id=config.vpc_id,
+            eks_cluster_name=config.eks_cluster_name,
+            task_family_prefix=f"formica-{config.stage}-",
+            log_retention=config.log_retention,
+            removal_policy=removal_policy,
+        )
+        job_state_machine_arn = state_machine_arn(self, job_state_machine)
+        defaults = FunctionDefaults(
+            runtime=FunctionsRuntime(self, "Runtime", functions_dir=functions_dir, layer_dir=layer_dir),
+            environment=formica_settings(storage, platform, job_state_machine_arn),
+            log_retention=config.log_retention,
+            removal_policy=removal_policy,
+            reserved_concurrency=config.reserved_concurrency,
+        )
+        orchestration = Orchestration(
+            self,
+            "Orchestration",
+            definition_file=definition_file,
+            state_machine_name=job_state_machine,
+            storage=storage,
+            platform=platform,
+            defaults=defaults,
+        )
+        completion = ContainerCompletion(
+            self,
+            "ContainerCompletion",
+            platform=platform,
+            storage=storage,
+            defaults=defaults,
+            state_machine_arn=job_state_machine_arn,
+        )
+        scheduling = Scheduling(
+            self,
+            "Scheduling",
+            group_name=f"formica-{config.stage}",
+            storage=storage,
+            defaults=defaults,
+            state_machine_arn=job_state_machine_arn,
+        )
+        api = Api(
+            self,
+            "Api",
+            stage_name=config.stage,
+            storage=storage,
+            platform=platform,
+            scheduling=scheduling,
+            defaults=defaults,
+            state_machine_arn=job_state_machine_arn,
+            executions_arn=executions_arn(self, job_state_machine),
+            cors_origins=config.cors_origins,
+            throttle_rate=API_THROTTLE_RATE,
+            throttle_burst=API_THROTTLE_BURST,
+        )
+
+        outputs = {
+            "ApiUrl": (api.url, "Base URL: $URL/api/... and $URL/jobs/requests"),
+            "TableName": (storage.table.table_name, "The DynamoDB table (FORMICA_TABLE_NAME for the CLI)"),
+            "BucketName": (storage.bucket.bucket_name, "Artifacts and task logs"),
+            "StateMachineArn": (orchestration.state_machine.state_machine_arn, "The job state machine"),
+            "EcsClusterArn": (platform.cluster.cluster_arn, "Fargate cluster for container tasks"),
+            "ContainerLogGroup": (platform.log_group.log_group_name, "Container task logs"),
+            "LaunchRoleArn": (orchestration.launch.role.role_arn, "Starts containers (EKS access entry)"),
+            "ApiRoleArn": (api.handler.role.role_arn, "Cancels and reads containers (EKS access entry)"),
+            "ReconcilerRoleArn": (
+                completion.reconciler.role.role_arn,
+                "Settles lost container events (EKS access entry)",
+            ),
+        }
+        for name, (value, description) in outputs.items():
+            CfnOutput(self, name, value=value, description=description)
+
+
+def formica_settings(
+    storage: Storage, platform: ContainerPlatform, job_state_machine_arn: str
+) -> dict[str, str]:
+    """The ``FORMICA_*`` settings every function gets (each is a field of ``FormicaSettings``)."""
+    return {
+        "FORMICA_TABLE_NAME": storage.table.table_name,
+        "FORMICA_BUCKET_NAME": storage.bucket.bucket_name,
+        "FORMICA_STATE_MACHINE_ARN": job_state_machine_arn,
+        **platform.settings(),
+    }
