@@ -51,6 +51,8 @@ def banner(server: DevServer) -> str:
             f"Formica is running at {server.url} (data lives until this process stops)",
             f"  API docs:  {server.url}/api/docs",
             f"  token:     {server.token}   (organisation {server.options.org})",
+            f"  AWS (moto): {server.moto_url}   table {server.options.table_name}, "
+            f"bucket {server.options.bucket_name}",
             "",
             "Use it from another shell:",
             f"  export SERVER={server.url}",
