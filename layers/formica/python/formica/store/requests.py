@@ -115,6 +115,7 @@ class JobRequestItem(BaseModel):
     job_version: int
     user_id: str = ""
     user_key: str | None = None
+    description: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     job_priority: int = 0
     job_state: JobState = JobState.PENDING
@@ -175,6 +176,7 @@ class JobRequestItem(BaseModel):
             item["gsi2sk"] = {"S": pending_gsi2sk(self.job_priority, self.created_at)}
         optional_strings = {
             "user_key": self.user_key,
+            "description": self.description,
             "error_code": self.error_code,
             "error_message": self.error_message,
             "scheduled_at": self.scheduled_at,
@@ -220,6 +222,7 @@ class JobRequestItem(BaseModel):
             job_version=int(item["job_version"]["N"]),
             user_id=text("user_id") or "",
             user_key=text("user_key"),
+            description=text("description"),
             params=json.loads(text("params_json") or "{}"),
             job_priority=number("job_priority") or 0,
             job_state=JobState(item["job_state"]["S"]),
@@ -371,6 +374,8 @@ class StepCommit(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     task_updates: list[TaskUpdate] = Field(default_factory=list)
+    # Items written in the same transaction (the attempt's log record).
+    artifacts: list[ArtifactItem] = Field(default_factory=list)
     # Set when this commit starts the walk of a fresh execution (start / continue-as-new).
     execution_name: str | None = None
 
@@ -390,8 +395,11 @@ class RequestStore(ABC):
         """The request (strongly consistent), or None."""
 
     @abstractmethod
-    def commit_step(self, request_id: str, expected_step: int, commit: StepCommit) -> JobRequestItem:
-        """Advance the walk from ``expected_step`` to ``expected_step + 1``; StepConflictError if moved."""
+    def commit_step(self, request_id: str, expected_step: int, commit: StepCommit) -> Decision:
+        """Advance the walk from ``expected_step`` to ``expected_step + 1``; StepConflictError if moved.
+
+        Returns the committed decision (its ``step`` is the new step).
+        """
 
     @abstractmethod
     def claim_attempt(self, request_id: str, step: int) -> bool:
@@ -478,6 +486,10 @@ def _task_update_action(table: str, request_id: str, update: TaskUpdate, now: st
             fields[name] = {"S": value}
     if update.outputs:
         fields["outputs_json"] = {"S": json.dumps(update.outputs, separators=(",", ":"))}
+    if update.log_key is not None:
+        fields["log_key"] = {"S": update.log_key}
+    if update.warnings:
+        fields["warnings_json"] = {"S": json.dumps(update.warnings)}
     names = {f"#f{i}": name for i, name in enumerate(fields)}
     values = {f":v{i}": value for i, value in enumerate(fields.values())}
     expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
@@ -630,7 +642,7 @@ class RequestRepository(RequestStore):
         attributes: dict[str, Any] = response["Attributes"]
         return attributes
 
-    def commit_step(self, request_id: str, expected_step: int, commit: StepCommit) -> JobRequestItem:
+    def commit_step(self, request_id: str, expected_step: int, commit: StepCommit) -> Decision:
         now = now_iso()
         new_step = expected_step + 1
         decision = commit.decision.model_copy(update={"step": new_step})
@@ -689,17 +701,17 @@ class RequestRepository(RequestStore):
         try:
             self._client.transact_write_items(TransactItems=[request_update, *first])
             for action in rest:
-                self._client.update_item(**action["Update"])
+                if "Update" in action:
+                    self._client.update_item(**action["Update"])
+                else:
+                    self._client.put_item(**action["Put"])
         except ClientError as exc:
             if _code(exc) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
                 raise StepConflictError(request_id, expected_step) from exc
             raise RequestStoreError(f"could not commit step of {request_id!r}: {exc}") from exc
         except BotoCoreError as exc:
             raise RequestStoreError(f"could not commit step of {request_id!r}: {exc}") from exc
-        committed = self.get(request_id)
-        if committed is None:
-            raise RequestNotFoundError(request_id)
-        return committed
+        return decision
 
     def claim_attempt(self, request_id: str, step: int) -> bool:
         updated = self._update(
