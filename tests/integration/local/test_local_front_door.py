@@ -14,14 +14,14 @@ from formica.local.gateway import ApiGateway
 
 
 def echo_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    if event["path"] == "/binary":
+    if event["path"] == "/api/binary":
         return {
             "statusCode": 200,
             "headers": {"Content-Type": "application/octet-stream"},
             "body": base64.b64encode(bytes(range(256))).decode(),
             "isBase64Encoded": True,
         }
-    if event["path"] == "/redirect":
+    if event["path"] == "/api/redirect":
         return {"statusCode": 302, "headers": {"Location": "http://127.0.0.1:1/elsewhere"}, "body": ""}
     headers = {key.lower(): value for key, value in (event["headers"] or {}).items()}
     return {
@@ -52,7 +52,7 @@ def base_url() -> Iterator[str]:
 
 def test_post_body_and_multi_value_query_reach_the_handler(base_url: str) -> None:
     response = httpx.post(
-        f"{base_url}/echo?a=1&a=2", content=b"job_type: x\n", headers={"Content-Type": "application/yaml"}
+        f"{base_url}/api/echo?a=1&a=2", content=b"job_type: x\n", headers={"Content-Type": "application/yaml"}
     )
     assert response.status_code == 201
     assert response.headers.get_list("x-seen") == ["one", "two"]
@@ -68,10 +68,10 @@ def test_post_body_and_multi_value_query_reach_the_handler(base_url: str) -> Non
 
 def test_binary_request_and_response_bodies_round_trip(base_url: str) -> None:
     garbage = bytes([0xFF, 0x00, 0xC3, 0x28])
-    sent = httpx.put(f"{base_url}/echo", content=garbage).json()
+    sent = httpx.put(f"{base_url}/api/echo", content=garbage).json()
     assert sent["base64"] is True
     assert base64.b64decode(sent["body"]) == garbage
-    received = httpx.get(f"{base_url}/binary")
+    received = httpx.get(f"{base_url}/api/binary")
     assert received.content == bytes(range(256))
 
 
@@ -80,11 +80,17 @@ def test_chunked_request_body_is_read(base_url: str) -> None:
         yield b"part one, "
         yield b"part two"
 
-    payload = httpx.post(f"{base_url}/echo", content=chunks()).json()
+    payload = httpx.post(f"{base_url}/api/echo", content=chunks()).json()
     assert payload["body"] == "part one, part two"
 
 
 def test_redirects_are_passed_through(base_url: str) -> None:
-    response = httpx.get(f"{base_url}/redirect", follow_redirects=False)
+    response = httpx.get(f"{base_url}/api/redirect", follow_redirects=False)
     assert response.status_code == 302
     assert response.headers["location"] == "http://127.0.0.1:1/elsewhere"
+
+
+def test_paths_outside_the_api_are_refused_like_api_gateway(base_url: str) -> None:
+    response = httpx.get(f"{base_url}/elsewhere")
+    assert response.status_code == 403
+    assert response.json() == {"message": "Missing Authentication Token"}

@@ -16,6 +16,7 @@ from formica.local.gateway import (
     method_arn,
     policy_allows,
     proxy_result_to_response,
+    resolve_route,
 )
 
 TOKEN = "fmc_test-token-0123456789"
@@ -77,7 +78,8 @@ def test_proxy_event_carries_headers_queries_and_context() -> None:
     assert event["multiValueHeaders"]["X-Tag"] == ["a", "b"]
     assert event["queryStringParameters"] == {"job_state": "COMPLETED", "limit": "2", "empty": ""}
     assert event["multiValueQueryStringParameters"]["job_state"] == ["FAILED", "COMPLETED"]
-    assert event["pathParameters"] == {"proxy": "api/jobs/requests"}
+    assert event["resource"] == "/api/{proxy+}"
+    assert event["pathParameters"] == {"proxy": "jobs/requests"}
     assert event["body"] is None
     assert event["isBase64Encoded"] is False
     context = event["requestContext"]
@@ -85,6 +87,32 @@ def test_proxy_event_carries_headers_queries_and_context() -> None:
     assert context["stage"] == "local"
     assert context["identity"]["sourceIp"] == "127.0.0.5"
     assert context["authorizer"] == {"org": "acme"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "resource", "parameters", "public"),
+    [
+        ("GET", "/api/health", "/api/health", None, True),
+        ("POST", "/api/health", "/api/{proxy+}", {"proxy": "health"}, False),
+        ("GET", "/api", "/api", None, False),
+        ("DELETE", "/api/jobs/definitions/x", "/api/{proxy+}", {"proxy": "jobs/definitions/x"}, False),
+        ("POST", "/jobs/requests", "/jobs/requests", None, False),
+    ],
+)
+def test_routes_are_the_cdk_stacks(
+    method: str, path: str, resource: str, parameters: dict[str, str] | None, public: bool
+) -> None:
+    route = resolve_route(method, path)
+    assert route is not None
+    assert (route.resource, route.path_parameters, route.public) == (resource, parameters, public)
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/jobs/requests"), ("GET", "/"), ("GET", "/apix")])
+def test_undeclared_routes_answer_403_before_any_lambda(method: str, path: str) -> None:
+    api = RecordingApi()
+    response = ApiGateway(api_handler=api, authorizer_handler=allow_authorizer).handle(_request(method, path))
+    assert response.status == 403
+    assert api.events == []
 
 
 def test_no_query_string_gives_null_maps_and_path_is_decoded() -> None:

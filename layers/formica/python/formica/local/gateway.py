@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 LOCAL_STAGE = "local"
 LOCAL_API_ID = "local"
 LOCAL_ACCOUNT_ID = "123456789012"
-PROXY_RESOURCE = "/{proxy+}"
+PROXY_RESOURCE = "/api/{proxy+}"
 
 # Served without the authorizer, as the CDK stack declares them (authorization NONE).
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
@@ -36,6 +36,33 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
 )
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    """The API Gateway resource a request matched (cdk/constructs/api.py declares the same ones)."""
+
+    resource: str
+    path_parameters: dict[str, str] | None
+    public: bool
+
+
+def resolve_route(method: str, path: str) -> Route | None:
+    """The resource of the CDK stack's REST API that serves ``method path``, or None (no such route).
+
+    ``ANY /api``, ``ANY /api/{proxy+}``, ``POST /jobs/requests`` (formicary's path), and the public
+    ``GET /api/health``, ``/api/openapi.json`` and ``/api/docs``.
+    """
+    verb = method.upper()
+    if (verb, path) in PUBLIC_ROUTES:
+        return Route(resource=path, path_parameters=None, public=True)
+    if path == "/api":
+        return Route(resource="/api", path_parameters=None, public=False)
+    if path.startswith("/api/") and len(path) > len("/api/"):
+        return Route(resource=PROXY_RESOURCE, path_parameters={"proxy": path[len("/api/") :]}, public=False)
+    if path == "/jobs/requests" and verb == "POST":
+        return Route(resource="/jobs/requests", path_parameters=None, public=False)
+    return None
 
 
 class GatewayError(RuntimeError):
@@ -138,7 +165,12 @@ def method_arn(request: HttpRequest, *, region: str = "us-east-1", stage: str = 
 
 
 def build_request_context(
-    request: HttpRequest, *, request_id: str, stage: str = LOCAL_STAGE, now: datetime | None = None
+    request: HttpRequest,
+    *,
+    request_id: str,
+    stage: str = LOCAL_STAGE,
+    resource: str = PROXY_RESOURCE,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """``requestContext`` of a REST API proxy event."""
     moment = now or datetime.now(UTC)
@@ -163,7 +195,7 @@ def build_request_context(
         "requestTime": moment.strftime("%d/%b/%Y:%H:%M:%S +0000"),
         "requestTimeEpoch": int(moment.timestamp() * 1000),
         "resourceId": "local",
-        "resourcePath": PROXY_RESOURCE,
+        "resourcePath": resource,
         "stage": stage,
     }
 
@@ -174,30 +206,38 @@ def build_proxy_event(
     request_id: str,
     stage: str = LOCAL_STAGE,
     authorizer: Mapping[str, Any] | None = None,
+    route: Route | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The API Gateway REST proxy event (payload 1.0) for ``request``."""
+    matched = route or resolve_route(request.method, request.path) or _fallback_route(request.path)
     headers, multi_headers = _multi(list(request.headers))
     query_pairs = parse_qsl(request.query, keep_blank_values=True)
     query, multi_query = _multi(query_pairs)
     body, is_base64 = _body_fields(request.body)
-    context = build_request_context(request, request_id=request_id, stage=stage, now=now)
+    context = build_request_context(
+        request, request_id=request_id, stage=stage, resource=matched.resource, now=now
+    )
     if authorizer is not None:
         context["authorizer"] = dict(authorizer)
     return {
-        "resource": PROXY_RESOURCE,
+        "resource": matched.resource,
         "path": request.path,
         "httpMethod": request.method.upper(),
         "headers": headers or None,
         "multiValueHeaders": multi_headers or None,
         "queryStringParameters": query or None,
         "multiValueQueryStringParameters": multi_query or None,
-        "pathParameters": {"proxy": request.path.lstrip("/")},
+        "pathParameters": matched.path_parameters,
         "stageVariables": None,
         "requestContext": context,
         "body": body,
         "isBase64Encoded": is_base64,
     }
+
+
+def _fallback_route(path: str) -> Route:
+    return Route(resource=path, path_parameters=None, public=False)
 
 
 def build_authorizer_event(
@@ -274,6 +314,19 @@ def access_denied_response(request_id: str) -> HttpResponse:
     )
 
 
+def missing_route_response(request_id: str) -> HttpResponse:
+    # What API Gateway answers for a path or method no resource declares.
+    return HttpResponse(
+        status=403,
+        headers=[
+            ("Content-Type", "application/json"),
+            ("x-amzn-RequestId", request_id),
+            ("x-amzn-ErrorType", "MissingAuthenticationTokenException"),
+        ],
+        body=b'{"message":"Missing Authentication Token"}',
+    )
+
+
 def bad_gateway_response(request_id: str) -> HttpResponse:
     return _json_response(
         502,
@@ -341,7 +394,6 @@ class ApiGateway:
         authorizer_handler: Handler | None,
         region: str = "us-east-1",
         stage: str = LOCAL_STAGE,
-        public_routes: frozenset[tuple[str, str]] = PUBLIC_ROUTES,
         api_function_name: str = "formica-api",
         authorizer_function_name: str = "formica-authorizer",
     ) -> None:
@@ -349,27 +401,25 @@ class ApiGateway:
         self._authorizer = authorizer_handler
         self._region = region
         self._stage = stage
-        self._public = public_routes
         self._api_name = api_function_name
         self._authorizer_name = authorizer_function_name
         self._api_lock = threading.Lock()
         self._authorizer_lock = threading.Lock()
 
-    def is_public(self, request: HttpRequest) -> bool:
-        path = request.path.rstrip("/") or "/"
-        return (request.method.upper(), path) in self._public
-
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one HTTP request as API Gateway would."""
         request_id = str(uuid.uuid4())
+        route = resolve_route(request.method, request.path)
+        if route is None:
+            return missing_route_response(request_id)
         authorizer_context: dict[str, Any] | None = None
-        if self._authorizer is not None and not self.is_public(request):
+        if self._authorizer is not None and not route.public:
             decision = self._authorize(request, request_id)
             if isinstance(decision, HttpResponse):
                 return decision
             authorizer_context = decision
         event = build_proxy_event(
-            request, request_id=request_id, stage=self._stage, authorizer=authorizer_context
+            request, request_id=request_id, stage=self._stage, authorizer=authorizer_context, route=route
         )
         context = LocalLambdaContext(function_name=self._api_name, region=self._region)
         try:
