@@ -202,6 +202,9 @@ class DevServer:
                     "POWERTOOLS_SERVICE_NAME": "formica",
                     "POWERTOOLS_METRICS_NAMESPACE": "formica",
                     "POWERTOOLS_TRACE_DISABLED": "true",
+                    # Every handler logs JSON at INFO; the dev terminal shows warnings and errors only
+                    # unless the user asks for more.
+                    "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
                 },
                 unset=_UNSET,
             )
