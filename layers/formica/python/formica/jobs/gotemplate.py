@@ -314,11 +314,15 @@ def _looks_like_go_expression(tokens: list[_Token]) -> bool:
         if left.kind in ("ident", "field", "var") and right.kind == "lparen" and left.end == right.start:
             return False  # "f(x)": a jinja2 call
     first = tokens[0]
-    if first.kind in ("field", "var"):
+    if first.kind in ("field", "var", "lparen") or any(token.kind == "raw" for token in tokens):
         return True
-    if first.kind == "lparen":
+    if first.kind == "ident" and first.text in KNOWN_FUNCTIONS and len(tokens) > 1:
         return True
-    return first.kind == "ident" and first.text in KNOWN_FUNCTIONS and len(tokens) > 1
+    # "x | printf ..." pipes into a Go function (jinja2 filters are other names)
+    return any(
+        left.kind == "pipe" and right.kind == "ident" and right.text in KNOWN_FUNCTIONS
+        for left, right in itertools.pairwise(tokens)
+    )
 
 
 _JINJA_WORDS = frozenset({"if", "else", "in", "is", "and", "or", "not", "for", "recursive"})

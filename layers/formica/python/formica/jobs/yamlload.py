@@ -107,20 +107,24 @@ class _Builder:
         if isinstance(node, yaml.MappingNode):
             self.check_tag(node, _MAP)
             result: dict[Any, Any] = {}
-            self.mapping(node, path, depth, result, merged=False)
+            self.mapping(node, path, depth, result, merged=set())
             return result
         raise DefinitionError(Problem("unsupported YAML node", self.line(node)))  # pragma: no cover
 
     def mapping(
-        self, node: yaml.MappingNode, path: Path, depth: int, result: dict[Any, Any], merged: bool
+        self, node: yaml.MappingNode, path: Path, depth: int, result: dict[Any, Any], merged: set[Any] | None
     ) -> None:
+        """Fill ``result``; ``merged`` holds keys that came from ``<<`` (None while merging)."""
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
                 sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
                 for source in sources:
                     if not isinstance(source, yaml.MappingNode):
                         raise DefinitionError(Problem("'<<' merges only mappings", self.line(value_node)))
-                    self.mapping(source, path, depth, result, merged=True)
+                    before = set(result)
+                    self.mapping(source, path, depth, result, merged=None)
+                    if merged is not None:
+                        merged.update(set(result) - before)
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 raise DefinitionError(Problem("mapping keys must be plain values", self.line(key_node)))
@@ -129,10 +133,13 @@ class _Builder:
                 key = key_node.value
             key_path = (*path, str(key))
             if key in result:
-                if merged:
-                    continue  # keys written in the mapping itself win over merged ones
-                self.problems.append(Problem(f"duplicate key {str(key)!r}", self.line(key_node)))
-                continue
+                if merged is None:
+                    continue  # while merging, the first source wins
+                if key in merged:
+                    merged.discard(key)  # a key written in the mapping itself wins over a merged one
+                else:
+                    self.problems.append(Problem(f"duplicate key {str(key)!r}", self.line(key_node)))
+                    continue
             self.positions[key_path] = self.line(key_node)
             result[key] = self.build(value_node, key_path, depth + 1)
             self.positions[key_path] = self.line(key_node)
