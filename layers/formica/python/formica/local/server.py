@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -105,6 +106,24 @@ def _environment(values: dict[str, str], unset: tuple[str, ...] = ()) -> Iterato
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def functions_root() -> Path:
+    """The folder that holds ``functions/`` (the repository), found from the installed library."""
+    import formica
+
+    # layers/formica/python/formica/__init__.py -> the repository is four levels above the package.
+    root = Path(formica.__file__).resolve().parents[4]
+    if not (root / "functions").is_dir():
+        raise DevServerError(f"cannot find the Lambda functions folder (looked for {root / 'functions'})")
+    return root
+
+
+def _make_functions_importable() -> None:
+    # The dispatch shim imports ``functions.<folder>.app``; `formica dev` may run from any directory.
+    root = str(functions_root())
+    if root not in sys.path:
+        sys.path.append(root)
 
 
 def _reset_cached_configuration() -> None:
@@ -244,6 +263,7 @@ class DevServer:
     def _install_lambda_dispatch(self) -> None:
         from formica.local.lambda_dispatch import dispatch_lambda_invocations
 
+        _make_functions_importable()
         self._stack.enter_context(dispatch_lambda_invocations())
 
     def _create_token(self) -> str:
