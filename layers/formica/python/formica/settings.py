@@ -38,6 +38,8 @@ class FormicaSettings(BaseModel):
     ecs_security_group_ids: str | None = None  # comma-separated
     ecs_task_role_arn: str | None = None
     ecs_execution_role_arn: str | None = None
+    # Task definition families are "<prefix><digest>"; the stack grants RunTask on "<prefix>*" only.
+    ecs_task_family_prefix: str = "formica-"
     container_log_group: str | None = None
     eks_cluster_name: str | None = None
     eks_namespace: str = "default"

@@ -19,7 +19,8 @@ task's working_dir):
 
 Task definitions are registered once per content: the registration request (image, Fargate size,
 workspace, roles, log group, helper image and ``LAYOUT_VERSION``) is hashed, the family is
-``formica-{digest[:16]}``, and DescribeTaskDefinition on that family finds an earlier registration.
+``{settings.ecs_task_family_prefix}{digest[:16]}`` (the stack grants RunTask on that prefix only),
+and DescribeTaskDefinition on that family finds an earlier registration.
 Logs go to the stack's log group with the awslogs driver; ``log_stream_name(task_arn)`` gives the
 main container's stream back from the task ARN.
 """
@@ -85,7 +86,6 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
 _QUANTITY = re.compile(r"^\s*([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
-_TAG_VALUE = re.compile(r"[^\w .:/=+\-@]")
 
 
 class EcsRunnerError(RuntimeError):
@@ -232,8 +232,9 @@ class EcsLaunchConfig:
     log_group: str
     region: str
     bucket: str
-    assign_public_ip: bool = False
+    assign_public_ip: bool = False  # the stack's task subnets are private with a NAT gateway
     helper_image: str = AWS_CLI_IMAGE
+    family_prefix: str = FAMILY_PREFIX
 
     @classmethod
     def from_settings(cls, settings: FormicaSettings) -> EcsLaunchConfig:
@@ -258,7 +259,7 @@ class EcsLaunchConfig:
             log_group=str(settings.container_log_group),
             region=settings.region,
             bucket=settings.bucket_name,
-            assign_public_ip=bool(getattr(settings, "ecs_assign_public_ip", False)),
+            family_prefix=settings.ecs_task_family_prefix,
         )
 
 
@@ -334,7 +335,7 @@ def task_definition_request(
     if ephemeral_gib is not None:
         request["ephemeralStorage"] = {"sizeInGiB": ephemeral_gib}
     digest = task_definition_digest(request)
-    return {"family": FAMILY_PREFIX + digest[:16], **request}
+    return {"family": config.family_prefix + digest[:16], **request}
 
 
 def task_definition_digest(request: Mapping[str, Any]) -> str:
@@ -346,10 +347,6 @@ def task_definition_digest(request: Mapping[str, Any]) -> str:
 
 def _env_list(values: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in values.items()]
-
-
-def _tag_value(value: str) -> str:
-    return _TAG_VALUE.sub("_", value)[:256]
 
 
 def client_token(run_key: RunKey) -> str:
@@ -424,14 +421,8 @@ def run_task_request(
                 "assignPublicIp": "ENABLED" if config.assign_public_ip else "DISABLED",
             }
         },
+        # No tags: tagging at RunTask needs ecs:TagResource, and the run is found by startedBy/env.
         "overrides": overrides,
-        "enableECSManagedTags": True,
-        "tags": [
-            {"key": "formica:request_id", "value": _tag_value(ctx.request_id)},
-            {"key": "formica:step", "value": str(run_key.step)},
-            {"key": "formica:task_type", "value": _tag_value(task.task_type)},
-            {"key": "formica:org", "value": _tag_value(ctx.org)},
-        ],
     }
 
 

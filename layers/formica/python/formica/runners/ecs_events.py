@@ -76,11 +76,12 @@ class RunKey:
         it fits ECS's 36 characters; else plain ``formica`` (the environment override still names the run).
         """
         try:
-            compact = base64.urlsafe_b64encode(uuid.UUID(self.request_id).bytes).decode().rstrip("=")
+            parsed = uuid.UUID(self.request_id)
         except ValueError:
             return STARTED_BY_PREFIX
-        if str(uuid.UUID(self.request_id)) != self.request_id:
+        if str(parsed) != self.request_id:
             return STARTED_BY_PREFIX  # not the canonical spelling: decoding would not give it back
+        compact = base64.urlsafe_b64encode(parsed.bytes).decode().rstrip("=")
         value = f"{STARTED_BY_PREFIX}/{compact}/{_to_base36(self.step)}"
         return value if len(value) <= STARTED_BY_MAX else STARTED_BY_PREFIX
 
