@@ -10,7 +10,7 @@ from typing import Any
 from formica.jobs.errors import DefinitionError
 from formica.jobs.graph import to_mermaid
 from formica.jobs.parsing import parse_definition
-from formica.jobs.schema import job_definition_schema_json
+from formica.jobs.schema import fields_markdown, job_definition_schema_json
 from formica.jobs.templates import render, validation_context
 
 
@@ -45,7 +45,7 @@ def graph_command(args: argparse.Namespace) -> int:
 
 
 def schema_command(args: argparse.Namespace) -> int:
-    sys.stdout.write(job_definition_schema_json())
+    sys.stdout.write(fields_markdown() if args.markdown else job_definition_schema_json())
     return 0
 
 
@@ -82,6 +82,9 @@ def register(subparsers: Any) -> None:
     graph.set_defaults(handler=graph_command)
 
     schema = subparsers.add_parser("schema", help="print the JSON schema of job definitions")
+    schema.add_argument(
+        "--markdown", action="store_true", help="print the field reference of the docs instead"
+    )
     schema.set_defaults(handler=schema_command)
 
     render_parser = subparsers.add_parser(

@@ -110,7 +110,7 @@ class RunnerKind(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_attribute_docstrings=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -137,85 +137,138 @@ class _Strict(BaseModel):
 
 class VolumeMount(_Strict):
     name: GoStr
+    """Volume name."""
     mount_path: GoStr
+    """Where the volume appears in the container."""
     host_path: OptGoStr = None
+    """Host directory (host_path volumes)."""
     read_only: bool = False
+    """Mount read-only."""
     sources: list[dict[str, Any]] = Field(default_factory=list)
+    """Projected volume sources (Kubernetes projected volumes), kept as written."""
 
 
 class Volumes(_Strict):
     host_path: list[VolumeMount] = Field(default_factory=list)
+    """Host directories to mount."""
     empty_dir: list[VolumeMount] = Field(default_factory=list)
+    """Scratch directories shared by the task's containers."""
     projected: list[VolumeMount] = Field(default_factory=list)
+    """Kubernetes projected volumes (service-account tokens, ...)."""
     secret: list[VolumeMount] = Field(default_factory=list)
+    """Kubernetes secrets to mount."""
     config_map: list[VolumeMount] = Field(default_factory=list)
+    """Kubernetes config maps to mount."""
     persistent_volume_claim: list[VolumeMount] = Field(default_factory=list)
+    """Kubernetes persistent volume claims to mount."""
 
 
 class ContainerDefinition(_Strict):
     image: GoStr
+    """Container image (required, non-empty)."""
     image_definition: dict[GoStr, Any] | None = None
+    """formicary's extra image settings, kept as written."""
     cpu_limit: OptGoStr = None
+    """CPU limit (Kubernetes quantity, e.g. \"1\", \"500m\")."""
     cpu_request: OptGoStr = None
+    """CPU request."""
     memory_limit: OptGoStr = None
+    """Memory limit (e.g. 2Gi)."""
     memory_request: OptGoStr = None
+    """Memory request."""
     ephemeral_storage_limit: OptGoStr = None
+    """Ephemeral storage limit."""
     ephemeral_storage_request: OptGoStr = None
+    """Ephemeral storage request."""
     volumes: Volumes | None = None
+    """Volumes to mount."""
     entrypoint: list[GoStr] | None = None
+    """Overrides the image entrypoint."""
     command: list[GoStr] | None = None
+    """Overrides the image command."""
 
 
 class ServicePort(_Strict):
     number: int
+    """Port the service listens on."""
 
 
 class ServiceDefinition(_Strict):
     name: GoStr
+    """Service container name."""
     alias: OptGoStr = None
+    """Host name the task reaches the service by."""
     image: GoStr
+    """Service image."""
     command: list[GoStr] | None = None
+    """Service command."""
     entrypoint: list[GoStr] | None = None
+    """Service entrypoint."""
     ports: list[ServicePort] = Field(default_factory=list)
+    """Ports the service exposes."""
     cpu_limit: OptGoStr = None
+    """CPU limit."""
     cpu_request: OptGoStr = None
+    """CPU request."""
     memory_limit: OptGoStr = None
+    """Memory limit."""
     memory_request: OptGoStr = None
+    """Memory request."""
     volumes: Volumes | None = None
+    """Volumes to mount in the service."""
 
 
 class ArtifactsDefinition(_Strict):
     paths: list[GoStr] = Field(default_factory=list)
+    """Files or directories (relative to working_dir) uploaded as artifacts after the task."""
     when: GoStr = "onSuccess"  # onSuccess | onFailed | always (formicary's spelling)
+    """When to upload: onSuccess, onFailed or always."""
     expires_after: Duration | None = None
+    """Artifact lifetime (Go duration)."""
 
 
 class CacheDefinition(_Strict):
     key: OptGoStr = None
+    """Cache key."""
     keys: list[GoStr] = Field(default_factory=list)
+    """Files whose content forms the key (formicary spelling)."""
     key_paths: list[GoStr] = Field(default_factory=list)
+    """Files whose content forms the key."""
     paths: list[GoStr] = Field(default_factory=list)
+    """Directories cached between runs."""
     expires_after: Duration | None = None
+    """Cache lifetime (Go duration)."""
 
 
 class ResourcesDefinition(_Strict):
     resource_type: OptGoStr = None
+    """Kind of shared resource to reserve (formicary resources)."""
     platform: OptGoStr = None
+    """Platform of the resource."""
     tags: list[GoStr] = Field(default_factory=list)
+    """Tags selecting the resource."""
     value: int | None = None
+    """Units to reserve."""
     extract_config: dict[GoStr, Any] | None = None
+    """How to pass the reserved resource to the task."""
 
 
 class WebhookDefinition(_Strict):
     url: GoStr
+    """URL called when the task / job finishes."""
     method: GoStr = "POST"
+    """HTTP method of the call."""
     headers: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """HTTP headers of the call."""
     query: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """Query parameters of the call."""
 
 
 class NotifyChannel(_Strict):
     recipients: list[GoStr] = Field(default_factory=list)
+    """Who to notify (emails, channels)."""
     when: GoStr = "always"
+    """always, onSuccess, onFailure or never."""
 
     @model_validator(mode="before")
     @classmethod
@@ -225,59 +278,113 @@ class NotifyChannel(_Strict):
 
 class TaskDefinition(_Strict):
     task_type: GoStr
+    """The task's name, unique in the job; other tasks route to it by this name."""
     method: TaskMethod | None = None
+    """How the task runs (see Methods). A task with container and no method runs as a container."""
     description: OptGoStr = None
+    """Free text."""
     script: list[GoStr] = Field(default_factory=list)
+    """Commands to run (SHELL, containers); for HTTP methods the first entry is the URL if url is unset."""
     before_script: list[GoStr] = Field(default_factory=list)
+    """Commands run before script."""
     after_script: list[GoStr] = Field(default_factory=list)
+    """Commands run after script, even when it failed."""
     url: OptGoStr = None
+    """URL of an HTTP task."""
     headers: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """HTTP headers of an HTTP task."""
     query: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """Query parameters of an HTTP task."""
     variables: dict[GoStr, Any] = Field(default_factory=dict)
+    """Task variables: seen by the task's templates (over params and job_variables), passed to the task."""
     environment: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """Environment variables of the task's process or container."""
     container: ContainerDefinition | None = None
+    """The container to run in (image and resources)."""
     services: list[ServiceDefinition] = Field(default_factory=list)
+    """Sidecar service containers."""
     working_dir: OptGoStr = None
+    """Working directory of the commands."""
     timeout: Duration | None = None
+    """Longest time one attempt (or an EXECUTING poll) may take; then ERR_TASK_TIMED_OUT."""
     retry: int = 0
+    """How many times the task is retried after a failure."""
     delay_between_retries: Duration | None = None
+    """Wait before a retry and between EXECUTING polls."""
     allow_failure: bool = False
+    """A failure of this task does not fail the job."""
     always_run: bool = False
+    """Run this task even when the job is failing (cleanup)."""
     except_: OptGoStr = Field(default=None, alias="except")
+    """Skip the task when this renders to text containing \"true\"."""
     on_completed: OptGoStr = None
+    """Next task (or action) when the task completes (exit code 0, HTTP 2xx)."""
     on_failed: OptGoStr = None
+    """Next task (or action) when the task fails."""
     on_exit_code: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """Exit code (or HTTP status) -> next task or action.
+
+    Keys become decimal strings; COMPLETED / FAILED keys move to on_completed / on_failed.
+    """
     tags: list[GoStr] = Field(default_factory=list)
+    """Routing tags (formicary ants); kept, not used for placement."""
     dependencies: list[GoStr] = Field(default_factory=list)
+    """Tasks of this job whose artifacts this task downloads first."""
     artifacts: ArtifactsDefinition | None = None
+    """Files uploaded after the task."""
     cache: CacheDefinition | None = None
+    """Directories kept between runs."""
     resources: ResourcesDefinition | None = None
+    """Shared resources to reserve."""
     webhook: WebhookDefinition | None = None
+    """Webhook called when the task finishes."""
     report_stdout: bool = False
+    """Keep the task's stdout as its report."""
     fork_job_type: OptGoStr = None
+    """FORK_JOB: the job type to start."""
     fork_job_version: OptGoStr = None
+    """FORK_JOB: its version."""
     await_forked_tasks: list[GoStr] = Field(default_factory=list)
+    """AWAIT_FORKED_JOB: the FORK_JOB tasks of this job to wait for."""
     # Kubernetes pod settings formicary accepts on a task.
     pod_labels: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """Kubernetes pod labels."""
     pod_annotations: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """Kubernetes pod annotations."""
     node_selector: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """Kubernetes node selector."""
     tolerations: dict[GoStr, Any] = Field(default_factory=dict)
+    """Kubernetes tolerations."""
     host_network: bool = False
+    """Use the host network."""
     privileged: bool = False
+    """Run the container privileged."""
     service_account: OptGoStr = None
+    """Kubernetes service account."""
     # More of formicary's task keys (its TaskDefinition and ExecutorOptions), accepted so that its
     # definitions load; Formica's runners use what applies to them and ignore the rest.
     node_tolerations: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """formicary's name for Kubernetes tolerations (key[=value] -> effect)."""
     affinity: dict[GoStr, Any] | None = None
+    """Kubernetes node affinity, kept as written."""
     network_mode: OptGoStr = None
+    """Docker network mode."""
     allow_start_if_completed: bool = False
+    """On a job retry, run this task again even if it completed."""
     job_version: OptGoStr = None
+    """formicary's task-level job version, kept as written."""
     artifact_ids: list[GoStr] = Field(default_factory=list)
+    """Artifact ids to download before the task."""
     cost_factor: float = 0.0
+    """formicary's cost accounting factor."""
     execute_command_without_shell: bool = False
+    """Run commands directly, not through a shell."""
     debug: bool = False
+    """Verbose logs for this task."""
     messaging_request_queue: OptGoStr = None
+    """MESSAGING tasks (not run by Formica): request queue."""
     messaging_reply_queue: OptGoStr = None
+    """MESSAGING tasks (not run by Formica): reply queue."""
 
     @field_validator("on_exit_code", mode="after")
     @classmethod
@@ -340,26 +447,47 @@ class TaskDefinition(_Strict):
 
 class JobDefinition(_Strict):
     job_type: GoStr
+    """The job's name, unique in the organisation (required)."""
     description: OptGoStr = None
+    """Free text."""
     platform: OptGoStr = None
+    """Target platform, for filtering."""
     url: OptGoStr = None
+    """Link to the project or docs."""
     timeout: Duration | None = None
+    """Longest time the whole job may take; then ERR_JOB_TIMED_OUT."""
     retry: int = 0
+    """How many times a failed job is restarted (RESTART_JOB, failures)."""
     delay_between_retries: Duration | None = None
+    """Wait before a job retry."""
     hard_reset_after_retries: int = 0
+    """After this many retries, a retry reruns every task, not only failed ones."""
     max_concurrency: int = 0
+    """Most requests of this job type running at once."""
     skip_if: OptGoStr = None
+    """Skip the request when this renders to text containing \"true\"."""
     cron_trigger: OptGoStr = None
+    """Cron expression that submits the job periodically."""
     job_variables: dict[GoStr, Any] = Field(default_factory=dict)
+    """Variables visible to every template of the job (lowest precedence)."""
     required_params: list[GoStr] = Field(default_factory=list)
+    """Request params that must be given when submitting."""
     tags: list[GoStr] = Field(default_factory=list)
+    """Free tags."""
     notify: dict[str, NotifyChannel] = Field(default_factory=dict)
+    """Notification channels (email, slack, ...) -> recipients and when."""
     webhook: WebhookDefinition | None = None
+    """Webhook called when the job finishes."""
     public_plugin: bool = False
+    """Publish as a plugin other organisations can fork."""
     sem_version: OptGoStr = None
+    """Semantic version (plugins)."""
     dynamic_template_tasks: bool = False
+    """The task list itself is generated by templates."""
     resources: ResourcesDefinition | None = None
+    """Shared resources to reserve for the job."""
     tasks: list[TaskDefinition]
+    """The tasks (at least one, at most 100)."""
 
     def task(self, task_type: str) -> TaskDefinition:
         for task in self.tasks:
