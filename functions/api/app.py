@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.api import definitions, requests, tokens
 from formica.api.auth import Principal, principal_from_authorizer_context
 from formica.api.errors import (
+    ApiError,
     InternalError,
     ResourceNotFoundError,
     ValidationApiError,
@@ -52,7 +53,13 @@ from formica.api.services import get_services
 
 logger = Logger(service="formica")
 # debug=False on purpose: powertools' debug mode prints whole events, Authorization headers included.
-app = FormicaResolver(enable_validation=True, debug=False)
+# A response that does not match its model is our bug: 500, never a 4xx blamed on the caller.
+app = FormicaResolver(
+    enable_validation=True,
+    debug=False,
+    response_validation_error_http_code=500,
+    json_body_deserializer=requests.parse_json_body,
+)
 app.configure_openapi(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
 app.enable_swagger(path="/api/docs", title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
 
@@ -72,9 +79,13 @@ def _org() -> str:
 
 
 def _json(status: int, model: Any) -> Response[Any]:
-    return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=model.model_dump_json()
-    )
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=model)
+
+
+def _error(error: ApiError, correlation_id: str | None = None) -> Response[Any]:
+    # Exception handlers' responses skip response validation: serialise the model here.
+    body = error.body(correlation_id).model_dump(mode="json")
+    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 def _text(body: str, media_type: str = "text/plain; charset=utf-8") -> Response[str]:
@@ -91,23 +102,34 @@ def _raw_body() -> bytes:
 @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
 def _invalid_request(exc: RequestValidationError) -> Response[str]:
     error = ValidationApiError("the request is invalid", validation_details(list(exc.errors())))
-    return _json(error.status, error.body())
+    return _error(error)
+
+
+@app.exception_handler(UnicodeDecodeError)  # type: ignore[untyped-decorator]
+def _undecodable(exc: UnicodeDecodeError) -> Response[Any]:
+    # powertools decodes a base64 body as UTF-8 before validating it: binary garbage lands here.
+    if not requests.is_utf8_body(app.current_event.body, bool(app.current_event.is_base64_encoded)):
+        return _error(ValidationApiError("the request body is not UTF-8 text"))
+    return _answer(exc)
 
 
 @app.not_found
 def _no_route(_exc: NotFoundError) -> Response[str]:
-    error = ResourceNotFoundError("no such route")
-    return _json(error.status, error.body())
+    return _error(ResourceNotFoundError("no such route"))
 
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def _any_error(exc: Exception) -> Response[str]:
+def _any_error(exc: Exception) -> Response[Any]:
+    return _answer(exc)
+
+
+def _answer(exc: Exception) -> Response[Any]:
     error = to_api_error(exc)
     if isinstance(error, InternalError):
         correlation_id = app.current_event.request_context.request_id
         logger.exception("unexpected error", correlation_id=correlation_id, error_type=type(exc).__name__)
-        return _json(error.status, error.body(correlation_id=correlation_id))
-    return _json(error.status, error.body())
+        return _error(error, correlation_id)
+    return _error(error)
 
 
 # -- public ---------------------------------------------------------------------------------------

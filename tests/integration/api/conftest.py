@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 import pytest
+from formica.api.services import ApiServices, reset_services, use_services
+from formica.settings import reset_settings
+from formica.store.aws import reset_clients
+from formica.store.blobs import S3BlobStore
+from formica.store.definitions import DefinitionRepository
+from formica.store.idempotency import IdempotencyRepository
+from formica.store.requests import RequestRepository
+from formica.store.tokens import TokenRepository
 from moto import mock_aws
 
-from tests.integration.api.tables import TABLE, create_formica_table
+from tests.integration.api.gateway import Gateway
+from tests.integration.api.tables import BUCKET, TABLE, create_formica_table
 
 
 @pytest.fixture
@@ -28,3 +38,78 @@ def ddb(aws: None) -> Any:
     client = boto3.client("dynamodb", region_name="us-east-1")
     create_formica_table(client, TABLE)
     return client
+
+
+@dataclass
+class FakeRuntime:
+    """The walk's entry points, reduced to their state changes on the real request store."""
+
+    requests: RequestRepository
+    started: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+
+    def start_request(self, request_id: str) -> None:
+        self.started.append(request_id)
+        self.requests.mark_started(request_id, execution_name=f"exec-{request_id}")
+
+    def cancel_request(self, org: str, request_id: str) -> None:
+        self.cancelled.append(request_id)
+        self.requests.mark_cancelled(
+            request_id, error_code="ERR_JOB_CANCELLED", message="cancelled by the user"
+        )
+
+    def restart_request(self, org: str, request_id: str) -> None:
+        self.restarted.append(request_id)
+
+
+@dataclass
+class ApiWorld:
+    gateway: Gateway
+    services: ApiServices
+    runtime: FakeRuntime
+    ddb: Any
+    s3: Any
+    acme_token: str
+    other_token: str
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("token", self.acme_token)
+        return self.gateway.call(method, path, **kwargs)
+
+
+@pytest.fixture
+def world(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiWorld]:
+    """Both handlers wired to moto, two organisations with one token each."""
+    monkeypatch.setenv("FORMICA_TABLE_NAME", TABLE)
+    monkeypatch.setenv("FORMICA_BUCKET_NAME", BUCKET)
+    monkeypatch.delenv("FORMICA_AWS_ENDPOINT_URL", raising=False)
+    reset_settings()
+    reset_clients()
+    reset_services()
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    requests = RequestRepository(TABLE, client=ddb)
+    runtime = FakeRuntime(requests)
+    tokens = TokenRepository(TABLE, client=ddb)
+    services = ApiServices(
+        definitions=DefinitionRepository(TABLE, client=ddb),
+        requests=requests,
+        tokens=tokens,
+        idempotency=IdempotencyRepository(TABLE, client=ddb),
+        blobs=S3BlobStore(BUCKET, client=s3),
+        runtime=runtime,
+    )
+    use_services(services)
+    _, acme = tokens.create("acme", "tests")
+    _, other = tokens.create("other", "tests")
+    from functions.api.app import handler as api_handler
+    from functions.authorizer.app import handler as authorizer_handler
+
+    try:
+        yield ApiWorld(Gateway(api_handler, authorizer_handler), services, runtime, ddb, s3, acme, other)
+    finally:
+        use_services(None)
+        reset_services()
+        reset_clients()
+        reset_settings()

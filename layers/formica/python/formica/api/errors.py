@@ -123,6 +123,10 @@ def to_api_error(exc: BaseException) -> ApiError:
     """
     if isinstance(exc, ApiError):
         return exc
+    from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
+
+    if isinstance(exc, RequestUnsupportedContentType):
+        return UnsupportedMediaTypeError("send JSON (Content-Type: application/json)")
     # Imported here: these modules import pydantic models and boto3 types, not this module.
     from formica.jobs.errors import DefinitionError
     from formica.store.definitions import DefinitionNotFoundError

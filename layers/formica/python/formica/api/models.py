@@ -16,6 +16,8 @@ ID_MAX = 128
 KEY_MAX = 200
 LIST_LIMIT_MAX = 100
 LIST_LIMIT_DEFAULT = 50
+# A request item holds its params; DynamoDB items stop at 400 KB.
+PARAMS_MAX_BYTES = 64 * 1024
 
 
 class _Request(BaseModel):

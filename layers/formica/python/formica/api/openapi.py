@@ -88,7 +88,7 @@ def finalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
     document = copy.deepcopy(spec)
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    for name in ("HTTPValidationError", "ValidationError"):
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(name, None)
     schemas.update(_error_schemas())
     components["securitySchemes"] = {
@@ -110,7 +110,7 @@ def finalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
                 )
             if "{" in path:
                 responses.setdefault("404", _error("Not found in the caller's organisation (NOT_FOUND)"))
-            responses.setdefault("500", _error("Internal error; the body carries a correlation_id"))
+            responses["500"] = _error("Internal error; the body carries a correlation_id")
             operation["responses"] = dict(sorted(responses.items(), key=lambda entry: str(entry[0])))
     return document
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import time
 import uuid
@@ -82,6 +83,25 @@ def request_body(body: str | None, is_base64_encoded: bool) -> bytes:
     return raw
 
 
+def parse_json_body(text: str) -> Any:
+    """JSON of a request body; nesting too deep for the parser is a decode error (400), not a crash."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise json.JSONDecodeError("JSON nested too deeply", "", 0) from exc
+
+
+def is_utf8_body(body: str | None, is_base64_encoded: bool) -> bool:
+    """Whether a proxy event's body is UTF-8 text (bad base64 counts as not)."""
+    if body is None or not is_base64_encoded:
+        return True
+    try:
+        base64.b64decode(body, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        return False
+    return True
+
+
 # -- shapes ---------------------------------------------------------------------------------------
 
 
@@ -110,6 +130,7 @@ def request_response(
         job_version=request.job_version,
         job_state=str(request.job_state),
         job_priority=request.job_priority,
+        description=request.description,
         user_key=request.user_key,
         scheduled_at=request.scheduled_at,
         error_code=request.error_code,
@@ -245,6 +266,7 @@ def submit_request(
             job_type=body.job_type,
             job_version=version.version,
             user_key=body.user_key,
+            description=body.description,
             params=body.params,
             job_priority=body.job_priority,
             created_at=now,

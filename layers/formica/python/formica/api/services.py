@@ -56,9 +56,22 @@ class ApiServices:
     presign_seconds: int = 300
 
 
-@lru_cache(maxsize=1)
+_override: ApiServices | None = None
+
+
+def use_services(services: ApiServices | None) -> None:
+    """Make ``get_services`` answer ``services`` (None: back to the settings); tests and hosts."""
+    global _override  # noqa: PLW0603 - one process-wide seam, like the cached getter itself
+    _override = services
+
+
 def get_services() -> ApiServices:
-    """The process's services, from ``FormicaSettings`` (clients come from the cached getters)."""
+    """The process's services: the ones set by ``use_services``, else built from the settings."""
+    return _override if _override is not None else _from_settings()
+
+
+@lru_cache(maxsize=1)
+def _from_settings() -> ApiServices:
     settings = get_settings()
     return ApiServices(
         definitions=DefinitionRepository(settings.table_name),
@@ -72,4 +85,4 @@ def get_services() -> ApiServices:
 
 def reset_services() -> None:
     """Forget the cached services (tests, and the local server when settings change)."""
-    get_services.cache_clear()
+    _from_settings.cache_clear()
