@@ -85,10 +85,14 @@ def load_document(yaml_text: str, context: Mapping[str, Any]) -> LoadedDocument:
 
 
 def _check_size(yaml_text: str) -> None:
-    if len(yaml_text) > MAX_DEFINITION_BYTES:  # cheap pre-check: characters <= bytes
-        size = len(yaml_text.encode("utf-8", errors="replace"))
+    # characters <= bytes: more characters than the limit is refused without encoding
+    if len(yaml_text) > MAX_DEFINITION_BYTES or yaml_text.isascii():
+        size = len(yaml_text)
     else:
-        size = len(yaml_text.encode("utf-8", errors="replace")) if not yaml_text.isascii() else len(yaml_text)
+        try:
+            size = len(yaml_text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise DefinitionError(Problem(f"definition is not valid text: {exc.reason}")) from None
     if size > MAX_DEFINITION_BYTES:
         raise DefinitionError(
             Problem(f"definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES} (256 KiB)")
@@ -208,6 +212,9 @@ def _message(error: Any, inner: tuple[Any, ...]) -> str:
         return f"unknown key {key!r}{hint}"
     if kind == "missing":
         return f"missing required key {key!r}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        what = f"{field} must be" if field else "a task must be" if len(inner) == 0 else "must be"
+        return f"{what} a mapping of keys (key: value), got {type(error.get('input')).__name__}"
     if kind == "enum" and inner and inner[-1] == "method":
         known = ", ".join(method.value for method in TaskMethod)
         return f"unknown method {error.get('input')!r}: use one of {known}"

@@ -424,6 +424,8 @@ def _compile(text: str) -> _Compiled:
         source = translate(text)
     except TranslationError as exc:
         raise _template_error(text, exc.message, exc.line) from None
+    except RecursionError:
+        raise _template_error(text, "template nests too deeply", None) from None
     env = _environment()
     try:
         parsed: TemplateNode = env.parse(source, name=TEMPLATE_NAME)
@@ -431,6 +433,8 @@ def _compile(text: str) -> _Compiled:
         return _Compiled(env.from_string(parsed), names)
     except TemplateSyntaxError as exc:
         raise _template_error(text, f"template syntax: {exc.message}", exc.lineno) from None
+    except RecursionError:
+        raise _template_error(text, "template nests too deeply", None) from None
 
 
 def variables_used(text: str) -> frozenset[str]:
@@ -487,6 +491,8 @@ def render_with_lines(text: str, context: Mapping[str, Any]) -> tuple[str, list[
     except SecurityError as exc:
         line = _template_line(exc.__traceback__)
         raise _template_error(text, f"template refused by the sandbox: {exc}", line) from None
+    except RecursionError:
+        raise _template_error(text, "template nests too deeply", None) from None
     except (JinjaTemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
         # Template code is user code: any of these is the template's fault, reported at its line.
         line = _template_line(exc.__traceback__)
