@@ -169,18 +169,19 @@ class Orchestration(Construct):
             iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine_arn])
         )
 
-        substitutions = {
+        arns = {
             "AdvanceFunctionArn": self.advance.function_arn,
             "HttpTaskFunctionArn": self.http_task.function_arn,
             "ShellTaskFunctionArn": self.shell_task.function_arn,
             "LaunchFunctionArn": self.launch.function_arn,
             "ContinueFunctionArn": self.continue_execution.function_arn,
         }
-        unknown = sorted(placeholders - substitutions.keys())
+        unknown = sorted(placeholders - arns.keys())
         if unknown:
             raise StateMachineDefinitionError(
                 f"{definition_file} uses placeholders this stack does not fill: {', '.join(unknown)}"
             )
+        substitutions = {name: arn for name, arn in arns.items() if name in placeholders}
 
         self.role = iam.Role(
             self,

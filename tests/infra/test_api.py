@@ -1,0 +1,120 @@
+"""API: routes, the token authorizer and its cache, public routes, stage logging and throttling, CORS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.infra.synthesis import Synth
+
+PROTECTED = {("/api", "ANY"), ("/api/{proxy+}", "ANY"), ("/jobs/requests", "POST")}
+PUBLIC = {("/api/health", "GET"), ("/api/openapi.json", "GET"), ("/api/docs", "GET")}
+
+
+def paths(synth: Synth) -> dict[str, str]:
+    """Logical id of every API resource -> its full path."""
+    resources = synth.of_type("AWS::ApiGateway::Resource")
+    found: dict[str, str] = {}
+
+    def path_of(key: str) -> str:
+        properties = resources[key]["Properties"]
+        parent = properties["ParentId"]
+        prefix = path_of(parent["Ref"]) if "Ref" in parent else ""
+        return f"{prefix}/{properties['PathPart']}"
+
+    for key in resources:
+        found[key] = path_of(key)
+    return found
+
+
+def methods(synth: Synth) -> dict[tuple[str, str], dict[str, Any]]:
+    by_id = paths(synth)
+    result: dict[tuple[str, str], dict[str, Any]] = {}
+    for method in synth.of_type("AWS::ApiGateway::Method").values():
+        properties = method["Properties"]
+        resource = properties["ResourceId"]
+        path = by_id[resource["Ref"]] if "Ref" in resource else "/"
+        result[(path, properties["HttpMethod"])] = properties
+    return result
+
+
+def test_routes_reach_the_api_function(synth: Synth) -> None:
+    found = methods(synth)
+    api_function = synth.functions()["api"][0]
+    assert set(found) == PROTECTED | PUBLIC
+    for properties in found.values():
+        integration = properties["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert api_function in str(integration["Uri"])
+
+
+def test_only_health_openapi_and_docs_are_public(synth: Synth) -> None:
+    (authorizer_id,) = synth.of_type("AWS::ApiGateway::Authorizer")
+    for route, properties in methods(synth).items():
+        if route in PUBLIC:
+            assert properties["AuthorizationType"] == "NONE", route
+        else:
+            assert properties["AuthorizationType"] == "CUSTOM", route
+            assert properties["AuthorizerId"] == {"Ref": authorizer_id}, route
+
+
+def test_authorizer_reads_the_authorization_header_and_caches_30_seconds(synth: Synth) -> None:
+    (authorizer,) = synth.of_type("AWS::ApiGateway::Authorizer").values()
+    properties = authorizer["Properties"]
+    assert properties["Type"] == "REQUEST"
+    assert properties["IdentitySource"] == "method.request.header.Authorization"
+    # A revoked token keeps working for at most this long (docs/deploy.md).
+    assert properties["AuthorizerResultTtlInSeconds"] == 30
+    assert synth.functions()["authorizer"][0] in str(properties["AuthorizerUri"])
+
+
+def test_stage_logs_access_traces_and_throttles(synth: Synth) -> None:
+    (stage,) = synth.of_type("AWS::ApiGateway::Stage").values()
+    properties = stage["Properties"]
+    assert properties["StageName"] == "test"
+    assert properties["TracingEnabled"] is True
+    group = properties["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert synth.resources[group]["Properties"]["RetentionInDays"] == 30
+    assert '"status":"$context.status"' in properties["AccessLogSetting"]["Format"]
+    (settings,) = properties["MethodSettings"]
+    assert settings["LoggingLevel"] == "ERROR"
+    assert settings["DataTraceEnabled"] is False
+    assert settings["ThrottlingRateLimit"] == 50
+    assert settings["ThrottlingBurstLimit"] == 100
+
+
+def test_no_cors_unless_origins_are_configured(synth: Synth, variant: Synth) -> None:
+    assert not any(method == "OPTIONS" for _, method in methods(synth))
+    assert "FORMICA_CORS_ORIGINS" not in synth.functions()["api"][1]["Environment"]["Variables"]
+
+    preflights = [properties for (_, method), properties in methods(variant).items() if method == "OPTIONS"]
+    assert preflights
+    for properties in preflights:
+        headers = properties["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
+        assert headers["method.response.header.Access-Control-Allow-Origin"] == "'https://app.example.com'"
+    variables = variant.functions()["api"][1]["Environment"]["Variables"]
+    assert variables["FORMICA_CORS_ORIGINS"] == "https://app.example.com"
+
+
+def test_url_is_a_stack_output(synth: Synth) -> None:
+    outputs = synth.template["Outputs"]
+    (rest_api,) = synth.of_type("AWS::ApiGateway::RestApi")
+    url = outputs["ApiUrl"]["Value"]["Fn::Join"][1]
+    assert url[0] == "https://" and url[1] == {"Ref": rest_api}
+    assert {
+        "TableName",
+        "BucketName",
+        "StateMachineArn",
+        "EcsClusterArn",
+        "ContainerLogGroup",
+    } <= outputs.keys()
+    assert {"LaunchRoleArn", "ApiRoleArn", "ReconcilerRoleArn"} <= outputs.keys()
+
+
+def test_api_gateway_may_invoke_only_the_api_and_authorizer_functions(synth: Synth) -> None:
+    functions = synth.functions()
+    invoked = {
+        resource["Properties"]["FunctionName"]["Fn::GetAtt"][0]
+        for resource in synth.of_type("AWS::Lambda::Permission").values()
+        if resource["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    }
+    assert invoked == {functions["api"][0], functions["authorizer"][0]}

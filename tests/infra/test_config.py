@@ -1,0 +1,78 @@
+"""Context parsing: what `-c key=value` (strings) and cdk.json (JSON values) may say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aws_cdk import aws_logs as logs
+
+from cdk.config import ContextError, DeploymentConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(**context: object) -> DeploymentConfig:
+    return DeploymentConfig.from_context(context.get)
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    assert config() == DeploymentConfig()
+    assert config().stack_name == "Formica-dev"
+    assert config().log_retention is logs.RetentionDays.ONE_MONTH
+
+
+def test_cdk_json_context_is_valid_and_matches_the_defaults() -> None:
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    assert config(**context) == DeploymentConfig()
+
+
+def test_cli_strings_are_parsed() -> None:
+    parsed = config(
+        stage="prod",
+        vpc_id="vpc-0abc",
+        eks_cluster_name="jobs",
+        log_retention_days="365",
+        cors_origins="https://a.example.com, http://localhost:3000/",
+        deletion_protection="true",
+        artifact_expiry_days="14",
+        reserved_concurrency="false",
+    )
+    assert parsed == DeploymentConfig(
+        stage="prod",
+        vpc_id="vpc-0abc",
+        eks_cluster_name="jobs",
+        log_retention_days=365,
+        cors_origins=("https://a.example.com", "http://localhost:3000"),
+        deletion_protection=True,
+        artifact_expiry_days=14,
+        reserved_concurrency=False,
+    )
+    assert parsed.log_retention is logs.RetentionDays.ONE_YEAR
+
+
+def test_json_lists_and_booleans_are_accepted() -> None:
+    parsed = config(cors_origins='["*"]', deletion_protection=True, vpc_id="")
+    assert parsed.cors_origins == ("*",)
+    assert parsed.deletion_protection is True
+    assert parsed.vpc_id is None
+    assert config(cors_origins=["https://x.example.com"]).cors_origins == ("https://x.example.com",)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("stage", "Prod", "stage 'Prod'"),
+        ("stage", "a_b", "stage 'a_b'"),
+        ("log_retention_days", "31", "CloudWatch Logs accepts 1, 3, 5"),
+        ("log_retention_days", "month", "whole number"),
+        ("deletion_protection", "maybe", "expected true or false"),
+        ("artifact_expiry_days", "0", "at least 1"),
+        ("cors_origins", "example.com", "scheme://host"),
+    ],
+)
+def test_malformed_values_name_the_key(key: str, value: str, message: str) -> None:
+    with pytest.raises(ContextError, match=key) as raised:
+        config(**{key: value})
+    assert message in str(raised.value)

@@ -1,0 +1,135 @@
+"""Containers: VPC, Fargate cluster, task security group, log group, and the way task ends come back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.infra.synthesis import Synth
+
+
+def only(resources: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    assert len(resources) == 1, sorted(resources)
+    return next(iter(resources.items()))
+
+
+def rule_targeting(synth: Synth, folder: str) -> dict[str, Any]:
+    function_id = synth.functions()[folder][0]
+    (rule,) = [
+        resource["Properties"]
+        for resource in synth.of_type("AWS::Events::Rule").values()
+        if resource["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    ]
+    return dict(rule)
+
+
+def test_new_vpc_has_private_task_subnets_one_nat_and_flow_logs(synth: Synth) -> None:
+    only(synth.of_type("AWS::EC2::VPC"))
+    assert len(synth.of_type("AWS::EC2::NatGateway")) == 1
+    subnets = synth.of_type("AWS::EC2::Subnet").values()
+    assert sorted(subnet["Properties"]["MapPublicIpOnLaunch"] for subnet in subnets) == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    _, flow_log = only(synth.of_type("AWS::EC2::FlowLog"))
+    assert flow_log["Properties"]["TrafficType"] == "REJECT"
+    assert flow_log["Properties"]["LogDestinationType"] == "cloud-watch-logs"
+
+
+def test_tasks_run_in_the_private_subnets_behind_a_group_without_ingress(synth: Synth) -> None:
+    _, api = synth.functions()["api"]
+    variables = api["Environment"]["Variables"]
+    private = {
+        key
+        for key, subnet in synth.of_type("AWS::EC2::Subnet").items()
+        if subnet["Properties"]["MapPublicIpOnLaunch"] is False
+    }
+    assert {
+        part["Ref"] for part in variables["FORMICA_ECS_SUBNET_IDS"]["Fn::Join"][1] if isinstance(part, dict)
+    } == (private)
+    group_id, group = only(synth.of_type("AWS::EC2::SecurityGroup"))
+    assert variables["FORMICA_ECS_SECURITY_GROUP_IDS"] == {"Fn::GetAtt": [group_id, "GroupId"]}
+    assert "SecurityGroupIngress" not in group["Properties"]
+    assert group["Properties"]["SecurityGroupEgress"][0]["CidrIp"] == "0.0.0.0/0"
+
+
+def test_existing_vpc_is_looked_up_not_created(variant: Synth) -> None:
+    assert variant.of_type("AWS::EC2::VPC") == {}
+    assert variant.of_type("AWS::EC2::NatGateway") == {}
+    _, api = variant.functions()["api"]
+    assert api["Environment"]["Variables"]["FORMICA_ECS_SUBNET_IDS"]  # the looked-up subnets
+
+
+def test_fargate_cluster_with_container_insights(synth: Synth) -> None:
+    _, cluster = only(synth.of_type("AWS::ECS::Cluster"))
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["Properties"]["ClusterSettings"]
+    _, providers = only(synth.of_type("AWS::ECS::ClusterCapacityProviderAssociations"))
+    assert set(providers["Properties"]["CapacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
+
+
+def test_container_settings_point_at_the_stacks_resources(synth: Synth) -> None:
+    cluster_id, _ = only(synth.of_type("AWS::ECS::Cluster"))
+    (group_id,) = [key for key in synth.of_type("AWS::Logs::LogGroup") if "ContainerLogs" in key]
+    (task_role,) = [key for key in synth.of_type("AWS::IAM::Role") if "ContainersTaskRole" in key]
+    (execution_role,) = [key for key in synth.of_type("AWS::IAM::Role") if "ContainersExecutionRole" in key]
+    for folder in ("launch", "api", "container_events", "reconciler"):
+        variables = synth.functions()[folder][1]["Environment"]["Variables"]
+        assert variables["FORMICA_CONTAINER_RUNTIME"] == "ecs"
+        assert variables["FORMICA_ECS_CLUSTER_ARN"] == {"Fn::GetAtt": [cluster_id, "Arn"]}
+        assert variables["FORMICA_CONTAINER_LOG_GROUP"] == {"Ref": group_id}
+        assert variables["FORMICA_ECS_TASK_ROLE_ARN"] == {"Fn::GetAtt": [task_role, "Arn"]}
+        assert variables["FORMICA_ECS_EXECUTION_ROLE_ARN"] == {"Fn::GetAtt": [execution_role, "Arn"]}
+        assert variables["FORMICA_ECS_TASK_FAMILY_PREFIX"] == "formica-test-"
+        assert "FORMICA_EKS_CLUSTER_NAME" not in variables
+
+
+def test_eks_cluster_name_reaches_the_functions_when_configured(variant: Synth) -> None:
+    for folder in ("launch", "api", "reconciler"):
+        assert (
+            variant.functions()[folder][1]["Environment"]["Variables"]["FORMICA_EKS_CLUSTER_NAME"] == "jobs"
+        )
+
+
+def test_stopped_tasks_of_this_cluster_invoke_container_events(synth: Synth) -> None:
+    cluster_id, _ = only(synth.of_type("AWS::ECS::Cluster"))
+    rule = rule_targeting(synth, "container_events")
+    assert rule["State"] == "ENABLED"
+    assert rule["EventPattern"] == {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {"lastStatus": ["STOPPED"], "clusterArn": [{"Fn::GetAtt": [cluster_id, "Arn"]}]},
+    }
+    assert rule["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] == 8
+
+
+def test_reconciler_runs_every_five_minutes(synth: Synth) -> None:
+    assert rule_targeting(synth, "reconciler")["ScheduleExpression"] == "rate(5 minutes)"
+
+
+def test_scheduler_sweeps_every_minute_and_has_a_schedule_group(synth: Synth) -> None:
+    assert rule_targeting(synth, "scheduler")["ScheduleExpression"] == "rate(1 minute)"
+    _, group = only(synth.of_type("AWS::Scheduler::ScheduleGroup"))
+    assert group["Properties"]["Name"] == "formica-test"
+    variables = synth.functions()["api"][1]["Environment"]["Variables"]
+    assert variables["FORMICA_SCHEDULE_GROUP"] == "formica-test"
+
+
+def test_event_rules_may_invoke_their_functions(synth: Synth) -> None:
+    permissions = [
+        resource["Properties"]
+        for resource in synth.of_type("AWS::Lambda::Permission").values()
+        if resource["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
+    targets = {permission["FunctionName"]["Fn::GetAtt"][0] for permission in permissions}
+    functions = synth.functions()
+    assert targets == {functions[folder][0] for folder in ("container_events", "reconciler", "scheduler")}
+    assert all("SourceArn" in permission for permission in permissions)
+
+
+def test_container_log_group_has_retention(synth: Synth) -> None:
+    (group,) = [
+        value for key, value in synth.of_type("AWS::Logs::LogGroup").items() if "ContainerLogs" in key
+    ]
+    assert group["Properties"]["RetentionInDays"] == 30
+    assert group["DeletionPolicy"] == "Delete"

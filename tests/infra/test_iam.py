@@ -1,0 +1,261 @@
+"""IAM: each function gets exactly the actions it calls, on the narrowest resources that exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.synthesis import Synth
+
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}  # its own log group
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+TABLE_READ = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"}
+TABLE_WRITE = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+TABLE = TABLE_READ | TABLE_WRITE
+BASE = LOGS | XRAY
+TASK_RESPONSE = {"states:SendTaskSuccess", "states:SendTaskFailure"}
+ECS_TASKS = {"ecs:StopTask", "ecs:DescribeTasks"}
+
+EXPECTED_ACTIONS: dict[str, set[str]] = {
+    "api": BASE
+    | TABLE
+    | {"s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}
+    | {"states:StartExecution", "states:StopExecution"}
+    | TASK_RESPONSE
+    | ECS_TASKS
+    | {"logs:GetLogEvents"}
+    | {
+        "scheduler:CreateSchedule",
+        "scheduler:UpdateSchedule",
+        "scheduler:DeleteSchedule",
+        "scheduler:GetSchedule",
+    }
+    | {"iam:PassRole"},
+    "authorizer": BASE | TABLE_READ,
+    "advance": BASE | TABLE,
+    "http_task": BASE | TABLE | {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"},
+    "shell_task": BASE | TABLE | {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"},
+    "launch": BASE
+    | TABLE
+    | {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask", "iam:PassRole"}
+    | TASK_RESPONSE,
+    "continue_execution": BASE | TABLE | {"states:StartExecution"},
+    "container_events": BASE
+    | TABLE
+    | {"s3:PutObject", "s3:AbortMultipartUpload", "logs:GetLogEvents"}
+    | TASK_RESPONSE,
+    "reconciler": BASE
+    | TABLE
+    | {"s3:PutObject", "s3:AbortMultipartUpload", "logs:GetLogEvents"}
+    | TASK_RESPONSE
+    | ECS_TASKS,
+    "scheduler": BASE | TABLE | {"states:StartExecution"},
+}
+EKS_USERS = {"api", "launch", "reconciler"}
+
+# Actions IAM only grants on "*": they have no resource-level permissions.
+WILDCARD_ONLY_ACTIONS = {
+    *XRAY,
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "ecs:RegisterTaskDefinition",
+    "ecs:DescribeTaskDefinition",
+    "ecr:GetAuthorizationToken",
+}
+
+
+def spell(value: Any) -> str:
+    """A CloudFormation string value, with Ref/GetAtt as <...> (as cdk-nag spells them)."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(spell(part) for part in parts)
+    raise AssertionError(f"unexpected value {value!r}")
+
+
+def resources_of(statement: dict[str, Any]) -> list[str]:
+    resource = statement["Resource"]
+    return [spell(item) for item in (resource if isinstance(resource, list) else [resource])]
+
+
+def actions_of(statement: dict[str, Any]) -> set[str]:
+    action = statement["Action"]
+    return {action} if isinstance(action, str) else set(action)
+
+
+def all_statements(synth: Synth) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in synth.of_type("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def logical_id(synth: Synth, resource_type: str, contains: str) -> str:
+    (found,) = [key for key in synth.of_type(resource_type) if contains in key]
+    return found
+
+
+STATE_MACHINE = "arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:formica-test-job"
+
+
+@pytest.mark.parametrize("folder", sorted(EXPECTED_ACTIONS))
+def test_function_role_grants_exactly_the_actions_it_needs(synth: Synth, folder: str) -> None:
+    assert synth.actions_of_role(synth.role_of(folder)) == EXPECTED_ACTIONS[folder]
+
+
+def test_no_function_role_uses_managed_policies(synth: Synth) -> None:
+    for folder in EXPECTED_ACTIONS:
+        role = synth.resources[synth.role_of(folder)]["Properties"]
+        assert "ManagedPolicyArns" not in role, folder
+
+
+def test_wildcard_resource_only_for_actions_without_resource_level_permissions(synth: Synth) -> None:
+    for statement in all_statements(synth):
+        if "*" in resources_of(statement):
+            assert actions_of(statement) <= WILDCARD_ONLY_ACTIONS, statement["Action"]
+            assert statement["Resource"] == "*", "a '*' statement carries no other resource"
+
+
+def test_no_action_wildcards(synth: Synth) -> None:
+    for statement in all_statements(synth):
+        assert not any("*" in action for action in actions_of(statement)), statement["Action"]
+
+
+def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
+    cluster = logical_id(synth, "AWS::ECS::Cluster", "Cluster")
+    bucket = logical_id(synth, "AWS::S3::Bucket", "ArtifactsBucket")
+    prefix = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:"
+    allowed = {
+        f"<{bucket}.Arn>/*",  # objects keyed {org}/{request_id}/...
+        prefix.format(service="ecs") + "task-definition/formica-test-*",  # families Launch registers
+        prefix.format(service="ecs") + f"task/<{cluster}>/*",  # tasks of this cluster
+        prefix.format(service="states") + "execution:formica-test-job:*",  # executions named per request
+        prefix.format(service="scheduler") + "schedule/formica-test/*",  # schedules named per definition
+        prefix.format(service="ecr") + "repository/*",  # images named by jobs
+    }
+    patterns = {
+        resource
+        for statement in all_statements(synth)
+        for resource in resources_of(statement)
+        if "*" in resource
+    }
+    assert patterns - {"*"} == allowed
+
+
+def test_table_writes_never_scan_and_reads_name_the_indexes(synth: Synth) -> None:
+    table = logical_id(synth, "AWS::DynamoDB::Table", "Table")
+    for statement in all_statements(synth):
+        assert "dynamodb:Scan" not in actions_of(statement)
+        if actions_of(statement) == TABLE_READ:
+            assert resources_of(statement) == [
+                f"<{table}.Arn>",
+                f"<{table}.Arn>/index/gsi1",
+                f"<{table}.Arn>/index/gsi2",
+            ]
+        elif actions_of(statement) == TABLE_WRITE:
+            assert resources_of(statement) == [f"<{table}.Arn>"]
+
+
+def test_state_machine_actions_name_this_state_machine(synth: Synth) -> None:
+    for folder in ("api", "continue_execution", "scheduler"):
+        (start,) = synth.statements_granting(synth.role_of(folder), "states:StartExecution")
+        assert resources_of(start) == [STATE_MACHINE], folder
+    for folder in ("api", "launch", "container_events", "reconciler"):
+        (respond,) = synth.statements_granting(synth.role_of(folder), "states:SendTaskSuccess")
+        assert actions_of(respond) == TASK_RESPONSE
+        assert resources_of(respond) == [STATE_MACHINE], folder
+    (stop,) = synth.statements_granting(synth.role_of("api"), "states:StopExecution")
+    assert resources_of(stop) == [STATE_MACHINE.replace(":stateMachine:", ":execution:") + ":*"]
+
+
+def test_launch_runs_only_this_stacks_families_on_this_cluster_and_passes_two_roles(synth: Synth) -> None:
+    role = synth.role_of("launch")
+    cluster = logical_id(synth, "AWS::ECS::Cluster", "Cluster")
+    (run,) = synth.statements_granting(role, "ecs:RunTask")
+    assert actions_of(run) == {"ecs:RunTask"}
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
+
+    (register,) = synth.statements_granting(role, "ecs:RegisterTaskDefinition")
+    assert actions_of(register) == {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition"}
+
+    (pass_role,) = synth.statements_granting(role, "iam:PassRole")
+    task_role = logical_id(synth, "AWS::IAM::Role", "ContainersTaskRole")
+    execution_role = logical_id(synth, "AWS::IAM::Role", "ContainersExecutionRole")
+    assert sorted(resources_of(pass_role)) == sorted([f"<{task_role}.Arn>", f"<{execution_role}.Arn>"])
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+
+def test_task_control_is_conditioned_on_the_cluster(synth: Synth) -> None:
+    cluster = logical_id(synth, "AWS::ECS::Cluster", "Cluster")
+    for folder in ("api", "reconciler"):
+        (control,) = synth.statements_granting(synth.role_of(folder), "ecs:StopTask")
+        assert actions_of(control) == ECS_TASKS
+        assert control["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
+
+
+def test_container_logs_are_read_from_the_container_log_group_only(synth: Synth) -> None:
+    group = logical_id(synth, "AWS::Logs::LogGroup", "ContainerLogs")
+    for folder in ("api", "container_events", "reconciler"):
+        (read,) = synth.statements_granting(synth.role_of(folder), "logs:GetLogEvents")
+        assert resources_of(read) == [f"<{group}.Arn>"]
+
+
+def test_api_passes_only_the_schedule_role_to_the_scheduler(synth: Synth) -> None:
+    (pass_role,) = synth.statements_granting(synth.role_of("api"), "iam:PassRole")
+    schedule_role = logical_id(synth, "AWS::IAM::Role", "ScheduleRole")
+    assert resources_of(pass_role) == [f"<{schedule_role}.Arn>"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+    (invoke,) = synth.statements_granting(schedule_role, "lambda:InvokeFunction")
+    scheduler_function = synth.functions()["scheduler"][0]
+    assert resources_of(invoke) == [f"<{scheduler_function}.Arn>"]
+
+
+def test_container_roles(synth: Synth) -> None:
+    task_role = logical_id(synth, "AWS::IAM::Role", "ContainersTaskRole")
+    execution_role = logical_id(synth, "AWS::IAM::Role", "ContainersExecutionRole")
+    assert synth.actions_of_role(task_role) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListBucket",
+    }
+    assert synth.actions_of_role(execution_role) == {
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchGetImage",
+        *LOGS,
+    }
+    for role in (task_role, execution_role):
+        (trust,) = synth.resources[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        assert set(trust["Condition"]) == {"ArnLike", "StringEquals"}  # confused-deputy guard
+
+
+def test_nothing_eks_without_an_eks_cluster(synth: Synth) -> None:
+    assert not any(action.startswith("eks:") for s in all_statements(synth) for action in actions_of(s))
+
+
+def test_eks_cluster_is_described_by_the_functions_that_talk_to_kubernetes(variant: Synth) -> None:
+    users = set()
+    for folder in EXPECTED_ACTIONS:
+        for statement in variant.statements_granting(variant.role_of(folder), "eks:DescribeCluster"):
+            assert actions_of(statement) == {"eks:DescribeCluster"}
+            assert resources_of(statement) == ["arn:aws:eks:eu-west-1:123456789012:cluster/jobs"]
+            users.add(folder)
+    assert users == EKS_USERS
