@@ -44,7 +44,7 @@ def started(repo: RequestRepository, request_id: str = "r1") -> JobRequestItem:
 def commit(
     repo: RequestRepository, step: int, state: JobState = JobState.EXECUTING, **fields: Any
 ) -> JobRequestItem:
-    return repo.commit_step(
+    repo.commit_step(
         "r1",
         step,
         StepCommit(
@@ -54,6 +54,9 @@ def commit(
             **fields,
         ),
     )
+    stored = repo.get("r1")
+    assert stored is not None
+    return stored
 
 
 def test_table_definition_is_the_documented_contract() -> None:

@@ -148,88 +148,127 @@ def route_exit_code(
     Route
         The task's state, the failure class, the move and the next task named by the route.
     """
+    router = _Router(task, outcome, budget, known_tasks)
     if not outcome.exit_code:
-        error = outcome.error_code or ERR_TASK_FAILED
-        return _failed(task, budget, error, rule="no exit code")
-    action = task.on_exit_code.get(outcome.exit_code)
-    if action is None:
-        if is_success(outcome.exit_code, task.runner):
-            return Route(TaskState.COMPLETED, Move.NEXT, next_task=task.on_completed, rule="success")
-        return _failed(task, budget, outcome.error_code or ERR_TASK_FAILED, rule="failure")
-    return _mapped(task, outcome, budget, action, known_tasks)
-
-
-def _mapped(
-    task: TaskDefinition,
-    outcome: AttemptOutcome,
-    budget: RetryBudget,
-    action: str,
-    known_tasks: Collection[str] | None,
-) -> Route:
-    rule = f"on_exit_code {outcome.exit_code}: {action}"
-    if action == RouteAction.COMPLETED:
-        return Route(TaskState.COMPLETED, Move.NEXT, next_task=task.on_completed, rule=rule)
-    if action == RouteAction.FAILED:
-        return _failed(task, budget, ERR_TASK_FAILED, rule=rule)
-    if action == RouteAction.FATAL:
-        # FATAL wins over allow_failure: the author asked for the job to stop.
-        return Route(TaskState.FAILED, Move.NEXT, Failure.FATAL, error_code=ERR_FATAL, rule=rule)
-    if action == RouteAction.EXECUTING:
-        return Route(TaskState.EXECUTING, Move.POLL, rule=rule)
-    if action == RouteAction.RESTART_TASK:
-        if budget.task_retry < restart_limit(task.retry):
-            return Route(TaskState.FAILED, Move.RETRY_TASK, Failure.HANDLED, error_code=None, rule=rule)
-        return _give_up(task, ERR_RESTART_TASK, rule=rule + " (budget spent)")
-    if action == RouteAction.RESTART_JOB:
-        if budget.job_retry < restart_limit(budget.job_retry_limit):
-            return Route(TaskState.FAILED, Move.RESTART_JOB, Failure.HANDLED, rule=rule)
-        return _give_up(task, ERR_RESTART_JOB, rule=rule + " (budget spent)")
-    if action.startswith("ERR_"):
-        return _failed(task, budget, action, rule=rule)
-    if known_tasks is not None and action not in known_tasks:
-        # Validation refuses unknown targets; a definition stored before a rule changed still ends.
-        return _give_up(task, ERR_INVALID_ROUTE, rule=rule + " (unknown target)")
-    # A task name: an exact-code branch. The failure (if any) is handled by the branch.
+        return router.failed(outcome.error_code or ERR_TASK_FAILED, "no exit code")
+    target = task.on_exit_code.get(outcome.exit_code)
+    if target is not None:
+        return router.target(target, f"on_exit_code {outcome.exit_code}: {target}", exact=True)
     if is_success(outcome.exit_code, task.runner):
-        return Route(TaskState.COMPLETED, Move.NEXT, next_task=action, rule=rule + " (branch)")
-    return Route(
-        TaskState.FAILED,
-        Move.NEXT,
-        Failure.HANDLED,
-        next_task=action,
-        error_code=None,
-        rule=rule + " (branch)",
-    )
+        return router.completed("success")
+    return router.failed(outcome.error_code or ERR_TASK_FAILED, "failure")
 
 
-def _failed(task: TaskDefinition, budget: RetryBudget, error_code: str, *, rule: str) -> Route:
-    """A failure: retried while the task's retry budget lasts, else allowed or unhandled."""
-    if budget.task_retry < task.retry:
-        return Route(
-            TaskState.FAILED,
-            Move.RETRY_TASK,
-            Failure.HANDLED,
-            error_code=error_code,
-            rule=rule + " (automatic retry)",
+class _Router:
+    """The rules for one attempt; each method is one kind of target."""
+
+    def __init__(
+        self,
+        task: TaskDefinition,
+        outcome: AttemptOutcome,
+        budget: RetryBudget,
+        known_tasks: Collection[str] | None,
+    ) -> None:
+        self.task = task
+        self.outcome = outcome
+        self.budget = budget
+        self.known_tasks = known_tasks
+
+    def _is_action(self, target: str) -> bool:
+        return target in RouteAction.__members__ or target.startswith("ERR_")
+
+    def completed(self, rule: str) -> Route:
+        """The task completed: follow on_completed (a task, or an action such as RESTART_JOB)."""
+        target = self.task.on_completed
+        if target and self._is_action(target) and target != RouteAction.COMPLETED:
+            return self.target(target, f"{rule}; on_completed: {target}", exact=False)
+        next_task = None if not target or self._is_action(target) else target
+        return self._checked(Route(TaskState.COMPLETED, Move.NEXT, next_task=next_task, rule=rule))
+
+    def failed(self, error_code: str, rule: str) -> Route:
+        """The task failed: retried while its retry budget lasts, else on_failed / allow_failure."""
+        target = self.task.on_failed
+        if target and self._is_action(target) and target not in (RouteAction.FAILED, error_code):
+            return self.target(target, f"{rule}; on_failed: {target}", exact=False)
+        if self.budget.task_retry < self.task.retry:
+            return Route(
+                TaskState.FAILED,
+                Move.RETRY_TASK,
+                Failure.HANDLED,
+                error_code=error_code,
+                rule=rule + " (automatic retry)",
+            )
+        return self.give_up(error_code, rule)
+
+    def give_up(self, error_code: str, rule: str) -> Route:
+        on_failed = (
+            self.task.on_failed if self.task.on_failed and not self._is_action(self.task.on_failed) else None
         )
-    return _give_up(task, error_code, rule=rule)
+        if self.task.allow_failure:
+            on_completed = self.task.on_completed
+            if on_completed and self._is_action(on_completed):
+                on_completed = None
+            return self._checked(
+                Route(
+                    TaskState.FAILED,
+                    Move.NEXT,
+                    Failure.HANDLED,
+                    next_task=on_failed or on_completed,
+                    error_code=error_code,
+                    rule=rule + " (allow_failure)",
+                )
+            )
+        return self._checked(
+            Route(
+                TaskState.FAILED,
+                Move.NEXT,
+                Failure.UNHANDLED,
+                next_task=on_failed,
+                error_code=error_code,
+                rule=rule,
+            )
+        )
 
+    def target(self, target: str, rule: str, *, exact: bool) -> Route:
+        """An on_exit_code target (``exact``), or an action named by on_completed / on_failed."""
+        if target == RouteAction.COMPLETED:
+            return (
+                self.completed(rule)
+                if exact
+                else self._checked(Route(TaskState.COMPLETED, Move.NEXT, rule=rule))
+            )
+        if target == RouteAction.FAILED:
+            return self.failed(ERR_TASK_FAILED, rule) if exact else self.give_up(ERR_TASK_FAILED, rule)
+        if target == RouteAction.FATAL:
+            # FATAL wins over allow_failure and retries: the author asked for the job to stop.
+            return Route(TaskState.FAILED, Move.NEXT, Failure.FATAL, error_code=ERR_FATAL, rule=rule)
+        if target == RouteAction.EXECUTING:
+            return Route(TaskState.EXECUTING, Move.POLL, rule=rule)
+        if target == RouteAction.RESTART_TASK:
+            if self.budget.task_retry < restart_limit(self.task.retry):
+                return Route(TaskState.FAILED, Move.RETRY_TASK, Failure.HANDLED, rule=rule)
+            return self.give_up(ERR_RESTART_TASK, rule + " (budget spent)")
+        if target == RouteAction.RESTART_JOB:
+            if self.budget.job_retry < restart_limit(self.budget.job_retry_limit):
+                return Route(TaskState.FAILED, Move.RESTART_JOB, Failure.HANDLED, rule=rule)
+            return self.give_up(ERR_RESTART_JOB, rule + " (budget spent)")
+        if target.startswith("ERR_"):
+            return self.failed(target, rule) if exact else self.give_up(target, rule)
+        if self.known_tasks is not None and target not in self.known_tasks:
+            return self.give_up(ERR_INVALID_ROUTE, rule + " (unknown target)")
+        # A task name: an exact-code branch. The failure (if any) is handled by the branch.
+        if is_success(self.outcome.exit_code, self.task.runner):
+            return Route(TaskState.COMPLETED, Move.NEXT, next_task=target, rule=rule + " (branch)")
+        return Route(TaskState.FAILED, Move.NEXT, Failure.HANDLED, next_task=target, rule=rule + " (branch)")
 
-def _give_up(task: TaskDefinition, error_code: str, *, rule: str) -> Route:
-    if task.allow_failure:
+    def _checked(self, route: Route) -> Route:
+        """A route to a task that does not exist ends the task with ERR_INVALID_ROUTE."""
+        if route.next_task is None or self.known_tasks is None or route.next_task in self.known_tasks:
+            return route
         return Route(
             TaskState.FAILED,
             Move.NEXT,
-            Failure.HANDLED,
-            next_task=task.on_failed or task.on_completed,
-            error_code=error_code,
-            rule=rule + " (allow_failure)",
+            Failure.UNHANDLED,
+            error_code=ERR_INVALID_ROUTE,
+            rule=route.rule + f" (unknown target {route.next_task})",
         )
-    return Route(
-        TaskState.FAILED,
-        Move.NEXT,
-        Failure.UNHANDLED,
-        next_task=task.on_failed,
-        error_code=error_code,
-        rule=rule,
-    )

@@ -30,7 +30,6 @@ Semantics beyond exit-code routing (``formica.engine.routing``):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -160,6 +159,9 @@ class WalkState(BaseModel):
     ran: list[str] = Field(default_factory=list)
     always_run_queue: list[str] = Field(default_factory=list)
     outputs: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # The execution whose first call this walk state answered (replays of that call are detected
+    # by it), the history events and states charged to it, and a decision kept for the next one.
+    execution: str | None = None
     execution_events: int = 0
     execution_states: int = 0
     deferred: Decision | None = None
@@ -183,6 +185,9 @@ class TaskUpdate(BaseModel):
     ended_at: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
     note: str | None = None
+    # Set by the runtime for the attempt it ran: where its log is, what the runner warned about.
+    log_key: str | None = None
+    warnings: list[str] = Field(default_factory=list)
 
 
 class Transition(BaseModel):
@@ -478,6 +483,7 @@ class _Walker:
             next_seq=walk.next_seq,
             carried=carried,
             outputs=walk.outputs,
+            execution=walk.execution,
             execution_events=walk.execution_events,
             execution_states=walk.execution_states,
         )
@@ -632,7 +638,3 @@ def terminal_decision(state: JobState) -> Decision:
     if state == JobState.CANCELLED:
         return Decision(action=Action.CANCELLED)
     return Decision(action=Action.FAIL)
-
-
-RenderFn = Callable[[str, int], JobDefinition]
-"""(task_type, task_retry) -> the definition rendered for that task's attempt (runtime supplies it)."""

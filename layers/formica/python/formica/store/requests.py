@@ -44,6 +44,7 @@ __all__ = [
     "JobRequestItem",
     "JobState",
     "RequestFinishedError",
+    "RequestNotFinishedError",
     "RequestNotFoundError",
     "RequestRepository",
     "RequestStore",
@@ -84,6 +85,15 @@ class StepConflictError(RequestStoreError):
         super().__init__(f"job request {request_id!r} is no longer at step {expected_step}")
         self.request_id = request_id
         self.expected_step = expected_step
+
+
+class RequestNotFinishedError(RequestStoreError):
+    """The request is still PENDING or running: it cannot be restarted."""
+
+    def __init__(self, request_id: str, job_state: JobState) -> None:
+        super().__init__(f"job request {request_id!r} has not finished: {job_state}")
+        self.request_id = request_id
+        self.job_state = job_state
 
 
 class RequestFinishedError(RequestStoreError):
@@ -801,6 +811,36 @@ class RequestRepository(RequestStore):
         if current is None:
             raise RequestNotFoundError(request_id)
         raise RequestFinishedError(request_id, current.job_state)
+
+    def reset_for_restart(self, request_id: str, *, execution_name: str, walk: WalkState) -> JobRequestItem:
+        """A finished request walks again from the start in a new execution."""
+        now = now_iso()
+        values = {
+            ":completed": {"S": str(JobState.COMPLETED)},
+            ":failed": {"S": str(JobState.FAILED)},
+            ":cancelled": {"S": str(JobState.CANCELLED)},
+            ":started": {"S": str(JobState.STARTED)},
+            ":name": {"S": execution_name},
+            ":walk": {"S": walk.model_dump_json(exclude_defaults=True)},
+            ":now": {"S": now},
+            ":zero": {"N": "0"},
+            ":one": {"N": "1"},
+        }
+        updated = self._update(
+            request_id,
+            "SET job_state = :started, execution_name = :name, walk_json = :walk, started_at = :now,"
+            " updated_at = :now, job_retry = :zero ADD execution_count :one"
+            " REMOVE decision_json, decision_from_step, error_code, error_message, ended_at, attempt_json,"
+            " task_token, task_token_step, current_task, cancel_requested_at",
+            values,
+            "job_state IN (:completed, :failed, :cancelled)",
+        )
+        if updated is not None:
+            return JobRequestItem.from_item(updated)
+        current = self.get(request_id)
+        if current is None:
+            raise RequestNotFoundError(request_id)
+        raise RequestNotFinishedError(request_id, current.job_state)
 
     # -- task executions ------------------------------------------------------------------------
 

@@ -1,0 +1,20 @@
+"""Advance: records the reported attempt (a container's result, a failed Lambda's error) and decides
+the next action; at an execution's start it starts or resumes the walk; with ``fatal`` it marks the
+request FAILED. Returns the flat decision the state machine's Choice reads."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from formica.runtime import AdvanceEvent, advance
+
+logger = Logger(service="formica")
+tracer = Tracer(service="formica")
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = AdvanceEvent.model_validate(event)
+    logger.append_keys(request_id=request.request_id, step=request.step)
+    return advance(request.model_dump())

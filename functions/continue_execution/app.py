@@ -1,0 +1,19 @@
+"""ContinueAsNew: starts the request's next execution (named, so a retry starts nothing twice);
+the calling execution then ends and the walk goes on in the new one."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from formica.runtime import ContinueEvent, continue_execution
+
+logger = Logger(service="formica")
+tracer = Tracer(service="formica")
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = ContinueEvent.model_validate(event)
+    logger.append_keys(request_id=request.request_id, step=request.step)
+    return continue_execution(request)

@@ -1,0 +1,19 @@
+"""HttpTask: runs one attempt of an HTTP task (claimed, so never twice), records it, advances the
+walk and returns the next decision."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from formica.runtime import TaskEvent, run_http_task
+
+logger = Logger(service="formica")
+tracer = Tracer(service="formica")
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    task = TaskEvent.model_validate(event)
+    logger.append_keys(request_id=task.request_id, step=task.step)
+    return run_http_task(task)

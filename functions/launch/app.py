@@ -1,0 +1,19 @@
+"""Launch (``lambda:invoke.waitForTaskToken``): records the task token, claims the container attempt
+and starts it on the configured container runtime; the runner answers the token when it stops."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from formica.runtime import LaunchEvent, launch_container
+
+logger = Logger(service="formica")
+tracer = Tracer(service="formica")
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    launch = LaunchEvent.model_validate(event)
+    logger.append_keys(request_id=launch.request_id, step=launch.step)
+    return launch_container(launch)

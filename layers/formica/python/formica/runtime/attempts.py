@@ -1,0 +1,97 @@
+"""Runner adapters for one attempt: working directories, dependencies and artifacts around a runner.
+
+Each adapter has the ``AttemptRunner`` shape ``(task, ctx, scope) -> TaskOutcome`` that
+``Walker.run_attempt`` calls after it has claimed the attempt.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from formica.jobs.models import TaskDefinition
+from formica.runners.artifacts import (
+    ERR_ARTIFACTS_DOWNLOAD,
+    ArtifactError,
+    attach_artifacts,
+    download_dependencies,
+)
+from formica.runners.base import TaskContext, TaskOutcome
+from formica.runtime.walker import AttemptScope, attempt_succeeded
+
+
+def run_http_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
+    """An HTTP task attempt: the HTTP runner, nothing around it."""
+    from formica.runners.http import run_http
+
+    return run_http(task, ctx)
+
+
+def _work_root(scope: AttemptScope) -> Path | None:
+    root = scope.runtime.settings.work_root
+    return Path(root) if root else None
+
+
+def _dependency_keys(task: TaskDefinition, scope: AttemptScope) -> list[str]:
+    if not task.dependencies:
+        return []
+    wanted = set(task.dependencies)
+    return [
+        item.key
+        for item in scope.runtime.requests.list_artifacts(scope.request.request_id)
+        if item.kind == "artifact" and item.task_type in wanted
+    ]
+
+
+def in_workdir(
+    run: Callable[[TaskDefinition, TaskContext, Path], TaskOutcome],
+) -> Callable[[TaskDefinition, TaskContext, AttemptScope], TaskOutcome]:
+    """Wrap a process runner: fresh working directory, dependencies in, artifacts out, cleanup."""
+
+    def attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
+        from formica.runners.shell import fresh_workdir
+
+        workdir = fresh_workdir(ctx, _work_root(scope))
+        try:
+            try:
+                download_dependencies(scope.runtime.blobs, _dependency_keys(task, scope), workdir)
+            except ArtifactError as exc:
+                return TaskOutcome(
+                    error_code=ERR_ARTIFACTS_DOWNLOAD, error_message=str(exc), log=f"[{exc}]\n"
+                )
+            outcome = run(task, ctx, workdir)
+            return attach_artifacts(
+                outcome,
+                task,
+                ctx,
+                workdir=workdir,
+                store=scope.runtime.blobs,
+                succeeded=attempt_succeeded(task, outcome),
+            )
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    return attempt
+
+
+def _shell(task: TaskDefinition, ctx: TaskContext, workdir: Path) -> TaskOutcome:
+    from formica.runners.shell import run_shell
+
+    return run_shell(task, ctx, workdir=workdir)
+
+
+run_shell_attempt = in_workdir(_shell)
+"""A SHELL task attempt in a fresh working directory."""
+
+
+def local_container_runner(mode: str) -> Callable[[TaskDefinition, TaskContext, AttemptScope], TaskOutcome]:
+    """A container task attempt on this machine (Docker, or the host shell with a warning)."""
+
+    def run(task: TaskDefinition, ctx: TaskContext, workdir: Path) -> TaskOutcome:
+        from formica.runners.local_container import LocalContainerMode, run_local_container
+
+        chosen: LocalContainerMode = "host" if mode == "host" else "docker" if mode == "docker" else "auto"
+        return run_local_container(task, ctx, workdir=workdir, mode=chosen)
+
+    return in_workdir(run)

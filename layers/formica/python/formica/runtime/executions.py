@@ -1,0 +1,203 @@
+"""Executions of the job state machine: start, continue-as-new, cancel, restart.
+
+``start_request`` is the one way a PENDING request begins to walk. Admission control (scheduled_at,
+max_concurrency, priorities: issue 8) belongs in front of it: whatever decides that a request may
+run now calls ``start_request``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict
+
+from formica.engine.walk import ERR_JOB_CANCELLED, ERR_TASK_CANCELLED, Action, WalkState
+from formica.runtime.deps import Runtime, get_runtime
+from formica.runtime.walker import CANCELLED_ERROR, Walker
+from formica.store.requests import JobRequestItem, RequestNotFoundError, now_iso
+
+logger = logging.getLogger(__name__)
+
+ERR_START_FAILED = "ERR_START_FAILED"
+MAX_EXECUTION_NAME = 80
+
+
+class ExecutionError(RuntimeError):
+    """The state machine refused to start (or is not configured)."""
+
+
+class ContinueEvent(BaseModel):
+    """What ContinueAsNew passes: the request, the CONTINUE decision's step, the calling execution."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str
+    step: int
+    execution: str | None = None
+
+
+def execution_name(request_id: str, number: int) -> str:
+    """The name of a request's ``number``-th execution (names are unique per state machine)."""
+    suffix = f"-{number}"
+    return request_id[: MAX_EXECUTION_NAME - len(suffix)] + suffix
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """``arn:aws:states:r:a:stateMachine:M`` + name -> ``arn:aws:states:r:a:execution:M:name``."""
+    prefix, _, machine = state_machine_arn.rpartition(":stateMachine:")
+    return f"{prefix}:execution:{machine}:{name}"
+
+
+def _state_machine_arn(runtime: Runtime) -> str:
+    arn = runtime.settings.state_machine_arn
+    if not arn:
+        raise ExecutionError("FORMICA_STATE_MACHINE_ARN is not set: cannot start executions")
+    return arn
+
+
+def start_execution(runtime: Runtime, request_id: str, name: str) -> None:
+    """StartExecution with a deterministic name; a second start of the same name is a no-op."""
+    try:
+        runtime.sfn.start_execution(
+            stateMachineArn=_state_machine_arn(runtime),
+            name=name,
+            input=json.dumps({"request_id": request_id}),
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            return
+        raise ExecutionError(f"could not start execution {name}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise ExecutionError(f"could not start execution {name}: {exc}") from exc
+    logger.info("execution started", extra={"request_id": request_id, "execution": name})
+
+
+def start_request(request_id: str, runtime: Runtime | None = None) -> str:
+    """Start walking a PENDING request; returns the execution's name.
+
+    Raises ``RequestFinishedError`` when the request is not PENDING (already started or finished),
+    ``RequestNotFoundError`` when it does not exist, ``ExecutionError`` when the state machine
+    refuses (the request is then FAILED with ERR_START_FAILED).
+    """
+    rt = runtime or get_runtime()
+    request = rt.requests.get(request_id)
+    if request is None:
+        raise RequestNotFoundError(request_id)
+    name = execution_name(request_id, request.execution_count + 1)
+    started = rt.requests.mark_started(request_id, execution_name=name)
+    try:
+        start_execution(rt, request_id, name)
+    except ExecutionError as exc:
+        Walker(rt).fail_job(started, ERR_START_FAILED, str(exc))
+        raise
+    return name
+
+
+def continue_execution(
+    event: ContinueEvent | dict[str, Any], runtime: Runtime | None = None
+) -> dict[str, Any]:
+    """Continue-as-new: start the request's next execution (idempotently), then the caller ends."""
+    rt = runtime or get_runtime()
+    parsed = event if isinstance(event, ContinueEvent) else ContinueEvent.model_validate(event)
+    request = Walker(rt).load(parsed.request_id)
+    if request.is_final:
+        return {"request_id": request.request_id, "execution": request.execution_name or ""}
+    caller = parsed.execution or request.execution_name
+    if request.execution_name == caller:
+        if (
+            request.step != parsed.step
+            or request.decision is None
+            or request.decision.action != Action.CONTINUE
+        ):
+            raise ExecutionError(
+                f"request {request.request_id} did not ask to continue at step {parsed.step}"
+            )
+        name = execution_name(request.request_id, request.execution_count + 1)
+        if not rt.requests.set_execution(request.request_id, expected=caller, name=name):
+            request = Walker(rt).load(parsed.request_id)
+            name = request.execution_name or name
+    else:
+        name = request.execution_name or execution_name(request.request_id, request.execution_count + 1)
+    start_execution(rt, request.request_id, name)
+    return {"request_id": request.request_id, "execution": name}
+
+
+def cancel_request(org: str, request_id: str, runtime: Runtime | None = None) -> JobRequestItem:
+    """Cancel a request that has not finished.
+
+    Marks it CANCELLED (a conditional write: ``RequestFinishedError`` when it already finished,
+    ``RequestNotFoundError`` when it is not the organisation's), closes the running task's record,
+    completes a waiting container task with ``Formica.Cancelled`` so the walk reaches Advance and
+    ends, and calls StopExecution (best effort: moto does not stop a running execution, and in AWS
+    it does not stop work a Lambda or container already started; runners poll ``is_cancelled``).
+    """
+    rt = runtime or get_runtime()
+    if rt.requests.get_for_org(org, request_id) is None:
+        raise RequestNotFoundError(request_id)
+    cancelled = rt.requests.mark_cancelled(
+        request_id, error_code=ERR_JOB_CANCELLED, message="cancelled on request"
+    )
+    logger.info("job cancelled", extra={"request_id": request_id})
+    current = cancelled.walk.current
+    if current is not None:
+        rt.requests.update_task(
+            request_id,
+            current.seq,
+            {"task_state": "CANCELLED", "error_code": ERR_TASK_CANCELLED, "ended_at": now_iso()},
+        )
+    if rt.settings.container_runtime == "ecs":
+        _stop_cloud_containers(request_id)
+    if cancelled.task_token:
+        try:
+            rt.sfn.send_task_failure(
+                taskToken=cancelled.task_token, error=CANCELLED_ERROR, cause="the job was cancelled"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning(
+                "could not complete the waiting task", extra={"request_id": request_id, "error": str(exc)}
+            )
+    arn = rt.settings.state_machine_arn
+    if arn and cancelled.execution_name:
+        try:
+            rt.sfn.stop_execution(
+                executionArn=execution_arn(arn, cancelled.execution_name), cause="cancelled"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning(
+                "could not stop the execution", extra={"request_id": request_id, "error": str(exc)}
+            )
+    return rt.requests.get(request_id) or cancelled
+
+
+def _stop_cloud_containers(request_id: str) -> None:
+    """Stop the request's ECS tasks / EKS Jobs (their runs answer the waiting token)."""
+    from formica.runtime.containers import ContainerRuntimeError, cancel_request_containers
+
+    try:
+        cancel_request_containers(request_id)
+    except (ContainerRuntimeError, ClientError, BotoCoreError) as exc:
+        logger.warning("could not stop the containers", extra={"request_id": request_id, "error": str(exc)})
+
+
+def restart_request(org: str, request_id: str, runtime: Runtime | None = None) -> JobRequestItem:
+    """Walk a finished request again from the start, in a new execution (JobRetry back to 0).
+
+    Raises ``RequestNotFinishedError`` while it is still PENDING or running.
+    """
+    rt = runtime or get_runtime()
+    request = rt.requests.get_for_org(org, request_id)
+    if request is None:
+        raise RequestNotFoundError(request_id)
+    name = execution_name(request_id, request.execution_count + 1)
+    restarted = rt.requests.reset_for_restart(
+        request_id, execution_name=name, walk=WalkState(next_seq=request.walk.next_seq)
+    )
+    try:
+        start_execution(rt, request_id, name)
+    except ExecutionError as exc:
+        Walker(rt).fail_job(restarted, ERR_START_FAILED, str(exc))
+        raise
+    return rt.requests.get(request_id) or restarted

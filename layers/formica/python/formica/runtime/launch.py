@@ -1,0 +1,193 @@
+"""The Launch Lambda's service: start a container attempt whose runner reports back by task token.
+
+Launch runs inside ``lambda:invoke.waitForTaskToken``: it records the task token on the request
+(per step), claims the attempt (so a retried Launch never starts a second container), renders the
+task and hands it to the launcher of ``settings.container_runtime``; the launcher returns at once.
+
+- ``local`` (``formica dev``, tests): the attempt runs on a background thread of this process with
+  ``runners.local_container``; when it ends, ``complete_container_attempt`` records the result and
+  sends it with SendTaskSuccess, using the token recorded for that step (a Launch retried by Step
+  Functions gets a new token and records it, so the callback always uses the latest).
+- ``ecs`` (AWS): ``formica.runtime.containers.launch_container`` (ECS Fargate, or EKS for
+  KUBERNETES tasks); the ECS event / reconciler answers the token.
+
+Either way the callback's output is the flat ``{"exit_code", "error_code", "error_message"}`` that
+Advance reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict
+
+from formica.engine.walk import AttemptResult
+from formica.jobs.errors import DefinitionError
+from formica.jobs.models import RunnerKind
+from formica.runners.base import TaskOutcome
+from formica.runtime.attempts import local_container_runner
+from formica.runtime.deps import Runtime, get_runtime
+from formica.runtime.walker import ERR_INVALID_DEFINITION, ERR_RUNNER_FAILED, AttemptScope, Walker
+from formica.store.requests import JobRequestItem, StoredAttempt
+
+logger = logging.getLogger(__name__)
+
+SUPERSEDED_ERROR = "Formica.Superseded"
+"""The error a Launch sends back at once when its step is no longer the request's."""
+
+
+class LaunchEvent(BaseModel):
+    """What Launch receives: the request, the step of the RUN_CONTAINER decision, the task token."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str
+    step: int
+    task_token: str
+
+
+class ContainerLaunchError(RuntimeError):
+    """No launcher for the configured container runtime, or the launcher refused."""
+
+
+Launcher = Callable[[Runtime, JobRequestItem, int, str], None]
+
+
+def _launch_local(runtime: Runtime, request: JobRequestItem, step: int, task_token: str) -> None:
+    thread = threading.Thread(
+        target=run_local_attempt,
+        args=(runtime, request, step),
+        name=f"container-{request.request_id}-{step}",
+        daemon=True,
+    )
+    thread.start()
+
+
+def _launch_cloud(runtime: Runtime, request: JobRequestItem, step: int, task_token: str) -> None:
+    from formica.runtime.containers import launch_container as launch_in_cloud
+
+    current = request.walk.current
+    assert current is not None  # noqa: S101 - checked by launch_container
+    walker = Walker(runtime)
+    now = runtime.now()
+    definition = walker.render(request, task_type=current.task_type, task_retry=current.task_retry, now=now)
+    ctx = walker.context(request, step, now)
+    launch_in_cloud(request.request_id, step, definition.task(current.task_type), ctx, task_token)
+
+
+CONTAINER_LAUNCHERS: dict[str, Launcher] = {"local": _launch_local, "ecs": _launch_cloud}
+"""settings.container_runtime -> launcher (EKS is chosen per task inside the cloud launcher)."""
+
+
+def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime | None = None) -> dict[str, Any]:
+    """Start the container attempt of ``step`` once; its runner reports back by task token."""
+    rt = runtime or get_runtime()
+    parsed = event if isinstance(event, LaunchEvent) else LaunchEvent.model_validate(event)
+    walker = Walker(rt)
+    request = walker.load(parsed.request_id)
+    if request.is_final or request.step != parsed.step:
+        _send_failure(rt, parsed.task_token, SUPERSEDED_ERROR, "the walk is no longer at this step")
+        return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
+    if not rt.requests.set_task_token(parsed.request_id, parsed.step, parsed.task_token):
+        _send_failure(rt, parsed.task_token, SUPERSEDED_ERROR, "the walk moved on")
+        return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
+    if not rt.requests.claim_attempt(parsed.request_id, parsed.step):
+        # A retried Launch: the attempt already runs (and will use the token just recorded) or was
+        # lost, in which case the state's timeout brings the walk back to Advance.
+        logger.info("container attempt already launched", extra={"request_id": parsed.request_id})
+        return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
+    current = request.walk.current
+    if current is None or current.runner != RunnerKind.CONTAINER:
+        raise ContainerLaunchError(f"request {parsed.request_id} has no container task at step {parsed.step}")
+    launcher = CONTAINER_LAUNCHERS.get(rt.settings.container_runtime)
+    if launcher is None:
+        raise ContainerLaunchError(f"no launcher for container runtime {rt.settings.container_runtime!r}")
+    try:
+        launcher(rt, request, parsed.step, parsed.task_token)
+    except DefinitionError as exc:
+        failed = AttemptResult(error_code=ERR_INVALID_DEFINITION, error_message=str(exc))
+        complete_container_attempt(rt, parsed.request_id, parsed.step, failed)
+    logger.info("container attempt launched", extra={"request_id": parsed.request_id, "step": parsed.step})
+    return {"request_id": parsed.request_id, "step": parsed.step, "launched": True}
+
+
+def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> None:
+    """Run a container attempt on this machine, then report it (the local launcher's thread)."""
+    walker = Walker(runtime)
+    current = request.walk.current
+    assert current is not None  # noqa: S101 - checked by launch_container
+    log_key: str | None = None
+    try:
+        now = runtime.now()
+        definition = walker.render(
+            request, task_type=current.task_type, task_retry=current.task_retry, now=now
+        )
+        task = definition.task(current.task_type)
+        ctx = walker.context(request, step, now)
+        runner = local_container_runner(runtime.settings.local_container_mode)
+        outcome = runner(task, ctx, AttemptScope(runtime, request, step))
+    except DefinitionError as exc:
+        outcome = TaskOutcome(error_code=ERR_INVALID_DEFINITION, error_message=str(exc))
+    except Exception as exc:  # the walk must hear back even when the runner breaks
+        logger.exception("container attempt failed", extra={"request_id": request.request_id, "step": step})
+        outcome = TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=f"{type(exc).__name__}: {exc}")
+    artifacts, fields = walker.keep_outputs(request, step, current.task_type, outcome)
+    log_key = fields["log_key"]
+    for artifact in artifacts:
+        runtime.requests.put_artifact(artifact)
+    runtime.requests.update_task(
+        request.request_id, current.seq, {"log_key": log_key, "warnings": fields["warnings"]}
+    )
+    result = AttemptResult(
+        exit_code=outcome.exit_code,
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
+        outputs=outcome.outputs,
+    )
+    complete_container_attempt(runtime, request.request_id, step, result, log_key=log_key)
+
+
+def complete_container_attempt(
+    runtime: Runtime,
+    request_id: str,
+    step: int,
+    result: AttemptResult,
+    *,
+    log_key: str | None = None,
+) -> bool:
+    """Record a container attempt's result and send it to the waiting Launch state.
+
+    Returns False when the walk no longer waits for this step (cancelled, timed out, superseded).
+    """
+    recorded = runtime.requests.record_attempt(
+        request_id, step, StoredAttempt(step=step, result=result, log_key=log_key)
+    )
+    latest = runtime.requests.get(request_id)
+    if not recorded or latest is None or latest.task_token is None or latest.task_token_step != step:
+        logger.info("container result arrived after the walk moved on", extra={"request_id": request_id})
+        return False
+    output = {
+        "exit_code": result.exit_code,
+        "error_code": result.error_code,
+        "error_message": result.error_message,
+    }
+    try:
+        runtime.sfn.send_task_success(taskToken=latest.task_token, output=json.dumps(output))
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning(
+            "could not report the container result", extra={"request_id": request_id, "error": str(exc)}
+        )
+        return False
+    return True
+
+
+def _send_failure(runtime: Runtime, token: str, error: str, cause: str) -> None:
+    try:
+        runtime.sfn.send_task_failure(taskToken=token, error=error, cause=cause)
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("could not complete the task token", extra={"error": str(exc)})

@@ -1,0 +1,525 @@
+"""Advance and task attempts: the engine's decisions committed to DynamoDB, runners run once each.
+
+Every call names the request and the step it answers. A call for the current step decides and
+commits with a conditional write on the step; a call for the step just committed (Step Functions
+retrying a Lambda) gets the decision already taken; a call for an older step (an execution that was
+superseded) ends its execution. A task attempt is claimed with a conditional write before it runs,
+so a retried task Lambda never runs the task twice: it reuses the recorded result or, when the
+first run died without one, records the attempt as lost (ERR_TASK_ATTEMPT_LOST).
+
+HTTP and shell task Lambdas run their attempt and then advance the walk in the same invocation, so
+their result goes straight to the state machine's Choice: a task attempt costs two states (the task
+and the Choice), a poll with a delay three (plus the Wait). Container attempts report through
+their callback into Advance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from formica.engine.routing import AttemptOutcome, RetryBudget, TaskState, route_exit_code
+from formica.engine.walk import (
+    ERR_TASK_CANCELLED,
+    ERR_TASK_TIMED_OUT,
+    RUN_ACTIONS,
+    Action,
+    AttemptResult,
+    Clock,
+    Decision,
+    JobState,
+    Transition,
+    WalkError,
+    end_walk,
+    record_attempt,
+    resume_walk,
+    start_walk,
+    terminal_decision,
+)
+from formica.jobs.errors import DefinitionError
+from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
+from formica.runners.base import TaskContext, TaskOutcome
+from formica.runtime.deps import Runtime, get_runtime
+from formica.store.requests import (
+    ArtifactItem,
+    JobRequestItem,
+    RequestNotFoundError,
+    StepCommit,
+    StepConflictError,
+    StoredAttempt,
+    now_iso,
+)
+from formica.store.schema import log_key
+
+logger = logging.getLogger(__name__)
+
+ERR_TASK_ATTEMPT_LOST = "ERR_TASK_ATTEMPT_LOST"
+ERR_RUNNER_FAILED = "ERR_RUNNER_FAILED"
+ERR_INVALID_DEFINITION = "ERR_INVALID_DEFINITION"
+ERR_INTERNAL = "ERR_INTERNAL"
+ERR_DEFINITION_MISSING = "ERR_DEFINITION_MISSING"
+
+DEFAULT_ATTEMPT_TIMEOUT_SECONDS = 3600.0
+"""An attempt's timeout when neither the task nor the job sets one (a Lambda stops at 15 minutes)."""
+CANCEL_CHECK_SECONDS = 1.0
+_TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout"})
+CANCELLED_ERROR = "Formica.Cancelled"
+"""The error a cancellation sends to a waiting container task (SendTaskFailure)."""
+
+AttemptRunner = Callable[[TaskDefinition, TaskContext, "AttemptScope"], TaskOutcome]
+
+
+class AdvanceEvent(BaseModel):
+    """What the state machine passes to Advance (the decision's fields plus an error or result)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str
+    step: int | None = None
+    execution: str | None = None
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    fatal: bool = False
+
+
+class AttemptScope:
+    """What a runner adapter may use besides the task and its context: the runtime, the request."""
+
+    def __init__(self, runtime: Runtime, request: JobRequestItem, step: int) -> None:
+        self.runtime = runtime
+        self.request = request
+        self.step = step
+
+
+def answer(request_id: str, decision: Decision) -> dict[str, Any]:
+    """The flat dict a Lambda returns to the state machine (its Choice reads ``action``)."""
+    return {"request_id": request_id, **decision.model_dump(mode="json")}
+
+
+def error_result(error: dict[str, Any]) -> AttemptResult:
+    """An attempt result from a state machine Catch (``{"Error": ..., "Cause": ...}``)."""
+    name = str(error.get("Error", "States.TaskFailed"))
+    cause = error.get("Cause")
+    message = str(cause) if cause is not None else name
+    if isinstance(cause, str):
+        try:
+            parsed = json.loads(cause)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and "errorMessage" in parsed:
+            message = f"{parsed.get('errorType', name)}: {parsed['errorMessage']}"
+    if name in _TIMEOUT_ERRORS:
+        return AttemptResult(
+            error_code=ERR_TASK_TIMED_OUT, error_message=f"{name}: the task did not report in time"
+        )
+    if name == CANCELLED_ERROR:
+        return AttemptResult(error_code=ERR_TASK_CANCELLED, error_message="the job was cancelled")
+    return AttemptResult(error_code=ERR_RUNNER_FAILED, error_message=f"{name}: {message}"[:2000])
+
+
+def callback_result(result: dict[str, Any]) -> AttemptResult:
+    """An attempt result from a container callback's output (flat fields)."""
+    return AttemptResult(
+        exit_code=str(result.get("exit_code", "") or ""),
+        error_code=result.get("error_code") or None,
+        error_message=result.get("error_message") or None,
+    )
+
+
+def _flat_outputs(outputs: dict[str, dict[str, str]]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for values in outputs.values():
+        flat.update(values)
+    return flat
+
+
+class Walker:
+    """One invocation's view of the walk of one request."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def load(self, request_id: str) -> JobRequestItem:
+        request = self.rt.requests.get(request_id)
+        if request is None:
+            raise RequestNotFoundError(request_id)
+        return request
+
+    def started_at(self, request: JobRequestItem) -> datetime:
+        return datetime.fromisoformat(request.started_at or request.created_at)
+
+    def render(
+        self, request: JobRequestItem, *, task_type: str, task_retry: int, now: datetime
+    ) -> JobDefinition:
+        """The definition rendered for one attempt (fresh JobElapsedSecs, Nonce, TaskRetry...)."""
+        from formica.jobs import load_definition
+        from formica.jobs.templates import runtime_context
+
+        raw = self.rt.raw_yaml(request.org, request.job_type, request.job_version)
+        if raw is None:
+            raise DefinitionError(
+                f"job type {request.job_type!r} version {request.job_version} no longer exists"
+            )
+        elapsed = max(0, int((now - self.started_at(request)).total_seconds()))
+        context = runtime_context(
+            job_id=request.request_id,
+            job_type=request.job_type,
+            org=request.org,
+            user_id=request.user_id,
+            job_retry=request.walk.job_retry,
+            job_elapsed_secs=elapsed,
+            task_type=task_type,
+            task_retry=task_retry,
+            params=request.params,
+            outputs=_flat_outputs(request.walk.outputs),
+            now=now,
+        )
+        return load_definition(raw, context)
+
+    def render_current(self, request: JobRequestItem, now: datetime) -> JobDefinition:
+        current = request.walk.current
+        return self.render(
+            request,
+            task_type=current.task_type if current else "",
+            task_retry=current.task_retry if current else 0,
+            now=now,
+        )
+
+    def clock(self, request: JobRequestItem, definition: JobDefinition, now: datetime) -> Clock:
+        return Clock(now, self.started_at(request), definition.timeout)
+
+    # -- answering calls that are not for the current step -----------------------------------------
+
+    def settled(self, request: JobRequestItem, step: int | None) -> dict[str, Any]:
+        """The answer to a call whose step was already committed (a replay) or superseded."""
+        if request.decision is not None and request.decision_from_step == step:
+            return answer(request.request_id, request.decision)  # replay: the decision already taken
+        if request.is_final:
+            return answer(
+                request.request_id,
+                terminal_decision(request.job_state).model_copy(update={"step": request.step}),
+            )
+        logger.warning(
+            "superseded call ends its execution", extra={"request_id": request.request_id, "step": step}
+        )
+        return answer(request.request_id, Decision(action=Action.SUCCEED, step=request.step))
+
+    # -- committing -----------------------------------------------------------------------------
+
+    def commit(
+        self,
+        request: JobRequestItem,
+        transition: Transition,
+        *,
+        execution_name: str | None = None,
+        artifacts: list[ArtifactItem] | None = None,
+    ) -> dict[str, Any]:
+        """Commit a transition at the request's step; a lost race answers like a replay."""
+        commit = StepCommit(
+            walk=transition.walk,
+            decision=transition.decision,
+            job_state=transition.job_state,
+            error_code=transition.error_code,
+            error_message=transition.error_message,
+            task_updates=transition.task_updates,
+            artifacts=artifacts or [],
+            execution_name=execution_name,
+        )
+        try:
+            decision = self.rt.requests.commit_step(request.request_id, request.step, commit)
+        except StepConflictError:
+            return self.settled(self.load(request.request_id), request.step)
+        logger.info(
+            "walk step committed",
+            extra={
+                "request_id": request.request_id,
+                "step": decision.step,
+                "action": str(decision.action),
+                "task_type": decision.task_type,
+                "job_state": str(transition.job_state),
+                "rule": transition.rule,
+            },
+        )
+        return answer(request.request_id, decision)
+
+    def fail_job(self, request: JobRequestItem, error_code: str, message: str) -> dict[str, Any]:
+        """End the job FAILED now (a definition that no longer renders, an internal error)."""
+        transition = end_walk(request.walk, JobState.FAILED, error_code, message[:2000], self.rt.now())
+        return self.commit(request, transition)
+
+    # -- Advance --------------------------------------------------------------------------------
+
+    def advance(self, event: AdvanceEvent) -> dict[str, Any]:
+        request = self.load(event.request_id)
+        if event.fatal:
+            return self.fatal(request, event.error or {})
+        if request.is_final:
+            return self.settled(request, event.step)
+        if event.step is None:
+            return self.begin(request, event.execution)
+        if event.step != request.step:
+            return self.settled(request, event.step)
+        return self.record(request, self.result_for(request, event), via_catch=event.error is not None)
+
+    def result_for(self, request: JobRequestItem, event: AdvanceEvent) -> AttemptResult:
+        if request.attempt is not None and request.attempt.step == request.step:
+            return request.attempt.result  # the runner recorded it before anything else happened
+        if event.error is not None:
+            return error_result(event.error)
+        if event.result is not None:
+            return callback_result(event.result)
+        return AttemptResult(error_code=ERR_TASK_ATTEMPT_LOST, error_message="the attempt reported no result")
+
+    def record(
+        self,
+        request: JobRequestItem,
+        result: AttemptResult,
+        *,
+        via_catch: bool = False,
+        definition: JobDefinition | None = None,
+        artifacts: list[ArtifactItem] | None = None,
+        log_fields: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        decision = request.decision
+        if decision is None or decision.action not in RUN_ACTIONS or request.walk.current is None:
+            raise WalkError(f"request {request.request_id} is at step {request.step} with no task running")
+        now = self.rt.now()
+        try:
+            rendered = definition or self.render_current(request, now)
+        except DefinitionError as exc:
+            return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
+        transition = record_attempt(
+            rendered, request.walk, result, self.clock(request, rendered, now), via_catch=via_catch
+        )
+        if log_fields:
+            seq = request.walk.current.seq
+            for update in transition.task_updates:
+                if update.seq == seq:
+                    update.log_key = log_fields.get("log_key")
+                    update.warnings = list(log_fields.get("warnings", []))
+        return self.commit(request, transition, artifacts=artifacts)
+
+    def begin(self, request: JobRequestItem, execution: str | None) -> dict[str, Any]:
+        """The first call of an execution: start the walk, or resume it after continue-as-new."""
+        if execution is not None and request.execution_name not in (None, execution):
+            return self.settled(request, None)  # an execution that was superseded
+        if execution is not None and request.walk.execution == execution and request.decision is not None:
+            return answer(request.request_id, request.decision)  # a replay of this execution's start
+        now = self.rt.now()
+        if request.decision is None:
+            try:
+                definition = self.render(request, task_type="", task_retry=0, now=now)
+            except DefinitionError as exc:
+                return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
+            transition = start_walk(definition, self.clock(request, definition, now))
+        elif request.decision.action == Action.CONTINUE:
+            transition = resume_walk(request.walk)
+        else:
+            return answer(request.request_id, request.decision)
+        transition.walk.execution = execution
+        return self.commit(request, transition, execution_name=execution)
+
+    def fatal(self, request: JobRequestItem, error: dict[str, Any]) -> dict[str, Any]:
+        """Advance itself failed: mark the request FAILED so it never stays EXECUTING."""
+        if request.is_final:
+            return answer(request.request_id, terminal_decision(request.job_state))
+        message = error_result(error).error_message or "the walk failed unexpectedly"
+        for _ in range(5):
+            transition = end_walk(request.walk, JobState.FAILED, ERR_INTERNAL, message, self.rt.now())
+            try:
+                decision = self.rt.requests.commit_step(
+                    request.request_id,
+                    request.step,
+                    StepCommit(
+                        walk=transition.walk,
+                        decision=transition.decision,
+                        job_state=JobState.FAILED,
+                        error_code=ERR_INTERNAL,
+                        error_message=message,
+                        task_updates=transition.task_updates,
+                    ),
+                )
+            except StepConflictError:
+                request = self.load(request.request_id)
+                if request.is_final:
+                    return answer(request.request_id, terminal_decision(request.job_state))
+                continue
+            logger.error(
+                "walk failed unexpectedly", extra={"request_id": request.request_id, "error": message}
+            )
+            return answer(request.request_id, decision)
+        raise WalkError(f"could not mark request {request.request_id} failed")
+
+    # -- task attempts --------------------------------------------------------------------------
+
+    def run_attempt(
+        self, request_id: str, step: int, runner: RunnerKind, run: AttemptRunner
+    ) -> dict[str, Any]:
+        """Claim, run and record one attempt of the current task, then advance the walk."""
+        request = self.load(request_id)
+        if request.is_final or step != request.step:
+            return self.settled(request, step)
+        current = request.walk.current
+        decision = request.decision
+        if current is None or decision is None or decision.action not in RUN_ACTIONS:
+            raise WalkError(f"request {request_id} has no task to run at step {step}")
+        if current.runner != runner:
+            raise WalkError(f"task {current.task_type} runs on {current.runner}, not {runner}")
+        if not self.rt.requests.claim_attempt(request_id, step):
+            return self.after_lost_claim(request_id, step)
+        started = self.rt.now()
+        try:
+            definition = self.render(
+                request, task_type=current.task_type, task_retry=current.task_retry, now=started
+            )
+        except DefinitionError as exc:
+            return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
+        task = definition.task(current.task_type)
+        ctx = self.context(request, step, started)
+        scope = AttemptScope(self.rt, request, step)
+        outcome = run(task, ctx, scope)
+        result = AttemptResult(
+            exit_code=outcome.exit_code,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            outputs=outcome.outputs,
+        )
+        artifacts, log_fields = self.keep_outputs(request, step, current.task_type, outcome)
+        self.rt.requests.record_attempt(
+            request_id, step, StoredAttempt(step=step, result=result, log_key=log_fields["log_key"])
+        )
+        return self.record(request, result, definition=definition, artifacts=artifacts, log_fields=log_fields)
+
+    def after_lost_claim(self, request_id: str, step: int) -> dict[str, Any]:
+        """Someone claimed this attempt already: never run it again; finish what they left."""
+        request = self.load(request_id)
+        if request.is_final or request.step != step:
+            return self.settled(request, step)
+        if request.attempt is not None and request.attempt.step == step:
+            return self.record(request, request.attempt.result)
+        lost = AttemptResult(
+            error_code=ERR_TASK_ATTEMPT_LOST,
+            error_message="the attempt was started before and its result was lost; it is not run twice",
+        )
+        return self.record(request, lost)
+
+    def context(self, request: JobRequestItem, step: int, now: datetime) -> TaskContext:
+        current = request.walk.current
+        assert current is not None  # noqa: S101 - checked by the caller
+        timeout = DEFAULT_ATTEMPT_TIMEOUT_SECONDS
+        if current.deadline is not None:
+            timeout = max(0.5, (datetime.fromisoformat(current.deadline) - now).total_seconds())
+        return TaskContext(
+            org=request.org,
+            request_id=request.request_id,
+            job_type=request.job_type,
+            task_type=current.task_type,
+            attempt=step,
+            timeout_seconds=timeout,
+            params=dict(request.params),
+            is_cancelled=self.cancel_probe(request.request_id),
+        )
+
+    def cancel_probe(self, request_id: str) -> Callable[[], bool]:
+        """``is_cancelled`` for runners: reads the request at most once a second."""
+        last = [time.monotonic(), False]
+
+        def is_cancelled() -> bool:
+            if last[1]:
+                return True
+            if time.monotonic() - float(last[0]) >= CANCEL_CHECK_SECONDS:
+                last[0] = time.monotonic()
+                last[1] = self.rt.requests.is_cancelled(request_id)
+            return bool(last[1])
+
+        return is_cancelled
+
+    def keep_outputs(
+        self, request: JobRequestItem, step: int, task_type: str, outcome: TaskOutcome
+    ) -> tuple[list[ArtifactItem], dict[str, Any]]:
+        """Upload the attempt's log; the log and the uploaded artifacts become artifact items."""
+        key = log_key(request.org, request.request_id, task_type, step)
+        data = outcome.log.encode("utf-8", errors="replace")
+        self.rt.blobs.put_bytes(key, data, "text/plain; charset=utf-8")
+        import hashlib
+
+        created = now_iso()
+        items = [
+            ArtifactItem(
+                request_id=request.request_id,
+                artifact_id=f"log-{step:06d}",
+                org=request.org,
+                task_type=task_type,
+                name=f"logs/attempt-{step}.log",
+                key=key,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                content_type="text/plain; charset=utf-8",
+                kind="log",
+                created_at=created,
+            )
+        ]
+        for artifact in outcome.artifacts:
+            items.append(
+                ArtifactItem(
+                    request_id=request.request_id,
+                    artifact_id=uuid.uuid4().hex,
+                    org=request.org,
+                    task_type=task_type,
+                    name=artifact.name,
+                    key=artifact.key,
+                    size=artifact.size,
+                    sha256=artifact.sha256,
+                    content_type=artifact.content_type,
+                    kind="artifact",
+                    created_at=created,
+                )
+            )
+        return items, {"log_key": key, "warnings": list(outcome.warnings)}
+
+
+def attempt_succeeded(task: TaskDefinition, outcome: TaskOutcome) -> bool:
+    """Whether routing will call this outcome a success (artifacts' ``when`` depends on it)."""
+    route = route_exit_code(task, AttemptOutcome(outcome.exit_code, outcome.error_code), RetryBudget())
+    return route.task_state == TaskState.COMPLETED
+
+
+def advance(event: dict[str, Any], runtime: Runtime | None = None) -> dict[str, Any]:
+    """The Advance Lambda's service: record the reported attempt (if any) and decide what is next.
+
+    Parameters
+    ----------
+    event:
+        ``{"request_id", "execution"}`` at an execution's start; the last decision's fields plus
+        ``error`` (from a Catch) or ``result`` (from a container callback) after an attempt;
+        ``{"request_id", "fatal": true, "error"}`` when Advance itself failed.
+    runtime:
+        Collaborators (default: the process's, from the settings).
+
+    Returns
+    -------
+    dict
+        The flat decision: ``request_id``, ``step``, ``action``, ``task_type``, ``wait_seconds``,
+        ``timeout_seconds``.
+    """
+    return Walker(runtime or get_runtime()).advance(AdvanceEvent.model_validate(event))
+
+
+def run_task_attempt(
+    request_id: str,
+    step: int,
+    runner: RunnerKind,
+    run: AttemptRunner,
+    runtime: Runtime | None = None,
+) -> dict[str, Any]:
+    """Run the attempt decided at ``step`` once (claimed), record it, and return the next decision."""
+    return Walker(runtime or get_runtime()).run_attempt(request_id, step, runner, run)

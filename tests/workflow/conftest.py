@@ -1,0 +1,231 @@
+"""The real ASL executed by moto, every Lambda dispatched in-process to its handler.
+
+Fixtures: ``walk`` (moto with the state machine interpreter on, the table, the bucket, the state
+machine from cdk/statemachine/job.asl.json, the Lambda shim installed, settings pointed at all
+of it) and ``web`` (an HTTP server on 127.0.0.1 that the HTTP tasks call).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from formica.engine.walk import JobState
+from formica.jobs import parse_definition
+from formica.local.lambda_dispatch import dispatch_lambda_invocations
+from formica.local.statemachine import create_local_state_machine
+from formica.runtime import reset_runtime, start_request
+from formica.runtime.deps import get_runtime
+from formica.settings import reset_settings
+from formica.store.aws import reset_clients
+from formica.store.definitions import DefinitionRepository
+from formica.store.requests import JobRequestItem, TaskExecutionItem, now_iso
+from formica.store.schema import create_bucket, create_table
+from moto import mock_aws
+
+TABLE = "formica-walk-test"
+BUCKET = "formica-walk-test-artifacts"
+REGION = "us-east-1"
+ORG = "acme"
+MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+
+
+@dataclass
+class Walk:
+    """Drives jobs through the state machine and reads what they left behind."""
+
+    state_machine_arn: str
+    ddb: Any
+    s3: Any
+    sfn: Any
+    submitted: list[str] = field(default_factory=list)
+
+    def upload(self, yaml_text: str) -> int:
+        definition = parse_definition(yaml_text)
+        version, _, _ = DefinitionRepository(TABLE, client=self.ddb).put_version(ORG, yaml_text, definition)
+        return version.version
+
+    def submit(self, job_type: str, params: dict[str, Any] | None = None, *, start: bool = True) -> str:
+        version = DefinitionRepository(TABLE, client=self.ddb).get_version(ORG, job_type)
+        assert version is not None, f"job type {job_type} not uploaded"
+        request_id = f"req-{len(self.submitted) + 1:03d}-{int(time.time() * 1000) % 100000}"
+        now = now_iso()
+        get_runtime().requests.create(
+            JobRequestItem(
+                request_id=request_id,
+                org=ORG,
+                job_type=job_type,
+                job_version=version.version,
+                params=params or {},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        self.submitted.append(request_id)
+        if start:
+            start_request(request_id)
+        return request_id
+
+    def request(self, request_id: str) -> JobRequestItem:
+        request = get_runtime().requests.get(request_id)
+        assert request is not None
+        return request
+
+    def wait(self, request_id: str, timeout: float = 30.0) -> JobRequestItem:
+        """Wait until the request is final and its last execution has ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            request = self.request(request_id)
+            if request.is_final and self.execution_status(request) != "RUNNING":
+                return request
+            time.sleep(0.05)
+        raise AssertionError(f"request {request_id} did not finish: {self.request(request_id)!r}")
+
+    def wait_for(self, request_id: str, predicate: Any, timeout: float = 15.0) -> JobRequestItem:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            request = self.request(request_id)
+            if predicate(request):
+                return request
+            time.sleep(0.05)
+        raise AssertionError(f"condition not reached for {request_id}: {self.request(request_id)!r}")
+
+    def execution_arn(self, name: str) -> str:
+        prefix, _, machine = self.state_machine_arn.rpartition(":stateMachine:")
+        return f"{prefix}:execution:{machine}:{name}"
+
+    def execution_status(self, request: JobRequestItem) -> str:
+        if request.execution_name is None:
+            return "NONE"
+        described = self.sfn.describe_execution(executionArn=self.execution_arn(request.execution_name))
+        return str(described["status"])
+
+    def tasks(self, request_id: str) -> list[TaskExecutionItem]:
+        return get_runtime().requests.list_tasks(request_id)
+
+    def history(self, execution_name: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        arguments: dict[str, Any] = {"executionArn": self.execution_arn(execution_name), "maxResults": 1000}
+        while True:
+            page = self.sfn.get_execution_history(**arguments)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            arguments["nextToken"] = page["nextToken"]
+
+    def blob(self, key: str) -> bytes:
+        body: bytes = self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        return body
+
+    def log(self, request_id: str, task_type: str) -> str:
+        tasks = self.tasks(request_id)
+        keys = [task.log_key for task in tasks if task.task_type == task_type and task.log_key]
+        assert keys, f"no log for {task_type}"
+        return self.blob(keys[-1]).decode()
+
+
+def final(states: JobState) -> bool:
+    return states.is_final
+
+
+@pytest.fixture
+def walk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Walk]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "FORMICA_TABLE_NAME": TABLE,
+        "FORMICA_BUCKET_NAME": BUCKET,
+        "FORMICA_REGION": REGION,
+        "FORMICA_CONTAINER_RUNTIME": "local",
+        "FORMICA_LOCAL_CONTAINER_MODE": "host",
+        "FORMICA_WORK_ROOT": str(tmp_path / "work"),
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "formica",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "FORMICA_AWS_ENDPOINT_URL", "FORMICA_STATE_MACHINE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+
+    def reset() -> None:
+        reset_settings()
+        reset_clients()
+        reset_runtime()
+
+    reset()
+    with mock_aws(config=MOTO_CONFIG), dispatch_lambda_invocations():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        s3 = boto3.client("s3", region_name=REGION)
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        create_table(ddb, TABLE)
+        create_bucket(s3, BUCKET, REGION)
+        arn = create_local_state_machine(sfn)
+        monkeypatch.setenv("FORMICA_STATE_MACHINE_ARN", arn)
+        reset()
+        harness = Walk(state_machine_arn=arn, ddb=ddb, s3=s3, sfn=sfn)
+        try:
+            yield harness
+        finally:
+            # Let running executions drain before moto goes away (cancel anything still walking).
+            for request_id in harness.submitted:
+                request = get_runtime().requests.get(request_id)
+                if request is not None and not request.is_final:
+                    from formica.runtime import cancel_request
+
+                    cancel_request(ORG, request_id)
+            reset()
+
+
+class _Web:
+    """What the local HTTP server answers: path -> (status, body); counts hits per path."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[int, str]] = {"/todos/1": (200, json.dumps({"id": 1, "title": "t"}))}
+        self.hits: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.base_url = ""
+
+    def hit(self, path: str) -> tuple[int, str]:
+        with self.lock:
+            self.hits[path] = self.hits.get(path, 0) + 1
+        if path.startswith("/status/"):
+            return int(path.rsplit("/", 1)[-1]), "status"
+        return self.routes.get(path, (404, "not found"))
+
+
+@pytest.fixture
+def web() -> Iterator[_Web]:
+    state = _Web()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = state.hit(self.path.split("?", 1)[0])
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
