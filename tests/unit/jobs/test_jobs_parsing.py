@@ -278,3 +278,52 @@ def test_render_task_sees_its_own_variables_over_params() -> None:
     )
     context = runtime_context(job_id="req-9", job_type="v", org="o", params={"repo": "param", "JobID": "x"})
     assert render_task(text, "only", context).script == ["git clone https://example.test/repo.git req-9"]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("cron_trigger: every day\n", "is not a cron expression"),
+        ("public_plugin: true\nsem_version: 1.0\n", "organisation bundle id"),
+        ("sem_version: '1'\n", "must be a semantic version"),
+        ("sem_version: 1.x\n", "must end in a number or a dev/rc part"),
+    ],
+)
+def test_job_level_rules(header: str, message: str) -> None:
+    found = problems_of(header + VALID)
+    assert any(message in text for _, _, text in found), found
+
+
+def test_plugin_versions_as_formicary_writes_them_are_accepted() -> None:
+    job = parse_definition(
+        "public_plugin: true\nsem_version: 1.10\n" + VALID.replace("two-step", "io.acme.two-step")
+    )
+    assert job.sem_version == "1.10"
+
+
+def test_numbers_in_string_fields_keep_their_written_form() -> None:
+    job = parse_definition(
+        VALID.replace("  method: SHELL\n", "  method: SHELL\n  environment: {A: 007, B: 1.50}\n")
+    )
+    assert job.tasks[0].environment == {"A": "007", "B": "1.50"}
+
+
+def test_except_and_skip_if_render_to_flags() -> None:
+    text = 'skip_if: {{ if eq .Branch "main" }} true {{ end }}\n' + VALID.replace(
+        "  method: SHELL\n", "  method: SHELL\n  except: '{{ if .Skip }}true{{ end }}'\n"
+    )
+    skipped = load_definition(
+        text, runtime_context(job_id="r", job_type="t", org="o", params={"Branch": "main"})
+    )
+    assert skipped.skipped
+    assert not skipped.tasks[0].excepted
+    running = load_definition(text, runtime_context(job_id="r", job_type="t", org="o", params={"Skip": True}))
+    assert not running.skipped
+    assert running.tasks[0].excepted
+
+
+def test_a_self_loop_does_not_hide_the_first_task() -> None:
+    text = VALID.replace(
+        "  on_completed: second\n", "  on_completed: second\n  on_exit_code:\n    9: first\n"
+    )
+    assert parse_definition(text).root_task.task_type == "first"

@@ -23,6 +23,9 @@ def go_str(value: Any) -> Any:
     """
     if value is None:
         return ""
+    text = getattr(value, "yaml_text", None)  # a number as written in the YAML (yamlload keeps it)
+    if isinstance(text, str):
+        return text
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -444,6 +447,11 @@ class TaskDefinition(_Strict):
                 seen.setdefault(target, None)
         return list(seen)
 
+    @property
+    def excepted(self) -> bool:
+        """formicary's ``except``: the task is skipped when it rendered to text containing "true"."""
+        return "true" in (self.except_ or "").lower()
+
 
 class JobDefinition(_Strict):
     job_type: GoStr
@@ -489,6 +497,11 @@ class JobDefinition(_Strict):
     tasks: list[TaskDefinition]
     """The tasks (at least one, at most 100)."""
 
+    @property
+    def skipped(self) -> bool:
+        """formicary's ``skip_if``: the request is skipped when it rendered to text containing "true"."""
+        return "true" in (self.skip_if or "").lower()
+
     def task(self, task_type: str) -> TaskDefinition:
         for task in self.tasks:
             if task.task_type == task_type:
@@ -498,7 +511,7 @@ class JobDefinition(_Strict):
     @property
     def root_task(self) -> TaskDefinition:
         """The task no other task names as a next task (validation guarantees exactly one)."""
-        named = {target for task in self.tasks for target in task.next_tasks()}
+        named = {target for task in self.tasks for target in task.next_tasks() if target != task.task_type}
         for task in self.tasks:
             if task.task_type not in named:
                 return task

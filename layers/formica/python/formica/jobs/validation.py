@@ -6,6 +6,7 @@ rule runs, so one upload lists everything to fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -82,6 +83,39 @@ def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
     for name in ("retry", "hard_reset_after_retries", "max_concurrency"):
         if getattr(job, name) < 0:
             yield Problem(f"{name} must not be negative", where.line(name), field=name)
+    if job.cron_trigger and len(job.cron_trigger.split()) not in (5, 6, 7):
+        yield Problem(
+            f"cron_trigger {job.cron_trigger!r} is not a cron expression (5 to 7 fields)",
+            where.line("cron_trigger"),
+            field="cron_trigger",
+        )
+    if job.public_plugin and len(job.job_type.split(".")) < 3:
+        yield Problem(
+            "a public plugin's job_type starts with an organisation bundle id, such as io.formicary.test-job",
+            where.line("job_type"),
+            field="job_type",
+        )
+    if job.sem_version or job.public_plugin:
+        reason = sem_version_problem(job.sem_version or "")
+        if reason:
+            yield Problem(
+                reason, where.line("sem_version") or where.line("public_plugin"), field="sem_version"
+            )
+
+
+_DEV_RC = re.compile(r"\d*-?(dev|rc)-?\d*")
+
+
+def sem_version_problem(version: str) -> str | None:
+    """formicary's plugin version rule: 1.2, 1.0.1, or a last part like 1-dev / rc2."""
+    parts = version.split(".")
+    if len(parts) < 2:
+        return f"sem_version {version!r} must be a semantic version such as 1.2 or 1.0.1"
+    if not all(part.isdigit() for part in parts[:-1]):
+        return f"sem_version {version!r} must have numeric major/minor parts, such as 1.2 or 1.0.1"
+    if not parts[-1].isdigit() and not _DEV_RC.fullmatch(parts[-1]):
+        return f"sem_version {version!r} must end in a number or a dev/rc part, such as 1.0.1-dev"
+    return None
 
 
 def _task_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:

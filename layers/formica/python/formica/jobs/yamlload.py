@@ -53,6 +53,40 @@ _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class YamlInt(int):
+    """An integer read from YAML that remembers how it was written (``007``, ``0x1F``)."""
+
+    yaml_text: str
+
+    def __new__(cls, value: int, text: str = "") -> YamlInt:
+        number = super().__new__(cls, value)
+        number.yaml_text = text or str(value)
+        return number
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (YamlInt, (int(self), self.yaml_text))
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+
+class YamlFloat(float):
+    """A float read from YAML that remembers how it was written (``1.0``, ``1.10``)."""
+
+    yaml_text: str
+
+    def __new__(cls, value: float, text: str = "") -> YamlFloat:
+        number = super().__new__(cls, value)
+        number.yaml_text = text or repr(value)
+        return number
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (YamlFloat, (float(self), self.yaml_text))
+
+    def __repr__(self) -> str:
+        return float.__repr__(self)
+
+
 def resolve_plain(value: str) -> Any:
     """YAML 1.2 core schema resolution of a plain (unquoted) scalar."""
     if _NULL.match(value):
@@ -61,14 +95,15 @@ def resolve_plain(value: str) -> Any:
         return True
     if _BOOL_FALSE.match(value):
         return False
+    # Numbers keep their text: a string field reads `1.10` as "1.10", as Go's yaml.v3 does.
     if _INT10.match(value):
-        return int(value)
+        return YamlInt(int(value), value)
     if _INT8.match(value):
-        return int(value[2:], 8)
+        return YamlInt(int(value[2:], 8), value)
     if _INT16.match(value):
-        return int(value[2:], 16)
+        return YamlInt(int(value[2:], 16), value)
     if _FLOAT.match(value):
-        return float(value)
+        return YamlFloat(float(value), value)
     if _INF.match(value):
         return float("-inf") if value.startswith("-") else float("inf")
     if _NAN.match(value):
