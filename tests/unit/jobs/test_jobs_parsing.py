@@ -327,3 +327,22 @@ def test_a_self_loop_does_not_hide_the_first_task() -> None:
         "  on_completed: second\n", "  on_completed: second\n  on_exit_code:\n    9: first\n"
     )
     assert parse_definition(text).root_task.task_type == "first"
+
+
+def test_load_definition_renders_the_current_task_with_its_variables() -> None:
+    text = yaml_text(
+        """
+        job_type: v
+        tasks:
+        - task_type: clone
+          method: SHELL
+          variables:
+            repo: https://example.test/repo.git
+          script:
+            - git clone {{ .repo }}
+        """
+    )
+    current = runtime_context(job_id="r", job_type="v", org="o", task_type="clone")
+    assert load_definition(text, current).tasks[0].script == ["git clone https://example.test/repo.git"]
+    other = runtime_context(job_id="r", job_type="v", org="o", task_type="")
+    assert load_definition(text, other).tasks[0].script == ["git clone "]

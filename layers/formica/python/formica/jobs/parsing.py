@@ -58,11 +58,22 @@ def load_definition(yaml_text: str, context: Mapping[str, Any]) -> JobDefinition
     """Render with a runtime context (see ``templates.runtime_context``) and validate the result.
 
     The definition's own job_variables are visible to its templates at the lowest precedence.
-    Raises DefinitionError (TemplateError for template failures).
+    When ``context["TaskType"]`` names a task with ``variables``, the text is rendered again
+    with those variables (over params, outputs and job_variables, never over the built-ins), as
+    formicary does when it renders the task to run: so the returned definition's current task
+    is exactly what this attempt runs. Raises DefinitionError (TemplateError for templates).
     """
     job_variables = _probe_job_variables(yaml_text, context)
-    document = _load(yaml_text, {**job_variables, **context} if job_variables else context)
-    return _build(document, yaml_text)
+    base = {**job_variables, **context} if job_variables else dict(context)
+    job = _build(_load(yaml_text, base), yaml_text)
+    current = context.get("TaskType")
+    if not current or not uses_template(yaml_text):
+        return job
+    task = next((t for t in job.tasks if t.task_type == current), None)
+    if task is None or not task.variables:
+        return job
+    overrides = {name: value for name, value in task.variables.items() if name not in BUILTIN_VARIABLES}
+    return _build(_load(yaml_text, {**base, **overrides}), yaml_text)
 
 
 def render_task(yaml_text: str, task_type: str, context: Mapping[str, Any]) -> TaskDefinition:
@@ -71,12 +82,7 @@ def render_task(yaml_text: str, task_type: str, context: Mapping[str, Any]) -> T
     Task variables override params, outputs and job_variables (as in formicary) but never the
     built-ins. Raises DefinitionError, or KeyError when the job has no such task.
     """
-    job = load_definition(yaml_text, context)
-    task = job.task(task_type)
-    if not task.variables or not uses_template(yaml_text):
-        return task
-    overrides = {name: value for name, value in task.variables.items() if name not in BUILTIN_VARIABLES}
-    return load_definition(yaml_text, {**context, **overrides}).task(task_type)
+    return load_definition(yaml_text, {**context, "TaskType": task_type}).task(task_type)
 
 
 def load_document(yaml_text: str, context: Mapping[str, Any]) -> LoadedDocument:
