@@ -121,7 +121,7 @@ class FormicaStack(Stack):
         )
 
         outputs = {
-            "ApiUrl": (api.url, "Base URL: $URL/api/... and $URL/jobs/requests"),
+            "ApiUrl": (api.url, "FORMICA_SERVER: $URL/api/... and $URL/jobs/requests (no trailing slash)"),
             "TableName": (storage.table.table_name, "The DynamoDB table (FORMICA_TABLE_NAME for the CLI)"),
             "BucketName": (storage.bucket.bucket_name, "Artifacts and task logs"),
             "StateMachineArn": (orchestration.state_machine.state_machine_arn, "The job state machine"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -144,8 +144,8 @@ class Api(Construct):
     ) -> None:
         role = self.handler.role
         storage.grant_table_read_write(role)
-        # Presigned artifact downloads and task logs (read); deleting a request removes its objects.
-        storage.grant_bucket(role, read=True, delete=True)
+        # Presigned artifact downloads and task logs: read only.
+        storage.grant_bucket(role, read=True)
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["states:StartExecution"], resources=[state_machine_arn])
         )
@@ -237,4 +237,9 @@ class Api(Construct):
 
     @property
     def url(self) -> str:
-        return self.rest_api.url
+        """The base URL without a trailing slash (``FORMICA_SERVER``): ``$URL/api/...``."""
+        stack = Stack.of(self)
+        return (
+            f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}/"
+            f"{self.rest_api.deployment_stage.stage_name}"
+        )

@@ -31,7 +31,6 @@ TABLE_WRITE_ACTIONS = (
 BUCKET_READ_ACTIONS = ("s3:GetObject",)
 BUCKET_LIST_ACTIONS = ("s3:ListBucket",)
 BUCKET_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload")
-BUCKET_DELETE_ACTIONS = ("s3:DeleteObject",)
 
 ACCESS_LOG_EXPIRY = Duration.days(90)
 INCOMPLETE_UPLOAD_EXPIRY = Duration.days(1)
@@ -137,22 +136,18 @@ class Storage(Construct):
             iam.PolicyStatement(actions=list(TABLE_WRITE_ACTIONS), resources=[self.table.table_arn])
         )
 
-    def grant_bucket(
-        self, role: iam.IRole, *, read: bool = False, write: bool = False, delete: bool = False
-    ) -> None:
-        """Object access on the artifacts bucket; listing comes with read or delete (prefix deletes list)."""
+    def grant_bucket(self, role: iam.IRole, *, read: bool = False, write: bool = False) -> None:
+        """Object access on the artifacts bucket; reading comes with listing (a missing key is a 404)."""
         actions: list[str] = []
         if read:
             actions.extend(BUCKET_READ_ACTIONS)
         if write:
             actions.extend(BUCKET_WRITE_ACTIONS)
-        if delete:
-            actions.extend(BUCKET_DELETE_ACTIONS)
         if not actions:
-            raise ValueError("grant_bucket needs read, write or delete")
+            raise ValueError("grant_bucket needs read or write")
         objects = self.bucket.arn_for_objects("*")
         role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[objects]))
-        if read or delete:
+        if read:
             role.add_to_principal_policy(
                 iam.PolicyStatement(actions=list(BUCKET_LIST_ACTIONS), resources=[self.bucket.bucket_arn])
             )

@@ -98,8 +98,11 @@ def test_no_cors_unless_origins_are_configured(synth: Synth, variant: Synth) -> 
 def test_url_is_a_stack_output(synth: Synth) -> None:
     outputs = synth.template["Outputs"]
     (rest_api,) = synth.of_type("AWS::ApiGateway::RestApi")
+    (stage_id,) = synth.of_type("AWS::ApiGateway::Stage")
     url = outputs["ApiUrl"]["Value"]["Fn::Join"][1]
     assert url[0] == "https://" and url[1] == {"Ref": rest_api}
+    # FORMICA_SERVER: no trailing slash, so "$URL/api/health" has exactly one slash before api.
+    assert url[-1] == {"Ref": stage_id}
     assert {
         "TableName",
         "BucketName",

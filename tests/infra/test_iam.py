@@ -20,7 +20,7 @@ ECS_TASKS = {"ecs:StopTask", "ecs:DescribeTasks"}
 EXPECTED_ACTIONS: dict[str, set[str]] = {
     "api": BASE
     | TABLE
-    | {"s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}
+    | {"s3:GetObject", "s3:ListBucket"}
     | {"states:StartExecution", "states:StopExecution"}
     | TASK_RESPONSE
     | ECS_TASKS

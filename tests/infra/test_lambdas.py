@@ -89,7 +89,6 @@ def test_settings_are_formica_settings_fields(synth: Synth) -> None:
 
 # Settings the stack provides that formica.settings.FormicaSettings does not declare (yet).
 PENDING_SETTINGS = {
-    "FORMICA_ECS_TASK_FAMILY_PREFIX",
     "FORMICA_SCHEDULE_GROUP",
     "FORMICA_SCHEDULER_ROLE_ARN",
     "FORMICA_SCHEDULER_FUNCTION_ARN",
