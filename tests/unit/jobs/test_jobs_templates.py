@@ -233,3 +233,16 @@ def test_validation_context_has_zero_values() -> None:
         "",
         "",
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("echo ${#ARR[@]} items {{ .X }}", "echo ${#ARR[@]} items 1"),
+        ("n=${#name} #}", "n=${#name} #}"),
+        ('curl -w "%{http_code}" {%x', 'curl -w "%{http_code}" {%x'),
+        ("a {# a jinja2 comment #} b", "a  b"),
+    ],
+)
+def test_shell_braces_are_text_not_jinja_tags(source: str, expected: str) -> None:
+    assert render(source, {"X": 1}) == expected

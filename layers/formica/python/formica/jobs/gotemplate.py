@@ -207,13 +207,25 @@ def translate(text: str) -> str:
     return "".join(out)
 
 
+_JINJA_OPENER = re.compile(r"\{\{|\{%[\s\-+]|\{#[\s\-]")
+
+
 def _find_opener(text: str, start: int) -> int:
-    best = -1
-    for opener in ("{{", "{%", "{#"):
-        found = text.find(opener, start)
-        if found >= 0 and (best < 0 or found < best):
-            best = found
-    return best
+    """The next tag: ``{{`` always (as in Go); ``{%`` and ``{#`` only when written as jinja2 tags.
+
+    Shell code is full of ``${#array[@]}``: a ``{#`` or ``{%`` not followed by a space (or a trim
+    dash) is text, as it is for formicary, and a ``{#`` comment needs its ``#}``.
+    """
+    pos = start
+    while True:
+        match = _JINJA_OPENER.search(text, pos)
+        if match is None:
+            return -1
+        at = match.start()
+        if text.startswith("{#", at) and text.find("#}", at + 2) < 0:
+            pos = at + 2
+            continue
+        return at
 
 
 def _has_left_trim(text: str, at: int, opener: str) -> bool:
@@ -259,12 +271,17 @@ def _find_closer(text: str, start: int, closer: str, opener: str, line: int) -> 
 def _emit_literal(out: list[str], literal: str, line: int) -> None:
     if not literal:
         return
+    # "{%" and "{#" that are text (see _find_opener) must not open a tag in jinja2 either
+    literal = _LITERAL_OPENERS.sub(lambda m: "{{ '" + m.group() + "' }}", literal)
     pieces = literal.split("\n")
     for offset, piece in enumerate(pieces[:-1]):
         out.append(piece)
         out.append(marker(line + offset))
         out.append("\n")
     out.append(pieces[-1])
+
+
+_LITERAL_OPENERS = re.compile(r"\{[%#]")
 
 
 def _wrap(body: tuple[str, str], newlines_before: int, newlines_after: int) -> str:
