@@ -76,3 +76,12 @@ def test_malformed_values_name_the_key(key: str, value: str, message: str) -> No
     with pytest.raises(ContextError, match=key) as raised:
         config(**{key: value})
     assert message in str(raised.value)
+
+
+def test_every_context_key_is_documented_and_has_a_cdk_json_default() -> None:
+    keys = set(DeploymentConfig.__dataclass_fields__)
+    deploy_doc = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    for key in keys:
+        assert f"| `{key}` |" in deploy_doc, f"docs/deploy.md context table lacks {key}"
+    assert set(context) <= keys
