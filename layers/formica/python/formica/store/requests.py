@@ -705,6 +705,8 @@ class RequestRepository(RequestStore):
         actions = [
             _task_update_action(self._table, request_id, update, now) for update in commit.task_updates
         ]
+        # The attempt's artifacts and log become visible with the step that records them.
+        actions.extend({"Put": {"TableName": self._table, "Item": a.to_item()}} for a in commit.artifacts)
         # The request's update and the first task records go in one transaction; the rare
         # overflow (a soft restart skipping ~100 tasks) follows, already guarded by the step.
         first, rest = actions[: _TRANSACT_LIMIT - 1], actions[_TRANSACT_LIMIT - 1 :]
