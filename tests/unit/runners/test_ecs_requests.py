@@ -85,6 +85,9 @@ def test_task_definition_layout() -> None:
             },
         }
     assert sum(1 for c in containers.values() if c["essential"]) == 1
+    assert sum(c["memoryReservation"] for c in containers.values()) <= 1024  # type: ignore[misc]
+    assert main["memoryReservation"] == 1024 - 2 * 64
+    assert all("memory" not in c for c in containers.values())  # no hard limit below the task's
 
 
 def test_family_prefix_comes_from_the_config() -> None:

@@ -69,6 +69,7 @@ FAMILY_PREFIX = "formica-"
 OVERRIDES_MAX_CHARS = 8192  # ECS: the JSON of a RunTask's overrides, formatting included
 DEFAULT_CPU_UNITS = 512
 DEFAULT_MEMORY_MIB = 1024
+HELPER_MEMORY_RESERVATION_MIB = 64
 DEFAULT_EPHEMERAL_GIB = 20  # Fargate's free ephemeral storage; 21..200 GiB can be asked for
 MAX_EPHEMERAL_GIB = 200
 
@@ -293,8 +294,11 @@ def task_definition_request(
     """The RegisterTaskDefinition parameters for one image and size, family included."""
     mount = [{"sourceVolume": WORKSPACE_VOLUME, "containerPath": workspace, "readOnly": False}]
     logs = _log_configuration(config)
+    # Soft reservations (no hard limit: main may use the whole task's memory). Their sum stays within
+    # the task's memory as Fargate requires; moto also insists on a memory value per container.
     helper = {
         "image": config.helper_image,
+        "memoryReservation": HELPER_MEMORY_RESERVATION_MIB,
         "entryPoint": ["sh", "-c"],
         "command": ["exit 0"],
         "workingDirectory": workspace,
@@ -307,6 +311,7 @@ def task_definition_request(
             "name": MAIN_CONTAINER,
             "image": image,
             "essential": False,
+            "memoryReservation": size.memory - 2 * HELPER_MEMORY_RESERVATION_MIB,
             "entryPoint": ["sh", "-c"],
             "command": ["exit 0"],
             "workingDirectory": workspace,

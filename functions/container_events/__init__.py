@@ -1,0 +1,1 @@
+"""Lambda entry point (handler: container_events.app.handler)."""

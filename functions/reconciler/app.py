@@ -1,0 +1,16 @@
+"""Scheduled (every few minutes): settle container runs whose STOPPED event never came, poll EKS Jobs,
+stop containers past their deadline."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from formica.runtime.containers import reconcile
+
+logger = Logger(service="formica")
+
+
+@logger.inject_lambda_context(log_event=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    report = reconcile()
+    return {"checked": report.checked, "settled": report.settled, "stopped": report.stopped}

@@ -1,0 +1,440 @@
+"""Container runs on ECS under moto: the RunTask request, task definition reuse, and the completion
+handler answering a real waiting ``lambda:invoke.waitForTaskToken`` state of a moto execution.
+
+moto's ECS neither runs containers nor reports real exit codes, so the exit codes come from the
+real-shaped "ECS Task State Change" samples under events/ecs, re-pointed at the task moto started.
+RunTask's parameters are captured with a botocore event hook, not by mocking the client.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
+from formica.runners.base import TaskContext
+from formica.runners.ecs_events import ERR_CONTAINER_START, ERR_TASK_CANCELLED, RunKey
+from formica.runtime.containers import (
+    DirectReporter,
+    build_container_service,
+    cancel_request_containers,
+    complete_container,
+    default_container_service,
+    install_container_service,
+    launch_container,
+    reset_container_service,
+)
+from formica.settings import reset_settings
+from formica.store.aws import get_client, reset_clients
+from formica.store.blobs import S3BlobStore
+from formica.store.schema import create_table
+from moto import mock_aws
+
+from tests.event_samples import ecs_event, with_run
+
+REGION = "us-east-1"
+TABLE = "formica-ecs-test"
+BUCKET = "formica-ecs-test-artifacts"
+LOG_GROUP = "/formica/containers"
+REQUEST_ID = "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
+MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+WAITING_MACHINE = {
+    "StartAt": "Launch",
+    "States": {
+        "Launch": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "formica-launch", "Payload": {"token.$": "$$.Task.Token"}},
+            "TimeoutSeconds": 60,
+            "End": True,
+        }
+    },
+}
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.calls: dict[str, list[dict[str, Any]]] = {}
+
+    def hook(self, operation: str) -> Any:
+        def record(params: dict[str, Any], **_: Any) -> None:
+            self.calls.setdefault(operation, []).append(copy.deepcopy(params))
+
+        return record
+
+
+@pytest.fixture(scope="module")
+def moto_stack() -> Iterator[dict[str, Any]]:
+    """One moto for the module (moto's EC2 takes seconds to start): network, cluster, logs, bucket."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "FORMICA_TABLE_NAME": TABLE,
+            "FORMICA_BUCKET_NAME": BUCKET,
+            "FORMICA_REGION": REGION,
+            "FORMICA_CONTAINER_LOG_GROUP": LOG_GROUP,
+            "FORMICA_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/formica-task",
+            "FORMICA_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/formica-execution",
+            "FORMICA_ECS_TASK_FAMILY_PREFIX": "formica-test-",
+        }.items():
+            patch.setenv(name, value)
+        for name in ("FORMICA_AWS_ENDPOINT_URL", "FORMICA_EKS_CLUSTER_NAME", "AWS_PROFILE"):
+            patch.delenv(name, raising=False)
+        with mock_aws(config=MOTO_CONFIG):
+            ec2 = boto3.client("ec2", region_name=REGION)
+            vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+            subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+            group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
+            cluster = boto3.client("ecs", region_name=REGION).create_cluster(clusterName="formica-containers")
+            patch.setenv("FORMICA_ECS_CLUSTER_ARN", cluster["cluster"]["clusterArn"])
+            patch.setenv("FORMICA_ECS_SUBNET_IDS", subnet)
+            patch.setenv("FORMICA_ECS_SECURITY_GROUP_IDS", group)
+            boto3.client("logs", region_name=REGION).create_log_group(logGroupName=LOG_GROUP)
+            boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+            machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+                name="waiting",
+                definition=json.dumps(WAITING_MACHINE),
+                roleArn="arn:aws:iam::123456789012:role/formica-sfn",
+            )["stateMachineArn"]
+            yield {"machine": machine, "subnet": subnet, "group": group}
+    reset_container_service()
+    reset_clients()
+    reset_settings()
+
+
+@pytest.fixture
+def aws(moto_stack: dict[str, Any]) -> dict[str, Any]:
+    """A fresh table, fresh settings, clients and service, and RunTask & co. captured."""
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    if TABLE in ddb.list_tables()["TableNames"]:
+        ddb.delete_table(TableName=TABLE)
+    create_table(ddb, TABLE)
+    reset_settings()
+    reset_clients()
+    _fresh_service()
+    captured = Captured()
+    ecs = get_client("ecs")
+    for operation in ("RunTask", "RegisterTaskDefinition", "StopTask"):
+        ecs.meta.events.register(f"provide-client-params.ecs.{operation}", captured.hook(operation))
+    return {**moto_stack, "captured": captured, "sfn": get_client("stepfunctions")}
+
+
+def _fresh_service() -> None:
+    """A new service (as in a cold Lambda) that answers the run's own token: no job request here."""
+    reset_container_service()
+    reporter = DirectReporter(get_client("stepfunctions"), S3BlobStore(BUCKET))
+    install_container_service(build_container_service(reporter=reporter))
+
+
+def _task(**changes: Any) -> TaskDefinition:
+    values: dict[str, Any] = {
+        "task_type": "init",
+        "method": TaskMethod.DOCKER,
+        "container": ContainerDefinition(image="alpine", cpu_limit="500m", memory_limit="1Gi"),
+        "script": ["ls -l / > ls.txt", "env > env.txt"],
+        "after_script": ["ls -l"],
+        "artifacts": ArtifactsDefinition(paths=["env.txt", "ls.txt"]),
+        "environment": {"STAGE": "test"},
+    }
+    values.update(changes)
+    return TaskDefinition.model_validate(values)
+
+
+def _ctx(task: TaskDefinition, attempt: int = 1) -> TaskContext:
+    return TaskContext(
+        org="acme",
+        request_id=REQUEST_ID,
+        job_type="docker-job",
+        task_type=task.task_type,
+        attempt=attempt,
+        timeout_seconds=600,
+        params={"Target": "prod"},
+    )
+
+
+def _waiting_token(aws: dict[str, Any], name: str) -> tuple[str, str]:
+    """Start an execution whose Launch state waits for a token; returns (execution ARN, token)."""
+    sfn = aws["sfn"]
+    arn = sfn.start_execution(stateMachineArn=aws["machine"], name=name, input="{}")["executionArn"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for event in sfn.get_execution_history(executionArn=arn)["events"]:
+            if event["type"] == "TaskScheduled":
+                parameters = json.loads(event["taskScheduledEventDetails"]["parameters"])
+                return arn, str(parameters["Payload"]["token"])
+        time.sleep(0.02)
+    raise AssertionError("the Launch state never scheduled")
+
+
+def _result(aws: dict[str, Any], execution_arn: str) -> tuple[str, dict[str, Any] | None]:
+    sfn = aws["sfn"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            output = described.get("output")
+            return described["status"], json.loads(output) if output else None
+        time.sleep(0.02)
+    return "RUNNING", None
+
+
+def test_launch_runs_the_task_with_the_script_env_network_and_run_key(aws: dict[str, Any]) -> None:
+    task = _task(container=ContainerDefinition(image="alpine:launch", cpu_limit="500m", memory_limit="1Gi"))
+    run = launch_container(REQUEST_ID, 12, task, _ctx(task), "token-1")
+
+    request = aws["captured"].calls["RunTask"][0]
+    assert request["launchType"] == "FARGATE"
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == [aws["subnet"]]
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"] == [aws["group"]]
+    assert RunKey.from_started_by(request["startedBy"]) == RunKey(REQUEST_ID, 12)
+    overrides = {o["name"]: o for o in request["overrides"]["containerOverrides"]}
+    main = overrides["main"]
+    assert "ls -l / > ls.txt" in main["command"][0]
+    assert "after_script" in main["command"][0]
+    assert {e["name"]: e["value"] for e in main["environment"]}.items() >= {
+        "Target": "prod",
+        "STAGE": "test",
+        "FORMICA_RUN_KEY": f"{REQUEST_ID}/12",
+    }.items()
+    assert f"s3://{BUCKET}/acme/{REQUEST_ID}/init/artifacts/" in overrides["artifacts"]["command"][0]
+    family = request["taskDefinition"].rsplit("/", 1)[1]
+    assert family.startswith("formica-test-")
+
+    registered = aws["captured"].calls["RegisterTaskDefinition"][0]
+    assert (registered["cpu"], registered["memory"]) == ("512", "1024")
+    main_definition = next(c for c in registered["containerDefinitions"] if c["name"] == "main")
+    assert main_definition["workingDirectory"] == "/workspace"
+    assert main_definition["entryPoint"] == ["sh", "-c"]
+
+    assert run.ecs_task_arn is not None
+    stored = default_container_service().runs.get(REQUEST_ID, 12)
+    assert stored is not None
+    assert (stored.ecs_task_arn, stored.task_token, stored.status) == (
+        run.ecs_task_arn,
+        "token-1",
+        "LAUNCHED",
+    )
+    described = get_client("ecs").describe_tasks(cluster=request["cluster"], tasks=[run.ecs_task_arn])[
+        "tasks"
+    ][0]
+    assert described["startedBy"] == request["startedBy"]
+
+
+def test_task_definitions_are_registered_once_per_content(aws: dict[str, Any]) -> None:
+    # An image no other test uses: the module shares one moto, so its task definitions persist.
+    task = _task(container=ContainerDefinition(image="alpine:reuse", cpu_limit="500m", memory_limit="1Gi"))
+    launch_container(REQUEST_ID, 1, task, _ctx(task), "t1")
+    launch_container(REQUEST_ID, 2, task, _ctx(task), "t2")
+    _fresh_service()  # a cold Lambda: no in-process cache, DescribeTaskDefinition finds it
+    launch_container(REQUEST_ID, 3, task, _ctx(task), "t3")
+
+    calls = aws["captured"].calls
+    assert len(calls["RegisterTaskDefinition"]) == 1
+    assert len({c["taskDefinition"] for c in calls["RunTask"]}) == 1
+
+    bigger = _task(container=ContainerDefinition(image="alpine:reuse", cpu_limit="2", memory_limit="8Gi"))
+    launch_container(REQUEST_ID, 4, bigger, _ctx(bigger), "t4")
+    assert len(calls["RegisterTaskDefinition"]) == 2
+    assert (calls["RegisterTaskDefinition"][1]["cpu"], calls["RegisterTaskDefinition"][1]["memory"]) == (
+        "2048",
+        "8192",
+    )
+
+
+@pytest.mark.parametrize(
+    ("sample", "exit_code", "error_code"),
+    [
+        ("task-stopped-exit-0", "0", None),
+        ("task-stopped-exit-3", "3", None),
+        ("task-stopped-sidecar-137", "0", None),
+        ("task-stopped-image-pull-failure", "", ERR_CONTAINER_START),
+        ("task-stopped-essential-container-exited", "", ERR_CONTAINER_START),
+    ],
+)
+def test_the_stopped_event_answers_the_waiting_state(
+    aws: dict[str, Any], sample: str, exit_code: str, error_code: str | None
+) -> None:
+    execution, token = _waiting_token(aws, f"run-{sample}")
+    task = _task()
+    run = launch_container(REQUEST_ID, 12, task, _ctx(task), token)
+    event = with_run(ecs_event(sample), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=12)
+
+    assert complete_container(event) is True
+
+    status, output = _result(aws, execution)
+    assert status == "SUCCEEDED"
+    assert output is not None
+    assert (output["exit_code"], output["error_code"]) == (exit_code, error_code)
+    if error_code:
+        assert output["error_message"]
+    stored = default_container_service().runs.get(REQUEST_ID, 12)
+    assert stored is not None and stored.status == "FINISHED" and stored.exit_code == exit_code
+
+
+def test_a_duplicate_or_foreign_event_changes_nothing(aws: dict[str, Any]) -> None:
+    execution, token = _waiting_token(aws, "dup")
+    task = _task()
+    run = launch_container(REQUEST_ID, 5, task, _ctx(task), token)
+    other = with_run(
+        ecs_event("task-stopped-exit-3"), task_arn=str(run.ecs_task_arn) + "0", request_id=REQUEST_ID, step=5
+    )
+    event = with_run(
+        ecs_event("task-stopped-exit-0"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=5
+    )
+
+    assert complete_container(other) is False  # another task of the same run key: not this run's
+    assert complete_container(event) is True
+    assert complete_container(event) is False
+    assert complete_container(ecs_event("task-running")) is False
+
+    assert _result(aws, execution) == (
+        "SUCCEEDED",
+        {"exit_code": "0", "error_code": None, "error_message": None},
+    )
+
+
+def test_the_log_is_copied_to_s3(aws: dict[str, Any]) -> None:
+    task = _task()
+    run = launch_container(REQUEST_ID, 12, task, _ctx(task, attempt=2), "token-log")
+    task_id = str(run.ecs_task_arn).rsplit("/", 1)[1]
+    logs = boto3.client("logs", region_name=REGION)
+    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=f"formica/main/{task_id}")
+    now = int(time.time() * 1000)
+    logs.put_log_events(
+        logGroupName=LOG_GROUP,
+        logStreamName=f"formica/main/{task_id}",
+        logEvents=[{"timestamp": now, "message": "$ ls -l"}, {"timestamp": now + 1, "message": "total 0"}],
+    )
+    event = with_run(
+        ecs_event("task-stopped-exit-0"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=12
+    )
+
+    complete_container(event)  # the token is made up: answering it fails quietly, the log is still copied
+
+    body = (
+        boto3.client("s3", region_name=REGION)
+        .get_object(Bucket=BUCKET, Key=f"acme/{REQUEST_ID}/init/logs/attempt-2.log")["Body"]
+        .read()
+    )
+    assert body == b"$ ls -l\ntotal 0\n"
+
+
+def test_a_replayed_launch_starts_nothing_and_answers_the_new_token(aws: dict[str, Any]) -> None:
+    first_execution, first_token = _waiting_token(aws, "first")
+    second_execution, second_token = _waiting_token(aws, "second")
+    task = _task()
+
+    run = launch_container(REQUEST_ID, 8, task, _ctx(task), first_token)
+    again = launch_container(REQUEST_ID, 8, task, _ctx(task), second_token)
+
+    assert len(aws["captured"].calls["RunTask"]) == 1
+    assert again.ecs_task_arn == run.ecs_task_arn
+    complete_container(
+        with_run(
+            ecs_event("task-stopped-exit-3"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=8
+        )
+    )
+    assert _result(aws, second_execution)[1] == {"exit_code": "3", "error_code": None, "error_message": None}
+    aws["sfn"].send_task_failure(taskToken=first_token, error="test", cause="done")
+    assert _result(aws, first_execution)[0] == "FAILED"
+
+
+def test_a_launch_after_the_run_finished_answers_with_the_stored_result(aws: dict[str, Any]) -> None:
+    task = _task()
+    run = launch_container(REQUEST_ID, 9, task, _ctx(task), "gone-token")
+    complete_container(
+        with_run(
+            ecs_event("task-stopped-exit-3"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=9
+        )
+    )
+    execution, token = _waiting_token(aws, "late")
+
+    launch_container(REQUEST_ID, 9, task, _ctx(task), token)
+
+    assert len(aws["captured"].calls["RunTask"]) == 1
+    assert _result(aws, execution)[1] == {"exit_code": "3", "error_code": None, "error_message": None}
+
+
+def test_a_launch_that_cannot_start_answers_err_container_start(aws: dict[str, Any]) -> None:
+    execution, token = _waiting_token(aws, "too-big")
+    task = _task(container=ContainerDefinition(image="alpine", cpu_limit="64"))
+
+    launch_container(REQUEST_ID, 4, task, _ctx(task), token)
+
+    assert "RunTask" not in aws["captured"].calls
+    status, output = _result(aws, execution)
+    assert status == "SUCCEEDED"
+    assert output is not None
+    assert output["error_code"] == ERR_CONTAINER_START
+    assert "no Fargate size" in output["error_message"]
+
+
+def test_cancel_stops_the_task_and_answers_cancelled(aws: dict[str, Any]) -> None:
+    execution, token = _waiting_token(aws, "cancel")
+    task = _task()
+    run = launch_container(REQUEST_ID, 6, task, _ctx(task), token)
+
+    assert cancel_request_containers(REQUEST_ID) == 1
+    assert cancel_request_containers(REQUEST_ID) == 0
+
+    stop = aws["captured"].calls["StopTask"][0]
+    assert stop["task"] == run.ecs_task_arn
+    assert stop["reason"] == "formica: job cancelled"
+    status, output = _result(aws, execution)
+    assert status == "SUCCEEDED"
+    assert output is not None and output["error_code"] == ERR_TASK_CANCELLED
+    # The STOPPED event that follows finds the run settled and sends nothing.
+    late = with_run(
+        ecs_event("task-stopped-user-initiated"),
+        task_arn=str(run.ecs_task_arn),
+        request_id=REQUEST_ID,
+        step=6,
+    )
+    assert complete_container(late) is False
+
+
+class RecordingReporter:
+    """Keeps what the service reports (and answers like the direct reporter)."""
+
+    def __init__(self, inner: DirectReporter) -> None:
+        self.inner = inner
+        self.reports: list[tuple[Any, Any]] = []
+
+    def __call__(self, run: Any, outcome: Any) -> bool:
+        self.reports.append((run, outcome))
+        return self.inner(run, outcome)
+
+
+def test_the_outcome_carries_this_attempts_artifacts_and_log(aws: dict[str, Any]) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    prefix = f"acme/{REQUEST_ID}/init/artifacts/"
+    s3.put_object(Bucket=BUCKET, Key=prefix + "stale.txt", Body=b"from an earlier attempt")
+    time.sleep(1.2)  # S3 times have one-second resolution: the earlier attempt's file is older
+    reporter = RecordingReporter(DirectReporter(get_client("stepfunctions"), S3BlobStore(BUCKET)))
+    install_container_service(build_container_service(reporter=reporter))
+    task = _task()
+    run = launch_container(REQUEST_ID, 14, task, _ctx(task), "token-artifacts")
+    s3.put_object(Bucket=BUCKET, Key=prefix + "env.txt", Body=b"A=1\n", Metadata={"sha256": "ab" * 32})
+    s3.put_object(Bucket=BUCKET, Key=prefix + "data/a.json", Body=b"{}")
+
+    complete_container(
+        with_run(
+            ecs_event("task-stopped-exit-0"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=14
+        )
+    )
+
+    (_, outcome), *_ = reporter.reports
+    assert outcome.exit_code == "0"
+    artifacts = {a.name: a for a in outcome.artifacts}
+    assert sorted(artifacts) == ["data/a.json", "env.txt"]
+    assert artifacts["env.txt"].key == prefix + "env.txt"
+    assert (artifacts["env.txt"].size, artifacts["env.txt"].sha256) == (4, "ab" * 32)
+    assert artifacts["data/a.json"].sha256 == ""  # directory uploads carry no checksum
