@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import Annotations, Duration, RemovalPolicy, Size
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -37,6 +37,7 @@ class FunctionsRuntime(Construct):
         super().__init__(scope, construct_id)
         if not (layer_dir / "python" / "formica").is_dir():
             raise ValueError(f"{layer_dir} does not contain python/formica")
+        self.functions_dir = functions_dir
         self.code = lambda_.Code.from_asset(str(functions_dir), exclude=ASSET_EXCLUDES)
         self.layer = lambda_.LayerVersion(
             self,
@@ -100,6 +101,12 @@ class FormicaFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.folder = folder
+        if not (defaults.runtime.functions_dir / folder / "app.py").is_file():
+            # A warning, not an error: the stack stays synthesizable while a handler is being
+            # written, but a deploy now would fail every invocation of this function.
+            Annotations.of(self).add_warning_v2(
+                "formica:missing-handler", f"functions/{folder}/app.py does not exist: {folder} cannot run"
+            )
         self.role = iam.Role(
             self,
             "Role",

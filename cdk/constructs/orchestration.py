@@ -117,8 +117,10 @@ class Orchestration(Construct):
             defaults=defaults,
             timeout=TASK_TIMEOUT,
             memory_size=512,
-            # Caps how hard a burst of jobs can hit the services HTTP tasks call.
-            reserved_concurrency=50,
+            # No reserved concurrency for the task Lambdas: attempts run for minutes, so a throttled
+            # invocation would outlast the state machine's retry budget for
+            # Lambda.TooManyRequestsException (about 30 s) and fail the task. Per-job-type
+            # max_concurrency is how a job protects the services it calls.
         )
         self.shell_task = FormicaFunction(
             self,
@@ -130,8 +132,6 @@ class Orchestration(Construct):
             memory_size=1024,
             ephemeral_storage=Size.mebibytes(2048),
             environment={"FORMICA_WORK_ROOT": "/tmp"},
-            # Caps how much of the account's Lambda concurrency user scripts can take at once.
-            reserved_concurrency=20,
         )
         self.launch = FormicaFunction(
             self,
@@ -141,7 +141,8 @@ class Orchestration(Construct):
             defaults=defaults,
             timeout=Duration.seconds(60),
             # ECS throttles RegisterTaskDefinition and RunTask per account; a burst of container
-            # tasks queues here (Step Functions retries) instead of failing on ThrottlingException.
+            # tasks queues here (Step Functions retries the throttled invocation, each call lasts a
+            # second or two) instead of failing on ECS's ThrottlingException.
             reserved_concurrency=10,
         )
         self.continue_execution = FormicaFunction(

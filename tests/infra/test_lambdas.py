@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from formica.settings import FormicaSettings
 
+from cdk.app import FUNCTIONS_DIR
 from tests.infra.synthesis import Synth
 
 FOLDERS = {
@@ -26,9 +30,9 @@ COMMON_SETTINGS = {
     "FORMICA_ECS_CLUSTER_ARN",
     "FORMICA_CONTAINER_LOG_GROUP",
 }
-# Protects: the services HTTP tasks call, the account's concurrency (user scripts), ECS's
-# RegisterTaskDefinition/RunTask rate limits, and one sweep at a time.
-RESERVED_CONCURRENCY = {"http_task": 50, "shell_task": 20, "launch": 10, "reconciler": 1, "scheduler": 2}
+# Protects: ECS's RegisterTaskDefinition/RunTask rate limits, and one sweep at a time. Never on
+# the long-running task Lambdas (a throttle there would outlast the ASL's retry budget).
+RESERVED_CONCURRENCY = {"launch": 10, "reconciler": 1, "scheduler": 2}
 
 
 def test_every_function_folder_is_deployed_once(synth: Synth) -> None:
@@ -122,3 +126,15 @@ def test_shell_tasks_get_a_work_root_and_room_in_tmp(synth: Synth) -> None:
     assert shell["Environment"]["Variables"]["FORMICA_WORK_ROOT"] == "/tmp"
     assert shell["EphemeralStorage"] == {"Size": 2048}
     assert shell["Timeout"] == 900
+
+
+def test_a_function_without_its_handler_file_is_flagged(synth: Synth) -> None:
+    metadata = json.loads((synth.outdir / f"{synth.stack_name}.metadata.json").read_text())
+    warned = {
+        match.group(1)
+        for entries in metadata.values()
+        for entry in entries
+        if entry["type"] == "aws:cdk:warning"
+        and (match := re.match(r"functions/(\w+)/app.py does not exist", str(entry["data"])))
+    }
+    assert warned == {folder for folder in FOLDERS if not (FUNCTIONS_DIR / folder / "app.py").is_file()}
