@@ -18,6 +18,7 @@ from formica.api import definitions, requests, tokens
 from formica.api.auth import Principal, principal_from_authorizer_context
 from formica.api.errors import (
     ApiError,
+    ErrorResponse,
     InternalError,
     ResourceNotFoundError,
     ValidationApiError,
@@ -153,8 +154,10 @@ def openapi_document() -> Response[str]:
     tags=["definitions"],
     openapi_extensions={"requestBody": DEFINITION_UPLOAD_BODY},
     responses={
-        201: {"description": "A new job type"},
-        200: {"description": "A new or the unchanged version"},
+        201: json_response("A new job type", DefinitionResponse),
+        200: json_response("A new version, or the unchanged one", DefinitionResponse),
+        413: json_response("Larger than 128 KiB (PAYLOAD_TOO_LARGE)", ErrorResponse),
+        415: json_response("Neither YAML nor JSON (UNSUPPORTED_MEDIA_TYPE)", ErrorResponse),
     },
 )
 def upload_definition() -> Response[DefinitionResponse]:
@@ -220,6 +223,13 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_lengt
 SUBMITTED = {
     201: json_response("A new request", JobRequestResponse),
     200: json_response("The first request with this Idempotency-Key or user_key", JobRequestResponse),
+    404: json_response("Unknown job_type or job_version (NOT_FOUND)", ErrorResponse),
+    409: json_response("The job type is disabled (CONFLICT)", ErrorResponse),
+    415: json_response("Not JSON (UNSUPPORTED_MEDIA_TYPE)", ErrorResponse),
+}
+IN_STATE = {
+    200: json_response("The request", JobRequestResponse),
+    409: json_response("Not in a state for this (CONFLICT)", ErrorResponse),
 }
 
 
@@ -261,17 +271,17 @@ def get_request(request_id: Identifier) -> JobRequestResponse:
     return requests.get_request(get_services(), _org(), request_id)
 
 
-@app.post("/api/jobs/requests/<request_id>/cancel", tags=["requests"])
+@app.post("/api/jobs/requests/<request_id>/cancel", tags=["requests"], responses=IN_STATE)
 def cancel_request(request_id: Identifier) -> JobRequestResponse:
     return requests.cancel_request(get_services(), _org(), request_id)
 
 
-@app.post("/api/jobs/requests/<request_id>/restart", tags=["requests"])
+@app.post("/api/jobs/requests/<request_id>/restart", tags=["requests"], responses=IN_STATE)
 def restart_request(request_id: Identifier) -> JobRequestResponse:
     return requests.restart_request(get_services(), _org(), request_id)
 
 
-@app.post("/api/jobs/requests/<request_id>/trigger", tags=["requests"])
+@app.post("/api/jobs/requests/<request_id>/trigger", tags=["requests"], responses=IN_STATE)
 def trigger_request(request_id: Identifier) -> JobRequestResponse:
     return requests.trigger_request(get_services(), _org(), request_id)
 

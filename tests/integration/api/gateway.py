@@ -158,3 +158,32 @@ class Gateway:
         if result.get("isBase64Encoded"):
             body_text = base64.b64decode(body_text).decode("utf-8", errors="replace")
         return ApiResponse(int(result["statusCode"]), _headers(result), body_text, result)
+
+
+def wsgi_app(gateway: Gateway, token: str) -> Any:
+    """A WSGI app in front of the gateway (for schemathesis' in-process calls), sending ``token``."""
+    from urllib.parse import parse_qsl
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        headers = {
+            key[5:].replace("_", "-").title(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            headers["Content-Type"] = environ["CONTENT_TYPE"]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        try:
+            body: str | bytes | None = raw.decode("utf-8") if raw else None
+        except UnicodeDecodeError:
+            body = raw
+        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        path = environ.get("PATH_INFO") or "/"
+        response = gateway.call(
+            environ["REQUEST_METHOD"], path, token=token, headers=headers, query=query, body=body
+        )
+        start_response(f"{response.status} X", list(response.headers.items()))
+        return [response.body.encode("utf-8")]
+
+    return app

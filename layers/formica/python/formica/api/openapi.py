@@ -102,7 +102,8 @@ def finalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             responses.pop(422, None)
-            responses.setdefault("400", _error("Invalid input (VALIDATION_ERROR)"))
+            if operation.get("parameters") or operation.get("requestBody"):
+                responses.setdefault("400", _error("Invalid input (VALIDATION_ERROR)"))
             if (method.upper(), path) not in PUBLIC_ROUTES:
                 operation["security"] = [{SECURITY_SCHEME: []}]
                 responses.setdefault(
