@@ -16,13 +16,14 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,7 @@ DEMO_PARAMS = {"Key": "Value"}
 TODO_1 = {"userId": 1, "id": 1, "title": "delectus aut autem", "completed": False}
 STARTUP_TIMEOUT_SECONDS = 90.0
 JOB_TIMEOUT_SECONDS = 300.0
+LOG_LINES = 12
 
 
 class DemoError(RuntimeError):
@@ -172,7 +174,22 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def curl_commands(server: str, token: str, work_dir: Path, request_id: str | None) -> str:
+def _formica() -> str:
+    """How to run the CLI from any shell: the venv's script by path when the venv is not active."""
+    script = Path(sys.executable).with_name("formica")
+    on_path = shutil.which("formica")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "formica"
+    return shlex.quote(str(script)) if script.exists() else "formica"
+
+
+def curl_commands(
+    server: str,
+    token: str,
+    work_dir: Path,
+    request_id: str | None,
+    artifacts: Sequence[Mapping[str, object]] = (),
+) -> str:
     """The brief's two curl commands, as written, plus a few more to explore the job."""
     rid = request_id or "REQUEST_ID"
     auth = '-H "Authorization: Bearer $TOKEN"'
@@ -198,19 +215,22 @@ def curl_commands(server: str, token: str, work_dir: Path, request_id: str | Non
             f"  curl -s {auth} $SERVER/api/jobs/requests/{rid}",
             f"  curl -s {auth} $SERVER/api/jobs/requests/{rid}/tasks/second/logs",
             f"  curl -s {auth} $SERVER/api/jobs/requests/{rid}/artifacts",
+            *[f"  curl -sL {auth} -o {a.get('name')} $SERVER{a.get('download_url')}" for a in artifacts],
             "",
             "  # or the CLI",
             "  export FORMICA_SERVER=$SERVER FORMICA_TOKEN=$TOKEN",
-            "  formica submit sensor-job --param Key=Value --wait",
-            f"  formica artifacts {rid} --download ./artifacts",
+            f"  {_formica()} submit sensor-job --param Key=Value --wait",
+            f"  {_formica()} artifacts {rid} --download ./artifacts",
             "",
             f"  API docs: {server}/api/docs",
         ]
     )
 
 
-def run_sensor_job(client: FormicaClient, yaml_text: str, work_dir: Path, out: TextIO) -> dict[str, object]:
-    """Upload, submit, follow, fetch artifacts; returns the final request."""
+def run_sensor_job(
+    client: FormicaClient, yaml_text: str, work_dir: Path, out: TextIO
+) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """Upload, submit, follow, fetch artifacts; returns the final request and its artifacts."""
     definition = client.upload_definition(yaml_text)
     print(f"uploaded {definition.get('job_type')} version {definition.get('version')}", file=out)
     submitted = client.submit(str(definition.get("job_type")), DEMO_PARAMS)
@@ -233,6 +253,14 @@ def run_sensor_job(client: FormicaClient, yaml_text: str, work_dir: Path, out: T
             "ERR_BLAH, 5 retries the task; run it again for another draw)",
             file=out,
         )
+    for task in request.get("tasks") or []:
+        if task.get("task_type") == "first":
+            continue  # an HTTP poll: its log is the response bodies
+        log = client.logs(request_id, str(task.get("task_type")))
+        print(f"\nlog of {task.get('task_type')}:", file=out)
+        for line in log.strip().splitlines()[:LOG_LINES]:
+            print(f"  | {line}", file=out)
+    print("", file=out)
     artifacts = client.list_artifacts(request_id)
     if not artifacts:
         print("artifacts: none (the third task, which writes date.txt, did not complete)", file=out)
@@ -245,7 +273,7 @@ def run_sensor_job(client: FormicaClient, yaml_text: str, work_dir: Path, out: T
             content = f"({artifact.get('size')} bytes of binary)"
         print(f"  {content}", file=out)
     out.flush()
-    return request
+    return request, artifacts
 
 
 def run_demo(*, port: int | None, once: bool, token: str | None, out: TextIO) -> int:
@@ -268,10 +296,10 @@ def run_demo(*, port: int | None, once: bool, token: str | None, out: TextIO) ->
             print(f"formica dev is up at {dev.url}\n", file=out, flush=True)
             request_id: str | None = None
             with FormicaClient(ClientConfig(server=dev.url, token=secret)) as client:
-                final = run_sensor_job(client, yaml_text, work_dir, out)
+                final, artifacts = run_sensor_job(client, yaml_text, work_dir, out)
                 request_id = str(final.get("id"))
             print("\nTry it yourself (data lives as long as the server):\n", file=out)
-            print(curl_commands(dev.url, secret, work_dir, request_id), file=out, flush=True)
+            print(curl_commands(dev.url, secret, work_dir, request_id, artifacts), file=out, flush=True)
             if once:
                 return 0
             print("\nServing until Ctrl-C ...", file=out, flush=True)
