@@ -7,13 +7,15 @@ here and handed to the stack as typed values, never read inside constructs.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from cdk.config import DeploymentConfig
-from cdk.layer_build import REPO_ROOT, build_layer
+from cdk.config import ContextError, DeploymentConfig
+from cdk.constructs.orchestration import StateMachineDefinitionError
+from cdk.layer_build import REPO_ROOT, LayerBuildError, build_layer
 from cdk.stack import FormicaStack
 
 FUNCTIONS_DIR = REPO_ROOT / "functions"
@@ -63,11 +65,16 @@ def build_app(
     return stack
 
 
-def main() -> None:
+def main() -> int:
     app = App(context=FEATURE_FLAGS)
-    build_app(app, layer_dir=build_layer())
+    try:
+        build_app(app, layer_dir=build_layer())
+    except (ContextError, LayerBuildError, StateMachineDefinitionError) as exc:
+        print(f"formica cdk app: {exc}", file=sys.stderr)
+        return 1
     app.synth()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
