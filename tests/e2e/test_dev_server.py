@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -276,3 +277,87 @@ def test_ctrl_c_stops_the_server(tmp_path: Path) -> None:
 def test_repository_layout_assumption() -> None:
     # devserver.REPO must be the repository (it finds ../shared from there).
     assert (REPO / "pyproject.toml").is_file()
+
+
+def _formica(
+    dev: DevHandle, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "FORMICA_SERVER": dev.url, "FORMICA_TOKEN": dev.token, **(env or {})}
+    return subprocess.run(
+        [*formica_command(), *args], capture_output=True, text=True, env=environment, timeout=120, check=False
+    )
+
+
+def test_cli_client_commands(dev: DevHandle, api: httpx.Client, tmp_path: Path) -> None:
+    job_file = tmp_path / "build.yaml"
+    job_file.write_text(BUILD_JOB, encoding="utf-8")
+    uploaded = _formica(dev, "definitions", "upload", str(job_file))
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert "uploaded e2e-build version" in uploaded.stdout
+    listed = _formica(dev, "definitions", "list", "--json")
+    assert "e2e-build" in [d["job_type"] for d in json.loads(listed.stdout)]
+    shown = _formica(dev, "definitions", "show", "e2e-build")
+    assert re.search(r"build\s+SHELL\s+check", shown.stdout), shown.stdout
+    submitted = _formica(dev, "submit", "e2e-build", "-p", "Who=e2e", "--wait", "--json", "--interval", "0.3")
+    assert submitted.returncode == 0, submitted.stderr
+    request_id = json.loads(submitted.stdout)["id"]
+    status = _formica(dev, "status", request_id)
+    assert "COMPLETED" in status.stdout and "build" in status.stdout
+    logs = _formica(dev, "logs", request_id, "build")
+    assert "built it" in logs.stdout
+    downloaded = _formica(dev, "artifacts", request_id, "--download", str(tmp_path / "got"))
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert (tmp_path / "got" / "build" / "out.txt").read_text(encoding="utf-8") == "hello e2e\n"
+    restarted = _formica(dev, "restart", request_id, "--json")
+    assert restarted.returncode == 0, restarted.stderr
+    wait_for(api, json.loads(restarted.stdout).get("id", request_id))
+    refused = _formica(dev, "cancel", request_id)
+    assert refused.returncode == 1
+    assert "CONFLICT" in refused.stderr
+    # Tokens through the API: create, use, list, revoke
+    created = _formica(dev, "tokens", "create", "--name", "ci", "--json")
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)
+    assert (
+        httpx.get(
+            f"{dev.url}/api/auth/tokens", headers={"Authorization": f"Bearer {token['token']}"}
+        ).status_code
+        == 200
+    )
+    assert token["id"] in _formica(dev, "tokens", "list").stdout
+    assert _formica(dev, "tokens", "revoke", token["id"]).returncode == 0
+    assert (
+        httpx.get(
+            f"{dev.url}/api/auth/tokens", headers={"Authorization": f"Bearer {token['token']}"}
+        ).status_code
+        == 401
+    )
+
+
+def test_tokens_create_direct_writes_an_organisations_first_token(dev: DevHandle) -> None:
+    # The operator's path: straight to DynamoDB (here moto's, as printed by formica dev)
+    moto = re.search(r"AWS \(moto\): (http://127\.0\.0\.1:\d+)\s+table (\S+),", dev.log())
+    assert moto is not None, dev.log()
+    env = {
+        "FORMICA_AWS_ENDPOINT_URL": moto.group(1),
+        "FORMICA_TABLE_NAME": moto.group(2),
+        "FORMICA_BUCKET_NAME": "unused",
+        "AWS_ACCESS_KEY_ID": "operator",
+        "AWS_SECRET_ACCESS_KEY": "operator",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    created = _formica(
+        dev, "tokens", "create", "--org", "acme", "--direct", "--name", "first", "--json", env=env
+    )
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)
+    assert token["org"] == "acme"
+    assert token["token"].startswith("fmc_")
+    # The new organisation sees none of the local organisation's data
+    acme = {"Authorization": f"Bearer {token['token']}"}
+    assert httpx.get(f"{dev.url}/api/jobs/definitions", headers=acme).json()["records"] == []
+    assert httpx.get(f"{dev.url}/api/jobs/definitions/e2e-build", headers=acme).status_code == 404
+    # --direct without --org is a usage error, not a traceback
+    missing = _formica(dev, "tokens", "create", "--direct", env=env)
+    assert missing.returncode == 1
+    assert "--org" in missing.stderr and "Traceback" not in missing.stderr
