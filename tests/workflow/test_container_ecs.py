@@ -1,0 +1,198 @@
+"""Container tasks on the ECS runtime through the real state machine (moto executes the ASL).
+
+Launch starts each task with RunTask on moto's ECS; the test then plays ECS and EventBridge: it puts
+what the artifact sidecar would upload into S3 and hands ``complete_container`` the real-shaped
+"ECS Task State Change" event for the task moto started. The walk must go on exactly as with SHELL:
+exit codes route, artifacts and logs are recorded on the request, dependencies are named in the next
+task's RunTask.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from conftest import BUCKET, ORG, REGION, Walk
+from formica.engine.walk import JobState
+from formica.runtime.containers import complete_container, default_container_service, reset_container_service
+from formica.runtime.deps import get_runtime
+from formica.store.aws import get_client
+from formica.store.container_runs import ContainerRunItem
+
+from tests.event_samples import ecs_event, with_run
+
+DOCKER_JOB = """
+job_type: docker-job
+tasks:
+- task_type: init
+  container:
+    image: alpine
+  method: DOCKER
+  script:
+    - ls -l / > ls.txt
+    - env > env.txt
+  after_script:
+    - ls -l
+  artifacts:
+    paths:
+      - env.txt
+      - ls.txt
+  on_exit_code:
+    "3": report
+  on_completed: cleanup
+- task_type: cleanup
+  method: DOCKER
+  always_run: true
+  container:
+    image: alpine
+  dependencies:
+    - init
+  script:
+    - ls -l
+- task_type: report
+  method: KUBERNETES
+  container:
+    image: alpine
+  script:
+    - echo exit three
+"""
+
+
+@pytest.fixture
+def ecs_walk(walk: Walk, monkeypatch: pytest.MonkeyPatch) -> Iterator[Walk]:
+    """The walk fixture with containers on (moto's) ECS Fargate instead of the local runner."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
+    cluster = boto3.client("ecs", region_name=REGION).create_cluster(clusterName="formica")["cluster"]
+    boto3.client("logs", region_name=REGION).create_log_group(logGroupName="/formica/containers")
+    for name, value in {
+        "FORMICA_CONTAINER_RUNTIME": "ecs",
+        "FORMICA_ECS_CLUSTER_ARN": cluster["clusterArn"],
+        "FORMICA_ECS_SUBNET_IDS": subnet,
+        "FORMICA_ECS_SECURITY_GROUP_IDS": group,
+        "FORMICA_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/task",
+        "FORMICA_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/execution",
+        "FORMICA_CONTAINER_LOG_GROUP": "/formica/containers",
+    }.items():
+        monkeypatch.setenv(name, value)
+    from formica.runtime import reset_runtime
+    from formica.settings import reset_settings
+    from formica.store.aws import reset_clients
+
+    reset_settings()
+    reset_clients()
+    reset_runtime()
+    reset_container_service()
+    yield walk
+    reset_container_service()
+
+
+def _launched(request_id: str, step_after: int = 0, timeout: float = 15.0) -> ContainerRunItem:
+    """The run Launch recorded for the request (the first one after ``step_after``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [
+            r for r in default_container_service().runs.list_for_request(request_id) if r.step > step_after
+        ]
+        if runs and runs[0].ecs_task_arn:
+            return runs[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no container launched for {request_id}")
+
+
+def _stop(run: ContainerRunItem, sample: str, *, log_lines: list[str] | None = None) -> None:
+    """Play ECS: the main container's log lines, then the STOPPED event through the handler's function."""
+    if log_lines:
+        logs = boto3.client("logs", region_name=REGION)
+        stream = f"formica/main/{str(run.ecs_task_arn).rsplit('/', 1)[1]}"
+        logs.create_log_stream(logGroupName="/formica/containers", logStreamName=stream)
+        now = int(time.time() * 1000)
+        logs.put_log_events(
+            logGroupName="/formica/containers",
+            logStreamName=stream,
+            logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(log_lines)],
+        )
+    event = with_run(
+        ecs_event(sample), task_arn=str(run.ecs_task_arn), request_id=run.request_id, step=run.step
+    )
+    assert complete_container(event) is True
+
+
+def _run_task_calls() -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    get_client("ecs").meta.events.register(
+        "provide-client-params.ecs.RunTask", lambda params, **_: calls.append(params)
+    )
+    return calls
+
+
+def test_a_docker_job_runs_on_ecs_with_artifacts_logs_and_dependencies(ecs_walk: Walk) -> None:
+    ecs_walk.upload(DOCKER_JOB)
+    run_tasks = _run_task_calls()
+    request_id = ecs_walk.submit("docker-job")
+
+    init = _launched(request_id)
+    assert init.task_type == "init"
+    # What the artifact sidecar would have uploaded after the script:
+    prefix = f"{ORG}/{request_id}/init/artifacts/"
+    ecs_walk.s3.put_object(
+        Bucket=BUCKET, Key=prefix + "env.txt", Body=b"A=1\n", Metadata={"sha256": "ab" * 32}
+    )
+    _stop(init, "task-stopped-exit-0", log_lines=["$ ls -l / > ls.txt", "$ env > env.txt"])
+
+    cleanup = _launched(request_id, step_after=init.step)
+    assert cleanup.task_type == "cleanup"
+    _stop(cleanup, "task-stopped-exit-0")
+
+    request = ecs_walk.wait(request_id)
+    assert request.job_state == JobState.COMPLETED
+    tasks = {task.task_type: task for task in ecs_walk.tasks(request_id)}
+    assert tasks["init"].exit_code == "0"
+    assert tasks["cleanup"].exit_code == "0"
+    assert ecs_walk.log(request_id, "init") == "$ ls -l / > ls.txt\n$ env > env.txt\n"
+    artifacts = [a for a in get_runtime().requests.list_artifacts(request_id) if a.kind == "artifact"]
+    assert [(a.task_type, a.name, a.sha256) for a in artifacts] == [("init", "env.txt", "ab" * 32)]
+    cleanup_call = run_tasks[1]
+    download = next(o for o in cleanup_call["overrides"]["containerOverrides"] if o["name"] == "dependencies")
+    assert f"s3://{BUCKET}/{prefix}" in download["command"][0]
+
+
+def test_exit_codes_route_as_with_shell_and_kubernetes_tasks_run_on_fargate(ecs_walk: Walk) -> None:
+    ecs_walk.upload(DOCKER_JOB)
+    request_id = ecs_walk.submit("docker-job")
+
+    init = _launched(request_id)
+    _stop(init, "task-stopped-exit-3")  # on_exit_code "3" -> report
+    report = _launched(request_id, step_after=init.step)
+    assert report.task_type == "report"
+    assert report.runtime == "ecs"  # no EKS cluster configured: KUBERNETES runs on Fargate
+    _stop(report, "task-stopped-exit-0")
+
+    request = ecs_walk.wait(request_id)
+    assert request.job_state == JobState.COMPLETED
+    assert [(t.task_type, t.exit_code) for t in ecs_walk.tasks(request_id)] == [
+        ("init", "3"),
+        ("report", "0"),
+    ]
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_task(ecs_walk: Walk) -> None:
+    ecs_walk.upload(DOCKER_JOB)
+    request_id = ecs_walk.submit("docker-job")
+
+    init = _launched(request_id)
+    _stop(init, "task-stopped-image-pull-failure")
+    cleanup = _launched(request_id, step_after=init.step)  # always_run
+    _stop(cleanup, "task-stopped-exit-0")
+
+    request = ecs_walk.wait(request_id)
+    assert request.job_state == JobState.FAILED
+    init_task = next(t for t in ecs_walk.tasks(request_id) if t.task_type == "init")
+    assert init_task.error_code == "ERR_CONTAINER_START"
+    assert "CannotPullContainerError" in str(init_task.error_message)
