@@ -184,7 +184,7 @@ class ContainerPlatform(Construct):
                 conditions={"StringEquals": {"iam:PassedToService": ECS_TASKS_SERVICE}},
             ),
         ]
-        policy = iam.Policy(self, f"Launch{grantee.node.id}", roles=[grantee.role], statements=statements)
+        policy = iam.Policy(self, f"RunTasks{grantee.node.id}", roles=[grantee.role], statements=statements)
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::*]",
