@@ -39,6 +39,7 @@ from formica.store.requests import (
     ArtifactItem,
     JobRequestItem,
     RequestFinishedError,
+    RequestNotFinishedError,
     RequestNotFoundError,
     StepConflictError,
     TaskExecutionItem,
@@ -62,6 +63,8 @@ def map_error(exc: BaseException) -> ApiError | None:
         return ResourceNotFoundError(f"job request {exc.request_id!r} not found")
     if isinstance(exc, RequestFinishedError):
         return ConflictError(f"job request {exc.request_id!r} already finished ({exc.job_state})")
+    if isinstance(exc, RequestNotFinishedError):
+        return ConflictError(f"job request {exc.request_id!r} has not finished ({exc.job_state})")
     if isinstance(exc, StepConflictError):
         return ConflictError(f"job request {exc.request_id!r} changed meanwhile; try again")
     return None

@@ -23,8 +23,24 @@ from pydantic import BaseModel
 
 from formica.jobs.models import JobDefinition
 from formica.store.pagination import Page, decode_cursor, encode_cursor
+from formica.store.schema import DEFINITION_HEAD_SK as HEAD_SK
+from formica.store.schema import definition_pk, definitions_gsi1pk
+from formica.store.schema import definition_version_sk as version_sk
 
-HEAD_SK = "HEAD"
+__all__ = [
+    "HEAD_SK",
+    "DefinitionConflictError",
+    "DefinitionHeadItem",
+    "DefinitionNotFoundError",
+    "DefinitionRepository",
+    "DefinitionStoreError",
+    "DefinitionVersionItem",
+    "definition_pk",
+    "definitions_gsi1pk",
+    "version_sk",
+    "yaml_sha256",
+]
+
 MAX_LIST_LIMIT = 100
 _PUT_ATTEMPTS = 8
 
@@ -44,18 +60,6 @@ class DefinitionNotFoundError(DefinitionStoreError):
 
 class DefinitionConflictError(DefinitionStoreError):
     """Concurrent uploads kept winning the race for the next version number."""
-
-
-def definition_pk(org: str, job_type: str) -> str:
-    return f"ORG#{org}#JOB#{job_type}"
-
-
-def definitions_gsi1pk(org: str) -> str:
-    return f"ORG#{org}#JOBS"
-
-
-def version_sk(version: int) -> str:
-    return f"V#{version:010d}"
 
 
 def yaml_sha256(raw_yaml: str) -> str:

@@ -12,16 +12,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from formica.store.schema import idempotency_pk
+
 IDEM_SK = "IDEM"
 DEFAULT_TTL_SECONDS = 24 * 60 * 60
 
 
 class IdempotencyStoreError(RuntimeError):
     """DynamoDB refused or could not be reached while reading or writing an idempotency record."""
-
-
-def idempotency_pk(org: str, key: str) -> str:
-    return f"ORG#{org}#IDEM#{key}"
 
 
 class IdempotencyRepository:

@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from formica.store.pagination import Page, decode_cursor, encode_cursor
+from formica.store.schema import token_pk
 
 TOKEN_PREFIX = "fmc_"  # noqa: S105 - a public prefix, not a secret
 TOKEN_SK = "TOKEN"  # noqa: S105 - a sort-key value
@@ -48,10 +49,6 @@ def hash_secret(secret: str) -> str:
 def new_secret() -> str:
     """A fresh token: the recognisable prefix and 256 bits of randomness, URL-safe."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def token_pk(secret_hash: str) -> str:
-    return f"TOKEN#{secret_hash}"
 
 
 def tokens_gsi1pk(org: str) -> str:

@@ -1,0 +1,74 @@
+"""The API driving the real runtime (formica.runtime) under moto: submit starts a named execution,
+cancel and restart go through the walk's own entry points. moto records executions without running
+them here (the workflow tests run the state machine); what is checked is the wiring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from formica.api.services import reset_services, use_services
+from formica.runtime import reset_runtime
+from formica.runtime.executions import execution_name
+
+from tests.integration.api.conftest import ApiWorld
+
+DATA = Path(__file__).parent / "data"
+PASS_MACHINE = '{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}'
+
+
+@pytest.fixture
+def wired(world: ApiWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ApiWorld, Any]]:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    arn = sfn.create_state_machine(
+        name="formica-job", definition=PASS_MACHINE, roleArn="arn:aws:iam::123456789012:role/formica-sfn"
+    )["stateMachineArn"]
+    monkeypatch.setenv("FORMICA_STATE_MACHINE_ARN", arn)
+    from formica.settings import reset_settings
+
+    reset_settings()
+    reset_runtime()
+    use_services(None)
+    reset_services()  # services and runtime now come from the settings, as in the Lambda
+    world.call(
+        "POST",
+        "/api/jobs/definitions",
+        body=(DATA / "hello-job.yaml").read_text(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    try:
+        yield world, sfn
+    finally:
+        reset_runtime()
+
+
+def test_submit_starts_one_named_execution_and_cancel_and_restart_use_the_walk(
+    wired: tuple[ApiWorld, Any],
+) -> None:
+    world, sfn = wired
+
+    submitted = world.call(
+        "POST", "/jobs/requests", json_body={"job_type": "hello-job"}, headers={"Idempotency-Key": "k"}
+    )
+    repeat = world.call(
+        "POST", "/jobs/requests", json_body={"job_type": "hello-job"}, headers={"Idempotency-Key": "k"}
+    )
+    request_id = submitted.json()["id"]
+    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    early_restart = world.call("POST", f"/api/jobs/requests/{request_id}/restart")
+    cancelled = world.call("POST", f"/api/jobs/requests/{request_id}/cancel")
+    restarted = world.call("POST", f"/api/jobs/requests/{request_id}/restart")
+
+    assert (submitted.status, submitted.json()["job_state"]) == (201, "STARTED")
+    assert repeat.status == 200 and repeat.json()["id"] == request_id
+    assert [execution["name"] for execution in executions] == [execution_name(request_id, 1)]
+    assert early_restart.status == 409
+    assert (cancelled.status, cancelled.json()["job_state"]) == (200, "CANCELLED")
+    assert cancelled.json()["error_code"] is not None
+    assert restarted.status == 200 and restarted.json()["job_state"] != "CANCELLED"
+    names = sorted(execution["name"] for execution in sfn.list_executions(stateMachineArn=arn)["executions"])
+    assert names == sorted([execution_name(request_id, 1), execution_name(request_id, 2)])
