@@ -283,7 +283,9 @@ class ContainerCompletion(Construct):
         )
         for function in (self.container_events, self.reconciler):
             storage.grant_table_read_write(function.role)
-            storage.grant_bucket(function.role, write=True)
+            # Write: the task's log copied from CloudWatch; read and list: the artifacts the sidecar
+            # uploaded (ListObjectsV2 under the task's prefix, HeadObject for their sha256).
+            storage.grant_bucket(function.role, read=True, write=True)
             platform.grant_read_logs(function)
             function.role.add_to_principal_policy(
                 iam.PolicyStatement(

@@ -16,6 +16,7 @@ TABLE = TABLE_READ | TABLE_WRITE
 BASE = LOGS | XRAY
 TASK_RESPONSE = {"states:SendTaskSuccess", "states:SendTaskFailure"}
 ECS_TASKS = {"ecs:StopTask", "ecs:DescribeTasks"}
+BUCKET_READ_WRITE = {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload"}
 
 EXPECTED_ACTIONS: dict[str, set[str]] = {
     "api": BASE
@@ -34,22 +35,15 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | {"iam:PassRole"},
     "authorizer": BASE | TABLE_READ,
     "advance": BASE | TABLE,
-    "http_task": BASE | TABLE | {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"},
-    "shell_task": BASE | TABLE | {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"},
+    "http_task": BASE | TABLE | BUCKET_READ_WRITE,
+    "shell_task": BASE | TABLE | BUCKET_READ_WRITE,
     "launch": BASE
     | TABLE
     | {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask", "iam:PassRole"}
     | TASK_RESPONSE,
     "continue_execution": BASE | TABLE | {"states:StartExecution"},
-    "container_events": BASE
-    | TABLE
-    | {"s3:PutObject", "s3:AbortMultipartUpload", "logs:GetLogEvents"}
-    | TASK_RESPONSE,
-    "reconciler": BASE
-    | TABLE
-    | {"s3:PutObject", "s3:AbortMultipartUpload", "logs:GetLogEvents"}
-    | TASK_RESPONSE
-    | ECS_TASKS,
+    "container_events": BASE | TABLE | BUCKET_READ_WRITE | {"logs:GetLogEvents"} | TASK_RESPONSE,
+    "reconciler": BASE | TABLE | BUCKET_READ_WRITE | {"logs:GetLogEvents"} | TASK_RESPONSE | ECS_TASKS,
     "scheduler": BASE | TABLE | {"states:StartExecution"},
 }
 EKS_USERS = {"api", "launch", "reconciler"}
