@@ -42,8 +42,8 @@ def echo_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    door = FrontDoor(ApiGateway(api_handler=echo_handler, authorizer_handler=None), "127.0.0.1", 0)
-    door.start()
+    door = FrontDoor("127.0.0.1", 0)
+    door.start(ApiGateway(api_handler=echo_handler, authorizer_handler=None))
     try:
         yield f"http://127.0.0.1:{door.port}"
     finally:

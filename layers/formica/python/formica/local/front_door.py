@@ -99,11 +99,17 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
 
 
 class FrontDoor:
-    """A ThreadingHTTPServer on (host, port) serving ``gateway``, run on a daemon thread."""
+    """A ThreadingHTTPServer on (host, port) serving an ApiGateway, run on a daemon thread.
 
-    def __init__(self, gateway: ApiGateway, host: str, port: int) -> None:
-        handler = type("GatewayRequestHandler", (_GatewayRequestHandler,), {"gateway": gateway})
-        self._server = ThreadingHTTPServer((host, port), handler)
+    The socket is bound at construction, so a port in use fails at once; requests are answered
+    once ``start(gateway)`` is called (until then they wait in the listen backlog).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._handler: type[_GatewayRequestHandler] = type(
+            "GatewayRequestHandler", (_GatewayRequestHandler,), {}
+        )
+        self._server = ThreadingHTTPServer((host, port), self._handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -111,7 +117,8 @@ class FrontDoor:
     def port(self) -> int:
         return int(self._server.server_address[1])
 
-    def start(self) -> None:
+    def start(self, gateway: ApiGateway) -> None:
+        self._handler.gateway = gateway
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="formica-front-door", daemon=True
         )

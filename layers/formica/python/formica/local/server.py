@@ -200,6 +200,7 @@ class DevServer:
 
     def _start(self) -> None:
         options = self.options
+        self._bind_front_door()
         moto_port = free_port()
         self._moto_url = f"http://127.0.0.1:{moto_port}"
         self._work_root = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="formica-dev-")))
@@ -225,7 +226,7 @@ class DevServer:
                     # unless the user asks for more.
                     "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
                 },
-                unset=_UNSET,
+                unset=(*_UNSET, "FORMICA_STATE_MACHINE_ARN"),
             )
         )
         self._stack.callback(_reset_cached_configuration)
@@ -277,6 +278,17 @@ class DevServer:
             raise DevServerError(f"--token: {exc}") from exc
         return secret
 
+    def _bind_front_door(self) -> None:
+        # Bound first: a port in use is reported before moto and the resources start.
+        try:
+            self._front_door = FrontDoor(self.options.host, self.options.port)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise DevServerError(
+                f"cannot listen on {self.options.host}:{self.options.port}: {reason}"
+            ) from exc
+        self._stack.callback(self._stop_front_door)
+
     def _start_front_door(self) -> None:
         from formica.local.lambda_dispatch import load_handler
 
@@ -285,15 +297,9 @@ class DevServer:
         gateway = ApiGateway(
             api_handler=api_handler, authorizer_handler=authorizer_handler, region=self.options.region
         )
-        try:
-            front_door = FrontDoor(gateway, self.options.host, self.options.port)
-        except OSError as exc:
-            raise DevServerError(
-                f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror}"
-            ) from exc
-        front_door.start()
-        self._front_door = front_door
-        self._stack.callback(self._stop_front_door)
+        if self._front_door is None:
+            raise DevServerError("the front door is not bound")
+        self._front_door.start(gateway)
 
     def _stop_front_door(self) -> None:
         if self._front_door is not None:
