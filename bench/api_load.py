@@ -103,8 +103,15 @@ def load(
     return result
 
 
-def measure(clients: int = CLIENTS, seconds: float = SECONDS) -> list[PhaseResult]:
-    with dev_server() as server:
+def measure(
+    clients: int = CLIENTS,
+    seconds: float = SECONDS,
+    *,
+    module: str = "formica.local.cli_dev",
+    start: bool = True,
+) -> list[PhaseResult]:
+    """The phases against `formica dev` run as ``python -m module``; ``start=False`` skips submit + start."""
+    with dev_server(module) as server:
         with server.client() as client:
             upload(client, NOOP_JOB)
 
@@ -128,45 +135,82 @@ def measure(clients: int = CLIENTS, seconds: float = SECONDS) -> list[PhaseResul
             return client.post("/api/jobs/requests", json={"job_type": "bench-api-noop"})
 
         statuses = load(server, "status", status, clients=clients, seconds=seconds, expect=200)
+        if not start:
+            return [baseline, submitted, statuses]
         started = load(server, "submit + start", submit_now, clients=clients, seconds=seconds, expect=201)
         return [baseline, submitted, statuses, started]
+
+
+def nagle_is_on() -> bool:
+    """True while the front door leaves Nagle's algorithm on (the 'could be' run is then worth it)."""
+    from formica.local.front_door import _GatewayRequestHandler
+
+    return not getattr(_GatewayRequestHandler, "disable_nagle_algorithm", False)
+
+
+def phase_figures(phases: list[PhaseResult], load_note: str) -> list[Figure]:
+    health = phases[0]
+    figures = []
+    for phase in phases:
+        other = phase is not health
+        figures += [
+            Figure(
+                BENCHMARK,
+                f"{phase.name}: throughput",
+                phase.rps,
+                "req/s",
+                baseline="health" if other else "",
+                baseline_value=health.rps if other else None,
+                note=f"{load_note}, {len(phase.latencies)} requests, {phase.errors} errors",
+            ),
+            Figure(
+                BENCHMARK,
+                f"{phase.name}: p50 / p99",
+                phase.p50 * 1000,
+                "ms",
+                baseline="health p50" if other else "",
+                baseline_value=health.p50 * 1000 if other else None,
+                note=f"p99 {phase.p99 * 1000:.1f} ms"
+                + (f" (health p99 {health.p99 * 1000:.1f} ms)" if other else ""),
+            ),
+        ]
+    return figures
+
+
+def could_be_figures(now: list[PhaseResult], better: list[PhaseResult]) -> list[Figure]:
+    """The same phases with TCP_NODELAY on the front door, against the figures as they are."""
+    figures = []
+    for current, improved in zip(now, better, strict=False):
+        figures += [
+            Figure(
+                BENCHMARK,
+                f"could be, TCP_NODELAY: {improved.name} throughput",
+                improved.rps,
+                "req/s",
+                baseline="as is",
+                baseline_value=current.rps,
+                note="front door with disable_nagle_algorithm = True (bench/nodelay_dev.py)",
+            ),
+            Figure(
+                BENCHMARK,
+                f"could be, TCP_NODELAY: {improved.name} p50",
+                improved.p50 * 1000,
+                "ms",
+                baseline="as is",
+                baseline_value=current.p50 * 1000,
+                note=f"p99 {improved.p99 * 1000:.1f} ms (as is {current.p99 * 1000:.1f} ms)",
+            ),
+        ]
+    return figures
 
 
 def run(quick: bool = False) -> list[Figure]:
     clients, seconds = (4, 1.5) if quick else (CLIENTS, SECONDS)
     phases = measure(clients, seconds)
-    health = phases[0]
-    figures = [
-        Figure(
-            BENCHMARK,
-            f"{phase.name}: throughput",
-            phase.rps,
-            "req/s",
-            baseline="health" if phase is not health else "",
-            baseline_value=health.rps if phase is not health else None,
-            note=f"{clients} clients x {seconds:g} s, {len(phase.latencies)} requests, {phase.errors} errors",
-        )
-        for phase in phases
-    ]
-    for phase in phases:
-        figures += [
-            Figure(
-                BENCHMARK,
-                f"{phase.name}: p50",
-                phase.p50 * 1000,
-                "ms",
-                baseline="health p50" if phase is not health else "",
-                baseline_value=health.p50 * 1000 if phase is not health else None,
-            ),
-            Figure(
-                BENCHMARK,
-                f"{phase.name}: p99",
-                phase.p99 * 1000,
-                "ms",
-                baseline="health p99" if phase is not health else "",
-                baseline_value=health.p99 * 1000 if phase is not health else None,
-            ),
-        ]
+    figures = phase_figures(phases, f"{clients} clients x {seconds:g} s")
+    if nagle_is_on():
+        better = measure(clients, seconds, module="bench.nodelay_dev", start=False)
+        figures += could_be_figures(phases, better)
     return figures
 
 

@@ -24,6 +24,7 @@ from bench.common import REPO, BenchError, Figure, median, standalone
 BENCHMARK = "cold start"
 BASELINE_MODULE = "bench.bare_handler"
 CONTROL_MODULE = "bench.probe_control"
+FLOOR_MODULE = "bench.floor_handler"
 MARK = "@@formica-bench-mark@@"
 HEAVY_MODULES = ("boto3", "botocore", "httpx", "jinja2", "yaml", "moto")
 """Libraries worth noting when a handler pulls them in at import (each costs tens of ms)."""
@@ -33,7 +34,8 @@ HEAVY_MODULES = ("boto3", "botocore", "httpx", "jinja2", "yaml", "moto")
 _PROBE = r"""
 import json, os, socket, sys
 import boto3.session, botocore.client
-counts = {"boto3_clients": 0, "botocore_clients": 0, "socket_connects": 0, "formica_env_reads": []}
+counts = {"boto3_clients": 0, "botocore_clients": 0, "socket_connects": 0, "formica_env_reads": [],
+          "botocore_services": []}
 watching = False
 
 def wrap(owner, name, key):
@@ -46,7 +48,13 @@ def wrap(owner, name, key):
 
 wrap(boto3.session.Session, "client", "boto3_clients")
 wrap(boto3.session.Session, "resource", "boto3_clients")
-wrap(botocore.client.BaseClient, "__init__", "botocore_clients")
+_client_init = botocore.client.BaseClient.__init__
+def client_init(self, *args, **kwargs):
+    _client_init(self, *args, **kwargs)
+    if watching:
+        counts["botocore_clients"] += 1
+        counts["botocore_services"].append(self.meta.service_model.service_name)
+botocore.client.BaseClient.__init__ = client_init
 wrap(socket.socket, "connect", "socket_connects")
 wrap(socket.socket, "connect_ex", "socket_connects")
 _getitem = os._Environ.__getitem__
@@ -85,6 +93,7 @@ class ImportProbe:
     botocore_clients: int
     socket_connects: int
     formica_env_reads: tuple[str, ...]
+    botocore_services: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -177,6 +186,7 @@ def probe_import(module: str) -> ImportProbe:
         botocore_clients=int(data["botocore_clients"]),
         socket_connects=int(data["socket_connects"]),
         formica_env_reads=tuple(data["formica_env_reads"]),
+        botocore_services=tuple(data["botocore_services"]),
     )
 
 
@@ -193,6 +203,20 @@ def biggest_imports(entries: Sequence[ImportEntry], count: int = 3) -> list[tupl
     return [(entry.module, entry.cumulative_us / 1000) for entry in inner[:count]]
 
 
+def probe_note(probe: ImportProbe) -> str:
+    """How to read a probe: sockets, env reads, and the clients libraries made (not Formica's code)."""
+    reads = ",".join(probe.formica_env_reads)
+    note = f"sockets {probe.socket_connects}; FORMICA_* env reads {len(probe.formica_env_reads)} {reads}"
+    note = note.rstrip()
+    others = probe.botocore_clients - probe.boto3_clients
+    if others:
+        services = ",".join(sorted(set(probe.botocore_services)))
+        note += f"; botocore clients made by libraries: {others} ({services})"
+        if "xray" in services:
+            note += ": the X-Ray SDK's sampler, built when powertools' Tracer imports aws_xray_sdk"
+    return note
+
+
 @dataclass(frozen=True)
 class ModuleResult:
     module: str
@@ -202,10 +226,12 @@ class ModuleResult:
     biggest: list[tuple[str, float]]
 
 
-def measure(repeats: int = 7, modules: Sequence[str] | None = None) -> tuple[float, list[ModuleResult]]:
-    """(baseline seconds, per-module results), medians of ``repeats`` interleaved runs."""
+def measure(
+    repeats: int = 7, modules: Sequence[str] | None = None
+) -> tuple[float, float, list[ModuleResult]]:
+    """(baseline seconds, floor seconds, per-module results), medians of ``repeats`` interleaved runs."""
     targets = list(modules if modules is not None else handler_modules())
-    everything = [BASELINE_MODULE, *targets]
+    everything = [BASELINE_MODULE, FLOOR_MODULE, *targets]
     samples: dict[str, list[float]] = {name: [] for name in everything}
     last_entries: dict[str, list[ImportEntry]] = {}
     for name in everything:  # warm-up: byte-compile once, outside the samples
@@ -225,16 +251,29 @@ def measure(repeats: int = 7, modules: Sequence[str] | None = None) -> tuple[flo
         )
         for name in targets
     ]
-    return median(samples[BASELINE_MODULE]), results
+    return median(samples[BASELINE_MODULE]), median(samples[FLOOR_MODULE]), results
 
 
 def run(quick: bool = False) -> list[Figure]:
-    baseline, results = measure(repeats=2 if quick else 7)
-    figures = []
+    baseline, floor, results = measure(repeats=2 if quick else 7)
+    figures = [
+        Figure(
+            BENCHMARK,
+            "floor: Logger+Tracer+boto3+pydantic handler",
+            floor * 1000,
+            "ms",
+            baseline="bare powertools Logger handler",
+            baseline_value=baseline * 1000,
+            note="bench/floor_handler.py: what any thin task handler of this design must import",
+        )
+    ]
     for result in results:
         name = result.module.removeprefix("functions.").removesuffix(".app")
         biggest = ", ".join(f"{module} {ms:.0f} ms" for module, ms in result.biggest)
-        note = f"imports {'+'.join(result.heavy) or 'no heavy library'}; biggest: {biggest}"
+        note = (
+            f"{(result.seconds - floor) * 1000:.0f} ms above the floor; "
+            f"imports {'+'.join(result.heavy) or 'no heavy library'}; biggest: {biggest}"
+        )
         figures.append(
             Figure(
                 BENCHMARK,
@@ -252,14 +291,11 @@ def run(quick: bool = False) -> list[Figure]:
         figures.append(
             Figure(
                 BENCHMARK,
-                f"{name}: clients at import",
-                probe.boto3_clients + probe.botocore_clients,
+                f"{name}: boto3 clients at import",
+                probe.boto3_clients,
                 "clients",
                 baseline="contract: 0",
-                note=(
-                    f"sockets {probe.socket_connects}, FORMICA_* env reads "
-                    f"{len(probe.formica_env_reads)} {','.join(probe.formica_env_reads)}".rstrip()
-                ),
+                note=probe_note(probe),
             )
         )
     control = probe_import(CONTROL_MODULE)

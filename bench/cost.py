@@ -1,0 +1,491 @@
+"""Cost: $ per 1,000 jobs at Standard-workflow prices plus Lambda, Formica's walk against the naive loop.
+
+Inputs, each measured in this run unless said otherwise:
+- Formica's states entered per task attempt (HTTP, shell, container), per poll, at a job's start and
+  end, Lambda invocations and their local durations: bench/states_per_attempt.py (the real ASL
+  executed by moto, counted from execution histories);
+- the naive loop's states and invocations: bench/naive_loop.py under moto (same counting);
+- Lambda memory sizes: read from the CDK constructs (cdk/constructs/*.py, ``memory_size=``);
+- prices (us-east-1, list): $0.025 per 1,000 state transitions, arm64 Lambda $0.0000133334 per
+  GB-second and $0.20 per million requests. Billed duration is rounded up to the millisecond.
+Jobs priced: the seed's sensor job (its first task polls ``SENSOR_POLLS`` times before the URL
+answers 200, then two container tasks complete) and a 10-task SHELL job. Containers' own Fargate
+time is the same in both designs and left out; so are DynamoDB and S3 requests.
+The naive loop's Lambdas are given Formica's measured durations: Run = the task Lambda, Prepare and
+Route = one Advance each (they load the request and commit, as Advance does).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, Figure, standalone
+
+BENCHMARK = "cost"
+PRICE_PER_TRANSITION = 0.025 / 1000
+PRICE_PER_GB_SECOND_ARM64 = 0.0000133334
+PRICE_PER_REQUEST = 0.20 / 1_000_000
+SENSOR_POLLS = 10
+"""Assumed polls of the sensor's first task before its URL answers (the seed as written polls once:
+404 at t=0, 200 after its 5 s delay; a real sensor waits longer)."""
+TEN_TASKS = 10
+DEFAULT_MEMORY_MB = 256
+HISTORY_LIMIT = 25_000
+"""Step Functions Standard's hard limit on events per execution."""
+
+KINDS = ("http", "shell", "container")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Lambda invocations of one function, per unit (per attempt, per job start, ...)."""
+
+    function: str
+    count: float = 1.0
+
+
+@dataclass(frozen=True)
+class DesignCounts:
+    """States entered and Lambdas invoked by a design, per job start/end, attempt kind and poll.
+
+    ``per_attempt[kind]`` covers one attempt of that kind that is not a poll; a poll is one attempt
+    plus ``per_poll_extra`` (its Wait). ``events_per_poll`` is the history events one poll adds.
+    """
+
+    label: str
+    start_states: float
+    end_states: float
+    per_attempt: Mapping[str, float]
+    per_poll_extra: float
+    events_per_poll: float
+    start_invocations: tuple[Invocation, ...] = ()
+    attempt_invocations: Mapping[str, tuple[Invocation, ...]] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class JobProfile:
+    """What one job does: its attempts by kind, and how many of them were polls."""
+
+    name: str
+    attempts: Mapping[str, int]
+    polls: int = 0
+    poll_kind: str = "http"
+
+
+def sensor_job(polls: int = SENSOR_POLLS) -> JobProfile:
+    """The seed's sensor job on its happy path: ``polls`` 404s, a 200, then two containers complete."""
+    return JobProfile("seed sensor job", {"http": polls + 1, "container": 2}, polls=polls)
+
+
+def chain_job(tasks: int = TEN_TASKS, kind: str = "shell") -> JobProfile:
+    return JobProfile(f"{tasks}-task {kind} job", {kind: tasks})
+
+
+def transitions(design: DesignCounts, job: JobProfile) -> float:
+    """State transitions (states entered) of one job: start, every attempt, every poll's wait, end."""
+    attempts = sum(design.per_attempt[kind] * count for kind, count in job.attempts.items())
+    return design.start_states + attempts + design.per_poll_extra * job.polls + design.end_states
+
+
+def invocations(design: DesignCounts, job: JobProfile) -> dict[str, float]:
+    """Lambda invocations of one job, by function."""
+    totals: dict[str, float] = {}
+    for invocation in design.start_invocations:
+        totals[invocation.function] = totals.get(invocation.function, 0.0) + invocation.count
+    for kind, count in job.attempts.items():
+        for invocation in design.attempt_invocations.get(kind, ()):
+            totals[invocation.function] = totals.get(invocation.function, 0.0) + invocation.count * count
+    return totals
+
+
+def billed_seconds(seconds: float) -> float:
+    """Lambda bills duration rounded up to the millisecond."""
+    return math.ceil(max(seconds, 0.0) * 1000 - 1e-9) / 1000
+
+
+def lambda_cost(
+    calls: Mapping[str, float], durations: Mapping[str, float], memory_mb: Mapping[str, int]
+) -> float:
+    """$ of ``calls`` (function -> invocations): requests plus GB-seconds at arm64 prices."""
+    total = 0.0
+    for function, count in calls.items():
+        gb = memory_mb.get(function, DEFAULT_MEMORY_MB) / 1024
+        total += count * (
+            PRICE_PER_REQUEST + gb * billed_seconds(durations[function]) * PRICE_PER_GB_SECOND_ARM64
+        )
+    return total
+
+
+@dataclass(frozen=True)
+class JobCost:
+    transitions: float
+    invocations: float
+    states_dollars: float
+    lambda_dollars: float
+
+    @property
+    def dollars(self) -> float:
+        return self.states_dollars + self.lambda_dollars
+
+    @property
+    def per_thousand(self) -> float:
+        return self.dollars * 1000
+
+
+def job_cost(
+    design: DesignCounts, job: JobProfile, durations: Mapping[str, float], memory_mb: Mapping[str, int]
+) -> JobCost:
+    count = transitions(design, job)
+    calls = invocations(design, job)
+    return JobCost(
+        transitions=count,
+        invocations=sum(calls.values()),
+        states_dollars=count * PRICE_PER_TRANSITION,
+        lambda_dollars=lambda_cost(calls, durations, memory_mb),
+    )
+
+
+def polls_per_execution(budget_events: int, events_per_poll: float, reserve_events: float = 0.0) -> int:
+    """How many polls fit in one execution before continue-as-new, given the walk's event budget."""
+    if events_per_poll <= 0:
+        raise ValueError("a poll writes at least one event")
+    return int((budget_events - reserve_events) // events_per_poll)
+
+
+_FUNCTION_CALL = re.compile(r"FormicaFunction\((.*?)\n {8}\)", re.DOTALL)
+_FOLDER = re.compile(r'folder="([a-z_]+)"')
+_MEMORY = re.compile(r"memory_size=(\d+)")
+_DEFAULT_MEMORY = re.compile(r"memory_size: int = (\d+)")
+
+
+def cdk_memory_sizes(constructs: Path = REPO / "cdk" / "constructs") -> dict[str, int]:
+    """functions/ folder -> memory_size (MB) as the CDK constructs declare them (the default when unset)."""
+    default = DEFAULT_MEMORY_MB
+    lambdas = constructs / "lambdas.py"
+    if lambdas.is_file() and (found := _DEFAULT_MEMORY.search(lambdas.read_text(encoding="utf-8"))):
+        default = int(found.group(1))
+    sizes: dict[str, int] = {}
+    for path in sorted(constructs.glob("*.py")):
+        for call in _FUNCTION_CALL.finditer(path.read_text(encoding="utf-8")):
+            folder = _FOLDER.search(call.group(1))
+            if folder:
+                memory = _MEMORY.search(call.group(1))
+                sizes[folder.group(1)] = int(memory.group(1)) if memory else default
+    return sizes
+
+
+# -- the naive loop, measured under moto --------------------------------------------------------
+
+
+def naive_counts() -> DesignCounts:
+    """The naive loop's counts, from three executions: 1 task, 3 tasks, 1 task polling 4 times."""
+    from bench.naive_loop import NAIVE_LAMBDAS_PER_ATTEMPT, attempt_script, run_naive
+
+    polls = 4
+    one, three, polling = run_naive([attempt_script(0, 1), attempt_script(0, 3), attempt_script(polls, 1)])
+    per_attempt = (three.states_entered - one.states_entered) / 2
+    per_poll = (polling.states_entered - one.states_entered) / polls
+    fixed = one.states_entered - per_attempt
+    per_kind = dict.fromkeys(KINDS, per_attempt)
+    calls = {
+        kind: (
+            Invocation("naive_prepare"),
+            Invocation("naive_run_" + kind),
+            Invocation("naive_route"),
+            *((Invocation("container_events"),) if kind == "container" else ()),
+        )
+        for kind in KINDS
+    }
+    if (three.lambda_invocations - one.lambda_invocations) / 2 != NAIVE_LAMBDAS_PER_ATTEMPT:
+        raise RuntimeError("the naive loop's history does not show 3 Lambda invocations per attempt")
+    return DesignCounts(
+        label="naive loop",
+        start_states=0.0,
+        end_states=fixed,
+        per_attempt=per_kind,
+        per_poll_extra=per_poll - per_attempt,
+        events_per_poll=(polling.events - one.events) / polls,
+        attempt_invocations=calls,
+        source="bench/naive_loop.py executed by moto",
+    )
+
+
+def naive_durations(formica: Mapping[str, float]) -> dict[str, float]:
+    """The naive loop's Lambdas given Formica's measured durations (see the module's docstring)."""
+    advance = formica["advance"]
+    return {
+        "naive_prepare": advance,
+        "naive_route": advance,
+        "naive_run_http": formica["http_task"],
+        "naive_run_shell": formica["shell_task"],
+        "naive_run_container": formica["launch"],
+        "container_events": formica.get("container_events", advance),
+    }
+
+
+def naive_memory(memory: Mapping[str, int]) -> dict[str, int]:
+    return {
+        "naive_prepare": memory.get("advance", DEFAULT_MEMORY_MB),
+        "naive_route": memory.get("advance", DEFAULT_MEMORY_MB),
+        "naive_run_http": memory.get("http_task", DEFAULT_MEMORY_MB),
+        "naive_run_shell": memory.get("shell_task", DEFAULT_MEMORY_MB),
+        "naive_run_container": memory.get("launch", DEFAULT_MEMORY_MB),
+        "container_events": memory.get("container_events", DEFAULT_MEMORY_MB),
+    }
+
+
+# -- Formica's walk, measured under moto through an in-process `formica dev` ---------------------
+
+COUNT_JOBS = ("shell", "http", "container")
+
+
+def count_definitions(base_url: str) -> dict[str, str]:
+    """The jobs whose histories give Formica's counts: 1 and 3 tasks of each kind, and a poller."""
+    from bench.local_runs import chain, polling, sensor_definition
+
+    definitions = {
+        "sensor-job": sensor_definition(base_url)[0],
+        "ten-shell": chain("ten-shell", "shell", 10, base_url),
+    }
+    for kind in COUNT_JOBS:
+        for tasks in (1, 3):
+            definitions[f"count-{kind}-{tasks}"] = chain(f"count-{kind}-{tasks}", kind, tasks, base_url)
+    definitions["count-poll"] = polling("count-poll", base_url)
+    return definitions
+
+
+def formica_counts(jobs: Mapping[str, Any]) -> DesignCounts:
+    """Formica's counts from the histories of ``count_definitions``' jobs (``local_runs.JobRun``)."""
+
+    def states(name: str) -> float:
+        return float(jobs[name].history.states_entered)
+
+    def calls(name: str) -> float:
+        return float(jobs[name].history.lambda_invocations)
+
+    per_attempt = {kind: (states(f"count-{kind}-3") - states(f"count-{kind}-1")) / 2 for kind in COUNT_JOBS}
+    calls_per_attempt = {
+        kind: (calls(f"count-{kind}-3") - calls(f"count-{kind}-1")) / 2 for kind in COUNT_JOBS
+    }
+    fixed = states("count-shell-1") - per_attempt["shell"]
+    start_calls = calls("count-shell-1") - calls_per_attempt["shell"]
+    poller = jobs["count-poll"]
+    polls = max(1, sum(poller.attempts.values()) - 1)
+    per_poll = (states("count-poll") - states("count-http-1")) / polls
+    events_per_poll = (poller.history.events - jobs["count-http-1"].history.events) / polls
+    container_calls = calls_per_attempt["container"]
+    return DesignCounts(
+        label="Formica",
+        start_states=fixed,
+        end_states=0.0,
+        per_attempt=per_attempt,
+        per_poll_extra=per_poll - per_attempt["http"],
+        events_per_poll=events_per_poll,
+        start_invocations=(Invocation("advance", start_calls),),
+        attempt_invocations={
+            "http": (Invocation("http_task", calls_per_attempt["http"]),),
+            "shell": (Invocation("shell_task", calls_per_attempt["shell"]),),
+            # Launch, then Advance on the callback; in AWS also container_events (EventBridge, outside
+            # the state machine), which the local runner does not need.
+            "container": (
+                Invocation("launch"),
+                Invocation("advance", container_calls - 1),
+                Invocation("container_events"),
+            ),
+        },
+        source="histories of jobs run by the real ASL in an in-process `formica dev` (bench/local_runs.py)",
+    )
+
+
+def states_module_counts() -> tuple[dict[str, Any] | None, str]:
+    """D's bench/states_per_attempt.py figures when that module exists, else (None, why not)."""
+    try:
+        module = importlib.import_module("bench.states_per_attempt")
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench.states_per_attempt":
+            raise
+        return None, "bench/states_per_attempt.py is absent"
+    for name in ("measure", "count", "main"):
+        function = getattr(module, name, None)
+        if callable(function) and name != "main":
+            result = function()
+            return (
+                dict(result) if isinstance(result, Mapping) else {"result": result}
+            ), f"states_per_attempt.{name}"
+    return None, "bench/states_per_attempt.py has no measure() to call"
+
+
+def history_budget() -> tuple[int, float, str]:
+    """(events budget per execution, events reserved, where from): the walk's own constants."""
+    try:
+        walk = importlib.import_module("formica.engine.walk")
+    except ImportError:
+        return HISTORY_LIMIT, 0.0, "no formica.engine.walk: the hard limit"
+    budget = int(getattr(walk, "HISTORY_EVENT_BUDGET", HISTORY_LIMIT))
+    reserve = float(getattr(walk, "EXECUTION_START_EVENTS", 0)) + float(getattr(walk, "_END_RESERVE", 0))
+    return budget, reserve, "formica.engine.walk.HISTORY_EVENT_BUDGET"
+
+
+NOTES: list[str] = []
+
+
+def _cost_figures(
+    formica: DesignCounts,
+    naive: DesignCounts,
+    durations: Mapping[str, float],
+    memory: Mapping[str, int],
+) -> list[Figure]:
+    naive_time = naive_durations(durations)
+    naive_mem = naive_memory(memory)
+    figures = []
+    for job in (sensor_job(1), sensor_job(SENSOR_POLLS), chain_job(TEN_TASKS, "shell")):
+        ours = job_cost(formica, job, durations, memory)
+        theirs = job_cost(naive, job, naive_time, naive_mem)
+        label = job.name if job.polls != 1 else "seed sensor job as written"
+        polls = f" ({job.polls} poll{'s' if job.polls != 1 else ''})" if job.polls else ""
+        figures.append(
+            Figure(
+                BENCHMARK,
+                f"$ per 1,000 jobs: {label}{polls}",
+                ours.per_thousand,
+                "$",
+                baseline="naive loop",
+                baseline_value=theirs.per_thousand,
+                note=(
+                    f"{ours.transitions:.0f} transitions (naive {theirs.transitions:.0f}), "
+                    f"{ours.invocations:.0f} Lambda calls (naive {theirs.invocations:.0f}); "
+                    f"states ${ours.states_dollars * 1000:.3f} + Lambda "
+                    f"${ours.lambda_dollars * 1000:.3f} per 1,000"
+                ),
+            )
+        )
+    return figures
+
+
+def run(quick: bool = False) -> list[Figure]:
+    from bench.local_runs import http_stub, run_jobs
+
+    with http_stub() as base_url:
+        runs = run_jobs(count_definitions(base_url))
+    failed = [name for name, job in runs.jobs.items() if job.state != "COMPLETED"]
+    if failed:
+        raise RuntimeError(f"jobs did not complete: {failed}")
+    formica = formica_counts(runs.jobs)
+    naive = naive_counts()
+    durations = runs.median_durations()
+    durations.setdefault("container_events", durations.get("launch", 0.05))
+    memory = cdk_memory_sizes()
+    budget, reserve, budget_source = history_budget()
+    NOTES.clear()
+    d_counts, d_source = states_module_counts()
+    NOTES.append(
+        "cost: Formica's states come from "
+        + (
+            f"D's {d_source} (cross-checked with bench/local_runs.py)"
+            if d_counts
+            else f"bench/local_runs.py ({d_source})"
+        )
+    )
+    figures = [
+        Figure(
+            BENCHMARK,
+            f"states per {kind} attempt",
+            formica.per_attempt[kind],
+            "states",
+            baseline="naive loop",
+            baseline_value=naive.per_attempt[kind],
+            note="goal: at most 3",
+        )
+        for kind in KINDS
+    ]
+    figures += [
+        Figure(
+            BENCHMARK,
+            "states per poll",
+            formica.per_attempt["http"] + formica.per_poll_extra,
+            "states",
+            baseline="naive loop",
+            baseline_value=naive.per_attempt["http"] + naive.per_poll_extra,
+            note="an HTTP attempt that answers EXECUTING, plus its Wait; goal: at most 3",
+        ),
+        Figure(
+            BENCHMARK,
+            "history events per poll",
+            formica.events_per_poll,
+            "events",
+            baseline="naive loop",
+            baseline_value=naive.events_per_poll,
+        ),
+        Figure(
+            BENCHMARK,
+            "polls per execution before continue-as-new",
+            polls_per_execution(budget, formica.events_per_poll, reserve),
+            "polls",
+            baseline="naive loop, to the 25,000 hard limit",
+            baseline_value=polls_per_execution(HISTORY_LIMIT, naive.events_per_poll),
+            note=(
+                f"budget {budget:,} events ({budget_source}), {reserve:.0f} reserved; the naive loop has no "
+                "continue-as-new: its execution fails there"
+            ),
+        ),
+    ]
+    for function in ("advance", "http_task", "shell_task", "launch"):
+        if function in durations:
+            figures.append(
+                Figure(
+                    BENCHMARK,
+                    f"{function} duration (local)",
+                    durations[function] * 1000,
+                    "ms",
+                    note=(
+                        f"median of {len(runs.durations[function])} in-process calls; priced at "
+                        f"{memory.get(function, DEFAULT_MEMORY_MB)} MB"
+                    ),
+                )
+            )
+    figures += model_checks(formica, runs.jobs)
+    figures += _cost_figures(formica, naive, durations, memory)
+    return figures
+
+
+def model_checks(formica: DesignCounts, jobs: Mapping[str, Any]) -> list[Figure]:
+    """The per-attempt model against whole jobs counted in the same run (ratio 1.00x: the model holds)."""
+    figures = []
+    for name, label in (("sensor-job", "seed sensor job"), ("ten-shell", "10-task shell job")):
+        run = jobs[name]
+        if name == "sensor-job":
+            first = run.attempts.get("first", 1)
+            others = sum(run.attempts.values()) - first
+            profile = JobProfile(name, {"http": first, "container": others}, polls=first - 1)
+        else:
+            profile = chain_job(sum(run.attempts.values()), "shell")
+        figures.append(
+            Figure(
+                BENCHMARK,
+                f"check: {label} states, counted",
+                run.history.states_entered,
+                "states",
+                baseline="per-attempt model",
+                baseline_value=transitions(formica, profile),
+                note=(
+                    f"attempts {dict(run.attempts)}, {run.executions} execution(s), "
+                    f"{run.history.events} events"
+                ),
+            )
+        )
+    return figures
+
+
+def main() -> None:
+    standalone(run, __doc__ or BENCHMARK)
+
+
+if __name__ == "__main__":
+    main()
