@@ -15,7 +15,6 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import BUCKET, ORG, REGION, Walk
 from formica.engine.walk import JobState
 from formica.runtime.containers import complete_container, default_container_service, reset_container_service
 from formica.runtime.deps import get_runtime
@@ -23,6 +22,7 @@ from formica.store.aws import get_client
 from formica.store.container_runs import ContainerRunItem
 
 from tests.event_samples import ecs_event, with_run
+from tests.workflow.conftest import BUCKET, ORG, REGION, Walk
 
 DOCKER_JOB = """
 job_type: docker-job

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import make_context
 from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.ecs import (
     FAMILY_PREFIX,
@@ -23,6 +22,8 @@ from formica.runners.ecs import (
 )
 from formica.runners.ecs_events import RunKey
 from formica.settings import FormicaSettings
+
+from tests.unit.runners.conftest import make_context
 
 CONFIG = EcsLaunchConfig(
     cluster_arn="arn:aws:ecs:us-east-1:111122223333:cluster/formica",

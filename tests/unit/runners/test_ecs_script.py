@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import make_context
 from formica.jobs.models import TaskDefinition
 from formica.runners.container_script import (
     DEFAULT_WORKSPACE,
@@ -24,6 +23,8 @@ from formica.runners.container_script import (
     quote_glob,
     workspace_of,
 )
+
+from tests.unit.runners.conftest import make_context
 
 FAKE_AWS = """#!/bin/sh
 echo "$*" >> "$AWS_CALLS"

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_context
 from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.ecs_events import ERR_CONTAINER_START, ERR_TASK_TIMED_OUT, RunKey
 from formica.runners.eks import (
@@ -23,6 +22,7 @@ from formica.runners.eks import (
 )
 
 from tests.event_samples import eks_object
+from tests.unit.runners.conftest import make_context
 
 REQUEST_ID = "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
 CONFIG = EksLaunchConfig(namespace="formica", bucket="formica-artifacts")

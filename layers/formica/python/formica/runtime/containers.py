@@ -150,13 +150,22 @@ class WalkReporter:
         current = request.walk.current if request is not None else None
         stored_log_key: str | None = None
         if request is not None and request.step == run.step and current is not None:
-            artifacts, fields = walker.keep_outputs(request, run.step, run.task_type, outcome)
-            for artifact in artifacts:
-                runtime.requests.put_artifact(artifact)
-            runtime.requests.update_task(
-                run.request_id, current.seq, {"log_key": fields["log_key"], "warnings": fields["warnings"]}
-            )
-            stored_log_key = fields["log_key"]
+            try:
+                artifacts, fields = walker.keep_outputs(request, run.step, run.task_type, outcome)
+            except BlobStoreError as exc:
+                # The result matters more than its log: report it without one.
+                logger.warning(
+                    "container log not stored", extra={"request_id": run.request_id, "error": str(exc)}
+                )
+            else:
+                for artifact in artifacts:
+                    runtime.requests.put_artifact(artifact)
+                runtime.requests.update_task(
+                    run.request_id,
+                    current.seq,
+                    {"log_key": fields["log_key"], "warnings": fields["warnings"]},
+                )
+                stored_log_key = fields["log_key"]
         result = AttemptResult(
             exit_code=outcome.exit_code, error_code=outcome.error_code, error_message=outcome.error_message
         )
