@@ -134,14 +134,18 @@ def test_shell_job_runs_to_completion_with_logs_and_a_downloadable_artifact(
 
 def test_cancel_ends_the_running_shell_process(api: httpx.Client) -> None:
     upload(api, SLEEP_JOB)
-    assert pids_running(SLEEP_MARKER) == []
+    before = set(pids_running(SLEEP_MARKER))
     request_id = submit(api, "e2e-sleep")
-    wait_until(lambda: pids_running(SLEEP_MARKER), 30, "the shell task never started its sleep")
+    wait_until(lambda: set(pids_running(SLEEP_MARKER)) - before, 30, "the shell task never started its sleep")
     response = api.post(f"/api/jobs/requests/{request_id}/cancel")
     assert response.status_code == 200, response.text
     final = wait_for(api, request_id, timeout=30)
     assert final["job_state"] == "CANCELLED"
-    wait_until(lambda: not pids_running(SLEEP_MARKER), 10, "the cancelled task's sleep is still running")
+    wait_until(
+        lambda: not set(pids_running(SLEEP_MARKER)) - before,
+        10,
+        "the cancelled task's sleep is still running",
+    )
     # Cancelling a finished request is a conflict
     assert api.post(f"/api/jobs/requests/{request_id}/cancel").status_code == 409
 
