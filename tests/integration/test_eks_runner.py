@@ -147,6 +147,10 @@ def test_an_image_that_cannot_be_pulled(cluster: FakeKubernetes, runner: EksJobR
     outcome = runner.run(_task("nope:pullfail"), _ctx(), RunKey(REQUEST_ID, 9))
     assert outcome.error_code == ERR_CONTAINER_START
     assert "ImagePullBackOff" in str(outcome.error_message)
+    # It would never finish on its own: deleted now, not at the deadline.
+    assert [(d.name, d.propagation_policy) for d in cluster.deletions] == [
+        (job_name(REQUEST_ID, 9), "Foreground")
+    ]
 
 
 def test_a_retried_launch_keeps_the_existing_job(cluster: FakeKubernetes, runner: EksJobRunner) -> None:

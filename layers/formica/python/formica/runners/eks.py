@@ -569,6 +569,13 @@ def job_state(job: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> JobS
     )
 
 
+def needs_deletion(state: JobState) -> bool:
+    """Whether the Job must be deleted now: it is still running (cancel, timeout), or it will never
+    finish on its own (a container that cannot start keeps the pod, and the uploader waiting for it,
+    alive until the deadline). A finished Job is left to ``ttlSecondsAfterFinished``."""
+    return not state.finished or (state.error_code == ERR_CONTAINER_START and not state.exit_code)
+
+
 def _pending_reason(pod: Mapping[str, Any] | None) -> str:
     if pod is None:
         return "no pod created yet"
@@ -670,7 +677,7 @@ class EksJobRunner:
             self.sleep(self.poll_seconds)
         # The log first: deleting the Job (Foreground) takes its pod and the pod's log with it.
         outcome.log = self.read_log(state)
-        if not state.finished:
+        if needs_deletion(state):
             self.delete(name)
         self.store_log(log_key(ctx.org, ctx.request_id, task.task_type, ctx.attempt), outcome.log)
         logger.info(

@@ -57,7 +57,7 @@ from formica.runners.ecs_events import (
     completion_from_task,
     parse_task_state_change,
 )
-from formica.runners.eks import EksJobRunner, EksRunnerError, build_eks_runner
+from formica.runners.eks import EksJobRunner, EksRunnerError, build_eks_runner, needs_deletion
 from formica.settings import FormicaSettings, get_settings
 from formica.store.blobs import BlobStore, BlobStoreError, S3BlobStore
 from formica.store.container_runs import (
@@ -492,6 +492,9 @@ class ContainerService:
             done = self.settle(
                 run, state.exit_code, state.error_code, state.error_message, pod_name=state.pod_name
             )
+            if needs_deletion(state):  # e.g. an image that cannot be pulled: the pod would linger
+                runner.delete(run.k8s_job_name)
+                return int(done), 1
             return int(done), 0
         if not overdue:
             return 0, 0
