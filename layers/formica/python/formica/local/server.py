@@ -92,6 +92,12 @@ def configure_moto(moto_url: str, config: dict[str, Any] | None = None) -> None:
         raise DevServerError(f"could not configure moto at {moto_url}: {exc}") from exc
 
 
+def _reset_moto(moto_url: str) -> None:
+    request = urllib.request.Request(f"{moto_url}/moto-api/reset", data=b"", method="POST")  # noqa: S310
+    with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(request, timeout=10):  # noqa: S310
+        pass
+
+
 @contextlib.contextmanager
 def _environment(values: dict[str, str], unset: tuple[str, ...] = ()) -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in (*values, *unset)}
@@ -248,6 +254,9 @@ class DevServer:
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         moto.start()
         self._stack.callback(moto.stop)
+        # moto's backends are process-global: forget this server's data when it stops, so a later
+        # DevServer in the same process (tests) starts empty, as a new `formica dev` does.
+        self._stack.callback(_reset_moto, self.moto_url)
         configure_moto(self.moto_url)
 
     def _create_resources(self) -> str:
