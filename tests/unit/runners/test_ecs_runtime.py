@@ -300,3 +300,20 @@ def test_runtime_choice() -> None:
     assert runtime_for(kube, SETTINGS) == "ecs"  # formicary's KUBERNETES tasks still run without EKS
     assert runtime_for(_task(), with_eks) == "ecs"
     assert runtime_for(_task(method=None), with_eks) == "ecs"
+
+
+def test_a_failed_stop_still_answers_and_is_reported(
+    service: ContainerService, parts: dict[str, Any]
+) -> None:
+    from formica.runners.ecs import EcsRunnerError
+    from formica.runtime.containers import ContainerRuntimeError
+
+    service.launch(REQUEST_ID, 7, _task(), _ctx(), "token-1")
+
+    def refuse(task_arn: str, reason: str) -> None:
+        raise EcsRunnerError("AccessDeniedException")
+
+    parts["ecs"].stop = refuse
+    with pytest.raises(ContainerRuntimeError, match="AccessDeniedException"):
+        service.cancel_request(REQUEST_ID)
+    assert parts["reporter"].reports[0][1].error_code == ERR_TASK_CANCELLED

@@ -525,14 +525,20 @@ class ContainerService:
         )
         if finished is None:
             return False
+        failure: Exception | None = None
         try:
             if finished.runtime == "ecs" and finished.ecs_task_arn:
                 self.ecs().stop(finished.ecs_task_arn, reason)
             elif finished.runtime == "eks" and finished.k8s_job_name:
                 self.eks().delete(finished.k8s_job_name)
-        finally:
-            if answer:
-                self.reporter(finished, TaskOutcome(error_code=code, error_message=reason))
+        except (EcsRunnerError, EksRunnerError) as exc:
+            failure = exc  # the walk still gets its answer; the caller hears of the failed stop
+        if answer:
+            self.reporter(finished, TaskOutcome(error_code=code, error_message=reason))
+        if failure is not None:
+            raise ContainerRuntimeError(
+                f"could not stop the container of {run.request_id}/{run.step}: {failure}"
+            )
         logger.info("container run cancelled", extra={"request_id": run.request_id, "step": run.step})
         return True
 
