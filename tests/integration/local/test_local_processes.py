@@ -27,6 +27,7 @@ def spawner() -> Iterator[subprocess.Popen[str]]:
     try:
         yield process
     finally:
+        terminate_descendants(grace_seconds=1, root=process.pid)
         process.kill()
         process.wait(timeout=5)
 
@@ -51,3 +52,16 @@ def test_terminate_descendants_ends_them_all(spawner: subprocess.Popen[str]) -> 
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in pids)
     assert spawner.poll() is None  # the root itself is left to its owner
+
+
+def test_excluded_trees_survive(spawner: subprocess.Popen[str]) -> None:
+    # Given the spawner's two children, one of them not ours to end
+    first, second = descendant_pids(spawner.pid)
+    # When the tree is ended except the excluded child
+    terminate_descendants(grace_seconds=3, root=spawner.pid, exclude=frozenset({second}))
+    # Then only the excluded one still runs
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(first):
+        time.sleep(0.05)
+    assert not _alive(first)
+    assert _alive(second)

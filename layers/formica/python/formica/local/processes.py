@@ -33,8 +33,11 @@ def _parent_map() -> dict[int, int]:
     return parents
 
 
-def descendant_pids(root: int | None = None) -> list[int]:
-    """Every live descendant of ``root`` (default: this process), parents before children."""
+def descendant_pids(root: int | None = None, *, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Every live descendant of ``root`` (default: this process), parents before children.
+
+    Processes in ``exclude`` are skipped together with their own descendants.
+    """
     root_pid = os.getpid() if root is None else root
     parents = _parent_map()
     children: dict[int, list[int]] = {}
@@ -45,7 +48,7 @@ def descendant_pids(root: int | None = None) -> list[int]:
     while frontier:
         current = frontier.pop(0)
         for child in sorted(children.get(current, [])):
-            if child not in found and child != root_pid:
+            if child not in found and child != root_pid and child not in exclude:
                 found.append(child)
                 frontier.append(child)
     return found
@@ -77,15 +80,17 @@ def _signal_tree(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def terminate_descendants(grace_seconds: float = 3.0, root: int | None = None) -> list[int]:
-    """End every descendant of ``root``: SIGTERM, wait up to ``grace_seconds``, then SIGKILL.
+def terminate_descendants(
+    grace_seconds: float = 3.0, root: int | None = None, *, exclude: frozenset[int] = frozenset()
+) -> list[int]:
+    """End every descendant of ``root`` (but ``exclude``'s trees): SIGTERM, ``grace_seconds``, SIGKILL.
 
     Returns
     -------
     list[int]
         The pids that were signalled.
     """
-    doomed = descendant_pids(root)
+    doomed = descendant_pids(root, exclude=exclude)
     if not doomed:
         return []
     logger.info("ending child processes", extra={"pids": doomed})

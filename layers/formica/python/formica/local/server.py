@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from formica.local.front_door import FrontDoor
 from formica.local.gateway import ApiGateway, Handler
-from formica.local.processes import terminate_descendants
+from formica.local.processes import descendant_pids, terminate_descendants
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ class DevServer:
         self._token: str | None = None
         self._work_root: Path | None = None
         self._stopped = threading.Event()
+        # Children this process had before the server started are not the server's to end.
+        self._children_before: frozenset[int] = frozenset()
 
     @property
     def url(self) -> str:
@@ -195,8 +197,15 @@ class DevServer:
     def start(self) -> None:
         """Start everything; on failure, undo what was started and raise DevServerError."""
         started = time.monotonic()
+        self._children_before = frozenset(descendant_pids())
         try:
             self._start()
+        except DevServerError:
+            self.stop()
+            raise
+        except Exception as exc:
+            self.stop()
+            raise DevServerError(f"could not start: {type(exc).__name__}: {exc}") from exc
         except BaseException:
             self.stop()
             raise
@@ -322,7 +331,7 @@ class DevServer:
         with contextlib.suppress(Exception):
             self._stop_front_door()
         # Task processes first: a runner waiting on one returns, and nothing new starts after this.
-        terminate_descendants()
+        terminate_descendants(exclude=self._children_before)
         self._stack.close()
         self._front_door = None
 
