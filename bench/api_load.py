@@ -8,7 +8,8 @@
   stored PENDING and no execution starts: the API, the authorizer and the DynamoDB writes;
 - status: ``GET /api/jobs/requests/{id}`` over the requests just created;
 - submit + start: ``POST /api/jobs/requests`` of a one-task no-op SHELL job, due now: the above
-  plus StartExecution, while the jobs already started run in the same server process.
+  plus StartExecution; first from one client, then from all, while the jobs already started run
+  in the same server process.
 The load generator and the server share the machine's CPUs: on 2 cores the figures are a floor.
 """
 
@@ -16,13 +17,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from bench.common import BenchError, Figure, percentile, standalone
-from bench.devserver import DevProcess, dev_server, upload
+from bench.devserver import DevProcess, dev_server, free_port, upload
 
 BENCHMARK = "api"
 CLIENTS = 8
@@ -39,6 +42,7 @@ class PhaseResult:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    clients: int = 0
     created: list[str] = field(default_factory=list)
 
     @property
@@ -58,7 +62,7 @@ def load(
     server: DevProcess, name: str, call: Call, *, clients: int, seconds: float, expect: int
 ) -> PhaseResult:
     """Run ``call`` from ``clients`` threads for ``seconds``; responses other than ``expect`` are errors."""
-    result = PhaseResult(name)
+    result = PhaseResult(name, clients=clients)
     lock = threading.Lock()
     start_gate = threading.Barrier(clients + 1)
     stop_at = [0.0]
@@ -103,15 +107,9 @@ def load(
     return result
 
 
-def measure(
-    clients: int = CLIENTS,
-    seconds: float = SECONDS,
-    *,
-    module: str = "formica.local.cli_dev",
-    start: bool = True,
-) -> list[PhaseResult]:
-    """The phases against `formica dev` run as ``python -m module``; ``start=False`` skips submit + start."""
-    with dev_server(module) as server:
+def measure(clients: int = CLIENTS, seconds: float = SECONDS) -> list[PhaseResult]:
+    """The four phases, in order, against one `formica dev` subprocess."""
+    with dev_server() as server:
         with server.client() as client:
             upload(client, NOOP_JOB)
 
@@ -135,20 +133,12 @@ def measure(
             return client.post("/api/jobs/requests", json={"job_type": "bench-api-noop"})
 
         statuses = load(server, "status", status, clients=clients, seconds=seconds, expect=200)
-        if not start:
-            return [baseline, submitted, statuses]
+        alone = load(server, "submit + start, 1 client", submit_now, clients=1, seconds=seconds, expect=201)
         started = load(server, "submit + start", submit_now, clients=clients, seconds=seconds, expect=201)
-        return [baseline, submitted, statuses, started]
+        return [baseline, submitted, statuses, alone, started]
 
 
-def nagle_is_on() -> bool:
-    """True while the front door leaves Nagle's algorithm on (the 'could be' run is then worth it)."""
-    from formica.local.front_door import _GatewayRequestHandler
-
-    return not getattr(_GatewayRequestHandler, "disable_nagle_algorithm", False)
-
-
-def phase_figures(phases: list[PhaseResult], load_note: str) -> list[Figure]:
+def phase_figures(phases: list[PhaseResult]) -> list[Figure]:
     health = phases[0]
     figures = []
     for phase in phases:
@@ -161,7 +151,8 @@ def phase_figures(phases: list[PhaseResult], load_note: str) -> list[Figure]:
                 "req/s",
                 baseline="health" if other else "",
                 baseline_value=health.rps if other else None,
-                note=f"{load_note}, {len(phase.latencies)} requests, {phase.errors} errors",
+                note=f"{phase.clients} clients x {phase.seconds:.1f} s, {len(phase.latencies)} requests, "
+                f"{phase.errors} errors",
             ),
             Figure(
                 BENCHMARK,
@@ -177,41 +168,93 @@ def phase_figures(phases: list[PhaseResult], load_note: str) -> list[Figure]:
     return figures
 
 
-def could_be_figures(now: list[PhaseResult], better: list[PhaseResult]) -> list[Figure]:
-    """The same phases with TCP_NODELAY on the front door, against the figures as they are."""
+COULD_BE = {
+    "submit (scheduled)": (
+        3,
+        "token, one read of the definition's head with its latest version, one PutItem",
+    ),
+    "status": (
+        2,
+        "token, then one Query on the request's partition (REQ#id holds the request and its tasks)",
+    ),
+    "submit + start": (5, "as submit, plus the start's UpdateItem and StartExecution"),
+}
+"""AWS calls each request could make (the design's minimum as we read it; bench/README.md says why)."""
+
+
+def aws_calls_per_request() -> dict[str, Counter[str]]:
+    """AWS operations one request of each kind makes, counted in-process (botocore before-call).
+
+    Calls made by Lambda invocations (a started job's walk) are left out; the authorizer's token
+    lookup is in (API Gateway caches it in AWS, for 30 s per token).
+    """
+    from formica.local.server import DevOptions, DevServer
+    from formica.store.aws import get_client
+
+    from bench.local_runs import LocalRuns, current_function, timed_lambdas
+
+    counted: dict[str, Counter[str]] = {}
+    active: list[Counter[str]] = []
+
+    def before_call(model: Any, **_: Any) -> None:
+        if active and current_function() is None:
+            active[-1][f"{model.service_model.service_name}.{model.name}"] += 1
+
+    server = DevServer(DevOptions(port=free_port(), token="fmc_bench_" + "y" * 24))
+    with timed_lambdas(LocalRuns()), server:
+        for service in ("dynamodb", "s3", "stepfunctions"):
+            get_client(service).meta.events.register("before-call", before_call)
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}) as client:
+            upload(client, NOOP_JOB)
+            requests: list[tuple[str, Callable[[], httpx.Response]]] = [
+                (
+                    "submit (scheduled)",
+                    lambda: client.post(
+                        "/api/jobs/requests", json={"job_type": "bench-api-noop", "scheduled_at": FAR_FUTURE}
+                    ),
+                ),
+                ("status", lambda: client.get(f"/api/jobs/requests/{created[0]}")),
+                (
+                    "submit + start",
+                    lambda: client.post("/api/jobs/requests", json={"job_type": "bench-api-noop"}),
+                ),
+            ]
+            created: list[str] = []
+            for name, send in requests:
+                active.append(Counter())
+                response = send()
+                counted[name] = active.pop()
+                if response.status_code not in (200, 201):
+                    raise BenchError(f"{name} answered {response.status_code}: {response.text[:300]}")
+                if response.request.method == "POST":
+                    created.append(str(response.json()["id"]))
+    return counted
+
+
+def calls_figures(counted: dict[str, Counter[str]]) -> list[Figure]:
     figures = []
-    for current, improved in zip(now, better, strict=False):
-        figures += [
+    for name, operations in counted.items():
+        could_be, why = COULD_BE.get(name, (None, ""))
+        listing = ", ".join(f"{operation} {count}" for operation, count in sorted(operations.items()))
+        figures.append(
             Figure(
                 BENCHMARK,
-                f"could be, TCP_NODELAY: {improved.name} throughput",
-                improved.rps,
-                "req/s",
-                baseline="as is",
-                baseline_value=current.rps,
-                note="front door with disable_nagle_algorithm = True (bench/nodelay_dev.py)",
-            ),
-            Figure(
-                BENCHMARK,
-                f"could be, TCP_NODELAY: {improved.name} p50",
-                improved.p50 * 1000,
-                "ms",
-                baseline="as is",
-                baseline_value=current.p50 * 1000,
-                note=f"p99 {improved.p99 * 1000:.1f} ms (as is {current.p99 * 1000:.1f} ms)",
-            ),
-        ]
+                f"{name}: AWS calls per request",
+                sum(operations.values()),
+                "calls",
+                baseline="could be" if could_be else "",
+                baseline_value=could_be,
+                note=f"{listing}; could be: {why}" if why else listing,
+            )
+        )
     return figures
 
 
 def run(quick: bool = False) -> list[Figure]:
     clients, seconds = (4, 1.5) if quick else (CLIENTS, SECONDS)
     phases = measure(clients, seconds)
-    figures = phase_figures(phases, f"{clients} clients x {seconds:g} s")
-    if nagle_is_on():
-        better = measure(clients, seconds, module="bench.nodelay_dev", start=False)
-        figures += could_be_figures(phases, better)
-    return figures
+    figures = phase_figures(phases)
+    return figures + calls_figures(aws_calls_per_request())
 
 
 def main() -> None:

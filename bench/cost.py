@@ -450,6 +450,18 @@ def run(quick: bool = False) -> list[Figure]:
                     ),
                 )
             )
+    for function in ("advance", "http_task", "shell_task", "launch"):
+        if runs.calls.get(function):
+            operations = ", ".join(f"{name} {count}" for name, count in sorted(runs.calls[function].items()))
+            figures.append(
+                Figure(
+                    BENCHMARK,
+                    f"{function}: AWS calls per invocation",
+                    runs.calls_per_invocation(function),
+                    "calls",
+                    note=f"all invocations: {operations} (DynamoDB and S3 requests are not priced here)",
+                )
+            )
     figures += model_checks(formica, runs.jobs)
     figures += _cost_figures(formica, naive, durations, memory)
     return figures

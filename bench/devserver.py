@@ -68,8 +68,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def dev_server(module: str = "formica.local.cli_dev") -> Iterator[DevProcess]:
-    """A running `formica dev` (``python -m module``; health answered), stopped with SIGTERM on exit."""
+def dev_server() -> Iterator[DevProcess]:
+    """A running `formica dev` (health answered), stopped with SIGTERM on exit."""
     port = free_port()
     token = "fmc_bench_" + secrets.token_urlsafe(18)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
@@ -78,7 +78,7 @@ def dev_server(module: str = "formica.local.cli_dev") -> Iterator[DevProcess]:
         started = time.monotonic()
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", module, "--port", str(port), "--token", token],
+                [sys.executable, "-m", "formica.local.cli_dev", "--port", str(port), "--token", token],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,

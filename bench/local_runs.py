@@ -13,7 +13,7 @@ import contextlib
 import re
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -154,10 +154,25 @@ class JobRun:
 class LocalRuns:
     jobs: dict[str, JobRun] = field(default_factory=dict)
     durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    calls: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    """function folder -> AWS operations its invocations made (``dynamodb.GetItem`` ...)."""
     sensor_source: str = ""
 
     def median_durations(self) -> dict[str, float]:
         return {function: median(samples) for function, samples in self.durations.items() if samples}
+
+    def calls_per_invocation(self, function: str) -> float:
+        invocations = len(self.durations.get(function, ()))
+        return sum(self.calls[function].values()) / invocations if invocations else 0.0
+
+
+_current = threading.local()
+
+
+def current_function() -> str | None:
+    """The function folder whose invocation this thread is running (under ``timed_lambdas``), if any."""
+    folder: str | None = getattr(_current, "folder", None)
+    return folder
 
 
 @contextlib.contextmanager
@@ -168,17 +183,32 @@ def timed_lambdas(runs: LocalRuns) -> Iterator[None]:
     original = lambda_dispatch.invoke_handler
 
     def timed(folder: str, body: bytes | str | None, region: str = "us-east-1") -> tuple[bytes, bool]:
+        _current.folder = folder
         started = time.perf_counter()
         try:
             return original(folder, body, region)
         finally:
             runs.durations[folder].append(time.perf_counter() - started)
+            _current.folder = None
 
     lambda_dispatch.invoke_handler = timed
     try:
         yield
     finally:
         lambda_dispatch.invoke_handler = original
+
+
+def count_calls(runs: LocalRuns, services: tuple[str, ...] = ("dynamodb", "s3", "stepfunctions")) -> None:
+    """Count, per Lambda function, the AWS operations made while it runs (botocore's before-call event)."""
+    from formica.store.aws import get_client
+
+    def before_call(model: Any, **_: Any) -> None:
+        folder = current_function()
+        if folder:
+            runs.calls[folder][f"{model.service_model.service_name}.{model.name}"] += 1
+
+    for service in services:
+        get_client(service).meta.events.register("before-call", before_call)
 
 
 def _histories(sfn: Any, state_machine_arn: str, request_id: str) -> tuple[HistoryCount, int]:
@@ -211,12 +241,14 @@ def run_jobs(definitions: dict[str, str], timeout: float = 120.0) -> LocalRuns:
     server = DevServer(DevOptions(port=free_port(), token="fmc_bench_" + "x" * 24))
     with timed_lambdas(runs), server:
         sfn = get_client("stepfunctions")
+        count_calls(runs)
         machine = get_settings().state_machine_arn or ""
         headers = {"Authorization": f"Bearer {server.token}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
             for yaml_text in definitions.values():
                 upload(client, yaml_text)
             runs.durations.clear()  # nothing ran yet; keep the figures to the jobs below
+            runs.calls.clear()
             for job_type in definitions:
                 started = time.perf_counter()
                 request_id = submit(client, job_type)

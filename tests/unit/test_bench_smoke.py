@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import pytest
 from formica.jobs import parse_definition
@@ -23,13 +24,16 @@ MODULES = [
     "bench.naive_loop",
     "bench.devserver",
     "bench.bare_handler",
+    "bench.floor_handler",
+    "bench.local_runs",
 ]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_benchmark_modules_import(name: str) -> None:
     module = importlib.import_module(name)
-    if name not in ("bench.common", "bench.naive_loop", "bench.devserver", "bench.bare_handler", "bench.run"):
+    helpers = ("common", "naive_loop", "devserver", "bare_handler", "floor_handler", "local_runs", "run")
+    if name.removeprefix("bench.") not in helpers:
         assert callable(module.run)
 
 
@@ -76,7 +80,8 @@ def test_figure_ratio_and_table() -> None:
 
 
 def test_readme_block_is_replaced_between_markers_and_the_rest_is_kept() -> None:
-    text = f"# Title\n\nintro\n\n{common.FIGURES_START}\nold\n{common.FIGURES_END}\n\n## States per attempt\nD's\n"
+    block = f"{common.FIGURES_START}\nold\n{common.FIGURES_END}"
+    text = f"# Title\n\nintro\n\n{block}\n\n## States per attempt\nD's\n"
     replaced = common.replace_block(text, f"{common.FIGURES_START}\nnew\n{common.FIGURES_END}")
     assert "old" not in replaced
     assert "new" in replaced
@@ -109,7 +114,11 @@ DESIGN = cost.DesignCounts(
     attempt_invocations={
         "http": (cost.Invocation("http_task"),),
         "shell": (cost.Invocation("shell_task"),),
-        "container": (cost.Invocation("launch"), cost.Invocation("advance"), cost.Invocation("container_events")),
+        "container": (
+            cost.Invocation("launch"),
+            cost.Invocation("advance"),
+            cost.Invocation("container_events"),
+        ),
     },
 )
 
@@ -154,7 +163,7 @@ def test_cdk_memory_sizes_follow_the_constructs() -> None:
 
 def test_naive_script_and_history_count() -> None:
     assert naive_loop.attempt_script(2, 3) == ["POLL", "POLL", "NEXT", "NEXT", "DONE"]
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "ExecutionStarted"},
         {"type": "TaskStateEntered"},
         {"type": "TaskScheduled", "taskScheduledEventDetails": {"resourceType": "lambda"}},
