@@ -83,12 +83,10 @@ def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
     for name in ("retry", "hard_reset_after_retries", "max_concurrency"):
         if getattr(job, name) < 0:
             yield Problem(f"{name} must not be negative", where.line(name), field=name)
-    if job.cron_trigger and len(job.cron_trigger.split()) not in (5, 6, 7):
-        yield Problem(
-            f"cron_trigger {job.cron_trigger!r} is not a cron expression (5 to 7 fields)",
-            where.line("cron_trigger"),
-            field="cron_trigger",
-        )
+    if job.cron_trigger:
+        reason = cron_trigger_problem(job.cron_trigger)
+        if reason:
+            yield Problem(reason, where.line("cron_trigger"), field="cron_trigger")
     if job.public_plugin and len(job.job_type.split(".")) < 3:
         yield Problem(
             "a public plugin's job_type starts with an organisation bundle id, such as io.formicary.test-job",
@@ -101,6 +99,25 @@ def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
             yield Problem(
                 reason, where.line("sem_version") or where.line("public_plugin"), field="sem_version"
             )
+
+
+def cron_trigger_problem(text: str) -> str | None:
+    """Why ``cron_trigger`` is refused (formicary's cron forms, and what EventBridge can run), or None.
+
+    Issue 8: the rules live in ``formica.engine.cron`` (pure); the message names the cron field.
+    """
+    from formica.engine.cron import CronError, EventBridgeCronError, eventbridge_expression, parse_cron
+
+    try:
+        expression = parse_cron(text)
+        if expression.never_fires:
+            return f"cron_trigger {text!r} never fires: no date from 1970 to 2099 matches it"
+        eventbridge_expression(expression)
+    except EventBridgeCronError as exc:
+        return str(exc)
+    except CronError as exc:
+        return f"cron_trigger {text!r} is not a cron expression: {exc}"
+    return None
 
 
 _DEV_RC = re.compile(r"\d*-?(dev|rc)-?\d*")
