@@ -12,10 +12,10 @@ import re
 from typing import Any
 
 import pytest
-
 from formica.engine.routing import TaskState
 from formica.engine.walk import JobState
 from formica.runtime.deps import get_runtime
+
 from tests.workflow.conftest import ORG, SHARED, Walk
 
 SEED = SHARED / "seed-sensor-job.md"
@@ -47,10 +47,10 @@ def assert_third_ran(walk: Walk, request_id: str) -> None:
     assert "variable value is xyz" in walk.log(request_id, "third")
 
 
-@pytest.mark.skipif(not SEED.exists(), reason=f"{SEED} is absent (the shared seed files are not on this machine)")
+@pytest.mark.skipif(not SEED.exists(), reason=f"{SEED} is absent (the shared seed files are not here)")
 def test_seed_sensor_job_as_written(walk: Walk, web: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given the seed's job with its URLs on a local server, and Random pinned to 0
-    import formica.jobs.templates as templates
+    from formica.jobs import templates
 
     monkeypatch.setattr(templates, "random", _PinnedRandom(0))
     walk.upload(seed_yaml(web.base_url))
@@ -152,7 +152,7 @@ tasks:
         (5, JobState.FAILED, "ERR_RESTART_TASK", 0, 3),
     ],
 )
-def test_seed_exit_codes(
+def test_seed_exit_codes(  # noqa: PLR0917 - one parameter per column of the table
     walk: Walk, code: int, state: JobState, error: str | None, job_retry: int, second_retries: int
 ) -> None:
     # Given the seed's second and third tasks, the exit code taken from a param

@@ -114,32 +114,39 @@ def test_commit_step_is_conditional_on_the_step(repo: RequestRepository) -> None
     assert (task.seq, task.task_type, task.task_state) == (1, "first", TaskState.READY)
 
 
-def test_task_records_upsert_and_keep_runtime_fields(repo: RequestRepository) -> None:
+def test_task_records_are_written_with_the_step(repo: RequestRepository) -> None:
     started(repo)
     commit(repo, 0, task_updates=[TaskUpdate(seq=1, task_type="first", task_state=TaskState.READY)])
-    repo.update_task("r1", 1, {"log_key": "acme/r1/first/logs/attempt-1.log", "warnings": ["w"]})
     done = TaskUpdate(
         seq=1,
         task_type="first",
         task_state=TaskState.COMPLETED,
         exit_code="0",
         outputs={"a": "b"},
+        log_key="acme/r1/first/logs/attempt-1.log",
+        warnings=["w"],
         ended_at=now_iso(),
     )
-    commit(repo, 1, task_updates=[done])
+    after = commit(repo, 1, task_updates=[done])
     [task] = repo.list_tasks("r1")
     assert task.task_state == TaskState.COMPLETED
     assert task.log_key == "acme/r1/first/logs/attempt-1.log"
     assert task.warnings == ["w"]
     assert task.outputs == {"a": "b"}
+    # The step keeps its records, so a replay can write them again.
+    assert after.outbox is not None and after.outbox.task_updates == [done]
+    repo.update_task("r1", 1, {"task_state": "EXECUTING"})
+    repo.flush_outbox("r1", after.outbox)
+    assert repo.list_tasks("r1")[0].task_state == TaskState.COMPLETED
 
 
 def test_an_attempt_is_claimed_once(repo: RequestRepository) -> None:
     started(repo)
     commit(repo, 0)
-    assert repo.claim_attempt("r1", 1) is True
-    assert repo.claim_attempt("r1", 1) is False
-    assert repo.claim_attempt("r1", 2) is False  # not the current step
+    claimed = repo.claim_attempt("r1", 1)
+    assert claimed is not None and claimed.claimed_step == 1
+    assert repo.claim_attempt("r1", 1) is None
+    assert repo.claim_attempt("r1", 2) is None  # not the current step
     attempt = StoredAttempt(step=1, result=AttemptResult(exit_code="0"))
     assert repo.record_attempt("r1", 1, attempt) is True
     stored = repo.get("r1")

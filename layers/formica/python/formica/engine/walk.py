@@ -123,6 +123,8 @@ class AttemptResult(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
+    log_key: str | None = None  # where the attempt's log was stored
+    warnings: list[str] = Field(default_factory=list)
 
 
 class TaskRun(BaseModel):
@@ -139,6 +141,8 @@ class TaskRun(BaseModel):
     deadline: str | None = None  # min(task deadline, job deadline), ISO-8601
     deadline_is_job: bool = False
     last_exit_code: str = ""
+    last_log_key: str | None = None
+    last_warnings: list[str] = Field(default_factory=list)
 
 
 class WalkState(BaseModel):
@@ -185,7 +189,7 @@ class TaskUpdate(BaseModel):
     ended_at: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
     note: str | None = None
-    # Set by the runtime for the attempt it ran: where its log is, what the runner warned about.
+    # The last attempt's log and what its runner warned about.
     log_key: str | None = None
     warnings: list[str] = Field(default_factory=list)
 
@@ -301,6 +305,8 @@ class _Walker:
                     "attempts": run.attempts,
                     "polls": run.polls,
                     "exit_code": run.last_exit_code,
+                    "log_key": run.last_log_key,
+                    "warnings": run.last_warnings,
                     "started_at": run.started_at,
                     "ended_at": _iso(self.clock.now) if ended else None,
                     **fields,
@@ -372,6 +378,9 @@ class _Walker:
             raise WalkError("an attempt result arrived but the walk is in no task")
         task = self.task(run.task_type)
         run.last_exit_code = result.exit_code
+        if result.log_key is not None:
+            run.last_log_key = result.log_key
+            run.last_warnings = list(result.warnings)
         if result.outputs:
             self.walk.outputs[run.task_type] = dict(result.outputs)
         outcome = AttemptOutcome(exit_code=result.exit_code, error_code=result.error_code)
@@ -608,6 +617,8 @@ def end_walk(
                 exit_code=run.last_exit_code,
                 error_code=error_code,
                 error_message=message,
+                log_key=run.last_log_key,
+                warnings=run.last_warnings,
                 started_at=run.started_at,
                 ended_at=_iso(now),
             )

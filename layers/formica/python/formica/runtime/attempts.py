@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
+
+import httpx
 
 from formica.jobs.models import TaskDefinition
 from formica.runners.artifacts import (
@@ -21,11 +24,20 @@ from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.walker import AttemptScope, attempt_succeeded
 
 
+@lru_cache(maxsize=1)
+def _http_client() -> httpx.Client:
+    # One client per process: connections are reused across attempts (a sensor polls the same host)
+    # and the TLS context is built once. Timeouts are set per request by the runner.
+    from formica.runners.http import MAX_REDIRECTS
+
+    return httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False)
+
+
 def run_http_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
-    """An HTTP task attempt: the HTTP runner, nothing around it."""
+    """An HTTP task attempt: the HTTP runner with the process's shared client."""
     from formica.runners.http import run_http
 
-    return run_http(task, ctx)
+    return run_http(task, ctx, client=_http_client())
 
 
 def _work_root(scope: AttemptScope) -> Path | None:

@@ -96,7 +96,7 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime | Non
     if not rt.requests.set_task_token(parsed.request_id, parsed.step, parsed.task_token):
         _send_failure(rt, parsed.task_token, SUPERSEDED_ERROR, "the walk moved on")
         return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
-    if not rt.requests.claim_attempt(parsed.request_id, parsed.step):
+    if rt.requests.claim_attempt(parsed.request_id, parsed.step) is None:
         # A retried Launch: the attempt already runs (and will use the token just recorded) or was
         # lost, in which case the state's timeout brings the walk back to Advance.
         logger.info("container attempt already launched", extra={"request_id": parsed.request_id})
@@ -121,7 +121,6 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
     walker = Walker(runtime)
     current = request.walk.current
     assert current is not None  # noqa: S101 - checked by launch_container
-    log_key: str | None = None
     try:
         now = runtime.now()
         definition = walker.render(
@@ -137,19 +136,17 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
         logger.exception("container attempt failed", extra={"request_id": request.request_id, "step": step})
         outcome = TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=f"{type(exc).__name__}: {exc}")
     artifacts, fields = walker.keep_outputs(request, step, current.task_type, outcome)
-    log_key = fields["log_key"]
     for artifact in artifacts:
         runtime.requests.put_artifact(artifact)
-    runtime.requests.update_task(
-        request.request_id, current.seq, {"log_key": log_key, "warnings": fields["warnings"]}
-    )
     result = AttemptResult(
         exit_code=outcome.exit_code,
         error_code=outcome.error_code,
         error_message=outcome.error_message,
         outputs=outcome.outputs,
+        log_key=fields["log_key"],
+        warnings=fields["warnings"],
     )
-    complete_container_attempt(runtime, request.request_id, step, result, log_key=log_key)
+    complete_container_attempt(runtime, request.request_id, step, result)
 
 
 def complete_container_attempt(
@@ -162,10 +159,14 @@ def complete_container_attempt(
 ) -> bool:
     """Record a container attempt's result and send it to the waiting Launch state.
 
-    Returns False when the walk no longer waits for this step (cancelled, timed out, superseded).
+    ``log_key`` (or ``result.log_key``) names the attempt's stored log; the task record takes it
+    when Advance commits the result. Returns False when the walk no longer waits for this step
+    (cancelled, timed out, superseded).
     """
+    if log_key is not None and result.log_key is None:
+        result = result.model_copy(update={"log_key": log_key})
     recorded = runtime.requests.record_attempt(
-        request_id, step, StoredAttempt(step=step, result=result, log_key=log_key)
+        request_id, step, StoredAttempt(step=step, result=result, log_key=result.log_key)
     )
     latest = runtime.requests.get(request_id)
     if not recorded or latest is None or latest.task_token is None or latest.task_token_step != step:

@@ -53,7 +53,6 @@ from formica.store.requests import (
     RequestNotFoundError,
     StepCommit,
     StepConflictError,
-    StoredAttempt,
     now_iso,
 )
 from formica.store.schema import log_key
@@ -202,7 +201,11 @@ class Walker:
     def settled(self, request: JobRequestItem, step: int | None) -> dict[str, Any]:
         """The answer to a call whose step was already committed (a replay) or superseded."""
         if request.decision is not None and request.decision_from_step == step:
-            return answer(request.request_id, request.decision)  # replay: the decision already taken
+            # A replay: the decision already taken. Its records are written again in case the
+            # first call died between committing the step and writing them.
+            if request.outbox is not None and request.outbox.step == request.step:
+                self.rt.requests.flush_outbox(request.request_id, request.outbox)
+            return answer(request.request_id, request.decision)
         if request.is_final:
             return answer(
                 request.request_id,
@@ -272,7 +275,11 @@ class Walker:
 
     def result_for(self, request: JobRequestItem, event: AdvanceEvent) -> AttemptResult:
         if request.attempt is not None and request.attempt.step == request.step:
-            return request.attempt.result  # the runner recorded it before anything else happened
+            # The runner recorded it before anything else happened.
+            recorded = request.attempt.result
+            if recorded.log_key is None and request.attempt.log_key is not None:
+                recorded = recorded.model_copy(update={"log_key": request.attempt.log_key})
+            return recorded
         if event.error is not None:
             return error_result(event.error)
         if event.result is not None:
@@ -287,7 +294,6 @@ class Walker:
         via_catch: bool = False,
         definition: JobDefinition | None = None,
         artifacts: list[ArtifactItem] | None = None,
-        log_fields: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         decision = request.decision
         if decision is None or decision.action not in RUN_ACTIONS or request.walk.current is None:
@@ -300,12 +306,6 @@ class Walker:
         transition = record_attempt(
             rendered, request.walk, result, self.clock(request, rendered, now), via_catch=via_catch
         )
-        if log_fields:
-            seq = request.walk.current.seq
-            for update in transition.task_updates:
-                if update.seq == seq:
-                    update.log_key = log_fields.get("log_key")
-                    update.warnings = list(log_fields.get("warnings", []))
         return self.commit(request, transition, artifacts=artifacts)
 
     def begin(self, request: JobRequestItem, execution: str | None) -> dict[str, Any]:
@@ -364,18 +364,22 @@ class Walker:
     def run_attempt(
         self, request_id: str, step: int, runner: RunnerKind, run: AttemptRunner
     ) -> dict[str, Any]:
-        """Claim, run and record one attempt of the current task, then advance the walk."""
-        request = self.load(request_id)
-        if request.is_final or step != request.step:
-            return self.settled(request, step)
+        """Claim, run and record one attempt of the current task, then advance the walk.
+
+        The claim is the first write and returns the request as claimed, so a fresh attempt costs
+        one conditional update before the runner and one after it (plus its records). A Lambda
+        that dies between its runner and its commit loses the attempt's result: the retried call
+        finds the attempt claimed and records ERR_TASK_ATTEMPT_LOST rather than run it twice.
+        """
+        request = self.rt.requests.claim_attempt(request_id, step)
+        if request is None:
+            return self.after_lost_claim(request_id, step)
         current = request.walk.current
         decision = request.decision
         if current is None or decision is None or decision.action not in RUN_ACTIONS:
             raise WalkError(f"request {request_id} has no task to run at step {step}")
         if current.runner != runner:
             raise WalkError(f"task {current.task_type} runs on {current.runner}, not {runner}")
-        if not self.rt.requests.claim_attempt(request_id, step):
-            return self.after_lost_claim(request_id, step)
         started = self.rt.now()
         try:
             definition = self.render(
@@ -384,20 +388,17 @@ class Walker:
         except DefinitionError as exc:
             return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
         task = definition.task(current.task_type)
-        ctx = self.context(request, step, started)
-        scope = AttemptScope(self.rt, request, step)
-        outcome = run(task, ctx, scope)
+        outcome = run(task, self.context(request, step, started), AttemptScope(self.rt, request, step))
+        artifacts, fields = self.keep_outputs(request, step, current.task_type, outcome)
         result = AttemptResult(
             exit_code=outcome.exit_code,
             error_code=outcome.error_code,
             error_message=outcome.error_message,
             outputs=outcome.outputs,
+            log_key=fields["log_key"],
+            warnings=fields["warnings"],
         )
-        artifacts, log_fields = self.keep_outputs(request, step, current.task_type, outcome)
-        self.rt.requests.record_attempt(
-            request_id, step, StoredAttempt(step=step, result=result, log_key=log_fields["log_key"])
-        )
-        return self.record(request, result, definition=definition, artifacts=artifacts, log_fields=log_fields)
+        return self.record(request, result, definition=definition, artifacts=artifacts)
 
     def after_lost_claim(self, request_id: str, step: int) -> dict[str, Any]:
         """Someone claimed this attempt already: never run it again; finish what they left."""

@@ -15,6 +15,7 @@ a task attempt is claimed with a conditional write on ``claimed_step`` (``claim_
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +58,8 @@ __all__ = [
 ]
 
 MAX_LIST_LIMIT = 100
-_TRANSACT_LIMIT = 100
+_BATCH_LIMIT = 25
+_BATCH_ATTEMPTS = 5
 _FINAL_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 
 
@@ -116,6 +118,28 @@ class StoredAttempt(BaseModel):
     log_key: str | None = None
 
 
+class _WalkBlob(BaseModel):
+    """``walk_json``: the walk state and the last decision, one attribute for one conditional write."""
+
+    walk: WalkState = Field(default_factory=WalkState)
+    decision: Decision | None = None
+    decision_from_step: int | None = None
+
+
+def walk_blob(walk: WalkState, decision: Decision | None, decision_from_step: int | None) -> str:
+    return _WalkBlob(walk=walk, decision=decision, decision_from_step=decision_from_step).model_dump_json(
+        exclude_defaults=True
+    )
+
+
+class StepOutbox(BaseModel):
+    """The records a committed step writes after its conditional update (kept for replays)."""
+
+    step: int
+    task_updates: list[TaskUpdate] = Field(default_factory=list)
+    artifacts: list[ArtifactItem] = Field(default_factory=list)
+
+
 class JobRequestItem(BaseModel):
     """One job request: what was asked, where its walk is, and how it ended."""
 
@@ -152,6 +176,7 @@ class JobRequestItem(BaseModel):
     task_token: str | None = None
     task_token_step: int | None = None
     cancel_requested_at: str | None = None
+    outbox: StepOutbox | None = None
     expires_at: int | None = None
 
     @property
@@ -176,8 +201,7 @@ class JobRequestItem(BaseModel):
             "created_at": {"S": self.created_at},
             "updated_at": {"S": self.updated_at},
             "step": {"N": str(self.step)},
-            "walk_json": {"S": self.walk.model_dump_json(exclude_defaults=True)},
-            "job_retry": {"N": str(self.job_retry)},
+            "walk_json": {"S": walk_blob(self.walk, self.decision, self.decision_from_step)},
             "execution_count": {"N": str(self.execution_count)},
             "claimed_step": {"N": str(self.claimed_step)},
         }
@@ -192,7 +216,6 @@ class JobRequestItem(BaseModel):
             "scheduled_at": self.scheduled_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
-            "current_task": self.current_task,
             "execution_name": self.execution_name,
             "task_token": self.task_token,
             "cancel_requested_at": self.cancel_requested_at,
@@ -200,12 +223,10 @@ class JobRequestItem(BaseModel):
         for name, value in optional_strings.items():
             if value is not None:
                 item[name] = {"S": value}
-        if self.decision is not None:
-            item["decision_json"] = {"S": self.decision.model_dump_json()}
-        if self.decision_from_step is not None:
-            item["decision_from_step"] = {"N": str(self.decision_from_step)}
         if self.attempt is not None:
             item["attempt_json"] = {"S": self.attempt.model_dump_json()}
+        if self.outbox is not None:
+            item["outbox_json"] = {"S": self.outbox.model_dump_json()}
         if self.task_token_step is not None:
             item["task_token_step"] = {"N": str(self.task_token_step)}
         if self.expires_at is not None:
@@ -222,9 +243,9 @@ class JobRequestItem(BaseModel):
             value = item.get(name)
             return None if value is None else int(value["N"])
 
-        decision_json = text("decision_json")
         attempt_json = text("attempt_json")
-        walk_json = text("walk_json")
+        outbox_json = text("outbox_json")
+        blob = _WalkBlob.model_validate_json(text("walk_json") or "{}")
         return cls(
             request_id=item["request_id"]["S"],
             org=item["org"]["S"],
@@ -244,11 +265,11 @@ class JobRequestItem(BaseModel):
             started_at=text("started_at"),
             ended_at=text("ended_at"),
             step=number("step") or 0,
-            walk=WalkState.model_validate_json(walk_json) if walk_json else WalkState(),
-            decision=Decision.model_validate_json(decision_json) if decision_json else None,
-            decision_from_step=number("decision_from_step"),
-            current_task=text("current_task"),
-            job_retry=number("job_retry") or 0,
+            walk=blob.walk,
+            decision=blob.decision,
+            decision_from_step=blob.decision_from_step,
+            current_task=blob.walk.current.task_type if blob.walk.current is not None else None,
+            job_retry=blob.walk.job_retry,
             execution_name=text("execution_name"),
             execution_count=number("execution_count") or 0,
             claimed_step=number("claimed_step") or 0,
@@ -256,6 +277,7 @@ class JobRequestItem(BaseModel):
             task_token=text("task_token"),
             task_token_step=number("task_token_step"),
             cancel_requested_at=text("cancel_requested_at"),
+            outbox=StepOutbox.model_validate_json(outbox_json) if outbox_json else None,
             expires_at=number("expires_at"),
         )
 
@@ -375,6 +397,10 @@ class ArtifactItem(BaseModel):
         )
 
 
+StepOutbox.model_rebuild()
+JobRequestItem.model_rebuild()
+
+
 class StepCommit(BaseModel):
     """What one walk step writes: the request's new walk state and decision, and task records."""
 
@@ -412,8 +438,12 @@ class RequestStore(ABC):
         """
 
     @abstractmethod
-    def claim_attempt(self, request_id: str, step: int) -> bool:
-        """Claim the task attempt of ``step``: True once, False for every later claim."""
+    def flush_outbox(self, request_id: str, outbox: StepOutbox) -> None:
+        """Write a committed step's task records and artifact items again (replays)."""
+
+    @abstractmethod
+    def claim_attempt(self, request_id: str, step: int) -> JobRequestItem | None:
+        """Claim the task attempt of ``step``: the request (as claimed) once, None for every later claim."""
 
     @abstractmethod
     def record_attempt(self, request_id: str, step: int, attempt: StoredAttempt) -> bool:
@@ -471,8 +501,11 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _task_update_action(table: str, request_id: str, update: TaskUpdate, now: str) -> dict[str, Any]:
-    fields: dict[str, Any] = {
+def task_item(request_id: str, update: TaskUpdate, now: str) -> dict[str, Any]:
+    """The whole task execution item a TaskUpdate describes (the walk owns every field of it)."""
+    item: dict[str, Any] = {
+        "pk": {"S": request_pk(request_id)},
+        "sk": {"S": task_sk(update.seq)},
         "kind": {"S": "TASK_EXECUTION"},
         "request_id": {"S": request_id},
         "seq": {"N": str(update.seq)},
@@ -486,36 +519,15 @@ def _task_update_action(table: str, request_id: str, update: TaskUpdate, now: st
         "allowed_failure": {"BOOL": update.allowed_failure},
         "updated_at": {"S": now},
     }
-    removed: list[str] = []
-    for name in ("error_code", "error_message", "started_at", "ended_at", "note"):
+    for name in ("error_code", "error_message", "started_at", "ended_at", "note", "log_key"):
         value = getattr(update, name)
-        if value is None:
-            if name in ("error_code", "error_message", "ended_at"):
-                removed.append(name)
-        else:
-            fields[name] = {"S": value}
+        if value is not None:
+            item[name] = {"S": value}
     if update.outputs:
-        fields["outputs_json"] = {"S": json.dumps(update.outputs, separators=(",", ":"))}
-    if update.log_key is not None:
-        fields["log_key"] = {"S": update.log_key}
+        item["outputs_json"] = {"S": json.dumps(update.outputs, separators=(",", ":"))}
     if update.warnings:
-        fields["warnings_json"] = {"S": json.dumps(update.warnings)}
-    names = {f"#f{i}": name for i, name in enumerate(fields)}
-    values = {f":v{i}": value for i, value in enumerate(fields.values())}
-    expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-    if removed:
-        offset = len(fields)
-        names.update({f"#f{offset + i}": name for i, name in enumerate(removed)})
-        expression += " REMOVE " + ", ".join(f"#f{offset + i}" for i in range(len(removed)))
-    return {
-        "Update": {
-            "TableName": table,
-            "Key": {"pk": {"S": request_pk(request_id)}, "sk": {"S": task_sk(update.seq)}},
-            "UpdateExpression": expression,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-    }
+        item["warnings_json"] = {"S": json.dumps(update.warnings)}
+    return item
 
 
 class RequestRepository(RequestStore):
@@ -659,29 +671,14 @@ class RequestRepository(RequestStore):
         values: dict[str, Any] = {
             ":expected": {"N": str(expected_step)},
             ":step": {"N": str(new_step)},
-            ":walk": {"S": commit.walk.model_dump_json(exclude_defaults=True)},
-            ":decision": {"S": decision.model_dump_json()},
+            ":walk": {"S": walk_blob(commit.walk, decision, expected_step)},
             ":state": {"S": str(commit.job_state)},
             ":now": {"S": now},
-            ":retry": {"N": str(commit.walk.job_retry)},
             ":cancelled": {"S": str(JobState.CANCELLED)},
         }
-        sets = [
-            "step = :step",
-            "walk_json = :walk",
-            "decision_json = :decision",
-            "decision_from_step = :expected",
-            "job_state = :state",
-            "updated_at = :now",
-            "job_retry = :retry",
-        ]
-        removes = ["task_token", "task_token_step", "gsi2pk", "gsi2sk"]
-        current = commit.walk.current.task_type if commit.walk.current is not None else None
-        if current is not None:
-            sets.append("current_task = :current")
-            values[":current"] = {"S": current}
-        else:
-            removes.append("current_task")
+        # Few clauses on purpose: this is the one write of every walk step.
+        sets = ["step = :step", "walk_json = :walk", "job_state = :state", "updated_at = :now"]
+        removes: list[str] = []
         if commit.job_state.is_final:
             sets.append("ended_at = :now")
         for name in ("error_code", "error_message"):
@@ -692,47 +689,70 @@ class RequestRepository(RequestStore):
         if commit.execution_name is not None:
             sets.append("execution_name = :execution")
             values[":execution"] = {"S": commit.execution_name}
-        request_update = {
-            "Update": {
-                "TableName": self._table,
-                "Key": self._key(request_id),
-                "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
-                # A cancelled request takes no more steps: a late result changes nothing.
-                "ConditionExpression": "step = :expected AND job_state <> :cancelled",
-                "ExpressionAttributeValues": values,
-            }
-        }
-        actions = [
-            _task_update_action(self._table, request_id, update, now) for update in commit.task_updates
-        ]
-        # The attempt's artifacts and log become visible with the step that records them.
-        actions.extend({"Put": {"TableName": self._table, "Item": a.to_item()}} for a in commit.artifacts)
-        # The request's update and the first task records go in one transaction; the rare
-        # overflow (a soft restart skipping ~100 tasks) follows, already guarded by the step.
-        first, rest = actions[: _TRANSACT_LIMIT - 1], actions[_TRANSACT_LIMIT - 1 :]
+        outbox = StepOutbox(step=new_step, task_updates=commit.task_updates, artifacts=commit.artifacts)
+        if outbox.task_updates or outbox.artifacts:
+            sets.append("outbox_json = :outbox")
+            values[":outbox"] = {"S": outbox.model_dump_json(exclude_defaults=True)}
+        else:
+            removes.append("outbox_json")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
-            self._client.transact_write_items(TransactItems=[request_update, *first])
-            for action in rest:
-                if "Update" in action:
-                    self._client.update_item(**action["Update"])
-                else:
-                    self._client.put_item(**action["Put"])
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(request_id),
+                UpdateExpression=expression,
+                # A cancelled request takes no more steps: a late result changes nothing.
+                ConditionExpression="step = :expected AND job_state <> :cancelled",
+                ExpressionAttributeValues=values,
+            )
         except ClientError as exc:
-            if _code(exc) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+            if _code(exc) == "ConditionalCheckFailedException":
                 raise StepConflictError(request_id, expected_step) from exc
             raise RequestStoreError(f"could not commit step of {request_id!r}: {exc}") from exc
         except BotoCoreError as exc:
             raise RequestStoreError(f"could not commit step of {request_id!r}: {exc}") from exc
+        self.flush_outbox(request_id, outbox)
         return decision
 
-    def claim_attempt(self, request_id: str, step: int) -> bool:
+    def flush_outbox(self, request_id: str, outbox: StepOutbox) -> None:
+        """Write a committed step's task records and artifact items (idempotent: safe to repeat).
+
+        They follow the step's conditional update instead of sharing a transaction with it: only the
+        winner of the step writes them, and the step keeps them (``outbox``) so a replayed call
+        (a Lambda retried after dying between the two) writes them again. A DynamoDB transaction
+        would do as well in AWS, but moto copies the whole table per transaction, which would make a
+        long-polling sensor slower with every poll in ``formica dev``.
+        """
+        now = now_iso()
+        puts = [task_item(request_id, update, now) for update in outbox.task_updates]
+        puts.extend(artifact.to_item() for artifact in outbox.artifacts)
+        # One item per key: a step may record the same task twice (e.g. failed, then skipped).
+        unique = {(item["pk"]["S"], item["sk"]["S"]): item for item in puts}
+        pending = [{"PutRequest": {"Item": item}} for item in unique.values()]
+        try:
+            for attempt in range(_BATCH_ATTEMPTS):
+                unprocessed: list[dict[str, Any]] = []
+                for first in range(0, len(pending), _BATCH_LIMIT):
+                    response = self._client.batch_write_item(
+                        RequestItems={self._table: pending[first : first + _BATCH_LIMIT]}
+                    )
+                    unprocessed.extend(response.get("UnprocessedItems", {}).get(self._table, []))
+                if not unprocessed:
+                    return
+                pending = unprocessed
+                time.sleep(0.05 * 2**attempt)
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not record step {outbox.step} of {request_id!r}: {exc}") from exc
+        raise RequestStoreError(f"could not record step {outbox.step} of {request_id!r}: DynamoDB throttled")
+
+    def claim_attempt(self, request_id: str, step: int) -> JobRequestItem | None:
         updated = self._update(
             request_id,
             "SET claimed_step = :step",
             {":step": {"N": str(step)}, ":executing": {"S": str(JobState.EXECUTING)}},
             "step = :step AND claimed_step < :step AND job_state = :executing",
         )
-        return updated is not None
+        return None if updated is None else JobRequestItem.from_item(updated)
 
     def record_attempt(self, request_id: str, step: int, attempt: StoredAttempt) -> bool:
         updated = self._update(
@@ -823,17 +843,16 @@ class RequestRepository(RequestStore):
             ":cancelled": {"S": str(JobState.CANCELLED)},
             ":started": {"S": str(JobState.STARTED)},
             ":name": {"S": execution_name},
-            ":walk": {"S": walk.model_dump_json(exclude_defaults=True)},
+            ":walk": {"S": walk_blob(walk, None, None)},
             ":now": {"S": now},
-            ":zero": {"N": "0"},
             ":one": {"N": "1"},
         }
         updated = self._update(
             request_id,
             "SET job_state = :started, execution_name = :name, walk_json = :walk, started_at = :now,"
-            " updated_at = :now, job_retry = :zero ADD execution_count :one"
-            " REMOVE decision_json, decision_from_step, error_code, error_message, ended_at, attempt_json,"
-            " task_token, task_token_step, current_task, cancel_requested_at",
+            " updated_at = :now ADD execution_count :one"
+            " REMOVE error_code, error_message, ended_at, attempt_json, outbox_json,"
+            " task_token, task_token_step, cancel_requested_at",
             values,
             "job_state IN (:completed, :failed, :cancelled)",
         )
