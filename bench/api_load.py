@@ -96,9 +96,10 @@ def load(
     threads = [threading.Thread(target=worker, args=(index,), daemon=True) for index in range(clients)]
     for thread in threads:
         thread.start()
+    # The end is set before the gate opens: a worker must never see the 0.0 it starts with.
+    stop_at[0] = time.perf_counter() + seconds
     start_gate.wait()
     began = time.perf_counter()
-    stop_at[0] = began + seconds
     for thread in threads:
         thread.join(timeout=seconds + 120)
     result.seconds = time.perf_counter() - began

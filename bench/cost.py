@@ -2,14 +2,16 @@
 
 Inputs, each measured in this run unless said otherwise:
 - Formica's states entered per task attempt (HTTP, shell, container), per poll, at a job's start and
-  end, Lambda invocations and their local durations: bench/states_per_attempt.py (the real ASL
-  executed by moto, counted from execution histories);
+  end, Lambda invocations and their local durations: jobs of 1 and 3 tasks of each kind and a poller
+  run by the real ASL in an in-process `formica dev` (bench/local_runs.py), counted from moto's
+  execution histories, and checked against whole jobs (the seed's sensor job, a 10-task job);
 - the naive loop's states and invocations: bench/naive_loop.py under moto (same counting);
 - Lambda memory sizes: read from the CDK constructs (cdk/constructs/*.py, ``memory_size=``);
 - prices (us-east-1, list): $0.025 per 1,000 state transitions, arm64 Lambda $0.0000133334 per
   GB-second and $0.20 per million requests. Billed duration is rounded up to the millisecond.
-Jobs priced: the seed's sensor job (its first task polls ``SENSOR_POLLS`` times before the URL
-answers 200, then two container tasks complete) and a 10-task SHELL job. Containers' own Fargate
+Jobs priced: the seed's sensor job as written (one poll: 404 at 0 s, 200 after its 5 s delay, then
+two container tasks complete), the same sensor polling ``SENSOR_POLLS`` times (assumed), and a
+10-task SHELL job. Containers' own Fargate
 time is the same in both designs and left out; so are DynamoDB and S3 requests.
 The naive loop's Lambdas are given Formica's measured durations: Run = the task Lambda, Prepare and
 Route = one Advance each (they load the request and commit, as Advance does).
@@ -304,24 +306,6 @@ def formica_counts(jobs: Mapping[str, Any]) -> DesignCounts:
     )
 
 
-def states_module_counts() -> tuple[dict[str, Any] | None, str]:
-    """D's bench/states_per_attempt.py figures when that module exists, else (None, why not)."""
-    try:
-        module = importlib.import_module("bench.states_per_attempt")
-    except ModuleNotFoundError as exc:
-        if exc.name != "bench.states_per_attempt":
-            raise
-        return None, "bench/states_per_attempt.py is absent"
-    for name in ("measure", "count", "main"):
-        function = getattr(module, name, None)
-        if callable(function) and name != "main":
-            result = function()
-            return (
-                dict(result) if isinstance(result, Mapping) else {"result": result}
-            ), f"states_per_attempt.{name}"
-    return None, "bench/states_per_attempt.py has no measure() to call"
-
-
 def history_budget() -> tuple[int, float, str]:
     """(events budget per execution, events reserved, where from): the walk's own constants."""
     try:
@@ -384,14 +368,10 @@ def run(quick: bool = False) -> list[Figure]:
     memory = cdk_memory_sizes()
     budget, reserve, budget_source = history_budget()
     NOTES.clear()
-    d_counts, d_source = states_module_counts()
     NOTES.append(
-        "cost: Formica's states come from "
-        + (
-            f"D's {d_source} (cross-checked with bench/local_runs.py)"
-            if d_counts
-            else f"bench/local_runs.py ({d_source})"
-        )
+        "cost: Formica's states per attempt are counted from the histories of the jobs bench/local_runs.py "
+        "runs (1 and 3 tasks of each kind, a poller); the states rows of bench/states_per_attempt.py, when "
+        "present, count them on their own"
     )
     figures = [
         Figure(

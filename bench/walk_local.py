@@ -127,7 +127,8 @@ def moto_transact_ms(item_counts: Sequence[int] = (100, 3000), repeats: int = 5)
     """(items in the table, ms per 2-action TransactWriteItems) under an in-process moto.
 
     moto backs a transaction up by deep-copying the whole table, so its cost grows with the table;
-    DynamoDB's does not. This is what makes local walks slow down as a `formica dev` process ages.
+    DynamoDB's does not. A walk that committed its steps with transactions slowed down as a
+    `formica dev` process aged; this row keeps the reason measured.
     """
     import boto3
     from moto import mock_aws
@@ -217,7 +218,10 @@ def run(quick: bool = False) -> list[Figure]:
             "ms",
             baseline=f"same, table of {small} items",
             baseline_value=small_ms,
-            note="moto deep-copies the table per transaction (DynamoDB does not): the local walk's growth",
+            note=(
+                "moto deep-copies the table per transaction (DynamoDB does not): why a walk step "
+                "commits with one conditional UpdateItem, not TransactWriteItems"
+            ),
         )
     )
     figures.append(
