@@ -5,9 +5,9 @@ functions.<name>.app"`` from the repository root; the figure is the sum of the c
 the top-level imports the statement caused (interpreter start-up excluded), median of N runs,
 interleaved with the baseline (``bench/bare_handler.py``: a powertools handler importing only
 Logger) so both see the same noise, and with a floor (``bench/floor_handler.py``: Logger, Tracer,
-boto3 and pydantic, what any thin task handler of this design imports). A second fresh interpreter per module counts, during the
-import only, boto3/botocore clients created, sockets connected and FORMICA_* environment reads:
-the handler contract says all three are zero.
+boto3 and pydantic, what any thin task handler of this design imports). A second fresh
+interpreter per module counts, during the import only, boto3/botocore clients created, sockets
+connected and FORMICA_* environment reads: the handler contract says all three are zero.
 """
 
 from __future__ import annotations
