@@ -1,8 +1,8 @@
 """Executions of the job state machine: start, continue-as-new, cancel, restart.
 
-``start_request`` is the one way a PENDING request begins to walk. Admission control (scheduled_at,
-max_concurrency, priorities: issue 8) belongs in front of it: whatever decides that a request may
-run now calls ``start_request``.
+``start_request`` is the one way a PENDING request begins to walk; it goes through admission
+(``formica.runtime.scheduling``: scheduled_at, max_concurrency slots, priorities, skip_if), and a
+request that reaches a final state here (cancel) gives its slot back.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
-from formica.engine.walk import ERR_JOB_CANCELLED, ERR_TASK_CANCELLED, Action, WalkState
+from formica.engine.walk import ERR_JOB_CANCELLED, ERR_TASK_CANCELLED, Action
 from formica.runtime.deps import Runtime, get_runtime
 from formica.runtime.walker import CANCELLED_ERROR, Walker
 from formica.store.requests import JobRequestItem, RequestNotFoundError, now_iso
@@ -75,25 +75,18 @@ def start_execution(runtime: Runtime, request_id: str, name: str) -> None:
     logger.info("execution started", extra={"request_id": request_id, "execution": name})
 
 
-def start_request(request_id: str, runtime: Runtime | None = None) -> str:
-    """Start walking a PENDING request; returns the execution's name.
+def start_request(request_id: str, runtime: Runtime | None = None) -> str | None:
+    """Offer a PENDING request a start; returns the execution's name, or None while it waits.
 
+    Issue 8: admission (``formica.runtime.scheduling.admit_request``) decides: a future
+    scheduled_at or a full max_concurrency keeps it PENDING, skip_if ends it with ERR_FILTERED_JOB.
     Raises ``RequestFinishedError`` when the request is not PENDING (already started or finished),
     ``RequestNotFoundError`` when it does not exist, ``ExecutionError`` when the state machine
     refuses (the request is then FAILED with ERR_START_FAILED).
     """
-    rt = runtime or get_runtime()
-    request = rt.requests.get(request_id)
-    if request is None:
-        raise RequestNotFoundError(request_id)
-    name = execution_name(request_id, request.execution_count + 1)
-    started = rt.requests.mark_started(request_id, execution_name=name)
-    try:
-        start_execution(rt, request_id, name)
-    except ExecutionError as exc:
-        Walker(rt).fail_job(started, ERR_START_FAILED, str(exc))
-        raise
-    return name
+    from formica.runtime.scheduling import admit_request
+
+    return admit_request(request_id, runtime or get_runtime()).execution_name
 
 
 def continue_execution(
@@ -141,6 +134,7 @@ def cancel_request(org: str, request_id: str, runtime: Runtime | None = None) ->
         request_id, error_code=ERR_JOB_CANCELLED, message="cancelled on request"
     )
     logger.info("job cancelled", extra={"request_id": request_id})
+    _request_finished(rt, cancelled)
     current = cancelled.walk.current
     if current is not None:
         rt.requests.update_task(
@@ -172,6 +166,13 @@ def cancel_request(org: str, request_id: str, runtime: Runtime | None = None) ->
     return rt.requests.get(request_id) or cancelled
 
 
+def _request_finished(rt: Runtime, request: JobRequestItem) -> None:
+    """Issue 8: a final request gives its max_concurrency slot back and wakes the next PENDING ones."""
+    from formica.runtime.scheduling import request_finished
+
+    request_finished(rt, request)
+
+
 def _stop_cloud_containers(request_id: str) -> None:
     """Stop the request's ECS tasks / EKS Jobs (their runs answer the waiting token)."""
     from formica.runtime.containers import ContainerRuntimeError, cancel_request_containers
@@ -187,17 +188,7 @@ def restart_request(org: str, request_id: str, runtime: Runtime | None = None) -
 
     Raises ``RequestNotFinishedError`` while it is still PENDING or running.
     """
-    rt = runtime or get_runtime()
-    request = rt.requests.get_for_org(org, request_id)
-    if request is None:
-        raise RequestNotFoundError(request_id)
-    name = execution_name(request_id, request.execution_count + 1)
-    restarted = rt.requests.reset_for_restart(
-        request_id, execution_name=name, walk=WalkState(next_seq=request.walk.next_seq)
-    )
-    try:
-        start_execution(rt, request_id, name)
-    except ExecutionError as exc:
-        Walker(rt).fail_job(restarted, ERR_START_FAILED, str(exc))
-        raise
-    return rt.requests.get(request_id) or restarted
+    # Issue 8: the restarted request is PENDING again and waits for a max_concurrency slot.
+    from formica.runtime.scheduling import restart_request as restart_through_admission
+
+    return restart_through_admission(org, request_id, runtime or get_runtime())
