@@ -241,6 +241,8 @@ class Walker:
             decision = self.rt.requests.commit_step(request.request_id, request.step, commit)
         except StepConflictError:
             return self.settled(self.load(request.request_id), request.step)
+        if transition.job_state.is_final:
+            self.finished(request)
         logger.info(
             "walk step committed",
             extra={
@@ -253,6 +255,12 @@ class Walker:
             },
         )
         return answer(request.request_id, decision)
+
+    def finished(self, request: JobRequestItem) -> None:
+        """Issue 8: the request just ended: release its max_concurrency slot, start the next ones."""
+        from formica.runtime.scheduling import request_finished
+
+        request_finished(self.rt, request)
 
     def fail_job(self, request: JobRequestItem, error_code: str, message: str) -> dict[str, Any]:
         """End the job FAILED now (a definition that no longer renders, an internal error)."""
@@ -356,6 +364,7 @@ class Walker:
             logger.error(
                 "walk failed unexpectedly", extra={"request_id": request.request_id, "error": message}
             )
+            self.finished(request)
             return answer(request.request_id, decision)
         raise WalkError(f"could not mark request {request.request_id} failed")
 
