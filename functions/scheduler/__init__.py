@@ -1,0 +1,1 @@
+"""Lambda entry point (handler: scheduler.app.handler)."""

@@ -1,0 +1,17 @@
+"""The scheduler function: the minute sweep (EventBridge rule, a "Scheduled Event") starts PENDING
+requests that are due and have a free slot; a cron fire (EventBridge Scheduler, input from
+formica.store.schedules) submits the job's request for that slot, once."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from formica.runtime.scheduling import handle_event
+
+logger = Logger(service="formica")
+
+
+@logger.inject_lambda_context(log_event=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(job_type=event.get("job_type"), scheduled_time=event.get("scheduled_time"))
+    return handle_event(event)
