@@ -166,9 +166,12 @@ class Orchestration(Construct):
                 resources=[self.state_machine_arn],
             )
         )
-        self.continue_execution.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine_arn])
-        )
+        # Continue-as-new starts executions; Advance and the task functions too, since a request
+        # ending there starts the next PENDING ones of its job type (max_concurrency, issue 8).
+        for starter in (self.continue_execution, self.advance, self.http_task, self.shell_task):
+            starter.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine_arn])
+            )
 
         arns = {
             "AdvanceFunctionArn": self.advance.function_arn,
