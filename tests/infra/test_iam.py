@@ -34,9 +34,10 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     }
     | {"iam:PassRole"},
     "authorizer": BASE | TABLE_READ,
-    "advance": BASE | TABLE,
-    "http_task": BASE | TABLE | BUCKET_READ_WRITE,
-    "shell_task": BASE | TABLE | BUCKET_READ_WRITE,
+    # A request ending in these starts the next PENDING ones (max_concurrency): StartExecution.
+    "advance": BASE | TABLE | {"states:StartExecution"},
+    "http_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution"},
+    "shell_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution"},
     "launch": BASE
     | TABLE
     | {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask", "iam:PassRole"}
@@ -166,7 +167,7 @@ def test_table_writes_never_scan_and_reads_name_the_indexes(synth: Synth) -> Non
 
 
 def test_state_machine_actions_name_this_state_machine(synth: Synth) -> None:
-    for folder in ("api", "continue_execution", "scheduler"):
+    for folder in ("api", "continue_execution", "scheduler", "advance", "http_task", "shell_task"):
         (start,) = synth.statements_granting(synth.role_of(folder), "states:StartExecution")
         assert resources_of(start) == [STATE_MACHINE], folder
     for folder in ("api", "launch", "container_events", "reconciler"):
