@@ -16,7 +16,8 @@ Semantics beyond exit-code routing (``formica.engine.routing``):
 - RESTART_JOB (and the automatic job retry of a failed job while the job's ``retry`` lasts):
   JobRetry + 1, then the walk restarts at the root after the job's ``delay_between_retries``.
   As in formicary, a restart re-runs only what did not complete: tasks that completed in earlier
-  job attempts are skipped along the route they took, and their outputs are kept. Every
+  job attempts are skipped along the route they took (always_run tasks excepted: they run in every
+  job attempt), and their outputs are kept. Every
   ``hard_reset_after_retries + 1``-th retry (when set) is a hard reset: everything runs again.
 - An unhandled failure makes the job fail at the end. The walk still follows the failed task's
   on_failed route; when there is none (or the failure was FATAL) the job's always_run tasks that
@@ -486,7 +487,9 @@ class _Walker:
             carried: dict[str, str | None] = {}
             walk.outputs = {}
         else:
-            carried = {**walk.carried, **walk.completed}
+            # always_run tasks run in every job attempt: they clean up after it.
+            always = {t.task_type for t in self.definition.tasks if t.always_run}
+            carried = {k: v for k, v in {**walk.carried, **walk.completed}.items() if k not in always}
         self.walk = WalkState(
             job_retry=walk.job_retry,
             next_seq=walk.next_seq,
