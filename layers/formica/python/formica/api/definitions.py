@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import yaml
 
@@ -82,6 +83,37 @@ def _summary_tasks(item: DefinitionVersionItem) -> tuple[list[TaskSummary], list
     return tasks, list(definition.required_params)
 
 
+def next_fire_times(cron_trigger: str | None, *, disabled: bool = False, count: int = 5) -> list[str]:
+    """The next fire times of a cron_trigger (issue 8), ISO-8601 UTC; none when disabled."""
+    from formica.engine.cron import CronError
+    from formica.engine.cron import next_fire_times as cron_fire_times
+
+    if not cron_trigger or disabled:
+        return []
+    try:
+        moments = cron_fire_times(cron_trigger, datetime.now(UTC), count)
+    except CronError:  # stored before cron triggers were checked this strictly
+        return []
+    return [moment.isoformat().replace("+00:00", "Z") for moment in moments]
+
+
+def sync_schedule(org: str, job_type: str, head: DefinitionHeadItem | None) -> None:
+    """Issue 8: the definition's EventBridge schedule follows its head (created, updated, disabled,
+    deleted), and the job type is registered for the PENDING sweep."""
+    from formica.settings import get_settings
+    from formica.store.schedules import schedule_store_from_settings, sync_definition_schedule
+    from formica.store.slots import SlotRepository
+
+    settings = get_settings()
+    sync_definition_schedule(
+        org,
+        job_type,
+        head,
+        schedules=schedule_store_from_settings(settings),
+        registry=SlotRepository(settings.table_name),
+    )
+
+
 def definition_response(item: DefinitionVersionItem, head: DefinitionHeadItem) -> DefinitionResponse:
     tasks, required = _summary_tasks(item)
     return DefinitionResponse(
@@ -94,6 +126,7 @@ def definition_response(item: DefinitionVersionItem, head: DefinitionHeadItem) -
         disabled=head.disabled,
         max_concurrency=head.max_concurrency,
         cron_trigger=item.definition.cron_trigger,
+        next_fire_times=next_fire_times(item.definition.cron_trigger, disabled=head.disabled),
         description=item.definition.description,
         required_params=required,
         tasks=tasks,
@@ -126,6 +159,7 @@ def upload_definition(
     head = services.definitions.get_head(org, item.job_type)
     if head is None:  # deleted between our write and this read
         raise _not_found(item.job_type)
+    sync_schedule(org, item.job_type, head)  # also for an unchanged upload: it repairs a lost sync
     return definition_response(item, head), 201 if created else 200
 
 
@@ -173,6 +207,7 @@ def list_definitions(
 
 def set_disabled(services: ApiServices, org: str, job_type: str, disabled: bool) -> DefinitionResponse:
     head = services.definitions.set_disabled(org, job_type, disabled)
+    sync_schedule(org, job_type, head)
     item = services.definitions.get_version(org, job_type, head.latest_version)
     if item is None:
         raise _not_found(job_type)
@@ -191,4 +226,5 @@ def set_max_concurrency(
 
 def delete_definition(services: ApiServices, org: str, job_type: str) -> DeletedResponse:
     versions = services.definitions.delete(org, job_type)
+    sync_schedule(org, job_type, None)
     return DeletedResponse(job_type=job_type, versions=versions)

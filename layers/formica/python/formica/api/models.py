@@ -52,6 +52,10 @@ class DefinitionResponse(BaseModel):
     disabled: bool
     max_concurrency: int = Field(description="0: unlimited")
     cron_trigger: str | None = None
+    next_fire_times: list[str] = Field(
+        default_factory=list,
+        description="the cron_trigger's next 5 fire times (ISO-8601, UTC); empty when none or disabled",
+    )
     description: str | None = None
     required_params: list[str] = Field(default_factory=list)
     tasks: list[TaskSummary]
