@@ -313,11 +313,11 @@ def restart_request(services: ApiServices, org: str, request_id: str) -> JobRequ
 
 
 def trigger_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
-    """Start a PENDING (typically scheduled) request now."""
+    """Start a PENDING (typically scheduled) request now (it still waits for a max_concurrency slot)."""
     request = _require(services, org, request_id)
     if request.job_state != JobState.PENDING:
         raise ConflictError(f"job request {request_id!r} is {request.job_state}, not PENDING")
-    services.runtime.start_request(request_id)
+    services.runtime.trigger_request(org, request_id)
     return get_request(services, org, request_id)
 
 

@@ -24,6 +24,8 @@ class RequestRuntime(Protocol):
 
     def restart_request(self, org: str, request_id: str) -> Any: ...
 
+    def trigger_request(self, org: str, request_id: str) -> Any: ...
+
 
 class ModuleRuntime:
     """``RequestRuntime`` backed by the ``formica.runtime`` package, imported on first use (it
@@ -37,6 +39,10 @@ class ModuleRuntime:
 
     def restart_request(self, org: str, request_id: str) -> Any:
         return _runtime().restart_request(org, request_id)
+
+    def trigger_request(self, org: str, request_id: str) -> Any:
+        # Issue 8: due now, then admitted (a free max_concurrency slot still decides).
+        return importlib.import_module("formica.runtime.scheduling").trigger_now(org, request_id)
 
 
 def _runtime() -> Any:
