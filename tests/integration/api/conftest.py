@@ -62,6 +62,9 @@ class FakeRuntime:
     def restart_request(self, org: str, request_id: str) -> None:
         self.restarted.append(request_id)
 
+    def trigger_request(self, org: str, request_id: str) -> None:
+        self.start_request(request_id)
+
 
 @dataclass
 class ApiWorld:
