@@ -6,7 +6,8 @@ Started in this order, stopped in reverse:
 2. the table, the bucket and the state machine, from the definitions the CDK stack uses;
 3. the Lambda dispatch shim, so moto's Lambda invocations run the real handlers in this process;
 4. the first API token of the organisation;
-5. the API front door on HOST:PORT (API Gateway events built from real HTTP requests).
+5. the cron ticker (schedules in moto's EventBridge Scheduler, fired in-process; the PENDING sweep);
+6. the API front door on HOST:PORT (API Gateway events built from real HTTP requests).
 Every AWS client of the process points at moto through ``FORMICA_AWS_ENDPOINT_URL``. Data lives in
 moto's memory: it is gone when the process ends.
 """
@@ -253,6 +254,7 @@ class DevServer:
         _reset_cached_configuration()
         self._install_lambda_dispatch()
         self._token = self._create_token()
+        self._start_scheduling()
         self._start_front_door()
 
     def _start_moto(self, moto_port: int) -> None:
@@ -284,6 +286,13 @@ class DevServer:
 
         _make_functions_importable()
         self._stack.enter_context(dispatch_lambda_invocations())
+
+    def _start_scheduling(self) -> None:
+        # Issue 8: cron schedules kept in moto's EventBridge Scheduler and an in-process ticker that
+        # fires them and sweeps PENDING requests (stopped before moto, restoring its settings).
+        from formica.local.ticker import local_scheduling
+
+        self._stack.enter_context(local_scheduling(self.options.region))
 
     def _create_token(self) -> str:
         from formica.settings import get_settings
