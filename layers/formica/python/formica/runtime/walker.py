@@ -51,6 +51,7 @@ from formica.store.requests import (
     ArtifactItem,
     JobRequestItem,
     RequestNotFoundError,
+    RequestStoreError,
     StepCommit,
     StepConflictError,
     now_iso,
@@ -448,7 +449,13 @@ class Walker:
                 return True
             if time.monotonic() - float(last[0]) >= CANCEL_CHECK_SECONDS:
                 last[0] = time.monotonic()
-                last[1] = self.rt.requests.is_cancelled(request_id)
+                try:
+                    last[1] = self.rt.requests.is_cancelled(request_id)
+                except RequestStoreError as exc:
+                    # A runner must keep control of its process: an unreadable store is "not yet".
+                    logger.warning(
+                        "cancellation check failed", extra={"request_id": request_id, "error": str(exc)}
+                    )
             return bool(last[1])
 
         return is_cancelled

@@ -1,0 +1,90 @@
+"""The ASL file: valid, every placeholder known, every action routed, every Lambda state guarded."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from formica.engine.walk import Action
+from formica.local.statemachine import ASL_PATH, PLACEHOLDER_FUNCTIONS, local_definition
+
+ROOT = Path(__file__).resolve().parents[2]
+LAMBDA_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+
+
+def asl() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(ASL_PATH.read_text())
+    return loaded
+
+
+@pytest.mark.skipif(
+    shutil.which("npx") is None or not (ROOT / "node_modules" / "asl-validator").exists(),
+    reason="asl-validator is not installed (npm install)",
+)
+def test_asl_validator_accepts_the_file() -> None:
+    result = subprocess.run(
+        ["npx", "asl-validator", "--json-path", str(ASL_PATH)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_placeholder_names_a_function_folder() -> None:
+    used = set(re.findall(r"\$\{([A-Za-z0-9]+)\}", ASL_PATH.read_text()))
+    assert used == set(PLACEHOLDER_FUNCTIONS)
+    for folder in PLACEHOLDER_FUNCTIONS.values():
+        assert (ROOT / "functions" / folder / "app.py").exists(), folder
+    assert "${" not in local_definition("eu-west-1")
+
+
+def test_the_choice_routes_every_action() -> None:
+    route = asl()["States"]["Route"]
+    routed: set[str] = set()
+    for choice in route["Choices"]:
+        for rule in choice.get("And", [choice]):
+            if rule["Variable"] == "$.action":
+                routed.add(rule["StringEquals"])
+    assert routed | {route["Default"] and "FAIL"} == {action.value for action in Action}
+    assert route["Default"] == "Failed"
+
+
+def test_every_lambda_state_retries_service_errors_and_catches_the_rest() -> None:
+    for name, state in asl()["States"].items():
+        if state["Type"] != "Task":
+            continue
+        retried = {error for retry in state["Retry"] for error in retry["ErrorEquals"]}
+        assert retried == LAMBDA_ERRORS, name
+        assert any("States.ALL" in catch["ErrorEquals"] for catch in state["Catch"]), name
+    states = asl()["States"]
+    assert states["Advance"]["Catch"][0]["Next"] == "AdvanceFailed"
+    assert states["AdvanceFailed"]["Next"] == "Failed"
+    assert {c["Next"] for c in states["RunHttp"]["Catch"]} == {"Advance"}
+    launch = states["Launch"]
+    assert launch["TimeoutSecondsPath"] == "$.timeout_seconds"
+    assert launch["Catch"][0]["ErrorEquals"] == ["States.Timeout", "States.HeartbeatTimeout"]
+
+
+def test_waits_go_straight_to_the_runner() -> None:
+    states = asl()["States"]
+    for wait, runner in (
+        ("WaitThenRunHttp", "RunHttp"),
+        ("WaitThenRunShell", "RunShell"),
+        ("WaitThenLaunch", "Launch"),
+    ):
+        assert states[wait] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": runner}
+    # HTTP and shell tasks advance the walk themselves: their result goes straight back to the Choice
+    assert states["RunHttp"]["Next"] == states["RunShell"]["Next"] == "Route"
