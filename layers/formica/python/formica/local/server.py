@@ -263,6 +263,10 @@ class DevServer:
         # werkzeug logs every moto request at INFO; the front door's log is the one that matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+        # moto's DynamoDB is not thread-safe (transactions roll back other threads' writes): serialize.
+        from formica.local.moto_locks import serialize_dynamodb
+
+        self._stack.enter_context(serialize_dynamodb())
         moto.start()
         self._stack.callback(moto.stop)
         # moto's backends are process-global: forget this server's data when it stops, so a later
