@@ -66,7 +66,7 @@ class FakeStepFunctions:
 
 @dataclass
 class Clock:
-    now: datetime = field(default_factory=lambda: datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC))
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __call__(self) -> datetime:
         return self.now

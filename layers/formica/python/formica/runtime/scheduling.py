@@ -281,6 +281,8 @@ def admit_request(
         # Requests already waiting go first (priority, then age); this one may be among them.
         fill_slots(rt, request.org, request.job_type, slots=store, limit=limit, now=now)
         current = rt.requests.get(request_id) or request
+        if current.job_state == JobState.FAILED and current.error_code == ERR_START_FAILED:
+            raise ExecutionError(current.error_message or "the state machine refused to start")
         if current.job_state != JobState.PENDING:
             return AdmissionResult(request_id, _as_admission(current), current.execution_name)
         request = current
@@ -325,7 +327,10 @@ def trigger_now(
         raise RequestNotFoundError(request_id)
     if request.job_state != JobState.PENDING:
         raise RequestFinishedError(request_id, request.job_state)
-    if not _is_due(request, rt.now()) and not store.make_due(request_id, scheduled_at=now_iso()):
+    now = rt.now()
+    if not _is_due(request, now) and not store.make_due(
+        request_id, scheduled_at=now.isoformat(timespec="microseconds")
+    ):
         current = rt.requests.get(request_id) or request
         raise RequestFinishedError(request_id, current.job_state)
     admit_request(request_id, rt, slots=store)
