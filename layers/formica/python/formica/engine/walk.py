@@ -61,6 +61,7 @@ ERR_UNEXPECTED = "ERR_UNEXPECTED"
 HISTORY_EVENT_BUDGET = 20_000
 TASK_STATE_EVENTS = 5
 FLOW_STATE_EVENTS = 2
+CALLBACK_TASK_STATE_EVENTS = 6
 EXECUTION_START_EVENTS = 1 + FLOW_STATE_EVENTS + TASK_STATE_EVENTS  # Started, Normalise, Advance
 CATCH_EVENTS = 3 + TASK_STATE_EVENTS  # the failed task's events, then Advance
 _END_RESERVE = 2 * (FLOW_STATE_EVENTS + TASK_STATE_EVENTS + FLOW_STATE_EVENTS) + CATCH_EVENTS
@@ -234,7 +235,8 @@ def path_events(decision: Decision) -> tuple[int, int]:
     if decision.action in (Action.RUN_HTTP, Action.RUN_SHELL):
         body = (TASK_STATE_EVENTS, 1)
     elif decision.action == Action.RUN_CONTAINER:
-        body = (2 * TASK_STATE_EVENTS, 2)
+        # Launch waits for its token (one more event: TaskSubmitted), then Advance records the result.
+        body = (CALLBACK_TASK_STATE_EVENTS + TASK_STATE_EVENTS, 2)
     elif decision.action == Action.CONTINUE:
         body = (TASK_STATE_EVENTS + FLOW_STATE_EVENTS, 2)
     else:
