@@ -16,4 +16,4 @@ tracer = Tracer(service="formica")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = TaskEvent.model_validate(event)
     logger.append_keys(request_id=task.request_id, step=task.step)
-    return run_shell_task(task)
+    return run_shell_task(task, time_left_seconds=context.get_remaining_time_in_millis() / 1000)

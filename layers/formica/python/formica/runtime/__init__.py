@@ -65,17 +65,41 @@ def _task_event(event: TaskEvent | dict[str, Any]) -> TaskEvent:
     return event if isinstance(event, TaskEvent) else TaskEvent.model_validate(event)
 
 
-def run_http_task(event: TaskEvent | dict[str, Any], runtime: Runtime | None = None) -> dict[str, Any]:
+def run_http_task(
+    event: TaskEvent | dict[str, Any],
+    runtime: Runtime | None = None,
+    *,
+    time_left_seconds: float | None = None,
+) -> dict[str, Any]:
     """The HttpTask Lambda's service: one HTTP attempt, then the next decision."""
     from formica.runtime.attempts import run_http_attempt
 
     parsed = _task_event(event)
-    return run_task_attempt(parsed.request_id, parsed.step, RunnerKind.HTTP, run_http_attempt, runtime)
+    return run_task_attempt(
+        parsed.request_id,
+        parsed.step,
+        RunnerKind.HTTP,
+        run_http_attempt,
+        runtime,
+        time_left_seconds=time_left_seconds,
+    )
 
 
-def run_shell_task(event: TaskEvent | dict[str, Any], runtime: Runtime | None = None) -> dict[str, Any]:
+def run_shell_task(
+    event: TaskEvent | dict[str, Any],
+    runtime: Runtime | None = None,
+    *,
+    time_left_seconds: float | None = None,
+) -> dict[str, Any]:
     """The ShellTask Lambda's service: one shell attempt in a fresh directory, then the next decision."""
     from formica.runtime.attempts import run_shell_attempt
 
     parsed = _task_event(event)
-    return run_task_attempt(parsed.request_id, parsed.step, RunnerKind.SHELL, run_shell_attempt, runtime)
+    return run_task_attempt(
+        parsed.request_id,
+        parsed.step,
+        RunnerKind.SHELL,
+        run_shell_attempt,
+        runtime,
+        time_left_seconds=time_left_seconds,
+    )

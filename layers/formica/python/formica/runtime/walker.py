@@ -69,6 +69,8 @@ ERR_DEFINITION_MISSING = "ERR_DEFINITION_MISSING"
 DEFAULT_ATTEMPT_TIMEOUT_SECONDS = 3600.0
 """An attempt's timeout when neither the task nor the job sets one (a Lambda stops at 15 minutes)."""
 CANCEL_CHECK_SECONDS = 1.0
+LAMBDA_MARGIN_SECONDS = 20.0
+"""Time an invocation keeps after its runner's timeout: storing the log and committing the step."""
 _TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout"})
 CANCELLED_ERROR = "Formica.Cancelled"
 """The error a cancellation sends to a waiting container task (SendTaskFailure)."""
@@ -372,7 +374,12 @@ class Walker:
     # -- task attempts --------------------------------------------------------------------------
 
     def run_attempt(
-        self, request_id: str, step: int, runner: RunnerKind, run: AttemptRunner
+        self,
+        request_id: str,
+        step: int,
+        runner: RunnerKind,
+        run: AttemptRunner,
+        time_left_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Claim, run and record one attempt of the current task, then advance the walk.
 
@@ -398,7 +405,8 @@ class Walker:
         except DefinitionError as exc:
             return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
         task = definition.task(current.task_type)
-        outcome = run(task, self.context(request, step, started), AttemptScope(self.rt, request, step))
+        ctx = self.context(request, step, started, time_left_seconds)
+        outcome = run(task, ctx, AttemptScope(self.rt, request, step))
         artifacts, fields = self.keep_outputs(request, step, current.task_type, outcome)
         result = AttemptResult(
             exit_code=outcome.exit_code,
@@ -423,12 +431,20 @@ class Walker:
         )
         return self.record(request, lost)
 
-    def context(self, request: JobRequestItem, step: int, now: datetime) -> TaskContext:
+    def context(
+        self, request: JobRequestItem, step: int, now: datetime, time_left_seconds: float | None = None
+    ) -> TaskContext:
+        """The attempt's context; its timeout is the task's (or job's) deadline, and never more than
+        the invoking Lambda has left minus LAMBDA_MARGIN_SECONDS, so the runner stops the work and
+        reports ERR_TASK_TIMED_OUT before Lambda kills the invocation."""
         current = request.walk.current
         assert current is not None  # noqa: S101 - checked by the caller
         timeout = DEFAULT_ATTEMPT_TIMEOUT_SECONDS
         if current.deadline is not None:
-            timeout = max(0.5, (datetime.fromisoformat(current.deadline) - now).total_seconds())
+            timeout = (datetime.fromisoformat(current.deadline) - now).total_seconds()
+        if time_left_seconds is not None:
+            timeout = min(timeout, time_left_seconds - LAMBDA_MARGIN_SECONDS)
+        timeout = max(0.5, timeout)
         return TaskContext(
             org=request.org,
             request_id=request.request_id,
@@ -537,6 +553,12 @@ def run_task_attempt(
     runner: RunnerKind,
     run: AttemptRunner,
     runtime: Runtime | None = None,
+    *,
+    time_left_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Run the attempt decided at ``step`` once (claimed), record it, and return the next decision."""
-    return Walker(runtime or get_runtime()).run_attempt(request_id, step, runner, run)
+    """Run the attempt decided at ``step`` once (claimed), record it, and return the next decision.
+
+    ``time_left_seconds`` is what the invoking Lambda has left (its context's remaining time): the
+    attempt's timeout never exceeds it, less a margin to record the result.
+    """
+    return Walker(runtime or get_runtime()).run_attempt(request_id, step, runner, run, time_left_seconds)
