@@ -144,7 +144,7 @@ def top_level_seconds(entries: Iterable[ImportEntry]) -> float:
 def _clean_env() -> dict[str, str]:
     # The handler contract: importing needs no FORMICA_* or AWS_* setting. Run without any.
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
     # Should a module break the rule, its client must not go looking for credentials off this host.
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     return env
