@@ -192,7 +192,7 @@ def aws_calls_per_request() -> dict[str, Counter[str]]:
     from formica.local.server import DevOptions, DevServer
     from formica.store.aws import get_client
 
-    from bench.local_runs import LocalRuns, current_function, timed_lambdas
+    from bench.local_runs import LocalRuns, current_function, quiet_handlers, timed_lambdas
 
     counted: dict[str, Counter[str]] = {}
     active: list[Counter[str]] = []
@@ -202,7 +202,7 @@ def aws_calls_per_request() -> dict[str, Counter[str]]:
             active[-1][f"{model.service_model.service_name}.{model.name}"] += 1
 
     server = DevServer(DevOptions(port=free_port(), token="fmc_bench_" + "y" * 24))
-    with timed_lambdas(LocalRuns()), server:
+    with quiet_handlers(), timed_lambdas(LocalRuns()), server:
         for service in ("dynamodb", "s3", "stepfunctions"):
             get_client(service).meta.events.register("before-call", before_call)
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}) as client:

@@ -272,7 +272,8 @@ def run(quick: bool = False) -> list[Figure]:
         name = result.module.removeprefix("functions.").removesuffix(".app")
         biggest = ", ".join(f"{module} {ms:.0f} ms" for module, ms in result.biggest)
         note = (
-            f"{(result.seconds - floor) * 1000:.0f} ms above the floor; "
+            f"{abs(result.seconds - floor) * 1000:.0f} ms {'above' if result.seconds >= floor else 'below'} "
+            "the floor; "
             f"imports {'+'.join(result.heavy) or 'no heavy library'}; biggest: {biggest}"
         )
         figures.append(

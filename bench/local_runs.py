@@ -10,6 +10,7 @@ duration of the run, and restored after. HTTP tasks call a stub on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -211,6 +212,21 @@ def count_calls(runs: LocalRuns, services: tuple[str, ...] = ("dynamodb", "s3", 
         get_client(service).meta.events.register("before-call", before_call)
 
 
+@contextlib.contextmanager
+def quiet_handlers() -> Iterator[None]:
+    """Handlers log errors only (their expected warnings, e.g. containers run on the host, would fill
+    the benchmark's output); set before they are imported, restored after."""
+    saved = os.environ.get("POWERTOOLS_LOG_LEVEL")
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("POWERTOOLS_LOG_LEVEL", None)
+        else:
+            os.environ["POWERTOOLS_LOG_LEVEL"] = saved
+
+
 def _histories(sfn: Any, state_machine_arn: str, request_id: str) -> tuple[HistoryCount, int]:
     executions = [
         execution
@@ -239,7 +255,7 @@ def run_jobs(definitions: dict[str, str], timeout: float = 120.0) -> LocalRuns:
     runs = LocalRuns()
     errors = StatusErrors()
     server = DevServer(DevOptions(port=free_port(), token="fmc_bench_" + "x" * 24))
-    with timed_lambdas(runs), server:
+    with quiet_handlers(), timed_lambdas(runs), server:
         sfn = get_client("stepfunctions")
         count_calls(runs)
         machine = get_settings().state_machine_arn or ""
