@@ -26,5 +26,7 @@ tasks:
     request_id = walk.submit("smoke")
     done = walk.wait(request_id)
     assert done.job_state == JobState.COMPLETED, done
-    assert [t.task_type for t in walk.tasks(request_id)] == ["fetch", "say"]
+    fetch, say = walk.tasks(request_id)
+    assert (fetch.task_type, say.task_type) == ("fetch", "say")
+    assert fetch.outputs["status"] == "200"
     assert "hello smoke" in walk.log(request_id, "say")

@@ -211,3 +211,17 @@ def test_resume_needs_a_kept_decision() -> None:
 
     with pytest.raises(WalkError):
         resume_walk(WalkState())
+
+
+def test_outputs_stay_small_enough_for_the_request_item() -> None:
+    from formica.engine.walk import OUTPUT_VALUE_CAP, OUTPUTS_CAP, trim_outputs
+
+    definition = job(shell("a", on_completed="b"), shell("b"))
+    started = start_walk(definition, clock(definition))
+    big = AttemptResult(exit_code="0", outputs={"body": "x" * (OUTPUT_VALUE_CAP * 3)})
+    after = record_attempt(definition, started.walk, big, clock(definition))
+    assert len(after.walk.outputs["a"]["body"]) == OUTPUT_VALUE_CAP
+    many = {f"t{i}": {"body": "y" * OUTPUT_VALUE_CAP} for i in range(40)}
+    trim_outputs(many)
+    assert sum(len(v["body"]) for v in many.values()) <= OUTPUTS_CAP
+    assert "t39" in many and "t0" not in many

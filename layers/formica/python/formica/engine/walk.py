@@ -72,6 +72,27 @@ CALLBACK_GRACE_SECONDS = 60
 """Extra time the state machine waits past a container's deadline for the runner's own report."""
 
 
+OUTPUT_VALUE_CAP = 4096
+"""An output value longer than this (characters) is cut; outputs ride on the request item."""
+OUTPUTS_CAP = 64 * 1024
+"""All tasks' outputs together stay under this (the request item must stay under DynamoDB's 400 KB):
+the oldest tasks' outputs are dropped first."""
+
+
+def capped_outputs(outputs: dict[str, str]) -> dict[str, str]:
+    return {key[:256]: str(value)[:OUTPUT_VALUE_CAP] for key, value in list(outputs.items())[:64]}
+
+
+def trim_outputs(outputs: dict[str, dict[str, str]]) -> None:
+    """Drop the oldest tasks' outputs until all of them fit in OUTPUTS_CAP (in place)."""
+
+    def size() -> int:
+        return sum(len(k) + len(v) for values in outputs.values() for k, v in values.items())
+
+    while len(outputs) > 1 and size() > OUTPUTS_CAP:
+        outputs.pop(next(iter(outputs)))
+
+
 class Action(StrEnum):
     """What the state machine does next: the field its Choice state reads."""
 
@@ -308,6 +329,7 @@ class _Walker:
                     "attempts": run.attempts,
                     "polls": run.polls,
                     "exit_code": run.last_exit_code,
+                    "outputs": self.walk.outputs.get(run.task_type, {}) if run.attempts else {},
                     "log_key": run.last_log_key,
                     "warnings": run.last_warnings,
                     "started_at": run.started_at,
@@ -385,7 +407,8 @@ class _Walker:
             run.last_log_key = result.log_key
             run.last_warnings = list(result.warnings)
         if result.outputs:
-            self.walk.outputs[run.task_type] = dict(result.outputs)
+            self.walk.outputs[run.task_type] = capped_outputs(result.outputs)
+            trim_outputs(self.walk.outputs)
         outcome = AttemptOutcome(exit_code=result.exit_code, error_code=result.error_code)
         if result.error_code == ERR_TASK_TIMED_OUT and (run.deadline_is_job or self.clock.job_expired):
             return self.finish_timed_out(result.error_message)
