@@ -12,6 +12,7 @@ the authorizer must return a policy covering the whole API, not only the method 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from aws_cdk import Duration, Stack
@@ -30,6 +31,18 @@ AUTHORIZER_CACHE_TTL = Duration.seconds(30)
 PUBLIC_ROUTES = ("health", "openapi.json", "docs")  # GET /api/<route>, no token
 CORS_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Amz-Date", "X-Amz-Security-Token")
 API_TIMEOUT = Duration.seconds(29)  # API Gateway's integration timeout
+GATEWAY_ERRORS = (
+    (
+        "Unauthorized",
+        apigw.ResponseType.UNAUTHORIZED,
+        "401",
+        "UNAUTHORIZED",
+        "missing, unknown, expired or revoked bearer token",
+    ),
+    ("AccessDenied", apigw.ResponseType.ACCESS_DENIED, "403", "FORBIDDEN", "access denied"),
+    ("MissingToken", apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "NOT_FOUND", "no such route"),
+    ("Throttled", apigw.ResponseType.THROTTLED, "429", "THROTTLED", "too many requests, retry later"),
+)
 
 
 class Api(Construct):
@@ -137,6 +150,7 @@ class Api(Construct):
             results_cache_ttl=AUTHORIZER_CACHE_TTL,
         )
         self._add_routes()
+        self._add_gateway_responses()
         self._acknowledge_findings()
 
     def _grant_api(
@@ -196,6 +210,18 @@ class Api(Construct):
             authorizer=self.authorizer,
             authorization_type=apigw.AuthorizationType.CUSTOM,
         )
+
+    def _add_gateway_responses(self) -> None:
+        # API Gateway answers a refused token itself, before the API Lambda runs: give those answers
+        # the API's error shape ({"error", "message", "details"}) instead of {"message": "Unauthorized"}.
+        for response_id, response_type, status, error, message in GATEWAY_ERRORS:
+            body = json.dumps({"error": error, "message": message, "details": []})
+            self.rest_api.add_gateway_response(
+                response_id,
+                type=response_type,
+                status_code=status,
+                templates={"application/json": body},
+            )
 
     def _acknowledge_findings(self) -> None:
         for method in self.public_methods:

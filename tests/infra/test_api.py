@@ -121,3 +121,19 @@ def test_api_gateway_may_invoke_only_the_api_and_authorizer_functions(synth: Syn
         if resource["Properties"]["Principal"] == "apigateway.amazonaws.com"
     }
     assert invoked == {functions["api"][0], functions["authorizer"][0]}
+
+
+def test_refused_tokens_answer_in_the_api_error_shape(synth: Synth) -> None:
+    """A refused token never reaches the API Lambda: the gateway itself answers, in the contract's shape."""
+    import json
+
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in synth.of_type("AWS::ApiGateway::GatewayResponse").values()
+    }
+    unauthorized = responses["UNAUTHORIZED"]
+    assert unauthorized["StatusCode"] == "401"
+    body = json.loads(unauthorized["ResponseTemplates"]["application/json"])
+    assert body["error"] == "UNAUTHORIZED"
+    assert set(body) == {"error", "message", "details"}
+    assert {"ACCESS_DENIED", "THROTTLED"} <= set(responses)
