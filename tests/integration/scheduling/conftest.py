@@ -161,6 +161,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         "FORMICA_BUCKET_NAME": BUCKET,
         "FORMICA_REGION": REGION,
         "FORMICA_STATE_MACHINE_ARN": STATE_MACHINE,
+        "FORMICA_CONTAINER_RUNTIME": "local",  # no ECS: cancel has no containers to stop here
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "FORMICA_AWS_ENDPOINT_URL", "FORMICA_SCHEDULE_GROUP"):
