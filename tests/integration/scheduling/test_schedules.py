@@ -300,3 +300,33 @@ def test_the_ticker_catches_up_on_a_few_slots_at_most(world: World) -> None:
         "2026-11-28T11:59:00Z",
         "2026-11-28T12:00:00Z",
     ]
+
+
+# -- the scheduler function, with the sample events ---------------------------------------------------
+
+
+def test_the_scheduler_function_handles_both_sample_events(world: World, services: ApiServices) -> None:
+    from formica.runtime.deps import get_runtime, reset_runtime
+
+    from functions.scheduler.app import handler
+    from tests.event_samples import load_event
+
+    upload_definition(services, ORG, HOURLY.encode(), "application/yaml")
+    reset_runtime()
+    # The function builds its runtime from the settings; point its Step Functions at the fake.
+    runtime = get_runtime()
+    runtime.sfn_factory = lambda: world.sfn
+
+    class Context:
+        function_name = "formica-scheduler"
+        memory_limit_in_mb = 256
+        invoked_function_arn = TARGET
+        aws_request_id = "req-1"
+
+    fired = handler(load_event("scheduler/cron_fire.json"), Context())
+    assert fired["created"] is True and fired["admission"] == "STARTED"
+    assert world.request(fired["request_id"]).user_key == "cron:hourly:2026-11-28T11:00:00Z"
+    assert handler(load_event("scheduler/cron_fire.json"), Context())["created"] is False
+    swept = handler(load_event("scheduler/sweep.json"), Context())
+    assert swept["job_types"] == 1 and swept["started"] == 0
+    reset_runtime()
