@@ -56,7 +56,9 @@ class FormicaSettings(BaseModel):
 
 def _from_environment() -> dict[str, str]:
     prefix = "FORMICA_"
-    values = {key[len(prefix) :].lower(): value for key, value in os.environ.items() if key.startswith(prefix)}
+    values = {
+        key[len(prefix) :].lower(): value for key, value in os.environ.items() if key.startswith(prefix)
+    }
     if "region" not in values and os.environ.get("AWS_REGION"):
         values["region"] = os.environ["AWS_REGION"]
     return {key: value for key, value in values.items() if key in FormicaSettings.model_fields}
