@@ -245,4 +245,6 @@ def test_a_crashing_api_handler_is_a_502_without_internals() -> None:
     response = ApiGateway(api_handler=crash, authorizer_handler=None).handle(_request())
     assert response.status == 502
     assert b"secret internals" not in response.body
-    assert json.loads(response.body)["request_id"]
+    body = json.loads(response.body)
+    # The same key as the API's own 500: one name for the id to quote to the operator.
+    assert body["correlation_id"] == response.header("x-amzn-RequestId")

@@ -334,7 +334,7 @@ def bad_gateway_response(request_id: str) -> HttpResponse:
             "error": "INTERNAL_ERROR",
             "message": "internal server error",
             "details": [],
-            "request_id": request_id,
+            "correlation_id": request_id,
         },
         request_id,
     )
