@@ -45,6 +45,20 @@ GATEWAY_ERRORS = (
 )
 
 
+def gateway_cors_headers(cors_origins: Sequence[str]) -> dict[str, str]:
+    """Access-Control-Allow-Origin for API Gateway's own error answers (none without CORS).
+
+    One origin (or ``*``) is a static value. Several cannot be matched by a gateway response, so the
+    request's Origin is echoed: these answers carry no organisation data, and the API Lambda's own
+    answers echo only the allowed origins (``formica.api.cors``).
+    """
+    if not cors_origins:
+        return {}
+    if len(cors_origins) == 1:
+        return {"Access-Control-Allow-Origin": f"'{cors_origins[0]}'", "Vary": "'Origin'"}
+    return {"Access-Control-Allow-Origin": "method.request.header.Origin", "Vary": "'Origin'"}
+
+
 class Api(Construct):
     """REST API (regional), its stage with access logs and throttling, the api and authorizer functions.
 
@@ -150,7 +164,7 @@ class Api(Construct):
             results_cache_ttl=AUTHORIZER_CACHE_TTL,
         )
         self._add_routes()
-        self._add_gateway_responses()
+        self._add_gateway_responses(cors_origins)
         self._acknowledge_findings()
 
     def _grant_api(
@@ -211,15 +225,18 @@ class Api(Construct):
             authorization_type=apigw.AuthorizationType.CUSTOM,
         )
 
-    def _add_gateway_responses(self) -> None:
+    def _add_gateway_responses(self, cors_origins: Sequence[str]) -> None:
         # API Gateway answers a refused token itself, before the API Lambda runs: give those answers
         # the API's error shape ({"error", "message", "details"}) instead of {"message": "Unauthorized"}.
+        # With CORS on, a browser must be able to read the 401 too (else it sees a network error).
+        headers = gateway_cors_headers(cors_origins)
         for response_id, response_type, status, error, message in GATEWAY_ERRORS:
             body = json.dumps({"error": error, "message": message, "details": []})
             self.rest_api.add_gateway_response(
                 response_id,
                 type=response_type,
                 status_code=status,
+                response_headers=headers or None,
                 templates={"application/json": body},
             )
 

@@ -16,6 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.api import definitions, requests, tokens
 from formica.api.auth import Principal, principal_from_authorizer_context
+from formica.api.cors import add_cors_headers, cors_headers, parse_origins, request_origin
 from formica.api.errors import (
     ApiError,
     ErrorResponse,
@@ -51,6 +52,7 @@ from formica.api.openapi import (
     text_response,
 )
 from formica.api.services import get_services
+from formica.settings import SettingsError, get_settings
 
 logger = Logger(service="formica")
 # debug=False on purpose: powertools' debug mode prints whole events, Authorization headers included.
@@ -338,4 +340,13 @@ def revoke_token(token_id: Identifier) -> TokenResponse:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    result = app.resolve(event, context)
+    add_cors_headers(result, cors_headers(request_origin(event), _cors_origins()))
+    return result
+
+
+def _cors_origins() -> tuple[str, ...]:
+    try:
+        return parse_origins(get_settings().cors_origins)
+    except SettingsError:
+        return ()  # the health check answers even when the function is misconfigured

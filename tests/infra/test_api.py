@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdk.constructs.api import gateway_cors_headers
 from tests.infra.synthesis import Synth
 
 PROTECTED = {("/api", "ANY"), ("/api/{proxy+}", "ANY"), ("/jobs/requests", "POST")}
@@ -93,6 +94,19 @@ def test_no_cors_unless_origins_are_configured(synth: Synth, variant: Synth) -> 
         assert headers["method.response.header.Access-Control-Allow-Origin"] == "'https://app.example.com'"
     variables = variant.functions()["api"][1]["Environment"]["Variables"]
     assert variables["FORMICA_CORS_ORIGINS"] == "https://app.example.com"
+    # API Gateway's own 401/403/404/429 answers are readable by the allowed origin too
+    for response in variant.of_type("AWS::ApiGateway::GatewayResponse").values():
+        parameters = response["Properties"]["ResponseParameters"]
+        assert parameters["gatewayresponse.header.Access-Control-Allow-Origin"] == "'https://app.example.com'"
+    for response in synth.of_type("AWS::ApiGateway::GatewayResponse").values():
+        assert "ResponseParameters" not in response["Properties"]
+
+
+def test_gateway_cors_headers_for_several_origins_echo_the_request_origin() -> None:
+    assert gateway_cors_headers([]) == {}
+    assert gateway_cors_headers(["*"])["Access-Control-Allow-Origin"] == "'*'"
+    several = gateway_cors_headers(["https://a.example.com", "https://b.example.com"])
+    assert several["Access-Control-Allow-Origin"] == "method.request.header.Origin"
 
 
 def test_url_is_a_stack_output(synth: Synth) -> None:

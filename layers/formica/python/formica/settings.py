@@ -52,6 +52,9 @@ class FormicaSettings(BaseModel):
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None
     scheduler_function_arn: str | None = None
+    # Browser origins allowed to read the API's answers (comma-separated, or "*"); unset: no CORS.
+    # The stack sets it from the same cors_origins value as API Gateway's preflight answers.
+    cors_origins: str | None = None
 
 
 def _from_environment() -> dict[str, str]:
