@@ -214,6 +214,18 @@ def test_broken_template_fails_at_upload_with_its_line() -> None:
     assert (caught.value.problems[0].line, caught.value.problems[0].task_type) == (6, "first")
 
 
+def test_a_numeric_comparison_on_job_id_fails_at_upload_not_at_run_time() -> None:
+    # JobID is never empty at run time: validation renders it as a request id, so the formicary
+    # form `gt .JobID 5` (a number there, a UUID here) is refused when the definition is uploaded.
+    text = VALID.replace("    - echo hi\n", "    - echo {{ if gt .JobID 5 }}late{{ end }}\n")
+    with pytest.raises(TemplateError) as caught:
+        parse_definition(text)
+    problem = caught.value.problems[0]
+    assert (problem.line, problem.task_type) == (6, "first")
+    assert "JobID is the request's id" in problem.message
+    assert parse_definition(VALID.replace("echo hi", 'echo {{ if ne .JobID "" }}{{ .JobID }}{{ end }}'))
+
+
 def test_validation_uses_the_definitions_job_variables() -> None:
     text = yaml_text(
         """

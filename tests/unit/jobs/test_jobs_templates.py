@@ -9,6 +9,7 @@ import pytest
 from formica.jobs.errors import TemplateError
 from formica.jobs.templates import (
     MAX_ITERATE,
+    VALIDATION_JOB_ID,
     _compile,
     render,
     runtime_context,
@@ -230,9 +231,22 @@ def test_validation_context_has_zero_values() -> None:
     assert (context["JobElapsedSecs"], context["JobRetry"], context["JobID"], context["Nonce"]) == (
         0,
         0,
-        "",
+        VALIDATION_JOB_ID,  # never empty at run time: validated as a request id
         "",
     )
+
+
+def test_job_id_is_text_and_a_numeric_comparison_says_why() -> None:
+    # formicary's JobID is a number (its sample-job has `gt .JobID 5`); Formica's is a UUID text.
+    context = runtime_context(job_id="0b4c2a9e-1111-2222-3333-444455556666", job_type="t", org="o")
+
+    assert render("{{ .JobID }}", context) == "0b4c2a9e-1111-2222-3333-444455556666"
+    assert render('{{ if eq .JobID "0b4c2a9e-1111-2222-3333-444455556666" }}same{{ end }}', context) == "same"
+    assert render('{{ if ne .JobID "" }}set{{ end }}', context) == "set"
+    with pytest.raises(TemplateError, match=r"gt: JobID is the request's id.*not with '5'"):
+        render("{{ if gt .JobID 5 }}late{{ end }}", context)
+    with pytest.raises(TemplateError, match="JobID is the request's id"):
+        render("{{ if eq 7 .JobID }}x{{ end }}", context)
 
 
 @pytest.mark.parametrize(

@@ -63,8 +63,20 @@ BUILTIN_VARIABLES = (
 )
 
 
+VALIDATION_JOB_ID = "00000000-0000-0000-0000-000000000000"
+"""``JobID`` at upload validation: shaped like a real request id, so a template that would fail on
+one (a numeric comparison) fails at upload rather than on every run."""
+
+
 class _TemplateRuntimeError(JinjaTemplateError):
     """Raised inside rendering by the Go functions (bad comparison, bad argument...)."""
+
+
+class JobIdText(str):
+    """``JobID``: the request's id, a UUID text. formicary's JobID is a number (``gt .JobID 5``
+    is legal there); comparing this one with a number is a template error that says why."""
+
+    __slots__ = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,6 +123,12 @@ def _number(value: Any) -> float | int | None:
 
 def _comparable(left: Any, right: Any, name: str) -> tuple[Any, Any]:
     """Go compares like kinds only; a missing value counts as the zero value of the other side."""
+    for side, other in ((left, right), (right, left)):
+        if isinstance(side, JobIdText) and not isinstance(other, str | Undefined) and other is not None:
+            _fail(
+                f"{name}: JobID is the request's id, a text such as {str(side)!r} (formicary's is a "
+                f"number); compare it with text, not with {go_format(other)!r}"
+            )
     if isinstance(left, Undefined) or left is None:
         left = _zero_like(right)
     if isinstance(right, Undefined) or right is None:
@@ -539,7 +557,7 @@ def runtime_context(
     context.update(outputs or {})
     context.update(
         {
-            "JobID": job_id,
+            "JobID": JobIdText(job_id),
             "JobType": job_type,
             "JobRetry": job_retry,
             "JobElapsedSecs": job_elapsed_secs,
@@ -565,9 +583,10 @@ def validation_context(
     job_variables: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Zero values for every runtime variable, plus the definition's own job_variables and params."""
+    """Zero values for every runtime variable (JobID: ``VALIDATION_JOB_ID``, never empty at run
+    time), plus the definition's own job_variables and params."""
     context = runtime_context(
-        job_id="",
+        job_id=VALIDATION_JOB_ID,
         job_type=job_type,
         org="",
         params=params,
