@@ -65,6 +65,14 @@ def test_unknown_keys_are_refused() -> None:
         task(scirpt=["x"])
 
 
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [("15s", 15.0), ("1m30s", 90.0), ("2h", 7200.0), ("1h2m3s", 3723.0), ("1.5s", 1.5), ("250ms", 0.25)],
+)
+def test_the_go_duration_forms_of_the_issue(written: str, seconds: float) -> None:
+    assert task(timeout=written).timeout == seconds
+
+
 def test_durations_accept_go_forms() -> None:
     parsed = task(timeout="1m30s", delay_between_retries="500ms")
     assert (parsed.timeout, parsed.delay_between_retries) == (90.0, 0.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 from formica.jobs import DefinitionError, TemplateError, load_definition, parse_definition, render_task
@@ -249,6 +250,17 @@ def test_limits_are_refused_before_parsing() -> None:
     )
     with pytest.raises(DefinitionError, match="limit is 100"):
         parse_definition(many)
+
+
+def test_an_alias_bomb_definition_is_refused_fast() -> None:
+    # a billion-laughs document: 10^8 strings if expanded
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
+    text = "job_type: bomb\n" + "\n".join(levels) + "\ntasks:\n- task_type: t\n  method: SHELL\n"
+    started = time.monotonic()
+    with pytest.raises(DefinitionError):
+        parse_definition(text)
+    assert time.monotonic() - started < 2.0
 
 
 @pytest.mark.parametrize("text", ["", "- a\n", "just text\n", "job_type: [\n"])
