@@ -18,6 +18,7 @@ from formica.runners.http import (
     ERR_TASK_CANCELLED,
     ERR_TASK_TIMED_OUT,
     form_value,
+    loggable_url,
     run_http,
     task_urls,
 )
@@ -275,3 +276,29 @@ def test_task_urls_and_form_values() -> None:
     assert form_value(None) == ""
     assert form_value({"k": 1}) == '{"k":1}'
     assert form_value(2.5) == "2.5"
+
+
+def test_the_operator_log_line_carries_no_credentials_or_query(
+    server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret_url = server.url("/todos/1").replace("http://", "http://user:s3cret@") + "?api_key=s3cret"
+    with caplog.at_level("INFO", logger="formica.runners.http"):
+        outcome = run_http(http_task("HTTP_GET", secret_url), make_context())
+
+    assert outcome.exit_code == "200"
+    [record] = [r for r in caplog.records if r.getMessage() == "http request finished"]
+    assert "s3cret" not in str(record.__dict__)
+    assert record.__dict__["url"] == server.url("/todos/1") + "?..."
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://tok@github.com/bhatti/go-cicd.git", "https://github.com/bhatti/go-cicd.git"),
+        ("https://a.example/x?token=t#frag", "https://a.example/x?..."),
+        ("http://127.0.0.1:8080/p", "http://127.0.0.1:8080/p"),
+        ("http://[::1", "<invalid url>"),
+    ],
+)
+def test_loggable_url(url: str, shown: str) -> None:
+    assert loggable_url(url) == shown

@@ -109,6 +109,23 @@ def task_urls(task: TaskDefinition) -> list[str]:
     return urls
 
 
+def loggable_url(url: str) -> str:
+    """The URL for an operator's log line: no user:password, no query or fragment (tokens often
+    ride there: ``https://{{.GithubToken}}@github.com/...``, ``?api_key=...``). The task's own log,
+    which only its organisation reads, keeps the URL as called."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "<invalid url>"
+    shown = f"{parsed.scheme}://{parsed.host}" if parsed.scheme else ""
+    if parsed.port is not None:
+        shown += f":{parsed.port}"
+    shown += parsed.path
+    if parsed.query:
+        shown += "?..."
+    return shown
+
+
 def form_value(value: Any) -> str:
     """A variable as a form field: formicary prints booleans lower-case; lists and maps go as JSON."""
     if isinstance(value, bool):
@@ -246,7 +263,12 @@ def _run(
             log.add(b"\n")
         logger.info(
             "http request finished",
-            extra={"task_type": task.task_type, "url": url, "status": status, "elapsed_ms": elapsed_ms},
+            extra={
+                "task_type": task.task_type,
+                "url": loggable_url(url),
+                "status": status,
+                "elapsed_ms": elapsed_ms,
+            },
         )
         outcome.exit_code = status
         outcome.outputs = {"status": status, "url": str(response.url)}
