@@ -97,15 +97,20 @@ def register(subparsers: Any) -> None:
     create = tokens_sub.add_parser(
         "create",
         parents=[common],
-        help="create a token (through the API, or --direct into DynamoDB for an organisation's first token)",
+        help="create a token (through the API; with --org, an organisation's first token, into DynamoDB)",
     )
     create.add_argument("--name", default="cli", help="a label for the token")
     create.add_argument("--expires-in-days", type=int, default=None)
-    create.add_argument("--org", default=None, help="organisation (with --direct)")
+    create.add_argument(
+        "--org",
+        default=None,
+        help="write a token of this organisation straight to DynamoDB with your AWS credentials "
+        "(FORMICA_TABLE_NAME): how an organisation gets its first token",
+    )
     create.add_argument(
         "--direct",
         action="store_true",
-        help="write to DynamoDB with your AWS credentials (FORMICA_TABLE_NAME); needs --org",
+        help="the same as giving --org (kept for scripts); needs --org",
     )
     _bind(create, cmd_tokens_create)
     tokens_list = tokens_sub.add_parser("list", parents=[common], help="list the organisation's tokens")
@@ -482,13 +487,11 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 # tokens
 def cmd_tokens_create(args: argparse.Namespace) -> int:
-    if args.direct:
+    # --org means the operator's path (issue 4: `formica tokens create --org NAME` writes to
+    # DynamoDB): an API token can only create tokens of its own organisation anyway.
+    if args.direct or args.org:
         result = create_token_direct(args.org, args.name, expires_in_days=args.expires_in_days)
     else:
-        if args.org:
-            raise CliUsageError(
-                "--org only applies with --direct (an API token creates tokens of its own org)"
-            )
         with _client(args) as client:
             result = client.create_token(args.name, expires_in_days=args.expires_in_days)
     if args.json:
