@@ -56,6 +56,12 @@ def test_demo_once_runs_the_sensor_job_to_a_final_state(tmp_path: Path) -> None:
         artifact = re.search(r"artifact third/date.txt -> (\S+)", out)
         assert artifact is not None, out
         assert Path(artifact.group(1)).read_text(encoding="utf-8").strip()
+    # The folder to cd into (README quick start, step 1) holds the job file the curl commands upload
+    folder = re.search(r"^  cd (\S+)$", out, flags=re.M)
+    assert folder is not None, out
+    uploaded = (Path(folder.group(1)) / "sensor-job.yaml").read_text(encoding="utf-8")
+    assert "job_type: sensor-job" in uploaded and SEED_HOST not in uploaded
+    assert re.search(r"^  export TOKEN=fmc_\S+$", out, flags=re.M), out
     # The brief's curl commands are printed as written
     assert "--data-binary @sensor-job.yaml $SERVER/api/jobs/definitions" in out
     assert (

@@ -365,3 +365,104 @@ def test_tokens_create_direct_writes_an_organisations_first_token(dev: DevHandle
     missing = _formica(dev, "tokens", "create", "--direct", env=env)
     assert missing.returncode == 1
     assert "--org" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# -- the README's quick start, run as written ------------------------------------------------------
+
+README = REPO / "README.md"
+
+
+def _quick_start_blocks() -> list[str]:
+    """The ```sh blocks of the README's "Quick start" section, in order."""
+    section = README.read_text(encoding="utf-8").split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+
+
+def _block_with(text: str) -> str:
+    (block,) = [block for block in _quick_start_blocks() if text in block]
+    return block
+
+
+def _bash(
+    script: str, cwd: Path, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(
+    not SHARED_SEED.is_file(), reason="../shared/seed-sensor-job.md is absent (the brief lives there)"
+)
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl binary")
+def test_the_readme_quick_start_runs_the_briefs_commands_then_follows_the_request(
+    dev: DevHandle, api: httpx.Client, tmp_path: Path
+) -> None:
+    from formica.local.demo import extract_seed_yaml, jsonplaceholder_stub, local_yaml
+
+    markdown = SHARED_SEED.read_text(encoding="utf-8")
+    brief = re.findall(r"```yaml\n(curl .*?)\n```", markdown, flags=re.S)
+    # Step 2 quotes the brief's two commands exactly
+    commands = _block_with("@sensor-job.yaml")
+    assert commands == "\n".join(brief) + "\n"
+    env = {**os.environ, "SERVER": dev.url, "TOKEN": dev.token}
+    with jsonplaceholder_stub() as stub_url:
+        # The folder `make run` prints holds the brief's job with the stub's host (as here)
+        (tmp_path / "sensor-job.yaml").write_text(
+            local_yaml(extract_seed_yaml(markdown), stub_url), encoding="utf-8"
+        )
+        ran = _bash(commands, tmp_path, env)
+        assert ran.returncode == 0, ran.stderr
+        statuses = re.findall(r"^< HTTP/[\d.]+ (\d{3})", ran.stderr, flags=re.M)
+        assert len(statuses) == 2 and statuses[0] in ("200", "201") and statuses[1] == "201", ran.stderr
+        submitted = json.loads(ran.stdout[ran.stdout.rindex('{"id"') :])
+        final = wait_for(api, submitted["id"], timeout=90)
+    assert final["job_state"] in ("COMPLETED", "FAILED"), final
+    # Then the follow-up block, with the answer's id and (when the job completed) the artifact's id
+    follow = _block_with("ID=<")
+    artifacts = api.get(f"/api/jobs/requests/{submitted['id']}/artifacts").json()["records"]
+    lines = [line for line in follow.splitlines() if not line.startswith("ID=")]
+    script = "\n".join(lines).replace("\\\n", "")
+    if artifacts:
+        script = script.replace("<artifact id>", artifacts[0]["id"])
+    else:
+        script = "\n".join(line for line in script.splitlines() if "<artifact id>" not in line)
+    ran = _bash(script, tmp_path, {**env, "ID": submitted["id"]})
+    assert ran.returncode == 0, ran.stderr
+    assert f'"id":"{submitted["id"]}"' in ran.stdout.replace(" ", "")
+    assert "nonce" in ran.stdout  # the second task's log
+    if artifacts:
+        assert (tmp_path / "date.txt").read_text(encoding="utf-8").strip()
+
+
+def test_the_readme_quick_start_own_server_block_works_as_written(dev: DevHandle, tmp_path: Path) -> None:
+    server = _block_with(".venv/bin/formica dev")
+    assert re.fullmatch(r"\.venv/bin/formica dev --port \d+ --token \S{16,}\n", server), server
+    block = _block_with("formica submit")
+    lines = block.splitlines()
+    # The shell setup is the reader's; the test's environment gives the same (PATH, server, token)
+    assert lines[0].startswith("source .venv/bin/activate")
+    assert lines[1].startswith("export FORMICA_SERVER=http://127.0.0.1:")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(formica_command()[0]).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "FORMICA_SERVER": dev.url,
+        "FORMICA_TOKEN": dev.token,
+    }
+    submit_at = next(i for i, line in enumerate(lines) if line.startswith("formica submit"))
+    first = _bash("\n".join(lines[2 : submit_at + 1]), tmp_path, env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "hello-job.yaml: OK" in first.stdout
+    assert re.search(r"greet\s+COMPLETED\s+attempt 1\s+exit 0", first.stdout), first.stdout
+    found = re.search(r"request (\S+) \(", first.stdout)
+    assert found is not None, first.stdout
+    rest = _bash("\n".join(lines[submit_at + 1 :]).replace("<id>", found.group(1)), tmp_path, env)
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert "hello world" in rest.stdout  # the log
+    assert (tmp_path / "out" / "greet" / "hello.txt").read_text(encoding="utf-8") == "hello world\n"
