@@ -103,8 +103,10 @@ def test_stopped_tasks_of_this_cluster_invoke_container_events(synth: Synth) -> 
     assert rule["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] == 8
 
 
-def test_reconciler_runs_every_five_minutes(synth: Synth) -> None:
+def test_reconciler_runs_every_five_minutes_and_every_minute_with_eks(synth: Synth, variant: Synth) -> None:
     assert rule_targeting(synth, "reconciler")["ScheduleExpression"] == "rate(5 minutes)"
+    # EKS sends no events: the sweep is how a Job's result comes back, so it runs every minute.
+    assert rule_targeting(variant, "reconciler")["ScheduleExpression"] == "rate(1 minute)"
 
 
 def test_scheduler_sweeps_every_minute_and_has_a_schedule_group(synth: Synth) -> None:
