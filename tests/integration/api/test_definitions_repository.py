@@ -92,6 +92,30 @@ def test_disabled_and_concurrency_survive_a_new_upload_only_where_they_should(
     assert head is not None and head.disabled is True and head.max_concurrency == 1
 
 
+class _DisabledDuringUpload(DefinitionRepository):
+    """Someone disables the job type right after the upload has read the head."""
+
+    fired = False
+
+    def get_head(self, org: str, job_type: str) -> Any:
+        head = super().get_head(org, job_type)
+        if head is not None and not self.fired:
+            self.fired = True
+            self.set_disabled(org, job_type, True)
+        return head
+
+
+def test_a_disable_racing_an_upload_is_not_lost(ddb: Any, repo: DefinitionRepository) -> None:
+    repo.put_version("acme", RAW, _definition())
+    racing = _DisabledDuringUpload(TABLE, client=ddb)
+
+    version, _, changed = racing.put_version("acme", RAW + "# v2\n", _definition())
+
+    head = repo.get_head("acme", "sensor-job")
+    assert racing.fired and changed and version.version == 2
+    assert head is not None and head.latest_version == 2 and head.disabled is True
+
+
 def test_updates_and_delete_of_an_unknown_job_type_raise_not_found(repo: DefinitionRepository) -> None:
     with pytest.raises(DefinitionNotFoundError):
         repo.set_disabled("acme", "nope", True)

@@ -243,8 +243,14 @@ class DefinitionRepository:
         if previous is None:
             head_put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
-            head_put["ConditionExpression"] = "latest_version = :previous"
-            head_put["ExpressionAttributeValues"] = {":previous": {"N": str(previous.latest_version)}}
+            # The head as read, not only its version: a disable/enable or PUT concurrency that lands
+            # between the read and this write changes updated_at, so the upload retries on the new
+            # head instead of overwriting a fresh `disabled` with the value it read.
+            head_put["ConditionExpression"] = "latest_version = :previous AND updated_at = :updated"
+            head_put["ExpressionAttributeValues"] = {
+                ":previous": {"N": str(previous.latest_version)},
+                ":updated": {"S": previous.updated_at},
+            }
         try:
             self._client.transact_write_items(
                 TransactItems=[
