@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import time
 import uuid
@@ -55,6 +56,8 @@ _CLAIM_POLL_SECONDS = 0.05
 _ATTEMPT_IN_KEY = re.compile(r"attempt-(\d+)\.log$")
 
 JobStateFilter = JobState
+
+logger = logging.getLogger(__name__)
 
 
 def map_error(exc: BaseException) -> ApiError | None:
@@ -283,9 +286,21 @@ def submit_request(
         _release(services, org, keys, request_id)
         raise
     if _is_due(scheduled_at):
-        services.runtime.start_request(request_id)
+        _start_stored(services, request_id)
     current = services.requests.get_for_org(org, request_id) or request
     return request_response(current), 201
+
+
+def _start_stored(services: ApiServices, request_id: str) -> None:
+    """Start a request that is already stored: a refused StartExecution is the request's state
+    (FAILED with ERR_START_FAILED, or left STARTED for the sweep), not a 500 that would hide the
+    id of an accepted request from its caller (who might then submit it twice)."""
+    from formica.runtime.executions import ExecutionError
+
+    try:
+        services.runtime.start_request(request_id)
+    except ExecutionError as exc:
+        logger.warning("stored request did not start", extra={"request_id": request_id, "error": str(exc)})
 
 
 def _release(services: ApiServices, org: str, keys: list[str], request_id: str) -> None:
