@@ -36,7 +36,7 @@ class HealthResponse(BaseModel):
 
 class TaskSummary(BaseModel):
     task_type: str
-    method: str | None = Field(description="formicary method; null for a SHELL task with no method")
+    method: str | None = Field(description="formicary method; null for a container task written without one")
     next_tasks: list[str] = Field(description="tasks named by on_completed, on_failed and on_exit_code")
 
 
