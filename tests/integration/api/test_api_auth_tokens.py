@@ -38,6 +38,27 @@ PROTECTED = [
 ]
 
 
+def test_the_401_table_lists_every_route_of_the_api() -> None:
+    # A route added later must join PROTECTED (or PUBLIC_ROUTES), or this fails.
+    import re
+
+    from formica.api.openapi import PUBLIC_ROUTES, load_app
+
+    documented = {
+        (method.upper(), path)
+        for path, operations in load_app().get_openapi_schema().model_dump(by_alias=True)["paths"].items()
+        for method, operation in operations.items()
+        if operation is not None and method in ("get", "post", "put", "delete", "patch")
+    }
+    samples = {"{job_type}": "hello-job", "{request_id}": "r1", "{artifact_id}": "a1", "{task_type}": "t1"}
+    concrete = {
+        (method, re.sub(r"\{[a-z_]+\}", lambda m: samples.get(m.group(0), "tok_1"), path))
+        for method, path in documented
+        if (method, path) not in PUBLIC_ROUTES
+    }
+    assert concrete == set(PROTECTED)
+
+
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
 def test_every_protected_route_answers_401_without_a_valid_token(
     world: ApiWorld, method: str, path: str
