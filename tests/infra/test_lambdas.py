@@ -80,24 +80,26 @@ def test_log_retention_follows_context(variant: Synth) -> None:
     assert retention == {90}
 
 
-def test_settings_are_formica_settings_fields(synth: Synth) -> None:
+def test_settings_are_formica_settings_fields(synth: Synth, variant: Synth) -> None:
     fields = {f"FORMICA_{name.upper()}" for name in FormicaSettings.model_fields}
-    for folder, (_, properties) in synth.functions().items():
+    stacks = [synth.functions().items(), variant.functions().items()]
+    for folder, (_, properties) in [function for functions in stacks for function in functions]:
         variables = properties["Environment"]["Variables"]
         assert variables["POWERTOOLS_SERVICE_NAME"] == "formica"
         assert variables.keys() >= COMMON_SETTINGS, folder
         formica = {name for name in variables if name.startswith("FORMICA_")}
-        # Names the settings model does not know yet are listed in docs/deploy.md (contract).
-        assert formica - fields <= PENDING_SETTINGS, (folder, sorted(formica - fields - PENDING_SETTINGS))
+        # Every FORMICA_* variable the stack sets is read by the settings model (none is ignored).
+        assert formica <= fields, (folder, sorted(formica - fields))
 
 
-# Settings the stack provides that formica.settings.FormicaSettings does not declare (yet).
-PENDING_SETTINGS = {
-    "FORMICA_SCHEDULE_GROUP",
-    "FORMICA_SCHEDULER_ROLE_ARN",
-    "FORMICA_SCHEDULER_FUNCTION_ARN",
-    "FORMICA_CORS_ORIGINS",
-}
+def test_the_api_gets_the_schedule_and_cors_settings(variant: Synth) -> None:
+    variables = variant.functions()["api"][1]["Environment"]["Variables"]
+    assert {
+        "FORMICA_SCHEDULE_GROUP",
+        "FORMICA_SCHEDULER_ROLE_ARN",
+        "FORMICA_SCHEDULER_FUNCTION_ARN",
+        "FORMICA_CORS_ORIGINS",
+    } <= set(variables)
 
 
 def test_state_machine_arn_setting_is_the_deployed_state_machine(synth: Synth) -> None:
