@@ -21,6 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
+from formica.store.dynamo import DynamoTable
 from formica.store.schema import GSI2, request_pk
 
 RUN_SK_PREFIX = "RUN#"
@@ -151,20 +152,8 @@ class ContainerRunRepository(ABC):
         """Every run of a request, by step."""
 
 
-class DynamoContainerRunRepository(ContainerRunRepository):
+class DynamoContainerRunRepository(DynamoTable, ContainerRunRepository):
     """Adapter: runs in the single table. ``client`` defaults to the process's DynamoDB client."""
-
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
-        self._table = table_name
-        self._client_override = client
-
-    @property
-    def _client(self) -> Any:
-        if self._client_override is not None:
-            return self._client_override
-        from formica.store.aws import get_client
-
-        return get_client("dynamodb")
 
     def _key(self, request_id: str, step: int) -> dict[str, Any]:
         return {"pk": {"S": run_pk(request_id)}, "sk": {"S": run_sk(step)}}

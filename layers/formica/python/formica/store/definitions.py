@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from formica.jobs.models import JobDefinition
+from formica.store.dynamo import DynamoTable
 from formica.store.pagination import Page, decode_cursor, encode_cursor
 from formica.store.schema import DEFINITION_HEAD_SK as HEAD_SK
 from formica.store.schema import definition_pk, definitions_gsi1pk
@@ -173,20 +174,8 @@ class DefinitionHeadItem(BaseModel):
         )
 
 
-class DefinitionRepository:
+class DefinitionRepository(DynamoTable):
     """Adapter: definitions in the single table. ``client`` defaults to the process's DynamoDB client."""
-
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
-        self._table = table_name
-        self._client_override = client
-
-    @property
-    def _client(self) -> Any:
-        if self._client_override is not None:
-            return self._client_override
-        from formica.store.aws import get_client
-
-        return get_client("dynamodb")
 
     # -- writes ---------------------------------------------------------------------------------
 

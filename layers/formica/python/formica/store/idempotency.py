@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from formica.store.dynamo import DynamoTable
 from formica.store.schema import idempotency_pk
 
 IDEM_SK = "IDEM"
@@ -22,20 +23,8 @@ class IdempotencyStoreError(RuntimeError):
     """DynamoDB refused or could not be reached while reading or writing an idempotency record."""
 
 
-class IdempotencyRepository:
+class IdempotencyRepository(DynamoTable):
     """Adapter: idempotency records in the single table. ``client`` defaults to the process's client."""
-
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
-        self._table = table_name
-        self._client_override = client
-
-    @property
-    def _client(self) -> Any:
-        if self._client_override is not None:
-            return self._client_override
-        from formica.store.aws import get_client
-
-        return get_client("dynamodb")
 
     def claim(
         self,

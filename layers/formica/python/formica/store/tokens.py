@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
+from formica.store.dynamo import DynamoTable
 from formica.store.pagination import Page, decode_cursor, encode_cursor
 from formica.store.schema import token_pk
 
@@ -105,20 +106,8 @@ class TokenItem(BaseModel):
         )
 
 
-class TokenRepository:
+class TokenRepository(DynamoTable):
     """Adapter: tokens in the single table. ``client`` defaults to the process's DynamoDB client."""
-
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
-        self._table = table_name
-        self._client_override = client
-
-    @property
-    def _client(self) -> Any:
-        if self._client_override is not None:
-            return self._client_override
-        from formica.store.aws import get_client
-
-        return get_client("dynamodb")
 
     def create(
         self,
