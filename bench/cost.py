@@ -294,8 +294,9 @@ def formica_counts(jobs: Mapping[str, Any]) -> DesignCounts:
         attempt_invocations={
             "http": (Invocation("http_task", calls_per_attempt["http"]),),
             "shell": (Invocation("shell_task", calls_per_attempt["shell"]),),
-            # Launch, then Advance on the callback; in AWS also container_events (EventBridge, outside
-            # the state machine), which the local runner does not need.
+            # Launch (its callback carries the next decision: no Advance, D13); in AWS also
+            # container_events (EventBridge, outside the state machine), which commits the step and
+            # which the local runner does not need.
             "container": (
                 Invocation("launch"),
                 Invocation("advance", container_calls - 1),
@@ -303,34 +304,6 @@ def formica_counts(jobs: Mapping[str, Any]) -> DesignCounts:
             ),
         },
         source="histories of jobs run by the real ASL in an in-process `formica dev` (bench/local_runs.py)",
-    )
-
-
-COULD_BE_CHANGES = (
-    "the first decision taken at submit and passed in the execution's input (no Normalise Pass, no "
-    "first Advance: -2 states and -1 Lambda call per execution)",
-    "the container's completion (container_events, or the local runner) records the attempt and "
-    "returns the next decision in SendTaskSuccess, as http_task and shell_task do (no Advance after "
-    "Launch: -1 state and -1 Lambda call per container attempt)",
-)
-
-
-def could_be_counts(formica: DesignCounts) -> DesignCounts:
-    """Formica's measured counts with ``COULD_BE_CHANGES`` applied: a projection, not a measurement."""
-    per_attempt = dict(formica.per_attempt)
-    per_attempt["container"] = max(1.0, per_attempt["container"] - 1)
-    calls = dict(formica.attempt_invocations)
-    calls["container"] = tuple(call for call in calls.get("container", ()) if call.function != "advance")
-    return DesignCounts(
-        label="could be",
-        start_states=max(0.0, formica.start_states - 2),
-        end_states=formica.end_states,
-        per_attempt=per_attempt,
-        per_poll_extra=formica.per_poll_extra,
-        events_per_poll=formica.events_per_poll,
-        start_invocations=(),
-        attempt_invocations=calls,
-        source="projection of the measured counts",
     )
 
 
@@ -357,11 +330,9 @@ def _cost_figures(
     naive_time = naive_durations(durations)
     naive_mem = naive_memory(memory)
     figures = []
-    better = could_be_counts(formica)
     for job in (sensor_job(1), sensor_job(SENSOR_POLLS), chain_job(TEN_TASKS, "shell")):
         ours = job_cost(formica, job, durations, memory)
         theirs = job_cost(naive, job, naive_time, naive_mem)
-        projected = job_cost(better, job, durations, memory)
         label = job.name if job.polls != 1 else "seed sensor job as written"
         polls = f" ({job.polls} poll{'s' if job.polls != 1 else ''})" if job.polls else ""
         figures.append(
@@ -378,17 +349,6 @@ def _cost_figures(
                     f"states ${ours.states_dollars * 1000:.3f} + Lambda "
                     f"${ours.lambda_dollars * 1000:.3f} per 1,000"
                 ),
-            )
-        )
-        figures.append(
-            Figure(
-                BENCHMARK,
-                f"  could be: {label}{polls}",
-                projected.per_thousand,
-                "$",
-                baseline="as is",
-                baseline_value=ours.per_thousand,
-                note=f"{projected.transitions:.0f} transitions; projected: see bench/README.md",
             )
         )
     return figures

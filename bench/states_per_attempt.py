@@ -3,9 +3,9 @@
 The real ASL (cdk/statemachine/job.asl.json) runs in-process under moto with every Lambda dispatched
 to its handler (formica.local.lambda_dispatch). For each kind of task the benchmark runs a job of
 one task and a job of three, and divides the difference in states entered (``*StateEntered``
-history events) and in history events by two: the fixed cost of an execution (its start, the first
-Advance, the final Choice and end state) cancels out. Polls are counted the same way, with 1 and 3
-polls, with and without a delay between them.
+history events) and in history events by two: the fixed cost of an execution (its start, the final
+Choice and end state) cancels out. Polls are counted the same way, with 1 and 3 polls, with and
+without a delay between them. The fixed cost itself is the 1-task job's count less one attempt.
 
     .venv/bin/python -m bench.states_per_attempt [--quick]
 """
@@ -26,6 +26,8 @@ from bench.common import Figure, standalone
 
 GOAL = 3.0
 """Issue 9's goal: at most 3 states per task attempt and per poll."""
+EXECUTION_FLOOR = 2.0
+"""The least an execution can add to its attempts: the last Choice and the end state it routes to."""
 TABLE = "formica-bench-states"
 BUCKET = "formica-bench-states"
 REGION = "us-east-1"
@@ -215,6 +217,9 @@ def _poller(job_type: str, base_url: str, polls: int, delay: str) -> str:
     )
 
 
+FIXED = "execution, besides its attempts"
+
+
 def measure() -> dict[str, tuple[float, float]]:
     """(states, history events) per attempt of each kind and per poll, with and without a delay."""
     results: dict[str, tuple[float, float]] = {}
@@ -226,10 +231,13 @@ def measure() -> dict[str, tuple[float, float]]:
                 serial += 1
                 job_type = f"{kind}-{size}"
                 counted.append(_run_job(sfn, _chain(job_type, size, task), job_type, serial))
-            results[f"{kind} attempt"] = (
+            per_attempt = (
                 (counted[1].states - counted[0].states) / 2,
                 (counted[1].events - counted[0].events) / 2,
             )
+            results[f"{kind} attempt"] = per_attempt
+            if kind == "shell":
+                results[FIXED] = (counted[0].states - per_attempt[0], counted[0].events - per_attempt[1])
         for label, delay in (("poll, delay 0", ""), ("poll, delay 1s", "1s")):
             counted = []
             for polls in (1, 3):
@@ -247,6 +255,22 @@ def run(quick: bool = False) -> list[Figure]:
     """The figures for ``make bench`` (``quick`` changes nothing: the runs are already short)."""
     figures: list[Figure] = []
     for name, (states, events) in measure().items():
+        if name == FIXED:
+            figures.append(
+                Figure(
+                    "states",
+                    f"states per {name}",
+                    states,
+                    "states",
+                    baseline="floor: last Choice + end state",
+                    baseline_value=EXECUTION_FLOOR,
+                    note=(
+                        f"{events:g} history events; the execution starts with its first decision as input "
+                        "(no Pass, no first Advance: docs/decisions.md D13)"
+                    ),
+                )
+            )
+            continue
         figures.append(
             Figure(
                 "states",

@@ -255,7 +255,7 @@ class ContainerCompletion(Construct):
     ----------
     state_machine_arn
         The job state machine: both functions answer its waiting Launch states
-        (SendTaskSuccess / SendTaskFailure).
+        (SendTaskSuccess / SendTaskFailure) and may start executions of PENDING requests.
     """
 
     def __init__(
@@ -302,6 +302,11 @@ class ContainerCompletion(Construct):
                     actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
                     resources=[state_machine_arn],
                 )
+            )
+            # A completion commits the walk's next step (D13); a request ending there starts the
+            # next PENDING ones of its job type (max_concurrency).
+            function.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["states:StartExecution"], resources=[state_machine_arn])
             )
         platform.grant_task_control(self.reconciler)
         platform.grant_eks(self.reconciler)

@@ -166,9 +166,11 @@ class Orchestration(Construct):
                 resources=[self.state_machine_arn],
             )
         )
-        # Continue-as-new starts executions; Advance and the task functions too, since a request
-        # ending there starts the next PENDING ones of its job type (max_concurrency, issue 8).
-        for starter in (self.continue_execution, self.advance, self.http_task, self.shell_task):
+        # Continue-as-new starts executions; Advance, the task functions and Launch too, since a
+        # request ending there starts the next PENDING ones of its job type (max_concurrency,
+        # issue 8; Launch ends a request whose container task cannot render, D13).
+        starters = (self.continue_execution, self.advance, self.http_task, self.shell_task, self.launch)
+        for starter in starters:
             starter.role.add_to_principal_policy(
                 iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine_arn])
             )

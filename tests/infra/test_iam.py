@@ -35,16 +35,29 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | {"iam:PassRole"},
     "authorizer": BASE | TABLE_READ,
     # A request ending in these starts the next PENDING ones (max_concurrency): StartExecution.
+    # Container completions commit the walk's step themselves (D13), so they can end a request too.
     "advance": BASE | TABLE | {"states:StartExecution"},
     "http_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution"},
     "shell_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution"},
     "launch": BASE
     | TABLE
     | {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask", "iam:PassRole"}
-    | TASK_RESPONSE,
+    | TASK_RESPONSE
+    | {"states:StartExecution"},
     "continue_execution": BASE | TABLE | {"states:StartExecution"},
-    "container_events": BASE | TABLE | BUCKET_READ_WRITE | {"logs:GetLogEvents"} | TASK_RESPONSE,
-    "reconciler": BASE | TABLE | BUCKET_READ_WRITE | {"logs:GetLogEvents"} | TASK_RESPONSE | ECS_TASKS,
+    "container_events": BASE
+    | TABLE
+    | BUCKET_READ_WRITE
+    | {"logs:GetLogEvents"}
+    | TASK_RESPONSE
+    | {"states:StartExecution"},
+    "reconciler": BASE
+    | TABLE
+    | BUCKET_READ_WRITE
+    | {"logs:GetLogEvents"}
+    | TASK_RESPONSE
+    | ECS_TASKS
+    | {"states:StartExecution"},
     "scheduler": BASE | TABLE | {"states:StartExecution"},
 }
 EKS_USERS = {"api", "launch", "reconciler"}
@@ -167,7 +180,8 @@ def test_table_writes_never_scan_and_reads_name_the_indexes(synth: Synth) -> Non
 
 
 def test_state_machine_actions_name_this_state_machine(synth: Synth) -> None:
-    for folder in ("api", "continue_execution", "scheduler", "advance", "http_task", "shell_task"):
+    starters = ("api", "continue_execution", "scheduler", "advance", "http_task", "shell_task", "launch")
+    for folder in (*starters, "container_events", "reconciler"):
         (start,) = synth.statements_granting(synth.role_of(folder), "states:StartExecution")
         assert resources_of(start) == [STATE_MACHINE], folder
     for folder in ("api", "launch", "container_events", "reconciler"):

@@ -178,15 +178,3 @@ def test_naive_script_and_history_count() -> None:
 
 def test_import_entry_is_plain_data() -> None:
     assert ImportEntry("x", 1, 2, 0) == ImportEntry("x", 1, 2, 0)
-
-
-def test_could_be_drops_the_start_pass_and_advance_and_the_container_advance() -> None:
-    better = cost.could_be_counts(DESIGN)
-    assert better.start_states == 0
-    assert better.per_attempt["container"] == 2
-    assert better.per_attempt["http"] == 2
-    assert cost.invocations(better, cost.sensor_job(1)) == {
-        "http_task": 2,
-        "launch": 2,
-        "container_events": 2,
-    }

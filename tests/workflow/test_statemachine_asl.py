@@ -56,10 +56,25 @@ def test_the_choice_routes_every_action() -> None:
     routed: set[str] = set()
     for choice in route["Choices"]:
         for rule in choice.get("And", [choice]):
-            if rule["Variable"] == "$.action":
+            if rule["Variable"] == "$.action" and "StringEquals" in rule:
                 routed.add(rule["StringEquals"])
     assert routed | {route["Default"] and "FAIL"} == {action.value for action in Action}
     assert route["Default"] == "Failed"
+
+
+def test_an_execution_begins_at_the_choice_and_decides_itself_without_a_decision() -> None:
+    # The starter passes the first decision as the input (D13); {"request_id"} alone goes to Begin,
+    # which asks Advance for it. The presence test comes first: AWS fails a Choice rule whose
+    # Variable is missing.
+    states = asl()["States"]
+    assert asl()["StartAt"] == "Route"
+    assert states["Route"]["Choices"][0] == {"Variable": "$.action", "IsPresent": False, "Next": "Begin"}
+    begin = states["Begin"]
+    assert begin["Parameters"]["Payload"] == {
+        "request_id.$": "$.request_id",
+        "execution.$": "$$.Execution.Name",
+    }
+    assert (begin["Next"], begin["Catch"][0]["Next"]) == ("Route", "AdvanceFailed")
 
 
 def test_every_lambda_state_retries_service_errors_and_catches_the_rest() -> None:
@@ -86,5 +101,7 @@ def test_waits_go_straight_to_the_runner() -> None:
         ("WaitThenLaunch", "Launch"),
     ):
         assert states[wait] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": runner}
-    # HTTP and shell tasks advance the walk themselves: their result goes straight back to the Choice
-    assert states["RunHttp"]["Next"] == states["RunShell"]["Next"] == "Route"
+    # Task Lambdas and container completions advance the walk themselves: their result (for a
+    # container, the callback's output) goes straight back to the Choice.
+    assert states["RunHttp"]["Next"] == states["RunShell"]["Next"] == states["Launch"]["Next"] == "Route"
+    assert "ResultPath" not in states["Launch"]

@@ -7,6 +7,7 @@ so the release-and-wake-up hook under test is the production one.
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ class FakeStepFunctions:
     """StartExecution as AWS answers it: a second start of a name is ExecutionAlreadyExists."""
 
     started: list[str] = field(default_factory=list)
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     refuse: bool = False
 
     def start_execution(self, *, stateMachineArn: str, name: str, input: str) -> dict[str, Any]:
@@ -55,6 +57,7 @@ class FakeStepFunctions:
                 {"Error": {"Code": "ExecutionAlreadyExists", "Message": name}}, "StartExecution"
             )
         self.started.append(name)
+        self.inputs[name] = json.loads(input)
         return {"executionArn": f"{stateMachineArn}:{name}"}
 
     def stop_execution(self, **_: Any) -> dict[str, Any]:

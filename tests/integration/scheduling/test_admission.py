@@ -206,3 +206,46 @@ def test_the_sweep_restarts_a_start_that_was_lost(world: World) -> None:
     assert world.sfn.started == [f"{request_id}-1"]
     assert sweep(world.runtime).restarted == 1  # starting again by name is harmless
     assert world.sfn.started == [f"{request_id}-1"]
+
+
+def test_a_start_carries_the_first_decision_and_leaves_the_request_started(world: World) -> None:
+    # D13: the starter takes the walk's first decision and passes it as the execution's input.
+    world.define("free")
+    request_id = world.create("free")
+    name = start_request(request_id, world.runtime)
+    assert name == f"{request_id}-1"
+    decision = world.sfn.inputs[name]
+    assert (decision["request_id"], decision["action"], decision["task_type"]) == (
+        request_id,
+        "RUN_SHELL",
+        "only",
+    )
+    request = world.request(request_id)
+    assert (request.job_state, request.step, decision["step"]) == (JobState.STARTED, 1, 1)
+    assert request.walk.execution == name
+    [task] = world.runtime.requests.list_tasks(request_id)
+    assert (task.task_type, task.task_state) == ("only", "READY")
+    # Claiming the first attempt makes it EXECUTING.
+    claimed = world.runtime.requests.claim_attempt(request_id, 1)
+    assert claimed is not None and claimed.job_state == JobState.EXECUTING
+
+
+def test_the_sweep_restarts_a_decided_start_that_was_lost(world: World) -> None:
+    from formica.runtime.walker import Walker
+
+    world.define("free")
+    request_id = world.create("free")
+    name = f"{request_id}-1"
+    # Admitted and its first decision committed, but StartExecution never happened.
+    assert world.slots.admit(world.request(request_id), execution_name=name, limit=0) == AdmitOutcome.STARTED
+    decision = Walker(world.runtime).first_decision(world.request(request_id), name)
+    assert decision is not None and decision["action"] == "RUN_SHELL"
+    assert sweep(world.runtime).restarted == 0  # too recent to call lost
+    world.clock.advance(seconds=STALE_START_SECONDS + 120)
+    assert sweep(world.runtime).restarted == 1
+    assert world.sfn.started == [name]
+    assert world.sfn.inputs[name] == decision  # the same decision, not a second one
+    assert world.request(request_id).step == 1
+    # Once a task claimed the attempt, the execution evidently runs: the sweep leaves it alone.
+    assert world.runtime.requests.claim_attempt(request_id, 1) is not None
+    assert sweep(world.runtime).restarted == 0

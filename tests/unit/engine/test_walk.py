@@ -176,7 +176,7 @@ def test_cancelled_attempts_end_the_job_cancelled() -> None:
     [
         (Decision(action=Action.RUN_HTTP), 7, 2),
         (Decision(action=Action.RUN_SHELL, wait_seconds=5), 9, 3),
-        (Decision(action=Action.RUN_CONTAINER), 13, 3),
+        (Decision(action=Action.RUN_CONTAINER), 8, 2),
         (Decision(action=Action.CONTINUE), 9, 3),
         (Decision(action=Action.SUCCEED), 4, 2),
     ],

@@ -62,7 +62,10 @@ HISTORY_EVENT_BUDGET = 20_000
 TASK_STATE_EVENTS = 5
 FLOW_STATE_EVENTS = 2
 CALLBACK_TASK_STATE_EVENTS = 6
-EXECUTION_START_EVENTS = 1 + FLOW_STATE_EVENTS + TASK_STATE_EVENTS  # Started, Normalise, Advance
+EXECUTION_START_EVENTS = 1 + FLOW_STATE_EVENTS + TASK_STATE_EVENTS  # Started, Route, Begin
+PREDECIDED_START_EVENTS = 1
+"""An execution started with its first decision as input (the starter took it) begins at Route:
+only ExecutionStarted comes before the decision's own path."""
 CATCH_EVENTS = 3 + TASK_STATE_EVENTS  # the failed task's events, then Advance
 _END_RESERVE = 2 * (FLOW_STATE_EVENTS + TASK_STATE_EVENTS + FLOW_STATE_EVENTS) + CATCH_EVENTS
 
@@ -249,15 +252,16 @@ def path_events(decision: Decision) -> tuple[int, int]:
     """(history events, states entered) from the Choice that reads ``decision`` to the next report.
 
     HTTP and shell attempts report their own next decision (the task Lambda advances the walk);
-    a container attempt reports through Launch's callback into Advance.
+    so does a container attempt, through Launch's callback (its completion commits the attempt and
+    sends the next decision as the task's output).
     """
     wait = (FLOW_STATE_EVENTS, 1) if decision.wait_seconds > 0 else (0, 0)
     choice = (FLOW_STATE_EVENTS, 1)
     if decision.action in (Action.RUN_HTTP, Action.RUN_SHELL):
         body = (TASK_STATE_EVENTS, 1)
     elif decision.action == Action.RUN_CONTAINER:
-        # Launch waits for its token (one more event: TaskSubmitted), then Advance records the result.
-        body = (CALLBACK_TASK_STATE_EVENTS + TASK_STATE_EVENTS, 2)
+        # Launch waits for its token (one more event: TaskSubmitted); the callback carries the decision.
+        body = (CALLBACK_TASK_STATE_EVENTS, 1)
     elif decision.action == Action.CONTINUE:
         body = (TASK_STATE_EVENTS + FLOW_STATE_EVENTS, 2)
     else:
@@ -570,11 +574,17 @@ def _charged(transition: Transition, *, extra_events: int = 0) -> Transition:
     return transition
 
 
-def start_walk(definition: JobDefinition, clock: Clock) -> Transition:
-    """The first decision of a request: enter the root task."""
+def start_walk(
+    definition: JobDefinition, clock: Clock, *, start_events: int = EXECUTION_START_EVENTS
+) -> Transition:
+    """The first decision of a request: enter the root task.
+
+    ``start_events`` are the history events before the decision's path: EXECUTION_START_EVENTS
+    when the execution's Begin state takes it, PREDECIDED_START_EVENTS when the starter does.
+    """
     walker = _Walker(definition, WalkState(), clock)
     walker.walk.execution_events = 0
-    return _charged(walker.enter(definition.root_task.task_type), extra_events=EXECUTION_START_EVENTS)
+    return _charged(walker.enter(definition.root_task.task_type), extra_events=start_events)
 
 
 def record_attempt(
@@ -606,7 +616,7 @@ def record_attempt(
     return _charged(walker.after_attempt(result), extra_events=CATCH_EVENTS if via_catch else 0)
 
 
-def resume_walk(walk: WalkState) -> Transition:
+def resume_walk(walk: WalkState, *, start_events: int = EXECUTION_START_EVENTS) -> Transition:
     """The first decision of a fresh execution after CONTINUE: the decision kept for it."""
     if walk.deferred is None:
         raise WalkError("resume asked but no decision was kept for the next execution")
@@ -617,7 +627,7 @@ def resume_walk(walk: WalkState) -> Transition:
     resumed.execution_events = 0
     resumed.execution_states = 0
     transition = Transition(walk=resumed, decision=decision, job_state=JobState.EXECUTING)
-    return _charged(transition, extra_events=EXECUTION_START_EVENTS)
+    return _charged(transition, extra_events=start_events)
 
 
 def end_walk(

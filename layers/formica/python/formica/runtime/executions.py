@@ -3,18 +3,30 @@
 ``start_request`` is the one way a PENDING request begins to walk; it goes through admission
 (``formica.runtime.scheduling``: scheduled_at, max_concurrency slots, priorities, skip_if), and a
 request that reaches a final state here (cancel) gives its slot back.
+
+An execution is started with its first decision as input (``begin_execution``, D13): the starter
+takes the decision Advance's start would take, so the execution begins at its Choice. The input
+``{"request_id"}`` alone still works: the state machine then takes the decision itself (Begin).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
-from formica.engine.walk import ERR_JOB_CANCELLED, ERR_TASK_CANCELLED, Action
+from formica.engine.walk import (
+    ERR_JOB_CANCELLED,
+    ERR_TASK_CANCELLED,
+    RUN_ACTIONS,
+    Action,
+    JobState,
+    path_events,
+)
 from formica.runtime.deps import Runtime, get_runtime
 from formica.runtime.walker import CANCELLED_ERROR, Walker
 from formica.store.requests import JobRequestItem, RequestNotFoundError, now_iso
@@ -58,13 +70,20 @@ def _state_machine_arn(runtime: Runtime) -> str:
     return arn
 
 
-def start_execution(runtime: Runtime, request_id: str, name: str) -> None:
-    """StartExecution with a deterministic name; a second start of the same name is a no-op."""
+def start_execution(
+    runtime: Runtime, request_id: str, name: str, decision: Mapping[str, Any] | None = None
+) -> None:
+    """StartExecution with a deterministic name; a second start of the same name is a no-op.
+
+    ``decision`` (the flat decision a Lambda returns to the Choice) is the execution's input when
+    given; without it the input is ``{"request_id"}`` and the execution decides for itself.
+    """
+    payload = dict(decision) if decision else {"request_id": request_id}
     try:
         runtime.sfn.start_execution(
             stateMachineArn=_state_machine_arn(runtime),
             name=name,
-            input=json.dumps({"request_id": request_id}),
+            input=json.dumps(payload),
         )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
@@ -73,6 +92,40 @@ def start_execution(runtime: Runtime, request_id: str, name: str) -> None:
     except BotoCoreError as exc:
         raise ExecutionError(f"could not start execution {name}: {exc}") from exc
     logger.info("execution started", extra={"request_id": request_id, "execution": name})
+
+
+def begin_execution(runtime: Runtime, request: JobRequestItem, name: str) -> None:
+    """Start execution ``name`` of ``request`` with its first decision already taken (D13).
+
+    The decision is committed before StartExecution, so a crash in between leaves a request whose
+    decision waits for an execution: ``awaiting_execution`` finds it and the sweep calls this again
+    (the decision is answered again, and a start of an existing name is a no-op).
+    """
+    try:
+        decision = Walker(runtime).first_decision(request, name)
+    except Exception as exc:  # never lose a start over its decision: Begin takes it (or fails the job)
+        logger.warning(
+            "first decision not taken before the start",
+            extra={"request_id": request.request_id, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        decision = None
+    start_execution(runtime, request.request_id, name, decision)
+
+
+def awaiting_execution(request: JobRequestItem) -> bool:
+    """Whether the request's execution may not have started: admitted with no decision yet, or its
+    first decision (taken by the starter) not picked up by any task."""
+    if not request.execution_name or request.job_state not in (JobState.STARTED, JobState.EXECUTING):
+        return False
+    decision = request.decision
+    if decision is None:
+        return request.job_state == JobState.STARTED
+    return (
+        decision.action in RUN_ACTIONS
+        and request.claimed_step < request.step
+        and request.walk.execution == request.execution_name
+        and request.walk.execution_states == path_events(decision)[1]
+    )
 
 
 def start_request(request_id: str, runtime: Runtime | None = None) -> str | None:
@@ -114,7 +167,9 @@ def continue_execution(
             name = request.execution_name or name
     else:
         name = request.execution_name or execution_name(request.request_id, request.execution_count + 1)
-    start_execution(rt, request.request_id, name)
+    # The next execution starts at its Choice with the decision kept for it (resumed and committed
+    # here; a retried call answers it again).
+    begin_execution(rt, request, name)
     return {"request_id": request.request_id, "execution": name}
 
 

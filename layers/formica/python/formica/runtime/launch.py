@@ -11,8 +11,9 @@ task and hands it to the launcher of ``settings.container_runtime``; the launche
 - ``ecs`` (AWS): ``formica.runtime.containers.launch_container`` (ECS Fargate, or EKS for
   KUBERNETES tasks); the ECS event / reconciler answers the token.
 
-Either way the callback's output is the flat ``{"exit_code", "error_code", "error_message"}`` that
-Advance reads.
+Either way ``complete_container_attempt`` records the attempt and commits the walk's next step, and
+the callback's output is that next decision (D13), which the state machine's Choice reads as it
+reads an HTTP or shell task Lambda's answer: no Advance state after a container attempt.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 SUPERSEDED_ERROR = "Formica.Superseded"
 """The error a Launch sends back at once when its step is no longer the request's."""
+COMMIT_FAILED_ERROR = "Formica.CommitFailed"
+"""The error a container completion sends when it recorded the result but could not commit the
+step: the Launch state's Catch hands it to Advance, which commits the recorded result."""
 
 
 class LaunchEvent(BaseModel):
@@ -157,10 +161,13 @@ def complete_container_attempt(
     *,
     log_key: str | None = None,
 ) -> bool:
-    """Record a container attempt's result and send it to the waiting Launch state.
+    """Record a container attempt's result, commit the walk's next step, and send that decision to
+    the waiting Launch state (its output goes straight to the Choice, like a task Lambda's answer).
 
-    ``log_key`` (or ``result.log_key``) names the attempt's stored log; the task record takes it
-    when Advance commits the result. Returns False when the walk no longer waits for this step
+    The result is recorded on the request first (``attempt``): if the commit fails, the Launch
+    state is answered with ``Formica.CommitFailed`` and Advance commits the recorded result; if
+    the state timed out meanwhile, Advance finds it there too. ``log_key`` (or ``result.log_key``)
+    names the attempt's stored log. Returns False when the walk no longer waits for this step
     (cancelled, timed out, superseded).
     """
     if log_key is not None and result.log_key is None:
@@ -169,14 +176,25 @@ def complete_container_attempt(
         request_id, step, StoredAttempt(step=step, result=result, log_key=result.log_key)
     )
     latest = runtime.requests.get(request_id)
-    if not recorded or latest is None or latest.task_token is None or latest.task_token_step != step:
+    if (
+        not recorded
+        or latest is None
+        or latest.is_final
+        or latest.step != step
+        or latest.task_token is None
+        or latest.task_token_step != step
+    ):
         logger.info("container result arrived after the walk moved on", extra={"request_id": request_id})
         return False
-    output = {
-        "exit_code": result.exit_code,
-        "error_code": result.error_code,
-        "error_message": result.error_message,
-    }
+    try:
+        output = Walker(runtime).record(latest, result)
+    except Exception as exc:  # the walk must hear back: Advance commits the recorded result
+        logger.warning(
+            "container result recorded, step not committed",
+            extra={"request_id": request_id, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        _send_failure(runtime, latest.task_token, COMMIT_FAILED_ERROR, f"{type(exc).__name__}: {exc}"[:1000])
+        return True
     try:
         runtime.sfn.send_task_success(taskToken=latest.task_token, output=json.dumps(output))
     except (ClientError, BotoCoreError) as exc:

@@ -33,7 +33,13 @@ from pydantic import BaseModel, ConfigDict
 from formica.engine.walk import JobState, WalkState
 from formica.jobs.errors import DefinitionError
 from formica.runtime.deps import Runtime, get_runtime
-from formica.runtime.executions import ERR_START_FAILED, ExecutionError, execution_name, start_execution
+from formica.runtime.executions import (
+    ERR_START_FAILED,
+    ExecutionError,
+    awaiting_execution,
+    begin_execution,
+    execution_name,
+)
 from formica.runtime.walker import Walker
 from formica.store.definitions import DefinitionHeadItem, DefinitionRepository, DefinitionStoreError
 from formica.store.idempotency import IdempotencyRepository, IdempotencyStoreError
@@ -195,11 +201,12 @@ def try_start(
         logger.info("job request filtered", extra={"request_id": request_id, "job_type": request.job_type})
         return AdmissionResult(request_id, Admission.FILTERED)
     name = execution_name(request_id, request.execution_count + 1)
-    outcome = slots.admit(request, execution_name=name, limit=limit)
+    started_at = now_iso()
+    outcome = slots.admit(request, execution_name=name, limit=limit, started_at=started_at)
     if outcome == AdmitOutcome.HELD:
         # A slot left by an earlier run of this request (a crash before its release): give it back.
         slots.release(request.org, request.job_type, request_id)
-        outcome = slots.admit(request, execution_name=name, limit=limit)
+        outcome = slots.admit(request, execution_name=name, limit=limit, started_at=started_at)
     if outcome == AdmitOutcome.NO_SLOT:
         return AdmissionResult(request_id, Admission.WAITING_FOR_SLOT)
     if outcome != AdmitOutcome.STARTED:
@@ -209,13 +216,16 @@ def try_start(
             "job_state": JobState.STARTED,
             "execution_name": name,
             "execution_count": request.execution_count + 1,
-            "started_at": now_iso(),
+            "started_at": started_at,
         }
     )
     try:
-        start_execution(runtime, request_id, name)
+        # The walk's first decision is taken here and passed as the execution's input (D13).
+        begin_execution(runtime, started, name)
     except ExecutionError as exc:
-        Walker(runtime).fail_job(started, ERR_START_FAILED, str(exc))
+        walker = Walker(runtime)
+        # Read again: the first decision may have been committed before the start was refused.
+        walker.fail_job(runtime.requests.get(request_id) or started, ERR_START_FAILED, str(exc))
         raise
     logger.info("job request admitted", extra={"request_id": request_id, "job_type": request.job_type})
     return AdmissionResult(request_id, Admission.STARTED, name)
@@ -369,18 +379,26 @@ def _repair_holders(rt: Runtime, store: SlotStore, org: str, job_type: str, now:
                 released += 1
                 logger.warning("leaked slot released", extra={"request_id": request_id, "job_type": job_type})
             continue
-        started = _moment(request.started_at)
-        stale = started is not None and now - started > timedelta(seconds=STALE_START_SECONDS)
-        if request.job_state == JobState.STARTED and request.step == 0 and stale and request.execution_name:
-            # Admitted, but its StartExecution never happened (a crash in between): the name is
-            # deterministic, so starting again is a no-op if it did happen after all.
+        if awaiting_execution(request) and request.execution_name and _stale(request, now):
+            # Admitted (or continued), but its StartExecution may never have happened (a crash in
+            # between): the name is deterministic, so starting again is a no-op if it did happen.
             try:
-                start_execution(rt, request_id, request.execution_name)
+                begin_execution(rt, request, request.execution_name)
             except ExecutionError as exc:
                 logger.warning("lost start not repaired", extra={"request_id": request_id, "error": str(exc)})
             else:
                 restarted += 1
     return released, restarted
+
+
+def _stale(request: JobRequestItem, now: datetime) -> bool:
+    """Long enough since the start (or since its first decision, plus that decision's wait) that
+    its execution would have picked the decision up."""
+    if request.decision is None:
+        since, grace = _moment(request.started_at), 0
+    else:
+        since, grace = _moment(request.updated_at), request.decision.wait_seconds
+    return since is not None and now - since > timedelta(seconds=STALE_START_SECONDS + grace)
 
 
 def sweep(

@@ -9,8 +9,10 @@ first run died without one, records the attempt as lost (ERR_TASK_ATTEMPT_LOST).
 
 HTTP and shell task Lambdas run their attempt and then advance the walk in the same invocation, so
 their result goes straight to the state machine's Choice: a task attempt costs two states (the task
-and the Choice), a poll with a delay three (plus the Wait). Container attempts report through
-their callback into Advance.
+and the Choice), a poll with a delay three (plus the Wait). A container attempt's completion does the
+same and sends the next decision as the Launch state's callback output (D13). The first decision of
+an execution is taken by its starter (``first_decision``) and passed as the execution's input, so
+an execution begins at the Choice.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from formica.engine.routing import AttemptOutcome, RetryBudget, TaskState, route
 from formica.engine.walk import (
     ERR_TASK_CANCELLED,
     ERR_TASK_TIMED_OUT,
+    PREDECIDED_START_EVENTS,
     RUN_ACTIONS,
     Action,
     AttemptResult,
@@ -230,6 +233,20 @@ class Walker:
         artifacts: list[ArtifactItem] | None = None,
     ) -> dict[str, Any]:
         """Commit a transition at the request's step; a lost race answers like a replay."""
+        try:
+            return self.write(request, transition, execution_name=execution_name, artifacts=artifacts)
+        except StepConflictError:
+            return self.settled(self.load(request.request_id), request.step)
+
+    def write(
+        self,
+        request: JobRequestItem,
+        transition: Transition,
+        *,
+        execution_name: str | None = None,
+        artifacts: list[ArtifactItem] | None = None,
+    ) -> dict[str, Any]:
+        """Commit a transition at the request's step; ``StepConflictError`` when the step moved."""
         commit = StepCommit(
             walk=transition.walk,
             decision=transition.decision,
@@ -240,10 +257,7 @@ class Walker:
             artifacts=artifacts or [],
             execution_name=execution_name,
         )
-        try:
-            decision = self.rt.requests.commit_step(request.request_id, request.step, commit)
-        except StepConflictError:
-            return self.settled(self.load(request.request_id), request.step)
+        decision = self.rt.requests.commit_step(request.request_id, request.step, commit)
         if transition.job_state.is_final:
             self.finished(request)
         logger.info(
@@ -331,13 +345,48 @@ class Walker:
                 definition = self.render(request, task_type="", task_retry=0, now=now)
             except DefinitionError as exc:
                 return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
-            transition = start_walk(definition, self.clock(request, definition, now))
+            transition = _still_started(start_walk(definition, self.clock(request, definition, now)))
         elif request.decision.action == Action.CONTINUE:
             transition = resume_walk(request.walk)
         else:
             return answer(request.request_id, request.decision)
         transition.walk.execution = execution
         return self.commit(request, transition, execution_name=execution)
+
+    def first_decision(self, request: JobRequestItem, execution: str) -> dict[str, Any] | None:
+        """The first decision of execution ``execution``, taken before it starts (D13).
+
+        What Advance's start (``begin``) would decide, committed the same way, so the starter can
+        pass it as the execution's input and the execution begins at its Choice. ``request`` is
+        the request as admitted (STARTED and named ``execution``, no decision yet) or as continued
+        (its decision CONTINUE). A decision already taken for ``execution`` is answered again.
+        Returns None when the execution should decide for itself (its Begin state reads the
+        request afresh): the definition does not render (Begin fails the job with the message),
+        or the step moved under us.
+        """
+        if request.is_final:
+            return None
+        if request.walk.execution == execution and request.decision is not None:
+            if request.decision.action == Action.CONTINUE:
+                return None
+            return answer(request.request_id, request.decision)
+        now = self.rt.now()
+        if request.decision is None:
+            try:
+                definition = self.render(request, task_type="", task_retry=0, now=now)
+            except DefinitionError:
+                return None
+            clock = self.clock(request, definition, now)
+            transition = _still_started(start_walk(definition, clock, start_events=PREDECIDED_START_EVENTS))
+        elif request.decision.action == Action.CONTINUE and request.walk.deferred is not None:
+            transition = resume_walk(request.walk, start_events=PREDECIDED_START_EVENTS)
+        else:
+            return None
+        transition.walk.execution = execution
+        try:
+            return self.write(request, transition, execution_name=execution)
+        except StepConflictError:
+            return None
 
     def fatal(self, request: JobRequestItem, error: dict[str, Any]) -> dict[str, Any]:
         """Advance itself failed: mark the request FAILED so it never stays EXECUTING."""
@@ -518,6 +567,14 @@ class Walker:
                 )
             )
         return items, {"log_key": key, "warnings": list(outcome.warnings)}
+
+
+def _still_started(transition: Transition) -> Transition:
+    """A walk's first decision leaves the request STARTED; claiming its first attempt makes it
+    EXECUTING (``RequestRepository.claim_attempt``)."""
+    if transition.job_state == JobState.EXECUTING:
+        transition.job_state = JobState.STARTED
+    return transition
 
 
 def attempt_succeeded(task: TaskDefinition, outcome: TaskOutcome) -> bool:

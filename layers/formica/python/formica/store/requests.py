@@ -746,11 +746,17 @@ class RequestRepository(RequestStore):
         raise RequestStoreError(f"could not record step {outbox.step} of {request_id!r}: DynamoDB throttled")
 
     def claim_attempt(self, request_id: str, step: int) -> JobRequestItem | None:
+        # The first claimed attempt moves a request from STARTED (its first decision taken) to
+        # EXECUTING.
         updated = self._update(
             request_id,
-            "SET claimed_step = :step",
-            {":step": {"N": str(step)}, ":executing": {"S": str(JobState.EXECUTING)}},
-            "step = :step AND claimed_step < :step AND job_state = :executing",
+            "SET claimed_step = :step, job_state = :executing",
+            {
+                ":step": {"N": str(step)},
+                ":executing": {"S": str(JobState.EXECUTING)},
+                ":started": {"S": str(JobState.STARTED)},
+            },
+            "step = :step AND claimed_step < :step AND job_state IN (:started, :executing)",
         )
         return None if updated is None else JobRequestItem.from_item(updated)
 

@@ -96,8 +96,11 @@ class SlotStore(ABC):
     """Port: slots of job types, and the admission writes on request items."""
 
     @abstractmethod
-    def admit(self, request: JobRequestItem, *, execution_name: str, limit: int) -> AdmitOutcome:
-        """PENDING -> STARTED (named ``execution_name``) and take a slot, atomically; limit 0: no cap."""
+    def admit(
+        self, request: JobRequestItem, *, execution_name: str, limit: int, started_at: str | None = None
+    ) -> AdmitOutcome:
+        """PENDING -> STARTED (named ``execution_name``, ``started_at`` or now) and take a slot,
+        atomically; limit 0: no cap."""
 
     @abstractmethod
     def release(self, org: str, job_type: str, request_id: str) -> bool:
@@ -198,8 +201,10 @@ class SlotRepository(SlotStore):
 
     # -- admission ------------------------------------------------------------------------------
 
-    def admit(self, request: JobRequestItem, *, execution_name: str, limit: int) -> AdmitOutcome:
-        now = now_iso()
+    def admit(
+        self, request: JobRequestItem, *, execution_name: str, limit: int, started_at: str | None = None
+    ) -> AdmitOutcome:
+        now = started_at or now_iso()
         org, job_type = request.org, request.job_type
         # The request's side mirrors RequestRepository.mark_started (PENDING -> STARTED).
         start_request = {
