@@ -194,11 +194,14 @@ def test_list_filters_and_pages_newest_first(defined: ApiWorld) -> None:
     by_type = defined.call("GET", "/api/jobs/requests", query={"job_type": "params-job"}).json()["records"]
     completed = defined.call("GET", "/api/jobs/requests", query={"job_state": "COMPLETED"}).json()["records"]
     bad_state = defined.call("GET", "/api/jobs/requests", query={"job_state": "SLEEPING"})
+    # formicary's READY is a valid filter; no request is ever stored READY
+    ready = defined.call("GET", "/api/jobs/requests", query={"job_state": "READY"})
 
     assert seen == [params_id, *reversed(ids)]
     assert [record["id"] for record in by_type] == [params_id]
     assert [record["id"] for record in completed] == [ids[0]]
     assert bad_state.status == 400
+    assert (ready.status, ready.json()["records"]) == (200, [])
 
 
 def test_another_orgs_request_is_404_on_every_route(defined: ApiWorld) -> None:

@@ -124,7 +124,10 @@ class JobRequestResponse(BaseModel):
     id: str
     job_type: str
     job_version: int
-    job_state: str = Field(description="PENDING, READY, STARTED, EXECUTING, COMPLETED, FAILED, CANCELLED")
+    job_state: str = Field(
+        description="PENDING, STARTED, EXECUTING, COMPLETED, FAILED or CANCELLED (READY, formicary's state "
+        "between scheduling and start, is never stored: Formica admits and starts in one write)"
+    )
     job_priority: int = 5
     description: str | None = None
     user_key: str | None = None

@@ -112,9 +112,18 @@ RUN_ACTIONS = frozenset({Action.RUN_HTTP, Action.RUN_SHELL, Action.RUN_CONTAINER
 
 
 class JobState(StrEnum):
-    """A job request's state (formicary's names)."""
+    """A job request's state (formicary's names).
+
+    PENDING: stored, waiting to be due or for a max_concurrency slot. STARTED: admitted (slot taken,
+    execution named) until its first attempt is claimed. EXECUTING: a task has started. Then one of
+    the final states. READY is formicary's state between its scheduler picking a request and an ant
+    starting it; Formica admits and starts in one conditional write (PENDING -> STARTED), so no
+    request is ever stored READY. It is part of the API's vocabulary (a ``job_state=READY`` filter
+    is valid and matches nothing) so formicary clients keep working.
+    """
 
     PENDING = "PENDING"
+    READY = "READY"
     STARTED = "STARTED"
     EXECUTING = "EXECUTING"
     COMPLETED = "COMPLETED"
