@@ -13,13 +13,14 @@ from formica.runtime.scheduling import (
     STALE_START_SECONDS,
     Admission,
     admit_request,
+    start_waiting,
     sweep,
     trigger_now,
 )
 from formica.store.requests import RequestFinishedError, RequestNotFinishedError, RequestNotFoundError
 from formica.store.slots import AdmitOutcome
 
-from tests.integration.scheduling.conftest import ORG, World
+from tests.integration.scheduling.conftest import ORG, TABLE, World
 
 
 def test_without_a_limit_every_request_starts_at_once(world: World) -> None:
@@ -249,3 +250,35 @@ def test_the_sweep_restarts_a_decided_start_that_was_lost(world: World) -> None:
     # Once a task claimed the attempt, the execution evidently runs: the sweep leaves it alone.
     assert world.runtime.requests.claim_attempt(request_id, 1) is not None
     assert sweep(world.runtime).restarted == 0
+
+
+def test_raising_the_limit_starts_waiting_requests_at_once_in_priority_order(world: World) -> None:
+    # Given one running request and three waiting at max_concurrency 1
+    world.define("raised", max_concurrency=1)
+    running = world.create("raised")
+    assert admit_request(running, world.runtime).admission == Admission.STARTED
+    low, high, mid = (world.create("raised", priority=priority) for priority in (1, 9, 5))
+    for request_id in (low, high, mid):
+        assert admit_request(request_id, world.runtime).admission == Admission.WAITING_FOR_SLOT
+    # When the limit goes to 3 (PUT .../concurrency)
+    world.definitions.set_max_concurrency(ORG, "raised", 3)
+    started = start_waiting(ORG, "raised", world.runtime)
+    # Then two more start now, highest priority first, and the third still waits
+    assert started == [high, mid]
+    assert world.state(low) == JobState.PENDING
+    assert world.slots.running(ORG, "raised") == 3
+    # And removing the limit (0: unlimited) starts the rest
+    world.definitions.set_max_concurrency(ORG, "raised", 0)
+    assert start_waiting(ORG, "raised", world.runtime) == [low]
+    assert world.started_ids() == [running, high, mid, low]
+
+
+def test_a_wake_up_that_fails_is_left_to_the_sweep(world: World) -> None:
+    world.define("unlucky", max_concurrency=1)
+    running = world.create("unlucky")
+    admit_request(running, world.runtime)
+    waiting = world.create("unlucky")
+    admit_request(waiting, world.runtime)
+    world.definitions.set_max_concurrency(ORG, "unlucky", 2)
+    world.ddb.delete_table(TableName=TABLE)  # the store fails under the wake-up
+    assert start_waiting(ORG, "unlucky", world.runtime) == []

@@ -69,6 +69,7 @@ __all__ = [
     "handle_event",
     "request_finished",
     "restart_request",
+    "start_waiting",
     "sweep",
     "trigger_now",
 ]
@@ -320,6 +321,25 @@ def request_finished(runtime: Runtime, request: JobRequestItem, *, slots: SlotSt
             "slot release or wake-up failed; the sweep will catch up",
             extra={"request_id": request.request_id, "job_type": request.job_type, "error": str(exc)},
         )
+
+
+def start_waiting(
+    org: str, job_type: str, runtime: Runtime | None = None, *, slots: SlotStore | None = None
+) -> list[str]:
+    """Start the job type's due PENDING requests that fit under its limit now (``PUT .../concurrency``
+    raised or removed it); returns the ids started.
+
+    Never raises for store or state machine trouble: the sweep starts them within a minute.
+    """
+    rt = runtime or get_runtime()
+    try:
+        return fill_slots(rt, org, job_type, slots=slots)
+    except _RECOVERABLE as exc:
+        logger.warning(
+            "wake-up after a limit change failed; the sweep will catch up",
+            extra={"job_type": job_type, "error": str(exc)},
+        )
+        return []
 
 
 def trigger_now(
