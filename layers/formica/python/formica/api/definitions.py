@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import yaml
-
 from formica.api.errors import (
     PayloadTooLargeError,
     ResourceNotFoundError,
@@ -58,6 +56,8 @@ def definition_text(body: bytes, content_type: str | None) -> str:
 
 
 def _json_as_yaml(text: str) -> str:
+    import yaml  # only JSON uploads need it here: not every API cold start
+
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:

@@ -113,7 +113,11 @@ class RunnerKind(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_attribute_docstrings=True)
+    # The attribute docstrings below are the fields' descriptions, but pydantic's
+    # use_attribute_docstrings reads this file's source when the classes are built (~20 ms of every
+    # Lambda's cold start for text only the schema and the docs show): formica.jobs.schema attaches
+    # them when it generates those.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_validator(mode="before")
     @classmethod

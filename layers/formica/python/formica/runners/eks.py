@@ -33,10 +33,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome
@@ -60,6 +58,10 @@ from formica.runners.ecs_events import (
     RunKey,
 )
 from formica.store.blobs import BlobStore, BlobStoreError
+
+if TYPE_CHECKING:
+    import httpx  # imported where a client is built: container_events and the reconciler load
+    # this module for every ECS event, and only EKS runs need HTTP
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +247,8 @@ class KubernetesApi:
     def __init__(
         self, cluster: ClusterInfo, token: Callable[[], str], client: httpx.Client | None = None
     ) -> None:
+        import httpx
+
         self._token = token
         if client is None:
             verify: ssl.SSLContext | bool = True
@@ -257,6 +261,8 @@ class KubernetesApi:
         self._client.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
         try:
             return self._client.request(method, path, headers=headers, **kwargs)

@@ -10,8 +10,7 @@ import shutil
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from formica.jobs.models import TaskDefinition
 from formica.runners.artifacts import (
@@ -23,11 +22,17 @@ from formica.runners.artifacts import (
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.walker import AttemptScope, attempt_succeeded
 
+if TYPE_CHECKING:
+    import httpx
+
 
 @lru_cache(maxsize=1)
 def _http_client() -> httpx.Client:
     # One client per process: connections are reused across attempts (a sensor polls the same host)
-    # and the TLS context is built once. Timeouts are set per request by the runner.
+    # and the TLS context is built once. Timeouts are set per request by the runner. httpx is
+    # imported here: only http_task sends HTTP, every other handler would pay for it at import.
+    import httpx
+
     from formica.runners.http import MAX_REDIRECTS
 
     return httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False)
