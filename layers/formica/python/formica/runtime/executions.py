@@ -229,7 +229,12 @@ def _request_finished(rt: Runtime, request: JobRequestItem) -> None:
 
 
 def _stop_cloud_containers(request_id: str) -> None:
-    """Stop the request's ECS tasks / EKS Jobs (their runs answer the waiting token)."""
+    """Stop the request's ECS tasks / EKS Jobs and settle their runs (ERR_TASK_CANCELLED, log kept).
+
+    Their reports reach ``complete_container_attempt``, which never answers the token of a request
+    that is already final (it is marked CANCELLED before this runs): the waiting Launch is answered
+    once, by the cancel's own SendTaskFailure ``Formica.Cancelled`` (tests/workflow/test_container_cancel.py).
+    """
     from formica.runtime.containers import ContainerRuntimeError, cancel_request_containers
 
     try:

@@ -1,0 +1,60 @@
+"""Cancelling a job whose container task runs on ECS: the task is stopped, its run settled, and the
+waiting Launch is answered once, by the cancel's own Formica.Cancelled (never by a result).
+
+The stop reports the run like any completion; that report must not answer the token of a request
+already CANCELLED (``complete_container_attempt`` checks), else a success could race the cancel."""
+
+from __future__ import annotations
+
+import boto3
+from formica.engine.routing import TaskState
+from formica.engine.walk import JobState
+from formica.runtime import cancel_request
+from formica.runtime.containers import default_container_service
+from formica.runtime.walker import CANCELLED_ERROR
+
+from tests.workflow.conftest import ORG, REGION, Walk
+from tests.workflow.test_container_ecs import _launched, ecs_walk
+
+__all__ = ["ecs_walk"]
+
+LONG = """
+job_type: long-box
+tasks:
+- task_type: boxed
+  method: DOCKER
+  container:
+    image: alpine
+  script:
+    - sleep 3600
+"""
+
+
+def test_cancel_stops_the_ecs_task_and_answers_the_token_with_cancelled(ecs_walk: Walk) -> None:
+    ecs_walk.upload(LONG)
+    request_id = ecs_walk.submit("long-box")
+    run = _launched(request_id)
+
+    cancelled = cancel_request(ORG, request_id)
+    done = ecs_walk.wait(request_id)
+
+    assert cancelled.job_state == JobState.CANCELLED
+    assert (done.job_state, done.error_code) == (JobState.CANCELLED, "ERR_JOB_CANCELLED")
+    [boxed] = ecs_walk.tasks(request_id)
+    assert boxed.task_state == TaskState.CANCELLED
+    # the ECS task was stopped and the run settled once
+    [settled] = default_container_service().runs.list_for_request(request_id)
+    assert settled.is_finished and settled.error_code == "ERR_TASK_CANCELLED"
+    ecs = boto3.client("ecs", region_name=REGION)
+    [task] = ecs.describe_tasks(cluster="formica", tasks=[str(run.ecs_task_arn)])["tasks"]
+    assert task["lastStatus"] == "STOPPED"
+    # Launch's token was answered by the cancel only: a failure naming Formica.Cancelled, no success
+    history = ecs_walk.history(str(done.execution_name))
+    callbacks = [
+        e
+        for e in history
+        if "waitForTaskToken" in str(e.get(f"{e['type'][0].lower()}{e['type'][1:]}EventDetails"))
+    ]
+    answers = [(e["type"], e.get("taskFailedEventDetails", {}).get("error")) for e in callbacks]
+    assert ("TaskFailed", CANCELLED_ERROR) in answers
+    assert not any(kind == "TaskSucceeded" for kind, _ in answers)
