@@ -48,6 +48,7 @@ class FakeRuntime:
     started: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
+    woken: list[str] = field(default_factory=list)
 
     def start_request(self, request_id: str) -> None:
         self.started.append(request_id)
@@ -64,6 +65,9 @@ class FakeRuntime:
 
     def trigger_request(self, org: str, request_id: str) -> None:
         self.start_request(request_id)
+
+    def start_waiting(self, org: str, job_type: str) -> None:
+        self.woken.append(job_type)
 
 
 @dataclass

@@ -131,6 +131,7 @@ def test_disable_enable_concurrency_and_delete(world: ApiWorld) -> None:
     assert refused.status == 409 and refused.json()["error"] == "CONFLICT"
     assert enabled.json()["disabled"] is False
     assert concurrency.status == 200 and concurrency.json()["max_concurrency"] == 3
+    assert world.runtime.woken == ["hello-job"]  # a new limit lets waiting requests in at once
     assert negative.status == 400
     assert deleted.status == 200 and deleted.json() == {
         "deleted": True,

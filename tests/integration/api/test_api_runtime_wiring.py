@@ -72,3 +72,28 @@ def test_submit_starts_one_named_execution_and_cancel_and_restart_use_the_walk(
     assert restarted.status == 200 and restarted.json()["job_state"] != "CANCELLED"
     names = sorted(execution["name"] for execution in sfn.list_executions(stateMachineArn=arn)["executions"])
     assert names == sorted([execution_name(request_id, 1), execution_name(request_id, 2)])
+
+
+def test_raising_the_limit_starts_the_waiting_requests_at_once(wired: tuple[ApiWorld, Any]) -> None:
+    world, sfn = wired
+    limited = world.call(
+        "PUT", "/api/jobs/definitions/hello-job/concurrency", json_body={"max_concurrency": 1}
+    )
+    assert limited.status == 200
+    ids = [
+        world.call("POST", "/jobs/requests", json_body={"job_type": "hello-job"}).json()["id"]
+        for _ in range(3)
+    ]
+
+    def states() -> list[str]:
+        return [world.call("GET", f"/api/jobs/requests/{i}").json()["job_state"] for i in ids]
+
+    assert states() == ["STARTED", "PENDING", "PENDING"]
+    raised = world.call(
+        "PUT", "/api/jobs/definitions/hello-job/concurrency", json_body={"max_concurrency": 3}
+    )
+    assert raised.status == 200 and raised.json()["max_concurrency"] == 3
+    assert states() == ["STARTED", "STARTED", "STARTED"]
+    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    names = sorted(execution["name"] for execution in sfn.list_executions(stateMachineArn=arn)["executions"])
+    assert names == sorted(execution_name(i, 1) for i in ids)

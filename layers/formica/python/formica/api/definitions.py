@@ -221,6 +221,8 @@ def set_max_concurrency(
     item = services.definitions.get_version(org, job_type, head.latest_version)
     if item is None:
         raise _not_found(job_type)
+    # A raised (or removed) limit lets waiting requests in now rather than at the next sweep.
+    services.runtime.start_waiting(org, job_type)
     return definition_response(item, head)
 
 

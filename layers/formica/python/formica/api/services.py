@@ -26,6 +26,8 @@ class RequestRuntime(Protocol):
 
     def trigger_request(self, org: str, request_id: str) -> Any: ...
 
+    def start_waiting(self, org: str, job_type: str) -> Any: ...
+
 
 class ModuleRuntime:
     """``RequestRuntime`` backed by the ``formica.runtime`` package, imported on first use (it
@@ -43,6 +45,10 @@ class ModuleRuntime:
     def trigger_request(self, org: str, request_id: str) -> Any:
         # Issue 8: due now, then admitted (a free max_concurrency slot still decides).
         return importlib.import_module("formica.runtime.scheduling").trigger_now(org, request_id)
+
+    def start_waiting(self, org: str, job_type: str) -> Any:
+        # A raised max_concurrency lets waiting requests in now, not at the next sweep.
+        return importlib.import_module("formica.runtime.scheduling").start_waiting(org, job_type)
 
 
 def _runtime() -> Any:
