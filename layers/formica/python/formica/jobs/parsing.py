@@ -4,14 +4,23 @@ The text is a template, so it is rendered first (``templates.render_with_lines``
 which original line produced each rendered line; YAML nodes, pydantic errors and rule violations
 are then reported at the original line. Upload (``parse_definition``) renders with a validation
 context of zero values; run time (``load_definition`` / ``render_task``) renders with the real one.
+
+Run time renders on every attempt (JobElapsedSecs, Nonce, Random... change), but what follows the
+render is a function of the rendered text alone: ``load_definition`` keeps the definitions it built
+(and the job_variables its probe read) by (text, rendered text), so an attempt whose render comes
+out the same as an earlier one's skips the YAML load, the models and the rules; a text without
+template tags is not even rendered again.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -33,6 +42,47 @@ MAX_DEFINITION_BYTES = 256 * 1024
 """Definitions larger than 256 KiB are refused before any parsing."""
 MAX_TASKS = 100
 """formicary's own limit (maxTasksPerJob); also checked before the models are built."""
+RUNTIME_CACHE_SIZE = 32
+"""Definitions (and job_variables probes) kept by ``load_definition``, per process."""
+
+_V = TypeVar("_V")
+
+
+class _Lru(Generic[_V]):
+    """A small thread-safe LRU map from (text, rendered text) to what was built from them."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str], _V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> _V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, str], value: _V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_BUILT: _Lru[JobDefinition] = _Lru(RUNTIME_CACHE_SIZE)
+_PROBED: _Lru[dict[str, Any]] = _Lru(RUNTIME_CACHE_SIZE)
+
+
+def clear_runtime_cache() -> None:
+    """Forget the definitions ``load_definition`` kept (benchmarks and tests measure the first load)."""
+    _BUILT.clear()
+    _PROBED.clear()
 
 
 @dataclass(frozen=True)
@@ -62,10 +112,14 @@ def load_definition(yaml_text: str, context: Mapping[str, Any]) -> JobDefinition
     with those variables (over params, outputs and job_variables, never over the built-ins), as
     formicary does when it renders the task to run: so the returned definition's current task
     is exactly what this attempt runs. Raises DefinitionError (TemplateError for templates).
+
+    The text is rendered on every call; a render that comes out as an earlier one did returns the
+    definition built then (see the module's docstring): it may be shared between calls, so treat
+    it as read-only.
     """
-    job_variables = _probe_job_variables(yaml_text, context)
+    job_variables = _probe_job_variables(yaml_text, context, cache=_PROBED)
     base = {**job_variables, **context} if job_variables else dict(context)
-    job = _build(_load(yaml_text, base), yaml_text)
+    job = _built(yaml_text, base)
     current = context.get("TaskType")
     if not current or not uses_template(yaml_text):
         return job
@@ -73,7 +127,28 @@ def load_definition(yaml_text: str, context: Mapping[str, Any]) -> JobDefinition
     if task is None or not task.variables:
         return job
     overrides = {name: value for name, value in task.variables.items() if name not in BUILTIN_VARIABLES}
-    return _build(_load(yaml_text, {**base, **overrides}), yaml_text)
+    return _built(yaml_text, {**base, **overrides})
+
+
+def _built(yaml_text: str, context: Mapping[str, Any]) -> JobDefinition:
+    """``_build(_load(yaml_text, context))``, kept by (text, rendered text)."""
+    if not uses_template(yaml_text):
+        key = (yaml_text, yaml_text)  # nothing to render: the text is the rendered text
+        cached = _BUILT.get(key)
+        if cached is not None:
+            return cached
+        document = _load(yaml_text, context)
+    else:
+        _check_size(yaml_text)
+        rendered, origins = render_with_lines(yaml_text, context)
+        key = (yaml_text, rendered)
+        cached = _BUILT.get(key)
+        if cached is not None:
+            return cached
+        document = _load_rendered(yaml_text, rendered, origins)
+    job = _build(document, yaml_text)
+    _BUILT.put(key, job)
+    return job
 
 
 def render_task(yaml_text: str, task_type: str, context: Mapping[str, Any]) -> TaskDefinition:
@@ -108,7 +183,10 @@ def _check_size(yaml_text: str) -> None:
 def _load(yaml_text: str, context: Mapping[str, Any]) -> LoadedDocument:
     _check_size(yaml_text)
     rendered, origins = render_with_lines(yaml_text, context)
+    return _load_rendered(yaml_text, rendered, origins)
 
+
+def _load_rendered(yaml_text: str, rendered: str, origins: list[int]) -> LoadedDocument:
     def line_of(index: int) -> int:
         return origins[index] if 0 <= index < len(origins) else (origins[-1] if origins else index + 1)
 
@@ -122,11 +200,14 @@ def _load(yaml_text: str, context: Mapping[str, Any]) -> LoadedDocument:
     return LoadedDocument(data, positions, rendered)
 
 
-def _probe_job_variables(yaml_text: str, context: Mapping[str, Any]) -> dict[str, Any]:
+def _probe_job_variables(
+    yaml_text: str, context: Mapping[str, Any], *, cache: _Lru[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The definition's job_variables, read before the real render so its templates can use them.
 
     The probe renders every otherwise-unset variable as a placeholder word so that lines such as
-    ``IMAGE: repo:{{.CI_COMMIT_SHA}}`` stay valid YAML; only job_variables is kept from it.
+    ``IMAGE: repo:{{.CI_COMMIT_SHA}}`` stay valid YAML; only job_variables is kept from it. With a
+    ``cache``, a probe whose render came out as an earlier one did is not loaded again.
     """
     if "job_variables" not in yaml_text:
         return {}
@@ -135,10 +216,56 @@ def _probe_job_variables(yaml_text: str, context: Mapping[str, Any]) -> dict[str
     _check_size(yaml_text)
     placeholders: dict[str, Any] = dict.fromkeys(variables_used(yaml_text), "placeholder")
     try:
-        document = _load(yaml_text, {**placeholders, **context})
+        rendered, origins = render_with_lines(yaml_text, {**placeholders, **context})
     except DefinitionError:
         return {}  # the real render reports the problem with its line
-    return _job_variables(document.data)
+    key = (yaml_text, rendered)
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        return dict(cached)
+    found = _job_variables_alone(rendered)
+    if found is None:
+        try:
+            found = _job_variables(_load_rendered(yaml_text, rendered, origins).data)
+        except DefinitionError:
+            found = {}
+    if cache is not None:
+        cache.put(key, found)
+    return dict(found)
+
+
+_JOB_VARIABLES_KEY = re.compile(r"^job_variables\s*:")
+
+
+def _job_variables_alone(rendered: str) -> dict[str, Any] | None:
+    """job_variables read from its own block of the rendered text, without loading the rest.
+
+    The block is the one line at column 0 that starts the top-level key and the lines after it up
+    to the next line at column 0 that is not blank, a comment or a sequence item. None when that
+    does not isolate it (no such line or several, anchors, flow style spanning lines...): the
+    caller loads the whole document then, as it always did.
+    """
+    lines = rendered.split("\n")
+    starts = [index for index, line in enumerate(lines) if _JOB_VARIABLES_KEY.match(line)]
+    if len(starts) != 1:
+        return None
+    end = starts[0] + 1
+    while end < len(lines):
+        line = lines[end]
+        if (
+            line
+            and not line[0].isspace()
+            and line[0] != "#"
+            and not line.startswith(("- ", "-\t"))
+            and line != "-"
+        ):
+            break
+        end += 1
+    try:
+        data, _ = load_yaml("\n".join(lines[starts[0] : end]) + "\n")
+    except DefinitionError:
+        return None
+    return _job_variables(data)
 
 
 def _job_variables(data: Any) -> dict[str, Any]:
