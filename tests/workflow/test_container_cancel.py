@@ -7,6 +7,8 @@ already CANCELLED (``complete_container_attempt`` checks), else a success could 
 from __future__ import annotations
 
 import boto3
+import pytest
+from formica.engine import walk as walk_engine
 from formica.engine.routing import TaskState
 from formica.engine.walk import JobState
 from formica.runtime import cancel_request
@@ -58,3 +60,23 @@ def test_cancel_stops_the_ecs_task_and_answers_the_token_with_cancelled(ecs_walk
     answers = [(e["type"], e.get("taskFailedEventDetails", {}).get("error")) for e in callbacks]
     assert ("TaskFailed", CANCELLED_ERROR) in answers
     assert not any(kind == "TaskSucceeded" for kind, _ in answers)
+
+
+def test_a_launch_timeout_stops_the_ecs_task_at_once(ecs_walk: Walk, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a container task on ECS with a 2 s timeout whose Launch state waits no grace period
+    # (60 s in production), and no reconciler running
+    monkeypatch.setattr(walk_engine, "CALLBACK_GRACE_SECONDS", 0)
+    ecs_walk.upload(LONG.replace("    - sleep 3600", "    - sleep 3600\n  timeout: 2s"))
+    request_id = ecs_walk.submit("long-box")
+    run = _launched(request_id)
+
+    # When the Launch state times out (States.Timeout, caught into Advance)
+    done = ecs_walk.wait(request_id, timeout=20)
+
+    # Then the attempt timed out, and the task was stopped without waiting for the reconciler
+    assert (done.job_state, done.error_code) == (JobState.FAILED, "ERR_TASK_TIMED_OUT")
+    [settled] = default_container_service().runs.list_for_request(request_id)
+    assert settled.is_finished and settled.error_code == "ERR_TASK_TIMED_OUT"
+    ecs = boto3.client("ecs", region_name=REGION)
+    [task] = ecs.describe_tasks(cluster="formica", tasks=[str(run.ecs_task_arn)])["tasks"]
+    assert task["lastStatus"] == "STOPPED"

@@ -296,7 +296,39 @@ class Walker:
             return self.begin(request, event.execution)
         if event.step != request.step:
             return self.settled(request, event.step)
-        return self.record(request, self.result_for(request, event), via_catch=event.error is not None)
+        result = self.result_for(request, event)
+        if event.error is not None and str(event.error.get("Error", "")) in _TIMEOUT_ERRORS:
+            self.stop_overdue_container(request)
+        return self.record(request, result, via_catch=event.error is not None)
+
+    def stop_overdue_container(self, request: JobRequestItem) -> None:
+        """Launch timed out (deadline + grace) without a report: stop that step's ECS task / EKS Job
+        now rather than at the reconciler's next sweep (it bills while it runs). Its run is settled
+        ERR_TASK_TIMED_OUT without answering the token (the state already gave up on it). The local
+        runner needs nothing: it kills its own process at the deadline."""
+        decision = request.decision
+        if decision is None or decision.action != Action.RUN_CONTAINER:
+            return
+        if self.rt.settings.container_runtime != "ecs":
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from formica.runners.ecs_events import STOP_REASON_TIMED_OUT
+        from formica.runtime.containers import (
+            ContainerRuntimeError,
+            cancel_container,
+            default_container_service,
+        )
+
+        try:
+            run = default_container_service().runs.get(request.request_id, request.step)
+            if run is not None and not run.is_finished:
+                cancel_container(run, STOP_REASON_TIMED_OUT, answer=False)
+        except (ContainerRuntimeError, ClientError, BotoCoreError) as exc:
+            # The reconciler stops it at its next sweep (the run is past its deadline).
+            logger.warning(
+                "overdue container not stopped", extra={"request_id": request.request_id, "error": str(exc)}
+            )
 
     def result_for(self, request: JobRequestItem, event: AdvanceEvent) -> AttemptResult:
         if request.attempt is not None and request.attempt.step == request.step:
