@@ -38,7 +38,32 @@ MAX_EXECUTION_NAME = 80
 
 
 class ExecutionError(RuntimeError):
-    """The state machine refused to start (or is not configured)."""
+    """The state machine refused to start (or is not configured).
+
+    ``transient``: Step Functions was throttling, failing inside, or unreachable (after botocore's
+    own retries); the same start may well succeed a minute later, so the request is left for the
+    sweep rather than failed.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+_TRANSIENT_START_ERRORS = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalServerError",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 
 
 class ContinueEvent(BaseModel):
@@ -86,11 +111,14 @@ def start_execution(
             input=json.dumps(payload),
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ExecutionAlreadyExists":
             return
-        raise ExecutionError(f"could not start execution {name}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise ExecutionError(f"could not start execution {name}: {exc}") from exc
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        transient = code in _TRANSIENT_START_ERRORS or status >= 500
+        raise ExecutionError(f"could not start execution {name}: {exc}", transient=transient) from exc
+    except BotoCoreError as exc:  # no answer at all (connection, timeout): try again later
+        raise ExecutionError(f"could not start execution {name}: {exc}", transient=True) from exc
     logger.info("execution started", extra={"request_id": request_id, "execution": name})
 
 

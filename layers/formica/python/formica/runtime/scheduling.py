@@ -187,8 +187,9 @@ def try_start(
 ) -> AdmissionResult:
     """Start one PENDING request now if it is due, not filtered, and a slot is free.
 
-    Raises ``ExecutionError`` when StartExecution fails (the request is then FAILED with
-    ERR_START_FAILED, and its slot released).
+    Raises ``ExecutionError`` when StartExecution is refused (the request is then FAILED with
+    ERR_START_FAILED, and its slot released); a transient failure (throttling, a 5xx, no answer)
+    leaves the request STARTED for the sweep, which starts it by the same name.
     """
     request_id = request.request_id
     if request.job_state != JobState.PENDING:
@@ -224,6 +225,14 @@ def try_start(
         # The walk's first decision is taken here and passed as the execution's input (D13).
         begin_execution(runtime, started, name)
     except ExecutionError as exc:
+        if exc.transient:
+            # Admitted and (usually) decided: the sweep starts it by the same name once Step
+            # Functions answers again (``awaiting_execution``); the request is not failed for it.
+            logger.warning(
+                "job request admitted, start deferred to the sweep",
+                extra={"request_id": request_id, "error": str(exc)},
+            )
+            return AdmissionResult(request_id, Admission.STARTED, name)
         walker = Walker(runtime)
         # Read again: the first decision may have been committed before the start was refused.
         walker.fail_job(runtime.requests.get(request_id) or started, ERR_START_FAILED, str(exc))
