@@ -13,8 +13,10 @@ import binascii
 import json
 import logging
 import re
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +38,7 @@ from formica.api.models import (
 )
 from formica.api.services import ApiServices
 from formica.engine.walk import JobState
+from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
 from formica.store.requests import (
     ArtifactItem,
     JobRequestItem,
@@ -234,6 +237,30 @@ def _is_due(scheduled_at: datetime | None) -> bool:
     return moment <= datetime.now(UTC)
 
 
+_VERSIONS_KEPT = 64
+_versions: OrderedDict[tuple[str, str, str, int, str], DefinitionVersionItem] = OrderedDict()
+_versions_lock = threading.Lock()
+
+
+def _version(services: ApiServices, head: DefinitionHeadItem, version: int) -> DefinitionVersionItem | None:
+    """A version of the head's job type, kept per process: versions never change, and the head's
+    ``created_at`` (new when a deleted job type is defined again, its versions counting from 1
+    again) tells a version from the one of the same number before a delete."""
+    key = (services.definitions.table_name, head.org, head.job_type, version, head.created_at)
+    with _versions_lock:
+        kept = _versions.get(key)
+        if kept is not None:
+            _versions.move_to_end(key)
+            return kept
+    found = services.definitions.get_version(head.org, head.job_type, version)
+    if found is not None:
+        with _versions_lock:
+            _versions[key] = found
+            while len(_versions) > _VERSIONS_KEPT:
+                _versions.popitem(last=False)
+    return found
+
+
 def submit_request(
     services: ApiServices, org: str, body: SubmitJobRequest, *, idempotency_key: str | None = None
 ) -> tuple[JobRequestResponse, int]:
@@ -243,7 +270,7 @@ def submit_request(
         raise ResourceNotFoundError(f"job type {body.job_type!r} is not defined")
     if head.disabled:
         raise ConflictError(f"job type {body.job_type!r} is disabled")
-    version = services.definitions.get_version(org, body.job_type, body.job_version or head.latest_version)
+    version = _version(services, head, body.job_version or head.latest_version)
     if version is None:
         raise ResourceNotFoundError(f"job type {body.job_type!r} has no version {body.job_version}")
     _check_params(version.definition.required_params, body.params)
@@ -285,8 +312,9 @@ def submit_request(
     except Exception:
         _release(services, org, keys, request_id)
         raise
-    if _is_due(scheduled_at):
-        _start_stored(services, request_id)
+    if not _is_due(scheduled_at):
+        return request_response(request), 201  # stored as written: nothing else has touched it
+    _start_stored(services, request_id)
     current = services.requests.get_for_org(org, request_id) or request
     return request_response(current), 201
 
