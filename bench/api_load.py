@@ -172,13 +172,17 @@ def phase_figures(phases: list[PhaseResult]) -> list[Figure]:
 COULD_BE = {
     "submit (scheduled)": (
         3,
-        "token, one read of the definition's head with its latest version, one PutItem",
+        "token, the definition's head (its version kept by the process), one PutItem",
     ),
     "status": (
         2,
         "token, then one Query on the request's partition (REQ#id holds the request and its tasks)",
     ),
-    "submit + start": (5, "as submit, plus the start's UpdateItem and StartExecution"),
+    "submit + start": (
+        8,
+        "as submit, plus the slot transaction, the first decision's UpdateItem and BatchWriteItem "
+        "(taken at the start since D13, no longer by Advance), StartExecution, one read to answer",
+    ),
 }
 """AWS calls each request could make (the design's minimum as we read it; bench/README.md says why)."""
 
