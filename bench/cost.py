@@ -42,6 +42,11 @@ HISTORY_LIMIT = 25_000
 """Step Functions Standard's hard limit on events per execution."""
 
 KINDS = ("http", "shell", "container")
+FIRST_DECISION = "first_decision"
+"""Advance's start logic, run by the starter (the API's submit) since D13: priced as time added to
+the API function (at its memory), not as an invocation."""
+ADDED_TIME = frozenset({FIRST_DECISION})
+"""Work priced as GB-seconds of a function invoked anyway: no request of its own."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,8 @@ def lambda_cost(
     total = 0.0
     for function, count in calls.items():
         gb = memory_mb.get(function, DEFAULT_MEMORY_MB) / 1024
-        total += count * (
-            PRICE_PER_REQUEST + gb * billed_seconds(durations[function]) * PRICE_PER_GB_SECOND_ARM64
-        )
+        request = 0.0 if function in ADDED_TIME else PRICE_PER_REQUEST
+        total += count * (request + gb * billed_seconds(durations[function]) * PRICE_PER_GB_SECOND_ARM64)
     return total
 
 
@@ -148,7 +152,7 @@ def job_cost(
     calls = invocations(design, job)
     return JobCost(
         transitions=count,
-        invocations=sum(calls.values()),
+        invocations=sum(value for function, value in calls.items() if function not in ADDED_TIME),
         states_dollars=count * PRICE_PER_TRANSITION,
         lambda_dollars=lambda_cost(calls, durations, memory_mb),
     )
@@ -220,8 +224,11 @@ def naive_counts() -> DesignCounts:
 
 
 def naive_durations(formica: Mapping[str, float]) -> dict[str, float]:
-    """The naive loop's Lambdas given Formica's measured durations (see the module's docstring)."""
-    advance = formica["advance"]
+    """The naive loop's Lambdas given Formica's measured durations (see the module's docstring).
+
+    Prepare and Route load the request and commit as Advance does; Advance runs only on Catch paths
+    since D13, so its start logic (``first_decision``, timed in the starter) stands in for it."""
+    advance = formica.get("advance", formica[FIRST_DECISION])
     return {
         "naive_prepare": advance,
         "naive_route": advance,
@@ -277,7 +284,7 @@ def formica_counts(jobs: Mapping[str, Any]) -> DesignCounts:
         kind: (calls(f"count-{kind}-3") - calls(f"count-{kind}-1")) / 2 for kind in COUNT_JOBS
     }
     fixed = states("count-shell-1") - per_attempt["shell"]
-    start_calls = calls("count-shell-1") - calls_per_attempt["shell"]
+    start_calls = calls("count-shell-1") - calls_per_attempt["shell"]  # Lambdas the execution invokes
     poller = jobs["count-poll"]
     polls = max(1, sum(poller.attempts.values()) - 1)
     per_poll = (states("count-poll") - states("count-http-1")) / polls
@@ -290,7 +297,7 @@ def formica_counts(jobs: Mapping[str, Any]) -> DesignCounts:
         per_attempt=per_attempt,
         per_poll_extra=per_poll - per_attempt["http"],
         events_per_poll=events_per_poll,
-        start_invocations=(Invocation("advance", start_calls),),
+        start_invocations=(Invocation("advance", start_calls), Invocation(FIRST_DECISION)),
         attempt_invocations={
             "http": (Invocation("http_task", calls_per_attempt["http"]),),
             "shell": (Invocation("shell_task", calls_per_attempt["shell"]),),
@@ -366,7 +373,9 @@ def run(quick: bool = False) -> list[Figure]:
     naive = naive_counts()
     durations = runs.median_durations()
     durations.setdefault("container_events", durations.get("launch", 0.05))
+    durations.setdefault("advance", durations[FIRST_DECISION])  # invoked 0 times on these paths
     memory = cdk_memory_sizes()
+    memory.setdefault(FIRST_DECISION, memory.get("api", DEFAULT_MEMORY_MB))
     budget, reserve, budget_source = history_budget()
     NOTES.clear()
     NOTES.append(
@@ -417,8 +426,8 @@ def run(quick: bool = False) -> list[Figure]:
             ),
         ),
     ]
-    for function in ("advance", "http_task", "shell_task", "launch"):
-        if function in durations:
+    for function in (FIRST_DECISION, "advance", "http_task", "shell_task", "launch"):
+        if runs.durations.get(function):
             figures.append(
                 Figure(
                     BENCHMARK,
@@ -431,7 +440,7 @@ def run(quick: bool = False) -> list[Figure]:
                     ),
                 )
             )
-    for function in ("advance", "http_task", "shell_task", "launch"):
+    for function in (FIRST_DECISION, "advance", "http_task", "shell_task", "launch"):
         if runs.calls.get(function):
             operations = ", ".join(f"{name} {count}" for name, count in sorted(runs.calls[function].items()))
             figures.append(

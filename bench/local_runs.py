@@ -1,7 +1,9 @@
 """Jobs run through an in-process `formica dev`, with every Lambda invocation timed.
 
-For the cost benchmark: the local duration of each function (advance, http_task, shell_task,
-launch, ...) and, from moto's execution histories of the same jobs, the states entered per job.
+For the cost benchmark: the local duration of each function (http_task, shell_task, launch, ...;
+advance when a Catch path ran it) and of ``first_decision`` (Advance's start logic, which the
+starter runs since D13, inside the API's submit), and, from moto's execution histories of the same
+jobs, the states entered per job.
 The server is G's ``DevServer`` in this process so that the handlers can be timed: the dispatch
 function of D's moto shim (``formica.local.lambda_dispatch.invoke_handler``) is wrapped for the
 duration of the run, and restored after. HTTP tasks call a stub on 127.0.0.1.
@@ -192,11 +194,33 @@ def timed_lambdas(runs: LocalRuns) -> Iterator[None]:
             runs.durations[folder].append(time.perf_counter() - started)
             _current.folder = None
 
+    from formica.runtime.walker import Walker
+
+    original_decision = Walker.first_decision
+
+    def timed_decision(self: Walker, request: Any, execution: str) -> dict[str, Any] | None:
+        outer = current_function()
+        if outer is None:
+            _current.folder = FIRST_DECISION
+        started = time.perf_counter()
+        try:
+            return original_decision(self, request, execution)
+        finally:
+            runs.durations[FIRST_DECISION].append(time.perf_counter() - started)
+            _current.folder = outer
+
     lambda_dispatch.invoke_handler = timed
+    Walker.first_decision = timed_decision  # type: ignore[method-assign]
     try:
         yield
     finally:
         lambda_dispatch.invoke_handler = original
+        Walker.first_decision = original_decision  # type: ignore[method-assign]
+
+
+FIRST_DECISION = "first_decision"
+"""Not a function: Advance's start logic timed where it runs now (the starter: the API's submit,
+continue-as-new, the sweep)."""
 
 
 def count_calls(runs: LocalRuns, services: tuple[str, ...] = ("dynamodb", "s3", "stepfunctions")) -> None:
