@@ -114,11 +114,21 @@ def is_utf8_body(body: str | None, is_base64_encoded: bool) -> bool:
 # -- shapes ---------------------------------------------------------------------------------------
 
 
-def _task_response(task: TaskExecutionItem, methods: dict[str, str | None]) -> TaskExecutionResponse:
+_UNFINISHED_TASK_STATES = frozenset({"READY", "EXECUTING"})
+
+
+def _task_response(
+    task: TaskExecutionItem, methods: dict[str, str | None], *, job_cancelled: bool = False
+) -> TaskExecutionResponse:
+    state = str(task.task_state)
+    if job_cancelled and state in _UNFINISHED_TASK_STATES:
+        # Nothing runs in a cancelled job. The cancel marks the running task CANCELLED, but the
+        # step that entered it may write its record just after (BatchWriteItem has no condition).
+        state = "CANCELLED"
     return TaskExecutionResponse(
         task_type=task.task_type,
         method=methods.get(task.task_type),
-        task_state=str(task.task_state),
+        task_state=state,
         exit_code=task.exit_code or None,
         error_code=task.error_code,
         error_message=task.error_message,
@@ -149,7 +159,10 @@ def request_response(
         created_at=request.created_at,
         started_at=request.started_at,
         ended_at=request.ended_at,
-        tasks=[_task_response(task, methods or {}) for task in sorted(tasks or [], key=lambda t: t.seq)],
+        tasks=[
+            _task_response(task, methods or {}, job_cancelled=request.job_state == JobState.CANCELLED)
+            for task in sorted(tasks or [], key=lambda t: t.seq)
+        ],
     )
 
 

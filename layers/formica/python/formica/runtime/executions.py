@@ -220,6 +220,12 @@ def cancel_request(org: str, request_id: str, runtime: Runtime | None = None) ->
     _request_finished(rt, cancelled)
     current = cancelled.walk.current
     if current is not None:
+        if cancelled.outbox is not None and cancelled.outbox.step == cancelled.step:
+            # The last step's records may not be written yet (its committer is still between its
+            # commit and its flush, or died there, and a cancelled request is never replayed):
+            # write them first (idempotent puts), so the update below completes the current
+            # task's record instead of creating a partial item that could not be read back.
+            rt.requests.flush_outbox(request_id, cancelled.outbox)
         rt.requests.update_task(
             request_id,
             current.seq,

@@ -1,0 +1,33 @@
+"""Cancel completes the current task's record even when the step that created it was committed but
+its records were never written (its Lambda died between the two): never a partial item."""
+
+from __future__ import annotations
+
+from formica.engine.routing import TaskState
+from formica.engine.walk import JobState
+from formica.runtime import cancel_request, start_request
+from formica.store.schema import request_pk, task_sk
+
+from tests.integration.scheduling.conftest import ORG, TABLE, World
+
+
+def test_cancel_after_a_lost_flush_leaves_a_whole_cancelled_record(world: World) -> None:
+    # Given a started request whose first step (task `only`, READY) is committed on the request...
+    world.define("free")
+    request_id = world.create("free")
+    start_request(request_id, world.runtime)
+    # ...but whose task record never reached the table
+    world.ddb.delete_item(TableName=TABLE, Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": task_sk(1)}})
+    assert world.runtime.requests.list_tasks(request_id) == []
+
+    # When it is cancelled
+    cancelled = cancel_request(ORG, request_id, world.runtime)
+
+    # Then the task's record is whole, and CANCELLED
+    assert cancelled.job_state == JobState.CANCELLED
+    [task] = world.runtime.requests.list_tasks(request_id)
+    assert (task.task_type, task.task_state, task.error_code) == (
+        "only",
+        TaskState.CANCELLED,
+        "ERR_TASK_CANCELLED",
+    )
