@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from formica.engine.routing import TaskState
 from formica.engine.walk import AttemptResult, Decision, JobState, TaskUpdate, WalkState
+from formica.store.dynamo import DynamoTable
 from formica.store.pagination import Page, decode_cursor, encode_cursor
 from formica.store.schema import (
     ARTIFACT_SK_PREFIX,
@@ -530,24 +531,8 @@ def task_item(request_id: str, update: TaskUpdate, now: str) -> dict[str, Any]:
     return item
 
 
-class RequestRepository(RequestStore):
+class RequestRepository(DynamoTable, RequestStore):
     """Adapter: requests in the single table. ``client`` defaults to the process's DynamoDB client."""
-
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
-        self._table = table_name
-        self._client_override = client
-
-    @property
-    def table_name(self) -> str:
-        return self._table
-
-    @property
-    def _client(self) -> Any:
-        if self._client_override is not None:
-            return self._client_override
-        from formica.store.aws import get_client
-
-        return get_client("dynamodb")
 
     def _key(self, request_id: str) -> dict[str, Any]:
         return {"pk": {"S": request_pk(request_id)}, "sk": {"S": REQUEST_SK}}

@@ -32,6 +32,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from formica.engine.walk import JobState, WalkState
+from formica.store.dynamo import DynamoTable
 from formica.store.requests import (
     JobRequestItem,
     RequestNotFinishedError,
@@ -160,20 +161,8 @@ def _pause(attempt: int) -> None:
     time.sleep(min(0.5, 0.02 * 2**attempt) * (0.5 + random.random()))
 
 
-class SlotRepository(SlotStore):
+class SlotRepository(DynamoTable, SlotStore):
     """Adapter: slots in the single table. ``client`` defaults to the process's DynamoDB client."""
-
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
-        self._table = table_name
-        self._client_override = client
-
-    @property
-    def _client(self) -> Any:
-        if self._client_override is not None:
-            return self._client_override
-        from formica.store.aws import get_client
-
-        return get_client("dynamodb")
 
     def _counter_key(self, org: str, job_type: str) -> dict[str, Any]:
         return {"pk": {"S": slots_pk(org, job_type)}, "sk": {"S": COUNTER_SK}}
