@@ -1,5 +1,6 @@
-"""Advance: records the reported attempt (a container's result, a failed Lambda's error) and decides
-the next action; at an execution's start it starts or resumes the walk; with ``fatal`` it marks the
+"""Advance: records the reported attempt (a failed task Lambda's error, a container attempt that
+timed out or whose completion could not commit) and decides the next action; as Begin (an execution
+started without its first decision) it starts or resumes the walk; with ``fatal`` it marks the
 request FAILED. Returns the flat decision the state machine's Choice reads."""
 
 from typing import Any
