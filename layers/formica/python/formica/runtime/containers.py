@@ -3,8 +3,8 @@
 The state machine's Launch state (``lambda:invoke.waitForTaskToken``) calls ``launch_container`` with
 its task token. The run is recorded first (``store.container_runs``: the token, then the ECS task ARN
 or the Kubernetes Job name), then the container is started, and Launch returns at once. The walk
-resumes when exactly one of these answers the token with SendTaskSuccess, whose output is always the
-flat ``{"exit_code", "error_code", "error_message"}`` Advance reads:
+resumes when exactly one of these settles the run (through ``WalkReporter``, which commits the
+attempt and answers the token with the walk's next decision, D13):
 
 - ``complete_container(event)``: the EventBridge "ECS Task State Change" (STOPPED) event; the MAIN
   container's exit code (``runners.ecs_events``).
@@ -23,10 +23,11 @@ Logs for ECS, the pod log for EKS) and the artifacts the sidecar uploaded are co
 
 - ``WalkReporter`` (deployed): through the walk's own ``complete_container_attempt``, exactly as a
   local container attempt reports: the log stored at ``logs/attempt-{step}.log``, log and artifacts
-  recorded on the request, the result recorded for the step, and SendTaskSuccess to the token the
-  request holds for that step (a retried Launch records a newer token there).
+  recorded on the request, the result recorded for the step, the step committed, and SendTaskSuccess
+  with the next decision to the token the request holds for that step (a retried Launch records a
+  newer token there).
 - ``DirectReporter`` (no request behind the run: tests, tools): the log stored under the same key and
-  SendTaskSuccess to the token recorded on the run.
+  SendTaskSuccess ``{"exit_code", "error_code", "error_message"}`` to the token recorded on the run.
 """
 
 from __future__ import annotations
