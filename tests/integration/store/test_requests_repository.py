@@ -202,3 +202,24 @@ def test_artifacts_round_trip(repo: RequestRepository) -> None:
     assert repo.list_artifacts("r1") == [artifact]
     assert repo.get_artifact("r1", "a1") == artifact
     assert repo.list_tasks("r1") == []
+
+
+def test_cancel_task_is_conditional(repo: RequestRepository) -> None:
+    started(repo)
+    commit(
+        repo,
+        0,
+        task_updates=[
+            TaskUpdate(seq=1, task_type="first", task_state=TaskState.COMPLETED, exit_code="0"),
+            TaskUpdate(seq=2, task_type="second", task_state=TaskState.EXECUTING),
+        ],
+    )
+
+    assert repo.cancel_task("r1", 2, error_code="ERR_TASK_CANCELLED", ended_at=now_iso()) is True
+    assert repo.cancel_task("r1", 1, error_code="ERR_TASK_CANCELLED", ended_at=now_iso()) is False
+    assert repo.cancel_task("r1", 3, error_code="ERR_TASK_CANCELLED", ended_at=now_iso()) is False
+
+    tasks = {task.seq: task for task in repo.list_tasks("r1")}
+    assert set(tasks) == {1, 2}  # no partial item for seq 3
+    assert (tasks[1].task_state, tasks[1].error_code) == (TaskState.COMPLETED, None)
+    assert (tasks[2].task_state, tasks[2].error_code) == (TaskState.CANCELLED, "ERR_TASK_CANCELLED")

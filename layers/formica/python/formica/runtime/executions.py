@@ -226,11 +226,9 @@ def cancel_request(org: str, request_id: str, runtime: Runtime | None = None) ->
             # write them first (idempotent puts), so the update below completes the current
             # task's record instead of creating a partial item that could not be read back.
             rt.requests.flush_outbox(request_id, cancelled.outbox)
-        rt.requests.update_task(
-            request_id,
-            current.seq,
-            {"task_state": "CANCELLED", "error_code": ERR_TASK_CANCELLED, "ended_at": now_iso()},
-        )
+        # Conditional: a COMPLETED or SKIPPED record keeps its state, and a missing one is never
+        # created as a partial item.
+        rt.requests.cancel_task(request_id, current.seq, error_code=ERR_TASK_CANCELLED, ended_at=now_iso())
     if rt.settings.container_runtime == "ecs":
         _stop_cloud_containers(request_id)
     if cancelled.task_token:

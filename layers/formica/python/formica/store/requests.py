@@ -475,6 +475,11 @@ class RequestStore(ABC):
         """Set fields of one task execution record (attempt bookkeeping: log key, warnings)."""
 
     @abstractmethod
+    def cancel_task(self, request_id: str, seq: int, *, error_code: str, ended_at: str) -> bool:
+        """Mark a task execution CANCELLED if it exists and has not completed: READY, EXECUTING, or
+        FAILED awaiting its retry (conditional); False when it is missing, COMPLETED or SKIPPED."""
+
+    @abstractmethod
     def put_artifact(self, artifact: ArtifactItem) -> None:
         """Record an uploaded file."""
 
@@ -885,6 +890,30 @@ class RequestRepository(DynamoTable, RequestStore):
             )
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not update task {seq} of {request_id!r}: {exc}") from exc
+
+    def cancel_task(self, request_id: str, seq: int, *, error_code: str, ended_at: str) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": task_sk(seq)}},
+                UpdateExpression="SET task_state = :cancelled, error_code = :code, ended_at = :ended",
+                ConditionExpression="attribute_exists(pk) AND task_state IN (:ready, :executing, :failed)",
+                ExpressionAttributeValues={
+                    ":cancelled": {"S": str(TaskState.CANCELLED)},
+                    ":code": {"S": error_code},
+                    ":ended": {"S": ended_at},
+                    ":ready": {"S": str(TaskState.READY)},
+                    ":executing": {"S": str(TaskState.EXECUTING)},
+                    ":failed": {"S": str(TaskState.FAILED)},
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise RequestStoreError(f"could not cancel task {seq} of {request_id!r}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise RequestStoreError(f"could not cancel task {seq} of {request_id!r}: {exc}") from exc
+        return True
 
     # -- artifacts ------------------------------------------------------------------------------
 
