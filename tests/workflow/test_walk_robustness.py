@@ -103,6 +103,47 @@ tasks:
     assert [t.task_state for t in walk.tasks(request_id)] == [TaskState.COMPLETED]
 
 
+def test_a_restarted_request_keeps_its_earlier_run_and_numbers_the_new_one_after_it(walk: Walk) -> None:
+    # Given a two-task job that ran to the end once
+    walk.upload(
+        """
+job_type: twice
+tasks:
+- task_type: first
+  method: SHELL
+  script:
+    - echo first
+  on_completed: second
+- task_type: second
+  method: SHELL
+  script:
+    - echo second
+"""
+    )
+    request_id = walk.submit("twice")
+    assert walk.wait(request_id).job_state == JobState.COMPLETED
+    first_run = [(t.seq, t.task_type) for t in walk.tasks(request_id)]
+    assert first_run == [(1, "first"), (2, "second")]
+
+    # When it is restarted and runs again
+    restart_request(ORG, request_id)
+    done = walk.wait_for(
+        request_id,
+        lambda r: r.job_state == JobState.COMPLETED and len(walk.tasks(request_id)) == 4,
+        timeout=30,
+    )
+
+    # Then the first run's records are still there and the second run's follow them
+    assert done.job_state == JobState.COMPLETED
+    records = [(t.seq, t.task_type, t.task_state) for t in walk.tasks(request_id)]
+    assert records == [
+        (1, "first", TaskState.COMPLETED),
+        (2, "second", TaskState.COMPLETED),
+        (3, "first", TaskState.COMPLETED),
+        (4, "second", TaskState.COMPLETED),
+    ]
+
+
 def test_replayed_calls_return_the_decision_taken_and_run_nothing_twice(walk: Walk, tmp_path: Path) -> None:
     # Given a job whose shell task appends a line to a file each time it runs
     marker = tmp_path / "ran.txt"

@@ -584,14 +584,20 @@ def _charged(transition: Transition, *, extra_events: int = 0) -> Transition:
 
 
 def start_walk(
-    definition: JobDefinition, clock: Clock, *, start_events: int = EXECUTION_START_EVENTS
+    definition: JobDefinition,
+    clock: Clock,
+    *,
+    start_events: int = EXECUTION_START_EVENTS,
+    next_seq: int = 1,
 ) -> Transition:
     """The first decision of a request: enter the root task.
 
     ``start_events`` are the history events before the decision's path: EXECUTION_START_EVENTS
     when the execution's Begin state takes it, PREDECIDED_START_EVENTS when the starter does.
+    ``next_seq`` numbers the first task record: a restarted request goes on after its earlier
+    run's records instead of overwriting them.
     """
-    walker = _Walker(definition, WalkState(), clock)
+    walker = _Walker(definition, WalkState(next_seq=next_seq), clock)
     walker.walk.execution_events = 0
     return _charged(walker.enter(definition.root_task.task_type), extra_events=start_events)
 

@@ -377,7 +377,9 @@ class Walker:
                 definition = self.render(request, task_type="", task_retry=0, now=now)
             except DefinitionError as exc:
                 return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
-            transition = _still_started(start_walk(definition, self.clock(request, definition, now)))
+            transition = _still_started(
+                start_walk(definition, self.clock(request, definition, now), next_seq=request.walk.next_seq)
+            )
         elif request.decision.action == Action.CONTINUE:
             transition = resume_walk(request.walk)
         else:
@@ -409,7 +411,11 @@ class Walker:
             except DefinitionError:
                 return None
             clock = self.clock(request, definition, now)
-            transition = _still_started(start_walk(definition, clock, start_events=PREDECIDED_START_EVENTS))
+            transition = _still_started(
+                start_walk(
+                    definition, clock, start_events=PREDECIDED_START_EVENTS, next_seq=request.walk.next_seq
+                )
+            )
         elif request.decision.action == Action.CONTINUE and request.walk.deferred is not None:
             transition = resume_walk(request.walk, start_events=PREDECIDED_START_EVENTS)
         else:

@@ -38,6 +38,7 @@ from formica.store.requests import (
     RequestNotFinishedError,
     RequestNotFoundError,
     now_iso,
+    walk_blob,
 )
 from formica.store.schema import GSI1, GSI2, REQUEST_SK, pending_gsi2pk, pending_gsi2sk, request_pk
 
@@ -430,7 +431,7 @@ class SlotRepository(DynamoTable, SlotStore):
             ":failed": {"S": str(JobState.FAILED)},
             ":cancelled": {"S": str(JobState.CANCELLED)},
             ":pending": {"S": str(JobState.PENDING)},
-            ":walk": {"S": walk.model_dump_json(exclude_defaults=True)},
+            ":walk": {"S": walk_blob(walk, None, None)},
             ":now": {"S": now},
             ":zero": {"N": "0"},
             ":gsi2pk": {"S": pending_gsi2pk(request.org, request.job_type)},
