@@ -21,6 +21,7 @@ import pytest
 from formica.engine.walk import JobState
 from formica.jobs import parse_definition
 from formica.local.lambda_dispatch import dispatch_lambda_invocations
+from formica.local.moto_locks import serialize_dynamodb
 from formica.local.statemachine import create_local_state_machine
 from formica.runtime import reset_runtime, start_request
 from formica.runtime.deps import get_runtime
@@ -163,7 +164,8 @@ def walk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Walk]:
         reset_runtime()
 
     reset()
-    with mock_aws(config=MOTO_CONFIG), dispatch_lambda_invocations():
+    # Serialized like formica dev's moto: DynamoDB's conditional writes are atomic, moto's are not.
+    with mock_aws(config=MOTO_CONFIG), dispatch_lambda_invocations(), serialize_dynamodb():
         ddb = boto3.client("dynamodb", region_name=REGION)
         s3 = boto3.client("s3", region_name=REGION)
         sfn = boto3.client("stepfunctions", region_name=REGION)

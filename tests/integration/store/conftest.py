@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
+from formica.local.moto_locks import serialize_dynamodb
 from formica.store.requests import RequestRepository
 from formica.store.schema import create_table
 from moto import mock_aws
@@ -20,7 +21,9 @@ def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
+    # Real DynamoDB checks a condition and writes atomically; moto 5.2 does not under threads, so
+    # the racing tests run on a serialized moto (see formica.local.moto_locks).
+    with mock_aws(), serialize_dynamodb():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_table(client, TABLE)
         yield client
