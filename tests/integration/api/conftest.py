@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from formica.api.services import ApiServices, reset_services, use_services
+from formica.local.moto_locks import serialize_dynamodb
 from formica.settings import reset_settings
 from formica.store.aws import reset_clients
 from formica.store.blobs import S3BlobStore
@@ -24,12 +25,13 @@ from tests.integration.api.tables import BUCKET, TABLE, create_formica_table
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """moto in-process with fake credentials; nothing leaves the process."""
+    """moto in-process with fake credentials; nothing leaves the process. DynamoDB is serialized
+    (formica.local.moto_locks) because moto's conditional writes are not atomic under threads."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
+    with mock_aws(), serialize_dynamodb():
         yield
 
 
