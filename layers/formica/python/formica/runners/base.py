@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,18 @@ LOG_CAP_BYTES = 256 * 1024
 
 EXIT_CODE_NONE = ""
 """exit_code when the attempt produced no code (it never ran, or it timed out)."""
+
+
+def variable_text(value: Any) -> str:
+    """A variable's value as text (an env var, a form field), the way formicary prints it: booleans
+    lower-case, null empty, lists and maps as compact JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
 
 
 class ArtifactInfo(BaseModel):

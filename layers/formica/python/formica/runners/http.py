@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from formica.jobs.models import HTTP_METHODS, TaskDefinition, TaskMethod
-from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome
+from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome, variable_text
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +127,8 @@ def loggable_url(url: str) -> str:
 
 
 def form_value(value: Any) -> str:
-    """A variable as a form field: formicary prints booleans lower-case; lists and maps go as JSON."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), default=str)
-    return str(value)
+    """A variable as a form field."""
+    return variable_text(value)
 
 
 def _request_body(task: TaskDefinition, method: TaskMethod) -> dict[str, Any]:

@@ -34,7 +34,6 @@ Semantics (formicary's where it defines them; the choices below where it does no
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -50,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from formica.jobs.models import TaskDefinition
-from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome
+from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome, variable_text
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +112,7 @@ def sanitize_env_name(name: str) -> str:
 
 def env_value(value: Any) -> str:
     """A variable's value as an environment string."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), default=str)
-    return str(value)
+    return variable_text(value)
 
 
 def base_environment() -> dict[str, str]:
