@@ -81,7 +81,7 @@ class Walk:
         assert request is not None
         return request
 
-    def wait(self, request_id: str, timeout: float = 30.0) -> JobRequestItem:
+    def wait(self, request_id: str, timeout: float = 60.0) -> JobRequestItem:
         """Wait until the request is final and its last execution has ended."""
         started = time.monotonic()
         while time.monotonic() < started + timeout:
@@ -92,7 +92,7 @@ class Walk:
             time.sleep(0.05 if time.monotonic() - started < 3 else 0.5)
         raise AssertionError(f"request {request_id} did not finish: {self.request(request_id)!r}")
 
-    def wait_for(self, request_id: str, predicate: Any, timeout: float = 15.0) -> JobRequestItem:
+    def wait_for(self, request_id: str, predicate: Any, timeout: float = 30.0) -> JobRequestItem:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             request = self.request(request_id)
