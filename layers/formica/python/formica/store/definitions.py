@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from formica.jobs.models import JobDefinition
 from formica.store.dynamo import DynamoTable
-from formica.store.pagination import Page, decode_cursor, encode_cursor
+from formica.store.pagination import Page
 from formica.store.schema import DEFINITION_HEAD_SK as HEAD_SK
 from formica.store.schema import definition_pk, definitions_gsi1pk
 from formica.store.schema import definition_version_sk as version_sk
@@ -42,7 +42,6 @@ __all__ = [
     "yaml_sha256",
 ]
 
-MAX_LIST_LIMIT = 100
 _PUT_ATTEMPTS = 8
 
 
@@ -364,23 +363,11 @@ class DefinitionRepository(DynamoTable):
 
         Raises ``InvalidCursorError`` for a ``next_token`` this listing did not issue.
         """
-        partition = definitions_gsi1pk(org)
-        start = decode_cursor(next_token, partition_attribute="gsi1pk", partition_value=partition)
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": partition}},
-            "Limit": max(1, min(limit, MAX_LIST_LIMIT)),
-        }
-        if start is not None:
-            query["ExclusiveStartKey"] = start
         try:
-            response = self._client.query(**query)
+            items, cursor = self._gsi1_page(definitions_gsi1pk(org), limit=limit, next_token=next_token)
         except (ClientError, BotoCoreError) as exc:
             raise DefinitionStoreError(f"could not list definitions: {exc}") from exc
-        records = [DefinitionHeadItem.from_item(item) for item in response.get("Items", [])]
-        return Page(records=records, next_token=encode_cursor(response.get("LastEvaluatedKey")))
+        return Page(records=[DefinitionHeadItem.from_item(item) for item in items], next_token=cursor)
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         try:

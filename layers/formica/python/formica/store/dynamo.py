@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from formica.store.pagination import decode_cursor, encode_cursor
+
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+MAX_LIST_LIMIT = 100
+"""The most records one listing page returns, whatever ``limit`` asks for."""
 
 
 class DynamoTable:
@@ -28,6 +33,43 @@ class DynamoTable:
         from formica.store.aws import get_client
 
         return get_client("dynamodb")
+
+    def _gsi1_page(
+        self,
+        partition: str,
+        *,
+        limit: int,
+        next_token: str | None,
+        newest_first: bool = False,
+        equals: Mapping[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a gsi1 partition: (raw items, the next page's cursor).
+
+        ``equals`` filters the page on attributes (a filtered page may hold fewer than ``limit``
+        items and still have a next page). Raises ``InvalidCursorError`` for a cursor of another
+        partition; botocore errors pass through for the caller to wrap in its own ``...Error``.
+        """
+        start = decode_cursor(next_token, partition_attribute="gsi1pk", partition_value=partition)
+        values: dict[str, Any] = {":pk": {"S": partition}}
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :pk",
+            "ScanIndexForward": not newest_first,
+            "Limit": max(1, min(limit, MAX_LIST_LIMIT)),
+        }
+        filters = []
+        for index, (attribute, value) in enumerate((equals or {}).items()):
+            filters.append(f"#f{index} = :f{index}")
+            query.setdefault("ExpressionAttributeNames", {})[f"#f{index}"] = attribute
+            values[f":f{index}"] = {"S": value}
+        if filters:
+            query["FilterExpression"] = " AND ".join(filters)
+        query["ExpressionAttributeValues"] = values
+        if start is not None:
+            query["ExclusiveStartKey"] = start
+        response = self._client.query(**query)
+        return list(response.get("Items", [])), encode_cursor(response.get("LastEvaluatedKey"))
 
 
 def error_code(exc: ClientError) -> str:

@@ -25,11 +25,10 @@ from pydantic import BaseModel, Field
 
 from formica.engine.routing import TaskState
 from formica.engine.walk import AttemptResult, Decision, JobState, TaskUpdate, WalkState
-from formica.store.dynamo import DynamoTable
-from formica.store.pagination import Page, decode_cursor, encode_cursor
+from formica.store.dynamo import MAX_LIST_LIMIT, DynamoTable
+from formica.store.pagination import Page
 from formica.store.schema import (
     ARTIFACT_SK_PREFIX,
-    GSI1,
     REQUEST_SK,
     TASK_SK_PREFIX,
     artifact_sk,
@@ -58,7 +57,6 @@ __all__ = [
     "now_iso",
 ]
 
-MAX_LIST_LIMIT = 100
 _BATCH_LIMIT = 25
 _BATCH_ATTEMPTS = 5
 _FINAL_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
@@ -582,33 +580,18 @@ class RequestRepository(DynamoTable, RequestStore):
         ``job_type`` / ``job_state`` filter the page (a filtered page may hold fewer than ``limit``
         records and still have a next page). Raises ``InvalidCursorError`` for a foreign cursor.
         """
-        partition = requests_gsi1pk(org)
-        start = decode_cursor(next_token, partition_attribute="gsi1pk", partition_value=partition)
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": GSI1,
-            "KeyConditionExpression": "gsi1pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": partition}},
-            "ScanIndexForward": False,
-            "Limit": max(1, min(limit, MAX_LIST_LIMIT)),
-        }
-        filters: list[str] = []
+        equals: dict[str, str] = {}
         if job_type is not None:
-            filters.append("job_type = :job_type")
-            query["ExpressionAttributeValues"][":job_type"] = {"S": job_type}
+            equals["job_type"] = job_type
         if job_state is not None:
-            filters.append("job_state = :job_state")
-            query["ExpressionAttributeValues"][":job_state"] = {"S": str(job_state)}
-        if filters:
-            query["FilterExpression"] = " AND ".join(filters)
-        if start is not None:
-            query["ExclusiveStartKey"] = start
+            equals["job_state"] = str(job_state)
         try:
-            response = self._client.query(**query)
+            items, cursor = self._gsi1_page(
+                requests_gsi1pk(org), limit=limit, next_token=next_token, newest_first=True, equals=equals
+            )
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not list job requests: {exc}") from exc
-        records = [JobRequestItem.from_item(item) for item in response.get("Items", [])]
-        return Page(records=records, next_token=encode_cursor(response.get("LastEvaluatedKey")))
+        return Page(records=[JobRequestItem.from_item(item) for item in items], next_token=cursor)
 
     def list_pending(self, org: str, job_type: str, *, limit: int = 50) -> list[JobRequestItem]:
         """PENDING requests of a job type, highest priority then oldest first (gsi2 Query)."""

@@ -18,14 +18,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from formica.store.dynamo import DynamoTable
-from formica.store.pagination import Page, decode_cursor, encode_cursor
+from formica.store.pagination import Page
 from formica.store.schema import token_pk
 
 TOKEN_PREFIX = "fmc_"  # noqa: S105 - a public prefix, not a secret
 TOKEN_SK = "TOKEN"  # noqa: S105 - a sort-key value
 MIN_SECRET_CHARS = 16
 MAX_SECRET_CHARS = 256
-MAX_LIST_LIMIT = 100
 # A revoked token without expiry is kept this long for the listing, then swept by TTL.
 REVOKED_RETENTION = timedelta(days=30)
 
@@ -180,23 +179,11 @@ class TokenRepository(DynamoTable):
 
     def list_for_org(self, org: str, *, limit: int = 50, next_token: str | None = None) -> Page[TokenItem]:
         """The organisation's tokens, oldest first, one page at a time (gsi1)."""
-        partition = tokens_gsi1pk(org)
-        start = decode_cursor(next_token, partition_attribute="gsi1pk", partition_value=partition)
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": partition}},
-            "Limit": max(1, min(limit, MAX_LIST_LIMIT)),
-        }
-        if start is not None:
-            query["ExclusiveStartKey"] = start
         try:
-            response = self._client.query(**query)
+            items, cursor = self._gsi1_page(tokens_gsi1pk(org), limit=limit, next_token=next_token)
         except (ClientError, BotoCoreError) as exc:
             raise TokenStoreError("could not list tokens") from exc
-        records = [TokenItem.from_item(item) for item in response.get("Items", [])]
-        return Page(records=records, next_token=encode_cursor(response.get("LastEvaluatedKey")))
+        return Page(records=[TokenItem.from_item(item) for item in items], next_token=cursor)
 
     def get_by_id(self, org: str, token_id: str) -> TokenItem | None:
         """The organisation's token with this id (a Query of the org's tokens), or None."""
