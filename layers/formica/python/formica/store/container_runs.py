@@ -21,7 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from formica.store.dynamo import DynamoTable
+from formica.store.dynamo import DynamoTable, is_conditional_failure
 from formica.store.schema import GSI2, request_pk
 
 RUN_SK_PREFIX = "RUN#"
@@ -107,6 +107,23 @@ def from_item(item: dict[str, Any]) -> ContainerRunItem:
     return ContainerRunItem.model_validate(fields)
 
 
+def handle_fields(
+    *,
+    task_token: str | None,
+    ecs_task_arn: str | None,
+    k8s_job_name: str | None,
+    k8s_namespace: str | None,
+) -> dict[str, str]:
+    """The handles ``set_handle`` was given (None means "leave as is")."""
+    handles = {
+        "task_token": task_token,
+        "ecs_task_arn": ecs_task_arn,
+        "k8s_job_name": k8s_job_name,
+        "k8s_namespace": k8s_namespace,
+    }
+    return {name: value for name, value in handles.items() if value is not None}
+
+
 class ContainerRunRepository(ABC):
     """Port: container runs."""
 
@@ -166,7 +183,7 @@ class DynamoContainerRunRepository(DynamoTable, ContainerRunRepository):
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return False
             raise ContainerRunStoreError(f"could not store run {run.request_id}/{run.step}: {exc}") from exc
         except BotoCoreError as exc:
@@ -193,13 +210,12 @@ class DynamoContainerRunRepository(DynamoTable, ContainerRunRepository):
         k8s_job_name: str | None = None,
         k8s_namespace: str | None = None,
     ) -> bool:
-        updates = {
-            "task_token": task_token,
-            "ecs_task_arn": ecs_task_arn,
-            "k8s_job_name": k8s_job_name,
-            "k8s_namespace": k8s_namespace,
-        }
-        present = {name: value for name, value in updates.items() if value is not None}
+        present = handle_fields(
+            task_token=task_token,
+            ecs_task_arn=ecs_task_arn,
+            k8s_job_name=k8s_job_name,
+            k8s_namespace=k8s_namespace,
+        )
         if not present:
             return True
         names = {f"#{name}": name for name in present}
@@ -215,7 +231,7 @@ class DynamoContainerRunRepository(DynamoTable, ContainerRunRepository):
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return False
             raise ContainerRunStoreError(f"could not update run {request_id}/{step}: {exc}") from exc
         except BotoCoreError as exc:
@@ -255,7 +271,7 @@ class DynamoContainerRunRepository(DynamoTable, ContainerRunRepository):
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return None
             raise ContainerRunStoreError(f"could not finish run {request_id}/{step}: {exc}") from exc
         except BotoCoreError as exc:
@@ -331,19 +347,17 @@ class InMemoryContainerRunRepository(ContainerRunRepository):
         k8s_job_name: str | None = None,
         k8s_namespace: str | None = None,
     ) -> bool:
-        updates = {
-            "task_token": task_token,
-            "ecs_task_arn": ecs_task_arn,
-            "k8s_job_name": k8s_job_name,
-            "k8s_namespace": k8s_namespace,
-        }
+        present = handle_fields(
+            task_token=task_token,
+            ecs_task_arn=ecs_task_arn,
+            k8s_job_name=k8s_job_name,
+            k8s_namespace=k8s_namespace,
+        )
         with self._lock:
             run = self.runs.get((request_id, step))
             if run is None or run.is_finished:
                 return False
-            self.runs[(request_id, step)] = run.model_copy(
-                update={name: value for name, value in updates.items() if value is not None}
-            )
+            self.runs[(request_id, step)] = run.model_copy(update=present)
             return True
 
     def finish(
@@ -387,7 +401,3 @@ class InMemoryContainerRunRepository(ContainerRunRepository):
                 (run.model_copy() for (rid, _), run in self.runs.items() if rid == request_id),
                 key=lambda run: run.step,
             )
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
