@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from formica.jobs.models import JobDefinition
-from formica.store.dynamo import DynamoTable
+from formica.store.dynamo import DynamoTable, is_conditional_failure
 from formica.store.pagination import Page
 from formica.store.schema import DEFINITION_HEAD_SK as HEAD_SK
 from formica.store.schema import definition_pk, definitions_gsi1pk
@@ -290,7 +290,7 @@ class DefinitionRepository(DynamoTable):
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 raise DefinitionNotFoundError(org, job_type) from exc
             raise DefinitionStoreError(f"could not update definition {job_type!r}: {exc}") from exc
         except BotoCoreError as exc:

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from formica.store.dynamo import DynamoTable
+from formica.store.dynamo import DynamoTable, is_conditional_failure
 from formica.store.schema import idempotency_pk
 
 IDEM_SK = "IDEM"
@@ -59,7 +59,7 @@ class IdempotencyRepository(DynamoTable):
                 ExpressionAttributeValues={":now": {"N": str(moment)}},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not is_conditional_failure(exc):
                 raise IdempotencyStoreError("could not claim idempotency key") from exc
         except BotoCoreError as exc:
             raise IdempotencyStoreError("could not claim idempotency key") from exc
@@ -102,7 +102,7 @@ class IdempotencyRepository(DynamoTable):
                 ExpressionAttributeValues={":id": {"S": request_id}},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not is_conditional_failure(exc):
                 raise IdempotencyStoreError("could not release idempotency key") from exc
         except BotoCoreError as exc:
             raise IdempotencyStoreError("could not release idempotency key") from exc

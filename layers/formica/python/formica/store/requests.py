@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from formica.engine.routing import TaskState
 from formica.engine.walk import AttemptResult, Decision, JobState, TaskUpdate, WalkState
-from formica.store.dynamo import MAX_LIST_LIMIT, DynamoTable
+from formica.store.dynamo import MAX_LIST_LIMIT, DynamoTable, is_conditional_failure
 from formica.store.pagination import Page
 from formica.store.schema import (
     ARTIFACT_SK_PREFIX,
@@ -501,10 +501,6 @@ class RequestStore(ABC):
 # -- adapter ------------------------------------------------------------------------------------
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def task_item(request_id: str, update: TaskUpdate, now: str) -> dict[str, Any]:
     """The whole task execution item a TaskUpdate describes (the walk owns every field of it)."""
     item: dict[str, Any] = {
@@ -550,7 +546,7 @@ class RequestRepository(DynamoTable, RequestStore):
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 raise RequestStoreError(f"job request {request.request_id!r} already exists") from exc
             raise RequestStoreError(f"could not store job request: {exc}") from exc
         except BotoCoreError as exc:
@@ -629,7 +625,7 @@ class RequestRepository(DynamoTable, RequestStore):
         try:
             response = self._client.update_item(**arguments)
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 return None
             raise RequestStoreError(f"could not update job request {request_id!r}: {exc}") from exc
         except BotoCoreError as exc:
@@ -679,7 +675,7 @@ class RequestRepository(DynamoTable, RequestStore):
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 raise StepConflictError(request_id, expected_step) from exc
             raise RequestStoreError(f"could not commit step of {request_id!r}: {exc}") from exc
         except BotoCoreError as exc:
@@ -891,7 +887,7 @@ class RequestRepository(DynamoTable, RequestStore):
                 },
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 return False
             raise RequestStoreError(f"could not cancel task {seq} of {request_id!r}: {exc}") from exc
         except BotoCoreError as exc:

@@ -32,7 +32,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from formica.engine.walk import JobState, WalkState
-from formica.store.dynamo import DynamoTable
+from formica.store.dynamo import DynamoTable, error_code, is_conditional_failure
 from formica.store.requests import (
     JobRequestItem,
     RequestNotFinishedError,
@@ -141,10 +141,6 @@ class SlotStore(ABC):
         """A finished request back to PENDING, to walk again from the start (restart)."""
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def _reasons(exc: ClientError) -> list[str]:
     reasons = exc.response.get("CancellationReasons") or []
     return [str(reason.get("Code", "None")) for reason in reasons]
@@ -243,7 +239,7 @@ class SlotRepository(DynamoTable, SlotStore):
                     TransactItems=[start_request, {"Update": take_slot}, holder]
                 )
             except ClientError as exc:
-                if _code(exc) != "TransactionCanceledException":
+                if error_code(exc) != "TransactionCanceledException":
                     raise SlotStoreError(
                         f"could not admit job request {request.request_id!r}: {exc}"
                     ) from exc
@@ -294,7 +290,7 @@ class SlotRepository(DynamoTable, SlotStore):
             try:
                 self._client.transact_write_items(TransactItems=[remove_holder, give_back])
             except ClientError as exc:
-                if _code(exc) != "TransactionCanceledException":
+                if error_code(exc) != "TransactionCanceledException":
                     raise SlotStoreError(f"could not release the slot of {request_id!r}: {exc}") from exc
                 reasons = _reasons(exc)
                 if _conflicted(reasons) and attempt + 1 < _CONFLICT_RETRIES:
@@ -454,7 +450,7 @@ class SlotRepository(DynamoTable, SlotStore):
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
+            if not is_conditional_failure(exc):
                 raise SlotStoreError(f"could not requeue job request {request.request_id!r}: {exc}") from exc
             current = self._get(self._request_key(request.request_id))
             if current is None:
@@ -478,7 +474,7 @@ class SlotRepository(DynamoTable, SlotStore):
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 return False
             raise SlotStoreError(f"could not update job request {request_id!r}: {exc}") from exc
         except BotoCoreError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from formica.store.dynamo import DynamoTable
+from formica.store.dynamo import DynamoTable, is_conditional_failure
 from formica.store.pagination import Page
 from formica.store.schema import token_pk
 
@@ -146,7 +146,7 @@ class TokenRepository(DynamoTable):
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 raise ValueError("this token text is already in use") from exc
             raise TokenStoreError(
                 f"could not store token: {exc.response.get('Error', {}).get('Code')}"
@@ -228,7 +228,7 @@ class TokenRepository(DynamoTable):
                 },
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 raise TokenNotFoundError(token_id) from exc
             raise TokenStoreError("could not revoke token") from exc
         except BotoCoreError as exc:
