@@ -12,17 +12,16 @@ from formica.runners.artifacts import (
     ERR_ARTIFACTS_UPLOAD,
     ArtifactError,
     ArtifactPathError,
-    artifact_key,
     attach_artifacts,
     collect_artifacts,
     download_dependencies,
-    log_key,
     normalize_when,
     should_upload,
     upload_artifacts,
 )
 from formica.runners.base import TaskOutcome
 from formica.store.blobs import BlobStoreError, InMemoryBlobStore
+from formica.store.schema import artifact_key, log_key
 
 from tests.unit.runners.conftest import make_context
 

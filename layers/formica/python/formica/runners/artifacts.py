@@ -23,6 +23,7 @@ from typing import Literal
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import ArtifactInfo, TaskContext, TaskOutcome
 from formica.store.blobs import DEFAULT_CONTENT_TYPE, BlobStore, BlobStoreError
+from formica.store.schema import artifact_key  # the S3 layout contract, kept in one place
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +74,6 @@ def should_upload(when: str, succeeded: bool) -> bool:
     if canonical == "never":
         return False
     return succeeded if canonical == "onSuccess" else not succeeded
-
-
-def artifact_key(org: str, request_id: str, task_type: str, relative_path: str) -> str:
-    """The blob key of one artifact file (S3 layout contract)."""
-    return f"{org}/{request_id}/{task_type}/{ARTIFACTS_SEGMENT}/{relative_path}"
-
-
-def log_key(org: str, request_id: str, task_type: str, attempt: int) -> str:
-    """The blob key of one attempt's task log (S3 layout contract)."""
-    return f"{org}/{request_id}/{task_type}/logs/attempt-{attempt}.log"
 
 
 def _check_pattern(pattern: str) -> str:
