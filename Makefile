@@ -19,7 +19,7 @@ node_modules/.installed: package.json
 	touch $@
 
 run: install
-	$(BIN)/python -m formica.local.demo
+	$(BIN)/python -m formica.cli.demo
 
 test: install lint
 	$(BIN)/pytest -q

@@ -78,7 +78,7 @@ def dev_server() -> Iterator[DevProcess]:
         started = time.monotonic()
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "formica.local.cli_dev", "--port", str(port), "--token", token],
+                [sys.executable, "-m", "formica.cli.dev", "--port", str(port), "--token", token],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,

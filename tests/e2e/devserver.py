@@ -77,7 +77,7 @@ def start_dev(log_dir: Path, *, port: int | None = None, token: str | None = Non
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "formica.local.cli_dev", "--port", str(chosen), "--token", secret],
+            [sys.executable, "-m", "formica.cli.dev", "--port", str(chosen), "--token", secret],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from formica.local.demo import SEED_HOST, extract_seed_yaml, local_yaml
+from formica.cli.demo import SEED_HOST, extract_seed_yaml, local_yaml
 
 from tests.e2e.devserver import SHARED_SEED, free_port, pids_running
 
@@ -35,7 +35,7 @@ def test_demo_once_runs_the_sensor_job_to_a_final_state(tmp_path: Path) -> None:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "formica.local.demo", "--once", "--port", str(port)],
+        [sys.executable, "-m", "formica.cli.demo", "--once", "--port", str(port)],
         capture_output=True,
         text=True,
         env=env,

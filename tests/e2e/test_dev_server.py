@@ -194,7 +194,7 @@ def test_cli_submit_wait_exit_status_follows_the_job(dev: DevHandle, api: httpx.
 )
 @pytest.mark.skipif(shutil.which("curl") is None, reason="no curl binary")
 def test_the_briefs_curl_commands_work_as_written(dev: DevHandle, api: httpx.Client, tmp_path: Path) -> None:
-    from formica.local.demo import extract_seed_yaml, jsonplaceholder_stub, local_yaml
+    from formica.cli.demo import extract_seed_yaml, jsonplaceholder_stub, local_yaml
 
     markdown = SHARED_SEED.read_text(encoding="utf-8")
     commands = re.findall(r"```yaml\n(curl .*?)\n```", markdown, flags=re.S)
@@ -404,7 +404,7 @@ def _bash(
 def test_the_readme_quick_start_runs_the_briefs_commands_then_follows_the_request(
     dev: DevHandle, api: httpx.Client, tmp_path: Path
 ) -> None:
-    from formica.local.demo import extract_seed_yaml, jsonplaceholder_stub, local_yaml
+    from formica.cli.demo import extract_seed_yaml, jsonplaceholder_stub, local_yaml
 
     markdown = SHARED_SEED.read_text(encoding="utf-8")
     brief = re.findall(r"```yaml\n(curl .*?)\n```", markdown, flags=re.S)

@@ -5,7 +5,7 @@ paths from a stub on loopback and uploads the brief's YAML with only the host re
 each task's progress, the final state (the job's second task exits with a random code, so FAILED is
 a legitimate ending too), the artifact, and the curl commands to try next.
 
-``python -m formica.local.demo [--port 8080] [--once]``; ``--once`` (or FORMICA_DEMO_ONCE=1) stops
+``python -m formica.cli.demo [--port 8080] [--once]``; ``--once`` (or FORMICA_DEMO_ONCE=1) stops
 after the demo instead of serving until Ctrl-C.
 """
 
@@ -18,6 +18,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,8 +33,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from formica.cli_client import FINAL_STATES, ProgressPrinter
-from formica.client import ClientConfig, FormicaClient, FormicaClientError
+from formica.cli.client import ClientConfig, FormicaClient, FormicaClientError
+from formica.cli.remote import FINAL_STATES, ProgressPrinter
 from formica.local.server import free_port
 
 SEED_HOST = "https://jsonplaceholder.typicode.com"
@@ -60,7 +61,7 @@ def extract_seed_yaml(markdown: str) -> str:
 
 
 def _repository_root() -> Path:
-    # layers/formica/python/formica/local/demo.py -> the repository is five levels up.
+    # layers/formica/python/formica/cli/demo.py -> the repository is five levels up.
     return Path(__file__).resolve().parents[5]
 
 
@@ -115,8 +116,6 @@ def jsonplaceholder_stub() -> Iterator[str]:
 
 
 def _port_is_free(port: int) -> bool:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind(("127.0.0.1", port))
@@ -147,7 +146,7 @@ class DevProcess:
 
 def start_dev_process(port: int, token: str, log_path: Path) -> DevProcess:
     """Start `formica dev` on ``port`` with a fixed token; returns once /api/health answers."""
-    command = [sys.executable, "-m", "formica.local.cli_dev", "--port", str(port), "--token", token]
+    command = [sys.executable, "-m", "formica.cli.dev", "--port", str(port), "--token", token]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     dev = DevProcess(process=process, url=f"http://127.0.0.1:{port}", token=token, log_path=log_path)
@@ -316,7 +315,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m formica.local.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m formica.cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--port", type=int, default=None, help="API port (default: 8080, or a free one if taken)"
     )

@@ -1,6 +1,6 @@
 """`formica dev`: start the local server and keep it up until Ctrl-C or SIGTERM.
 
-Also runnable on its own: ``python -m formica.local.cli_dev --port 8080``.
+Also runnable on its own: ``python -m formica.cli.dev --port 8080``.
 """
 
 from __future__ import annotations

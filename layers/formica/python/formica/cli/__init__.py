@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from formica.jobs.errors import DefinitionError
 
-COMMAND_MODULES: tuple[str, ...] = ("formica.jobs.commands", "formica.local.cli_dev", "formica.cli_client")
+COMMAND_MODULES: tuple[str, ...] = ("formica.cli.language", "formica.cli.dev", "formica.cli.remote")
 """Modules that register subcommands, in help order."""
 
 
@@ -46,7 +46,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from formica.client import ClientConfig, FormicaApiError, FormicaClient, FormicaClientError
+from formica.cli.client import ClientConfig, FormicaApiError, FormicaClient, FormicaClientError
+from formica.settings import SettingsError, get_settings
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 EXIT_OK = 0
@@ -507,7 +508,7 @@ def create_token_direct(org: str | None, name: str, *, expires_in_days: int | No
     """An organisation's first token, written straight to DynamoDB with the operator's AWS credentials."""
     if not org:
         raise CliUsageError("--direct needs --org NAME")
-    from formica.settings import SettingsError, get_settings
+    # Lazy: only --org needs the store, and botocore would slow every other command's start.
     from formica.store.tokens import TokenRepository, TokenStoreError
 
     try:

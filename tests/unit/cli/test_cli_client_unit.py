@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from formica.cli_client import CliUsageError, ProgressPrinter, format_request, parse_params, task_line
-from formica.client import ClientConfig, FormicaApiError, FormicaClient, FormicaClientError
+from formica.cli.client import ClientConfig, FormicaApiError, FormicaClient, FormicaClientError
+from formica.cli.remote import CliUsageError, ProgressPrinter, format_request, parse_params, task_line
 
 NOW = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)
 
