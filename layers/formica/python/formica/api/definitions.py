@@ -84,9 +84,9 @@ def _summary_tasks(item: DefinitionVersionItem) -> tuple[list[TaskSummary], list
 
 
 def next_fire_times(cron_trigger: str | None, *, disabled: bool = False, count: int = 5) -> list[str]:
-    """The next fire times of a cron_trigger (issue 8), ISO-8601 UTC; none when disabled."""
-    from formica.engine.cron import CronError
-    from formica.engine.cron import next_fire_times as cron_fire_times
+    """The next fire times of a cron_trigger, ISO-8601 UTC; none when disabled."""
+    from formica.jobs.cron import CronError
+    from formica.jobs.cron import next_fire_times as cron_fire_times
 
     if not cron_trigger or disabled:
         return []
@@ -98,7 +98,7 @@ def next_fire_times(cron_trigger: str | None, *, disabled: bool = False, count: 
 
 
 def sync_schedule(org: str, job_type: str, head: DefinitionHeadItem | None) -> None:
-    """Issue 8: the definition's EventBridge schedule follows its head (created, updated, disabled,
+    """The definition's EventBridge schedule follows its head (created, updated, disabled,
     deleted), and the job type is registered for the PENDING sweep."""
     from formica.settings import get_settings
     from formica.store.schedules import schedule_store_from_settings, sync_definition_schedule

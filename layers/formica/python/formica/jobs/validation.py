@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from formica.jobs.cron import CronError, EventBridgeCronError, eventbridge_expression, parse_cron
 from formica.jobs.errors import Problem
 from formica.jobs.models import (
     CONTAINER_METHODS,
@@ -66,7 +67,7 @@ class Locator:
 
 
 def check_definition(job: JobDefinition, positions: Mapping[Path, int]) -> list[Problem]:
-    """Every rule of issue 2 that the models alone do not enforce; an empty list means valid."""
+    """Every rule that the models alone do not enforce; an empty list means valid."""
     where = Locator(positions)
     problems = list(_job_rules(job, where))
     problems.extend(_task_rules(job, where))
@@ -104,10 +105,8 @@ def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
 def cron_trigger_problem(text: str) -> str | None:
     """Why ``cron_trigger`` is refused (formicary's cron forms, and what EventBridge can run), or None.
 
-    Issue 8: the rules live in ``formica.engine.cron`` (pure); the message names the cron field.
+    The rules live in ``formica.jobs.cron``; the message names the cron field.
     """
-    from formica.engine.cron import CronError, EventBridgeCronError, eventbridge_expression, parse_cron
-
     try:
         expression = parse_cron(text)
         if expression.never_fires:

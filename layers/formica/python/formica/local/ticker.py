@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from formica.engine.cron import CronError, parse_cron
+from formica.jobs.cron import CronError, parse_cron
 from formica.store.schedules import SCHEDULED_TIME, CronSchedule, fire_input
 
 logger = logging.getLogger(__name__)

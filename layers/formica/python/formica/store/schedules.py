@@ -1,7 +1,7 @@
 """Cron schedules: one EventBridge Scheduler schedule per definition with a ``cron_trigger``.
 
 The schedule lives in the stack's schedule group (``FORMICA_SCHEDULE_GROUP``), is named after the
-organisation and job type, fires the ``cron(...)`` expression of ``formica.engine.cron`` in UTC,
+organisation and job type, fires the ``cron(...)`` expression of ``formica.jobs.cron`` in UTC,
 and invokes the scheduler function (``FORMICA_SCHEDULER_FUNCTION_ARN``) as the schedule role
 (``FORMICA_SCHEDULER_ROLE_ARN``) with this input::
 
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from formica.engine.cron import eventbridge_expression
+from formica.jobs.cron import eventbridge_expression
 from formica.settings import FormicaSettings
 
 __all__ = [

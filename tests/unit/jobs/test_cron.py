@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from formica.engine.cron import (
+from formica.jobs.cron import (
     CronError,
     EventBridgeCronError,
     eventbridge_expression,
