@@ -275,17 +275,17 @@ def get_request(request_id: Identifier) -> JobRequestResponse:
 
 @app.post("/api/jobs/requests/<request_id>/cancel", tags=["requests"], responses=IN_STATE)
 def cancel_request(request_id: Identifier) -> JobRequestResponse:
-    return requests.cancel_request(get_services(), _org(), request_id)
+    return requests.cancel_job(get_services(), _org(), request_id)
 
 
 @app.post("/api/jobs/requests/<request_id>/restart", tags=["requests"], responses=IN_STATE)
 def restart_request(request_id: Identifier) -> JobRequestResponse:
-    return requests.restart_request(get_services(), _org(), request_id)
+    return requests.restart_job(get_services(), _org(), request_id)
 
 
 @app.post("/api/jobs/requests/<request_id>/trigger", tags=["requests"], responses=IN_STATE)
 def trigger_request(request_id: Identifier) -> JobRequestResponse:
-    return requests.trigger_request(get_services(), _org(), request_id)
+    return requests.trigger_job(get_services(), _org(), request_id)
 
 
 @app.get("/api/jobs/requests/<request_id>/artifacts", tags=["artifacts"])

@@ -52,21 +52,21 @@ class FakeRuntime:
     restarted: list[str] = field(default_factory=list)
     woken: list[str] = field(default_factory=list)
 
-    def start_request(self, request_id: str) -> None:
+    def start(self, request_id: str) -> None:
         self.started.append(request_id)
         self.requests.mark_started(request_id, execution_name=f"exec-{request_id}")
 
-    def cancel_request(self, org: str, request_id: str) -> None:
+    def cancel(self, org: str, request_id: str) -> None:
         self.cancelled.append(request_id)
         self.requests.mark_cancelled(
             request_id, error_code="ERR_JOB_CANCELLED", message="cancelled by the user"
         )
 
-    def restart_request(self, org: str, request_id: str) -> None:
+    def restart(self, org: str, request_id: str) -> None:
         self.restarted.append(request_id)
 
-    def trigger_request(self, org: str, request_id: str) -> None:
-        self.start_request(request_id)
+    def trigger(self, org: str, request_id: str) -> None:
+        self.start(request_id)
 
     def start_waiting(self, org: str, job_type: str) -> None:
         self.woken.append(job_type)

@@ -24,7 +24,7 @@ class _RefusingRuntime(FakeRuntime):
 
     ddb: Any = None
 
-    def start_request(self, request_id: str) -> None:
+    def start(self, request_id: str) -> None:
         self.started.append(request_id)
         self.requests.mark_started(request_id, execution_name=f"exec-{request_id}")
         # as the walk's fail_job leaves it

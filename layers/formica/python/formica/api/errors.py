@@ -131,6 +131,12 @@ def to_api_error(exc: BaseException) -> ApiError:
     from formica.jobs.errors import DefinitionError
     from formica.store.definitions import DefinitionNotFoundError
     from formica.store.pagination import InvalidCursorError
+    from formica.store.requests import (
+        RequestFinishedError,
+        RequestNotFinishedError,
+        RequestNotFoundError,
+        StepConflictError,
+    )
     from formica.store.tokens import TokenNotFoundError
 
     if isinstance(exc, DefinitionError):
@@ -141,6 +147,12 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ValidationApiError(str(exc), [ErrorDetail(message=str(exc), field="next_token")])
     if isinstance(exc, TokenNotFoundError):
         return ResourceNotFoundError(str(exc))
-    from formica.api.requests import map_error
-
-    return map_error(exc) or InternalError()
+    if isinstance(exc, RequestNotFoundError):
+        return ResourceNotFoundError(f"job request {exc.request_id!r} not found")
+    if isinstance(exc, RequestFinishedError):
+        return ConflictError(f"job request {exc.request_id!r} already finished ({exc.job_state})")
+    if isinstance(exc, RequestNotFinishedError):
+        return ConflictError(f"job request {exc.request_id!r} has not finished ({exc.job_state})")
+    if isinstance(exc, StepConflictError):
+        return ConflictError(f"job request {exc.request_id!r} changed meanwhile; try again")
+    return InternalError()

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from formica.api.errors import (
-    ApiError,
     ConflictError,
     ErrorDetail,
     PayloadTooLargeError,
@@ -42,10 +41,6 @@ from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
 from formica.store.requests import (
     ArtifactItem,
     JobRequestItem,
-    RequestFinishedError,
-    RequestNotFinishedError,
-    RequestNotFoundError,
-    StepConflictError,
     TaskExecutionItem,
     now_iso,
 )
@@ -61,19 +56,6 @@ _ATTEMPT_IN_KEY = re.compile(r"attempt-(\d+)\.log$")
 JobStateFilter = JobState
 
 logger = logging.getLogger(__name__)
-
-
-def map_error(exc: BaseException) -> ApiError | None:
-    """The API error of a request-store error (part of ``formica.api.errors.to_api_error``)."""
-    if isinstance(exc, RequestNotFoundError):
-        return ResourceNotFoundError(f"job request {exc.request_id!r} not found")
-    if isinstance(exc, RequestFinishedError):
-        return ConflictError(f"job request {exc.request_id!r} already finished ({exc.job_state})")
-    if isinstance(exc, RequestNotFinishedError):
-        return ConflictError(f"job request {exc.request_id!r} has not finished ({exc.job_state})")
-    if isinstance(exc, StepConflictError):
-        return ConflictError(f"job request {exc.request_id!r} changed meanwhile; try again")
-    return None
 
 
 def request_body(body: str | None, is_base64_encoded: bool) -> bytes:
@@ -339,7 +321,7 @@ def _start_stored(services: ApiServices, request_id: str) -> None:
     from formica.runtime.executions import ExecutionError
 
     try:
-        services.runtime.start_request(request_id)
+        services.runtime.start(request_id)
     except ExecutionError as exc:
         logger.warning("stored request did not start", extra={"request_id": request_id, "error": str(exc)})
 
@@ -352,28 +334,31 @@ def _release(services: ApiServices, org: str, keys: list[str], request_id: str) 
 # -- lifecycle ------------------------------------------------------------------------------------
 
 
-def cancel_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+def cancel_job(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+    """Cancel the org's running or PENDING request through the runtime; the request as it now reads."""
     request = _require(services, org, request_id)
     if request.is_final:
         raise ConflictError(f"job request {request_id!r} already finished ({request.job_state})")
-    services.runtime.cancel_request(org, request_id)
+    services.runtime.cancel(org, request_id)
     return get_request(services, org, request_id)
 
 
-def restart_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+def restart_job(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+    """Run the org's finished request again through the runtime; the request as it now reads."""
     request = _require(services, org, request_id)
     if not request.is_final:
         raise ConflictError(f"job request {request_id!r} is still {request.job_state}; cancel it first")
-    services.runtime.restart_request(org, request_id)
+    services.runtime.restart(org, request_id)
     return get_request(services, org, request_id)
 
 
-def trigger_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
-    """Start a PENDING (typically scheduled) request now (it still waits for a max_concurrency slot)."""
+def trigger_job(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+    """Start a PENDING (typically scheduled) request now (it still waits for a max_concurrency slot);
+    the request as it now reads."""
     request = _require(services, org, request_id)
     if request.job_state != JobState.PENDING:
         raise ConflictError(f"job request {request_id!r} is {request.job_state}, not PENDING")
-    services.runtime.trigger_request(org, request_id)
+    services.runtime.trigger(org, request_id)
     return get_request(services, org, request_id)
 
 

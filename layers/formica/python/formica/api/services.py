@@ -18,13 +18,13 @@ from formica.store.tokens import TokenRepository
 class RequestRuntime(Protocol):
     """The walk's entry points the API drives (``formica.runtime`` in production)."""
 
-    def start_request(self, request_id: str) -> Any: ...
+    def start(self, request_id: str) -> Any: ...
 
-    def cancel_request(self, org: str, request_id: str) -> Any: ...
+    def cancel(self, org: str, request_id: str) -> Any: ...
 
-    def restart_request(self, org: str, request_id: str) -> Any: ...
+    def restart(self, org: str, request_id: str) -> Any: ...
 
-    def trigger_request(self, org: str, request_id: str) -> Any: ...
+    def trigger(self, org: str, request_id: str) -> Any: ...
 
     def start_waiting(self, org: str, job_type: str) -> Any: ...
 
@@ -33,17 +33,17 @@ class ModuleRuntime:
     """``RequestRuntime`` backed by the ``formica.runtime`` package, imported on first use (it
     pulls in Step Functions clients the read-only routes never need)."""
 
-    def start_request(self, request_id: str) -> Any:
+    def start(self, request_id: str) -> Any:
         return _runtime().start_request(request_id)
 
-    def cancel_request(self, org: str, request_id: str) -> Any:
+    def cancel(self, org: str, request_id: str) -> Any:
         return _runtime().cancel_request(org, request_id)
 
-    def restart_request(self, org: str, request_id: str) -> Any:
+    def restart(self, org: str, request_id: str) -> Any:
         return _runtime().restart_request(org, request_id)
 
-    def trigger_request(self, org: str, request_id: str) -> Any:
-        # Issue 8: due now, then admitted (a free max_concurrency slot still decides).
+    def trigger(self, org: str, request_id: str) -> Any:
+        # Due now, then admitted (a free max_concurrency slot still decides).
         return importlib.import_module("formica.runtime.scheduling").trigger_now(org, request_id)
 
     def start_waiting(self, org: str, job_type: str) -> Any:
