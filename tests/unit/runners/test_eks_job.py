@@ -15,7 +15,7 @@ from formica.runners.eks import (
     EksRunnerError,
     job_manifest,
     job_name,
-    job_state,
+    job_status,
     label_value,
     memory_quantity,
     tolerations_of,
@@ -166,7 +166,7 @@ def test_toleration_maps() -> None:
 
 
 def test_a_complete_job_reports_the_main_exit_code() -> None:
-    state = job_state(eks_object("job-complete"), [eks_object("pod-succeeded")])
+    state = job_status(eks_object("job-complete"), [eks_object("pod-succeeded")])
     assert state.finished
     assert state.started
     assert (state.exit_code, state.error_code) == ("0", None)
@@ -178,19 +178,19 @@ def test_a_failed_pod_reports_the_main_exit_code() -> None:
     pod["status"]["phase"] = "Failed"
     pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = 3
     job = eks_object("job-active")
-    assert job_state(job, [pod]).exit_code == "3"
+    assert job_status(job, [pod]).exit_code == "3"
 
 
 def test_a_sidecar_still_running_means_not_finished() -> None:
     pod = eks_object("pod-succeeded")
     pod["status"]["phase"] = "Running"
-    state = job_state(eks_object("job-active"), [pod])
+    state = job_status(eks_object("job-active"), [pod])
     assert not state.finished
     assert state.started
 
 
 def test_an_unschedulable_pod_is_pending_with_the_scheduler_reason() -> None:
-    state = job_state(eks_object("job-active"), [eks_object("pod-unschedulable")])
+    state = job_status(eks_object("job-active"), [eks_object("pod-unschedulable")])
     assert not state.finished
     assert not state.started
     assert state.pending_reason is not None
@@ -198,7 +198,7 @@ def test_an_unschedulable_pod_is_pending_with_the_scheduler_reason() -> None:
 
 
 def test_an_image_that_cannot_be_pulled_fails_to_start() -> None:
-    state = job_state(eks_object("job-active"), [eks_object("pod-image-pull-backoff")])
+    state = job_status(eks_object("job-active"), [eks_object("pod-image-pull-backoff")])
     assert state.finished
     assert state.error_code == ERR_CONTAINER_START
     assert "ImagePullBackOff" in str(state.error_message)
@@ -208,23 +208,23 @@ def test_a_deadline_kill_after_start_is_a_timeout() -> None:
     pod = eks_object("pod-succeeded")
     pod["status"]["phase"] = "Running"
     pod["status"]["containerStatuses"][0]["state"] = {"running": {"startedAt": "2026-11-28T18:40:04Z"}}
-    state = job_state(eks_object("job-failed-deadline"), [pod])
+    state = job_status(eks_object("job-failed-deadline"), [pod])
     assert (state.finished, state.error_code) == (True, ERR_TASK_TIMED_OUT)
 
 
 def test_a_deadline_kill_before_start_is_a_start_failure() -> None:
-    state = job_state(eks_object("job-failed-deadline"), [eks_object("pod-unschedulable")])
+    state = job_status(eks_object("job-failed-deadline"), [eks_object("pod-unschedulable")])
     assert (state.finished, state.started, state.error_code) == (True, False, ERR_CONTAINER_START)
     assert "DeadlineExceeded" in str(state.error_message)
 
 
 def test_a_vanished_job_is_finished_without_a_code() -> None:
-    state = job_state(None, [])
+    state = job_status(None, [])
     assert state.finished
     assert state.error_code == ERR_CONTAINER_START
 
 
 def test_no_pod_yet() -> None:
-    state = job_state(eks_object("job-active"), [])
+    state = job_status(eks_object("job-active"), [])
     assert not state.finished
     assert state.pending_reason == "no pod created yet"

@@ -291,8 +291,10 @@ class Clock:
         return self.job_deadline is not None and self.now >= self.job_deadline
 
 
-class _Walker:
-    """One call's working copy of the walk: mutated step by step, then returned as a Transition."""
+class _TransitionBuilder:
+    """Builds one call's Transition: a working copy of the walk state, mutated step by step (enter a
+    task, record an attempt, route, restart, finish), then returned with the decision and the task
+    updates."""
 
     def __init__(self, definition: JobDefinition, walk: WalkState, clock: Clock) -> None:
         self.definition = definition
@@ -597,9 +599,9 @@ def start_walk(
     ``next_seq`` numbers the first task record: a restarted request goes on after its earlier
     run's records instead of overwriting them.
     """
-    walker = _Walker(definition, WalkState(next_seq=next_seq), clock)
-    walker.walk.execution_events = 0
-    return _charged(walker.enter(definition.root_task.task_type), extra_events=start_events)
+    builder = _TransitionBuilder(definition, WalkState(next_seq=next_seq), clock)
+    builder.walk.execution_events = 0
+    return _charged(builder.enter(definition.root_task.task_type), extra_events=start_events)
 
 
 def record_attempt(
@@ -625,10 +627,10 @@ def record_attempt(
     via_catch:
         True when the result came through the state machine's Catch (its events are charged).
     """
-    walker = _Walker(definition, walk, clock)
-    if walker.walk.current is not None:
-        walker.walk.current.attempts += 1
-    return _charged(walker.after_attempt(result), extra_events=CATCH_EVENTS if via_catch else 0)
+    builder = _TransitionBuilder(definition, walk, clock)
+    if builder.walk.current is not None:
+        builder.walk.current.attempts += 1
+    return _charged(builder.after_attempt(result), extra_events=CATCH_EVENTS if via_catch else 0)
 
 
 def resume_walk(walk: WalkState, *, start_events: int = EXECUTION_START_EVENTS) -> Transition:

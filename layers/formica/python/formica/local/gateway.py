@@ -15,7 +15,6 @@ import fnmatch
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from formica.local.lambda_dispatch import LocalLambdaContext
+
 logger = logging.getLogger(__name__)
 
 LOCAL_STAGE = "local"
 LOCAL_API_ID = "local"
 LOCAL_ACCOUNT_ID = "123456789012"
 PROXY_RESOURCE = "/api/{proxy+}"
+# API Gateway's integration timeout: what the API and the authorizer get locally.
+API_TIMEOUT_SECONDS = 30.0
 
 # Served without the authorizer, as the CDK stack declares them (authorization NONE).
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
@@ -106,35 +109,6 @@ class HttpResponse:
         """The first value of header ``name`` (case-insensitive), or None."""
         wanted = name.lower()
         return next((value for key, value in self.headers if key.lower() == wanted), None)
-
-
-@dataclass
-class LocalLambdaContext:
-    """The attributes of Lambda's context object that handlers and powertools read."""
-
-    function_name: str
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    timeout_seconds: float = 30.0
-    region: str = "us-east-1"
-    _started: float = field(default_factory=time.monotonic)
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT_ID}:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return f"local/{self.aws_request_id}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        left = self.timeout_seconds - (time.monotonic() - self._started)
-        return max(0, int(left * 1000))
 
 
 def _multi(pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -421,7 +395,7 @@ class ApiGateway:
         event = build_proxy_event(
             request, request_id=request_id, stage=self._stage, authorizer=authorizer_context, route=route
         )
-        context = LocalLambdaContext(function_name=self._api_name, region=self._region)
+        context = LocalLambdaContext(self._api_name, self._region, timeout_seconds=API_TIMEOUT_SECONDS)
         try:
             with self._api_lock:
                 result = self._api(event, context)
@@ -438,7 +412,7 @@ class ApiGateway:
         if self._authorizer is None:
             return {}
         event = build_authorizer_event(request, request_id=request_id, stage=self._stage, region=self._region)
-        context = LocalLambdaContext(function_name=self._authorizer_name, region=self._region)
+        context = LocalLambdaContext(self._authorizer_name, self._region, timeout_seconds=API_TIMEOUT_SECONDS)
         try:
             with self._authorizer_lock:
                 result = self._authorizer(event, context)

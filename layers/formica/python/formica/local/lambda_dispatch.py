@@ -25,6 +25,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -87,21 +88,37 @@ def load_handler(folder: str) -> Handler:
     return handler
 
 
+@dataclass
 class LocalLambdaContext:
-    """The attributes of a Lambda context object that powertools and handlers read."""
+    """The attributes of Lambda's context object that handlers and powertools read.
 
-    def __init__(self, folder: str, region: str, timeout_ms: int = LOCAL_TIMEOUT_MS) -> None:
-        self.function_name = function_name(folder)
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = function_arn(folder, region)
-        self.memory_limit_in_mb = 1024
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_ms / 1000
+    One for every handler run locally: the functions the state machine invokes (through this shim)
+    and the API and authorizer behind ``formica.local.gateway``.
+    """
+
+    function_name: str
+    region: str = "us-east-1"
+    timeout_seconds: float = LOCAL_TIMEOUT_MS / 1000
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return f"local/{self.aws_request_id}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        left = self.timeout_seconds - (time.monotonic() - self._started)
+        return max(0, int(left * 1000))
 
 
 def invoke_handler(folder: str, body: bytes | str | None, region: str = "us-east-1") -> tuple[bytes, bool]:
@@ -110,7 +127,7 @@ def invoke_handler(folder: str, body: bytes | str | None, region: str = "us-east
     raw = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
     event = json.loads(raw) if raw.strip() else {}
     try:
-        result = handler(event, LocalLambdaContext(folder, region))
+        result = handler(event, LocalLambdaContext(function_name(folder), region))
     except Exception as exc:  # Lambda turns any exception into an error response
         logger.warning(
             "local lambda raised",

@@ -10,7 +10,7 @@
   ``ttlSecondsAfterFinished``. ``dependencies`` are downloaded by an init container and
   ``artifacts.paths`` uploaded by a second container that waits for the main script's exit-code file
   (both the AWS CLI image; the pod needs S3 access through its service account).
-- ``job_state`` (pure) reads the Job and its Pod: the exit code is the main container's
+- ``job_status`` (pure) reads the Job and its Pod: the exit code is the main container's
   ``state.terminated.exitCode``; an image that cannot be pulled is ERR_CONTAINER_START; a Job killed by
   its deadline is ERR_TASK_TIMED_OUT (ERR_CONTAINER_START if the pod never started).
 - ``EksJobRunner.run`` launches, polls to completion, honours the timeout and cancellation (deleting
@@ -504,8 +504,10 @@ def job_manifest(
 
 
 @dataclass(frozen=True)
-class JobState:
-    """Where a Job stands. ``finished`` means the attempt has a result (exit code or error)."""
+class KubernetesJobStatus:
+    """What a Kubernetes Job and its pod show of the attempt (not the job request's ``JobState``).
+
+    ``finished`` means the attempt has a result (exit code or error)."""
 
     finished: bool
     started: bool
@@ -530,10 +532,10 @@ def _main_status(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def job_state(job: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> JobState:
+def job_status(job: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> KubernetesJobStatus:
     """The attempt's state from its Job and Pod(s) (the newest pod counts; backoffLimit is 0)."""
     if job is None:
-        return JobState(
+        return KubernetesJobStatus(
             finished=True,
             started=False,
             error_code=ERR_CONTAINER_START,
@@ -554,28 +556,30 @@ def job_state(job: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> JobS
     pod_phase = (pod.get("status") or {}).get("phase") if pod else None
 
     if terminated and (complete or failed or pod_phase in ("Succeeded", "Failed")):
-        return JobState(True, True, str(terminated.get("exitCode", "")), pod_name=pod_name)
+        return KubernetesJobStatus(True, True, str(terminated.get("exitCode", "")), pod_name=pod_name)
     if waiting.get("reason") in START_FAILURE_REASONS:
         message = f"{waiting.get('reason')}: {waiting.get('message', '')}".strip(": ")
-        return JobState(True, False, error_code=ERR_CONTAINER_START, error_message=message, pod_name=pod_name)
+        return KubernetesJobStatus(
+            True, False, error_code=ERR_CONTAINER_START, error_message=message, pod_name=pod_name
+        )
     if failed:
         reason = str(failed.get("reason") or "Failed")
         message = f"{reason}: {failed.get('message', '')}".strip(": ")
         if terminated:
-            return JobState(True, True, str(terminated.get("exitCode", "")), pod_name=pod_name)
+            return KubernetesJobStatus(True, True, str(terminated.get("exitCode", "")), pod_name=pod_name)
         if reason == "DeadlineExceeded" and started:
-            return JobState(
+            return KubernetesJobStatus(
                 True, True, error_code=ERR_TASK_TIMED_OUT, error_message=message, pod_name=pod_name
             )
-        return JobState(
+        return KubernetesJobStatus(
             True, started, error_code=ERR_CONTAINER_START, error_message=message, pod_name=pod_name
         )
-    return JobState(
+    return KubernetesJobStatus(
         False, started, pod_name=pod_name, pending_reason=None if started else _pending_reason(pod)
     )
 
 
-def needs_deletion(state: JobState) -> bool:
+def needs_deletion(state: KubernetesJobStatus) -> bool:
     """Whether the Job must be deleted now: it is still running (cancel, timeout), or it will never
     finish on its own (a container that cannot start keeps the pod, and the uploader waiting for it,
     alive until the deadline). A finished Job is left to ``ttlSecondsAfterFinished``."""
@@ -623,15 +627,17 @@ class EksJobRunner:
         logger.info("kubernetes job created", extra={"request_id": ctx.request_id, "job_name": name})
         return name
 
-    def poll(self, name: str) -> JobState:
+    def poll(self, name: str) -> KubernetesJobStatus:
         job = self.api.get_job(self.config.namespace, name)
         pods = self.api.list_pods(self.config.namespace, f"{RUN_LABEL}={name}") if job is not None else []
-        return job_state(job, pods)
+        return job_status(job, pods)
 
     def delete(self, name: str) -> bool:
         return self.api.delete_job(self.config.namespace, name)
 
-    def _settled(self, state: JobState, ctx: TaskContext, deadline: float | None) -> TaskOutcome | None:
+    def _settled(
+        self, state: KubernetesJobStatus, ctx: TaskContext, deadline: float | None
+    ) -> TaskOutcome | None:
         """The outcome once there is one: finished, cancelled, or past the deadline; else None."""
         if state.finished:
             return TaskOutcome(
@@ -651,7 +657,7 @@ class EksJobRunner:
             error_message=f"the pod did not start within {ctx.timeout_seconds:g}s ({state.pending_reason})",
         )
 
-    def read_log(self, state: JobState) -> str:
+    def read_log(self, state: KubernetesJobStatus) -> str:
         if not state.pod_name:
             return ""
         try:
