@@ -25,7 +25,7 @@ from typing import Any
 from bench.common import Figure, standalone
 
 GOAL = 3.0
-"""Issue 9's goal: at most 3 states per task attempt and per poll."""
+"""The goal: at most 3 states per task attempt and per poll."""
 EXECUTION_FLOOR = 2.0
 """The least an execution can add to its attempts: the last Choice and the end state it routes to."""
 TABLE = "formica-bench-states"

@@ -167,8 +167,8 @@ class Orchestration(Construct):
             )
         )
         # Continue-as-new starts executions; Advance, the task functions and Launch too, since a
-        # request ending there starts the next PENDING ones of its job type (max_concurrency,
-        # issue 8; Launch ends a request whose container task cannot render, D13).
+        # request ending there starts the next PENDING ones of its job type (max_concurrency;
+        # Launch ends a request whose container task cannot render, D13).
         starters = (self.continue_execution, self.advance, self.http_task, self.shell_task, self.launch)
         for starter in starters:
             starter.role.add_to_principal_policy(

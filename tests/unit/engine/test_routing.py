@@ -1,4 +1,4 @@
-"""The routing rules of issue 2, one row per rule: given a task and one attempt's outcome, the route."""
+"""The exit-code routing rules, one row per rule: given a task and one attempt's outcome, the route."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ class FormicaSettings(BaseModel):
     work_root: str | None = None
     # Presigned download URLs live this long.
     presign_seconds: int = 300
-    # Cron triggers (issue 8): the EventBridge Scheduler group holding one schedule per definition,
+    # Cron triggers: the EventBridge Scheduler group holding one schedule per definition,
     # the role the schedules run as, and the function they invoke. Unset: no cloud schedules.
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None

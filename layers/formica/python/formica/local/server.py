@@ -161,7 +161,7 @@ class DevServer:
 
     @property
     def url(self) -> str:
-        """The API's base URL (what the brief calls $SERVER)."""
+        """The API's base URL (what the README's curl commands call $SERVER)."""
         if self._front_door is None:
             raise DevServerError("the server is not started")
         host = self.options.host
@@ -292,7 +292,7 @@ class DevServer:
         self._stack.enter_context(dispatch_lambda_invocations())
 
     def _start_scheduling(self) -> None:
-        # Issue 8: cron schedules kept in moto's EventBridge Scheduler and an in-process ticker that
+        # Cron schedules kept in moto's EventBridge Scheduler and an in-process ticker that
         # fires them and sweeps PENDING requests (stopped before moto, restoring its settings).
         from formica.local.ticker import local_scheduling
 
