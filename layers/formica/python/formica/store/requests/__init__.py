@@ -1,0 +1,43 @@
+"""Job requests, their task executions and artifacts in DynamoDB (the package re-exports its names)."""
+
+from formica.store.requests.repository import (
+    ArtifactItem,
+    JobRequestItem,
+    JobState,
+    RequestFinishedError,
+    RequestNotFinishedError,
+    RequestNotFoundError,
+    RequestRepository,
+    RequestStore,
+    RequestStoreError,
+    StepCommit,
+    StepConflictError,
+    StepOutbox,
+    StoredAttempt,
+    TaskExecutionItem,
+    TaskState,
+    now_iso,
+    task_item,
+    walk_blob,
+)
+
+__all__ = [
+    "ArtifactItem",
+    "JobRequestItem",
+    "JobState",
+    "RequestFinishedError",
+    "RequestNotFinishedError",
+    "RequestNotFoundError",
+    "RequestRepository",
+    "RequestStore",
+    "RequestStoreError",
+    "StepCommit",
+    "StepConflictError",
+    "StepOutbox",
+    "StoredAttempt",
+    "TaskExecutionItem",
+    "TaskState",
+    "now_iso",
+    "task_item",
+    "walk_blob",
+]
