@@ -1,25 +1,33 @@
-"""Job requests, their task executions and artifacts in DynamoDB (the package re-exports its names)."""
+"""Job requests, their task executions and artifacts in DynamoDB.
 
-from formica.store.requests.repository import (
-    ArtifactItem,
-    JobRequestItem,
-    JobState,
+- ``errors``      what the store raises
+- ``items``       the stored items (request, task execution, artifact) and their (de)serialisation
+- ``outbox``      a walk step's commit and the records it writes after it
+- ``repository``  ``RequestRepository``, the boto3 adapter on the single table
+
+Every name callers use is re-exported here: import from ``formica.store.requests``.
+"""
+
+from formica.engine.routing import TaskState
+from formica.engine.walk import JobState
+from formica.store.requests.errors import (
     RequestFinishedError,
     RequestNotFinishedError,
     RequestNotFoundError,
-    RequestRepository,
-    RequestStore,
     RequestStoreError,
-    StepCommit,
     StepConflictError,
+)
+from formica.store.requests.items import (
+    ArtifactItem,
+    JobRequestItem,
     StepOutbox,
     StoredAttempt,
     TaskExecutionItem,
-    TaskState,
     now_iso,
-    task_item,
     walk_blob,
 )
+from formica.store.requests.outbox import StepCommit, task_item, write_outbox
+from formica.store.requests.repository import RequestRepository
 
 __all__ = [
     "ArtifactItem",
@@ -29,7 +37,6 @@ __all__ = [
     "RequestNotFinishedError",
     "RequestNotFoundError",
     "RequestRepository",
-    "RequestStore",
     "RequestStoreError",
     "StepCommit",
     "StepConflictError",
@@ -40,4 +47,5 @@ __all__ = [
     "now_iso",
     "task_item",
     "walk_blob",
+    "write_outbox",
 ]
