@@ -27,8 +27,9 @@ from formica.runners.eks import (
 from formica.runtime.containers import ContainerService
 from formica.settings import FormicaSettings
 from formica.store.blobs import InMemoryBlobStore
-from formica.store.container_runs import ContainerRunItem, InMemoryContainerRunRepository
+from formica.store.container_runs import ContainerRunItem
 
+from tests.fakes.container_runs import InMemoryContainerRunRepository
 from tests.integration.fake_kubernetes import FakeKubernetes, fake_kubernetes
 
 REQUEST_ID = "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"

@@ -12,8 +12,9 @@ from formica.store.container_runs import (
     ContainerRunRepository,
     ContainerRunStatus,
     DynamoContainerRunRepository,
-    InMemoryContainerRunRepository,
 )
+
+from tests.fakes.container_runs import InMemoryContainerRunRepository
 
 TABLE = "formica-store-test"  # the table conftest.py creates
 

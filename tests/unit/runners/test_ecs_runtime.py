@@ -19,9 +19,10 @@ from formica.runners.ecs_events import (
 )
 from formica.runtime.containers import ERR_CONTAINER_LOST, ContainerService, runtime_for
 from formica.settings import FormicaSettings
-from formica.store.container_runs import ContainerRunItem, InMemoryContainerRunRepository
+from formica.store.container_runs import ContainerRunItem
 
 from tests.event_samples import ecs_event, with_run
+from tests.fakes.container_runs import InMemoryContainerRunRepository
 
 REQUEST_ID = "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
 SETTINGS = FormicaSettings(table_name="t", bucket_name="b", container_log_group="/logs")
