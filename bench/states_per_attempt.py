@@ -158,7 +158,7 @@ def _run_job(sfn: Any, yaml_text: str, job_type: str, serial: int) -> Counted:
             updated_at=now,
         )
     )
-    start_request(request_id)
+    start_request(request_id, get_runtime())
     deadline = time.monotonic() + 120
     arn = os.environ["FORMICA_STATE_MACHINE_ARN"].replace(":stateMachine:", ":execution:")
     while time.monotonic() < deadline:

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime import AdvanceEvent, advance
+from formica.runtime import AdvanceEvent, advance, get_runtime
 
 logger = Logger(service="formica")
 tracer = Tracer(service="formica")
@@ -18,4 +18,4 @@ tracer = Tracer(service="formica")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = AdvanceEvent.model_validate(event)
     logger.append_keys(request_id=request.request_id, step=request.step)
-    return advance(request.model_dump())
+    return advance(request.model_dump(), get_runtime())

@@ -1,13 +1,13 @@
 """EventBridge "ECS Task State Change" (STOPPED, this cluster) -> the waiting Launch state's callback.
 
-The rule may deliver an event twice or late; ``complete_container`` answers each run's token once.
+The rule may deliver an event twice or late; the container service answers each run's token once.
 """
 
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime.containers import complete_container
+from formica.runtime import default_container_service
 
 logger = Logger(service="formica")
 
@@ -15,4 +15,4 @@ logger = Logger(service="formica")
 @logger.inject_lambda_context(log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, bool]:
     logger.append_keys(task_arn=(event.get("detail") or {}).get("taskArn"))
-    return {"answered": complete_container(event)}
+    return {"answered": default_container_service().complete(event)}

@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime import ContinueEvent, continue_execution
+from formica.runtime import ContinueEvent, continue_execution, get_runtime
 
 logger = Logger(service="formica")
 tracer = Tracer(service="formica")
@@ -16,4 +16,4 @@ tracer = Tracer(service="formica")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = ContinueEvent.model_validate(event)
     logger.append_keys(request_id=request.request_id, step=request.step)
-    return continue_execution(request)
+    return continue_execution(request, get_runtime())

@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime import LaunchEvent, launch_container
+from formica.runtime import LaunchEvent, get_runtime, launch_container
 
 logger = Logger(service="formica")
 tracer = Tracer(service="formica")
@@ -16,4 +16,4 @@ tracer = Tracer(service="formica")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     launch = LaunchEvent.model_validate(event)
     logger.append_keys(request_id=launch.request_id, step=launch.step)
-    return launch_container(launch)
+    return launch_container(launch, get_runtime())

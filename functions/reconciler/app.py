@@ -5,12 +5,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime.containers import reconcile
+from formica.runtime import default_container_service
 
 logger = Logger(service="formica")
 
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    report = reconcile()
+    report = default_container_service().reconcile()
     return {"checked": report.checked, "settled": report.settled, "stopped": report.stopped}

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime.scheduling import handle_event
+from formica.runtime import get_runtime, handle_event
 
 logger = Logger(service="formica")
 
@@ -14,4 +14,4 @@ logger = Logger(service="formica")
 @logger.inject_lambda_context(log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(job_type=event.get("job_type"), scheduled_time=event.get("scheduled_time"))
-    return handle_event(event)
+    return handle_event(event, get_runtime())

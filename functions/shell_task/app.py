@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime import TaskEvent, run_shell_task
+from formica.runtime import TaskEvent, get_runtime, run_shell_task
 
 logger = Logger(service="formica")
 tracer = Tracer(service="formica")
@@ -16,4 +16,6 @@ tracer = Tracer(service="formica")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = TaskEvent.model_validate(event)
     logger.append_keys(request_id=task.request_id, step=task.step)
-    return run_shell_task(task, time_left_seconds=context.get_remaining_time_in_millis() / 1000)
+    return run_shell_task(
+        task, get_runtime(), time_left_seconds=context.get_remaining_time_in_millis() / 1000
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,37 @@ def test_seed_third_task_artifact_lands_in_s3_and_comes_back_as_a_dependency(
     later.mkdir()
     download_dependencies(store, [artifact.key], later)
     assert (later / "date.txt").read_bytes() == content
+
+
+@pytest.mark.parametrize("kind", ["s3", "memory"])
+def test_list_blobs_reads_the_uploaders_sha256_and_skips_older_blobs(s3_env: None, kind: str) -> None:
+    # Given blobs under two prefixes, one of them written before the cut-off
+    from tests.fakes.blobs import InMemoryBlobStore
+
+    store = S3BlobStore(BUCKET) if kind == "s3" else InMemoryBlobStore()
+    data = b"payload"
+    digest = hashlib.sha256(data).hexdigest()
+    store.put_bytes("org/req/build/artifacts/old.txt", b"old", "text/plain")
+    cut_off = datetime.now(UTC) + timedelta(milliseconds=50)
+    time.sleep(1.1)  # S3 keeps LastModified to the second
+    if kind == "s3":
+        # What the container's artifact sidecar does: the sha256 goes up as object metadata.
+        get_client("s3").put_object(
+            Bucket=BUCKET,
+            Key="org/req/build/artifacts/out/a.bin",
+            Body=data,
+            ContentType="application/x-test",
+            Metadata={"sha256": digest},
+        )
+    else:
+        store.put_bytes("org/req/build/artifacts/out/a.bin", data, "application/x-test")
+    store.put_bytes("org/req/other/artifacts/b.bin", data)
+
+    # When the task's prefix is listed since the cut-off
+    listed = store.list_blobs("org/req/build/artifacts/", modified_since=cut_off)
+
+    # Then only the newer blob of that prefix comes back, with its stored sha256 and content type
+    assert [(b.key, b.size, b.sha256, b.content_type) for b in listed] == [
+        ("org/req/build/artifacts/out/a.bin", len(data), digest, "application/x-test")
+    ]
+    assert len(store.list_blobs("org/req/build/artifacts/")) == 2

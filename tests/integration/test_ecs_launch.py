@@ -19,20 +19,18 @@ import pytest
 from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.base import TaskContext
 from formica.runners.ecs_events import ERR_CONTAINER_START, ERR_TASK_CANCELLED, RunKey
-from formica.runtime.containers import (
-    DirectReporter,
+from formica.runtime import (
     build_container_service,
-    cancel_request_containers,
-    complete_container,
     default_container_service,
     install_container_service,
-    launch_container,
     reset_container_service,
 )
+from formica.runtime.containers import DirectReporter
 from formica.settings import reset_settings
 from formica.store.aws import get_client, reset_clients
 from formica.store.blobs import S3BlobStore
 from formica.store.schema import create_table
+from formica.store.state_machine import StepFunctionsStateMachine
 from moto import mock_aws
 
 from tests.event_samples import ecs_event, with_run
@@ -130,7 +128,9 @@ def aws(moto_stack: dict[str, Any]) -> dict[str, Any]:
 def _fresh_service() -> None:
     """A new service (as in a cold Lambda) that answers the run's own token: no job request here."""
     reset_container_service()
-    reporter = DirectReporter(get_client("stepfunctions"), S3BlobStore(BUCKET))
+    reporter = DirectReporter(
+        StepFunctionsStateMachine(None, get_client("stepfunctions")), S3BlobStore(BUCKET)
+    )
     install_container_service(build_container_service(reporter=reporter))
 
 
@@ -188,7 +188,7 @@ def _result(aws: dict[str, Any], execution_arn: str) -> tuple[str, dict[str, Any
 
 def test_launch_runs_the_task_with_the_script_env_network_and_run_key(aws: dict[str, Any]) -> None:
     task = _task(container=ContainerDefinition(image="alpine:launch", cpu_limit="500m", memory_limit="1Gi"))
-    run = launch_container(REQUEST_ID, 12, task, _ctx(task), "token-1")
+    run = default_container_service().launch(REQUEST_ID, 12, task, _ctx(task), "token-1")
 
     request = aws["captured"].calls["RunTask"][0]
     assert request["launchType"] == "FARGATE"
@@ -231,17 +231,17 @@ def test_launch_runs_the_task_with_the_script_env_network_and_run_key(aws: dict[
 def test_task_definitions_are_registered_once_per_content(aws: dict[str, Any]) -> None:
     # An image no other test uses: the module shares one moto, so its task definitions persist.
     task = _task(container=ContainerDefinition(image="alpine:reuse", cpu_limit="500m", memory_limit="1Gi"))
-    launch_container(REQUEST_ID, 1, task, _ctx(task), "t1")
-    launch_container(REQUEST_ID, 2, task, _ctx(task), "t2")
+    default_container_service().launch(REQUEST_ID, 1, task, _ctx(task), "t1")
+    default_container_service().launch(REQUEST_ID, 2, task, _ctx(task), "t2")
     _fresh_service()  # a cold Lambda: no in-process cache, DescribeTaskDefinition finds it
-    launch_container(REQUEST_ID, 3, task, _ctx(task), "t3")
+    default_container_service().launch(REQUEST_ID, 3, task, _ctx(task), "t3")
 
     calls = aws["captured"].calls
     assert len(calls["RegisterTaskDefinition"]) == 1
     assert len({c["taskDefinition"] for c in calls["RunTask"]}) == 1
 
     bigger = _task(container=ContainerDefinition(image="alpine:reuse", cpu_limit="2", memory_limit="8Gi"))
-    launch_container(REQUEST_ID, 4, bigger, _ctx(bigger), "t4")
+    default_container_service().launch(REQUEST_ID, 4, bigger, _ctx(bigger), "t4")
     assert len(calls["RegisterTaskDefinition"]) == 2
     assert (calls["RegisterTaskDefinition"][1]["cpu"], calls["RegisterTaskDefinition"][1]["memory"]) == (
         "2048",
@@ -264,10 +264,10 @@ def test_the_stopped_event_answers_the_waiting_state(
 ) -> None:
     execution, token = _waiting_token(aws, f"run-{sample}")
     task = _task()
-    run = launch_container(REQUEST_ID, 12, task, _ctx(task), token)
+    run = default_container_service().launch(REQUEST_ID, 12, task, _ctx(task), token)
     event = with_run(ecs_event(sample), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=12)
 
-    assert complete_container(event) is True
+    assert default_container_service().complete(event) is True
 
     status, output = _result(aws, execution)
     assert status == "SUCCEEDED"
@@ -282,7 +282,7 @@ def test_the_stopped_event_answers_the_waiting_state(
 def test_a_duplicate_or_foreign_event_changes_nothing(aws: dict[str, Any]) -> None:
     execution, token = _waiting_token(aws, "dup")
     task = _task()
-    run = launch_container(REQUEST_ID, 5, task, _ctx(task), token)
+    run = default_container_service().launch(REQUEST_ID, 5, task, _ctx(task), token)
     other = with_run(
         ecs_event("task-stopped-exit-3"), task_arn=str(run.ecs_task_arn) + "0", request_id=REQUEST_ID, step=5
     )
@@ -290,10 +290,12 @@ def test_a_duplicate_or_foreign_event_changes_nothing(aws: dict[str, Any]) -> No
         ecs_event("task-stopped-exit-0"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=5
     )
 
-    assert complete_container(other) is False  # another task of the same run key: not this run's
-    assert complete_container(event) is True
-    assert complete_container(event) is False
-    assert complete_container(ecs_event("task-running")) is False
+    assert (
+        default_container_service().complete(other) is False
+    )  # another task of the same run key: not this run's
+    assert default_container_service().complete(event) is True
+    assert default_container_service().complete(event) is False
+    assert default_container_service().complete(ecs_event("task-running")) is False
 
     assert _result(aws, execution) == (
         "SUCCEEDED",
@@ -303,7 +305,7 @@ def test_a_duplicate_or_foreign_event_changes_nothing(aws: dict[str, Any]) -> No
 
 def test_the_log_is_copied_to_s3(aws: dict[str, Any]) -> None:
     task = _task()
-    run = launch_container(REQUEST_ID, 12, task, _ctx(task, attempt=2), "token-log")
+    run = default_container_service().launch(REQUEST_ID, 12, task, _ctx(task, attempt=2), "token-log")
     task_id = str(run.ecs_task_arn).rsplit("/", 1)[1]
     logs = boto3.client("logs", region_name=REGION)
     logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=f"formica/main/{task_id}")
@@ -317,7 +319,9 @@ def test_the_log_is_copied_to_s3(aws: dict[str, Any]) -> None:
         ecs_event("task-stopped-exit-0"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=12
     )
 
-    complete_container(event)  # the token is made up: answering it fails quietly, the log is still copied
+    default_container_service().complete(
+        event
+    )  # the token is made up: answering it fails quietly, the log is still copied
 
     body = (
         boto3.client("s3", region_name=REGION)
@@ -332,12 +336,12 @@ def test_a_replayed_launch_starts_nothing_and_answers_the_new_token(aws: dict[st
     second_execution, second_token = _waiting_token(aws, "second")
     task = _task()
 
-    run = launch_container(REQUEST_ID, 8, task, _ctx(task), first_token)
-    again = launch_container(REQUEST_ID, 8, task, _ctx(task), second_token)
+    run = default_container_service().launch(REQUEST_ID, 8, task, _ctx(task), first_token)
+    again = default_container_service().launch(REQUEST_ID, 8, task, _ctx(task), second_token)
 
     assert len(aws["captured"].calls["RunTask"]) == 1
     assert again.ecs_task_arn == run.ecs_task_arn
-    complete_container(
+    default_container_service().complete(
         with_run(
             ecs_event("task-stopped-exit-3"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=8
         )
@@ -349,15 +353,15 @@ def test_a_replayed_launch_starts_nothing_and_answers_the_new_token(aws: dict[st
 
 def test_a_launch_after_the_run_finished_answers_with_the_stored_result(aws: dict[str, Any]) -> None:
     task = _task()
-    run = launch_container(REQUEST_ID, 9, task, _ctx(task), "gone-token")
-    complete_container(
+    run = default_container_service().launch(REQUEST_ID, 9, task, _ctx(task), "gone-token")
+    default_container_service().complete(
         with_run(
             ecs_event("task-stopped-exit-3"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=9
         )
     )
     execution, token = _waiting_token(aws, "late")
 
-    launch_container(REQUEST_ID, 9, task, _ctx(task), token)
+    default_container_service().launch(REQUEST_ID, 9, task, _ctx(task), token)
 
     assert len(aws["captured"].calls["RunTask"]) == 1
     assert _result(aws, execution)[1] == {"exit_code": "3", "error_code": None, "error_message": None}
@@ -367,7 +371,7 @@ def test_a_launch_that_cannot_start_answers_err_container_start(aws: dict[str, A
     execution, token = _waiting_token(aws, "too-big")
     task = _task(container=ContainerDefinition(image="alpine", cpu_limit="64"))
 
-    launch_container(REQUEST_ID, 4, task, _ctx(task), token)
+    default_container_service().launch(REQUEST_ID, 4, task, _ctx(task), token)
 
     assert "RunTask" not in aws["captured"].calls
     status, output = _result(aws, execution)
@@ -380,10 +384,10 @@ def test_a_launch_that_cannot_start_answers_err_container_start(aws: dict[str, A
 def test_cancel_stops_the_task_and_answers_cancelled(aws: dict[str, Any]) -> None:
     execution, token = _waiting_token(aws, "cancel")
     task = _task()
-    run = launch_container(REQUEST_ID, 6, task, _ctx(task), token)
+    run = default_container_service().launch(REQUEST_ID, 6, task, _ctx(task), token)
 
-    assert cancel_request_containers(REQUEST_ID) == 1
-    assert cancel_request_containers(REQUEST_ID) == 0
+    assert default_container_service().cancel_runs(REQUEST_ID) == 1
+    assert default_container_service().cancel_runs(REQUEST_ID) == 0
 
     stop = aws["captured"].calls["StopTask"][0]
     assert stop["task"] == run.ecs_task_arn
@@ -398,7 +402,7 @@ def test_cancel_stops_the_task_and_answers_cancelled(aws: dict[str, Any]) -> Non
         request_id=REQUEST_ID,
         step=6,
     )
-    assert complete_container(late) is False
+    assert default_container_service().complete(late) is False
 
 
 class RecordingReporter:
@@ -418,14 +422,16 @@ def test_the_outcome_carries_this_attempts_artifacts_and_log(aws: dict[str, Any]
     prefix = f"acme/{REQUEST_ID}/init/artifacts/"
     s3.put_object(Bucket=BUCKET, Key=prefix + "stale.txt", Body=b"from an earlier attempt")
     time.sleep(1.2)  # S3 times have one-second resolution: the earlier attempt's file is older
-    reporter = RecordingReporter(DirectReporter(get_client("stepfunctions"), S3BlobStore(BUCKET)))
+    reporter = RecordingReporter(
+        DirectReporter(StepFunctionsStateMachine(None, get_client("stepfunctions")), S3BlobStore(BUCKET))
+    )
     install_container_service(build_container_service(reporter=reporter))
     task = _task()
-    run = launch_container(REQUEST_ID, 14, task, _ctx(task), "token-artifacts")
+    run = default_container_service().launch(REQUEST_ID, 14, task, _ctx(task), "token-artifacts")
     s3.put_object(Bucket=BUCKET, Key=prefix + "env.txt", Body=b"A=1\n", Metadata={"sha256": "ab" * 32})
     s3.put_object(Bucket=BUCKET, Key=prefix + "data/a.json", Body=b"{}")
 
-    complete_container(
+    default_container_service().complete(
         with_run(
             ecs_event("task-stopped-exit-0"), task_arn=str(run.ecs_task_arn), request_id=REQUEST_ID, step=14
         )

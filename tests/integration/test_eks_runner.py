@@ -26,9 +26,12 @@ from formica.runners.eks import (
 )
 from formica.runtime.containers import ContainerService
 from formica.settings import FormicaSettings
-from formica.store.blobs import InMemoryBlobStore
+from formica.store.blobs import S3BlobStore
+from formica.store.container_logs import CloudWatchContainerLogs
 from formica.store.container_runs import ContainerRunItem
+from formica.store.state_machine import StepFunctionsStateMachine
 
+from tests.fakes.blobs import InMemoryBlobStore
 from tests.fakes.container_runs import InMemoryContainerRunRepository
 from tests.integration.fake_kubernetes import FakeKubernetes, fake_kubernetes
 
@@ -204,12 +207,12 @@ def _service(runner: EksJobRunner, reporter: RecordingReporter, clock: Clock) ->
     return ContainerService(
         settings=settings,
         runs=InMemoryContainerRunRepository(),
-        sfn=None,
+        state_machine=StepFunctionsStateMachine(None, no_aws),
         reporter=reporter,
         ecs=no_aws,
         eks=lambda: runner,
-        logs=no_aws,
-        s3=NoArtifacts,
+        logs=CloudWatchContainerLogs(no_aws),
+        blobs=S3BlobStore(settings.bucket_name, NoArtifacts()),
         clock=clock,
     )
 
@@ -261,7 +264,7 @@ def test_the_runtime_cancels_by_deleting_the_job(cluster: FakeKubernetes, runner
     service = _service(runner, reporter, clock)
     service.launch(REQUEST_ID, 13, _task("busybox:slow"), _ctx(timeout=600), "token")
 
-    assert service.cancel_request(REQUEST_ID) == 1
+    assert service.cancel_runs(REQUEST_ID) == 1
 
     assert [(d.name, d.propagation_policy) for d in cluster.deletions] == [
         (job_name(REQUEST_ID, 13), "Foreground")

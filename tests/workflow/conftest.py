@@ -23,8 +23,7 @@ from formica.jobs import parse_definition
 from formica.local.lambda_dispatch import dispatch_lambda_invocations
 from formica.local.moto_locks import serialize_dynamodb
 from formica.local.statemachine import create_local_state_machine
-from formica.runtime import reset_runtime, start_request
-from formica.runtime.deps import get_runtime
+from formica.runtime import get_runtime, reset_runtime, start_request
 from formica.settings import reset_settings
 from formica.store.aws import reset_clients
 from formica.store.definitions import DefinitionRepository
@@ -73,7 +72,7 @@ class Walk:
         )
         self.submitted.append(request_id)
         if start:
-            start_request(request_id)
+            start_request(request_id, get_runtime())
         return request_id
 
     def request(self, request_id: str) -> JobRequestItem:
@@ -184,7 +183,7 @@ def walk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Walk]:
                 if request is not None and not request.is_final:
                     from formica.runtime import cancel_request
 
-                    cancel_request(ORG, request_id)
+                    cancel_request(ORG, request_id, get_runtime())
             reset()
 
 

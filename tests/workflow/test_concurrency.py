@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from formica.engine.walk import JobState
 from formica.local.moto_locks import serialize_dynamodb
-from formica.runtime import start_request
-from formica.runtime.deps import get_runtime
+from formica.runtime import get_runtime, start_request
 from formica.runtime.scheduling import sweep, trigger_now
 from formica.store.definitions import DefinitionRepository
 from formica.store.requests import JobRequestItem, now_iso
@@ -52,7 +51,7 @@ def _submit(walk: Walk, lock: threading.Lock, job_type: str, **fields: Any) -> s
     )
     with lock:
         walk.submitted.append(request_id)
-    start_request(request_id)
+    start_request(request_id, get_runtime())
     return request_id
 
 
@@ -191,14 +190,14 @@ tasks:
     waiting = _submit(walk, lock, "timed", scheduled_at=soon.isoformat(timespec="microseconds"))
     triggered = _submit(walk, lock, "timed", scheduled_at=tomorrow.isoformat(timespec="microseconds"))
     assert walk.request(waiting).job_state == JobState.PENDING
-    assert sweep().started == []  # not due yet
+    assert sweep(get_runtime()).started == []  # not due yet
 
-    trigger_now(ORG, triggered)
+    trigger_now(ORG, triggered, get_runtime())
     assert walk.wait(triggered).job_state == JobState.COMPLETED
     assert walk.request(waiting).job_state == JobState.PENDING
 
     time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.1)
-    assert sweep().started == [waiting]
+    assert sweep(get_runtime()).started == [waiting]
     done = walk.wait(waiting)
     assert done.job_state == JobState.COMPLETED
     assert (done.started_at or "") >= soon.isoformat(timespec="microseconds")

@@ -11,8 +11,7 @@ import pytest
 from formica.engine import walk as walk_engine
 from formica.engine.routing import TaskState
 from formica.engine.walk import JobState
-from formica.runtime import cancel_request
-from formica.runtime.containers import default_container_service
+from formica.runtime import cancel_request, default_container_service, get_runtime
 from formica.runtime.walker import CANCELLED_ERROR
 
 from tests.workflow.conftest import ORG, REGION, Walk
@@ -37,7 +36,7 @@ def test_cancel_stops_the_ecs_task_and_answers_the_token_with_cancelled(ecs_walk
     request_id = ecs_walk.submit("long-box")
     run = _launched(request_id)
 
-    cancelled = cancel_request(ORG, request_id)
+    cancelled = cancel_request(ORG, request_id, get_runtime())
     done = ecs_walk.wait(request_id)
 
     assert cancelled.job_state == JobState.CANCELLED

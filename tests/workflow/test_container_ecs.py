@@ -16,8 +16,7 @@ from typing import Any
 import boto3
 import pytest
 from formica.engine.walk import JobState
-from formica.runtime.containers import complete_container, default_container_service, reset_container_service
-from formica.runtime.deps import get_runtime
+from formica.runtime import default_container_service, get_runtime, reset_container_service
 from formica.store.aws import get_client
 from formica.store.container_runs import ContainerRunItem
 
@@ -121,7 +120,7 @@ def _stop(run: ContainerRunItem, sample: str, *, log_lines: list[str] | None = N
     event = with_run(
         ecs_event(sample), task_arn=str(run.ecs_task_arn), request_id=run.request_id, step=run.step
     )
-    assert complete_container(event) is True
+    assert default_container_service().complete(event) is True
 
 
 def _run_task_calls() -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from formica.engine.routing import TaskState
 from formica.engine.walk import JobState
-from formica.runtime.deps import get_runtime
+from formica.runtime import get_runtime
 
 from tests.workflow.conftest import ORG, SHARED, Walk
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from formica.engine.walk import JobState
-from formica.runtime.deps import get_runtime
+from formica.runtime import get_runtime
 
 from tests.workflow.conftest import ORG, Walk
 

@@ -11,7 +11,7 @@ import pytest
 from formica.engine.routing import TaskState
 from formica.engine.walk import JobState
 from formica.local.lambda_dispatch import invoke_handler
-from formica.runtime import cancel_request, restart_request
+from formica.runtime import cancel_request, get_runtime, restart_request
 from formica.store.requests import RequestFinishedError
 
 from tests.workflow.conftest import ORG, Walk
@@ -46,7 +46,7 @@ tasks:
     walk.wait_for(request_id, lambda r: r.claimed_step >= 1 and r.current_task == "sleepy")
     time.sleep(0.3)
     started = time.monotonic()
-    cancelled = cancel_request(ORG, request_id)
+    cancelled = cancel_request(ORG, request_id, get_runtime())
     assert cancelled.job_state == JobState.CANCELLED
     done = walk.wait(request_id, timeout=15)
     # The sleep was killed within seconds; nothing ran after it; a late result changed nothing
@@ -55,7 +55,7 @@ tasks:
     assert [(t.task_type, t.task_state) for t in walk.tasks(request_id)] == [("sleepy", TaskState.CANCELLED)]
     assert walk.execution_status(done) in ("FAILED", "ABORTED")
     with pytest.raises(RequestFinishedError):
-        cancel_request(ORG, request_id)
+        cancel_request(ORG, request_id, get_runtime())
 
 
 def test_cancelling_a_waiting_container_task_completes_its_token(walk: Walk) -> None:
@@ -73,7 +73,7 @@ tasks:
     request_id = walk.submit("long-container")
     # Generous bounds: these are waits, not timings (a loaded CI machine is slow, never wrong).
     walk.wait_for(request_id, lambda r: r.task_token is not None, timeout=60)
-    cancel_request(ORG, request_id)
+    cancel_request(ORG, request_id, get_runtime())
     done = walk.wait(request_id, timeout=60)
     assert done.job_state == JobState.CANCELLED
     [boxed] = walk.tasks(request_id)
@@ -96,8 +96,8 @@ tasks:
 """
     )
     request_id = walk.submit("quick", start=False)
-    assert cancel_request(ORG, request_id).job_state == JobState.CANCELLED
-    restarted = restart_request(ORG, request_id)
+    assert cancel_request(ORG, request_id, get_runtime()).job_state == JobState.CANCELLED
+    restarted = restart_request(ORG, request_id, get_runtime())
     assert restarted.job_state == JobState.STARTED
     done = walk.wait(request_id)
     assert (done.job_state, done.execution_count) == (JobState.COMPLETED, 1)
@@ -127,7 +127,7 @@ tasks:
     assert first_run == [(1, "first"), (2, "second")]
 
     # When it is restarted and runs again
-    restart_request(ORG, request_id)
+    restart_request(ORG, request_id, get_runtime())
     done = walk.wait_for(
         request_id,
         lambda r: r.job_state == JobState.COMPLETED and len(walk.tasks(request_id)) == 4,
@@ -200,12 +200,11 @@ tasks:
 """
     )
     from formica.runtime import advance
-    from formica.runtime.deps import get_runtime
 
     request_id = walk.submit("claimed", {"Marker": str(marker)}, start=False)
     runtime = get_runtime()
     runtime.requests.mark_started(request_id, execution_name=f"{request_id}-1")
-    decision = advance({"request_id": request_id, "execution": f"{request_id}-1"})
+    decision = advance({"request_id": request_id, "execution": f"{request_id}-1"}, runtime)
     assert runtime.requests.claim_attempt(request_id, decision["step"]) is not None
 
     # When the retried invocation arrives

@@ -21,7 +21,8 @@ from botocore.exceptions import ClientError
 from formica.engine.walk import JobState, end_walk
 from formica.jobs import parse_definition
 from formica.local.moto_locks import serialize_dynamodb
-from formica.runtime.deps import Runtime, reset_runtime
+from formica.runtime import Runtime, default_container_service, reset_runtime
+from formica.runtime.scheduling import request_finished
 from formica.runtime.walker import Walker
 from formica.settings import get_settings, reset_settings
 from formica.store.aws import reset_clients
@@ -30,6 +31,7 @@ from formica.store.definitions import DefinitionRepository
 from formica.store.requests import JobRequestItem, RequestRepository, now_iso
 from formica.store.schema import create_table
 from formica.store.slots import SlotRepository
+from formica.store.state_machine import StepFunctionsStateMachine
 from moto import mock_aws
 
 TABLE = "formica-scheduling-test"
@@ -184,7 +186,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             requests=RequestRepository(TABLE, client=ddb),
             definitions=definitions,
             blobs=S3BlobStore(BUCKET),
-            sfn_factory=lambda: sfn,
+            state_machine=StepFunctionsStateMachine(STATE_MACHINE, sfn),
+            request_ended=request_finished,
+            container_factory=lambda _: default_container_service(),
             now=clock,
         )
         yield World(runtime, sfn, clock, ddb, SlotRepository(TABLE, client=ddb), definitions)

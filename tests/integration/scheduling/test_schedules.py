@@ -306,7 +306,8 @@ def test_the_ticker_catches_up_on_a_few_slots_at_most(world: World) -> None:
 
 
 def test_the_scheduler_function_handles_both_sample_events(world: World, services: ApiServices) -> None:
-    from formica.runtime.deps import get_runtime, reset_runtime
+    from formica.runtime import get_runtime, reset_runtime
+    from formica.store.state_machine import StepFunctionsStateMachine
 
     from functions.scheduler.app import handler
     from tests.event_samples import load_event
@@ -315,7 +316,7 @@ def test_the_scheduler_function_handles_both_sample_events(world: World, service
     reset_runtime()
     # The function builds its runtime from the settings; point its Step Functions at the fake.
     runtime = get_runtime()
-    runtime.sfn_factory = lambda: world.sfn
+    runtime.state_machine = StepFunctionsStateMachine(runtime.settings.state_machine_arn, world.sfn)
 
     class Context:
         function_name = "formica-scheduler"

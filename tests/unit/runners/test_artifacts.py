@@ -20,9 +20,10 @@ from formica.runners.artifacts import (
     upload_artifacts,
 )
 from formica.runners.base import TaskOutcome
-from formica.store.blobs import BlobStoreError, InMemoryBlobStore
+from formica.store.blobs import BlobStoreError
 from formica.store.schema import artifact_key, log_key
 
+from tests.fakes.blobs import InMemoryBlobStore
 from tests.unit.runners.conftest import make_context
 
 

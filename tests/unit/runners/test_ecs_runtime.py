@@ -19,7 +19,10 @@ from formica.runners.ecs_events import (
 )
 from formica.runtime.containers import ERR_CONTAINER_LOST, ContainerService, runtime_for
 from formica.settings import FormicaSettings
+from formica.store.blobs import S3BlobStore
+from formica.store.container_logs import CloudWatchContainerLogs
 from formica.store.container_runs import ContainerRunItem
+from formica.store.state_machine import StepFunctionsStateMachine
 
 from tests.event_samples import ecs_event, with_run
 from tests.fakes.container_runs import InMemoryContainerRunRepository
@@ -104,12 +107,12 @@ def service(parts: dict[str, Any]) -> ContainerService:
     return ContainerService(
         settings=SETTINGS,
         runs=InMemoryContainerRunRepository(),
-        sfn=parts["sfn"],
+        state_machine=StepFunctionsStateMachine(None, parts["sfn"]),
         reporter=parts["reporter"],
         ecs=lambda: parts["ecs"],
         eks=no_eks,
-        logs=FakeLogs,
-        s3=FakeS3,
+        logs=CloudWatchContainerLogs(FakeLogs()),
+        blobs=S3BlobStore("b", FakeS3()),
         clock=parts["clock"],
     )
 
@@ -285,13 +288,13 @@ def test_reconcile_when_the_launch_never_recorded_a_task(
 def test_cancel_without_answer_only_stops(service: ContainerService, parts: dict[str, Any]) -> None:
     run = service.launch(REQUEST_ID, 7, _task(), _ctx(), "token-1")
 
-    assert service.cancel_request(REQUEST_ID, answer=False) == 1
+    assert service.cancel_runs(REQUEST_ID, answer=False) == 1
 
     assert parts["ecs"].stopped == [(run.ecs_task_arn, "formica: job cancelled")]
     assert parts["reporter"].reports == []
     stored = service.runs.get(REQUEST_ID, 7)
     assert stored is not None and stored.error_code == ERR_TASK_CANCELLED
-    assert service.cancel_request(REQUEST_ID) == 0
+    assert service.cancel_runs(REQUEST_ID) == 0
 
 
 def test_runtime_choice() -> None:
@@ -316,5 +319,5 @@ def test_a_failed_stop_still_answers_and_is_reported(
 
     parts["ecs"].stop = refuse
     with pytest.raises(ContainerRuntimeError, match="AccessDeniedException"):
-        service.cancel_request(REQUEST_ID)
+        service.cancel_runs(REQUEST_ID)
     assert parts["reporter"].reports[0][1].error_code == ERR_TASK_CANCELLED

@@ -34,21 +34,26 @@ class ModuleRuntime:
     pulls in Step Functions clients the read-only routes never need)."""
 
     def start(self, request_id: str) -> Any:
-        return _runtime().start_request(request_id)
+        runtime = _runtime()
+        return runtime.start_request(request_id, runtime.get_runtime())
 
     def cancel(self, org: str, request_id: str) -> Any:
-        return _runtime().cancel_request(org, request_id)
+        runtime = _runtime()
+        return runtime.cancel_request(org, request_id, runtime.get_runtime())
 
     def restart(self, org: str, request_id: str) -> Any:
-        return _runtime().restart_request(org, request_id)
+        runtime = _runtime()
+        return runtime.restart_request(org, request_id, runtime.get_runtime())
 
     def trigger(self, org: str, request_id: str) -> Any:
         # Due now, then admitted (a free max_concurrency slot still decides).
-        return importlib.import_module("formica.runtime.scheduling").trigger_now(org, request_id)
+        runtime = _runtime()
+        return runtime.trigger_now(org, request_id, runtime.get_runtime())
 
     def start_waiting(self, org: str, job_type: str) -> Any:
         # A raised max_concurrency lets waiting requests in now, not at the next sweep.
-        return importlib.import_module("formica.runtime.scheduling").start_waiting(org, job_type)
+        runtime = _runtime()
+        return runtime.start_waiting(org, job_type, runtime.get_runtime())
 
 
 def _runtime() -> Any:

@@ -20,8 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from formica.api.services import reset_services
 from formica.jobs.cron import CronError, parse_cron
-from formica.store.schedules import SCHEDULED_TIME, CronSchedule, fire_input
+from formica.runtime import get_runtime, handle_event, reset_runtime
+from formica.runtime.scheduling import sweep
+from formica.settings import get_settings, reset_settings
+from formica.store.aws import get_client
+from formica.store.schedules import SCHEDULED_TIME, CronSchedule, fire_input, schedule_store_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -136,14 +141,8 @@ def local_scheduling(region: str, *, interval: float = 1.0, clock: Clock = utc_n
 
     Sets the three ``FORMICA_SCHEDULE*`` settings (restored on exit) so the API creates schedules
     in moto's EventBridge Scheduler, creates the schedule group, and runs a ``LocalTicker`` that
-    fires them through the scheduler function's own logic (``runtime.scheduling.handle_event``).
+    fires them through the scheduler function's own logic (``formica.runtime.handle_event``).
     """
-    from formica.runtime.deps import reset_runtime
-    from formica.runtime.scheduling import handle_event, sweep
-    from formica.settings import get_settings, reset_settings
-    from formica.store.aws import get_client
-    from formica.store.schedules import schedule_store_from_settings
-
     values = {
         "FORMICA_SCHEDULE_GROUP": LOCAL_GROUP,
         "FORMICA_SCHEDULER_ROLE_ARN": f"arn:aws:iam::{LOCAL_ACCOUNT}:role/formica-local-scheduler",
@@ -161,8 +160,8 @@ def local_scheduling(region: str, *, interval: float = 1.0, clock: Clock = utc_n
             raise RuntimeError("the local schedule settings did not take")
         ticker = LocalTicker(
             schedules=store.list_enabled,
-            fire=handle_event,
-            sweep=lambda now: sweep(now=now),
+            fire=lambda event: handle_event(event, get_runtime()),
+            sweep=lambda now: sweep(get_runtime(), now=now),
             clock=clock,
             interval=interval,
         )
@@ -181,7 +180,5 @@ def local_scheduling(region: str, *, interval: float = 1.0, clock: Clock = utc_n
 
 
 def _forget_cached_settings(*resets: Callable[[], None]) -> None:
-    from formica.api.services import reset_services
-
     for reset in (*resets, reset_services):
         reset()

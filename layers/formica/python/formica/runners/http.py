@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -156,6 +157,13 @@ def _invalid_url(url: str) -> str | None:
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
+
+
+@lru_cache(maxsize=1)
+def shared_client() -> httpx.Client:
+    """The process's client: connections are reused across attempts (a sensor polls the same host)
+    and the TLS context is built once. Timeouts are set per request by ``run_http``."""
+    return httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False)
 
 
 def run_http(task: TaskDefinition, ctx: TaskContext, *, client: httpx.Client | None = None) -> TaskOutcome:

@@ -1,13 +1,17 @@
 """The walk at run time: the engine, the stores and the runners composed for Lambdas and the API.
 
-Entry points (each takes an optional ``runtime``; the default is built from the settings):
+Every service takes the ``Runtime`` it works with; Lambda handlers, the API and ``formica dev``
+pass ``get_runtime()`` (the process's, built from the settings by ``formica.runtime.wiring``), tests
+pass their own.
 
-- ``advance(event)``: the Advance Lambda (start of an execution, results of container attempts and
-  of failed task Lambdas, and the fatal path).
-- ``run_http_task(event)`` / ``run_shell_task(event)``: run one attempt, then advance the walk.
-- ``launch_container(event)``: start a container attempt that reports back by task token.
-- ``continue_execution(event)``: continue-as-new.
-- ``start_request(request_id)``, ``cancel_request(org, request_id)``, ``restart_request(org, request_id)``.
+- ``advance(event, runtime)``: the Advance Lambda (start of an execution, results of container
+  attempts and of failed task Lambdas, and the fatal path).
+- ``run_http_task`` / ``run_shell_task``: run one attempt, then advance the walk.
+- ``launch_container``: start a container attempt that reports back by task token.
+- ``continue_execution``: continue-as-new.
+- ``start_request``, ``cancel_request``, ``restart_request``, ``trigger_now``, ``start_waiting``:
+  what the API asks of a request and of a job type's queue.
+- ``handle_event``: the scheduler function (the sweep and cron fires).
 """
 
 from __future__ import annotations
@@ -17,38 +21,61 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from formica.jobs.models import RunnerKind
-from formica.runtime.deps import Runtime, build_runtime, get_runtime, reset_runtime
+from formica.runtime import attempts
+from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.executions import (
     ContinueEvent,
     ExecutionError,
     cancel_request,
     continue_execution,
-    restart_request,
-    start_request,
 )
 from formica.runtime.launch import ContainerLaunchError, LaunchEvent, launch_container
+from formica.runtime.scheduling import (
+    handle_event,
+    restart_request,
+    start_request,
+    start_waiting,
+    trigger_now,
+)
 from formica.runtime.walker import AdvanceEvent, advance, run_task_attempt
+from formica.runtime.wiring import (
+    build_container_service,
+    build_runtime,
+    default_container_service,
+    get_runtime,
+    install_container_service,
+    reset_container_service,
+    reset_runtime,
+)
 
 __all__ = [
     "AdvanceEvent",
     "ContainerLaunchError",
+    "ContainerRuntimeError",
     "ContinueEvent",
     "ExecutionError",
     "LaunchEvent",
     "Runtime",
     "TaskEvent",
     "advance",
+    "build_container_service",
     "build_runtime",
     "cancel_request",
     "continue_execution",
+    "default_container_service",
     "get_runtime",
+    "handle_event",
+    "install_container_service",
     "launch_container",
+    "reset_container_service",
     "reset_runtime",
     "restart_request",
     "run_http_task",
     "run_shell_task",
     "run_task_attempt",
     "start_request",
+    "start_waiting",
+    "trigger_now",
 ]
 
 
@@ -67,19 +94,17 @@ def _task_event(event: TaskEvent | dict[str, Any]) -> TaskEvent:
 
 def run_http_task(
     event: TaskEvent | dict[str, Any],
-    runtime: Runtime | None = None,
+    runtime: Runtime,
     *,
     time_left_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The HttpTask Lambda's service: one HTTP attempt, then the next decision."""
-    from formica.runtime.attempts import run_http_attempt
-
     parsed = _task_event(event)
     return run_task_attempt(
         parsed.request_id,
         parsed.step,
         RunnerKind.HTTP,
-        run_http_attempt,
+        attempts.run_http_attempt,
         runtime,
         time_left_seconds=time_left_seconds,
     )
@@ -87,19 +112,17 @@ def run_http_task(
 
 def run_shell_task(
     event: TaskEvent | dict[str, Any],
-    runtime: Runtime | None = None,
+    runtime: Runtime,
     *,
     time_left_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The ShellTask Lambda's service: one shell attempt in a fresh directory, then the next decision."""
-    from formica.runtime.attempts import run_shell_attempt
-
     parsed = _task_event(event)
     return run_task_attempt(
         parsed.request_id,
         parsed.step,
         RunnerKind.SHELL,
-        run_shell_attempt,
+        attempts.run_shell_attempt,
         runtime,
         time_left_seconds=time_left_seconds,
     )

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from formica.jobs.models import TaskDefinition
 from formica.runners.artifacts import (
@@ -20,29 +18,17 @@ from formica.runners.artifacts import (
     download_dependencies,
 )
 from formica.runners.base import TaskContext, TaskOutcome
+from formica.runners.local_container import LocalContainerMode, run_local_container
+from formica.runners.shell import fresh_workdir, run_shell
 from formica.runtime.walker import AttemptScope, attempt_succeeded
-
-if TYPE_CHECKING:
-    import httpx
-
-
-@lru_cache(maxsize=1)
-def _http_client() -> httpx.Client:
-    # One client per process: connections are reused across attempts (a sensor polls the same host)
-    # and the TLS context is built once. Timeouts are set per request by the runner. httpx is
-    # imported here: only http_task sends HTTP, every other handler would pay for it at import.
-    import httpx
-
-    from formica.runners.http import MAX_REDIRECTS
-
-    return httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False)
 
 
 def run_http_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
     """An HTTP task attempt: the HTTP runner with the process's shared client."""
-    from formica.runners.http import run_http
+    # Cold start: only http_task sends HTTP; every other handler would pay for httpx at import.
+    from formica.runners.http import run_http, shared_client  # noqa: PLC0415
 
-    return run_http(task, ctx, client=_http_client())
+    return run_http(task, ctx, client=shared_client())
 
 
 def _work_root(scope: AttemptScope) -> Path | None:
@@ -67,8 +53,6 @@ def in_workdir(
     """Wrap a process runner: fresh working directory, dependencies in, artifacts out, cleanup."""
 
     def attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
-        from formica.runners.shell import fresh_workdir
-
         workdir = fresh_workdir(ctx, _work_root(scope))
         try:
             try:
@@ -93,8 +77,6 @@ def in_workdir(
 
 
 def _shell(task: TaskDefinition, ctx: TaskContext, workdir: Path) -> TaskOutcome:
-    from formica.runners.shell import run_shell
-
     return run_shell(task, ctx, workdir=workdir)
 
 
@@ -106,8 +88,6 @@ def local_container_runner(mode: str) -> Callable[[TaskDefinition, TaskContext, 
     """A container task attempt on this machine (Docker, or the host shell with a warning)."""
 
     def run(task: TaskDefinition, ctx: TaskContext, workdir: Path) -> TaskOutcome:
-        from formica.runners.local_container import LocalContainerMode, run_local_container
-
         chosen: LocalContainerMode = "host" if mode == "host" else "docker" if mode == "docker" else "auto"
         return run_local_container(task, ctx, workdir=workdir, mode=chosen)
 

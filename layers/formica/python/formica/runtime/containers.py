@@ -1,17 +1,18 @@
 """Container attempts on ECS Fargate and EKS, from launch to the callback that resumes the walk.
 
-The state machine's Launch state (``lambda:invoke.waitForTaskToken``) calls ``launch_container`` with
-its task token. The run is recorded first (``store.container_runs``: the token, then the ECS task ARN
-or the Kubernetes Job name), then the container is started, and Launch returns at once. The walk
-resumes when exactly one of these settles the run (through ``WalkReporter``, which commits the
-attempt and answers the token with the walk's next decision, D13):
+The state machine's Launch state (``lambda:invoke.waitForTaskToken``) calls the Launch Lambda with
+its task token, which hands ECS / EKS attempts to ``ContainerService.launch``. The run is recorded
+first (``store.container_runs``: the token, then the ECS task ARN or the Kubernetes Job name), then
+the container is started, and Launch returns at once. The walk resumes when exactly one of these
+settles the run (through ``WalkReporter``, which commits the attempt and answers the token with the
+walk's next decision, D13):
 
-- ``complete_container(event)``: the EventBridge "ECS Task State Change" (STOPPED) event; the MAIN
-  container's exit code (``runners.ecs_events``).
-- ``reconcile()`` (every few minutes): ECS runs whose event never came are settled from DescribeTasks;
-  EKS Jobs (which send no events) are polled; containers past their deadline are stopped and settled
-  as ERR_TASK_TIMED_OUT.
-- ``cancel_container(run)`` / ``cancel_request_containers(request_id)``: StopTask or delete the Job and
+- ``ContainerService.complete(event)``: the EventBridge "ECS Task State Change" (STOPPED) event;
+  the MAIN container's exit code (``runners.ecs_events``).
+- ``ContainerService.reconcile()`` (every few minutes): ECS runs whose event never came are settled
+  from DescribeTasks; EKS Jobs (which send no events) are polled; containers past their deadline are
+  stopped and settled as ERR_TASK_TIMED_OUT.
+- ``ContainerService.cancel(run)`` / ``cancel_runs(request_id)``: StopTask or delete the Job and
   answer ERR_TASK_CANCELLED, so a waiting Launch reaches Advance (moto and AWS alike, see decision D3).
 - A launch that fails (bad size, missing setting, ECS refusal) is answered at once with
   ERR_CONTAINER_START: Step Functions accepts a callback while the Lambda that got the token runs.
@@ -21,32 +22,31 @@ the reconciler, a cancellation), one answer is sent. Before answering, the attem
 Logs for ECS, the pod log for EKS) and the artifacts the sidecar uploaded are collected into a
 ``TaskOutcome`` and handed to a reporter:
 
-- ``WalkReporter`` (deployed): through the walk's own ``complete_container_attempt``, exactly as a
+- ``WalkReporter`` (deployed): through the walk's own ``completion.complete_container_attempt``, exactly as a
   local container attempt reports: the log stored at ``logs/attempt-{step}.log``, log and artifacts
   recorded on the request, the result recorded for the step, the step committed, and SendTaskSuccess
   with the next decision to the token the request holds for that step (a retried Launch records a
   newer token there).
 - ``DirectReporter`` (no request behind the run: tests, tools): the log stored under the same key and
   SendTaskSuccess ``{"exit_code", "error_code", "error_message"}`` to the token recorded on the run.
+
+The process's service is built by ``formica.runtime.wiring`` (``default_container_service``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any, Literal, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from formica.engine.walk import AttemptResult
 from formica.jobs.models import TaskDefinition, TaskMethod
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, ArtifactInfo, TaskContext, TaskOutcome
 from formica.runners.container_script import artifacts_prefix
-from formica.runners.ecs import EcsLaunchConfig, EcsRunner, EcsRunnerError, log_stream_name
+from formica.runners.ecs import EcsRunner, EcsRunnerError, log_stream_name
 from formica.runners.ecs_events import (
     ERR_CONTAINER_START,
     ERR_TASK_CANCELLED,
@@ -58,15 +58,28 @@ from formica.runners.ecs_events import (
     completion_from_task,
     parse_task_state_change,
 )
-from formica.runners.eks import EksJobRunner, EksRunnerError, build_eks_runner, needs_deletion
-from formica.settings import FormicaSettings, get_settings
-from formica.store.blobs import BlobStore, BlobStoreError, S3BlobStore
-from formica.store.container_runs import (
-    ContainerRunItem,
-    ContainerRunRepository,
-    DynamoContainerRunRepository,
-)
+from formica.runners.eks import EksJobRunner, EksRunnerError, needs_deletion
+from formica.runtime.completion import complete_container_attempt
+from formica.runtime.deps import ContainerRuntimeError, Runtime
+from formica.runtime.walker import Walker
+from formica.settings import FormicaSettings
+from formica.store.blobs import BlobStore, BlobStoreError
+from formica.store.container_logs import ContainerLogs, LogStoreError
+from formica.store.container_runs import ContainerRunItem, ContainerRunRepository, ContainerRunStoreError
 from formica.store.schema import log_key
+from formica.store.state_machine import StateMachine, StateMachineError, TaskTokenGoneError
+
+__all__ = [
+    "ERR_CONTAINER_LOST",
+    "ContainerRuntimeError",
+    "ContainerService",
+    "DirectReporter",
+    "ReconcileReport",
+    "Reporter",
+    "WalkReporter",
+    "runtime_for",
+    "send_task_success",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +87,6 @@ ERR_CONTAINER_LOST = "ERR_CONTAINER_LOST"
 RECONCILE_AFTER_SECONDS = 300
 """An ECS run without its STOPPED event this long after launch is checked with DescribeTasks."""
 RECONCILE_BATCH = 500
-_TOKEN_GONE_CODES = frozenset({"TaskDoesNotExist", "TaskTimedOut", "InvalidToken"})
-
-
-class ContainerRuntimeError(RuntimeError):
-    """The container runtime could not answer or reach what it needs."""
 
 
 @dataclass(frozen=True)
@@ -92,17 +100,14 @@ def _output(exit_code: str, error_code: str | None, error_message: str | None) -
     return {"exit_code": exit_code, "error_code": error_code, "error_message": error_message}
 
 
-def send_task_success(sfn: Any, task_token: str, output: Mapping[str, str | None]) -> bool:
+def send_task_success(state_machine: StateMachine, task_token: str, output: Mapping[str, str | None]) -> bool:
     """SendTaskSuccess; False when the token no longer waits (the Launch state ended meanwhile)."""
     try:
-        sfn.send_task_success(taskToken=task_token, output=json.dumps(output))
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code in _TOKEN_GONE_CODES:
-            logger.info("task token no longer waiting", extra={"code": code})
-            return False
-        raise ContainerRuntimeError(f"SendTaskSuccess failed: {exc}") from exc
-    except BotoCoreError as exc:
+        state_machine.send_task_success(task_token, output)
+    except TaskTokenGoneError as exc:
+        logger.info("task token no longer waiting", extra={"error": str(exc)})
+        return False
+    except StateMachineError as exc:
         raise ContainerRuntimeError(f"SendTaskSuccess failed: {exc}") from exc
     return True
 
@@ -116,8 +121,8 @@ class Reporter(Protocol):
 class DirectReporter:
     """Stores the log under the S3 layout and answers the token recorded on the run."""
 
-    def __init__(self, sfn: Any, blobs: BlobStore) -> None:
-        self._sfn = sfn
+    def __init__(self, state_machine: StateMachine, blobs: BlobStore) -> None:
+        self._state_machine = state_machine
         self._blobs = blobs
 
     def __call__(self, run: ContainerRunItem, outcome: TaskOutcome) -> bool:
@@ -128,7 +133,9 @@ class DirectReporter:
             except BlobStoreError as exc:
                 logger.warning("container log not stored", extra={"key": key, "error": str(exc)})
         return send_task_success(
-            self._sfn, run.task_token, _output(outcome.exit_code, outcome.error_code, outcome.error_message)
+            self._state_machine,
+            run.task_token,
+            _output(outcome.exit_code, outcome.error_code, outcome.error_message),
         )
 
 
@@ -136,16 +143,11 @@ class WalkReporter:
     """Reports like a local container attempt does (``formica.runtime.launch``): log and artifacts
     recorded on the request, the result recorded for the step, the request's latest token answered."""
 
-    def __init__(self, runtime: Any | None = None) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
 
     def __call__(self, run: ContainerRunItem, outcome: TaskOutcome) -> bool:
-        from formica.engine.walk import AttemptResult
-        from formica.runtime.deps import get_runtime
-        from formica.runtime.launch import complete_container_attempt
-        from formica.runtime.walker import Walker
-
-        runtime = self._runtime or get_runtime()
+        runtime = self._runtime
         walker = Walker(runtime)
         request = runtime.requests.get(run.request_id)
         current = request.walk.current if request is not None else None
@@ -195,22 +197,22 @@ class ContainerService:
         *,
         settings: FormicaSettings,
         runs: ContainerRunRepository,
-        sfn: Any,
+        state_machine: StateMachine,
         reporter: Reporter,
         ecs: Callable[[], EcsRunner],
         eks: Callable[[], EksJobRunner],
-        logs: Callable[[], Any],
-        s3: Callable[[], Any],
+        logs: ContainerLogs,
+        blobs: BlobStore,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.runs = runs
-        self._sfn = sfn
+        self._state_machine = state_machine
         self.reporter = reporter
         self._ecs_factory = ecs
         self._eks_factory = eks
         self._logs = logs
-        self._s3 = s3
+        self._blobs = blobs
         self.clock = clock
         self._lock = threading.Lock()
         self._ecs: EcsRunner | None = None
@@ -264,7 +266,7 @@ class ContainerService:
                 output = _output(
                     existing.exit_code or EXIT_CODE_NONE, existing.error_code, existing.error_message
                 )
-                send_task_success(self._sfn, task_token, output)
+                send_task_success(self._state_machine, task_token, output)
                 return existing
             # Step Functions gives a retried Launch a new token: answer that one from now on.
             self.runs.set_handle(request_id, step, task_token=task_token)
@@ -360,7 +362,7 @@ class ContainerService:
             if run.runtime == "eks" and pod_name:
                 runner = self.eks()
                 return runner.api.pod_log(run.k8s_namespace or runner.config.namespace, pod_name, "main")
-        except (ClientError, BotoCoreError, EksRunnerError, EcsRunnerError) as exc:
+        except (LogStoreError, EksRunnerError, EcsRunnerError) as exc:
             logger.warning(
                 "container log unavailable", extra={"request_id": run.request_id, "error": str(exc)}
             )
@@ -370,32 +372,10 @@ class ContainerService:
         group = self.settings.container_log_group
         if not group:
             return ""
-        client = self._logs()
-        parts: list[str] = []
-        size = 0
-        arguments: dict[str, Any] = {
-            "logGroupName": group,
-            "logStreamName": log_stream_name(task_arn),
-            "startFromHead": True,
-        }
-        try:
-            while size < LOG_CAP_BYTES:
-                page = client.get_log_events(**arguments)
-                for event in page.get("events", []):
-                    line = str(event.get("message", "")) + "\n"
-                    parts.append(line)
-                    size += len(line.encode())
-                token = page.get("nextForwardToken")
-                if not page.get("events") or token == arguments.get("nextToken"):
-                    break
-                arguments["nextToken"] = token
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return ""  # the container never wrote a line
-            raise
-        encoded = "".join(parts).encode()
+        text = self._logs.read_stream(group, log_stream_name(task_arn), max_bytes=LOG_CAP_BYTES)
+        encoded = text.encode()
         if len(encoded) <= LOG_CAP_BYTES:
-            return encoded.decode()
+            return text
         return (
             encoded[:LOG_CAP_BYTES].decode("utf-8", errors="ignore")
             + f"\n[log truncated at {LOG_CAP_BYTES} bytes]\n"
@@ -406,27 +386,21 @@ class ContainerService:
         since the run started (an earlier attempt's files are older), with the sha256 it stored."""
         prefix = artifacts_prefix(run.org, run.request_id, run.task_type)
         started = datetime.fromisoformat(run.created_at)
-        found: list[ArtifactInfo] = []
         try:
-            client = self._s3()
-            paginator = client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.settings.bucket_name, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    if item["LastModified"] < started - timedelta(seconds=1):
-                        continue
-                    head = client.head_object(Bucket=self.settings.bucket_name, Key=item["Key"])
-                    found.append(
-                        ArtifactInfo(
-                            name=item["Key"][len(prefix) :],
-                            key=item["Key"],
-                            size=int(item["Size"]),
-                            sha256=str((head.get("Metadata") or {}).get("sha256", "")),
-                            content_type=str(head.get("ContentType") or "application/octet-stream"),
-                        )
-                    )
-        except (ClientError, BotoCoreError) as exc:
+            blobs = self._blobs.list_blobs(prefix, modified_since=started - timedelta(seconds=1))
+        except BlobStoreError as exc:
             logger.warning("artifacts not listed", extra={"request_id": run.request_id, "error": str(exc)})
-        return found
+            return []
+        return [
+            ArtifactInfo(
+                name=blob.key[len(prefix) :],
+                key=blob.key,
+                size=blob.size,
+                sha256=blob.sha256,
+                content_type=blob.content_type,
+            )
+            for blob in blobs
+        ]
 
     # -- reconciliation --
 
@@ -543,110 +517,26 @@ class ContainerService:
         logger.info("container run cancelled", extra={"request_id": run.request_id, "step": run.step})
         return True
 
-    def cancel_request(
+    def cancel_runs(
         self, request_id: str, reason: str = STOP_REASON_CANCELLED, *, answer: bool = True
     ) -> int:
-        """Cancel every unfinished run of a request; how many were cancelled."""
-        runs = [run for run in self.runs.list_for_request(request_id) if not run.is_finished]
+        """Cancel every unfinished run of a request (the walk's cancel); how many were cancelled."""
+        try:
+            runs = [run for run in self.runs.list_for_request(request_id) if not run.is_finished]
+        except ContainerRunStoreError as exc:
+            raise ContainerRuntimeError(f"could not list the container runs of {request_id}: {exc}") from exc
         return sum(self.cancel(run, reason, answer=answer) for run in runs)
 
-
-# --- the process's service and the functions handlers call -----------------------------------
-
-
-def build_container_service(
-    settings: FormicaSettings | None = None, *, reporter: Reporter | None = None
-) -> ContainerService:
-    """A ContainerService wired to AWS (or moto) from settings; clients are built on first use.
-
-    The reporter defaults to ``WalkReporter()`` (the deployed walk); pass ``DirectReporter`` when no
-    job request stands behind the runs.
-    """
-    from formica.store.aws import get_client
-
-    settings = settings or get_settings()
-    blobs = S3BlobStore(settings.bucket_name)
-
-    def ecs() -> EcsRunner:
-        return EcsRunner(EcsLaunchConfig.from_settings(settings))
-
-    def eks() -> EksJobRunner:
-        if not settings.eks_cluster_name:
-            raise EksRunnerError("no EKS cluster configured (FORMICA_EKS_CLUSTER_NAME)")
-        return build_eks_runner(
-            cluster_name=settings.eks_cluster_name,
-            region=settings.region,
-            namespace=settings.eks_namespace,
-            bucket=settings.bucket_name,
-            blobs=blobs,
-        )
-
-    sfn = get_client("stepfunctions")
-    return ContainerService(
-        settings=settings,
-        runs=DynamoContainerRunRepository(settings.table_name),
-        sfn=sfn,
-        reporter=reporter or WalkReporter(),
-        ecs=ecs,
-        eks=eks,
-        logs=lambda: get_client("logs"),
-        s3=lambda: get_client("s3"),
-    )
-
-
-_installed: list[ContainerService] = []
-
-
-@lru_cache(maxsize=1)
-def _built_container_service() -> ContainerService:
-    return build_container_service()
-
-
-def default_container_service() -> ContainerService:
-    """The service the module functions use: an installed one, else one built from the settings."""
-    return _installed[-1] if _installed else _built_container_service()
-
-
-def install_container_service(service: ContainerService | None) -> None:
-    """Make ``service`` the process's (tests, the local server); None goes back to the settings'."""
-    _installed.clear()
-    if service is not None:
-        _installed.append(service)
-
-
-def reset_container_service() -> None:
-    """Forget the cached and installed services (tests, and the local server when settings change)."""
-    _installed.clear()
-    _built_container_service.cache_clear()
-
-
-def launch_container(
-    request_id: str, step: int, task: TaskDefinition, ctx: TaskContext, task_token: str
-) -> ContainerRunItem:
-    """Start a container attempt for the Launch state; see ContainerService.launch."""
-    return default_container_service().launch(request_id, step, task, ctx, task_token)
-
-
-def complete_container(event: Mapping[str, Any]) -> bool:
-    """Handle an "ECS Task State Change" event; see ContainerService.complete."""
-    return default_container_service().complete(event)
-
-
-def reconcile() -> ReconcileReport:
-    """Settle runs whose events never came; see ContainerService.reconcile."""
-    return default_container_service().reconcile()
-
-
-def cancel_container(
-    run: ContainerRunItem, reason: str = STOP_REASON_CANCELLED, *, answer: bool = True
-) -> bool:
-    """Stop one run's container and settle it; see ContainerService.cancel."""
-    return default_container_service().cancel(run, reason, answer=answer)
-
-
-def cancel_request_containers(
-    request_id: str, reason: str = STOP_REASON_CANCELLED, *, answer: bool = True
-) -> int:
-    """Stop every unfinished container run of a request (the walk's cancel and its timeout handling
-    call this); see ContainerService.cancel."""
-    return default_container_service().cancel_request(request_id, reason, answer=answer)
+    def stop_overdue(self, request_id: str, step: int) -> bool:
+        """Stop the container of ``step``, whose Launch state timed out (deadline + grace) without a
+        report, now rather than at the next sweep (it bills while it runs). Its run is settled
+        ERR_TASK_TIMED_OUT without answering the token (the state already gave up on it)."""
+        try:
+            run = self.runs.get(request_id, step)
+        except ContainerRunStoreError as exc:
+            raise ContainerRuntimeError(
+                f"could not read the container run {request_id}/{step}: {exc}"
+            ) from exc
+        if run is None or run.is_finished:
+            return False
+        return self.cancel(run, STOP_REASON_TIMED_OUT, answer=False)

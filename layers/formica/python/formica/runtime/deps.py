@@ -1,7 +1,13 @@
-"""What the runtime works with: the stores, the state machine client and the clock, built lazily.
+"""What the runtime works with: the store's ports, the clock, and what the walk asks of its siblings.
 
-``get_runtime()`` builds one ``Runtime`` from the settings on first use (never at import time);
-tests build their own with fakes or moto-backed adapters and pass it explicitly.
+``Runtime`` is built in one place (``formica.runtime.wiring.build_runtime``, from the settings);
+tests build their own around moto or fakes and pass it explicitly. The walk (``walker``) sits below
+admission (``scheduling``) and the container service (``containers``), which both drive it; what
+the walk needs from them comes in through ``Runtime`` rather than by importing them:
+
+- ``request_ended``: a request reached COMPLETED, FAILED or CANCELLED; admission releases its
+  max_concurrency slot and starts the next waiting requests.
+- ``containers``: the container service (ECS / EKS) that launches, stops and settles container runs.
 """
 
 from __future__ import annotations
@@ -10,12 +16,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any, Protocol
+from typing import Protocol
 
-from formica.settings import FormicaSettings, get_settings
+from formica.jobs.models import TaskDefinition
+from formica.runners.base import TaskContext
+from formica.settings import FormicaSettings
 from formica.store.blobs import BlobStore
-from formica.store.requests import RequestRepository
+from formica.store.requests import JobRequestItem, RequestRepository
+from formica.store.state_machine import StateMachine
+
+
+class ContainerRuntimeError(RuntimeError):
+    """The container runtime could not answer or reach what it needs."""
 
 
 class DefinitionVersion(Protocol):
@@ -33,26 +45,51 @@ class DefinitionSource(Protocol):
     ) -> DefinitionVersion | None: ...
 
 
+class ContainerControl(Protocol):
+    """What the walk asks of the container service (``formica.runtime.containers.ContainerService``).
+
+    Each raises ``ContainerRuntimeError`` when the container service cannot be reached.
+    """
+
+    def launch(
+        self, request_id: str, step: int, task: TaskDefinition, ctx: TaskContext, task_token: str
+    ) -> object:
+        """Record the run of ``step`` and start its container; the run reports back by the token."""
+
+    def stop_overdue(self, request_id: str, step: int) -> bool:
+        """Stop the container of ``step`` (its Launch state timed out) without answering its token."""
+
+    def cancel_runs(self, request_id: str) -> int:
+        """Stop every unfinished container run of the request; how many were stopped."""
+
+
+RequestEnded = Callable[["Runtime", JobRequestItem], None]
+"""Called once a request reached a final state (``formica.runtime.scheduling.request_finished``)."""
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 @dataclass
 class Runtime:
-    """The runtime's collaborators. ``sfn`` is a boto3 Step Functions client (lazily built)."""
+    """The runtime's collaborators, typed by their ports."""
 
     settings: FormicaSettings
     requests: RequestRepository
     definitions: DefinitionSource
     blobs: BlobStore
-    sfn_factory: Callable[[], Any]
+    state_machine: StateMachine
+    request_ended: RequestEnded
+    container_factory: Callable[[Runtime], ContainerControl]
     now: Callable[[], datetime] = _utc_now
     _raw_yaml: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def sfn(self) -> Any:
-        return self.sfn_factory()
+    def containers(self) -> ContainerControl:
+        """The container service, asked for when needed (a task Lambda never builds one)."""
+        return self.container_factory(self)
 
     def raw_yaml(self, org: str, job_type: str, version: int) -> str | None:
         """The definition text of a version; versions never change, so it is cached per process."""
@@ -67,30 +104,3 @@ class Runtime:
         with self._lock:
             self._raw_yaml[key] = item.raw_yaml
         return item.raw_yaml
-
-
-def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
-    """A Runtime on the settings' table, bucket and endpoint (the process's cached clients)."""
-    from formica.store.aws import get_client
-    from formica.store.blobs import S3BlobStore
-    from formica.store.definitions import DefinitionRepository
-
-    resolved = settings or get_settings()
-    return Runtime(
-        settings=resolved,
-        requests=RequestRepository(resolved.table_name),
-        definitions=DefinitionRepository(resolved.table_name),
-        blobs=S3BlobStore(resolved.bucket_name),
-        sfn_factory=lambda: get_client("stepfunctions"),
-    )
-
-
-@lru_cache(maxsize=1)
-def get_runtime() -> Runtime:
-    """The process's Runtime, built from the settings on first use."""
-    return build_runtime()
-
-
-def reset_runtime() -> None:
-    """Forget the cached Runtime (tests and the local server change settings)."""
-    get_runtime.cache_clear()

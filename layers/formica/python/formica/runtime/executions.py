@@ -1,8 +1,9 @@
-"""Executions of the job state machine: start, continue-as-new, cancel, restart.
+"""Executions of the job state machine: start, continue-as-new, cancel.
 
-``start_request`` is the one way a PENDING request begins to walk; it goes through admission
-(``formica.runtime.scheduling``: scheduled_at, max_concurrency slots, priorities, skip_if), and a
-request that reaches a final state here (cancel) gives its slot back.
+A PENDING request begins to walk only through admission (``formica.runtime.scheduling``:
+scheduled_at, max_concurrency slots, priorities, skip_if), which calls ``begin_execution`` here; a
+request that reaches a final state here (cancel) gives its slot back through
+``Runtime.request_ended``.
 
 An execution is started with its first decision as input (``begin_execution``, D13): the starter
 takes the decision Advance's start would take, so the execution begins at its Choice. The input
@@ -11,12 +12,10 @@ takes the decision Advance's start would take, so the execution begins at its Ch
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from formica.engine.walk import (
@@ -27,9 +26,10 @@ from formica.engine.walk import (
     JobState,
     path_events,
 )
-from formica.runtime.deps import Runtime, get_runtime
+from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.walker import CANCELLED_ERROR, Walker
 from formica.store.requests import JobRequestItem, RequestNotFoundError, now_iso
+from formica.store.state_machine import StateMachineError
 
 logger = logging.getLogger(__name__)
 
@@ -50,22 +50,6 @@ class ExecutionError(RuntimeError):
         self.transient = transient
 
 
-_TRANSIENT_START_ERRORS = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalServerError",
-        "InternalFailure",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-
-
 class ContinueEvent(BaseModel):
     """What ContinueAsNew passes: the request, the CONTINUE decision's step, the calling execution."""
 
@@ -82,19 +66,6 @@ def execution_name(request_id: str, number: int) -> str:
     return request_id[: MAX_EXECUTION_NAME - len(suffix)] + suffix
 
 
-def execution_arn(state_machine_arn: str, name: str) -> str:
-    """``arn:aws:states:r:a:stateMachine:M`` + name -> ``arn:aws:states:r:a:execution:M:name``."""
-    prefix, _, machine = state_machine_arn.rpartition(":stateMachine:")
-    return f"{prefix}:execution:{machine}:{name}"
-
-
-def _state_machine_arn(runtime: Runtime) -> str:
-    arn = runtime.settings.state_machine_arn
-    if not arn:
-        raise ExecutionError("FORMICA_STATE_MACHINE_ARN is not set: cannot start executions")
-    return arn
-
-
 def start_execution(
     runtime: Runtime, request_id: str, name: str, decision: Mapping[str, Any] | None = None
 ) -> None:
@@ -105,21 +76,11 @@ def start_execution(
     """
     payload = dict(decision) if decision else {"request_id": request_id}
     try:
-        runtime.sfn.start_execution(
-            stateMachineArn=_state_machine_arn(runtime),
-            name=name,
-            input=json.dumps(payload),
-        )
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code == "ExecutionAlreadyExists":
-            return
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        transient = code in _TRANSIENT_START_ERRORS or status >= 500
-        raise ExecutionError(f"could not start execution {name}: {exc}", transient=transient) from exc
-    except BotoCoreError as exc:  # no answer at all (connection, timeout): try again later
-        raise ExecutionError(f"could not start execution {name}: {exc}", transient=True) from exc
-    logger.info("execution started", extra={"request_id": request_id, "execution": name})
+        started = runtime.state_machine.start_execution(name, payload)
+    except StateMachineError as exc:
+        raise ExecutionError(str(exc), transient=exc.transient) from exc
+    if started:
+        logger.info("execution started", extra={"request_id": request_id, "execution": name})
 
 
 def begin_execution(runtime: Runtime, request: JobRequestItem, name: str) -> None:
@@ -156,25 +117,9 @@ def awaiting_execution(request: JobRequestItem) -> bool:
     )
 
 
-def start_request(request_id: str, runtime: Runtime | None = None) -> str | None:
-    """Offer a PENDING request a start; returns the execution's name, or None while it waits.
-
-    Issue 8: admission (``formica.runtime.scheduling.admit_request``) decides: a future
-    scheduled_at or a full max_concurrency keeps it PENDING, skip_if ends it with ERR_FILTERED_JOB.
-    Raises ``RequestFinishedError`` when the request is not PENDING (already started or finished),
-    ``RequestNotFoundError`` when it does not exist, ``ExecutionError`` when the state machine
-    refuses (the request is then FAILED with ERR_START_FAILED).
-    """
-    from formica.runtime.scheduling import admit_request
-
-    return admit_request(request_id, runtime or get_runtime()).execution_name
-
-
-def continue_execution(
-    event: ContinueEvent | dict[str, Any], runtime: Runtime | None = None
-) -> dict[str, Any]:
+def continue_execution(event: ContinueEvent | dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     """Continue-as-new: start the request's next execution (idempotently), then the caller ends."""
-    rt = runtime or get_runtime()
+    rt = runtime
     parsed = event if isinstance(event, ContinueEvent) else ContinueEvent.model_validate(event)
     request = Walker(rt).load(parsed.request_id)
     if request.is_final:
@@ -201,7 +146,7 @@ def continue_execution(
     return {"request_id": request.request_id, "execution": name}
 
 
-def cancel_request(org: str, request_id: str, runtime: Runtime | None = None) -> JobRequestItem:
+def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestItem:
     """Cancel a request that has not finished.
 
     Marks it CANCELLED (a conditional write: ``RequestFinishedError`` when it already finished,
@@ -210,14 +155,14 @@ def cancel_request(org: str, request_id: str, runtime: Runtime | None = None) ->
     ends, and calls StopExecution (best effort: moto does not stop a running execution, and in AWS
     it does not stop work a Lambda or container already started; runners poll ``is_cancelled``).
     """
-    rt = runtime or get_runtime()
+    rt = runtime
     if rt.requests.get_for_org(org, request_id) is None:
         raise RequestNotFoundError(request_id)
     cancelled = rt.requests.mark_cancelled(
         request_id, error_code=ERR_JOB_CANCELLED, message="cancelled on request"
     )
     logger.info("job cancelled", extra={"request_id": request_id})
-    _request_finished(rt, cancelled)
+    rt.request_ended(rt, cancelled)
     current = cancelled.walk.current
     if current is not None:
         if cancelled.outbox is not None and cancelled.outbox.step == cancelled.step:
@@ -230,57 +175,32 @@ def cancel_request(org: str, request_id: str, runtime: Runtime | None = None) ->
         # created as a partial item.
         rt.requests.cancel_task(request_id, current.seq, error_code=ERR_TASK_CANCELLED, ended_at=now_iso())
     if rt.settings.container_runtime == "ecs":
-        _stop_cloud_containers(request_id)
+        _stop_cloud_containers(rt, request_id)
     if cancelled.task_token:
         try:
-            rt.sfn.send_task_failure(
-                taskToken=cancelled.task_token, error=CANCELLED_ERROR, cause="the job was cancelled"
-            )
-        except (ClientError, BotoCoreError) as exc:
+            rt.state_machine.send_task_failure(cancelled.task_token, CANCELLED_ERROR, "the job was cancelled")
+        except StateMachineError as exc:
             logger.warning(
                 "could not complete the waiting task", extra={"request_id": request_id, "error": str(exc)}
             )
-    arn = rt.settings.state_machine_arn
-    if arn and cancelled.execution_name:
+    if rt.settings.state_machine_arn and cancelled.execution_name:
         try:
-            rt.sfn.stop_execution(
-                executionArn=execution_arn(arn, cancelled.execution_name), cause="cancelled"
-            )
-        except (ClientError, BotoCoreError) as exc:
+            rt.state_machine.stop_execution(cancelled.execution_name, "cancelled")
+        except StateMachineError as exc:
             logger.warning(
                 "could not stop the execution", extra={"request_id": request_id, "error": str(exc)}
             )
     return rt.requests.get(request_id) or cancelled
 
 
-def _request_finished(rt: Runtime, request: JobRequestItem) -> None:
-    """Issue 8: a final request gives its max_concurrency slot back and wakes the next PENDING ones."""
-    from formica.runtime.scheduling import request_finished
-
-    request_finished(rt, request)
-
-
-def _stop_cloud_containers(request_id: str) -> None:
+def _stop_cloud_containers(rt: Runtime, request_id: str) -> None:
     """Stop the request's ECS tasks / EKS Jobs and settle their runs (ERR_TASK_CANCELLED, log kept).
 
     Their reports reach ``complete_container_attempt``, which never answers the token of a request
     that is already final (it is marked CANCELLED before this runs): the waiting Launch is answered
     once, by the cancel's own SendTaskFailure ``Formica.Cancelled`` (tests/workflow/test_container_cancel.py).
     """
-    from formica.runtime.containers import ContainerRuntimeError, cancel_request_containers
-
     try:
-        cancel_request_containers(request_id)
-    except (ContainerRuntimeError, ClientError, BotoCoreError) as exc:
+        rt.containers.cancel_runs(request_id)
+    except ContainerRuntimeError as exc:
         logger.warning("could not stop the containers", extra={"request_id": request_id, "error": str(exc)})
-
-
-def restart_request(org: str, request_id: str, runtime: Runtime | None = None) -> JobRequestItem:
-    """Walk a finished request again from the start, in a new execution (JobRetry back to 0).
-
-    Raises ``RequestNotFinishedError`` while it is still PENDING or running.
-    """
-    # Issue 8: the restarted request is PENDING again and waits for a max_concurrency slot.
-    from formica.runtime.scheduling import restart_request as restart_through_admission
-
-    return restart_through_admission(org, request_id, runtime or get_runtime())

@@ -8,23 +8,20 @@ task and hands it to the launcher of ``settings.container_runtime``; the launche
   ``runners.local_container``; when it ends, ``complete_container_attempt`` records the result and
   sends it with SendTaskSuccess, using the token recorded for that step (a Launch retried by Step
   Functions gets a new token and records it, so the callback always uses the latest).
-- ``ecs`` (AWS): ``formica.runtime.containers.launch_container`` (ECS Fargate, or EKS for
-  KUBERNETES tasks); the ECS event / reconciler answers the token.
+- ``ecs`` (AWS): the runtime's container service (``Runtime.containers``: ECS Fargate, or EKS
+  for KUBERNETES tasks); the ECS event / reconciler answers the token.
 
-Either way ``complete_container_attempt`` records the attempt and commits the walk's next step, and
-the callback's output is that next decision (D13), which the state machine's Choice reads as it
-reads an HTTP or shell task Lambda's answer: no Advance state after a container attempt.
+Either way ``formica.runtime.completion.complete_container_attempt`` records the attempt and
+commits the walk's next step, and the callback's output is that next decision (D13).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from formica.engine.walk import AttemptResult
@@ -32,17 +29,12 @@ from formica.jobs.errors import DefinitionError
 from formica.jobs.models import RunnerKind
 from formica.runners.base import TaskOutcome
 from formica.runtime.attempts import local_container_runner
-from formica.runtime.deps import Runtime, get_runtime
+from formica.runtime.completion import SUPERSEDED_ERROR, complete_container_attempt, send_failure
+from formica.runtime.deps import Runtime
 from formica.runtime.walker import ERR_INVALID_DEFINITION, ERR_RUNNER_FAILED, AttemptScope, Walker
-from formica.store.requests import JobRequestItem, StoredAttempt
+from formica.store.requests import JobRequestItem
 
 logger = logging.getLogger(__name__)
-
-SUPERSEDED_ERROR = "Formica.Superseded"
-"""The error a Launch sends back at once when its step is no longer the request's."""
-COMMIT_FAILED_ERROR = "Formica.CommitFailed"
-"""The error a container completion sends when it recorded the result but could not commit the
-step: the Launch state's Catch hands it to Advance, which commits the recorded result."""
 
 
 class LaunchEvent(BaseModel):
@@ -73,32 +65,30 @@ def _launch_local(runtime: Runtime, request: JobRequestItem, step: int, task_tok
 
 
 def _launch_cloud(runtime: Runtime, request: JobRequestItem, step: int, task_token: str) -> None:
-    from formica.runtime.containers import launch_container as launch_in_cloud
-
     current = request.walk.current
     assert current is not None  # noqa: S101 - checked by launch_container
     walker = Walker(runtime)
     now = runtime.now()
     definition = walker.render(request, task_type=current.task_type, task_retry=current.task_retry, now=now)
     ctx = walker.context(request, step, now)
-    launch_in_cloud(request.request_id, step, definition.task(current.task_type), ctx, task_token)
+    runtime.containers.launch(request.request_id, step, definition.task(current.task_type), ctx, task_token)
 
 
 CONTAINER_LAUNCHERS: dict[str, Launcher] = {"local": _launch_local, "ecs": _launch_cloud}
 """settings.container_runtime -> launcher (EKS is chosen per task inside the cloud launcher)."""
 
 
-def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime | None = None) -> dict[str, Any]:
+def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     """Start the container attempt of ``step`` once; its runner reports back by task token."""
-    rt = runtime or get_runtime()
+    rt = runtime
     parsed = event if isinstance(event, LaunchEvent) else LaunchEvent.model_validate(event)
     walker = Walker(rt)
     request = walker.load(parsed.request_id)
     if request.is_final or request.step != parsed.step:
-        _send_failure(rt, parsed.task_token, SUPERSEDED_ERROR, "the walk is no longer at this step")
+        send_failure(rt, parsed.task_token, SUPERSEDED_ERROR, "the walk is no longer at this step")
         return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
     if not rt.requests.set_task_token(parsed.request_id, parsed.step, parsed.task_token):
-        _send_failure(rt, parsed.task_token, SUPERSEDED_ERROR, "the walk moved on")
+        send_failure(rt, parsed.task_token, SUPERSEDED_ERROR, "the walk moved on")
         return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
     if rt.requests.claim_attempt(parsed.request_id, parsed.step) is None:
         # A retried Launch: the attempt already runs (and will use the token just recorded) or was
@@ -151,62 +141,3 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
         warnings=fields["warnings"],
     )
     complete_container_attempt(runtime, request.request_id, step, result)
-
-
-def complete_container_attempt(
-    runtime: Runtime,
-    request_id: str,
-    step: int,
-    result: AttemptResult,
-    *,
-    log_key: str | None = None,
-) -> bool:
-    """Record a container attempt's result, commit the walk's next step, and send that decision to
-    the waiting Launch state (its output goes straight to the Choice, like a task Lambda's answer).
-
-    The result is recorded on the request first (``attempt``): if the commit fails, the Launch
-    state is answered with ``Formica.CommitFailed`` and Advance commits the recorded result; if
-    the state timed out meanwhile, Advance finds it there too. ``log_key`` (or ``result.log_key``)
-    names the attempt's stored log. Returns False when the walk no longer waits for this step
-    (cancelled, timed out, superseded).
-    """
-    if log_key is not None and result.log_key is None:
-        result = result.model_copy(update={"log_key": log_key})
-    recorded = runtime.requests.record_attempt(
-        request_id, step, StoredAttempt(step=step, result=result, log_key=result.log_key)
-    )
-    latest = runtime.requests.get(request_id)
-    if (
-        not recorded
-        or latest is None
-        or latest.is_final
-        or latest.step != step
-        or latest.task_token is None
-        or latest.task_token_step != step
-    ):
-        logger.info("container result arrived after the walk moved on", extra={"request_id": request_id})
-        return False
-    try:
-        output = Walker(runtime).record(latest, result)
-    except Exception as exc:  # the walk must hear back: Advance commits the recorded result
-        logger.warning(
-            "container result recorded, step not committed",
-            extra={"request_id": request_id, "error": f"{type(exc).__name__}: {exc}"},
-        )
-        _send_failure(runtime, latest.task_token, COMMIT_FAILED_ERROR, f"{type(exc).__name__}: {exc}"[:1000])
-        return True
-    try:
-        runtime.sfn.send_task_success(taskToken=latest.task_token, output=json.dumps(output))
-    except (ClientError, BotoCoreError) as exc:
-        logger.warning(
-            "could not report the container result", extra={"request_id": request_id, "error": str(exc)}
-        )
-        return False
-    return True
-
-
-def _send_failure(runtime: Runtime, token: str, error: str, cause: str) -> None:
-    try:
-        runtime.sfn.send_task_failure(taskToken=token, error=error, cause=cause)
-    except (ClientError, BotoCoreError) as exc:
-        logger.warning("could not complete the task token", extra={"error": str(exc)})

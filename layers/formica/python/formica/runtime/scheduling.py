@@ -1,6 +1,6 @@
 """Admission: when a PENDING request starts (scheduled_at, max_concurrency, priorities, skip_if).
 
-Every start goes through ``admit_request`` (``formica.runtime.start_request`` calls it):
+Every start goes through ``admit_request`` (``start_request`` is it for the API):
 
 - a request scheduled in the future stays PENDING (the sweep starts it when due);
 - ``skip_if`` rendered with the request's params: text containing "true" ends it FAILED with
@@ -27,12 +27,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from formica.engine.walk import JobState, WalkState
 from formica.jobs.errors import DefinitionError
-from formica.runtime.deps import Runtime, get_runtime
+from formica.runtime.deps import Runtime
 from formica.runtime.executions import (
     ERR_START_FAILED,
     ExecutionError,
@@ -53,6 +52,7 @@ from formica.store.requests import (
 )
 from formica.store.schedules import CRON_FIRE
 from formica.store.slots import AdmitOutcome, SlotRepository, SlotStore, SlotStoreError
+from formica.store.state_machine import StateMachineError
 
 __all__ = [
     "ERR_FILTERED_JOB",
@@ -69,6 +69,7 @@ __all__ = [
     "handle_event",
     "request_finished",
     "restart_request",
+    "start_request",
     "start_waiting",
     "sweep",
     "trigger_now",
@@ -87,8 +88,7 @@ _RECOVERABLE = (
     RequestStoreError,
     DefinitionStoreError,
     ExecutionError,
-    ClientError,
-    BotoCoreError,
+    StateMachineError,
 )
 _filling = threading.local()
 
@@ -280,15 +280,13 @@ def fill_slots(
     return started
 
 
-def admit_request(
-    request_id: str, runtime: Runtime | None = None, *, slots: SlotStore | None = None
-) -> AdmissionResult:
+def admit_request(request_id: str, runtime: Runtime, *, slots: SlotStore | None = None) -> AdmissionResult:
     """Offer a PENDING request a start (submit, trigger, cron fire, restart).
 
     Raises ``RequestNotFoundError``, ``RequestFinishedError`` (not PENDING) and ``ExecutionError``
     (StartExecution refused: the request is FAILED with ERR_START_FAILED).
     """
-    rt = runtime or get_runtime()
+    rt = runtime
     store = slots or slot_store(rt)
     request = rt.requests.get(request_id)
     if request is None:
@@ -316,6 +314,17 @@ def admit_request(
     return result
 
 
+def start_request(request_id: str, runtime: Runtime) -> str | None:
+    """Offer a PENDING request a start; returns the execution's name, or None while it waits.
+
+    A future scheduled_at or a full max_concurrency keeps it PENDING, skip_if ends it with
+    ERR_FILTERED_JOB. Raises ``RequestFinishedError`` when the request is not PENDING (already
+    started or finished), ``RequestNotFoundError`` when it does not exist, ``ExecutionError`` when
+    the state machine refuses (the request is then FAILED with ERR_START_FAILED).
+    """
+    return admit_request(request_id, runtime).execution_name
+
+
 def request_finished(runtime: Runtime, request: JobRequestItem, *, slots: SlotStore | None = None) -> None:
     """A request reached COMPLETED, FAILED or CANCELLED: release its slot, start the next ones.
 
@@ -332,15 +341,13 @@ def request_finished(runtime: Runtime, request: JobRequestItem, *, slots: SlotSt
         )
 
 
-def start_waiting(
-    org: str, job_type: str, runtime: Runtime | None = None, *, slots: SlotStore | None = None
-) -> list[str]:
+def start_waiting(org: str, job_type: str, runtime: Runtime, *, slots: SlotStore | None = None) -> list[str]:
     """Start the job type's due PENDING requests that fit under its limit now (``PUT .../concurrency``
     raised or removed it); returns the ids started.
 
     Never raises for store or state machine trouble: the sweep starts them within a minute.
     """
-    rt = runtime or get_runtime()
+    rt = runtime
     try:
         return fill_slots(rt, org, job_type, slots=slots)
     except _RECOVERABLE as exc:
@@ -352,14 +359,14 @@ def start_waiting(
 
 
 def trigger_now(
-    org: str, request_id: str, runtime: Runtime | None = None, *, slots: SlotStore | None = None
+    org: str, request_id: str, runtime: Runtime, *, slots: SlotStore | None = None
 ) -> JobRequestItem:
     """Run a PENDING (typically scheduled) request now: it becomes due and is offered a start.
 
     It still waits for a slot when its job type is at max_concurrency (the limit is never exceeded).
     Raises ``RequestNotFoundError`` (or another org's) and ``RequestFinishedError`` (not PENDING).
     """
-    rt = runtime or get_runtime()
+    rt = runtime
     store = slots or slot_store(rt)
     request = rt.requests.get_for_org(org, request_id)
     if request is None:
@@ -377,13 +384,13 @@ def trigger_now(
 
 
 def restart_request(
-    org: str, request_id: str, runtime: Runtime | None = None, *, slots: SlotStore | None = None
+    org: str, request_id: str, runtime: Runtime, *, slots: SlotStore | None = None
 ) -> JobRequestItem:
     """Walk a finished request again from the start: PENDING again, then admitted like a new one.
 
     Raises ``RequestNotFoundError`` and ``RequestNotFinishedError`` (still PENDING or running).
     """
-    rt = runtime or get_runtime()
+    rt = runtime
     store = slots or slot_store(rt)
     request = rt.requests.get_for_org(org, request_id)
     if request is None:
@@ -430,12 +437,10 @@ def _stale(request: JobRequestItem, now: datetime) -> bool:
     return since is not None and now - since > timedelta(seconds=STALE_START_SECONDS + grace)
 
 
-def sweep(
-    runtime: Runtime | None = None, *, slots: SlotStore | None = None, now: datetime | None = None
-) -> SweepReport:
+def sweep(runtime: Runtime, *, slots: SlotStore | None = None, now: datetime | None = None) -> SweepReport:
     """For every known job type: release slots of finished requests, restart lost starts, and start
     due PENDING requests while slots are free (missed wake-ups, scheduled_at that came due)."""
-    rt = runtime or get_runtime()
+    rt = runtime
     store = slots or slot_store(rt)
     moment = now or rt.now()
     report = SweepReport()
@@ -495,7 +500,7 @@ def fire_cron(
     org: str,
     job_type: str,
     scheduled_time: datetime,
-    runtime: Runtime | None = None,
+    runtime: Runtime,
     *,
     slots: SlotStore | None = None,
     idempotency: IdempotencyRepository | None = None,
@@ -504,7 +509,7 @@ def fire_cron(
 
     A fire for a definition that is gone, disabled or has no cron_trigger any more does nothing.
     """
-    rt = runtime or get_runtime()
+    rt = runtime
     store = slots or slot_store(rt)
     keys = idempotency or IdempotencyRepository(rt.settings.table_name)
     head = _head(rt, org, job_type)
@@ -554,7 +559,7 @@ def fire_cron(
 # -- the scheduler function ---------------------------------------------------------------------
 
 
-def handle_event(event: dict[str, Any], runtime: Runtime | None = None) -> dict[str, Any]:
+def handle_event(event: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     """The scheduler function: the minute sweep ("Scheduled Event") or a cron fire (our input)."""
     if event.get("formica") == CRON_FIRE:
         fire = CronFireEvent.model_validate(event)

@@ -17,6 +17,7 @@ an execution begins at the Choice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -49,7 +50,7 @@ from formica.engine.walk import (
 from formica.jobs.errors import DefinitionError
 from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
 from formica.runners.base import TaskContext, TaskOutcome
-from formica.runtime.deps import Runtime, get_runtime
+from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.store.requests import (
     ArtifactItem,
     JobRequestItem,
@@ -166,8 +167,9 @@ class Walker:
         self, request: JobRequestItem, *, task_type: str, task_retry: int, now: datetime
     ) -> JobDefinition:
         """The definition rendered for one attempt (fresh JobElapsedSecs, Nonce, TaskRetry...)."""
-        from formica.jobs import load_definition
-        from formica.jobs.templates import runtime_context
+        # Cold start: yaml and jinja2 load on the first render, not when a handler imports the walk.
+        from formica.jobs import load_definition  # noqa: PLC0415
+        from formica.jobs.templates import runtime_context  # noqa: PLC0415
 
         raw = self.rt.raw_yaml(request.org, request.job_type, request.job_version)
         if raw is None:
@@ -274,10 +276,8 @@ class Walker:
         return answer(request.request_id, decision)
 
     def finished(self, request: JobRequestItem) -> None:
-        """Issue 8: the request just ended: release its max_concurrency slot, start the next ones."""
-        from formica.runtime.scheduling import request_finished
-
-        request_finished(self.rt, request)
+        """The request just ended: admission releases its max_concurrency slot and starts the next."""
+        self.rt.request_ended(self.rt, request)
 
     def fail_job(self, request: JobRequestItem, error_code: str, message: str) -> dict[str, Any]:
         """End the job FAILED now (a definition that no longer renders, an internal error)."""
@@ -311,20 +311,9 @@ class Walker:
             return
         if self.rt.settings.container_runtime != "ecs":
             return
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from formica.runners.ecs_events import STOP_REASON_TIMED_OUT
-        from formica.runtime.containers import (
-            ContainerRuntimeError,
-            cancel_container,
-            default_container_service,
-        )
-
         try:
-            run = default_container_service().runs.get(request.request_id, request.step)
-            if run is not None and not run.is_finished:
-                cancel_container(run, STOP_REASON_TIMED_OUT, answer=False)
-        except (ContainerRuntimeError, ClientError, BotoCoreError) as exc:
+            self.rt.containers.stop_overdue(request.request_id, request.step)
+        except ContainerRuntimeError as exc:
             # The reconciler stops it at its next sweep (the run is past its deadline).
             logger.warning(
                 "overdue container not stopped", extra={"request_id": request.request_id, "error": str(exc)}
@@ -570,8 +559,6 @@ class Walker:
         key = log_key(request.org, request.request_id, task_type, step)
         data = outcome.log.encode("utf-8", errors="replace")
         self.rt.blobs.put_bytes(key, data, "text/plain; charset=utf-8")
-        import hashlib
-
         created = now_iso()
         items = [
             ArtifactItem(
@@ -621,7 +608,7 @@ def attempt_succeeded(task: TaskDefinition, outcome: TaskOutcome) -> bool:
     return route.task_state == TaskState.COMPLETED
 
 
-def advance(event: dict[str, Any], runtime: Runtime | None = None) -> dict[str, Any]:
+def advance(event: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     """The Advance Lambda's service: record the reported attempt (if any) and decide what is next.
 
     Parameters
@@ -631,7 +618,7 @@ def advance(event: dict[str, Any], runtime: Runtime | None = None) -> dict[str, 
         ``error`` (from a Catch) or ``result`` (from a container callback) after an attempt;
         ``{"request_id", "fatal": true, "error"}`` when Advance itself failed.
     runtime:
-        Collaborators (default: the process's, from the settings).
+        Collaborators (``formica.runtime.get_runtime()`` in a Lambda).
 
     Returns
     -------
@@ -639,7 +626,7 @@ def advance(event: dict[str, Any], runtime: Runtime | None = None) -> dict[str, 
         The flat decision: ``request_id``, ``step``, ``action``, ``task_type``, ``wait_seconds``,
         ``timeout_seconds``.
     """
-    return Walker(runtime or get_runtime()).advance(AdvanceEvent.model_validate(event))
+    return Walker(runtime).advance(AdvanceEvent.model_validate(event))
 
 
 def run_task_attempt(
@@ -647,7 +634,7 @@ def run_task_attempt(
     step: int,
     runner: RunnerKind,
     run: AttemptRunner,
-    runtime: Runtime | None = None,
+    runtime: Runtime,
     *,
     time_left_seconds: float | None = None,
 ) -> dict[str, Any]:
@@ -656,4 +643,4 @@ def run_task_attempt(
     ``time_left_seconds`` is what the invoking Lambda has left (its context's remaining time): the
     attempt's timeout never exceeds it, less a margin to record the result.
     """
-    return Walker(runtime or get_runtime()).run_attempt(request_id, step, runner, run, time_left_seconds)
+    return Walker(runtime).run_attempt(request_id, step, runner, run, time_left_seconds)

@@ -1,4 +1,4 @@
-"""The blob store: artifacts and task logs in S3 (port, S3 adapter, in-memory fake).
+"""The blob store: artifacts and task logs in S3 (port and S3 adapter; the in-memory fake is in tests/fakes).
 
 Keys follow the S3 layout of docs/architecture.md; this module does not build them, it stores bytes.
 """
@@ -6,8 +6,9 @@ Keys follow the S3 layout of docs/architecture.md; this module does not build th
 from __future__ import annotations
 
 import hashlib
-import threading
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,17 @@ class BlobNotFoundError(BlobStoreError):
     def __init__(self, key: str) -> None:
         super().__init__(f"no blob under key {key!r}")
         self.key = key
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A stored blob as a listing sees it; ``sha256`` is what its uploader recorded ("" if none)."""
+
+    key: str
+    size: int
+    modified_at: datetime
+    sha256: str = ""
+    content_type: str = DEFAULT_CONTENT_TYPE
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -69,6 +81,11 @@ class BlobStore(ABC):
     def delete_prefix(self, prefix: str) -> int:
         """Delete every blob whose key starts with ``prefix``; returns how many were deleted."""
 
+    @abstractmethod
+    def list_blobs(self, prefix: str, *, modified_since: datetime | None = None) -> list[BlobInfo]:
+        """The blobs whose key starts with ``prefix`` (written at or after ``modified_since``, when
+        given), with the sha256 and content type stored with each."""
+
 
 class S3BlobStore(BlobStore):
     """Adapter: one S3 bucket. ``client`` defaults to the process's cached S3 client."""
@@ -85,7 +102,7 @@ class S3BlobStore(BlobStore):
     def _client(self) -> Any:
         if self._client_override is not None:
             return self._client_override
-        from formica.store.aws import get_client
+        from formica.store.aws import get_client  # noqa: PLC0415 - cold start: boto3 loads with the first client, not at import
 
         return get_client("s3")
 
@@ -146,53 +163,33 @@ class S3BlobStore(BlobStore):
             raise BlobStoreError(f"could not delete blobs under {prefix!r}: {exc}") from exc
         return deleted
 
+    def list_blobs(self, prefix: str, *, modified_since: datetime | None = None) -> list[BlobInfo]:
+        found: list[BlobInfo] = []
+        try:
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    modified: datetime = item["LastModified"]
+                    if modified_since is not None and modified < modified_since:
+                        continue
+                    # The uploader's sha256 is object metadata, which listings do not return.
+                    head = self._client.head_object(Bucket=self._bucket, Key=item["Key"])
+                    found.append(
+                        BlobInfo(
+                            key=item["Key"],
+                            size=int(item["Size"]),
+                            modified_at=modified,
+                            sha256=str((head.get("Metadata") or {}).get("sha256", "")),
+                            content_type=str(head.get("ContentType") or DEFAULT_CONTENT_TYPE),
+                        )
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise BlobStoreError(f"could not list blobs under {prefix!r}: {exc}") from exc
+        return found
+
     @staticmethod
     def _translate(key: str, exc: ClientError) -> BlobStoreError:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in _NOT_FOUND_CODES:
             return BlobNotFoundError(key)
         return BlobStoreError(f"could not read blob {key!r}: {exc}")
-
-
-class InMemoryBlobStore(BlobStore):
-    """Fake for tests of other modules: a dict of key -> (bytes, content type). Thread-safe."""
-
-    def __init__(self) -> None:
-        self.blobs: dict[str, tuple[bytes, str]] = {}
-        self._lock = threading.Lock()
-
-    def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
-        with self._lock:
-            self.blobs[key] = (bytes(data), content_type)
-
-    def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE) -> tuple[int, str]:
-        data = path.read_bytes()
-        self.put_bytes(key, data, content_type)
-        return len(data), hashlib.sha256(data).hexdigest()
-
-    def get_bytes(self, key: str) -> bytes:
-        with self._lock:
-            entry = self.blobs.get(key)
-        if entry is None:
-            raise BlobNotFoundError(key)
-        return entry[0]
-
-    def download_file(self, key: str, path: Path) -> None:
-        data = self.get_bytes(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-    def presign_get(self, key: str, expires_seconds: int) -> str:
-        # Like S3, presigning does not check that the key exists.
-        return f"memory://blobs/{key}?expires={expires_seconds}"
-
-    def delete_prefix(self, prefix: str) -> int:
-        with self._lock:
-            doomed = [key for key in self.blobs if key.startswith(prefix)]
-            for key in doomed:
-                del self.blobs[key]
-        return len(doomed)
-
-    def content_type(self, key: str) -> str:
-        """The content type stored with ``key`` (tests check what uploaders chose)."""
-        return self.blobs[key][1]

@@ -1,0 +1,121 @@
+"""The runtime's composition root: the process's ``Runtime`` and container service, built lazily.
+
+This is the one module that knows every concrete part: the store's adapters for the settings'
+table, bucket and state machine, admission's ``request_finished`` as the walk's ``request_ended``,
+and the ECS / EKS container service. Nothing is built at import time; ``get_runtime()`` builds
+the process's Runtime on first use. Lambda handlers, the API's services and ``formica dev`` call
+it; the modules below take a ``Runtime`` as an argument, so tests build their own (``build_runtime``
+with fakes, or by hand) and pass it explicitly.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from formica.runners.ecs import EcsLaunchConfig, EcsRunner
+from formica.runners.eks import EksJobRunner, EksRunnerError, build_eks_runner
+from formica.runtime.containers import ContainerService, Reporter, WalkReporter
+from formica.runtime.deps import ContainerControl, Runtime
+from formica.runtime.scheduling import request_finished
+from formica.settings import FormicaSettings, get_settings
+from formica.store.blobs import S3BlobStore
+from formica.store.container_logs import CloudWatchContainerLogs
+from formica.store.container_runs import DynamoContainerRunRepository
+from formica.store.definitions import DefinitionRepository
+from formica.store.requests import RequestRepository
+from formica.store.state_machine import StepFunctionsStateMachine
+
+
+def _process_containers(runtime: Runtime) -> ContainerControl:
+    return default_container_service()
+
+
+def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
+    """A Runtime on the settings' table, bucket, state machine and endpoint (cached clients)."""
+    resolved = settings or get_settings()
+    return Runtime(
+        settings=resolved,
+        requests=RequestRepository(resolved.table_name),
+        definitions=DefinitionRepository(resolved.table_name),
+        blobs=S3BlobStore(resolved.bucket_name),
+        state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),
+        request_ended=request_finished,
+        container_factory=_process_containers,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_runtime() -> Runtime:
+    """The process's Runtime, built from the settings on first use."""
+    return build_runtime()
+
+
+def reset_runtime() -> None:
+    """Forget the cached Runtime (tests and the local server change settings)."""
+    get_runtime.cache_clear()
+
+
+def build_container_service(
+    settings: FormicaSettings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    reporter: Reporter | None = None,
+) -> ContainerService:
+    """A ContainerService wired to AWS (or moto) from settings; clients are built on first use.
+
+    The reporter defaults to ``WalkReporter`` on ``runtime`` (the process's by default: the
+    deployed walk); pass ``DirectReporter`` when no job request stands behind the runs.
+    """
+    resolved = settings or get_settings()
+    blobs = S3BlobStore(resolved.bucket_name)
+
+    def ecs() -> EcsRunner:
+        return EcsRunner(EcsLaunchConfig.from_settings(resolved))
+
+    def eks() -> EksJobRunner:
+        if not resolved.eks_cluster_name:
+            raise EksRunnerError("no EKS cluster configured (FORMICA_EKS_CLUSTER_NAME)")
+        return build_eks_runner(
+            cluster_name=resolved.eks_cluster_name,
+            region=resolved.region,
+            namespace=resolved.eks_namespace,
+            bucket=resolved.bucket_name,
+            blobs=blobs,
+        )
+
+    return ContainerService(
+        settings=resolved,
+        runs=DynamoContainerRunRepository(resolved.table_name),
+        state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),
+        reporter=reporter or WalkReporter(runtime or get_runtime()),
+        ecs=ecs,
+        eks=eks,
+        logs=CloudWatchContainerLogs(),
+        blobs=blobs,
+    )
+
+
+_installed: list[ContainerService] = []
+
+
+@lru_cache(maxsize=1)
+def _built_container_service() -> ContainerService:
+    return build_container_service()
+
+
+def default_container_service() -> ContainerService:
+    """The process's container service: an installed one, else one built from the settings."""
+    return _installed[-1] if _installed else _built_container_service()
+
+
+def install_container_service(service: ContainerService | None) -> None:
+    """Make ``service`` the process's (tests, the local server); None goes back to the settings'."""
+    _installed.clear()
+    if service is not None:
+        _installed.append(service)
+
+
+def reset_container_service() -> None:
+    """Forget the cached and installed services (tests, and the local server when settings change)."""
+    _installed.clear()
+    _built_container_service.cache_clear()
