@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from formica.api.errors import UnauthorizedError
+from formica.api.services import get_services
 from formica.store.tokens import TokenRepository
 
 # requestContext.authorizer keys (contract between the authorizer, API Gateway and the API Lambda).
@@ -52,8 +53,6 @@ def bearer_token(authorization: str | None) -> str:
 def authorize(token: str, tokens: TokenRepository | None = None) -> Principal:
     """The principal of an active token; UnauthorizedError for a missing, unknown, expired or revoked one."""
     if tokens is None:
-        from formica.api.services import get_services
-
         tokens = get_services().tokens
     item = tokens.find_active(token)
     if item is None:
@@ -92,7 +91,8 @@ def authorizer_response(
     Authorization header for ``AUTHORIZER_CACHE_TTL_SECONDS`` and reuses it on other routes.
     Raises ``UnauthorizedError`` for a missing, malformed, unknown, expired or revoked token.
     """
-    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    # Cold start: only the authorizer builds a policy; the API function imports this module too.
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (  # noqa: PLC0415
         APIGatewayAuthorizerResponse,
         parse_api_gateway_arn,
     )

@@ -19,7 +19,13 @@ from formica.api.models import (
     TaskSummary,
 )
 from formica.api.services import ApiServices
+from formica.jobs.cron import CronError
+from formica.jobs.cron import next_fire_times as cron_fire_times
+from formica.jobs.graph import to_mermaid
+from formica.settings import get_settings
 from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
+from formica.store.schedules import schedule_store_from_settings, sync_definition_schedule
+from formica.store.slots import SlotRepository
 
 # DynamoDB items hold at most 400 KB and a version keeps the raw text and the parsed JSON side by side.
 MAX_DEFINITION_BYTES = 128 * 1024
@@ -56,7 +62,7 @@ def definition_text(body: bytes, content_type: str | None) -> str:
 
 
 def _json_as_yaml(text: str) -> str:
-    import yaml  # only JSON uploads need it here: not every API cold start
+    import yaml  # noqa: PLC0415 - cold start: only JSON uploads need yaml here
 
     try:
         document = json.loads(text)
@@ -85,9 +91,6 @@ def _summary_tasks(item: DefinitionVersionItem) -> tuple[list[TaskSummary], list
 
 def next_fire_times(cron_trigger: str | None, *, disabled: bool = False, count: int = 5) -> list[str]:
     """The next fire times of a cron_trigger, ISO-8601 UTC; none when disabled."""
-    from formica.jobs.cron import CronError
-    from formica.jobs.cron import next_fire_times as cron_fire_times
-
     if not cron_trigger or disabled:
         return []
     try:
@@ -100,10 +103,6 @@ def next_fire_times(cron_trigger: str | None, *, disabled: bool = False, count: 
 def sync_schedule(org: str, job_type: str, head: DefinitionHeadItem | None) -> None:
     """The definition's EventBridge schedule follows its head (created, updated, disabled,
     deleted), and the job type is registered for the PENDING sweep."""
-    from formica.settings import get_settings
-    from formica.store.schedules import schedule_store_from_settings, sync_definition_schedule
-    from formica.store.slots import SlotRepository
-
     settings = get_settings()
     sync_definition_schedule(
         org,
@@ -151,7 +150,7 @@ def upload_definition(
     services: ApiServices, org: str, body: bytes, content_type: str | None
 ) -> tuple[DefinitionResponse, int]:
     """Validate and store an upload; returns (response, status): 201 new job type, 200 otherwise."""
-    from formica.jobs import parse_definition
+    from formica.jobs import parse_definition  # noqa: PLC0415 - cold start: yaml and jinja2 only for uploads
 
     text = definition_text(body, content_type)
     definition = parse_definition(text)
@@ -190,8 +189,6 @@ def get_definition_yaml(services: ApiServices, org: str, job_type: str, version:
 
 def get_definition_graph(services: ApiServices, org: str, job_type: str, version: int | None = None) -> str:
     """The task graph of a version as a Mermaid flowchart."""
-    from formica.jobs.graph import to_mermaid
-
     item, _ = _version_and_head(services, org, job_type, version)
     return to_mermaid(item.definition)
 

@@ -12,6 +12,17 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
+from formica.jobs.errors import DefinitionError
+from formica.store.definitions import DefinitionNotFoundError
+from formica.store.pagination import InvalidCursorError
+from formica.store.requests import (
+    RequestFinishedError,
+    RequestNotFinishedError,
+    RequestNotFoundError,
+    StepConflictError,
+)
+from formica.store.tokens import TokenNotFoundError
+
 
 class ErrorDetail(BaseModel):
     """One reason a request was refused; ``line`` and ``task_type`` point into an uploaded definition."""
@@ -123,22 +134,13 @@ def to_api_error(exc: BaseException) -> ApiError:
     """
     if isinstance(exc, ApiError):
         return exc
-    from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
+    # Cold start: the authorizer maps errors too and never loads the event handler.
+    from aws_lambda_powertools.event_handler.openapi.exceptions import (  # noqa: PLC0415
+        RequestUnsupportedContentType,
+    )
 
     if isinstance(exc, RequestUnsupportedContentType):
         return UnsupportedMediaTypeError("send JSON (Content-Type: application/json)")
-    # Imported here: these modules import pydantic models and boto3 types, not this module.
-    from formica.jobs.errors import DefinitionError
-    from formica.store.definitions import DefinitionNotFoundError
-    from formica.store.pagination import InvalidCursorError
-    from formica.store.requests import (
-        RequestFinishedError,
-        RequestNotFinishedError,
-        RequestNotFoundError,
-        StepConflictError,
-    )
-    from formica.store.tokens import TokenNotFoundError
-
     if isinstance(exc, DefinitionError):
         return ValidationApiError("invalid job definition", _problem_details(list(exc.problems)))
     if isinstance(exc, DefinitionNotFoundError):

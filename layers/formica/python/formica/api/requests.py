@@ -1,6 +1,6 @@
 """Route logic for job requests: submit (idempotent), read, list, cancel, restart, trigger, artifacts, logs.
 
-Tenancy: every read goes through ``RequestStore.get_for_org``; another organisation's request is
+Tenancy: every read goes through ``RequestRepository.get_for_org``; another organisation's request is
 "not found", never its data. Idempotency: an ``Idempotency-Key`` header (24 h) and a ``user_key``
 (no expiry) are each claimed with one conditional put before the request is created, so racing
 submissions with the same key agree on one request and never start a second run.
@@ -37,6 +37,7 @@ from formica.api.models import (
 )
 from formica.api.services import ApiServices
 from formica.engine.walk import JobState
+from formica.store.blobs import BlobNotFoundError
 from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
 from formica.store.requests import (
     ArtifactItem,
@@ -318,7 +319,8 @@ def _start_stored(services: ApiServices, request_id: str) -> None:
     """Start a request that is already stored: a refused StartExecution is the request's state
     (FAILED with ERR_START_FAILED, or left STARTED for the sweep), not a 500 that would hide the
     id of an accepted request from its caller (who might then submit it twice)."""
-    from formica.runtime.executions import ExecutionError
+    # Cold start: the read routes never load the runtime (see services.ModuleRuntime).
+    from formica.runtime.executions import ExecutionError  # noqa: PLC0415
 
     try:
         services.runtime.start(request_id)
@@ -406,8 +408,6 @@ def task_log(
     services: ApiServices, org: str, request_id: str, task_type: str, *, attempt: int | None = None
 ) -> str:
     """The task's log text: one attempt, or every attempt in order with a header between them."""
-    from formica.store.blobs import BlobNotFoundError
-
     _require(services, org, request_id)
     tasks = [task for task in services.requests.list_tasks(request_id) if task.task_type == task_type]
     if not tasks:

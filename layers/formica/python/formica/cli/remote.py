@@ -509,7 +509,7 @@ def create_token_direct(org: str | None, name: str, *, expires_in_days: int | No
     if not org:
         raise CliUsageError("--direct needs --org NAME")
     # Lazy: only --org needs the store, and botocore would slow every other command's start.
-    from formica.store.tokens import TokenRepository, TokenStoreError
+    from formica.store.tokens import TokenRepository, TokenStoreError  # noqa: PLC0415 - botocore only for --direct
 
     try:
         settings = get_settings()

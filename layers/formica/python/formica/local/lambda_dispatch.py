@@ -44,7 +44,7 @@ class LambdaDispatchError(RuntimeError):
 
 def check_moto_version() -> None:
     """Refuse to patch a moto whose internals this shim was not written against."""
-    import moto
+    import moto  # noqa: PLC0415 - moto is a development dependency, not in the Lambda layer
 
     version = str(getattr(moto, "__version__", "unknown"))
     if not version.startswith(SUPPORTED_MOTO):
@@ -153,7 +153,7 @@ def dispatch_lambda_invocations() -> Iterator[None]:
     Invocations of other function names keep moto's behaviour (echo, or the results queue).
     """
     check_moto_version()
-    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: PLC0415 - moto: development only
 
     with _install_lock:
         original = LambdaSimpleBackend.invoke

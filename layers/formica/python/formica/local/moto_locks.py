@@ -48,7 +48,7 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
 def serialize_dynamodb() -> Iterator[None]:
     """Serialize moto's DynamoDB backend while active (re-entrant; the outermost exit restores it)."""
     global _depth  # noqa: PLW0603 - one process-wide patch, counted like the shim it mirrors
-    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415 - moto: development only
 
     with _install:
         if _depth == 0:

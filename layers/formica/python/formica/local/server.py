@@ -31,9 +31,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+import formica
 from formica.local.front_door import FrontDoor
 from formica.local.gateway import ApiGateway, Handler
+from formica.local.lambda_dispatch import dispatch_lambda_invocations, load_handler
+from formica.local.moto_locks import serialize_dynamodb
 from formica.local.processes import descendant_pids, terminate_descendants
+from formica.local.statemachine import create_local_state_machine
+from formica.local.ticker import local_scheduling
+from formica.settings import get_settings, reset_settings
+from formica.store.aws import get_client, reset_clients
+from formica.store.schema import create_bucket, create_table
+from formica.store.tokens import TokenRepository
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +126,6 @@ def _environment(values: dict[str, str], unset: tuple[str, ...] = ()) -> Iterato
 
 def functions_root() -> Path:
     """The folder that holds ``functions/`` (the repository), found from the installed library."""
-    import formica
-
     # layers/formica/python/formica/__init__.py -> the repository is four levels above the package.
     root = Path(formica.__file__).resolve().parents[4]
     if not (root / "functions").is_dir():
@@ -134,9 +141,6 @@ def _make_functions_importable() -> None:
 
 
 def _reset_cached_configuration() -> None:
-    from formica.settings import reset_settings
-    from formica.store.aws import reset_clients
-
     reset_settings()
     reset_clients()
 
@@ -258,14 +262,12 @@ class DevServer:
         self._start_front_door()
 
     def _start_moto(self, moto_port: int) -> None:
-        from moto.server import ThreadedMotoServer
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - moto: development only
 
         # werkzeug logs every moto request at INFO; the front door's log is the one that matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         # moto's DynamoDB is not thread-safe (transactions roll back other threads' writes): serialize.
-        from formica.local.moto_locks import serialize_dynamodb
-
         self._stack.enter_context(serialize_dynamodb())
         moto.start()
         self._stack.callback(moto.stop)
@@ -276,32 +278,21 @@ class DevServer:
 
     def _create_resources(self) -> str:
         """Table, bucket and state machine from the CDK's definitions; returns the state machine ARN."""
-        from formica.local.statemachine import create_local_state_machine
-        from formica.store.aws import get_client
-        from formica.store.schema import create_bucket, create_table
-
         create_table(get_client("dynamodb"), self.options.table_name)
         create_bucket(get_client("s3"), self.options.bucket_name, self.options.region)
         arn: str = create_local_state_machine(get_client("stepfunctions"))
         return arn
 
     def _install_lambda_dispatch(self) -> None:
-        from formica.local.lambda_dispatch import dispatch_lambda_invocations
-
         _make_functions_importable()
         self._stack.enter_context(dispatch_lambda_invocations())
 
     def _start_scheduling(self) -> None:
         # Cron schedules kept in moto's EventBridge Scheduler and an in-process ticker that
         # fires them and sweeps PENDING requests (stopped before moto, restoring its settings).
-        from formica.local.ticker import local_scheduling
-
         self._stack.enter_context(local_scheduling(self.options.region))
 
     def _create_token(self) -> str:
-        from formica.settings import get_settings
-        from formica.store.tokens import TokenRepository
-
         repository = TokenRepository(get_settings().table_name)
         try:
             _, secret = repository.create(self.options.org, "formica dev", secret=self.options.token)
@@ -321,8 +312,6 @@ class DevServer:
         self._stack.callback(self._stop_front_door)
 
     def _start_front_door(self) -> None:
-        from formica.local.lambda_dispatch import load_handler
-
         api_handler: Handler = load_handler("api")
         authorizer_handler: Handler = load_handler("authorizer")
         gateway = ApiGateway(

@@ -447,7 +447,7 @@ class EcsRunner:
     def _ecs(self) -> Any:
         if self.client is not None:
             return self.client
-        from formica.store.aws import get_client
+        from formica.store.aws import get_client  # noqa: PLC0415 - cold start: boto3 loads with the first client, not at import
 
         return get_client("ecs")
 

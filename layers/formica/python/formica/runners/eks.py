@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome
 from formica.runners.container_script import (
@@ -58,6 +60,7 @@ from formica.runners.ecs_events import (
     RunKey,
 )
 from formica.store.blobs import BlobStore, BlobStoreError
+from formica.store.schema import log_key
 
 if TYPE_CHECKING:
     import httpx  # imported where a client is built: container_events and the reconciler load
@@ -177,7 +180,7 @@ def eks_token(*, cluster_name: str, region: str, credentials: AwsCredentials, no
 
 def boto3_credentials() -> AwsCredentials:
     """The process's AWS credentials (Lambda's role), frozen for one signature."""
-    import boto3
+    import boto3  # noqa: PLC0415 - cold start: boto3 only when an EKS token is signed
 
     found = boto3.session.Session().get_credentials()
     if found is None:
@@ -223,10 +226,8 @@ class ClusterInfo:
 
 def describe_cluster(cluster_name: str, client: Any | None = None) -> ClusterInfo:
     """Endpoint and CA of an EKS cluster (eks:DescribeCluster)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     if client is None:
-        from formica.store.aws import get_client
+        from formica.store.aws import get_client  # noqa: PLC0415 - cold start: boto3 loads with the first client, not at import
 
         client = get_client("eks")
     try:
@@ -247,7 +248,7 @@ class KubernetesApi:
     def __init__(
         self, cluster: ClusterInfo, token: Callable[[], str], client: httpx.Client | None = None
     ) -> None:
-        import httpx
+        import httpx  # noqa: PLC0415 - cold start: httpx only when an EKS cluster is used
 
         self._token = token
         if client is None:
@@ -261,7 +262,7 @@ class KubernetesApi:
         self._client.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        import httpx
+        import httpx  # noqa: PLC0415 - cold start: httpx only when an EKS cluster is used
 
         headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
         try:
@@ -676,8 +677,6 @@ class EksJobRunner:
 
     def run(self, task: TaskDefinition, ctx: TaskContext, run_key: RunKey | None = None) -> TaskOutcome:
         """One attempt, start to finish: launch, poll, time out or cancel (deleting the Job), log to S3."""
-        from formica.store.schema import log_key
-
         key = run_key or RunKey(ctx.request_id, ctx.attempt)
         name = self.launch(task, ctx, key)
         deadline = self.monotonic() + ctx.timeout_seconds if ctx.timeout_seconds > 0 else None

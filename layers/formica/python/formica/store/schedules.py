@@ -120,7 +120,7 @@ class EventBridgeSchedules(ScheduleStore):
     def _client(self) -> Any:
         if self._client_override is not None:
             return self._client_override
-        from formica.store.aws import get_client
+        from formica.store.aws import get_client  # noqa: PLC0415 - cold start: boto3 loads with the first client, not at import
 
         return get_client("scheduler")
 
