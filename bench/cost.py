@@ -88,7 +88,7 @@ class JobProfile:
 
 def sensor_job(polls: int = SENSOR_POLLS) -> JobProfile:
     """The seed's sensor job on its happy path: ``polls`` 404s, a 200, then two containers complete."""
-    return JobProfile("seed sensor job", {"http": polls + 1, "container": 2}, polls=polls)
+    return JobProfile("sensor job", {"http": polls + 1, "container": 2}, polls=polls)
 
 
 def chain_job(tasks: int = TEN_TASKS, kind: str = "shell") -> JobProfile:
@@ -340,7 +340,7 @@ def _cost_figures(
     for job in (sensor_job(1), sensor_job(SENSOR_POLLS), chain_job(TEN_TASKS, "shell")):
         ours = job_cost(formica, job, durations, memory)
         theirs = job_cost(naive, job, naive_time, naive_mem)
-        label = job.name if job.polls != 1 else "seed sensor job as written"
+        label = job.name if job.polls != 1 else "sensor job as written"
         polls = f" ({job.polls} poll{'s' if job.polls != 1 else ''})" if job.polls else ""
         figures.append(
             Figure(
@@ -460,7 +460,7 @@ def run(quick: bool = False) -> list[Figure]:
 def model_checks(formica: DesignCounts, jobs: Mapping[str, Any]) -> list[Figure]:
     """The per-attempt model against whole jobs counted in the same run (ratio 1.00x: the model holds)."""
     figures = []
-    for name, label in (("sensor-job", "seed sensor job"), ("ten-shell", "10-task shell job")):
+    for name, label in (("sensor-job", "sensor job"), ("ten-shell", "10-task shell job")):
         run = jobs[name]
         if name == "sensor-job":
             first = run.attempts.get("first", 1)

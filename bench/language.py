@@ -155,9 +155,9 @@ def run(quick: bool = False) -> list[Figure]:
     seed = seed_definition()
     figures: list[Figure] = []
     if seed is None:
-        figures.append(Figure(BENCHMARK, "seed job", None, "", note=f"skipped: {SEED_JOB_MD} is absent"))
+        figures.append(Figure(BENCHMARK, "sensor job", None, "", note=f"skipped: {SEED_JOB_MD} is absent"))
     else:
-        cases.insert(0, ("seed job", seed))
+        cases.insert(0, ("sensor job", seed))
     for label, text in cases:
         result = measure(label, text, repeats)
         figures += [

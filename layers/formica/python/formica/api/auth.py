@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from formica.api.errors import UnauthorizedError
-from formica.api.services import get_services
 from formica.store.tokens import TokenRepository
 
 # requestContext.authorizer keys (contract between the authorizer, API Gateway and the API Lambda).
@@ -53,6 +52,9 @@ def bearer_token(authorization: str | None) -> str:
 def authorize(token: str, tokens: TokenRepository | None = None) -> Principal:
     """The principal of an active token; UnauthorizedError for a missing, unknown, expired or revoked one."""
     if tokens is None:
+        # Cold start: the authorizer builds no services but the token store.
+        from formica.api.services import get_services  # noqa: PLC0415
+
         tokens = get_services().tokens
     item = tokens.find_active(token)
     if item is None:

@@ -12,17 +12,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from formica.jobs.errors import DefinitionError
-from formica.store.definitions import DefinitionNotFoundError
-from formica.store.pagination import InvalidCursorError
-from formica.store.requests import (
-    RequestFinishedError,
-    RequestNotFinishedError,
-    RequestNotFoundError,
-    StepConflictError,
-)
-from formica.store.tokens import TokenNotFoundError
-
 
 class ErrorDetail(BaseModel):
     """One reason a request was refused; ``line`` and ``task_type`` point into an uploaded definition."""
@@ -141,6 +130,18 @@ def to_api_error(exc: BaseException) -> ApiError:
 
     if isinstance(exc, RequestUnsupportedContentType):
         return UnsupportedMediaTypeError("send JSON (Content-Type: application/json)")
+    # Cold start: the authorizer maps its errors here and never loads the language or these stores.
+    from formica.jobs.errors import DefinitionError  # noqa: PLC0415
+    from formica.store.definitions import DefinitionNotFoundError  # noqa: PLC0415
+    from formica.store.pagination import InvalidCursorError  # noqa: PLC0415
+    from formica.store.requests import (  # noqa: PLC0415
+        RequestFinishedError,
+        RequestNotFinishedError,
+        RequestNotFoundError,
+        StepConflictError,
+    )
+    from formica.store.tokens import TokenNotFoundError  # noqa: PLC0415
+
     if isinstance(exc, DefinitionError):
         return ValidationApiError("invalid job definition", _problem_details(list(exc.problems)))
     if isinstance(exc, DefinitionNotFoundError):

@@ -12,41 +12,68 @@ pass their own.
 - ``start_request``, ``cancel_request``, ``restart_request``, ``trigger_now``, ``start_waiting``:
   what the API asks of a request and of a job type's queue.
 - ``handle_event``: the scheduler function (the sweep and cron fires).
+
+The names are loaded on first use (PEP 562), as in ``formica.jobs``: a task Lambda's cold start
+does not import admission, the container service or the ECS and EKS runners it never calls.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+if TYPE_CHECKING:
+    from formica.runtime.attempts import TaskEvent, run_http_task, run_shell_task
+    from formica.runtime.deps import ContainerRuntimeError, Runtime
+    from formica.runtime.executions import ContinueEvent, ExecutionError, cancel_request, continue_execution
+    from formica.runtime.launch import ContainerLaunchError, LaunchEvent, launch_container
+    from formica.runtime.scheduling import (
+        handle_event,
+        restart_request,
+        start_request,
+        start_waiting,
+        trigger_now,
+    )
+    from formica.runtime.walker import AdvanceEvent, advance, run_task_attempt
+    from formica.runtime.wiring import (
+        build_container_service,
+        build_runtime,
+        default_container_service,
+        get_runtime,
+        install_container_service,
+        reset_container_service,
+        reset_runtime,
+    )
 
-from formica.jobs.models import RunnerKind
-from formica.runtime import attempts
-from formica.runtime.deps import ContainerRuntimeError, Runtime
-from formica.runtime.executions import (
-    ContinueEvent,
-    ExecutionError,
-    cancel_request,
-    continue_execution,
-)
-from formica.runtime.launch import ContainerLaunchError, LaunchEvent, launch_container
-from formica.runtime.scheduling import (
-    handle_event,
-    restart_request,
-    start_request,
-    start_waiting,
-    trigger_now,
-)
-from formica.runtime.walker import AdvanceEvent, advance, run_task_attempt
-from formica.runtime.wiring import (
-    build_container_service,
-    build_runtime,
-    default_container_service,
-    get_runtime,
-    install_container_service,
-    reset_container_service,
-    reset_runtime,
-)
+_WHERE = {
+    "TaskEvent": "attempts",
+    "run_http_task": "attempts",
+    "run_shell_task": "attempts",
+    "ContainerRuntimeError": "deps",
+    "Runtime": "deps",
+    "ContinueEvent": "executions",
+    "ExecutionError": "executions",
+    "cancel_request": "executions",
+    "continue_execution": "executions",
+    "ContainerLaunchError": "launch",
+    "LaunchEvent": "launch",
+    "launch_container": "launch",
+    "handle_event": "scheduling",
+    "restart_request": "scheduling",
+    "start_request": "scheduling",
+    "start_waiting": "scheduling",
+    "trigger_now": "scheduling",
+    "AdvanceEvent": "walker",
+    "advance": "walker",
+    "run_task_attempt": "walker",
+    "build_container_service": "wiring",
+    "build_runtime": "wiring",
+    "default_container_service": "wiring",
+    "get_runtime": "wiring",
+    "install_container_service": "wiring",
+    "reset_container_service": "wiring",
+    "reset_runtime": "wiring",
+}
 
 __all__ = [
     "AdvanceEvent",
@@ -79,50 +106,14 @@ __all__ = [
 ]
 
 
-class TaskEvent(BaseModel):
-    """What a task Lambda receives: the request and the step of the decision to run."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    request_id: str
-    step: int
-
-
-def _task_event(event: TaskEvent | dict[str, Any]) -> TaskEvent:
-    return event if isinstance(event, TaskEvent) else TaskEvent.model_validate(event)
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'formica.runtime' has no attribute {name!r}")
+    value = getattr(import_module(f"formica.runtime.{module}"), name)
+    globals()[name] = value
+    return value
 
 
-def run_http_task(
-    event: TaskEvent | dict[str, Any],
-    runtime: Runtime,
-    *,
-    time_left_seconds: float | None = None,
-) -> dict[str, Any]:
-    """The HttpTask Lambda's service: one HTTP attempt, then the next decision."""
-    parsed = _task_event(event)
-    return run_task_attempt(
-        parsed.request_id,
-        parsed.step,
-        RunnerKind.HTTP,
-        attempts.run_http_attempt,
-        runtime,
-        time_left_seconds=time_left_seconds,
-    )
-
-
-def run_shell_task(
-    event: TaskEvent | dict[str, Any],
-    runtime: Runtime,
-    *,
-    time_left_seconds: float | None = None,
-) -> dict[str, Any]:
-    """The ShellTask Lambda's service: one shell attempt in a fresh directory, then the next decision."""
-    parsed = _task_event(event)
-    return run_task_attempt(
-        parsed.request_id,
-        parsed.step,
-        RunnerKind.SHELL,
-        attempts.run_shell_attempt,
-        runtime,
-        time_left_seconds=time_left_seconds,
-    )
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,7 +1,9 @@
-"""Runner adapters for one attempt: working directories, dependencies and artifacts around a runner.
+"""The task Lambdas' services, and the runner adapters they run one attempt with.
 
+``run_http_task`` / ``run_shell_task`` claim, run and record one attempt, then advance the walk.
 Each adapter has the ``AttemptRunner`` shape ``(task, ctx, scope) -> TaskOutcome`` that
-``Walker.run_attempt`` calls after it has claimed the attempt.
+``Walker.run_attempt`` calls after it has claimed the attempt: working directories, dependencies
+and artifacts around a runner.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from formica.jobs.models import TaskDefinition
+from pydantic import BaseModel, ConfigDict
+
+from formica.jobs.models import RunnerKind, TaskDefinition
 from formica.runners.artifacts import (
     ERR_ARTIFACTS_DOWNLOAD,
     ArtifactError,
@@ -20,7 +25,8 @@ from formica.runners.artifacts import (
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runners.local_container import LocalContainerMode, run_local_container
 from formica.runners.shell import fresh_workdir, run_shell
-from formica.runtime.walker import AttemptScope, attempt_succeeded
+from formica.runtime.deps import Runtime
+from formica.runtime.walker import AttemptScope, attempt_succeeded, run_task_attempt
 
 
 def run_http_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
@@ -92,3 +98,52 @@ def local_container_runner(mode: str) -> Callable[[TaskDefinition, TaskContext, 
         return run_local_container(task, ctx, workdir=workdir, mode=chosen)
 
     return in_workdir(run)
+
+
+class TaskEvent(BaseModel):
+    """What a task Lambda receives: the request and the step of the decision to run."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str
+    step: int
+
+
+def _task_event(event: TaskEvent | dict[str, Any]) -> TaskEvent:
+    return event if isinstance(event, TaskEvent) else TaskEvent.model_validate(event)
+
+
+def run_http_task(
+    event: TaskEvent | dict[str, Any],
+    runtime: Runtime,
+    *,
+    time_left_seconds: float | None = None,
+) -> dict[str, Any]:
+    """The HttpTask Lambda's service: one HTTP attempt, then the next decision."""
+    parsed = _task_event(event)
+    return run_task_attempt(
+        parsed.request_id,
+        parsed.step,
+        RunnerKind.HTTP,
+        run_http_attempt,
+        runtime,
+        time_left_seconds=time_left_seconds,
+    )
+
+
+def run_shell_task(
+    event: TaskEvent | dict[str, Any],
+    runtime: Runtime,
+    *,
+    time_left_seconds: float | None = None,
+) -> dict[str, Any]:
+    """The ShellTask Lambda's service: one shell attempt in a fresh directory, then the next decision."""
+    parsed = _task_event(event)
+    return run_task_attempt(
+        parsed.request_id,
+        parsed.step,
+        RunnerKind.SHELL,
+        run_shell_attempt,
+        runtime,
+        time_left_seconds=time_left_seconds,
+    )

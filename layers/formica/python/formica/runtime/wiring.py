@@ -11,19 +11,29 @@ with fakes, or by hand) and pass it explicitly.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from formica.runners.ecs import EcsLaunchConfig, EcsRunner
-from formica.runners.eks import EksJobRunner, EksRunnerError, build_eks_runner
-from formica.runtime.containers import ContainerService, Reporter, WalkReporter
 from formica.runtime.deps import ContainerControl, Runtime
-from formica.runtime.scheduling import request_finished
 from formica.settings import FormicaSettings, get_settings
 from formica.store.blobs import S3BlobStore
-from formica.store.container_logs import CloudWatchContainerLogs
-from formica.store.container_runs import DynamoContainerRunRepository
 from formica.store.definitions import DefinitionRepository
-from formica.store.requests import RequestRepository
+from formica.store.requests import JobRequestItem, RequestRepository
 from formica.store.state_machine import StepFunctionsStateMachine
+
+if TYPE_CHECKING:
+    from formica.runners.ecs import EcsRunner
+    from formica.runners.eks import EksJobRunner
+    from formica.runtime.containers import ContainerService, Reporter
+
+# Admission and the container service are imported when first used, not with this module: every
+# handler imports the wiring, and a task Lambda's cold start would otherwise load the slot store,
+# the ECS and EKS runners and the container service it never calls.
+
+
+def _request_finished(runtime: Runtime, request: JobRequestItem) -> None:
+    from formica.runtime.scheduling import request_finished  # noqa: PLC0415 - cold start, see above
+
+    request_finished(runtime, request)
 
 
 def _process_containers(runtime: Runtime) -> ContainerControl:
@@ -39,7 +49,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         definitions=DefinitionRepository(resolved.table_name),
         blobs=S3BlobStore(resolved.bucket_name),
         state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),
-        request_ended=request_finished,
+        request_ended=_request_finished,
         container_factory=_process_containers,
     )
 
@@ -66,6 +76,13 @@ def build_container_service(
     The reporter defaults to ``WalkReporter`` on ``runtime`` (the process's by default: the
     deployed walk); pass ``DirectReporter`` when no job request stands behind the runs.
     """
+    # Cold start, see above: only the container functions and a cancel build the container service.
+    from formica.runners.ecs import EcsLaunchConfig, EcsRunner  # noqa: PLC0415
+    from formica.runners.eks import EksRunnerError, build_eks_runner  # noqa: PLC0415
+    from formica.runtime.containers import ContainerService, WalkReporter  # noqa: PLC0415
+    from formica.store.container_logs import CloudWatchContainerLogs  # noqa: PLC0415
+    from formica.store.container_runs import DynamoContainerRunRepository  # noqa: PLC0415
+
     resolved = settings or get_settings()
     blobs = S3BlobStore(resolved.bucket_name)
 
