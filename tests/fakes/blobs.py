@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from formica.store.blobs import DEFAULT_CONTENT_TYPE, BlobInfo, BlobNotFoundError, BlobStore
+from formica.store.blobs import DEFAULT_CONTENT_TYPE, BlobInfo, BlobNotFoundError, BlobStore, PresignedPost
 
 
 class InMemoryBlobStore(BlobStore):
@@ -43,6 +43,15 @@ class InMemoryBlobStore(BlobStore):
     def presign_get(self, key: str, expires_seconds: int) -> str:
         # Like S3, presigning does not check that the key exists.
         return f"memory://blobs/{key}?expires={expires_seconds}"
+
+    def presign_post(self, prefix: str, *, max_bytes: int, expires_seconds: int) -> PresignedPost:
+        return PresignedPost(
+            url=f"memory://blobs/{prefix}",
+            fields={"policy": "memory"},
+            prefix=prefix,
+            max_bytes=max_bytes,
+            expires_at=datetime.now(UTC) + timedelta(seconds=expires_seconds),
+        )
 
     def delete_prefix(self, prefix: str) -> int:
         with self._lock:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,18 @@ class BlobInfo:
     modified_at: datetime
     sha256: str = ""
     content_type: str = DEFAULT_CONTENT_TYPE
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    """An upload grant without credentials: POST a form of ``fields`` plus ``key`` (starting with
+    ``prefix``), ``Content-Type`` and ``file`` to ``url`` until ``expires_at``."""
+
+    url: str
+    fields: dict[str, str]
+    prefix: str
+    max_bytes: int
+    expires_at: datetime
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -76,6 +88,11 @@ class BlobStore(ABC):
     @abstractmethod
     def presign_get(self, key: str, expires_seconds: int) -> str:
         """A URL that downloads the blob without credentials until it expires."""
+
+    @abstractmethod
+    def presign_post(self, prefix: str, *, max_bytes: int, expires_seconds: int) -> PresignedPost:
+        """A grant to upload blobs whose keys start with ``prefix`` (which should end in "/"), each
+        at most ``max_bytes``, until it expires; nothing else can be written with it."""
 
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
@@ -147,6 +164,29 @@ class S3BlobStore(BlobStore):
         except (ClientError, BotoCoreError) as exc:
             raise BlobStoreError(f"could not presign {key!r}: {exc}") from exc
         return url
+
+    def presign_post(self, prefix: str, *, max_bytes: int, expires_seconds: int) -> PresignedPost:
+        try:
+            post = self._client.generate_presigned_post(
+                Bucket=self._bucket,
+                Key=prefix + "${filename}",
+                Conditions=[
+                    ["starts-with", "$key", prefix],
+                    ["content-length-range", 0, max_bytes],
+                    ["starts-with", "$Content-Type", ""],
+                ],
+                ExpiresIn=expires_seconds,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise BlobStoreError(f"could not presign an upload to {prefix!r}: {exc}") from exc
+        fields = {name: str(value) for name, value in post["fields"].items() if name != "key"}
+        return PresignedPost(
+            url=str(post["url"]),
+            fields=fields,
+            prefix=prefix,
+            max_bytes=max_bytes,
+            expires_at=datetime.now(UTC) + timedelta(seconds=expires_seconds),
+        )
 
     def delete_prefix(self, prefix: str) -> int:
         deleted = 0
