@@ -83,6 +83,9 @@ class FormicaFunction(Construct):
         Settings for this function only, added to ``defaults.environment``.
     reserved_concurrency
         Caps concurrent executions, to protect what the function calls; ``None`` for no cap.
+    tracing
+        Active X-Ray tracing (its role then may write trace segments); off for the SHELL sandbox,
+        whose role may write its own logs and nothing else.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class FormicaFunction(Construct):
         memory_size: int = 256,
         ephemeral_storage: Size | None = None,
         reserved_concurrency: int | None = None,
+        tracing: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self.folder = folder
@@ -130,7 +134,7 @@ class FormicaFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
-            tracing=lambda_.Tracing.ACTIVE,
+            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
             timeout=timeout,
             memory_size=memory_size,
             ephemeral_storage_size=ephemeral_storage,
@@ -142,12 +146,13 @@ class FormicaFunction(Construct):
             },
         )
         self.log_group.grant_write(self.role)
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Only xray:PutTraceSegments and xray:PutTelemetryRecords (added by active tracing) use '*': "
-            "X-Ray has no resource-level permissions for them.",
-        )
+        if tracing:
+            acknowledge(
+                self.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "Only xray:PutTraceSegments and xray:PutTelemetryRecords (added by active tracing) use "
+                "'*': X-Ray has no resource-level permissions for them.",
+            )
         acknowledge(
             self.function,
             "AwsSolutions-L1",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Size, Stack
@@ -83,6 +84,9 @@ class Orchestration(Construct):
         The ASL file with ``${AdvanceFunctionArn}``-style placeholders.
     state_machine_name
         The state machine's explicit name (its ARN is in every function's settings).
+    http_allowed_networks
+        Non-public networks HTTP tasks may call (CIDRs; context ``http_allowed_networks``): the
+        http_task function's ``FORMICA_HTTP_ALLOWED_NETWORKS``. Empty: public addresses only.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Orchestration(Construct):
         storage: Storage,
         platform: ContainerPlatform,
         defaults: FunctionDefaults,
+        http_allowed_networks: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         definition, placeholders = read_definition(definition_file)
@@ -117,6 +122,11 @@ class Orchestration(Construct):
             defaults=defaults,
             timeout=TASK_TIMEOUT,
             memory_size=512,
+            environment=(
+                {"FORMICA_HTTP_ALLOWED_NETWORKS": ",".join(http_allowed_networks)}
+                if http_allowed_networks
+                else None
+            ),
             # No reserved concurrency for the task Lambdas: attempts run for minutes, so a throttled
             # invocation would outlast the state machine's retry budget for
             # Lambda.TooManyRequestsException (about 30 s) and fail the task. Per-job-type
@@ -132,6 +142,31 @@ class Orchestration(Construct):
             memory_size=1024,
             ephemeral_storage=Size.mebibytes(2048),
             environment={"FORMICA_WORK_ROOT": "/tmp"},
+        )
+        # The sandbox SHELL scripts run in: tenants' code, so its role may write its own logs and
+        # nothing else, and its environment holds no setting of the stack (no table, bucket or
+        # state machine name). The shell-task function renders the attempt, hands it over with
+        # presigned grants for this attempt only, and waits for the answer.
+        self.shell_sandbox = FormicaFunction(
+            self,
+            "ShellSandbox",
+            folder="shell_sandbox",
+            description="Run one SHELL attempt without credentials to Formica's data (tenants' code)",
+            defaults=replace(defaults, environment={}),
+            timeout=TASK_TIMEOUT,
+            memory_size=1024,
+            ephemeral_storage=Size.mebibytes(2048),
+            environment={"FORMICA_WORK_ROOT": "/tmp", "FORMICA_SANDBOX_SCRUB": "all"},
+            tracing=False,
+        )
+        self.shell_task.function.add_environment(
+            "FORMICA_SHELL_SANDBOX_FUNCTION", self.shell_sandbox.function.function_name
+        )
+        # The function itself only (grant_invoke would add its versions and aliases, ":*").
+        self.shell_task.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[self.shell_sandbox.function_arn]
+            )
         )
         self.launch = FormicaFunction(
             self,

@@ -69,12 +69,19 @@ class DevHandle:
         return int(self.process.returncode)
 
 
-def start_dev(log_dir: Path, *, port: int | None = None, token: str | None = None) -> DevHandle:
+def start_dev(
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    token: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> DevHandle:
     """Start `formica dev` and return once GET /api/health answers 200."""
     chosen = port or free_port()
     secret = token or new_token()
     log_path = log_dir / f"formica-dev-{chosen}.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
+    env.update(extra_env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "formica.cli.dev", "--port", str(chosen), "--token", secret],

@@ -38,7 +38,9 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     # Container completions commit the walk's step themselves (D13), so they can end a request too.
     "advance": BASE | TABLE | {"states:StartExecution"},
     "http_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution"},
-    "shell_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution"},
+    "shell_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution", "lambda:InvokeFunction"},
+    # Tenants' SHELL scripts: its own logs and nothing else (no table, bucket, states, keys, secrets).
+    "shell_sandbox": LOGS,
     "launch": BASE
     | TABLE
     | {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask", "iam:PassRole"}
@@ -268,3 +270,33 @@ def test_eks_cluster_is_described_by_the_functions_that_talk_to_kubernetes(varia
             assert resources_of(statement) == ["arn:aws:eks:eu-west-1:123456789012:cluster/jobs"]
             users.add(folder)
     assert users == EKS_USERS
+
+
+def test_only_the_shell_task_function_may_invoke_the_sandbox(synth: Synth) -> None:
+    sandbox_id = synth.functions()["shell_sandbox"][0]
+    invokers = []
+    for folder in synth.functions():
+        for statement in synth.statements_granting(synth.role_of(folder), "lambda:InvokeFunction"):
+            if any(sandbox_id in resource for resource in resources_of(statement)):
+                invokers.append(folder)
+                assert resources_of(statement) == [f"<{sandbox_id}.Arn>"]
+    assert invokers == ["shell_task"]
+    # No resource policy opens it to anyone else (a Lambda permission would).
+    permissions = synth.of_type("AWS::Lambda::Permission").values()
+    assert not [p for p in permissions if sandbox_id in str(p["Properties"]["FunctionName"])]
+    # And the state machine does not invoke it: only the trusted shell-task function does.
+    machine_statements = [
+        statement
+        for statement in all_statements(synth)
+        if "lambda:InvokeFunction" in actions_of(statement)
+        and any(sandbox_id in resource for resource in resources_of(statement))
+    ]
+    assert len(machine_statements) == 1
+
+
+def test_the_sandbox_role_holds_no_data_action(synth: Synth) -> None:
+    actions = synth.actions_of_role(synth.role_of("shell_sandbox"))
+    forbidden = ("dynamodb:", "s3:", "states:", "kms:", "secretsmanager:", "ssm:", "lambda:", "iam:", "sts:")
+    assert not [action for action in actions if action.startswith(forbidden)]
+    role = synth.of_type("AWS::IAM::Role")[synth.role_of("shell_sandbox")]["Properties"]
+    assert not role.get("ManagedPolicyArns"), "no managed policy may widen it"

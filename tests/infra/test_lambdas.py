@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from formica.settings import FormicaSettings
 
@@ -16,6 +17,7 @@ FOLDERS = {
     "advance",
     "http_task",
     "shell_task",
+    "shell_sandbox",
     "launch",
     "continue_execution",
     "container_events",
@@ -33,6 +35,12 @@ COMMON_SETTINGS = {
 # Protects: ECS's RegisterTaskDefinition/RunTask rate limits, and one sweep at a time. Never on
 # the long-running task Lambdas (a throttle there would outlast the ASL's retry budget).
 RESERVED_CONCURRENCY = {"launch": 10, "reconciler": 1, "scheduler": 2}
+# Tenants' SHELL scripts run here: no setting of the stack, no tracing (its role writes its logs only).
+SANDBOX = "shell_sandbox"
+
+
+def trusted_functions(synth: Synth) -> dict[str, tuple[str, dict[str, Any]]]:
+    return {folder: function for folder, function in synth.functions().items() if folder != SANDBOX}
 
 
 def test_every_function_folder_is_deployed_once(synth: Synth) -> None:
@@ -61,8 +69,11 @@ def test_layer_targets_the_function_runtime(synth: Synth) -> None:
 def test_functions_trace_and_log_json_to_their_own_log_group(synth: Synth) -> None:
     log_groups = synth.of_type("AWS::Logs::LogGroup")
     used = []
-    for _, properties in synth.functions().values():
-        assert properties["TracingConfig"] == {"Mode": "Active"}
+    for folder, (_, properties) in synth.functions().items():
+        if folder == SANDBOX:
+            assert "TracingConfig" not in properties or properties["TracingConfig"] == {"Mode": "PassThrough"}
+        else:
+            assert properties["TracingConfig"] == {"Mode": "Active"}
         logging = properties["LoggingConfig"]
         assert logging["LogFormat"] == "JSON"
         assert logging["ApplicationLogLevel"] == "INFO"
@@ -82,7 +93,7 @@ def test_log_retention_follows_context(variant: Synth) -> None:
 
 def test_settings_are_formica_settings_fields(synth: Synth, variant: Synth) -> None:
     fields = {f"FORMICA_{name.upper()}" for name in FormicaSettings.model_fields}
-    stacks = [synth.functions().items(), variant.functions().items()]
+    stacks = [trusted_functions(synth).items(), trusted_functions(variant).items()]
     for folder, (_, properties) in [function for functions in stacks for function in functions]:
         variables = properties["Environment"]["Variables"]
         assert variables["POWERTOOLS_SERVICE_NAME"] == "formica"
@@ -105,7 +116,7 @@ def test_the_api_gets_the_schedule_and_cors_settings(variant: Synth) -> None:
 def test_state_machine_arn_setting_is_the_deployed_state_machine(synth: Synth) -> None:
     (machine,) = synth.of_type("AWS::StepFunctions::StateMachine").values()
     name = machine["Properties"]["StateMachineName"]
-    for _, properties in synth.functions().values():
+    for _, properties in trusted_functions(synth).values():
         setting = properties["Environment"]["Variables"]["FORMICA_STATE_MACHINE_ARN"]
         # A formatted ARN, not a Ref: continue_execution is invoked by that state machine.
         assert setting["Fn::Join"][1][-1] == f":stateMachine:{name}"
@@ -140,3 +151,21 @@ def test_a_function_without_its_handler_file_is_flagged(synth: Synth) -> None:
         and (match := re.match(r"functions/(\w+)/app.py does not exist", str(entry["data"])))
     }
     assert warned == {folder for folder in FOLDERS if not (FUNCTIONS_DIR / folder / "app.py").is_file()}
+
+
+def test_the_shell_sandbox_knows_no_setting_of_the_stack(synth: Synth) -> None:
+    # Given the function tenants' SHELL scripts run in
+    _, sandbox = synth.functions()[SANDBOX]
+    variables = sandbox["Environment"]["Variables"]
+    # Then its environment names no table, bucket, state machine or cluster, and it scrubs itself
+    assert not {name for name in variables if name.startswith("FORMICA_")} - {
+        "FORMICA_WORK_ROOT",
+        "FORMICA_SANDBOX_SCRUB",
+    }
+    assert variables["FORMICA_SANDBOX_SCRUB"] == "all"
+    assert sandbox["EphemeralStorage"] == {"Size": 2048}
+    # And the shell-task function is told its name
+    _, shell = synth.functions()["shell_task"]
+    assert shell["Environment"]["Variables"]["FORMICA_SHELL_SANDBOX_FUNCTION"] == {
+        "Ref": synth.functions()[SANDBOX][0]
+    }

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 
 
 class SettingsError(RuntimeError):
@@ -45,6 +46,8 @@ class FormicaSettings(BaseModel):
     eks_namespace: str = "default"
     # Where SHELL tasks get their fresh working directories (Lambda: /tmp).
     work_root: str | None = None
+    # The function SHELL attempts run in (a sandbox holding no data credentials); unset: in-process.
+    shell_sandbox_function: str | None = None
     # Presigned download URLs live this long.
     presign_seconds: int = 300
     # Cron triggers: the EventBridge Scheduler group holding one schedule per definition,
@@ -55,6 +58,21 @@ class FormicaSettings(BaseModel):
     # Browser origins allowed to read the API's answers (comma-separated, or "*"); unset: no CORS.
     # The stack sets it from the same cors_origins value as API Gateway's preflight answers.
     cors_origins: str | None = None
+    # The Secrets Manager secret (name or ARN) whose text signs pagination cursors; the stack sets it
+    # on the API function. Unset (`formica dev`, tests): a random key per process (store.pagination).
+    cursor_key_secret: str | None = None
+    # HTTP tasks reach public addresses only, plus these networks (comma-separated CIDRs, e.g.
+    # "10.0.0.0/8,fd00::/8"); unset: nothing loopback, private, link-local or metadata
+    # (formica.runners.egress). The stack sets it on the http_task function from the
+    # http_allowed_networks context; `formica dev` adds loopback unless --strict-egress.
+    http_allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+
+    @field_validator("http_allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
 
 def _from_environment() -> dict[str, str]:

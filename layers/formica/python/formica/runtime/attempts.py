@@ -24,17 +24,28 @@ from formica.runners.artifacts import (
 )
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runners.local_container import LocalContainerMode, run_local_container
+from formica.runners.sandbox import (
+    ERR_SANDBOX,
+    SandboxContext,
+    SandboxRequest,
+    SandboxUpload,
+    trusted_outcome,
+)
 from formica.runners.shell import fresh_workdir, run_shell
 from formica.runtime.deps import Runtime
 from formica.runtime.walker import AttemptScope, attempt_succeeded, run_task_attempt
+from formica.store.blobs import BlobStoreError
+from formica.store.functions import FunctionInvokeError
+from formica.store.schema import artifact_key, cancel_marker_key
 
 
 def run_http_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
-    """An HTTP task attempt: the HTTP runner with the process's shared client."""
+    """An HTTP task attempt: the HTTP runner with the process's shared client, whose egress guard
+    opens the networks of the setting ``http_allowed_networks`` (none: public addresses only)."""
     # Cold start: only http_task sends HTTP; every other handler would pay for httpx at import.
     from formica.runners.http import run_http, shared_client  # noqa: PLC0415
 
-    return run_http(task, ctx, client=shared_client())
+    return run_http(task, ctx, client=shared_client(scope.runtime.settings.http_allowed_networks))
 
 
 def _work_root(scope: AttemptScope) -> Path | None:
@@ -86,8 +97,83 @@ def _shell(task: TaskDefinition, ctx: TaskContext, workdir: Path) -> TaskOutcome
     return run_shell(task, ctx, workdir=workdir)
 
 
-run_shell_attempt = in_workdir(_shell)
-"""A SHELL task attempt in a fresh working directory."""
+run_shell_here = in_workdir(_shell)
+"""A SHELL task attempt in a fresh working directory of this process (``formica dev``, tests)."""
+
+SANDBOX_GRANT_MARGIN_SECONDS = 300
+"""A sandbox's grants outlive its attempt's timeout by this much (the uploads come after)."""
+SANDBOX_ARTIFACT_MAX_BYTES = 2 * 1024**3
+"""The largest artifact a sandbox may upload: its ephemeral storage (2 GiB)."""
+
+
+def run_shell_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
+    """A SHELL task attempt: in the sandbox function when one is configured (AWS), else here."""
+    function = scope.runtime.settings.shell_sandbox_function
+    if function:
+        return run_in_sandbox(function, task, ctx, scope)
+    return run_shell_here(task, ctx, scope)
+
+
+def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> SandboxRequest:
+    """What the sandbox gets for one attempt: the task, its context, and grants for this attempt only
+    (a GET per dependency, one POST limited to the task's artifact prefix, the cancel marker)."""
+    blobs = scope.runtime.blobs
+    expires = int(ctx.timeout_seconds) + SANDBOX_GRANT_MARGIN_SECONDS
+    upload = None
+    if task.artifacts is not None and task.artifacts.paths:
+        grant = blobs.presign_post(
+            artifact_key(ctx.org, ctx.request_id, ctx.task_type, ""),
+            max_bytes=SANDBOX_ARTIFACT_MAX_BYTES,
+            expires_seconds=expires,
+        )
+        upload = SandboxUpload(
+            url=grant.url,
+            fields=grant.fields,
+            prefix=grant.prefix,
+            max_bytes=grant.max_bytes,
+            expires_at=grant.expires_at.isoformat(),
+        )
+    return SandboxRequest(
+        task=task.model_dump(mode="json", exclude_none=True, by_alias=True),
+        context=SandboxContext(
+            org=ctx.org,
+            request_id=ctx.request_id,
+            job_type=ctx.job_type,
+            task_type=ctx.task_type,
+            attempt=ctx.attempt,
+            timeout_seconds=ctx.timeout_seconds,
+            params=ctx.params,
+        ),
+        dependencies={key: blobs.presign_get(key, expires) for key in _dependency_keys(task, scope)},
+        upload=upload,
+        cancel_url=blobs.presign_get(cancel_marker_key(ctx.org, ctx.request_id), expires),
+        success_exit_codes=[
+            code for code in map(str, range(256)) if attempt_succeeded(task, TaskOutcome(exit_code=code))
+        ],
+    )
+
+
+def run_in_sandbox(function: str, task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
+    """Hand the attempt to the sandbox function and keep what can be checked of its answer."""
+    invoker = scope.runtime.functions
+    if invoker is None:
+        return TaskOutcome(error_code=ERR_SANDBOX, error_message="no function invoker for the SHELL sandbox")
+    try:
+        request = sandbox_request(task, ctx, scope)
+    except BlobStoreError as exc:
+        return TaskOutcome(error_code=ERR_SANDBOX, error_message=f"could not grant the sandbox: {exc}")
+    try:
+        answer = invoker.invoke(function, request.model_dump(mode="json"))
+    except FunctionInvokeError as exc:
+        return TaskOutcome(error_code=ERR_SANDBOX, error_message=str(exc), log=f"[{ERR_SANDBOX}: {exc}]\n")
+    prefix = artifact_key(ctx.org, ctx.request_id, ctx.task_type, "")
+    try:
+        outcome = trusted_outcome(answer, artifact_prefix=prefix)
+    except ValueError as exc:
+        message = f"the sandbox answered something that is not an outcome: {exc}"[:2000]
+        return TaskOutcome(error_code=ERR_SANDBOX, error_message=message)
+    outcome.log += f"[ran in the SHELL sandbox {function}]\n"
+    return outcome
 
 
 def local_container_runner(mode: str) -> Callable[[TaskDefinition, TaskContext, AttemptScope], TaskOutcome]:

@@ -22,6 +22,7 @@ from formica.jobs.models import TaskDefinition
 from formica.runners.base import TaskContext
 from formica.settings import FormicaSettings
 from formica.store.blobs import BlobStore
+from formica.store.functions import FunctionInvoker
 from formica.store.requests import JobRequestItem, RequestRepository
 from formica.store.state_machine import StateMachine
 
@@ -83,6 +84,8 @@ class Runtime:
     request_ended: RequestEnded
     container_factory: Callable[[Runtime], ContainerControl]
     now: Callable[[], datetime] = _utc_now
+    functions: FunctionInvoker | None = None
+    """Other Lambda functions (the SHELL sandbox); None where SHELL attempts run in-process."""
     _raw_yaml: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

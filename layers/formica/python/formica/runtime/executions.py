@@ -28,7 +28,9 @@ from formica.engine.walk import (
 )
 from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.walker import CANCELLED_ERROR, Walker
+from formica.store.blobs import BlobStoreError
 from formica.store.requests import JobRequestItem, RequestNotFoundError, now_iso
+from formica.store.schema import cancel_marker_key
 from formica.store.state_machine import StateMachineError
 
 logger = logging.getLogger(__name__)
@@ -174,6 +176,8 @@ def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestIte
         # Conditional: a COMPLETED or SKIPPED record keeps its state, and a missing one is never
         # created as a partial item.
         rt.requests.cancel_task(request_id, current.seq, error_code=ERR_TASK_CANCELLED, ended_at=now_iso())
+    if rt.settings.shell_sandbox_function:
+        _mark_cancelled_for_sandboxes(rt, cancelled)
     if rt.settings.container_runtime == "ecs":
         _stop_cloud_containers(rt, request_id)
     if cancelled.task_token:
@@ -191,6 +195,18 @@ def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestIte
                 "could not stop the execution", extra={"request_id": request_id, "error": str(exc)}
             )
     return rt.requests.get(request_id) or cancelled
+
+
+def _mark_cancelled_for_sandboxes(rt: Runtime, request: JobRequestItem) -> None:
+    """A SHELL sandbox holds no credentials to read the request: it polls the cancel marker through a
+    presigned GET and kills its script when the marker appears."""
+    try:
+        rt.blobs.put_bytes(cancel_marker_key(request.org, request.request_id), b"cancelled\n", "text/plain")
+    except BlobStoreError as exc:
+        logger.warning(
+            "cancel marker not written; a sandboxed script runs to its timeout",
+            extra={"request_id": request.request_id, "error": str(exc)},
+        )
 
 
 def _stop_cloud_containers(rt: Runtime, request_id: str) -> None:

@@ -17,6 +17,7 @@ from formica.runtime.deps import ContainerControl, Runtime
 from formica.settings import FormicaSettings, get_settings
 from formica.store.blobs import S3BlobStore
 from formica.store.definitions import DefinitionRepository
+from formica.store.functions import LambdaFunctionInvoker
 from formica.store.requests import JobRequestItem, RequestRepository
 from formica.store.state_machine import StepFunctionsStateMachine
 
@@ -51,6 +52,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),
         request_ended=_request_finished,
         container_factory=_process_containers,
+        functions=LambdaFunctionInvoker() if resolved.shell_sandbox_function else None,
     )
 
 

@@ -21,7 +21,14 @@ _lock = threading.Lock()
 _CLIENT_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"})
 
 
+# A synchronous Lambda invocation waits as long as the function runs (15 minutes at most): the
+# default read timeout (60 s) would cut it off, and a retried invoke would run the attempt twice.
+_INVOKE_CONFIG = Config(read_timeout=960, connect_timeout=10, retries={"max_attempts": 0})
+
+
 def _config_for(service_name: str, endpoint_url: str | None) -> Config:
+    if service_name == "lambda":
+        return _INVOKE_CONFIG
     if service_name != "s3":
         return _CLIENT_CONFIG
     # SigV4 presigned URLs (SigV2 is deprecated); path-style addressing against a local endpoint so

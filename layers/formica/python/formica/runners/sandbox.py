@@ -1,0 +1,256 @@
+"""SHELL attempts in a sandbox: a function that holds no credentials to Formica's data.
+
+The trusted shell-task function renders the task and hands the sandbox a ``SandboxRequest``: the
+task, the attempt's context, a presigned GET URL per dependency, one presigned POST grant limited to
+the task's artifact prefix and a size, and a presigned GET of the request's cancel marker. The
+sandbox (``functions/shell_sandbox``, whose role may write its own logs and nothing else) runs the
+shell exactly as the shell runner does in-process, with dependencies in and artifacts out through
+those grants, and answers a ``TaskOutcome``.
+
+After every attempt the sandbox leaves nothing behind for the next tenant that a warm execution
+environment will serve: ``scrub_environment`` kills every process of its user but itself and its
+ancestors (not only the script's process group) and empties every place it can write (the
+working root and the rest of the temporary directory). That sweep runs only where the process is
+alone with its user (a Lambda execution environment, ``FORMICA_SANDBOX_SCRUB=all``): run in-process
+by ``formica dev`` or a test, the sandbox cleans up only what its own attempt made.
+
+Nothing the sandbox answers is trusted further than it can be checked: the trusted side keeps only
+artifact keys under the attempt's prefix (``trusted_artifacts``), and caps the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from formica.jobs.models import TaskDefinition
+from formica.runners.artifacts import (
+    ERR_ARTIFACTS_DOWNLOAD,
+    ArtifactError,
+    attach_artifacts,
+    download_dependencies,
+)
+from formica.runners.base import LOG_CAP_BYTES, ArtifactInfo, TaskContext, TaskOutcome
+from formica.runners.shell import fresh_workdir, run_shell
+from formica.store.blobs import PresignedPost
+from formica.store.presigned_blobs import PresignedBlobStore
+
+logger = logging.getLogger(__name__)
+
+SCRUB_SETTING = "FORMICA_SANDBOX_SCRUB"
+"""``all`` where the sandbox is alone with its user (the deployed function sets it)."""
+CANCEL_POLL_SECONDS = 2.0
+ERR_SANDBOX = "ERR_SANDBOX"
+
+
+class SandboxContext(BaseModel):
+    """The attempt's context (``TaskContext`` without its callables)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    org: str
+    request_id: str
+    job_type: str
+    task_type: str
+    attempt: int
+    timeout_seconds: float
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SandboxUpload(BaseModel):
+    """A presigned POST grant (``store.blobs.PresignedPost``) as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    fields: dict[str, str]
+    prefix: str
+    max_bytes: int
+    expires_at: str
+
+
+class SandboxRequest(BaseModel):
+    """What the trusted shell-task function sends the sandbox for one attempt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: dict[str, Any]
+    context: SandboxContext
+    dependencies: dict[str, str] = Field(default_factory=dict)
+    """Artifact key -> presigned GET URL."""
+    upload: SandboxUpload | None = None
+    cancel_url: str | None = None
+    """Presigned GET of the request's cancel marker: 404 until the job is cancelled."""
+    success_exit_codes: list[str] = Field(default_factory=lambda: ["0"])
+    """Exit codes the task's routing calls a success (artifacts' ``when`` depends on it)."""
+
+
+def _cancel_probe(url: str | None, client: httpx.Client) -> Callable[[], bool]:
+    """``is_cancelled`` for the shell runner: the cancel marker, read at most every few seconds."""
+    state = {"at": 0.0, "cancelled": False}
+
+    def is_cancelled() -> bool:
+        if url is None or state["cancelled"]:
+            return bool(state["cancelled"])
+        now = time.monotonic()
+        if now - float(state["at"]) >= CANCEL_POLL_SECONDS:
+            state["at"] = now
+            # Unreachable is "not yet": the task's timeout still bounds the attempt.
+            with contextlib.suppress(httpx.HTTPError):
+                state["cancelled"] = client.get(url).status_code == 200
+        return bool(state["cancelled"])
+
+    return is_cancelled
+
+
+def run_sandboxed(request: SandboxRequest, *, work_root: Path | None = None) -> TaskOutcome:
+    """Run one SHELL attempt with only the grants in ``request``; never raises for task problems."""
+    task = TaskDefinition.model_validate(request.task)
+    client = httpx.Client(timeout=30.0, trust_env=False)
+    upload = None
+    if request.upload is not None:
+        grant = request.upload
+        upload = PresignedPost(
+            url=grant.url,
+            fields=grant.fields,
+            prefix=grant.prefix,
+            max_bytes=grant.max_bytes,
+            expires_at=datetime.fromisoformat(grant.expires_at),
+        )
+    store = PresignedBlobStore(request.dependencies, upload, client=client)
+    ctx = TaskContext(**request.context.model_dump(), is_cancelled=_cancel_probe(request.cancel_url, client))
+    workdir = fresh_workdir(ctx, work_root)
+    try:
+        try:
+            download_dependencies(store, list(request.dependencies), workdir)
+        except ArtifactError as exc:
+            return TaskOutcome(error_code=ERR_ARTIFACTS_DOWNLOAD, error_message=str(exc), log=f"[{exc}]\n")
+        outcome = run_shell(task, ctx, workdir=workdir)
+        succeeded = outcome.error_code is None and outcome.exit_code in request.success_exit_codes
+        return attach_artifacts(outcome, task, ctx, workdir=workdir, store=store, succeeded=succeeded)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        client.close()
+
+
+# -- what the trusted side keeps of an answer -------------------------------------------------------
+
+
+def trusted_outcome(answer: dict[str, Any], *, artifact_prefix: str) -> TaskOutcome:
+    """The sandbox's answer as an outcome, kept only as far as it can be checked.
+
+    The tenant's script shares the sandbox with the code that answers (it could reach the Lambda
+    runtime API and answer in its stead), so an artifact outside the attempt's prefix is dropped
+    with a warning, and the log is capped again.
+    """
+    outcome = TaskOutcome.model_validate(answer)
+    kept: list[ArtifactInfo] = []
+    for artifact in outcome.artifacts:
+        if artifact.key.startswith(artifact_prefix) and ".." not in artifact.key.split("/"):
+            kept.append(artifact)
+        else:
+            outcome.warnings.append(f"artifact {artifact.key!r} is outside this attempt's prefix: ignored")
+    outcome.artifacts = kept
+    encoded = outcome.log.encode("utf-8", errors="replace")
+    if len(encoded) > LOG_CAP_BYTES + 1024:
+        outcome.log = encoded[:LOG_CAP_BYTES].decode("utf-8", errors="ignore") + "\n[log truncated]\n"
+    return outcome
+
+
+# -- leaving nothing for the next tenant -------------------------------------------------------------
+
+
+def _ancestors(pid: int) -> set[int]:
+    seen: set[int] = set()
+    while pid > 0 and pid not in seen:
+        seen.add(pid)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "0")
+        pid = int(ppid)
+    return seen
+
+
+def leftover_pids(uid: int, *, me: int, proc: Path = Path("/proc")) -> list[int]:
+    """Processes of ``uid`` other than ``me`` and its ancestors: what an attempt left running."""
+    spared = _ancestors(me)
+    found: list[int] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid in spared:
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat().st_uid == uid:
+                found.append(pid)
+    return sorted(found)
+
+
+def kill_pids(pids: Iterable[int]) -> int:
+    """SIGKILL each (a process that already ended is fine); how many were signalled."""
+    killed = 0
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def empty_directory(path: Path) -> None:
+    """Remove everything inside ``path`` (not ``path`` itself)."""
+    if not path.is_dir():
+        return
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
+
+
+_scrub_lock = threading.Lock()
+
+
+def scrub_environment(work_root: Path | None) -> int:
+    """After an attempt, where the sandbox is alone with its user: kill every process it left and
+    empty every place it can write. Returns how many processes were killed."""
+    if os.environ.get(SCRUB_SETTING) != "all":
+        return 0
+    with _scrub_lock:
+        killed = kill_pids(leftover_pids(os.getuid(), me=os.getpid()))
+        for place in {Path(tempfile.gettempdir()), *([work_root] if work_root else [])}:
+            empty_directory(place)
+    if killed:
+        logger.warning("processes left by the attempt killed", extra={"killed": killed})
+    return killed
+
+
+def handle(event: dict[str, Any], *, work_root: Path | None = None) -> dict[str, Any]:
+    """The sandbox function's service: run the attempt, scrub, answer the outcome as JSON."""
+    try:
+        request = SandboxRequest.model_validate(event)
+    except ValueError as exc:
+        return TaskOutcome(
+            error_code=ERR_SANDBOX, error_message=f"bad sandbox request: {exc}"[:2000]
+        ).model_dump()
+    try:
+        outcome = run_sandboxed(request, work_root=work_root)
+    finally:
+        scrub_environment(work_root)
+    return outcome.model_dump(mode="json")

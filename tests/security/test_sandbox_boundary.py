@@ -1,0 +1,95 @@
+"""Organisation B's SHELL script runs in the sandbox function: whatever it reads from its process
+(its environment, /proc/$PPID/environ: the role's credentials in Lambda), those credentials reach
+none of Formica's data. Checked with moto's IAM enforcement against the sandbox role's policies as
+the CDK stack synthesizes them, and for the shell-task function (trusted) as a control."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.infra.synthesis import Synth
+from tests.security.conftest import REGION, as_role, role_policy
+
+TABLE = "formica-security"
+BUCKET = "formica-security-artifacts"
+MACHINE = "formica-security-job"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.put_item(TableName=TABLE, Item={"pk": {"S": "TOKEN#organisation-a"}})
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key="organisation-a/req/task/artifacts/secret.txt", Body=b"a's data")
+        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name="formica-cursor-key", SecretString="k"
+        )["ARN"]
+        yield {
+            "AWS::DynamoDB::Table": TABLE,
+            "AWS::S3::Bucket": BUCKET,
+            "AWS::SecretsManager::Secret": secret,
+        }
+
+
+def _attempts(names: dict[str, str]) -> dict[str, Any]:
+    """What a script holding the credentials would try first."""
+    return {
+        "dynamodb scan": lambda s: s.client("dynamodb").scan(TableName=TABLE),
+        "dynamodb get": lambda s: s.client("dynamodb").get_item(
+            TableName=TABLE, Key={"pk": {"S": "TOKEN#organisation-a"}}
+        ),
+        "s3 list": lambda s: s.client("s3").list_objects_v2(Bucket=BUCKET),
+        "s3 get": lambda s: s.client("s3").get_object(
+            Bucket=BUCKET, Key="organisation-a/req/task/artifacts/secret.txt"
+        ),
+        "s3 put": lambda s: s.client("s3").put_object(Bucket=BUCKET, Key="organisation-a/x", Body=b"x"),
+        "secret": lambda s: s.client("secretsmanager").get_secret_value(
+            SecretId=names["AWS::SecretsManager::Secret"]
+        ),
+        "start execution": lambda s: s.client("stepfunctions").start_execution(
+            stateMachineArn=f"arn:aws:states:{REGION}:123456789012:stateMachine:{MACHINE}", input="{}"
+        ),
+    }
+
+
+def test_the_sandbox_role_reaches_no_table_bucket_secret_or_state_machine(
+    synth: Synth, aws: dict[str, str]
+) -> None:
+    # Given the credentials of the sandbox function's role, exactly as synthesized
+    policy = role_policy(synth, synth.role_of("shell_sandbox"), aws)
+    with as_role(policy) as sandbox:
+        # When a script tries to read or write Formica's data with them, each call is refused
+        refused = {name: sandbox.denied(call) for name, call in _attempts(aws).items()}
+    assert refused == dict.fromkeys(refused, True)
+
+
+def test_the_check_is_real_the_trusted_shell_function_reaches_the_table_and_bucket(
+    synth: Synth, aws: dict[str, str]
+) -> None:
+    # The same enforcement lets the trusted shell-task role read its table and bucket: the refusals
+    # above come from the sandbox's policy, not from a check that refuses everything.
+    policy = role_policy(synth, synth.role_of("shell_task"), aws)
+    with as_role(policy) as trusted:
+        attempts = _attempts(aws)
+        assert not trusted.denied(attempts["dynamodb get"])
+        assert not trusted.denied(attempts["s3 get"])
+        assert trusted.denied(attempts["secret"])
