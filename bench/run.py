@@ -26,6 +26,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("cold_start", "bench.cold_start"),
     ("language", "bench.language"),
     ("api", "bench.api_load"),
+    ("sandbox", "bench.sandbox"),
 )
 """(name, module with ``run(quick) -> list[Figure]``), in the order they run and print.
 

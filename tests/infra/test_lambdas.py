@@ -135,10 +135,13 @@ def test_reserved_concurrency_where_it_protects_downstream(synth: Synth, variant
 
 
 def test_shell_tasks_get_a_work_root_and_room_in_tmp(synth: Synth) -> None:
-    _, shell = synth.functions()["shell_task"]
+    # The scripts run in the sandbox: the work root and the disk are its own.
+    _, shell = synth.functions()[SANDBOX]
     assert shell["Environment"]["Variables"]["FORMICA_WORK_ROOT"] == "/tmp"
     assert shell["EphemeralStorage"] == {"Size": 2048}
     assert shell["Timeout"] == 900
+    _, trusted = synth.functions()["shell_task"]
+    assert trusted["Timeout"] == 900, "it waits for the sandbox"
 
 
 def test_a_function_without_its_handler_file_is_flagged(synth: Synth) -> None:
