@@ -73,12 +73,14 @@ def dev_server() -> Iterator[DevProcess]:
     port = free_port()
     token = "fmc_bench_" + secrets.token_urlsafe(18)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
+    # The token goes in the environment: a command line is readable by every user of the machine.
+    env["FORMICA_DEV_TOKEN"] = token
     with tempfile.TemporaryDirectory(prefix="formica-bench-") as folder:
         log_path = Path(folder) / "formica-dev.log"
         started = time.monotonic()
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "formica.cli.dev", "--port", str(port), "--token", token],
+                [sys.executable, "-m", "formica.cli.dev", "--port", str(port)],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,

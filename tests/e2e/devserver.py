@@ -81,10 +81,12 @@ def start_dev(
     secret = token or new_token()
     log_path = log_dir / f"formica-dev-{chosen}.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
+    # The token goes in the environment: a command line is readable by every user of the machine.
+    env["FORMICA_DEV_TOKEN"] = secret
     env.update(extra_env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "formica.cli.dev", "--port", str(chosen), "--token", secret],
+            [sys.executable, "-m", "formica.cli.dev", "--port", str(chosen)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

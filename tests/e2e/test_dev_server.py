@@ -443,7 +443,8 @@ def test_the_readme_quick_start_runs_the_briefs_commands_then_follows_the_reques
 
 def test_the_readme_quick_start_own_server_block_works_as_written(dev: DevHandle, tmp_path: Path) -> None:
     server = _block_with(".venv/bin/formica dev")
-    assert re.fullmatch(r"\.venv/bin/formica dev --port \d+ --token \S{16,}\n", server), server
+    # The token in the environment: a command line is readable by every user of the machine
+    assert re.fullmatch(r"FORMICA_DEV_TOKEN=\S{16,} \.venv/bin/formica dev --port \d+\n", server), server
     block = _block_with("formica submit")
     lines = block.splitlines()
     # The shell setup is the reader's; the test's environment gives the same (PATH, server, token)

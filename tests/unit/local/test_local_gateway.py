@@ -107,11 +107,24 @@ def test_routes_are_the_cdk_stacks(
     assert (route.resource, route.path_parameters, route.public) == (resource, parameters, public)
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/jobs/requests"), ("GET", "/"), ("GET", "/apix")])
-def test_undeclared_routes_answer_403_before_any_lambda(method: str, path: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/jobs/requests"),
+        ("GET", "/"),
+        ("GET", "/apix"),
+        ("TRACE", "/api/jobs/definitions"),
+        ("CONNECT", "/api"),
+        ("PROPFIND", "/api/health"),
+    ],
+)
+def test_undeclared_routes_and_methods_answer_the_stacks_404(method: str, path: str) -> None:
+    # cdk/constructs/api.py turns API Gateway's MISSING_AUTHENTICATION_TOKEN answer into this 404
     api = RecordingApi()
     response = ApiGateway(api_handler=api, authorizer_handler=allow_authorizer).handle(_request(method, path))
-    assert response.status == 403
+    assert response.status == 404
+    assert json.loads(response.body) == {"error": "NOT_FOUND", "message": "no such route", "details": []}
+    assert response.header("x-amzn-ErrorType") == "MissingAuthenticationTokenException"
     assert api.events == []
 
 

@@ -35,7 +35,7 @@ from typing import TextIO
 
 from formica.cli.client import ClientConfig, FormicaClient, FormicaClientError
 from formica.cli.remote import FINAL_STATES, ProgressPrinter
-from formica.local.server import free_port
+from formica.local.server import DEV_TOKEN_ENV, free_port
 
 SEED_HOST = "https://jsonplaceholder.typicode.com"
 SEED_DOC = Path("shared") / "seed-sensor-job.md"
@@ -145,10 +145,16 @@ class DevProcess:
 
 
 def start_dev_process(port: int, token: str, log_path: Path) -> DevProcess:
-    """Start `formica dev` on ``port`` with a fixed token; returns once /api/health answers."""
-    command = [sys.executable, "-m", "formica.cli.dev", "--port", str(port), "--token", token]
+    """Start `formica dev` on ``port`` with a fixed token; returns once /api/health answers.
+
+    The token travels in the child's environment (``FORMICA_DEV_TOKEN``), never on its command line.
+    """
+    command = [sys.executable, "-m", "formica.cli.dev", "--port", str(port)]
+    env = {**os.environ, DEV_TOKEN_ENV: token}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
     dev = DevProcess(process=process, url=f"http://127.0.0.1:{port}", token=token, log_path=log_path)
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     with FormicaClient(ClientConfig(server=dev.url, token=token, timeout=5)) as client:
@@ -319,7 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--port", type=int, default=None, help="API port (default: 8080, or a free one if taken)"
     )
-    parser.add_argument("--token", default=None, help="fix the Bearer token (default: a fresh one)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"fix the Bearer token (default: ${DEV_TOKEN_ENV}, else a fresh one); discouraged: every user "
+        f"of this machine sees a command line (ps), set {DEV_TOKEN_ENV} instead",
+    )
     parser.add_argument(
         "--once",
         action="store_true",
@@ -327,9 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="stop after the demo instead of serving until Ctrl-C (also FORMICA_DEMO_ONCE=1)",
     )
     args = parser.parse_args(argv)
+    if args.token is not None:
+        print(
+            f"demo: warning: --token puts the token on this process's command line, where every user of "
+            f"this machine can read it (ps, /proc/<pid>/cmdline); set {DEV_TOKEN_ENV} instead",
+            file=sys.stderr,
+        )
+    token = args.token or os.environ.get(DEV_TOKEN_ENV) or None
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        return run_demo(port=args.port, once=args.once, token=args.token, out=sys.stdout)
+        return run_demo(port=args.port, once=args.once, token=token, out=sys.stdout)
     except KeyboardInterrupt:
         print("\nstopped", file=sys.stdout)
         return 0

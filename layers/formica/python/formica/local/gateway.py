@@ -33,6 +33,10 @@ PROXY_RESOURCE = "/api/{proxy+}"
 # API Gateway's integration timeout: what the API and the authorizer get locally.
 API_TIMEOUT_SECONDS = 30.0
 
+# The methods a REST API resource can declare (``ANY`` stands for these seven). Any other method
+# (TRACE, CONNECT, PROPFIND, ...) matches no method of any resource.
+API_GATEWAY_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
+
 # Served without the authorizer, as the CDK stack declares them (authorization NONE).
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {("GET", "/api/health"), ("GET", "/api/openapi.json"), ("GET", "/api/docs")}
@@ -54,9 +58,12 @@ def resolve_route(method: str, path: str) -> Route | None:
     """The resource of the CDK stack's REST API that serves ``method path``, or None (no such route).
 
     ``ANY /api``, ``ANY /api/{proxy+}``, ``POST /jobs/requests`` (formicary's path), and the public
-    ``GET /api/health``, ``/api/openapi.json`` and ``/api/docs``.
+    ``GET /api/health``, ``/api/openapi.json`` and ``/api/docs``. A method outside
+    ``API_GATEWAY_METHODS`` has no route anywhere.
     """
     verb = method.upper()
+    if verb not in API_GATEWAY_METHODS:
+        return None
     if (verb, path) in PUBLIC_ROUTES:
         return Route(resource=path, path_parameters=None, public=True)
     if path == "/api":
@@ -289,15 +296,18 @@ def access_denied_response(request_id: str) -> HttpResponse:
 
 
 def missing_route_response(request_id: str) -> HttpResponse:
-    # What API Gateway answers for a path or method no resource declares.
+    # What the stack answers for a path or a method no resource declares (TRACE and every other
+    # method API Gateway cannot declare included): API Gateway's MISSING_AUTHENTICATION_TOKEN
+    # response (403 "Missing Authentication Token" by default), which cdk/constructs/api.py
+    # (GATEWAY_ERRORS) turns into 404 NOT_FOUND in the API's error shape.
     return HttpResponse(
-        status=403,
+        status=404,
         headers=[
             ("Content-Type", "application/json"),
             ("x-amzn-RequestId", request_id),
             ("x-amzn-ErrorType", "MissingAuthenticationTokenException"),
         ],
-        body=b'{"message":"Missing Authentication Token"}',
+        body=json.dumps({"error": "NOT_FOUND", "message": "no such route", "details": []}).encode(),
     )
 
 

@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -52,6 +52,8 @@ DEFAULT_ORG = "local"
 DEFAULT_TABLE = "formica-local"
 DEFAULT_BUCKET = "formica-local-artifacts"
 DEFAULT_REGION = "us-east-1"
+# Where `formica dev` takes its token from (kept off the command line); never passed to a child.
+DEV_TOKEN_ENV = "FORMICA_DEV_TOKEN"  # noqa: S105 (a variable name, not a secret)
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 # moto accepts any credentials; these keep boto3 from looking for real ones (or using them).
 DUMMY_CREDENTIALS = {
@@ -74,7 +76,7 @@ class DevOptions:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     org: str = DEFAULT_ORG
     container_runtime: LocalContainerMode = "auto"
     region: str = DEFAULT_REGION
@@ -246,7 +248,7 @@ class DevServer:
                     # unless the user asks for more.
                     "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
                 },
-                unset=(*_UNSET, "FORMICA_STATE_MACHINE_ARN"),
+                unset=(*_UNSET, "FORMICA_STATE_MACHINE_ARN", DEV_TOKEN_ENV),
             )
         )
         self._stack.callback(_reset_cached_configuration)
@@ -297,7 +299,7 @@ class DevServer:
         try:
             _, secret = repository.create(self.options.org, "formica dev", secret=self.options.token)
         except ValueError as exc:
-            raise DevServerError(f"--token: {exc}") from exc
+            raise DevServerError(f"the token: {exc}") from exc
         return secret
 
     def _bind_front_door(self) -> None:
