@@ -12,10 +12,12 @@ Context comes from cdk.json (defaults) and ``npx cdk synth|deploy -c key=value``
 | deletion_protection | protect and retain the table and buckets | false |
 | artifact_expiry_days | artifacts and task logs are deleted after this many days | 30 |
 | reserved_concurrency | apply reserved concurrency caps (false for accounts with a 10 quota) | true |
+| http_allowed_networks | non-public networks HTTP tasks may call, CIDRs comma-separated | none: public only |
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -72,6 +74,7 @@ class DeploymentConfig:
     deletion_protection: bool = False
     artifact_expiry_days: int = 30
     reserved_concurrency: bool = True
+    http_allowed_networks: tuple[str, ...] = ()
 
     @property
     def stack_name(self) -> str:
@@ -105,6 +108,7 @@ class DeploymentConfig:
             reserved_concurrency=_flag(
                 "reserved_concurrency", get("reserved_concurrency"), defaults.reserved_concurrency
             ),
+            http_allowed_networks=_networks(get("http_allowed_networks")),
         )
 
 
@@ -162,3 +166,30 @@ def _origins(value: object) -> tuple[str, ...]:
         if not ORIGIN_PATTERN.match(origin):
             raise ContextError(f"cors_origins {origin!r}: expected '*' or scheme://host[:port]")
     return origins
+
+
+def _networks(value: object) -> tuple[str, ...]:
+    """CIDRs (a bare address is one address), comma-separated or a JSON list, normalized."""
+    if value is None:
+        return ()
+    items: Sequence[object]
+    if isinstance(value, list | tuple):
+        items = value
+    else:
+        text = str(value).strip()
+        try:
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+        except ValueError as exc:
+            raise ContextError(f"http_allowed_networks {text!r}: not a JSON list ({exc})") from exc
+    networks = []
+    for item in items:
+        entry = str(item).strip()
+        if not entry:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(entry)))
+        except ValueError as exc:
+            raise ContextError(
+                f"http_allowed_networks {entry!r}: expected a CIDR such as 10.0.0.0/8 ({exc})"
+            ) from exc
+    return tuple(networks)

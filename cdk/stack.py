@@ -88,6 +88,7 @@ class FormicaStack(Stack):
             storage=storage,
             platform=platform,
             defaults=defaults,
+            http_allowed_networks=config.http_allowed_networks,
         )
         completion = ContainerCompletion(
             self,

@@ -85,3 +85,21 @@ def test_every_context_key_is_documented_and_has_a_cdk_json_default() -> None:
     for key in keys:
         assert f"| `{key}` |" in deploy_doc, f"docs/deploy.md context table lacks {key}"
     assert set(context) <= keys
+
+
+def test_http_allowed_networks_are_cidrs_normalized() -> None:
+    assert config().http_allowed_networks == ()
+    assert config(http_allowed_networks="10.0.0.0/8, fd00::/8,127.0.0.2").http_allowed_networks == (
+        "10.0.0.0/8",
+        "fd00::/8",
+        "127.0.0.2/32",
+    )
+    assert config(http_allowed_networks='["100.64.0.0/10"]').http_allowed_networks == ("100.64.0.0/10",)
+    assert config(http_allowed_networks=["10.1.0.0/16"]).http_allowed_networks == ("10.1.0.0/16",)
+    assert config(http_allowed_networks=[]).http_allowed_networks == ()
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1/8", "10.0.0.0/33", "intranet", "[unclosed"])
+def test_malformed_http_allowed_networks_name_the_key(value: str) -> None:
+    with pytest.raises(ContextError, match="http_allowed_networks"):
+        config(http_allowed_networks=value)

@@ -78,3 +78,16 @@ def test_state_machine_role_invokes_exactly_its_five_functions(synth: Synth) -> 
     trust = synth.resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust[0]["Principal"] == {"Service": "states.amazonaws.com"}
     assert "aws:SourceAccount" in trust[0]["Condition"]["StringEquals"]
+
+
+def test_http_allowed_networks_reach_the_http_task_function_only(synth: Synth, variant: Synth) -> None:
+    def holders(stack: Synth) -> dict[str, str]:
+        return {
+            folder: properties["Environment"]["Variables"]["FORMICA_HTTP_ALLOWED_NETWORKS"]
+            for folder, (_, properties) in stack.functions().items()
+            if "FORMICA_HTTP_ALLOWED_NETWORKS" in properties.get("Environment", {}).get("Variables", {})
+        }
+
+    # Unset (the default): public addresses only, and nothing to set.
+    assert holders(synth) == {}
+    assert holders(variant) == {"http_task": "10.0.0.0/8,fd00::/8"}

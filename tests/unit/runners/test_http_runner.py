@@ -10,7 +10,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 from formica.jobs.models import TaskDefinition
-from formica.runners.base import LOG_CAP_BYTES
+from formica.runners import http as http_runner
+from formica.runners.base import LOG_CAP_BYTES, TaskContext, TaskOutcome
+from formica.runners.egress import EgressPolicy
 from formica.runners.http import (
     ERR_HTTP_CONNECTION,
     ERR_HTTP_INVALID_URL,
@@ -19,11 +21,18 @@ from formica.runners.http import (
     ERR_TASK_TIMED_OUT,
     form_value,
     loggable_url,
-    run_http,
     task_urls,
 )
 
 from tests.unit.runners.conftest import LocalServer, make_context
+
+# The test server listens on 127.0.0.1: these tests open loopback explicitly (the egress guard's
+# own tests are tests/security/test_egress.py).
+LOOPBACK = EgressPolicy.allowing("127.0.0.0/8")
+
+
+def run_http(task: TaskDefinition, ctx: TaskContext, **kwargs: Any) -> TaskOutcome:
+    return http_runner.run_http(task, ctx, **{"egress": LOOPBACK, **kwargs})
 
 
 def http_task(method: str, *urls: str, **fields: Any) -> TaskDefinition:

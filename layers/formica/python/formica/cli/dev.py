@@ -60,6 +60,12 @@ def add_dev_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="container tasks: Docker, the host shell, or Docker when an engine answers (default: auto)",
     )
+    parser.add_argument(
+        "--strict-egress",
+        action="store_true",
+        help="HTTP tasks may not call loopback, private or link-local addresses, as in AWS "
+        "(default: loopback is allowed)",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -82,6 +88,11 @@ def _user_name() -> str:
 
 def banner(server: DevServer) -> str:
     """What `formica dev` prints once it is ready."""
+    egress = (
+        "strict, as in AWS: HTTP tasks may not call loopback, private or link-local addresses"
+        if server.options.strict_egress
+        else "HTTP tasks may call loopback (127.0.0.0/8, ::1); --strict-egress refuses it, as AWS does"
+    )
     return "\n".join(
         [
             f"Formica is running at {server.url} (data lives until this process stops)",
@@ -91,6 +102,7 @@ def banner(server: DevServer) -> str:
             f"  token:     {server.token}   (organisation {server.options.org})",
             f"  AWS (moto): {server.moto_url}   table {server.options.table_name}, "
             f"bucket {server.options.bucket_name}",
+            f"  egress:    {egress}",
             "",
             "Use it from another shell:",
             f"  export SERVER={server.url}",
@@ -234,6 +246,7 @@ def run_dev(args: argparse.Namespace) -> int:
         token=token,
         org=args.org,
         container_runtime=args.container_runtime,
+        strict_egress=bool(getattr(args, "strict_egress", False)),
     )
     return serve_until_signalled(DevServer(options), out=sys.stdout)
 

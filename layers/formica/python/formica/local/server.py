@@ -82,6 +82,8 @@ class DevOptions:
     region: str = DEFAULT_REGION
     table_name: str = DEFAULT_TABLE
     bucket_name: str = DEFAULT_BUCKET
+    # False: HTTP tasks may also call loopback (the demo's stub, local servers); True: AWS's rules.
+    strict_egress: bool = False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -124,6 +126,17 @@ def _environment(values: dict[str, str], unset: tuple[str, ...] = ()) -> Iterato
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+
+
+def egress_environment(strict: bool) -> dict[str, str]:
+    """``FORMICA_HTTP_ALLOWED_NETWORKS`` for `formica dev`: what the environment lists, plus loopback
+    unless ``strict`` (then, with nothing listed, the variable is left unset: AWS's rules)."""
+    listed = [part.strip() for part in os.environ.get("FORMICA_HTTP_ALLOWED_NETWORKS", "").split(",")]
+    networks = [part for part in listed if part] + ([] if strict else list(LOOPBACK_NETWORKS))
+    return {"FORMICA_HTTP_ALLOWED_NETWORKS": ",".join(networks)} if networks else {}
 
 
 def functions_root() -> Path:
@@ -241,6 +254,7 @@ class DevServer:
                     "FORMICA_CONTAINER_RUNTIME": "local",
                     "FORMICA_LOCAL_CONTAINER_MODE": options.container_runtime,
                     "FORMICA_WORK_ROOT": str(self._work_root),
+                    **egress_environment(options.strict_egress),
                     "POWERTOOLS_SERVICE_NAME": "formica",
                     "POWERTOOLS_METRICS_NAMESPACE": "formica",
                     "POWERTOOLS_TRACE_DISABLED": "true",

@@ -19,6 +19,9 @@ Semantics (formicary's, with the choices Formica made where formicary is silent)
 - A connection failure (refused, DNS, reset) gives error_code ERR_HTTP_CONNECTION and no exit code.
 - Only http and https URLs are called (ERR_HTTP_INVALID_URL otherwise). Redirects are followed, at
   most ``MAX_REDIRECTS``.
+- The egress guard (``runners.egress``): every connection, each redirect hop's included, goes to a
+  public address or one in the allowed networks; anything else (loopback, private, link-local, the
+  metadata endpoints, ...) fails the attempt with ERR_HTTP_FORBIDDEN_ADDRESS before connecting.
 - The log is one header line per request (method, URL, status, milliseconds) followed by the response
   body, the whole capped at LOG_CAP_BYTES.
 - outputs: ``status`` (last status), ``url`` (last URL called, after redirects) and ``body`` (the last
@@ -37,6 +40,14 @@ import httpx
 
 from formica.jobs.models import HTTP_METHODS, TaskDefinition, TaskMethod
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome, variable_text
+from formica.runners.egress import (
+    Connector,
+    EgressPolicy,
+    IPNetwork,
+    Resolver,
+    forbidden_cause,
+    guarded_client,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +59,7 @@ ERR_HTTP_CONNECTION = "ERR_HTTP_CONNECTION"
 ERR_HTTP_INVALID_URL = "ERR_HTTP_INVALID_URL"
 ERR_HTTP_TOO_MANY_REDIRECTS = "ERR_HTTP_TOO_MANY_REDIRECTS"
 ERR_HTTP_PROTOCOL = "ERR_HTTP_PROTOCOL"
+ERR_HTTP_FORBIDDEN_ADDRESS = "ERR_HTTP_FORBIDDEN_ADDRESS"
 
 _VERBS: dict[TaskMethod, str] = {
     TaskMethod.HTTP_GET: "GET",
@@ -159,14 +171,32 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-@lru_cache(maxsize=1)
-def shared_client() -> httpx.Client:
-    """The process's client: connections are reused across attempts (a sensor polls the same host)
-    and the TLS context is built once. Timeouts are set per request by ``run_http``."""
-    return httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False)
+def http_client(
+    egress: EgressPolicy | None = None, *, resolve: Resolver | None = None, connect: Connector | None = None
+) -> httpx.Client:
+    """A client for HTTP tasks: redirects followed, no proxies from the environment, and every
+    connection through the egress guard (``egress``; default: AWS's rule, public addresses only).
+    ``resolve`` and ``connect`` replace the system resolver and the TCP connect (tests)."""
+    return guarded_client(
+        egress or EgressPolicy(), max_redirects=MAX_REDIRECTS, resolve=resolve, connect=connect
+    )
 
 
-def run_http(task: TaskDefinition, ctx: TaskContext, *, client: httpx.Client | None = None) -> TaskOutcome:
+@lru_cache(maxsize=4)
+def shared_client(allowed_networks: tuple[IPNetwork, ...] = ()) -> httpx.Client:
+    """The process's client for these allowed networks (the setting ``http_allowed_networks``):
+    connections are reused across attempts (a sensor polls the same host) and the TLS context is
+    built once. Timeouts are set per request by ``run_http``."""
+    return http_client(EgressPolicy(allowed_networks))
+
+
+def run_http(
+    task: TaskDefinition,
+    ctx: TaskContext,
+    *,
+    client: httpx.Client | None = None,
+    egress: EgressPolicy | None = None,
+) -> TaskOutcome:
     """Run one attempt of an HTTP task (already rendered) and return its outcome.
 
     Parameters
@@ -176,7 +206,10 @@ def run_http(task: TaskDefinition, ctx: TaskContext, *, client: httpx.Client | N
     ctx:
         The attempt's context (timeout, cancellation).
     client:
-        An httpx client to use (tests, connection reuse); by default one is made and closed here.
+        An httpx client to use (``shared_client``, tests); by default one is made and closed here.
+    egress:
+        The egress rules of the client made here (default: public addresses only); a client passed
+        in brings its own.
 
     Returns
     -------
@@ -197,7 +230,7 @@ def run_http(task: TaskDefinition, ctx: TaskContext, *, client: httpx.Client | N
             return TaskOutcome(error_code=ERR_HTTP_INVALID_URL, error_message=problem)
 
     own_client = client is None
-    http = client or httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False)
+    http = client or http_client(egress)
     try:
         return _run(task, task.method, ctx, http, urls)
     finally:
@@ -249,6 +282,9 @@ def _run(
         except httpx.UnsupportedProtocol as exc:
             return _failed(outcome, log, ERR_HTTP_INVALID_URL, f"{verb} {url}: {exc}")
         except (httpx.ConnectError, httpx.NetworkError) as exc:
+            forbidden = forbidden_cause(exc)
+            if forbidden is not None:
+                return _failed(outcome, log, ERR_HTTP_FORBIDDEN_ADDRESS, f"{verb} {url}: {forbidden}")
             return _failed(outcome, log, ERR_HTTP_CONNECTION, f"could not connect for {verb} {url}: {exc}")
         except httpx.TransportError as exc:
             return _failed(outcome, log, ERR_HTTP_PROTOCOL, f"{verb} {url} failed: {exc}")
