@@ -1,9 +1,17 @@
 """Containers: where container tasks run (VPC, ECS cluster, roles, logs) and how their end comes back.
 
 ``ContainerPlatform`` is the place: a VPC (new, or an existing one by id), an ECS cluster for
-Fargate tasks, the task and execution roles, a security group and the container log group, plus
-the grants the Lambdas that start, stop and watch tasks need. Task definitions are registered at
-run time by the Launch function (one per image and resource settings), not by CloudFormation.
+Fargate tasks, the execution role, a security group and the container log group, plus the grants
+the Lambdas that start, stop and watch tasks need. Task definitions are registered at run time by
+the Launch function (one per image and resource settings), not by CloudFormation.
+
+There is no task role. A tenant's image is untrusted code, and any container of a task can read the
+task role's credentials from the ECS credentials endpoint; without a task role there is nothing to
+read, so no container holds credentials that reach Formica's table, bucket, state machine, keys or
+secrets, or another tenant's anything. The helper containers move files with presigned URLs the
+Launch function issues per attempt (``formica.runners.container_grants``): Launch holds the bucket
+access those URLs carry, and the execution role (the ECS agent's, never given to a container) may
+read the ``.env`` files that hand each helper its URL.
 
 ``ContainerCompletion`` is the way back: an EventBridge rule on "ECS Task State Change" (STOPPED,
 this cluster) invokes ``container_events``, which sends the main container's exit code to the
@@ -34,6 +42,11 @@ ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLay
 # Actions IAM only grants on "*" (no resource-level permissions exist for them).
 ECS_TASK_DEFINITION_ACTIONS = ("ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition")
 ECS_TASK_ACTIONS = ("ecs:StopTask", "ecs:DescribeTasks")
+# Object keys the container grants are about (docs/architecture.md, the S3 layout): a task's
+# artifacts, and the per-attempt grant files under .../grants/attempt-{step}/.
+ARTIFACT_OBJECTS = "*/artifacts/*"
+GRANT_OBJECTS = "*/grants/*"
+GRANT_ENV_FILES = "*/grants/*.env"
 RECONCILE_EVERY = Duration.minutes(5)
 # EKS Jobs have no completion event: the reconciler's sweep is their only way back, so it runs at
 # EventBridge's shortest rate (about 43,000 short invocations a month) when EKS is configured.
@@ -93,7 +106,7 @@ class ContainerPlatform(Construct):
         )
 
         self.execution_role = self._ecs_tasks_role(
-            "ExecutionRole", "ECS agent: pull images, write container logs"
+            "ExecutionRole", "ECS agent: pull images, write container logs, read the helpers' grant files"
         )
         self.execution_role.add_to_principal_policy(
             iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
@@ -103,6 +116,20 @@ class ContainerPlatform(Construct):
             iam.PolicyStatement(actions=list(ECR_PULL_ACTIONS), resources=[private_repositories])
         )
         self.log_group.grant_write(self.execution_role)
+        # environmentFiles: the agent reads each helper's grant (.env) before starting it.
+        self.grant_env_files = storage.bucket.arn_for_objects(GRANT_ENV_FILES)
+        self.execution_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.grant_env_files])
+        )
+        self.execution_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetBucketLocation"], resources=[storage.bucket.bucket_arn])
+        )
+        acknowledge_wildcard_resource(
+            self.execution_role,
+            self.grant_env_files,
+            "The ECS agent reads the .env file that hands a helper container its presigned URL; they "
+            "live under {org}/{request_id}/{task_type}/grants/, and only .env files there are readable.",
+        )
         acknowledge(
             self.execution_role,
             "AwsSolutions-IAM5[Resource::*]",
@@ -115,10 +142,10 @@ class ContainerPlatform(Construct):
             "this region (public images need no IAM).",
         )
 
-        self.task_role = self._ecs_tasks_role(
-            "TaskRole", "Formica container tasks: the artifacts sidecar's S3 access"
-        )
-        storage.grant_bucket(self.task_role, read=True, write=True)
+        # No task role (see the module's docstring): the containers get no AWS credentials at all.
+        self.artifact_objects = storage.bucket.arn_for_objects(ARTIFACT_OBJECTS)
+        self.grant_objects = storage.bucket.arn_for_objects(GRANT_OBJECTS)
+        self.bucket_arn = storage.bucket.bucket_arn
 
         self.task_definition_arns = stack.format_arn(
             service="ecs", resource="task-definition", resource_name=f"{task_family_prefix}*"
@@ -175,7 +202,10 @@ class ContainerPlatform(Construct):
         return self.subnets.subnet_ids
 
     def grant_launch(self, grantee: FormicaFunction) -> None:
-        """Register task definitions, run this stack's task families on this cluster, pass the two roles."""
+        """Register task definitions, run this stack's task families on this cluster, pass the
+        execution role; and the bucket access the helpers' grants carry: presigned URLs are signed
+        with Launch's credentials, so Launch reads and writes artifacts (it lists a dependency's,
+        presigns their GETs and this task's POST) and writes the grant files."""
         statements = [
             iam.PolicyStatement(actions=list(ECS_TASK_DEFINITION_ACTIONS), resources=["*"]),
             iam.PolicyStatement(
@@ -185,8 +215,17 @@ class ContainerPlatform(Construct):
             ),
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
-                resources=[self.task_role.role_arn, self.execution_role.role_arn],
+                resources=[self.execution_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": ECS_TASKS_SERVICE}},
+            ),
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[self.artifact_objects, self.grant_objects],
+            ),
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [ARTIFACT_OBJECTS]}},
             ),
         ]
         policy = iam.Policy(self, f"RunTasks{grantee.node.id}", roles=[grantee.role], statements=statements)
@@ -202,6 +241,18 @@ class ContainerPlatform(Construct):
             self.task_definition_arns,
             "Launch registers one task definition family per image and resource settings, named "
             f"{self.task_family_prefix}<digest>; RunTask is allowed on those families, on this cluster only.",
+        )
+        acknowledge_wildcard_resource(
+            policy,
+            self.artifact_objects,
+            "Launch presigns a GET per dependency artifact and one POST limited to the task's own "
+            "{org}/{request_id}/{task_type}/artifacts/ prefix; keys are known only at run time.",
+        )
+        acknowledge_wildcard_resource(
+            policy,
+            self.grant_objects,
+            "Launch writes each attempt's grant files under {org}/{request_id}/{task_type}/grants/ and "
+            "presigns their GETs for the helper containers.",
         )
 
     def grant_task_control(self, grantee: FormicaFunction) -> None:
@@ -237,7 +288,6 @@ class ContainerPlatform(Construct):
             "FORMICA_ECS_CLUSTER_ARN": self.cluster.cluster_arn,
             "FORMICA_ECS_SUBNET_IDS": ",".join(self.subnet_ids),
             "FORMICA_ECS_SECURITY_GROUP_IDS": self.security_group.security_group_id,
-            "FORMICA_ECS_TASK_ROLE_ARN": self.task_role.role_arn,
             "FORMICA_ECS_EXECUTION_ROLE_ARN": self.execution_role.role_arn,
             "FORMICA_ECS_TASK_FAMILY_PREFIX": self.task_family_prefix,
             "FORMICA_CONTAINER_LOG_GROUP": self.log_group.log_group_name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,10 +45,12 @@ class InMemoryBlobStore(BlobStore):
         # Like S3, presigning does not check that the key exists.
         return f"memory://blobs/{key}?expires={expires_seconds}"
 
-    def presign_post(self, prefix: str, *, max_bytes: int, expires_seconds: int) -> PresignedPost:
+    def presign_post(
+        self, prefix: str, *, max_bytes: int, expires_seconds: int, metadata: Sequence[str] = ()
+    ) -> PresignedPost:
         return PresignedPost(
             url=f"memory://blobs/{prefix}",
-            fields={"policy": "memory"},
+            fields={"policy": "memory", **{f"x-memory-allows-meta-{name}": "" for name in metadata}},
             prefix=prefix,
             max_bytes=max_bytes,
             expires_at=datetime.now(UTC) + timedelta(seconds=expires_seconds),

@@ -71,14 +71,13 @@ def test_fargate_cluster_with_container_insights(synth: Synth) -> None:
 def test_container_settings_point_at_the_stacks_resources(synth: Synth) -> None:
     cluster_id, _ = only(synth.of_type("AWS::ECS::Cluster"))
     (group_id,) = [key for key in synth.of_type("AWS::Logs::LogGroup") if "ContainerLogs" in key]
-    (task_role,) = [key for key in synth.of_type("AWS::IAM::Role") if "ContainersTaskRole" in key]
     (execution_role,) = [key for key in synth.of_type("AWS::IAM::Role") if "ContainersExecutionRole" in key]
     for folder in ("launch", "api", "container_events", "reconciler"):
         variables = synth.functions()[folder][1]["Environment"]["Variables"]
         assert variables["FORMICA_CONTAINER_RUNTIME"] == "ecs"
         assert variables["FORMICA_ECS_CLUSTER_ARN"] == {"Fn::GetAtt": [cluster_id, "Arn"]}
         assert variables["FORMICA_CONTAINER_LOG_GROUP"] == {"Ref": group_id}
-        assert variables["FORMICA_ECS_TASK_ROLE_ARN"] == {"Fn::GetAtt": [task_role, "Arn"]}
+        assert "FORMICA_ECS_TASK_ROLE_ARN" not in variables  # tasks run without a task role
         assert variables["FORMICA_ECS_EXECUTION_ROLE_ARN"] == {"Fn::GetAtt": [execution_role, "Arn"]}
         assert variables["FORMICA_ECS_TASK_FAMILY_PREFIX"] == "formica-test-"
         assert "FORMICA_EKS_CLUSTER_NAME" not in variables
@@ -135,3 +134,58 @@ def test_container_log_group_has_retention(synth: Synth) -> None:
     ]
     assert group["Properties"]["RetentionInDays"] == 30
     assert group["DeletionPolicy"] == "Delete"
+
+
+DATA_SERVICES = ("dynamodb:", "s3:", "states:", "kms:", "secretsmanager:", "ssm:", "sts:", "iam:", "lambda:")
+
+
+def _ecs_task_roles(synth: Synth) -> dict[str, dict[str, Any]]:
+    """Every role ECS tasks may assume (trusted by ecs-tasks.amazonaws.com)."""
+    return {
+        key: role
+        for key, role in synth.of_type("AWS::IAM::Role").items()
+        if any(
+            statement.get("Principal", {}).get("Service") == "ecs-tasks.amazonaws.com"
+            for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        )
+    }
+
+
+def test_container_tasks_have_no_task_role(synth: Synth, variant: Synth) -> None:
+    # A tenant's image can read its task's role from the ECS credentials endpoint; with no task role
+    # there is nothing to read. The one role ECS holds for the tasks is the agent's execution role.
+    for stack in (synth, variant):
+        roles = _ecs_task_roles(stack)
+        assert [key for key in roles if "ContainersExecutionRole" in key] == list(roles)
+        for folder in ("launch", "api", "container_events", "reconciler"):
+            assert "FORMICA_ECS_TASK_ROLE_ARN" not in stack.functions()[folder][1]["Environment"]["Variables"]
+
+
+def test_the_ecs_agents_role_reaches_no_data_but_the_helpers_grant_files(synth: Synth) -> None:
+    (execution_role,) = _ecs_task_roles(synth)
+    statements = synth.statements_of_role(execution_role)
+    data = [
+        statement
+        for statement in statements
+        if any(str(a).startswith(DATA_SERVICES) for a in _actions(statement))
+    ]
+    bucket = next(key for key in synth.of_type("AWS::S3::Bucket") if "ArtifactsBucket" in key)
+    # s3:GetObject on the .env grant files (the agent hands each helper its URL), GetBucketLocation
+    # (which ECS needs to fetch them); no table, no state machine, no key, no secret, no artifact.
+    assert sorted((sorted(_actions(s)), _resources(s)) for s in data) == [
+        (["s3:GetBucketLocation"], [{"Fn::GetAtt": [bucket, "Arn"]}]),
+        (["s3:GetObject"], [{"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*/grants/*.env"]]}]),
+    ]
+    role = synth.resources[execution_role]["Properties"]
+    assert not role.get("ManagedPolicyArns")
+    assert not role.get("Policies")
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+def _resources(statement: dict[str, Any]) -> list[Any]:
+    resource = statement["Resource"]
+    return resource if isinstance(resource, list) else [resource]

@@ -41,9 +41,11 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "shell_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution", "lambda:InvokeFunction"},
     # Tenants' SHELL scripts: its own logs and nothing else (no table, bucket, states, keys, secrets).
     "shell_sandbox": LOGS,
+    # Launch signs the container helpers' presigned URLs, so it holds the access they carry.
     "launch": BASE
     | TABLE
     | {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask", "iam:PassRole"}
+    | {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
     | TASK_RESPONSE
     | {"states:StartExecution"},
     "continue_execution": BASE | TABLE | {"states:StartExecution"},
@@ -152,6 +154,9 @@ def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
     prefix = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:"
     allowed = {
         f"<{bucket}.Arn>/*",  # objects keyed {org}/{request_id}/...
+        f"<{bucket}.Arn>/*/artifacts/*",  # Launch: the artifacts it presigns for container helpers
+        f"<{bucket}.Arn>/*/grants/*",  # Launch: the helpers' grant files
+        f"<{bucket}.Arn>/*/grants/*.env",  # the ECS agent: a helper's grant (.env)
         prefix.format(service="ecs") + "task-definition/formica-test-*",  # families Launch registers
         prefix.format(service="ecs") + f"task/<{cluster}>/*",  # tasks of this cluster
         prefix.format(service="states") + "execution:formica-test-job:*",  # executions named per request
@@ -194,7 +199,9 @@ def test_state_machine_actions_name_this_state_machine(synth: Synth) -> None:
     assert resources_of(stop) == [STATE_MACHINE.replace(":stateMachine:", ":execution:") + ":*"]
 
 
-def test_launch_runs_only_this_stacks_families_on_this_cluster_and_passes_two_roles(synth: Synth) -> None:
+def test_launch_runs_only_this_stacks_families_on_this_cluster_and_passes_the_execution_role(
+    synth: Synth,
+) -> None:
     role = synth.role_of("launch")
     cluster = logical_id(synth, "AWS::ECS::Cluster", "Cluster")
     (run,) = synth.statements_granting(role, "ecs:RunTask")
@@ -204,11 +211,20 @@ def test_launch_runs_only_this_stacks_families_on_this_cluster_and_passes_two_ro
     (register,) = synth.statements_granting(role, "ecs:RegisterTaskDefinition")
     assert actions_of(register) == {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition"}
 
+    # Tasks have no task role (their containers get no credentials): only the agent's role is passed.
     (pass_role,) = synth.statements_granting(role, "iam:PassRole")
-    task_role = logical_id(synth, "AWS::IAM::Role", "ContainersTaskRole")
     execution_role = logical_id(synth, "AWS::IAM::Role", "ContainersExecutionRole")
-    assert sorted(resources_of(pass_role)) == sorted([f"<{task_role}.Arn>", f"<{execution_role}.Arn>"])
+    assert resources_of(pass_role) == [f"<{execution_role}.Arn>"]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+    # The bucket access the helpers' presigned URLs carry: artifacts and the grant files only.
+    bucket = logical_id(synth, "AWS::S3::Bucket", "ArtifactsBucket")
+    (objects,) = synth.statements_granting(role, "s3:PutObject")
+    assert actions_of(objects) == {"s3:GetObject", "s3:PutObject"}
+    assert resources_of(objects) == [f"<{bucket}.Arn>/*/artifacts/*", f"<{bucket}.Arn>/*/grants/*"]
+    (listing,) = synth.statements_granting(role, "s3:ListBucket")
+    assert resources_of(listing) == [f"<{bucket}.Arn>"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["*/artifacts/*"]}}
 
 
 def test_task_control_is_conditioned_on_the_cluster(synth: Synth) -> None:
@@ -237,25 +253,24 @@ def test_api_passes_only_the_schedule_role_to_the_scheduler(synth: Synth) -> Non
 
 
 def test_container_roles(synth: Synth) -> None:
-    task_role = logical_id(synth, "AWS::IAM::Role", "ContainersTaskRole")
+    # One role for ECS tasks, the execution role (the ECS agent's; no container is given it). There
+    # is no task role: see tests/infra/test_containers.py and tests/security/test_container_boundary.py.
     execution_role = logical_id(synth, "AWS::IAM::Role", "ContainersExecutionRole")
-    assert synth.actions_of_role(task_role) == {
-        "s3:GetObject",
-        "s3:PutObject",
-        "s3:AbortMultipartUpload",
-        "s3:ListBucket",
-    }
+    bucket = logical_id(synth, "AWS::S3::Bucket", "ArtifactsBucket")
     assert synth.actions_of_role(execution_role) == {
         "ecr:GetAuthorizationToken",
         "ecr:BatchCheckLayerAvailability",
         "ecr:GetDownloadUrlForLayer",
         "ecr:BatchGetImage",
+        "s3:GetObject",
+        "s3:GetBucketLocation",
         *LOGS,
     }
-    for role in (task_role, execution_role):
-        (trust,) = synth.resources[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-        assert set(trust["Condition"]) == {"ArnLike", "StringEquals"}  # confused-deputy guard
+    (env_files,) = synth.statements_granting(execution_role, "s3:GetObject")
+    assert resources_of(env_files) == [f"<{bucket}.Arn>/*/grants/*.env"]
+    (trust,) = synth.resources[execution_role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert set(trust["Condition"]) == {"ArnLike", "StringEquals"}  # confused-deputy guard
 
 
 def test_nothing_eks_without_an_eks_cluster(synth: Synth) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -225,3 +227,23 @@ def test_list_blobs_reads_the_uploaders_sha256_and_skips_older_blobs(s3_env: Non
         ("org/req/build/artifacts/out/a.bin", len(data), digest, "application/x-test")
     ]
     assert len(store.list_blobs("org/req/build/artifacts/")) == 2
+
+
+def _policy_conditions(fields: dict[str, str]) -> list[Any]:
+    conditions: list[Any] = json.loads(base64.b64decode(fields["policy"]))["conditions"]
+    return conditions
+
+
+def test_presign_post_allows_named_metadata_only_when_asked(store: S3BlobStore) -> None:
+    plain = store.presign_post("org/req/task/artifacts/", max_bytes=10, expires_seconds=60)
+    assert not [c for c in _policy_conditions(plain.fields) if "x-amz-meta" in str(c)]
+
+    post = store.presign_post(
+        "org/req/task/artifacts/", max_bytes=10, expires_seconds=60, metadata=("sha256",)
+    )
+    conditions = _policy_conditions(post.fields)
+    assert ["starts-with", "$x-amz-meta-sha256", ""] in conditions
+    assert ["starts-with", "$key", "org/req/task/artifacts/"] in conditions
+    assert ["content-length-range", 0, 10] in conditions
+    with pytest.raises(BlobStoreError):
+        store.presign_post("p/", max_bytes=1, expires_seconds=1, metadata=("Bad Name",))

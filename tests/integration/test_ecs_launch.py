@@ -8,16 +8,21 @@ RunTask's parameters are captured with a botocore event hook, not by mocking the
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 import pytest
 from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.base import TaskContext
+from formica.runners.container_grants import ARTIFACT_MAX_BYTES, GRANT_MARGIN_SECONDS
 from formica.runners.ecs_events import ERR_CONTAINER_START, ERR_TASK_CANCELLED, RunKey
 from formica.runtime import (
     build_container_service,
@@ -204,12 +209,25 @@ def test_launch_runs_the_task_with_the_script_env_network_and_run_key(aws: dict[
         "STAGE": "test",
         "FORMICA_RUN_KEY": f"{REQUEST_ID}/12",
     }.items()
-    assert f"s3://{BUCKET}/acme/{REQUEST_ID}/init/artifacts/" in overrides["artifacts"]["command"][0]
+    assert overrides["artifacts"]["command"] == [
+        "formica-artifacts",
+        "onSuccess",
+        f"acme/{REQUEST_ID}/init/artifacts/",
+        "env.txt",
+        "ls.txt",
+    ]
+    grants_at = f"acme/{REQUEST_ID}/init/grants/attempt-12/"
+    assert overrides["artifacts"]["environmentFiles"] == [
+        {"value": f"arn:aws:s3:::{BUCKET}/{grants_at}artifacts.env", "type": "s3"}
+    ]
+    assert "dependencies" not in overrides  # no dependencies: nothing granted, nothing to override
+    assert "X-Amz-Signature" not in json.dumps(request)  # grants travel in env files only
     family = request["taskDefinition"].rsplit("/", 1)[1]
     assert family.startswith("formica-test-")
 
     registered = aws["captured"].calls["RegisterTaskDefinition"][0]
     assert (registered["cpu"], registered["memory"]) == ("512", "1024")
+    assert "taskRoleArn" not in registered  # the containers get no AWS credentials at all
     main_definition = next(c for c in registered["containerDefinitions"] if c["name"] == "main")
     assert main_definition["workingDirectory"] == "/workspace"
     assert main_definition["entryPoint"] == ["sh", "-c"]
@@ -444,3 +462,83 @@ def test_the_outcome_carries_this_attempts_artifacts_and_log(aws: dict[str, Any]
     assert artifacts["env.txt"].key == prefix + "env.txt"
     assert (artifacts["env.txt"].size, artifacts["env.txt"].sha256) == (4, "ab" * 32)
     assert artifacts["data/a.json"].sha256 == ""  # directory uploads carry no checksum
+
+
+def _curl_config(key: str) -> list[tuple[str, str]]:
+    """The (option, value) lines of a curl config file Launch stored, unescaped as curl reads them."""
+    text = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        option, quoted = line.split(" = ", 1)
+        value = re.sub(
+            r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r", "v": "\v"}.get(m[1], m[1]), quoted[1:-1]
+        )
+        lines.append((option, value))
+    return lines
+
+
+def test_the_upload_grant_is_a_policy_for_this_tasks_prefix_until_the_deadline(aws: dict[str, Any]) -> None:
+    # moto accepts any presigned POST (it enforces no policy): the policy itself is what is checked.
+    task = _task()
+    launched_at = datetime.now(UTC)
+    default_container_service().launch(REQUEST_ID, 21, task, _ctx(task), "token-policy")
+
+    grants_at = f"acme/{REQUEST_ID}/init/grants/attempt-21/"
+    lines = _curl_config(grants_at + "artifacts.curl")
+    fields = dict(value.split("=", 1) for option, value in lines if option == "form-string")
+    (url,) = [value for option, value in lines if option == "url"]
+    assert BUCKET in url
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    conditions = policy["conditions"]
+    prefix = f"acme/{REQUEST_ID}/init/artifacts/"
+    assert ["starts-with", "$key", prefix] in conditions  # the trailing slash: not ".../init/artifactsX"
+    # Every condition on the key is that one (boto3 adds its own copy for the "${filename}" key).
+    key_conditions = [c for c in conditions if isinstance(c, list) and c[1] == "$key"]
+    assert key_conditions and all(c == ["starts-with", "$key", prefix] for c in key_conditions)
+    assert not [c for c in conditions if isinstance(c, dict) and "key" in c]
+    assert ["content-length-range", 0, ARTIFACT_MAX_BYTES] in conditions
+    assert ["starts-with", "$Content-Type", ""] in conditions
+    assert ["starts-with", "$x-amz-meta-sha256", ""] in conditions
+    assert {"bucket": BUCKET} in conditions
+    expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    deadline = launched_at + timedelta(seconds=_ctx(task).timeout_seconds)
+    expected = deadline + timedelta(seconds=GRANT_MARGIN_SECONDS)
+    assert abs((expiration - expected).total_seconds()) < 30
+    # The env file ECS reads names that config's presigned GET, valid as long.
+    env_file = (
+        boto3.client("s3", region_name=REGION)
+        .get_object(Bucket=BUCKET, Key=grants_at + "artifacts.env")["Body"]
+        .read()
+        .decode()
+    )
+    name, grant_url = env_file.strip().split("=", 1)
+    assert name == "FORMICA_GRANTS_URL"
+    query = parse_qs(urlsplit(grant_url).query)
+    assert query["X-Amz-Expires"] == [str(600 + GRANT_MARGIN_SECONDS)]
+    assert unquote(urlsplit(grant_url).path).endswith(grants_at + "artifacts.curl")
+
+
+def test_dependencies_are_granted_one_presigned_get_each(aws: dict[str, Any]) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    source = f"acme/{REQUEST_ID}/compile/artifacts/"
+    s3.put_object(Bucket=BUCKET, Key=source + "bin/app", Body=b"binary")
+    s3.put_object(Bucket=BUCKET, Key=source + "../../../etc/evil", Body=b"no")
+    task = _task(task_type="ship", dependencies=["compile"], artifacts=None)
+
+    default_container_service().launch(REQUEST_ID, 22, task, _ctx(task), "token-deps")
+
+    request = aws["captured"].calls["RunTask"][-1]
+    overrides = {o["name"]: o for o in request["overrides"]["containerOverrides"]}
+    grants_at = f"acme/{REQUEST_ID}/ship/grants/attempt-22/"
+    assert overrides["dependencies"]["environmentFiles"] == [
+        {"value": f"arn:aws:s3:::{BUCKET}/{grants_at}dependencies.env", "type": "s3"}
+    ]
+    assert "environmentFiles" not in overrides["artifacts"]  # nothing to upload, nothing granted
+    lines = _curl_config(grants_at + "dependencies.curl")
+    assert [option for option, _ in lines] == ["url", "output"]
+    (url, output) = (lines[0][1], lines[1][1])
+    assert output == "./bin/app"
+    assert unquote(urlsplit(url).path).endswith(source + "bin/app")
+    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == [str(600 + GRANT_MARGIN_SECONDS)]

@@ -276,7 +276,7 @@ def test_docker_tasks_still_go_to_ecs_when_eks_is_configured(runner: EksJobRunne
     launched: list[str] = []
 
     class FakeEcs:
-        def launch(self, task: TaskDefinition, ctx: TaskContext, key: RunKey) -> str:
+        def launch(self, task: TaskDefinition, ctx: TaskContext, key: RunKey, grants: Any = None) -> str:
             launched.append(task.task_type)
             return "arn:aws:ecs:us-east-1:1:task/c/abc"
 

@@ -9,9 +9,11 @@ task's RunTask.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import boto3
 import pytest
@@ -157,9 +159,23 @@ def test_a_docker_job_runs_on_ecs_with_artifacts_logs_and_dependencies(ecs_walk:
     assert ecs_walk.log(request_id, "init") == "$ ls -l / > ls.txt\n$ env > env.txt\n"
     artifacts = [a for a in get_runtime().requests.list_artifacts(request_id) if a.kind == "artifact"]
     assert [(a.task_type, a.name, a.sha256) for a in artifacts] == [("init", "env.txt", "ab" * 32)]
+    # cleanup depends on init: its dependencies container is granted init's file, and only that.
     cleanup_call = run_tasks[1]
     download = next(o for o in cleanup_call["overrides"]["containerOverrides"] if o["name"] == "dependencies")
-    assert f"s3://{BUCKET}/{prefix}" in download["command"][0]
+    grants_at = f"{ORG}/{request_id}/cleanup/grants/attempt-{cleanup.step}/"
+    assert download["environmentFiles"] == [
+        {"value": f"arn:aws:s3:::{BUCKET}/{grants_at}dependencies.env", "type": "s3"}
+    ]
+    env_file = (
+        ecs_walk.s3.get_object(Bucket=BUCKET, Key=grants_at + "dependencies.env")["Body"].read().decode()
+    )
+    assert env_file.startswith("FORMICA_GRANTS_URL=") and f"{grants_at}dependencies.curl" in env_file
+    downloads = ecs_walk.s3.get_object(Bucket=BUCKET, Key=grants_at + "dependencies.curl")["Body"].read()
+    urls = re.findall(r'^url = "([^"]+)"$', downloads.decode(), flags=re.MULTILINE)
+    assert len(urls) == 1
+    assert unquote(urlsplit(urls[0]).path).endswith("/" + prefix + "env.txt")
+    assert "X-Amz-Signature=" in urls[0]
+    assert 'output = "./env.txt"' in downloads.decode()
 
 
 def test_exit_codes_route_as_with_shell_and_kubernetes_tasks_run_on_fargate(ecs_walk: Walk) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
+from formica.runners.container_grants import ContainerGrants, HelperGrant, grants_prefix
+from formica.runners.container_script import DEPENDENCIES_PROGRAM, GRANTS_URL_ENV, UPLOAD_PROGRAM
 from formica.runners.ecs import (
     FAMILY_PREFIX,
     OVERRIDES_MAX_CHARS,
@@ -18,6 +21,7 @@ from formica.runners.ecs import (
     client_token,
     log_stream_name,
     run_task_request,
+    s3_object_arn,
     task_definition_request,
 )
 from formica.runners.ecs_events import RunKey
@@ -29,7 +33,6 @@ CONFIG = EcsLaunchConfig(
     cluster_arn="arn:aws:ecs:us-east-1:111122223333:cluster/formica",
     subnet_ids=("subnet-a", "subnet-b"),
     security_group_ids=("sg-1",),
-    task_role_arn="arn:aws:iam::111122223333:role/task",
     execution_role_arn="arn:aws:iam::111122223333:role/execution",
     log_group="/formica/containers",
     region="us-east-1",
@@ -60,7 +63,8 @@ def test_task_definition_layout() -> None:
     assert request["requiresCompatibilities"] == ["FARGATE"]
     assert request["networkMode"] == "awsvpc"
     assert (request["cpu"], request["memory"]) == ("512", "1024")
-    assert request["taskRoleArn"] == CONFIG.task_role_arn
+    # No task role: no container of the task (the tenant's main among them) can get credentials.
+    assert "taskRoleArn" not in request
     assert request["executionRoleArn"] == CONFIG.execution_role_arn
     assert request["volumes"] == [{"name": "workspace"}]
     assert list(containers) == ["dependencies", "main", "artifacts"]
@@ -108,7 +112,7 @@ def test_family_is_a_digest_of_the_content() -> None:
         _td(size=FargateSize(1024, 2048)),
         _td(workspace="/sample"),
         _td(ephemeral_gib=30),
-        _td(config=EcsLaunchConfig(**{**CONFIG.__dict__, "task_role_arn": "arn:aws:iam::1:role/other"})),
+        _td(config=EcsLaunchConfig(**{**CONFIG.__dict__, "execution_role_arn": "arn:aws:iam::1:role/other"})),
     ):
         assert changed["family"] != family
 
@@ -133,7 +137,25 @@ def _task(**changes: object) -> TaskDefinition:
     return TaskDefinition.model_validate(values)
 
 
-def _run_request(task: TaskDefinition, step: int = 12) -> dict[str, object]:
+# What Launch grants the helpers of step 12 (container_grants.issue_grants stores the files).
+GRANTS_AT = grants_prefix("acme", REQUEST_ID, "build", 12)
+GRANTS = ContainerGrants(
+    dependencies=HelperGrant(
+        url="https://formica-artifacts.s3.amazonaws.com/" + GRANTS_AT + "dependencies.curl?X-Amz-Signature=d",
+        env_file_key=GRANTS_AT + "dependencies.env",
+    ),
+    artifacts=HelperGrant(
+        url="https://formica-artifacts.s3.amazonaws.com/" + GRANTS_AT + "artifacts.curl?X-Amz-Signature=a",
+        env_file_key=GRANTS_AT + "artifacts.env",
+    ),
+    expires_at=datetime(2026, 11, 28, 19, 0, tzinfo=UTC),
+    downloads=2,
+)
+
+
+def _run_request(
+    task: TaskDefinition, step: int = 12, grants: ContainerGrants | None = GRANTS
+) -> dict[str, object]:
     ctx = make_context(org="acme", request_id=REQUEST_ID, task_type=task.task_type, params={"Target": "prod"})
     return run_task_request(
         task=task,
@@ -141,6 +163,7 @@ def _run_request(task: TaskDefinition, step: int = 12) -> dict[str, object]:
         run_key=RunKey(REQUEST_ID, step),
         task_definition_arn="arn:aws:ecs:us-east-1:111122223333:task-definition/formica-x:1",
         config=CONFIG,
+        grants=grants,
     )
 
 
@@ -175,14 +198,98 @@ def test_run_task_request() -> None:
         "FORMICA_TASK_TYPE": "build",
     }
     assert "ls -l > ls.txt" in main["command"][0]  # type: ignore[index]
-    assert (
-        "s3://formica-artifacts/acme/" + REQUEST_ID + "/init/artifacts/"
-        in overrides["dependencies"]["command"][0]
-    )  # type: ignore[index]
-    assert (
-        "s3://formica-artifacts/acme/" + REQUEST_ID + "/build/artifacts/"
-        in overrides["artifacts"]["command"][0]
-    )  # type: ignore[index]
+    # The uploader's arguments: when, this task's artifacts prefix (its grant allows nothing else),
+    # the patterns; its program is the task definition's, so no user value is shell text.
+    assert overrides["artifacts"]["command"] == [
+        "formica-artifacts",
+        "onSuccess",
+        f"acme/{REQUEST_ID}/build/artifacts/",
+        "ls.txt",
+        "env.txt",
+    ]
+    # Each helper gets its grant as an env file the ECS agent reads: its own, named by S3 ARN.
+    assert overrides["dependencies"] == {
+        "name": "dependencies",
+        "environmentFiles": [
+            {"value": f"arn:aws:s3:::formica-artifacts/{GRANTS_AT}dependencies.env", "type": "s3"}
+        ],
+    }
+    assert overrides["artifacts"]["environmentFiles"] == [
+        {"value": f"arn:aws:s3:::formica-artifacts/{GRANTS_AT}artifacts.env", "type": "s3"}
+    ]
+
+
+def test_the_main_container_is_given_no_grant() -> None:
+    overrides = _overrides(_run_request(_task()))
+    main = overrides["main"]
+    assert "environmentFiles" not in main
+    names = {e["name"] for e in main["environment"]}  # type: ignore[attr-defined]
+    assert GRANTS_URL_ENV not in names
+    # No URL of any grant appears anywhere in RunTask's parameters (they are in the env files).
+    text = json.dumps(_run_request(_task()))
+    assert "X-Amz-Signature" not in text
+    assert "s3://" not in text
+
+
+def test_helpers_without_a_grant_get_no_env_file() -> None:
+    overrides = _overrides(_run_request(_task(dependencies=[], artifacts=None), grants=None))
+    assert "dependencies" not in overrides  # its program finds no grant and exits 0
+    assert overrides["artifacts"] == {
+        "name": "artifacts",
+        "command": ["formica-artifacts", "onSuccess", f"acme/{REQUEST_ID}/build/artifacts/"],
+    }
+    only_uploads = ContainerGrants(
+        dependencies=None, artifacts=GRANTS.artifacts, expires_at=GRANTS.expires_at
+    )
+    overrides = _overrides(_run_request(_task(dependencies=[]), grants=only_uploads))
+    assert "dependencies" not in overrides
+    assert "environmentFiles" in overrides["artifacts"]
+
+
+def test_artifact_patterns_are_arguments_not_shell() -> None:
+    task = _task(artifacts=ArtifactsDefinition(paths=["out dir/*.txt", "$(touch x)"], when="always"))
+    command = _overrides(_run_request(task))["artifacts"]["command"]
+    assert command[-2:] == ["out dir/*.txt", "$(touch x)"]  # type: ignore[index]
+
+
+def test_the_helpers_programs_are_fixed_in_the_task_definition() -> None:
+    containers = _containers(_td())
+    dependencies, artifacts = containers["dependencies"], containers["artifacts"]
+    assert dependencies["entryPoint"] == ["sh", "-c", DEPENDENCIES_PROGRAM]
+    assert dependencies["command"] == ["formica-dependencies"]
+    assert artifacts["entryPoint"] == ["sh", "-c", UPLOAD_PROGRAM]
+    assert artifacts["command"] == ["formica-artifacts", "never", ""]  # RunTask always overrides it
+    assert containers["main"]["entryPoint"] == ["sh", "-c"]
+    # Nothing in the registration gives a container an identity, a secret or a grant.
+    assert all("secrets" not in c and "environmentFiles" not in c for c in containers.values())
+
+
+def test_a_retried_launch_sends_the_same_run_task_parameters() -> None:
+    # RunTask's clientToken refuses a retry whose parameters differ (ConflictException): the grants,
+    # re-issued with a new signature on a retried Launch, must not appear in them.
+    fresh = ContainerGrants(
+        dependencies=HelperGrant(
+            url="https://other/1?X-Amz-Signature=x", env_file_key=GRANTS_AT + "dependencies.env"
+        ),
+        artifacts=HelperGrant(
+            url="https://other/2?X-Amz-Signature=y", env_file_key=GRANTS_AT + "artifacts.env"
+        ),
+        expires_at=GRANTS.expires_at,
+    )
+    assert _run_request(_task(), grants=fresh) == _run_request(_task())
+
+
+def test_the_grants_cost_a_few_hundred_characters_of_overrides() -> None:
+    with_grants = len(json.dumps(_run_request(_task())["overrides"], separators=(",", ":")))
+    without = len(json.dumps(_run_request(_task(), grants=None)["overrides"], separators=(",", ":")))
+    # Two env-file entries, whatever the number of dependency files or the session token's length.
+    assert with_grants - without < 400
+
+
+def test_env_files_are_named_in_the_clusters_partition() -> None:
+    china = EcsLaunchConfig(**{**CONFIG.__dict__, "cluster_arn": "arn:aws-cn:ecs:cn-north-1:1:cluster/f"})
+    assert s3_object_arn(china, "a/b.env") == "arn:aws-cn:s3:::formica-artifacts/a/b.env"
+    assert s3_object_arn(CONFIG, "a/b.env") == "arn:aws:s3:::formica-artifacts/a/b.env"
 
 
 def test_the_main_override_runs_the_script_as_the_shell_runner_would(tmp_path: Path) -> None:
@@ -238,6 +345,7 @@ def test_config_from_settings_names_what_is_missing() -> None:
     assert "FORMICA_ECS_SUBNET_IDS" in str(error.value)
     assert "FORMICA_CONTAINER_LOG_GROUP" in str(error.value)
     assert "FORMICA_ECS_CLUSTER_ARN" not in str(error.value)
+    assert "FORMICA_ECS_TASK_ROLE_ARN" not in str(error.value)  # tasks have no task role
 
 
 def test_config_from_settings_splits_lists() -> None:

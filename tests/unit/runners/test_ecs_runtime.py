@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from formica.jobs.models import ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.base import TaskContext, TaskOutcome
+from formica.runners.container_grants import GRANT_MARGIN_SECONDS, ContainerGrants
 from formica.runners.ecs import ContainerSizeError, EcsLaunchError
 from formica.runners.ecs_events import (
     ERR_CONTAINER_START,
@@ -19,12 +20,13 @@ from formica.runners.ecs_events import (
 )
 from formica.runtime.containers import ERR_CONTAINER_LOST, ContainerService, runtime_for
 from formica.settings import FormicaSettings
-from formica.store.blobs import S3BlobStore
+from formica.store.blobs import BlobStoreError, S3BlobStore
 from formica.store.container_logs import CloudWatchContainerLogs
 from formica.store.container_runs import ContainerRunItem
 from formica.store.state_machine import StepFunctionsStateMachine
 
 from tests.event_samples import ecs_event, with_run
+from tests.fakes.blobs import InMemoryBlobStore
 from tests.fakes.container_runs import InMemoryContainerRunRepository
 
 REQUEST_ID = "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
@@ -36,14 +38,18 @@ class FakeEcs:
 
     def __init__(self) -> None:
         self.launched: list[RunKey] = []
+        self.grants: list[ContainerGrants | None] = []
         self.stopped: list[tuple[str, str]] = []
         self.tasks: dict[str, dict[str, Any]] = {}
         self.fail_with: Exception | None = None
 
-    def launch(self, task: TaskDefinition, ctx: TaskContext, key: RunKey) -> str:
+    def launch(
+        self, task: TaskDefinition, ctx: TaskContext, key: RunKey, grants: ContainerGrants | None = None
+    ) -> str:
         if self.fail_with is not None:
             raise self.fail_with
         self.launched.append(key)
+        self.grants.append(grants)
         return f"arn:aws:ecs:us-east-1:1:task/formica/{key.step:032x}"
 
     def stop(self, task_arn: str, reason: str) -> None:
@@ -321,3 +327,72 @@ def test_a_failed_stop_still_answers_and_is_reported(
     with pytest.raises(ContainerRuntimeError, match="AccessDeniedException"):
         service.cancel_runs(REQUEST_ID)
     assert parts["reporter"].reports[0][1].error_code == ERR_TASK_CANCELLED
+
+
+# -- the helpers' grants --
+
+
+def _service_with(parts: dict[str, Any], blobs: Any) -> ContainerService:
+    return ContainerService(
+        settings=SETTINGS,
+        runs=InMemoryContainerRunRepository(),
+        state_machine=StepFunctionsStateMachine(None, parts["sfn"]),
+        reporter=parts["reporter"],
+        ecs=lambda: parts["ecs"],
+        eks=lambda: None,
+        logs=CloudWatchContainerLogs(FakeLogs()),
+        blobs=blobs,
+        clock=parts["clock"],
+    )
+
+
+def test_the_launch_grants_the_helpers_their_files_until_the_deadline(parts: dict[str, Any]) -> None:
+    blobs = InMemoryBlobStore()
+    blobs.put_bytes(f"acme/{REQUEST_ID}/init/artifacts/env.txt", b"A=1")
+    blobs.put_bytes(f"acme/{REQUEST_ID}/init/artifacts/../escape", b"no")
+    service = _service_with(parts, blobs)
+    task = _task(dependencies=["init"], artifacts={"paths": ["out.txt"]})
+
+    service.launch(REQUEST_ID, 7, task, _ctx(timeout=600), "token-1")
+
+    (grants,) = parts["ecs"].grants
+    assert grants is not None and grants.dependencies is not None and grants.artifacts is not None
+    assert grants.downloads == 1  # the key with ".." is never granted
+    assert grants.expires_at == parts["clock"].now + timedelta(seconds=600 + GRANT_MARGIN_SECONDS)
+    at = f"acme/{REQUEST_ID}/build/grants/attempt-7/"
+    assert grants.dependencies.env_file_key == at + "dependencies.env"
+    downloads = blobs.get_bytes(at + "dependencies.curl").decode()
+    assert (
+        f"memory://blobs/acme/{REQUEST_ID}/init/artifacts/env.txt?expires={600 + GRANT_MARGIN_SECONDS}"
+        in downloads
+    )
+    assert 'output = "./env.txt"' in downloads
+    assert (
+        blobs.get_bytes(at + "dependencies.env").decode() == f"FORMICA_GRANTS_URL={grants.dependencies.url}\n"
+    )
+    upload = blobs.get_bytes(at + "artifacts.curl").decode()
+    assert f"keys under acme/{REQUEST_ID}/build/artifacts/ only" in upload
+    assert 'form-string = "x-memory-allows-meta-sha256="' in upload  # the fake's record of the metadata
+
+
+def test_a_task_with_nothing_to_move_gets_no_grants(parts: dict[str, Any]) -> None:
+    blobs = InMemoryBlobStore()
+    service = _service_with(parts, blobs)
+    service.launch(REQUEST_ID, 7, _task(dependencies=["init"]), _ctx(), "token-1")  # init left nothing
+    (grants,) = parts["ecs"].grants
+    assert grants is not None and (grants.dependencies, grants.artifacts) == (None, None)
+    assert blobs.blobs == {}
+
+
+def test_grants_that_cannot_be_issued_fail_the_start(parts: dict[str, Any]) -> None:
+    class Refusing(InMemoryBlobStore):
+        def put_bytes(self, key: str, data: bytes, content_type: str = "") -> None:
+            raise BlobStoreError("AccessDenied")
+
+    service = _service_with(parts, Refusing())
+    run = service.launch(REQUEST_ID, 7, _task(artifacts={"paths": ["x"]}), _ctx(), "token-1")
+
+    assert run.is_finished and parts["ecs"].launched == []
+    (_, outcome), *_ = parts["reporter"].reports
+    assert outcome.error_code == ERR_CONTAINER_START
+    assert "AccessDenied" in str(outcome.error_message)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
+from formica.runners.container_grants import ContainerGrants, HelperGrant
+from formica.runners.container_script import DEPENDENCIES_PROGRAM, UPLOAD_PROGRAM
 from formica.runners.ecs_events import ERR_CONTAINER_START, ERR_TASK_TIMED_OUT, RunKey
 from formica.runners.eks import (
     EksLaunchConfig,
@@ -49,9 +53,21 @@ def _task(**changes: Any) -> TaskDefinition:
     return TaskDefinition.model_validate(values)
 
 
-def _manifest(task: TaskDefinition, timeout: float = 600.0) -> dict[str, Any]:
+GRANTS = ContainerGrants(
+    dependencies=HelperGrant(url="https://s3.example/deps.curl?X-Amz-Signature=d", env_file_key="d.env"),
+    artifacts=HelperGrant(url="https://s3.example/artifacts.curl?X-Amz-Signature=a", env_file_key="a.env"),
+    expires_at=datetime(2026, 11, 28, 19, 0, tzinfo=UTC),
+    downloads=1,
+)
+
+
+def _manifest(
+    task: TaskDefinition, timeout: float = 600.0, grants: ContainerGrants | None = None
+) -> dict[str, Any]:
     ctx = make_context(org="acme", request_id=REQUEST_ID, task_type=task.task_type, timeout_seconds=timeout)
-    return job_manifest(task, ctx, RunKey(REQUEST_ID, 12), name=job_name(REQUEST_ID, 12), config=CONFIG)
+    return job_manifest(
+        task, ctx, RunKey(REQUEST_ID, 12), name=job_name(REQUEST_ID, 12), config=CONFIG, grants=grants
+    )
 
 
 def test_job_manifest() -> None:
@@ -105,17 +121,56 @@ def test_the_script_is_the_shell_runners(tmp_path: Path) -> None:
 
 def test_dependencies_and_artifacts_get_helper_containers() -> None:
     task = _task(dependencies=["build"], artifacts=ArtifactsDefinition(paths=["out/*.txt"], when="always"))
-    pod = _manifest(task)["spec"]["template"]["spec"]
+    pod = _manifest(task, grants=GRANTS)["spec"]["template"]["spec"]
 
     init = pod["initContainers"][0]
     assert init["name"] == "dependencies"
-    assert f"s3://formica-artifacts/acme/{REQUEST_ID}/build/artifacts/" in init["command"][2]
+    assert init["command"] == ["sh", "-c", DEPENDENCIES_PROGRAM, "formica-dependencies"]
+    assert init["workingDir"] == "/workspace"
+    assert init["env"] == [{"name": "FORMICA_GRANTS_URL", "value": GRANTS.dependencies.url}]  # type: ignore[union-attr]
     uploader = pod["containers"][1]
     assert uploader["name"] == "artifacts"
-    assert uploader["command"][2].startswith("while [ ! -f '/workspace/.formica/exit-code' ]")
-    assert f"s3://formica-artifacts/acme/{REQUEST_ID}/kubby/artifacts/" in uploader["command"][2]
+    # The program is fixed text; when, the prefix and the patterns are its arguments.
+    assert uploader["command"] == [
+        "sh",
+        "-c",
+        UPLOAD_PROGRAM,
+        "formica-artifacts",
+        "always",
+        f"acme/{REQUEST_ID}/kubby/artifacts/",
+        "out/*.txt",
+    ]
+    assert {e["name"]: e["value"] for e in uploader["env"]} == {
+        "FORMICA_GRANTS_URL": GRANTS.artifacts.url,  # type: ignore[union-attr]
+        "FORMICA_WAIT_FOR_MAIN": "1",  # no container ordering in a pod: it waits for main's exit code
+    }
     for container in [init, *pod["containers"]]:
         assert {"name": "workspace", "mountPath": "/workspace"} in container["volumeMounts"]
+
+
+def test_the_main_container_is_given_no_grant() -> None:
+    task = _task(dependencies=["build"], artifacts=ArtifactsDefinition(paths=["out/*.txt"]))
+    manifest = _manifest(task, grants=GRANTS)
+    main = manifest["spec"]["template"]["spec"]["containers"][0]
+    assert main["name"] == "main"
+    assert "FORMICA_GRANTS_URL" not in {item["name"] for item in main["env"]}
+    assert "X-Amz-Signature" not in json.dumps(main)
+    # The helpers need no AWS identity: the pod's service account is only the task's own choice.
+    assert manifest["spec"]["template"]["spec"]["serviceAccountName"] == "formica-runner"
+    assert (
+        "serviceAccountName"
+        not in _manifest(_task(service_account=None), grants=GRANTS)["spec"]["template"]["spec"]
+    )
+
+
+def test_no_dependency_files_no_init_container() -> None:
+    task = _task(dependencies=["build"], artifacts=ArtifactsDefinition(paths=["out/*.txt"]))
+    only_uploads = ContainerGrants(
+        dependencies=None, artifacts=GRANTS.artifacts, expires_at=GRANTS.expires_at
+    )
+    pod = _manifest(task, grants=only_uploads)["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["containers"]] == ["main", "artifacts"]
 
 
 def test_no_timeout_no_deadline() -> None:

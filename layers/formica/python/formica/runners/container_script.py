@@ -1,5 +1,5 @@
-"""Shell scripts for container tasks (ECS and EKS): the main script, the dependency download and the
-artifact upload. Pure text builders: nothing here runs anything.
+"""Shell programs for container tasks (ECS and EKS): the main script, the dependency download and the
+artifact upload, and the helpers' grant files. Pure text builders: nothing here runs anything.
 
 The main script has the shell runner's semantics exactly, because it is built from the shell runner's
 own program builder (``formica.runners.shell.build_script``): ``before_script`` + ``script`` under
@@ -9,26 +9,56 @@ exit code. The two programs run as subshells of the one ``sh -c`` the container 
 exit code is also written to ``{workspace}/.formica/exit-code`` so the artifact uploader, which runs
 after the main container in the same workspace, can honour ``artifacts.when``.
 
-The helper containers run the AWS CLI image with ``sh -c``; their scripts only use POSIX sh and
-``aws s3 cp``. Every user-given path is quoted for the shell, glob characters excepted.
+The helper containers (``dependencies``, ``artifacts``) hold no AWS credentials: each reads a curl
+config file through the one presigned URL it is given (see "the helper containers' grants" below).
+Their programs are fixed text (``DEPENDENCIES_PROGRAM``, ``UPLOAD_PROGRAM``, part of the task
+definition), the per-run values come as arguments (the artifact patterns, ``upload_arguments``) and
+in the grant files (S3 keys and URLs, inside quoted curl config strings): no user value is ever
+shell text. They use POSIX sh, curl, mktemp, sha256sum, cut and readlink only, all in the helper
+image (``public.ecr.aws/aws-cli/aws-cli``, built on Amazon Linux 2, whose base image has curl).
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Iterable, Mapping
 
 from formica.jobs.models import TaskDefinition
+from formica.runners.artifacts import normalize_when
 from formica.runners.base import TaskContext
 from formica.runners.shell import build_script as build_shell_program
 from formica.runners.shell import task_environment
+from formica.store.blobs import DEFAULT_CONTENT_TYPE, PresignedPost
 
 DEFAULT_WORKSPACE = "/workspace"
 STATUS_DIR_NAME = ".formica"
 EXIT_CODE_FILE_NAME = "exit-code"
-
-_GLOB_PART = re.compile(r"(\*+|\?|\[[^\]/]*\])")
+GRANTS_URL_ENV = "FORMICA_GRANTS_URL"
+"""The one variable a helper container is given: a presigned GET of its curl config (never main's)."""
+WAIT_FOR_MAIN_ENV = "FORMICA_WAIT_FOR_MAIN"
+"""Set on EKS's uploader, which runs beside the main container: wait for its exit-code file first."""
+DEPENDENCIES_PROGRAM_NAME = "formica-dependencies"
+ARTIFACTS_PROGRAM_NAME = "formica-artifacts"
+SHA256_METADATA = "sha256"
+"""The uploader's checksum travels as ``x-amz-meta-sha256`` (what the reconciler reads back)."""
+# Content types the uploader guesses from a file name (anything else: application/octet-stream).
+_CONTENT_TYPES: dict[str, tuple[str, ...]] = {
+    "text/plain": ("txt", "log", "text"),
+    "text/csv": ("csv",),
+    "text/html": ("html", "htm"),
+    "text/markdown": ("md",),
+    "application/json": ("json",),
+    "application/xml": ("xml",),
+    "application/yaml": ("yaml", "yml"),
+    "application/pdf": ("pdf",),
+    "application/zip": ("zip",),
+    "application/gzip": ("gz", "tgz"),
+    "application/x-tar": ("tar",),
+    "image/png": ("png",),
+    "image/jpeg": ("jpg", "jpeg"),
+    "image/gif": ("gif",),
+    "image/svg+xml": ("svg",),
+}
 
 
 def workspace_of(task: TaskDefinition) -> str:
@@ -82,92 +112,220 @@ def build_script(task: TaskDefinition, workspace: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def quote_glob(pattern: str) -> str:
-    """``pattern`` quoted for sh with its glob characters (``*``, ``?``, ``[...]``) left active."""
-    parts = _GLOB_PART.split(pattern)
-    out = []
-    for index, part in enumerate(parts):
-        if not part:
-            continue
-        out.append(part if index % 2 else shlex.quote(part))
-    return "".join(out) or "''"
-
-
-def s3_uri(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
-
-
 def artifacts_prefix(org: str, request_id: str, task_type: str) -> str:
     """The S3 key prefix of a task's artifacts (docs/architecture.md, the S3 layout)."""
     return f"{org}/{request_id}/{task_type}/artifacts/"
 
 
-def build_dependencies_script(
-    *, bucket: str, org: str, request_id: str, dependencies: Iterable[str], workspace: str
-) -> str:
-    """The init container's script: download each dependency task's artifacts into the workspace.
+# --- the helper containers' grants -----------------------------------------------------------
+#
+# The helper containers hold no AWS credentials. Each gets one presigned GET URL in
+# ``GRANTS_URL_ENV`` (never in the main container's environment) naming a curl config file that
+# Formica's launch wrote to S3 (``formica.runners.container_grants``): for ``dependencies`` one
+# ``url``/``output`` pair per artifact to download (presigned GETs), for ``artifacts`` the upload
+# grant (a presigned POST: its URL and policy fields as ``form-string`` lines). curl reads those
+# files itself (``--config``), so no value from them is ever parsed by the shell.
 
-    A failed download exits non-zero, so the main container (which waits for this one's SUCCESS)
-    never starts and the task reports ERR_CONTAINER_START.
+
+def curl_config_value(value: str) -> str:
+    """``value`` as a double-quoted string of curl's config file syntax (``--config``).
+
+    Inside double quotes curl unescapes ``\\``, ``\\"``, ``\\t``, ``\\n``, ``\\r`` and ``\\v``; every other
+    character stands for itself, so a quoted value can never end early or start another option.
     """
-    lines = ["set -e", f"mkdir -p {shlex.quote(workspace)}"]
-    for dependency in dependencies:
-        source = shlex.quote(s3_uri(bucket, artifacts_prefix(org, request_id, dependency)))
-        lines.append(f"aws s3 cp {source} {shlex.quote(workspace)} --recursive --only-show-errors")
-    lines.append("exit 0")
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+        .replace("\v", "\\v")
+    )
+    return f'"{escaped}"'
+
+
+def build_downloads_config(downloads: Iterable[tuple[str, str]]) -> str:
+    """The dependencies container's curl config: one ``url``/``output`` pair per ``(path, url)``.
+
+    ``path`` is relative to the workspace (the container runs curl there) and must already be safe
+    (``dependency_path``); it is written as ``./path`` so that a file named ``-`` is not stdout.
+    """
+    lines = ["# Formica: this attempt's dependencies, one presigned GET each (curl --config)"]
+    for path, url in downloads:
+        lines += [f"url = {curl_config_value(url)}", f"output = {curl_config_value('./' + path)}"]
     return "\n".join(lines) + "\n"
 
 
-def build_upload_script(
-    *,
-    bucket: str,
-    org: str,
-    request_id: str,
-    task_type: str,
-    paths: Iterable[str],
-    when: str,
-    workspace: str,
-) -> str:
-    """The artifact sidecar's script: upload ``paths`` (globs, files or directories) to S3.
+def build_upload_config(post: PresignedPost) -> str:
+    """The artifacts container's curl config: the presigned POST's URL and its policy fields.
 
-    It runs after the main container exited, reads that exit code from the status file to honour
-    ``when`` (onSuccess, onFailed, always), uploads each file with its sha256 as object metadata, and
-    always exits 0: the sidecar never decides the task's exit code (failures are in its log).
+    The uploader adds ``key``, ``Content-Type``, ``x-amz-meta-sha256`` and the file for each upload.
+    ``form-string`` (never ``form``) so that no value starting with ``@`` or ``<`` reads a file.
     """
-    destination = shlex.quote(s3_uri(bucket, artifacts_prefix(org, request_id, task_type)))
-    status_file = shlex.quote(exit_code_file(workspace))
-    normalized_when = when.strip().lower()
     lines = [
-        f"cd {shlex.quote(workspace)} || exit 0",
-        f"rc=$(cat {status_file} 2>/dev/null || echo none)",
+        "# Formica: this attempt's upload grant, keys under "
+        + post.prefix.replace("\n", " ")
+        + " only (curl --config)",
+        f"url = {curl_config_value(post.url)}",
     ]
-    if normalized_when in ("onsuccess", "on_success", "success"):
-        lines.append('[ "$rc" = 0 ] || { echo "formica: main exit $rc, artifacts only on success"; exit 0; }')
-    elif normalized_when in ("onfailed", "on_failed", "onfailure", "failed", "failure"):
-        lines.append(
-            '[ "$rc" != 0 ] || { echo "formica: main succeeded, artifacts only on failure"; exit 0; }'
-        )
-    lines.append(f"dest={destination}")
-    for pattern in paths:
-        cleaned = pattern.strip()
-        if not cleaned:
-            continue
-        lines += [
-            f"for f in {quote_glob(cleaned)}; do",
-            '  [ -e "$f" ] || { echo "formica: no artifact matches $f"; continue; }',
-            "  key=${f#./}; key=${key#/}",
-            '  if [ -d "$f" ]; then',
-            '    aws s3 cp "$f" "$dest$key/" --recursive --only-show-errors'
-            ' || echo "formica: upload failed: $f"',
-            "  else",
-            "    sum=$(sha256sum \"$f\" 2>/dev/null | cut -d' ' -f1)",
-            '    aws s3 cp "$f" "$dest$key" --metadata "sha256=$sum" --only-show-errors'
-            ' || echo "formica: upload failed: $f"',
-            "  fi",
-            "done",
-        ]
-    lines.append("exit 0")
+    lines += [f"form-string = {curl_config_value(f'{name}={value}')}" for name, value in post.fields.items()]
     return "\n".join(lines) + "\n"
+
+
+def dependency_path(key: str, prefix: str) -> str | None:
+    """Where a dependency's artifact goes, relative to the workspace: ``key`` without ``prefix``.
+
+    None when the rest could leave the workspace or is not a plain relative path (empty, absolute,
+    a ``.`` or ``..`` segment, an empty segment or a control character): an uploader
+    may name its keys freely under its prefix, and such a key is skipped rather than written.
+    """
+    if not key.startswith(prefix):
+        return None
+    relative = key[len(prefix) :]
+    if not relative or relative.startswith("/"):
+        return None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in relative):
+        return None
+    if any(part in ("", ".", "..") for part in relative.split("/")):
+        return None
+    return relative
+
+
+def _program(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n"
+
+
+_FETCH_GRANT = [
+    "grants=$(mktemp -d) || exit 1",
+    f'curl -fsS --retry 3 -o "$grants/grant.curl" "${GRANTS_URL_ENV}"',
+]
+
+DEPENDENCIES_PROGRAM = _program(
+    [
+        "# formica: download this attempt's dependencies into the working directory (the workspace)",
+        "set -e",
+        f'[ -n "${{{GRANTS_URL_ENV}:-}}" ] || {{ echo "formica: no dependencies to download"; exit 0; }}',
+        *_FETCH_GRANT,
+        'curl -fsS --retry 3 --fail-early --create-dirs --config "$grants/grant.curl"',
+        'rm -rf "$grants"',
+    ]
+)
+"""The dependencies container's program, the same for every task (it is part of the task definition):
+``sh -c DEPENDENCIES_PROGRAM formica-dependencies``, run in the workspace. The files to fetch
+(presigned GETs and the relative paths they go to) are in the curl config ``$FORMICA_GRANTS_URL``
+names; without it there is nothing to download. A failed download exits non-zero, so the main
+container (which waits for this one's SUCCESS) never starts and the task reports ERR_CONTAINER_START.
+"""
+
+
+def _content_type_function() -> list[str]:
+    """A sh function printing a content type guessed from the name's extension (any case)."""
+    lines = ["content_type() {", '  case "$1" in']
+    for content_type, extensions in _CONTENT_TYPES.items():
+        patterns = "|".join(
+            "*." + "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in ext)
+            for ext in extensions
+        )
+        lines.append(f"    {patterns}) echo {shlex.quote(content_type)} ;;")
+    lines += [f"    *) echo {shlex.quote(DEFAULT_CONTENT_TYPE)} ;;", "  esac", "}"]
+    return lines
+
+
+UPLOAD_PROGRAM = _program(
+    [
+        "# formica: upload this attempt's artifacts. Arguments: when, key prefix, path patterns",
+        "when=$1; prefix=$2; shift 2",
+        "ws=$(pwd -P)",
+        f'status="$ws/{STATUS_DIR_NAME}/{EXIT_CODE_FILE_NAME}"',
+        # EKS runs this beside the main container: wait for its exit code (ECS starts it after).
+        f'if [ -n "${{{WAIT_FOR_MAIN_ENV}:-}}" ]; then',
+        '  while [ ! -f "$status" ]; do sleep 1; done',
+        "fi",
+        'rc=$(cat "$status" 2>/dev/null || echo none)',
+        'case "$when" in',
+        '  onSuccess) [ "$rc" = 0 ] || { echo "formica: main exit $rc, artifacts on success only"; exit 0; }',
+        "    ;;",
+        '  onFailed) [ "$rc" != 0 ] || { echo "formica: main exit 0, artifacts on failure only"; exit 0; }',
+        "    ;;",
+        "  always) ;;",
+        '  *) echo "formica: no artifacts (when: $when)"; exit 0 ;;',
+        "esac",
+        '[ "$#" -gt 0 ] || exit 0',
+        f'[ -n "${{{GRANTS_URL_ENV}:-}}" ] || {{ echo "formica: no upload grant"; exit 0; }}',
+        _FETCH_GRANT[0],
+        _FETCH_GRANT[1] + ' || { echo "formica: the upload grant could not be fetched"; exit 0; }',
+        *_content_type_function(),
+        "upload_file() {",
+        "  f=${1#./}",
+        '  case "/$f/" in',
+        '    */../*|*/./*|*//*) echo "formica: not uploaded (. or .. or an empty segment): $f"; return 0 ;;',
+        "  esac",
+        '  real=$(readlink -f -- "$1") || { echo "formica: not uploaded (unreadable): $f"; return 0; }',
+        '  case "$real" in',
+        '    "$ws"/*) ;;',
+        '    *) echo "formica: not uploaded (resolves outside the workspace): $f"; return 0 ;;',
+        "  esac",
+        '  [ -f "$real" ] || return 0',
+        "  sum=$(sha256sum < \"$real\" | cut -d' ' -f1)",
+        # curl opens the file through a fixed name: a file name is never parsed by curl's -F syntax.
+        '  ln -sf -- "$real" "$grants/artifact" || return 0',
+        '  curl -fsS --retry 3 -o /dev/null --config "$grants/grant.curl" \\',
+        '    --form-string "key=$prefix$f" \\',
+        '    --form-string "Content-Type=$(content_type "$f")" \\',
+        f'    --form-string "x-amz-meta-{SHA256_METADATA}=$sum" \\',
+        '    -F "file=@$grants/artifact" || echo "formica: upload failed: $f"',
+        "}",
+        "upload_tree() {",
+        '  [ "$1" = / ] || set -- "${1%/}"',
+        '  if [ -d "$1" ] && [ ! -L "$1" ]; then',
+        '    for child in "$1"/* "$1"/.[!.]* "$1"/..?*; do',
+        '      [ -e "$child" ] || [ -L "$child" ] || continue',
+        '      upload_tree "$child"',
+        "    done",
+        "  else",
+        '    upload_file "$1"',
+        "  fi",
+        "}",
+        # Each pattern is expanded as a glob only: no word splitting, never evaluated as shell.
+        "IFS=",
+        'for pattern in "$@"; do',
+        "  matched=",
+        "  for f in $pattern; do",
+        '    [ -e "$f" ] || [ -L "$f" ] || continue',
+        "    matched=1",
+        '    upload_tree "$f"',
+        "  done",
+        '  [ -n "$matched" ] || echo "formica: no artifact matches $pattern"',
+        "done",
+        'rm -rf "$grants"',
+        "exit 0",
+    ]
+)
+"""The artifacts container's program, the same for every task (it is part of the task definition):
+``sh -c UPLOAD_PROGRAM formica-artifacts <when> <key prefix> <pattern>...`` (``upload_arguments``),
+run in the workspace. The user's patterns arrive as arguments, never as shell text.
+
+It runs once the main container exited (on EKS, where both run at once, it waits for the exit-code
+file while ``FORMICA_WAIT_FOR_MAIN`` is set), reads that exit code to honour ``when`` (onSuccess,
+onFailed, always; anything else uploads nothing), fetches its upload grant (the curl config
+``$FORMICA_GRANTS_URL`` names) and POSTs each regular file the patterns match (directories taken
+recursively) once, with its key under the prefix, a content type guessed from its name and its
+sha256 as ``x-amz-meta-sha256``. A file that resolves outside the workspace (a symlink) is skipped,
+and so is a path with a ``.``, ``..`` or empty segment. It always exits 0: the sidecar never decides
+the task's exit code (failures are in its log).
+"""
+
+
+def upload_arguments(
+    *, org: str, request_id: str, task_type: str, paths: Iterable[str], when: str
+) -> list[str]:
+    """``UPLOAD_PROGRAM``'s arguments: ``when`` (canonical), the task's artifacts prefix, the patterns."""
+    try:
+        canonical = normalize_when(when)
+    except ValueError:
+        canonical = "onSuccess"  # validation refuses unknown values at upload; the default otherwise
+    patterns = [pattern.strip() for pattern in paths if pattern.strip()]
+    return [canonical, artifacts_prefix(org, request_id, task_type), *patterns]
 
 
 def container_environment(

@@ -4,18 +4,30 @@ It does not wait: the task's STOPPED event (EventBridge -> functions/container_e
 reconciler reports the exit code back to the waiting Launch state (formica.runtime.containers).
 
 One task, three containers sharing one ephemeral volume mounted at the workspace (/workspace or the
-task's working_dir):
+task's working_dir), and no task role: no container of the task can obtain AWS credentials (there
+is no credentials endpoint to ask), so a tenant's image holds nothing that reaches Formica's table,
+bucket, state machine or anything else.
 
-``dependencies`` (AWS CLI image, non-essential)
-    downloads the artifacts of the task's ``dependencies`` into the workspace, then exits 0.
+``dependencies`` (helper image, non-essential)
+    downloads the artifacts of the task's ``dependencies`` into the workspace with curl, from the
+    presigned GETs its grant lists, then exits 0 (``container_script.DEPENDENCIES_PROGRAM``).
 ``main`` (the task's image, non-essential, starts after ``dependencies`` SUCCESS)
     runs the rendered script as ``sh -c <script>``: ``sh -c`` is the task definition's entryPoint
     (RunTask overrides cannot replace an image's ENTRYPOINT, only its CMD) and the script is the
-    per-run command override. Its exit code is the task's.
-``artifacts`` (AWS CLI image, essential, starts after ``main`` COMPLETE)
-    uploads ``artifacts.paths``. ECS only allows a COMPLETE dependency on a non-essential container and
-    needs one essential container, so this one is essential: its exit ends the task once the artifacts
-    are up. It never decides the exit code: completion reads ``main`` only and the script exits 0.
+    per-run command override. Its exit code is the task's. It is given no grant.
+``artifacts`` (helper image, essential, starts after ``main`` COMPLETE)
+    uploads ``artifacts.paths`` with curl through its grant, a presigned POST limited to the task's
+    artifacts prefix (``container_script.UPLOAD_PROGRAM``; the run passes ``when``, the prefix and
+    the patterns as its arguments, never as shell text). ECS only allows a COMPLETE dependency on a
+    non-essential container and needs one essential container, so this one is essential: its exit
+    ends the task once the artifacts are up. It never decides the exit code: completion reads
+    ``main`` only and the program exits 0.
+
+The grants (``formica.runners.container_grants``) reach the two helpers as ``environmentFiles``
+container overrides: each names the S3 ``.env`` file holding that helper's ``FORMICA_GRANTS_URL``,
+which the ECS agent reads with the execution role. The URL itself is never in RunTask's parameters,
+so the overrides stay a few hundred characters and the same for a retried Launch (RunTask's client
+token refuses a retry with other parameters).
 
 Task definitions are registered once per content: the registration request (image, Fargate size,
 workspace, roles, log group, helper image and ``LAYOUT_VERSION``) is hashed, the family is
@@ -42,11 +54,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from formica.jobs.models import ContainerDefinition, TaskDefinition
 from formica.runners.base import TaskContext
+from formica.runners.container_grants import ContainerGrants, HelperGrant
 from formica.runners.container_script import (
-    build_dependencies_script,
+    ARTIFACTS_PROGRAM_NAME,
+    DEPENDENCIES_PROGRAM,
+    DEPENDENCIES_PROGRAM_NAME,
+    UPLOAD_PROGRAM,
     build_script,
-    build_upload_script,
     container_environment,
+    upload_arguments,
     workspace_of,
 )
 from formica.runners.ecs_events import (
@@ -60,9 +76,11 @@ from formica.settings import FormicaSettings
 
 logger = logging.getLogger(__name__)
 
-LAYOUT_VERSION = "1"
-"""Bump when the container layout above changes: every image then gets a new task definition."""
+LAYOUT_VERSION = "2"
+"""Bump when the container layout above changes: every image then gets a new task definition.
+2: no task role; the helpers use curl and their grants instead of the AWS CLI and the role."""
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.15.0"
+"""The helper image (Amazon Linux 2: sh, curl, coreutils); only its curl is used, never the AWS CLI."""
 WORKSPACE_VOLUME = "workspace"
 LOG_STREAM_PREFIX = "formica"
 FAMILY_PREFIX = "formica-"
@@ -223,12 +241,16 @@ def _split(value: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class EcsLaunchConfig:
-    """Where and as whom tasks run: the stack's cluster, network, roles, log group and bucket."""
+    """Where tasks run: the stack's cluster, network, execution role, log group and bucket.
+
+    There is no task role: the containers get no AWS credentials (``FORMICA_ECS_TASK_ROLE_ARN`` is
+    not read). The execution role is the ECS agent's (image pulls, logs, the helpers' ``.env`` grant
+    files), never the containers'.
+    """
 
     cluster_arn: str
     subnet_ids: tuple[str, ...]
     security_group_ids: tuple[str, ...]
-    task_role_arn: str
     execution_role_arn: str
     log_group: str
     region: str
@@ -244,7 +266,6 @@ class EcsLaunchConfig:
             "FORMICA_ECS_CLUSTER_ARN": settings.ecs_cluster_arn,
             "FORMICA_ECS_SUBNET_IDS": settings.ecs_subnet_ids,
             "FORMICA_ECS_SECURITY_GROUP_IDS": settings.ecs_security_group_ids,
-            "FORMICA_ECS_TASK_ROLE_ARN": settings.ecs_task_role_arn,
             "FORMICA_ECS_EXECUTION_ROLE_ARN": settings.ecs_execution_role_arn,
             "FORMICA_CONTAINER_LOG_GROUP": settings.container_log_group,
         }
@@ -255,7 +276,6 @@ class EcsLaunchConfig:
             cluster_arn=str(settings.ecs_cluster_arn),
             subnet_ids=_split(settings.ecs_subnet_ids),
             security_group_ids=_split(settings.ecs_security_group_ids),
-            task_role_arn=str(settings.ecs_task_role_arn),
             execution_role_arn=str(settings.ecs_execution_role_arn),
             log_group=str(settings.container_log_group),
             region=settings.region,
@@ -296,17 +316,23 @@ def task_definition_request(
     logs = _log_configuration(config)
     # Soft reservations (no hard limit: main may use the whole task's memory). Their sum stays within
     # the task's memory as Fargate requires; moto also insists on a memory value per container.
+    # The helpers' programs are fixed and live here; a run only passes arguments (the uploader's
+    # patterns) and grants (env files) in its overrides.
     helper = {
         "image": config.helper_image,
         "memoryReservation": HELPER_MEMORY_RESERVATION_MIB,
-        "entryPoint": ["sh", "-c"],
-        "command": ["exit 0"],
         "workingDirectory": workspace,
         "mountPoints": mount,
         "logConfiguration": logs,
     }
     containers = [
-        {"name": DEPENDENCIES_CONTAINER, "essential": False, **helper},
+        {
+            "name": DEPENDENCIES_CONTAINER,
+            "essential": False,
+            **helper,
+            "entryPoint": ["sh", "-c", DEPENDENCIES_PROGRAM],
+            "command": [DEPENDENCIES_PROGRAM_NAME],
+        },
         {
             "name": MAIN_CONTAINER,
             "image": image,
@@ -323,6 +349,8 @@ def task_definition_request(
             "name": ARTIFACTS_CONTAINER,
             "essential": True,
             **helper,
+            "entryPoint": ["sh", "-c", UPLOAD_PROGRAM],
+            "command": [ARTIFACTS_PROGRAM_NAME, "never", ""],  # every run overrides it
             "dependsOn": [{"containerName": MAIN_CONTAINER, "condition": "COMPLETE"}],
         },
     ]
@@ -331,7 +359,7 @@ def task_definition_request(
         "networkMode": "awsvpc",
         "cpu": str(size.cpu),
         "memory": str(size.memory),
-        "taskRoleArn": config.task_role_arn,
+        # No taskRoleArn: the containers (the tenant's main among them) get no credentials.
         "executionRoleArn": config.execution_role_arn,
         "runtimePlatform": {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
         "volumes": [{"name": WORKSPACE_VOLUME}],
@@ -359,6 +387,18 @@ def client_token(run_key: RunKey) -> str:
     return "formica-" + hashlib.sha256(str(run_key).encode()).hexdigest()[:48]
 
 
+def s3_object_arn(config: EcsLaunchConfig, key: str) -> str:
+    """``arn:<partition>:s3:::<bucket>/<key>``, the partition taken from the cluster's ARN."""
+    partition = config.cluster_arn.split(":")[1] if config.cluster_arn.startswith("arn:") else "aws"
+    return f"arn:{partition}:s3:::{config.bucket}/{key}"
+
+
+def _env_files(grant: HelperGrant | None, config: EcsLaunchConfig) -> dict[str, Any]:
+    if grant is None:
+        return {}
+    return {"environmentFiles": [{"value": s3_object_arn(config, grant.env_file_key), "type": "s3"}]}
+
+
 def run_task_request(
     *,
     task: TaskDefinition,
@@ -366,8 +406,9 @@ def run_task_request(
     run_key: RunKey,
     task_definition_arn: str,
     config: EcsLaunchConfig,
+    grants: ContainerGrants | None = None,
 ) -> dict[str, Any]:
-    """The RunTask parameters for one attempt of ``task``.
+    """The RunTask parameters for one attempt of ``task``; the helpers' ``grants`` as env files.
 
     Raises
     ------
@@ -379,38 +420,34 @@ def run_task_request(
         task, ctx, {RUN_KEY_ENV: str(run_key), "FORMICA_TASK_TYPE": task.task_type}
     )
     artifacts = task.artifacts
-    upload = build_upload_script(
-        bucket=config.bucket,
+    upload = upload_arguments(
         org=ctx.org,
         request_id=ctx.request_id,
         task_type=task.task_type,
         paths=artifacts.paths if artifacts else [],
         when=artifacts.when if artifacts else "onSuccess",
-        workspace=workspace,
     )
-    download = build_dependencies_script(
-        bucket=config.bucket,
-        org=ctx.org,
-        request_id=ctx.request_id,
-        dependencies=task.dependencies,
-        workspace=workspace,
-    )
-    overrides = {
-        "containerOverrides": [
-            {"name": DEPENDENCIES_CONTAINER, "command": [download]},
-            {
-                "name": MAIN_CONTAINER,
-                "command": [build_script(task, workspace)],
-                "environment": _env_list(environment),
-            },
-            {"name": ARTIFACTS_CONTAINER, "command": [upload]},
-        ]
-    }
+    containers: list[dict[str, Any]] = []
+    if grants is not None and grants.dependencies is not None:
+        containers.append({"name": DEPENDENCIES_CONTAINER, **_env_files(grants.dependencies, config)})
+    containers += [
+        {
+            "name": MAIN_CONTAINER,
+            "command": [build_script(task, workspace)],
+            "environment": _env_list(environment),
+        },
+        {
+            "name": ARTIFACTS_CONTAINER,
+            "command": [ARTIFACTS_PROGRAM_NAME, *upload],
+            **_env_files(grants.artifacts if grants else None, config),
+        },
+    ]
+    overrides = {"containerOverrides": containers}
     size = len(json.dumps(overrides, separators=(",", ":")))
     if size > OVERRIDES_MAX_CHARS:
         raise OverridesTooLargeError(
-            f"task {task.task_type!r}: script and environment take {size} characters of RunTask overrides;"
-            f" ECS allows {OVERRIDES_MAX_CHARS}"
+            f"task {task.task_type!r}: script, environment and artifact paths take {size} characters"
+            f" of RunTask overrides; ECS allows {OVERRIDES_MAX_CHARS}"
         )
     return {
         "cluster": config.cluster_arn,
@@ -488,8 +525,11 @@ class EcsRunner:
             return None
         return str(definition["taskDefinitionArn"])
 
-    def launch(self, task: TaskDefinition, ctx: TaskContext, run_key: RunKey) -> str:
-        """Start one attempt of a container task; returns the ECS task ARN.
+    def launch(
+        self, task: TaskDefinition, ctx: TaskContext, run_key: RunKey, grants: ContainerGrants | None = None
+    ) -> str:
+        """Start one attempt of a container task; returns the ECS task ARN. ``grants`` are what its
+        helper containers may download and upload (``container_grants.issue_grants``; None: nothing).
 
         Raises
         ------
@@ -507,7 +547,7 @@ class EcsRunner:
         )
         td_arn = self.ensure_task_definition(td_request)
         request = run_task_request(
-            task=task, ctx=ctx, run_key=run_key, task_definition_arn=td_arn, config=self.config
+            task=task, ctx=ctx, run_key=run_key, task_definition_arn=td_arn, config=self.config, grants=grants
         )
         try:
             response = self._ecs.run_task(**request)

@@ -9,7 +9,9 @@
   and annotations, service account, ``backoffLimit: 0``, ``activeDeadlineSeconds`` from the timeout,
   ``ttlSecondsAfterFinished``. ``dependencies`` are downloaded by an init container and
   ``artifacts.paths`` uploaded by a second container that waits for the main script's exit-code file
-  (both the AWS CLI image; the pod needs S3 access through its service account).
+  (both the helper image, with curl). Neither needs AWS credentials: each gets its grant, a presigned
+  URL (``formica.runners.container_grants``), as ``FORMICA_GRANTS_URL`` in its own environment; the
+  main container gets none, and the pod needs no service account access to S3.
 - ``job_status`` (pure) reads the Job and its Pod: the exit code is the main container's
   ``state.terminated.exitCode``; an image that cannot be pulled is ERR_CONTAINER_START; a Job killed by
   its deadline is ERR_TASK_TIMED_OUT (ERR_CONTAINER_START if the pod never started).
@@ -40,12 +42,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome
+from formica.runners.container_grants import ContainerGrants, issue_grants
 from formica.runners.container_script import (
-    build_dependencies_script,
+    ARTIFACTS_PROGRAM_NAME,
+    DEPENDENCIES_PROGRAM,
+    DEPENDENCIES_PROGRAM_NAME,
+    UPLOAD_PROGRAM,
+    WAIT_FOR_MAIN_ENV,
     build_script,
-    build_upload_script,
     container_environment,
-    exit_code_file,
+    upload_arguments,
     workspace_of,
 )
 from formica.runners.ecs import AWS_CLI_IMAGE
@@ -391,15 +397,25 @@ def tolerations_of(task: TaskDefinition) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class EksLaunchConfig:
     namespace: str
-    bucket: str
+    bucket: str  # the artifacts bucket; the pods never address it (their grants are presigned URLs)
     helper_image: str = AWS_CLI_IMAGE
     job_ttl_seconds: int = JOB_TTL_SECONDS
 
 
+def _env(values: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"name": key, "value": value} for key, value in values.items()]
+
+
 def job_manifest(
-    task: TaskDefinition, ctx: TaskContext, run_key: RunKey, *, name: str, config: EksLaunchConfig
+    task: TaskDefinition,
+    ctx: TaskContext,
+    run_key: RunKey,
+    *,
+    name: str,
+    config: EksLaunchConfig,
+    grants: ContainerGrants | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job for one attempt of ``task``."""
+    """The batch/v1 Job for one attempt of ``task``; the helpers' ``grants`` in their own env only."""
     if task.container is None or not task.container.image.strip():
         raise EksRunnerError(f"task {task.task_type!r} has no container image")
     workspace = workspace_of(task)
@@ -418,7 +434,7 @@ def job_manifest(
         "image": task.container.image.strip(),
         "command": ["sh", "-c", build_script(task, workspace)],
         "workingDir": workspace,
-        "env": [{"name": key, "value": value} for key, value in environment.items()],
+        "env": _env(environment),
         "volumeMounts": mounts,
     }
     resources = resources_of(task)
@@ -427,23 +443,22 @@ def job_manifest(
     containers = [main]
     artifacts = task.artifacts
     if artifacts and any(path.strip() for path in artifacts.paths):
-        upload = build_upload_script(
-            bucket=config.bucket,
+        upload = upload_arguments(
             org=ctx.org,
             request_id=ctx.request_id,
             task_type=task.task_type,
             paths=artifacts.paths,
             when=artifacts.when,
-            workspace=workspace,
         )
-        # No container ordering in a plain pod: wait for the exit-code file the main script writes.
-        wait = f"while [ ! -f '{exit_code_file(workspace)}' ]; do sleep 1; done\n"
+        grant = grants.artifacts if grants else None
         containers.append(
             {
                 "name": ARTIFACTS_CONTAINER,
                 "image": config.helper_image,
-                "command": ["sh", "-c", wait + upload],
+                "command": ["sh", "-c", UPLOAD_PROGRAM, ARTIFACTS_PROGRAM_NAME, *upload],
                 "workingDir": workspace,
+                # No container ordering in a plain pod: it waits for the main script's exit-code file.
+                "env": _env({**(grant.environment if grant else {}), WAIT_FOR_MAIN_ENV: "1"}),
                 "volumeMounts": mounts,
             }
         )
@@ -452,22 +467,14 @@ def job_manifest(
         "containers": containers,
         "volumes": [{"name": WORKSPACE_VOLUME, "emptyDir": {}}],
     }
-    if task.dependencies:
+    if grants is not None and grants.dependencies is not None:
         pod_spec["initContainers"] = [
             {
                 "name": DEPENDENCIES_CONTAINER,
                 "image": config.helper_image,
-                "command": [
-                    "sh",
-                    "-c",
-                    build_dependencies_script(
-                        bucket=config.bucket,
-                        org=ctx.org,
-                        request_id=ctx.request_id,
-                        dependencies=task.dependencies,
-                        workspace=workspace,
-                    ),
-                ],
+                "command": ["sh", "-c", DEPENDENCIES_PROGRAM, DEPENDENCIES_PROGRAM_NAME],
+                "workingDir": workspace,
+                "env": _env(grants.dependencies.environment),
                 "volumeMounts": mounts,
             }
         ]
@@ -615,10 +622,14 @@ class EksJobRunner:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     monotonic: Callable[[], float] = field(default=time.monotonic, repr=False)
 
-    def launch(self, task: TaskDefinition, ctx: TaskContext, run_key: RunKey) -> str:
-        """Create the Job; returns its name. A Job of that name already there (a retried launch) is kept."""
+    def launch(
+        self, task: TaskDefinition, ctx: TaskContext, run_key: RunKey, grants: ContainerGrants | None = None
+    ) -> str:
+        """Create the Job; returns its name. A Job of that name already there (a retried launch) is kept.
+
+        ``grants``: what the helper containers may download and upload (None: nothing)."""
         name = job_name(run_key.request_id, run_key.step)
-        manifest = job_manifest(task, ctx, run_key, name=name, config=self.config)
+        manifest = job_manifest(task, ctx, run_key, name=name, config=self.config, grants=grants)
         try:
             self.api.create_job(self.config.namespace, manifest)
         except KubernetesApiError as exc:
@@ -678,7 +689,11 @@ class EksJobRunner:
     def run(self, task: TaskDefinition, ctx: TaskContext, run_key: RunKey | None = None) -> TaskOutcome:
         """One attempt, start to finish: launch, poll, time out or cancel (deleting the Job), log to S3."""
         key = run_key or RunKey(ctx.request_id, ctx.attempt)
-        name = self.launch(task, ctx, key)
+        try:
+            grants = issue_grants(self.blobs, task, ctx, key.step) if self.blobs is not None else None
+        except BlobStoreError as exc:
+            raise EksRunnerError(f"could not grant the helper containers their files: {exc}") from exc
+        name = self.launch(task, ctx, key, grants)
         deadline = self.monotonic() + ctx.timeout_seconds if ctx.timeout_seconds > 0 else None
         while True:
             state = self.poll(name)

@@ -45,6 +45,7 @@ from typing import Any, Literal, Protocol
 from formica.engine.walk import AttemptResult
 from formica.jobs.models import TaskDefinition, TaskMethod
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, ArtifactInfo, TaskContext, TaskOutcome
+from formica.runners.container_grants import issue_grants
 from formica.runners.container_script import artifacts_prefix
 from formica.runners.ecs import EcsRunner, EcsRunnerError, log_stream_name
 from formica.runners.ecs_events import (
@@ -240,8 +241,9 @@ class ContainerService:
         """Record the run and start its container; a replayed call for the same step starts nothing new.
 
         A container that cannot be started (no Fargate size fits, a setting is missing, ECS or the
-        Kubernetes API refuses) is settled at once as ERR_CONTAINER_START: Step Functions accepts the
-        callback while this Lambda still runs, and Advance then routes the error like any other.
+        Kubernetes API refuses, its helpers' grants cannot be issued) is settled at once as
+        ERR_CONTAINER_START: Step Functions accepts the callback while this Lambda still runs, and
+        Advance then routes the error like any other.
         """
         now = self.clock()
         run = ContainerRunItem(
@@ -276,16 +278,19 @@ class ContainerService:
                 return run
         key = RunKey(request_id, step)
         try:
+            # The helper containers' presigned URLs, valid until the deadline plus a margin; the
+            # containers themselves hold no credentials (runners.container_grants).
+            grants = issue_grants(self._blobs, task, ctx, step, now=now)
             if run.runtime == "eks":
                 runner = self.eks()
-                name = runner.launch(task, ctx, key)
+                name = runner.launch(task, ctx, key, grants=grants)
                 namespace = runner.config.namespace
                 self.runs.set_handle(request_id, step, k8s_job_name=name, k8s_namespace=namespace)
                 return run.model_copy(update={"k8s_job_name": name, "k8s_namespace": namespace})
-            arn = self.ecs().launch(task, ctx, key)
+            arn = self.ecs().launch(task, ctx, key, grants=grants)
             self.runs.set_handle(request_id, step, ecs_task_arn=arn)
             return run.model_copy(update={"ecs_task_arn": arn})
-        except (EcsRunnerError, EksRunnerError) as exc:
+        except (EcsRunnerError, EksRunnerError, BlobStoreError) as exc:
             logger.warning(
                 "container launch failed", extra={"request_id": request_id, "step": step, "error": str(exc)}
             )

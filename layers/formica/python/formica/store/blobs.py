@@ -6,7 +6,9 @@ Keys follow the S3 layout of docs/architecture.md; this module does not build th
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _HASH_CHUNK = 1024 * 1024
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_METADATA_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class BlobStoreError(RuntimeError):
@@ -90,9 +93,16 @@ class BlobStore(ABC):
         """A URL that downloads the blob without credentials until it expires."""
 
     @abstractmethod
-    def presign_post(self, prefix: str, *, max_bytes: int, expires_seconds: int) -> PresignedPost:
+    def presign_post(
+        self, prefix: str, *, max_bytes: int, expires_seconds: int, metadata: Sequence[str] = ()
+    ) -> PresignedPost:
         """A grant to upload blobs whose keys start with ``prefix`` (which should end in "/"), each
-        at most ``max_bytes``, until it expires; nothing else can be written with it."""
+        at most ``max_bytes``, until it expires; nothing else can be written with it.
+
+        ``metadata`` names user metadata the uploader may set with any value (form fields
+        ``x-amz-meta-<name>``, lower case); an upload under such a grant must then send every one
+        of them (S3 checks each condition of the policy against the form).
+        """
 
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
@@ -165,16 +175,23 @@ class S3BlobStore(BlobStore):
             raise BlobStoreError(f"could not presign {key!r}: {exc}") from exc
         return url
 
-    def presign_post(self, prefix: str, *, max_bytes: int, expires_seconds: int) -> PresignedPost:
+    def presign_post(
+        self, prefix: str, *, max_bytes: int, expires_seconds: int, metadata: Sequence[str] = ()
+    ) -> PresignedPost:
+        conditions: list[Any] = [
+            ["starts-with", "$key", prefix],
+            ["content-length-range", 0, max_bytes],
+            ["starts-with", "$Content-Type", ""],
+        ]
+        for name in metadata:
+            if not _METADATA_NAME.match(name):
+                raise BlobStoreError(f"{name!r} is not a metadata name (lower-case letters, digits, '-')")
+            conditions.append(["starts-with", f"$x-amz-meta-{name}", ""])
         try:
             post = self._client.generate_presigned_post(
                 Bucket=self._bucket,
                 Key=prefix + "${filename}",
-                Conditions=[
-                    ["starts-with", "$key", prefix],
-                    ["content-length-range", 0, max_bytes],
-                    ["starts-with", "$Content-Type", ""],
-                ],
+                Conditions=conditions,
                 ExpiresIn=expires_seconds,
             )
         except (ClientError, BotoCoreError) as exc:

@@ -1,0 +1,163 @@
+"""The helper containers' grants end to end: issued by the launch's code against an S3 endpoint (moto's
+server), then used by the real helper programs (sh and curl) as the containers would, holding no
+credentials at all (the programs run with an environment stripped of every AWS variable).
+
+moto 5.2 enforces nothing of a presigned POST's policy (checked), so this
+shows the form fields, keys, metadata and curl configs work with S3's protocol; the policy's limits
+themselves are asserted by decoding it (tests/integration/test_ecs_launch.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from formica.jobs.models import TaskDefinition
+from formica.runners.base import TaskContext
+from formica.runners.container_grants import ContainerGrants, HelperGrant, issue_grants
+from formica.runners.container_script import (
+    ARTIFACTS_PROGRAM_NAME,
+    DEPENDENCIES_PROGRAM,
+    DEPENDENCIES_PROGRAM_NAME,
+    UPLOAD_PROGRAM,
+    upload_arguments,
+)
+from formica.store.blobs import S3BlobStore
+from moto.server import ThreadedMotoServer
+
+from tests.e2e.devserver import free_port
+
+pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the helper programs need curl")
+
+BUCKET = "formica-grants-test"
+ORG, REQUEST = "acme", "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def store(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3BlobStore:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        config=boto3.session.Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    if BUCKET not in [bucket["Name"] for bucket in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=BUCKET)
+    return S3BlobStore(BUCKET, client=client)
+
+
+def _ctx(task_type: str) -> TaskContext:
+    return TaskContext(
+        org=ORG, request_id=REQUEST, job_type="j", task_type=task_type, attempt=3, timeout_seconds=600
+    )
+
+
+def _no_credentials_env(tmp_path: Path, grant: HelperGrant | None) -> dict[str, str]:
+    """What a helper container has: no AWS variable, no proxy, its grant URL (if any)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "FORMICA_")) and "proxy" not in key.lower()
+    }
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    env.update(grant.environment if grant is not None else {})
+    return env
+
+
+def _run(program: str, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/sh", "-c", program, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_task_downloads_its_dependencies_and_uploads_its_artifacts_through_grants(
+    store: S3BlobStore, tmp_path: Path
+) -> None:
+    compile_prefix = f"{ORG}/{REQUEST}/compile/artifacts/"
+    store.put_bytes(compile_prefix + "bin/app", b"binary")
+    store.put_bytes(compile_prefix + "notes $(x).txt", b"notes")
+    task = TaskDefinition.model_validate(
+        {
+            "task_type": "ship",
+            "method": "DOCKER",
+            "container": {"image": "alpine"},
+            "dependencies": ["compile"],
+            "artifacts": {"paths": ["report.json", "out"]},
+        }
+    )
+    grants: ContainerGrants = issue_grants(store, task, _ctx("ship"), 9)
+    assert grants.downloads == 2
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+
+    downloaded = _run(
+        DEPENDENCIES_PROGRAM,
+        [DEPENDENCIES_PROGRAM_NAME],
+        workspace,
+        _no_credentials_env(tmp_path, grants.dependencies),
+    )
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert (workspace / "bin" / "app").read_bytes() == b"binary"
+    assert (workspace / "notes $(x).txt").read_bytes() == b"notes"
+
+    (workspace / ".formica").mkdir()
+    (workspace / ".formica" / "exit-code").write_text("0\n")
+    (workspace / "report.json").write_text('{"ok": true}')
+    (workspace / "out" / "deep").mkdir(parents=True)
+    (workspace / "out" / "deep" / "log.txt").write_text("done\n")
+    args = upload_arguments(
+        org=ORG, request_id=REQUEST, task_type="ship", paths=["report.json", "out"], when="onSuccess"
+    )
+    uploaded = _run(
+        UPLOAD_PROGRAM,
+        [ARTIFACTS_PROGRAM_NAME, *args],
+        workspace,
+        _no_credentials_env(tmp_path, grants.artifacts),
+    )
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert "failed" not in uploaded.stdout, uploaded.stdout
+
+    prefix = f"{ORG}/{REQUEST}/ship/artifacts/"
+    blobs = {blob.key: blob for blob in store.list_blobs(prefix)}
+    assert sorted(blobs) == [prefix + "out/deep/log.txt", prefix + "report.json"]
+    report = blobs[prefix + "report.json"]
+    # What the reconciler reads back: the uploader's sha256 and content type.
+    assert report.sha256 == hashlib.sha256(b'{"ok": true}').hexdigest()
+    assert report.content_type == "application/json"
+    assert store.get_bytes(prefix + "out/deep/log.txt") == b"done\n"
+    assert blobs[prefix + "out/deep/log.txt"].content_type == "text/plain"
+
+
+def test_nothing_to_move_means_no_grant_and_no_files(store: S3BlobStore) -> None:
+    task = TaskDefinition.model_validate(
+        {"task_type": "idle", "method": "DOCKER", "container": {"image": "alpine"}, "dependencies": ["none"]}
+    )
+    grants = issue_grants(store, task, _ctx("idle"), 1)
+    assert (grants.dependencies, grants.artifacts) == (None, None)
+    assert store.list_blobs(f"{ORG}/{REQUEST}/idle/") == []
