@@ -7,7 +7,8 @@ import time
 
 import pytest
 from formica.jobs import DefinitionError, TemplateError, load_definition, parse_definition, render_task
-from formica.jobs.parsing import MAX_DEFINITION_BYTES, MAX_TASKS
+from formica.jobs.limits import MAX_TASKS
+from formica.jobs.parsing import MAX_DEFINITION_BYTES
 from formica.jobs.templates import runtime_context
 
 
@@ -243,7 +244,7 @@ def test_validation_uses_the_definitions_job_variables() -> None:
 
 
 def test_limits_are_refused_before_parsing() -> None:
-    with pytest.raises(DefinitionError, match="256 KiB"):
+    with pytest.raises(DefinitionError, match=f"the limit is {MAX_DEFINITION_BYTES} "):
         parse_definition("#" * (MAX_DEFINITION_BYTES + 1))
     many = "job_type: j\ntasks:\n" + "".join(
         f"- task_type: t{i}\n  method: SHELL\n" for i in range(MAX_TASKS + 1)

@@ -52,5 +52,9 @@ class DefinitionError(Exception):
         return "\n".join(str(problem) for problem in self.problems)
 
 
+class DefinitionTooLargeError(DefinitionError):
+    """A definition over a size limit (``formica.jobs.limits``): the API answers 413."""
+
+
 class TemplateError(DefinitionError):
     """A template that cannot be translated or rendered (syntax, sandbox refusal, runaway output)."""

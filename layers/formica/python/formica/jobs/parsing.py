@@ -25,7 +25,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from formica.jobs import models
-from formica.jobs.errors import DefinitionError, Problem
+from formica.jobs.errors import DefinitionError, DefinitionTooLargeError, Problem
+from formica.jobs.limits import DEFINITION_MAX_BYTES, DEFINITION_PARSED_MAX_BYTES, MAX_TASKS
 from formica.jobs.models import JobDefinition, TaskDefinition, TaskMethod
 from formica.jobs.templates import (
     BUILTIN_VARIABLES,
@@ -38,10 +39,8 @@ from formica.jobs.templates import (
 from formica.jobs.validation import Locator, check_definition
 from formica.jobs.yamlload import Path, load_yaml
 
-MAX_DEFINITION_BYTES = 256 * 1024
-"""Definitions larger than 256 KiB are refused before any parsing."""
-MAX_TASKS = 100
-"""formicary's own limit (maxTasksPerJob); also checked before the models are built."""
+MAX_DEFINITION_BYTES = DEFINITION_MAX_BYTES
+"""Definitions larger than this are refused before any parsing (``formica.jobs.limits``)."""
 RUNTIME_CACHE_SIZE = 32
 """Definitions (and job_variables probes) kept by ``load_definition``, per process."""
 
@@ -97,10 +96,12 @@ class LoadedDocument:
 def parse_definition(yaml_text: str) -> JobDefinition:
     """Validate a definition at upload: render with a validation context, load, check every rule.
 
-    Raises DefinitionError listing every problem, each with its original line and task.
+    Raises DefinitionError listing every problem, each with its original line and task
+    (DefinitionTooLargeError for a text or a parsed definition over its size limit).
     """
     job_variables = _probe_job_variables(yaml_text, validation_context())
     document = _load(yaml_text, validation_context(job_variables=job_variables))
+    _check_parsed_size(document.data)
     return _build(document, yaml_text)
 
 
@@ -175,8 +176,43 @@ def _check_size(yaml_text: str) -> None:
         except UnicodeEncodeError as exc:
             raise DefinitionError(Problem(f"definition is not valid text: {exc.reason}")) from None
     if size > MAX_DEFINITION_BYTES:
-        raise DefinitionError(
-            Problem(f"definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES} (256 KiB)")
+        raise DefinitionTooLargeError(
+            Problem(
+                f"definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES} "
+                f"({MAX_DEFINITION_BYTES // 1024} KiB)"
+            )
+        )
+
+
+def _check_parsed_size(data: Any) -> None:
+    """Refuse a definition whose parsed form (YAML aliases expanded) is too large to store.
+
+    The size is the JSON the definition would take, counted node by node and given up as soon as
+    it passes the limit, so an alias bomb costs at most the loader's node budget, never its output.
+    """
+    limit = DEFINITION_PARSED_MAX_BYTES
+    total = 0
+    pending = [data]
+    while pending and total <= limit:
+        node = pending.pop()
+        if isinstance(node, str):
+            total += (len(node) if node.isascii() else len(node.encode("utf-8", "surrogatepass"))) + 3
+        elif isinstance(node, dict):
+            total += 2
+            for key, value in node.items():
+                pending.append(key)
+                pending.append(value)
+        elif isinstance(node, list):
+            total += 2
+            pending.extend(node)
+        else:
+            total += len(str(node)) + 1
+    if total > limit:
+        raise DefinitionTooLargeError(
+            Problem(
+                f"definition is more than {limit} bytes once parsed (YAML aliases expanded); "
+                f"the limit is {limit} ({limit // 1024} KiB)"
+            )
         )
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from formica.jobs.cron import CronError, EventBridgeCronError, eventbridge_expression, parse_cron
 from formica.jobs.errors import Problem
+from formica.jobs.limits import artifact_path_problem, name_problem
 from formica.jobs.models import (
     CONTAINER_METHODS,
     HTTP_METHODS,
@@ -79,6 +80,10 @@ def check_definition(job: JobDefinition, positions: Mapping[Path, int]) -> list[
 def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
     if not job.job_type.strip():
         yield Problem("job_type is empty", where.line("job_type"), field="job_type")
+    else:
+        reason = name_problem("job_type", job.job_type)
+        if reason:
+            yield Problem(reason, where.line("job_type"), field="job_type")
     if not job.tasks:
         yield Problem("the job has no tasks: at least one is required", where.line("tasks"), field="tasks")
     for name in ("retry", "hard_reset_after_retries", "max_concurrency"):
@@ -143,8 +148,11 @@ def _task_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
             dotted = ".".join(str(part) for part in field) if field else None
             return Problem(message, where.task_line(_index, *field), _name or None, dotted)
 
+        reason = name_problem("task_type", name)
         if not name.strip():
             yield problem("task_type is empty", "task_type")
+        elif reason:
+            yield problem(reason, "task_type")
         elif name in seen:
             yield problem(f'task_type "{name}" is used by another task too (line {seen[name]})', "task_type")
         else:
@@ -154,6 +162,11 @@ def _task_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
         yield from _method_rules(task, problem)
         if task.retry < 0:
             yield problem("retry must not be negative", "retry")
+        for position, path in enumerate(task.artifacts.paths if task.artifacts else []):
+            reason = artifact_path_problem(path)
+            if reason:
+                line = where.task_line(index, "artifacts", "paths", position)
+                yield Problem(reason, line, name or None, "artifacts.paths")
 
 
 def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
@@ -174,6 +187,10 @@ def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
         yield problem(f"method {method} needs a URL: set url (or script, as formicary allows)", "method")
     if method is TaskMethod.FORK_JOB and not (task.fork_job_type or "").strip():
         yield problem("method FORK_JOB needs fork_job_type", "method")
+    elif task.fork_job_type:
+        reason = name_problem("fork_job_type", task.fork_job_type)
+        if reason:
+            yield problem(reason, "fork_job_type")
     if method is TaskMethod.AWAIT_FORKED_JOB and not task.await_forked_tasks:
         yield problem("method AWAIT_FORKED_JOB needs await_forked_tasks", "method")
 
