@@ -27,6 +27,10 @@ from formica.api.errors import (
     validation_details,
 )
 from formica.api.models import (
+    ID_MAX,
+    JOB_TYPE_MAX,
+    KEY_MAX,
+    PARAMS_MAX_BYTES,
     ArtifactListResponse,
     ConcurrencyRequest,
     CreatedTokenResponse,
@@ -52,6 +56,7 @@ from formica.api.openapi import (
     text_response,
 )
 from formica.api.services import get_services
+from formica.jobs.limits import DEFINITION_MAX_BYTES, DEFINITION_PARSED_MAX_BYTES
 from formica.settings import SettingsError, get_settings
 
 logger = Logger(service="formica")
@@ -66,8 +71,9 @@ app = FormicaResolver(
 app.configure_openapi(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
 app.enable_swagger(path="/api/docs", title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
 
-JobType = Annotated[str, Path(min_length=1, max_length=128)]
-Identifier = Annotated[str, Path(min_length=1, max_length=128)]
+JobType = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
+TaskType = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
+Identifier = Annotated[str, Path(min_length=1, max_length=ID_MAX)]
 Version = Annotated[int | None, Query(ge=1, description="a stored version; default: the latest")]
 Limit = Annotated[int, Query(ge=1, le=100)]
 NextToken = Annotated[str | None, Query(max_length=2048, description="the next_token of the previous page")]
@@ -158,7 +164,11 @@ def openapi_document() -> Response[str]:
     responses={
         201: json_response("A new job type", DefinitionResponse),
         200: json_response("A new version, or the unchanged one", DefinitionResponse),
-        413: json_response("Larger than 128 KiB (PAYLOAD_TOO_LARGE)", ErrorResponse),
+        413: json_response(
+            f"Larger than {DEFINITION_MAX_BYTES // 1024} KiB, or than "
+            f"{DEFINITION_PARSED_MAX_BYTES // 1024} KiB once parsed (PAYLOAD_TOO_LARGE)",
+            ErrorResponse,
+        ),
         415: json_response("Neither YAML nor JSON (UNSUPPORTED_MEDIA_TYPE)", ErrorResponse),
     },
 )
@@ -221,12 +231,15 @@ def set_concurrency(job_type: JobType, body: ConcurrencyRequest) -> DefinitionRe
 
 # -- requests -------------------------------------------------------------------------------------
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=KEY_MAX)]
 SUBMITTED = {
     201: json_response("A new request", JobRequestResponse),
     200: json_response("The first request with this Idempotency-Key or user_key", JobRequestResponse),
     404: json_response("Unknown job_type or job_version (NOT_FOUND)", ErrorResponse),
     409: json_response("The job type is disabled (CONFLICT)", ErrorResponse),
+    413: json_response(
+        f"params larger than {PARAMS_MAX_BYTES // 1024} KiB as JSON (PAYLOAD_TOO_LARGE)", ErrorResponse
+    ),
     415: json_response("Not JSON (UNSUPPORTED_MEDIA_TYPE)", ErrorResponse),
 }
 IN_STATE = {
@@ -258,7 +271,7 @@ def submit_request_alias(
 
 @app.get("/api/jobs/requests", tags=["requests"])
 def list_requests(
-    job_type: Annotated[str | None, Query(max_length=128)] = None,
+    job_type: Annotated[str | None, Query(max_length=JOB_TYPE_MAX)] = None,
     job_state: Annotated[requests.JobStateFilter | None, Query()] = None,
     limit: Limit = 50,
     next_token: NextToken = None,
@@ -310,7 +323,7 @@ def download_artifact(request_id: Identifier, artifact_id: Identifier) -> Respon
 )
 def task_logs(
     request_id: Identifier,
-    task_type: Identifier,
+    task_type: TaskType,
     attempt: Annotated[int | None, Query(ge=1, le=10_000, description="one attempt; default: all")] = None,
 ) -> Response[str]:
     return _text(requests.task_log(get_services(), _org(), request_id, task_type, attempt=attempt))

@@ -1,9 +1,9 @@
 """API errors and THE mapping of every error to an HTTP status and body.
 
 Route logic raises ``ApiError`` subclasses, or lets domain errors (``DefinitionError``,
-``DefinitionNotFoundError``, ``InvalidCursorError``, ...) escape; ``to_api_error`` translates those
-by type, never by message text. Anything it does not know is an internal error: 500, a
-correlation id, and no internals in the body.
+``DefinitionTooLargeError``, ``DefinitionNotFoundError``, ``InvalidCursorError``, ...) escape;
+``to_api_error`` translates those by type, never by message text. Anything it does not know is an
+internal error: 500, a correlation id, and no internals in the body.
 """
 
 from __future__ import annotations
@@ -131,8 +131,11 @@ def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, RequestUnsupportedContentType):
         return UnsupportedMediaTypeError("send JSON (Content-Type: application/json)")
     # Cold start: the authorizer maps its errors here and never loads the language or these stores.
-    from formica.jobs.errors import DefinitionError  # noqa: PLC0415
-    from formica.store.definitions import DefinitionNotFoundError  # noqa: PLC0415
+    from formica.jobs.errors import DefinitionError, DefinitionTooLargeError  # noqa: PLC0415
+    from formica.store.definitions import (  # noqa: PLC0415
+        DefinitionNotFoundError,
+        DefinitionTooLargeToStoreError,
+    )
     from formica.store.pagination import InvalidCursorError  # noqa: PLC0415
     from formica.store.requests import (  # noqa: PLC0415
         RequestFinishedError,
@@ -142,10 +145,14 @@ def to_api_error(exc: BaseException) -> ApiError:
     )
     from formica.store.tokens import TokenNotFoundError  # noqa: PLC0415
 
+    if isinstance(exc, DefinitionTooLargeError):
+        return PayloadTooLargeError(str(exc), _problem_details(list(exc.problems)))
     if isinstance(exc, DefinitionError):
         return ValidationApiError("invalid job definition", _problem_details(list(exc.problems)))
     if isinstance(exc, DefinitionNotFoundError):
         return ResourceNotFoundError(str(exc))
+    if isinstance(exc, DefinitionTooLargeToStoreError):
+        return PayloadTooLargeError(str(exc))
     if isinstance(exc, InvalidCursorError):
         return ValidationApiError(str(exc), [ErrorDetail(message=str(exc), field="next_token")])
     if isinstance(exc, TokenNotFoundError):

@@ -11,13 +11,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JOB_TYPE_MAX = 128
+from formica.jobs.limits import NAME_MAX_CHARS, NAME_PATTERN
+from formica.store.tokens import TOKEN_NAME_MAX_CHARS
+
+JOB_TYPE_MAX = NAME_MAX_CHARS
+"""A job type (and a task type) follows the language's name rule (``formica.jobs.limits``)."""
+JOB_TYPE_PATTERN = f"^{NAME_PATTERN}$"
 ID_MAX = 128
 KEY_MAX = 200
+"""user_key and the Idempotency-Key header: 200 characters, at most 800 bytes inside a 2,048-byte key."""
+DESCRIPTION_MAX = 1000
 LIST_LIMIT_MAX = 100
 LIST_LIMIT_DEFAULT = 50
-# A request item holds its params; DynamoDB items stop at 400 KB.
 PARAMS_MAX_BYTES = 64 * 1024
+"""A request's params as JSON (UTF-8): the request item holds them, and DynamoDB items stop at 400 KB.
+More is refused with 413 (``formica.api.requests.submit_request``)."""
 
 
 class _Request(BaseModel):
@@ -94,12 +102,14 @@ class DeletedResponse(BaseModel):
 
 
 class SubmitJobRequest(_Request):
-    job_type: str = Field(min_length=1, max_length=JOB_TYPE_MAX)
-    params: dict[str, Any] = Field(default_factory=dict)
+    job_type: str = Field(min_length=1, max_length=JOB_TYPE_MAX, pattern=JOB_TYPE_PATTERN)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description=f"at most {PARAMS_MAX_BYTES} bytes as JSON (else 413)"
+    )
     job_version: int | None = Field(default=None, ge=1, description="default: the latest version")
     scheduled_at: datetime | None = Field(default=None, description="ISO-8601; in the future: stays PENDING")
     job_priority: int = Field(default=5, ge=0, le=9999, description="higher runs first among PENDING")
-    description: str | None = Field(default=None, max_length=1000)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
     user_key: str | None = Field(
         default=None,
         min_length=1,
@@ -168,7 +178,7 @@ class ArtifactListResponse(BaseModel):
 
 
 class CreateTokenRequest(_Request):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=TOKEN_NAME_MAX_CHARS)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 

@@ -28,6 +28,7 @@ from formica.api.errors import (
     ValidationApiError,
 )
 from formica.api.models import (
+    PARAMS_MAX_BYTES,
     ArtifactListResponse,
     ArtifactResponse,
     JobRequestListResponse,
@@ -217,6 +218,19 @@ def _claim(
     raise ConflictError("a submission with the same key is in progress; try again")
 
 
+def check_params_size(params: dict[str, Any]) -> None:
+    """413 when the params take more than ``PARAMS_MAX_BYTES`` as the request item stores them."""
+    if not params:
+        return
+    size = len(json.dumps(params, separators=(",", ":"), default=str))  # ASCII: characters are bytes
+    if size > PARAMS_MAX_BYTES:
+        message = (
+            f"params take {size} bytes as JSON; the limit is {PARAMS_MAX_BYTES} bytes "
+            f"({PARAMS_MAX_BYTES // 1024} KiB)"
+        )
+        raise PayloadTooLargeError(message, [ErrorDetail(message=message, field="params")])
+
+
 def _check_params(required: list[str], params: dict[str, Any]) -> None:
     missing = [name for name in required if name not in params]
     if missing:
@@ -261,6 +275,7 @@ def submit_request(
     services: ApiServices, org: str, body: SubmitJobRequest, *, idempotency_key: str | None = None
 ) -> tuple[JobRequestResponse, int]:
     """Create and start a request; returns (response, 201), or (the first request, 200) on a repeat."""
+    check_params_size(body.params)
     head = services.definitions.get_head(org, body.job_type)
     if head is None:
         raise ResourceNotFoundError(f"job type {body.job_type!r} is not defined")

@@ -35,6 +35,7 @@ __all__ = [
     "DefinitionNotFoundError",
     "DefinitionRepository",
     "DefinitionStoreError",
+    "DefinitionTooLargeToStoreError",
     "DefinitionVersionItem",
     "definition_pk",
     "definitions_gsi1pk",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 _PUT_ATTEMPTS = 8
+ITEM_MAX_BYTES = 400 * 1024
+"""DynamoDB's item limit; a version item is checked against it before the write (not the 500 of a
+ValidationException after it)."""
 
 
 class DefinitionStoreError(RuntimeError):
@@ -56,6 +60,10 @@ class DefinitionNotFoundError(DefinitionStoreError):
         super().__init__(f"job type {job_type!r} is not defined")
         self.org = org
         self.job_type = job_type
+
+
+class DefinitionTooLargeToStoreError(DefinitionStoreError):
+    """The version item (text, parsed definition and keys) would pass DynamoDB's item limit."""
 
 
 class DefinitionConflictError(DefinitionStoreError):
@@ -173,6 +181,17 @@ class DefinitionHeadItem(BaseModel):
         )
 
 
+def _check_item_size(org: str, job_type: str, raw_yaml: str, definition_json: str) -> None:
+    # Attribute names and the fixed attributes take well under 1 KB.
+    size = len(raw_yaml.encode("utf-8")) + len(definition_json.encode("utf-8"))
+    size += 2 * len(definition_pk(org, job_type).encode("utf-8")) + 1024
+    if size > ITEM_MAX_BYTES:
+        raise DefinitionTooLargeToStoreError(
+            f"the definition and its parsed form take {size} bytes together; "
+            f"a stored version holds at most {ITEM_MAX_BYTES} (DynamoDB's item limit, 400 KB)"
+        )
+
+
 class DefinitionRepository(DynamoTable):
     """Adapter: definitions in the single table. ``client`` defaults to the process's DynamoDB client."""
 
@@ -188,6 +207,7 @@ class DefinitionRepository(DynamoTable):
         sha = yaml_sha256(raw_yaml)
         job_type = definition.job_type
         definition_json = definition.model_dump_json(by_alias=True, exclude_defaults=True)
+        _check_item_size(org, job_type, raw_yaml, definition_json)
         for _ in range(_PUT_ATTEMPTS):
             head = self.get_head(org, job_type)
             if head is not None and head.latest_sha256 == sha:

@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
+from formica.jobs.limits import NAME_RULE, is_name, shown
 from formica.store.dynamo import DynamoTable, is_conditional_failure
 from formica.store.pagination import Page
 from formica.store.schema import token_pk
@@ -25,6 +26,8 @@ TOKEN_PREFIX = "fmc_"  # noqa: S105 - a public prefix, not a secret
 TOKEN_SK = "TOKEN"  # noqa: S105 - a sort-key value
 MIN_SECRET_CHARS = 16
 MAX_SECRET_CHARS = 256
+TOKEN_NAME_MAX_CHARS = 100
+"""A token's name (an attribute of its item; the API and ``formica tokens create`` both check it)."""
 # A revoked token without expiry is kept this long for the listing, then swept by TTL.
 REVOKED_RETENTION = timedelta(days=30)
 
@@ -120,7 +123,13 @@ class TokenRepository(DynamoTable):
         """Store a new token for ``org``; returns (item, secret). The secret is never stored.
 
         ``secret`` fixes the token's text (``formica dev --token``); by default a fresh one is drawn.
+        Raises ValueError for an organisation outside the name rule (``formica.jobs.limits``: it is
+        part of keys) or a token name longer than ``TOKEN_NAME_MAX_CHARS``.
         """
+        if not is_name(org):
+            raise ValueError(f"organisation {shown(org)} is not a valid name: use {NAME_RULE}")
+        if not 1 <= len(name) <= TOKEN_NAME_MAX_CHARS:
+            raise ValueError(f"a token name has 1 to {TOKEN_NAME_MAX_CHARS} characters, not {len(name)}")
         if secret is None:
             secret = new_secret()
         elif not MIN_SECRET_CHARS <= len(secret) <= MAX_SECRET_CHARS:
