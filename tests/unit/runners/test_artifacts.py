@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from formica.jobs.models import TaskDefinition
 from formica.runners.artifacts import (
-    ERR_ARTIFACTS_UPLOAD,
+    ERR_ARTIFACT_PATH,
     ArtifactError,
     ArtifactPathError,
     attach_artifacts,
@@ -65,24 +65,29 @@ def test_escaping_patterns_are_refused(workdir: Path, pattern: str) -> None:
         collect_artifacts(workdir, [pattern])
 
 
-def test_symlinks_pointing_outside_are_skipped(workdir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "patterns", [["link.txt"], ["reports"], ["*.txt"], ["reports/linkdir/x.txt"], ["reports/linkdir"]]
+)
+def test_symlinks_pointing_outside_are_refused(workdir: Path, tmp_path: Path, patterns: list[str]) -> None:
     outside = tmp_path / "secret.txt"
     outside.write_text("secret")
     (tmp_path / "outside-dir").mkdir()
     (tmp_path / "outside-dir" / "x.txt").write_text("x")
     os.symlink(outside, workdir / "link.txt")
-    os.symlink(outside, workdir / "reports" / "link2.txt")
     os.symlink(tmp_path / "outside-dir", workdir / "reports" / "linkdir")
+
+    with pytest.raises(ArtifactPathError, match="leaves the working directory"):
+        collect_artifacts(workdir, patterns)
+
+
+def test_symlinks_that_stay_inside_are_collected(workdir: Path) -> None:
     os.symlink(workdir / "date.txt", workdir / "inside-link.txt")
+    os.symlink(workdir / "reports" / "deep", workdir / "reports" / "inside-dir")
 
-    found = names(
-        collect_artifacts(workdir, ["link.txt", "reports", "*.txt", "reports/linkdir/x.txt"]), workdir
-    )
+    found = names(collect_artifacts(workdir, ["*.txt", "reports"]), workdir)
 
-    assert "link.txt" not in found
-    assert "reports/link2.txt" not in found
-    assert not any("linkdir" in name for name in found)
     assert "inside-link.txt" in found
+    assert not any("inside-dir" in name for name in found)  # symlinked directories are not followed
 
 
 @pytest.mark.parametrize(
@@ -238,13 +243,14 @@ def test_attach_skips_cancelled_attempts(workdir: Path) -> None:
     assert store.blobs == {}
 
 
-def test_attach_turns_a_refused_path_into_an_error_outcome(workdir: Path) -> None:
+def test_attach_turns_a_refused_path_into_a_failed_attempt(workdir: Path) -> None:
     outcome = TaskOutcome(exit_code="0")
 
     attach_artifacts(
         outcome, artifact_task("always", "../x"), make_context(), workdir=workdir, store=InMemoryBlobStore()
     )
 
-    assert outcome.exit_code == "0"
-    assert outcome.error_code == ERR_ARTIFACTS_UPLOAD
+    assert outcome.exit_code == ""
+    assert outcome.error_code == ERR_ARTIFACT_PATH
     assert "'..'" in (outcome.error_message or "")
+    assert "(the script exited 0)" in (outcome.error_message or "")

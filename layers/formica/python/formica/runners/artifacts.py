@@ -1,8 +1,11 @@
 """Artifacts: the files a task leaves in its working directory, uploaded to the blob store.
 
 - ``artifacts.paths`` entries are relative paths, directories (taken recursively) or globs (``**``
-  included), always inside the working directory: an absolute entry or one with ``..`` is refused
-  (ArtifactPathError), and a file or symlink that resolves outside the directory is skipped.
+  included), always inside the working directory (the rule is ``formica.jobs.limits``, checked at
+  upload too): an absolute entry, one with ``..``, or a symlink (file or directory) that resolves
+  outside the directory is an ArtifactPathError, and the attempt fails with ERR_ARTIFACT_PATH.
+  Symlinks that stay inside are uploaded as the file they name; symlinked directories inside are
+  not followed.
 - ``artifacts.when`` is formicary's ``onSuccess`` (default), ``onFailed`` or ``always``,
   case-insensitive; ``never`` is accepted too.
 - Keys follow the S3 layout (docs/architecture.md): ``{org}/{request_id}/{task_type}/artifacts/{path}``.
@@ -20,8 +23,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from formica.jobs.limits import artifact_path_problem
 from formica.jobs.models import TaskDefinition
-from formica.runners.base import ArtifactInfo, TaskContext, TaskOutcome
+from formica.runners.base import EXIT_CODE_NONE, ArtifactInfo, TaskContext, TaskOutcome
 from formica.store.blobs import DEFAULT_CONTENT_TYPE, BlobStore, BlobStoreError
 from formica.store.schema import artifact_key  # the S3 layout contract, kept in one place
 
@@ -29,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 ERR_ARTIFACTS_UPLOAD = "ERR_ARTIFACTS_UPLOAD"
 ERR_ARTIFACTS_DOWNLOAD = "ERR_ARTIFACTS_DOWNLOAD"
+ERR_ARTIFACT_PATH = "ERR_ARTIFACT_PATH"
+"""An artifact path or symlink leaves the working directory: the attempt fails."""
 ARTIFACTS_SEGMENT = "artifacts"
 
 When = Literal["onSuccess", "onFailed", "always", "never"]
@@ -77,15 +83,10 @@ def should_upload(when: str, succeeded: bool) -> bool:
 
 
 def _check_pattern(pattern: str) -> str:
-    cleaned = pattern.strip()
-    if not cleaned:
-        raise ArtifactPathError("an artifact path is empty")
-    posix = PurePosixPath(cleaned.replace("\\", "/"))
-    if posix.is_absolute() or cleaned.startswith("~"):
-        raise ArtifactPathError(f"artifact path {pattern!r} must be relative to the working directory")
-    if ".." in posix.parts:
-        raise ArtifactPathError(f"artifact path {pattern!r} must not contain '..'")
-    return str(posix)
+    reason = artifact_path_problem(pattern)
+    if reason:
+        raise ArtifactPathError(reason)
+    return str(PurePosixPath(pattern.strip().replace("\\", "/")))
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -95,10 +96,22 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def _walk(directory: Path) -> Iterable[Path]:
-    # Symlinked directories are not followed: their files could live anywhere.
+def _escapes(path: Path, root: Path, workdir: Path) -> ArtifactPathError:
+    try:
+        shown = path.relative_to(workdir).as_posix()
+    except ValueError:
+        shown = str(path)
+    return ArtifactPathError(f"artifact {shown!r} is a symlink that leaves the working directory")
+
+
+def _walk(directory: Path, root: Path, workdir: Path) -> Iterable[Path]:
+    # Symlinked directories are not followed; one that points outside is refused like a file would be.
     for current, dirs, files in os.walk(directory, followlinks=False):
         dirs.sort()
+        for name in dirs:
+            path = Path(current) / name
+            if path.is_symlink() and not _inside(path, root):
+                raise _escapes(path, root, workdir)
         for name in sorted(files):
             yield Path(current) / name
 
@@ -125,7 +138,8 @@ def collect_artifacts(
     Raises
     ------
     ArtifactPathError
-        A pattern is absolute or contains ``..``.
+        A pattern is empty, absolute or contains ``..``; a match (or a file or directory under a
+        matched directory) is a symlink that resolves outside ``workdir``; a file name is not UTF-8.
     """
     root = workdir.resolve()
     checked = [_check_pattern(pattern) for pattern in patterns]
@@ -134,20 +148,27 @@ def collect_artifacts(
         matched = False
         for match in sorted(workdir.glob(pattern)):
             if not _inside(match, root):
-                logger.warning("artifact outside the working directory skipped", extra={"path": str(match)})
-                continue
-            candidates = _walk(match) if match.is_dir() and not match.is_symlink() else [match]
+                raise _escapes(match, root, workdir)
+            candidates = _walk(match, root, workdir) if match.is_dir() and not match.is_symlink() else [match]
             for candidate in candidates:
-                if candidate.is_file() and _inside(candidate, root):
+                if not _inside(candidate, root):
+                    raise _escapes(candidate, root, workdir)
+                if candidate.is_file():
+                    _check_name(candidate, workdir)
                     found.setdefault(candidate, None)
                     matched = True
-                elif candidate.is_symlink():
-                    logger.warning(
-                        "artifact outside the working directory skipped", extra={"path": str(candidate)}
-                    )
         if not matched and unmatched is not None:
             unmatched.append(pattern)
     return list(found)
+
+
+def _check_name(path: Path, workdir: Path) -> None:
+    # The relative path becomes part of an S3 key and a DynamoDB attribute: it must be text.
+    relative = path.relative_to(workdir).as_posix()
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ArtifactPathError(f"artifact file name {relative!r} is not UTF-8 text") from None
 
 
 def guess_content_type(path: Path) -> str:
@@ -227,8 +248,10 @@ def attach_artifacts(
 
     ``succeeded`` defaults to exit code "0" with no error code (callers that route exit codes, where
     e.g. a code mapped to COMPLETED also succeeds, pass their own answer). Never raises for task
-    problems: an unmatched path is a warning, a refused path or a failed upload sets error_code
-    ERR_ARTIFACTS_UPLOAD (unless the outcome already has an error).
+    problems: an unmatched path is a warning; a path or symlink leaving the working directory fails
+    the attempt (no exit code, error_code ERR_ARTIFACT_PATH, nothing uploaded) unless it already
+    failed with an error code; a failed upload sets error_code ERR_ARTIFACTS_UPLOAD (unless the
+    outcome already has an error).
     """
     spec = task.artifacts
     if spec is None or not spec.paths:
@@ -241,6 +264,9 @@ def attach_artifacts(
     unmatched: list[str] = []
     try:
         files = collect_artifacts(workdir, spec.paths, unmatched=unmatched)
+    except ArtifactPathError as exc:
+        return _path_refused(outcome, exc)
+    try:
         outcome.artifacts.extend(upload_artifacts(store, workdir, files, ctx))
     except ArtifactError as exc:
         outcome.log += f"[{ERR_ARTIFACTS_UPLOAD}: {exc}]\n"
@@ -253,4 +279,15 @@ def attach_artifacts(
         outcome.log += f"[warning: {warning}]\n"
     for artifact in outcome.artifacts:
         outcome.log += f"[artifact {artifact.name}: {artifact.size} bytes, sha256 {artifact.sha256}]\n"
+    return outcome
+
+
+def _path_refused(outcome: TaskOutcome, exc: ArtifactPathError) -> TaskOutcome:
+    """The attempt fails: a task whose artifacts would leave its directory never counts as done."""
+    exited = f" (the script exited {outcome.exit_code})" if outcome.exit_code else ""
+    outcome.log += f"[{ERR_ARTIFACT_PATH}: {exc}]\n"
+    if outcome.error_code is None:
+        outcome.exit_code = EXIT_CODE_NONE
+        outcome.error_code = ERR_ARTIFACT_PATH
+        outcome.error_message = f"{exc}{exited}"
     return outcome
