@@ -32,7 +32,8 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "scheduler:DeleteSchedule",
         "scheduler:GetSchedule",
     }
-    | {"iam:PassRole"},
+    | {"iam:PassRole"}
+    | {"secretsmanager:GetSecretValue"},  # the cursor key (test_cursor_key_secret.py)
     "authorizer": BASE | TABLE_READ,
     # A request ending in these starts the next PENDING ones (max_concurrency): StartExecution.
     # Container completions commit the walk's step themselves (D13), so they can end a request too.
