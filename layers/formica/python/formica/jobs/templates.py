@@ -4,6 +4,8 @@ A definition is a template of YAML. ``render`` translates Go actions to jinja2 (
 ``gotemplate``), compiles once (LRU cache: a task is rendered on every attempt), and renders in a
 ``SandboxedEnvironment`` whose undefined values behave like Go's missing map keys: they render
 empty and are false in conditions. Attribute tricks (``{{ ''.__class__ }}``) raise ``TemplateError``.
+Every render is metered (``formica.jobs.budget``): time, loop and ``Iterate`` items, and the size of
+every value and of the output are bounded while it renders, and nothing runs at compile time.
 
 Variables (highest precedence first, see ``runtime_context``): the built-ins (JobID, JobType,
 JobRetry, JobElapsedSecs, TaskType, TaskRetry, Nonce, UserID, OrganizationID, DateYear, DateMonth,
@@ -20,29 +22,36 @@ import operator
 import random
 import re
 import secrets
+import types
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, update_wrapper
 from types import TracebackType
 from typing import Any, NoReturn
 
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined, meta
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.nodes import EvalContext
 from jinja2.nodes import Template as TemplateNode
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
+from jinja2.utils import generate_lorem_ipsum, pass_eval_context
+from markupsafe import Markup
 
+from formica.jobs import budget
+from formica.jobs.budget import BudgetExceeded
 from formica.jobs.errors import Problem, TemplateError
-from formica.jobs.gotemplate import TranslationError, strip_markers, translate
+from formica.jobs.gotemplate import MARK_CLOSE, MARK_OPEN, TranslationError, strip_markers, translate
 
 TEMPLATE_NAME = "<job-definition>"
-MAX_ITERATE = 1_000
-"""Largest ``Iterate n`` accepted: a definition holds at most 100 tasks, 1,000 leaves room."""
-MAX_RENDERED_CHARS = 1_048_576
-"""Rendered output is cut off (TemplateError) beyond 1 MiB: a loop must not fill memory."""
-MAX_REPEAT_CHARS = 100_000
+# The limits live in formica.jobs.budget (docs/job-language.md, "Limits"); these three were
+# first defined here and keep their names.
+MAX_ITERATE = budget.MAX_ITERATE
+MAX_RENDERED_CHARS = budget.MAX_RENDERED_CHARS
+MAX_REPEAT_CHARS = budget.MAX_REPEAT_CHARS
 
 BUILTIN_VARIABLES = (
     "JobID",
@@ -85,6 +94,8 @@ class JobIdText(str):
 
 def go_format(value: Any) -> str:
     """How Go's template prints a value (``true``, ``3`` for 3.0, ``[a b]``, ``map[k:v]``)."""
+    if type(value) is str:
+        return value
     if isinstance(value, Undefined) or value is None:
         return ""
     if isinstance(value, bool):
@@ -93,6 +104,8 @@ def go_format(value: Any) -> str:
         if math.isfinite(value) and value == int(value) and abs(value) < 1e21:
             return str(int(value))
         return repr(value)
+    if isinstance(value, list | tuple | Mapping):
+        budget.check_size(value, "a printed value")
     if isinstance(value, list | tuple):
         return "[" + " ".join(go_format(item) for item in value) + "]"
     if isinstance(value, Mapping):
@@ -221,6 +234,7 @@ def go_printf(fmt: Any, *args: Any) -> str:
     """Go's ``fmt.Sprintf`` for the common verbs (%v %s %d %q %t %f %e %g %x %X %o %b %c %%)."""
     values = list(args)
     position = 0
+    _check_printf(go_format(fmt), values)
 
     def substitute(match: re.Match[str]) -> str:
         nonlocal position
@@ -257,6 +271,24 @@ def go_printf(fmt: Any, *args: Any) -> str:
         extra = ", ".join(go_format(v) for v in values[position:])
         result += f"%!(EXTRA {extra})"
     return result
+
+
+def _check_printf(fmt: str, values: list[Any]) -> None:
+    """Refuse a printf whose widths and precisions would build more than the budget allows."""
+    cost = len(fmt)
+    position = 0
+    for match in _PRINTF_VERB.finditer(fmt):
+        _flags, width, precision, verb = match.groups()
+        cost -= len(match.group(0))  # the verb is replaced by what it formats
+        if verb == "%":
+            cost += 1
+            continue
+        value = values[position] if position < len(values) else None
+        position += 1
+        digits = int(width) if width and width.isdigit() else 0
+        cost += budget.field_cost(value, digits, int(precision or 0))
+        budget.check_estimate(cost, "printf")
+    budget.check_inputs("printf", values, {})
 
 
 def _text_spec(flags: str, width: str | None, precision: str | None) -> str:
@@ -317,8 +349,9 @@ def go_with(value: Any) -> list[Any]:
 
 
 def _bounded(count: int) -> int:
-    if count > MAX_ITERATE:
-        _fail(f"Iterate {count} is more than the limit of {MAX_ITERATE}")
+    if count > budget.MAX_ITERATE:
+        budget.over("MAX_ITERATE", f"Iterate {count:,}")
+    budget.count_iterate(max(count, 0))
     return max(count, 0)
 
 
@@ -396,23 +429,106 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 # The sandbox
 
 
-class _FormicaSandbox(SandboxedEnvironment):
-    """jinja2's sandbox, stricter: an unsafe attribute is an error, not a silent empty value."""
+class _MeteredFormatter(budget.MeteredFormatterMixin, SandboxedFormatter):
+    pass
 
-    intercepted_binops = frozenset({"*", "**"})
+
+class _MeteredEscapeFormatter(budget.MeteredFormatterMixin, SandboxedEscapeFormatter):
+    pass
+
+
+class _MeteredCodeGenerator(CodeGenerator):
+    """jinja2's compiler, with ``a ~ b`` going through the budget (``metered_concat``)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            join = "markup_join"
+        else:
+            join = "str_join"
+        self.write(f"environment.formica_concat({join}, (")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _FormicaSandbox(SandboxedEnvironment):
+    """jinja2's sandbox, stricter: an unsafe attribute is an error, not a silent empty value; and
+    metered (``formica.jobs.budget``): every hook ticks the render's deadline, and what can grow
+    is estimated before it runs."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _MeteredCodeGenerator
+    # What the compiled template calls (see _meter_tree and _MeteredCodeGenerator)
+    formica_loop = staticmethod(budget.metered_loop)
+    formica_value = staticmethod(budget.checked_value)
+    formica_concat = staticmethod(budget.metered_concat)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} is not allowed")
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and _number(right) is not None and abs(_number(right) or 0) > 64:
-            raise SecurityError("exponent too large")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
-                if sized and len(seq) * times > MAX_REPEAT_CHARS:
-                    raise SecurityError("repetition too large")
+        budget.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        budget.tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        budget.tick()
+        return super().getitem(obj, argument)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget.tick()
+        if __obj is budget.metered_loop or __obj is budget.checked_value:
+            return __obj(*args)
+        listed = budget.check_call(__obj, args, kwargs, generate_lorem_ipsum)
+        if listed is not None:
+            args = tuple(listed)
+        result = super().call(__context, __obj, *args, **kwargs)
+        budget.check_result(__obj, result)
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """jinja2's str.format / format_map sandboxing, with a formatter that meters each field."""
+        if not isinstance(value, types.MethodType | types.BuiltinMethodType) or value.__name__ not in (
+            "format",
+            "format_map",
+        ):
+            return None
+        f_self: Any = value.__self__
+        if not isinstance(f_self, str):
+            return None
+        str_type: type[str] = type(f_self)
+        is_format_map = value.__name__ == "format_map"
+        formatter: SandboxedFormatter
+        if isinstance(f_self, Markup):
+            formatter = _MeteredEscapeFormatter(self, escape=f_self.escape)
+        else:
+            formatter = _MeteredFormatter(self)
+        vformat = formatter.vformat
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                kwargs = args[0]
+                args = ()
+            return str_type(vformat(f_self, args, kwargs))
+
+        return update_wrapper(wrapper, value)
+
+
+@pass_eval_context
+def _finalize(eval_ctx: EvalContext, value: Any) -> str:
+    """``{{ value }}`` printed the Go way. Taking the eval context keeps jinja2 from calling it
+    while compiling (it would evaluate constant expressions outside the budget)."""
+    return go_format(value)
 
 
 @lru_cache(maxsize=1)
@@ -421,12 +537,30 @@ def _environment() -> _FormicaSandbox:
         undefined=ChainableUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        finalize=go_format,
+        finalize=_finalize,
         extensions=["jinja2.ext.loopcontrols"],
+        optimized=False,  # no constant folding at compile time: every operation runs metered
     )
+    env.concat = budget.bounded_concat  # type: ignore[method-assign]
     env.globals.update(FUNCTIONS)
+    env.globals["range"] = budget.bounded_range
     env.filters["Unescape"] = unescape
+    env.filters = {name: budget.metered_filter(name, func) for name, func in env.filters.items()}
     return env
+
+
+def _meter_tree(tree: TemplateNode, env: _FormicaSandbox) -> None:
+    """Route every ``{% for %}`` iterable and every ``{% set %}`` value through the budget."""
+    for loop in list(tree.find_all(nodes.For)):
+        loop.iter = _budget_call("formica_loop", loop.iter)
+    for assign in list(tree.find_all(nodes.Assign)):
+        assign.node = _budget_call("formica_value", assign.node)
+    tree.set_environment(env)
+
+
+def _budget_call(name: str, node: nodes.Node) -> nodes.Call:
+    hook = nodes.EnvironmentAttribute(name, lineno=node.lineno)
+    return nodes.Call(hook, [node], [], None, None, lineno=node.lineno)
 
 
 @dataclass(frozen=True)
@@ -448,11 +582,14 @@ def _compile(text: str) -> _Compiled:
     try:
         parsed: TemplateNode = env.parse(source, name=TEMPLATE_NAME)
         names = frozenset(meta.find_undeclared_variables(parsed)) - frozenset(FUNCTIONS)
+        _meter_tree(parsed, env)
         return _Compiled(env.from_string(parsed), names)
     except TemplateSyntaxError as exc:
         raise _template_error(text, f"template syntax: {exc.message}", exc.lineno) from None
     except RecursionError:
         raise _template_error(text, "template nests too deeply", None) from None
+    except (ValueError, OverflowError) as exc:  # a literal Python refuses (a 5,000-digit number)
+        raise _template_error(text, f"template syntax: {exc}", None) from None
 
 
 def variables_used(text: str) -> frozenset[str]:
@@ -490,22 +627,56 @@ def _template_line(tb: TracebackType | None) -> int | None:
     return line
 
 
+def _rendering_line(template: Template, stream: Any) -> int | None:
+    """The template line a suspended render is at (where its output was over the limit)."""
+    inner = stream
+    while getattr(inner, "gi_yieldfrom", None) is not None:
+        inner = inner.gi_yieldfrom
+    frame = getattr(inner, "gi_frame", None)
+    if frame is None or frame.f_code.co_filename not in (TEMPLATE_NAME, "<template>"):
+        return None
+    return int(template.get_corresponding_lineno(frame.f_lineno))
+
+
+def _last_output_line(pieces: list[str]) -> int | None:
+    """The source line of the last line marker output so far (the line being repeated)."""
+    for piece in reversed(pieces):
+        at = piece.rfind(MARK_OPEN)
+        close = piece.find(MARK_CLOSE, at + 1) if at >= 0 else -1
+        if close > at >= 0 and piece[at + 1 : close].isdigit():
+            return int(piece[at + 1 : close])
+    return None
+
+
 def render_with_lines(text: str, context: Mapping[str, Any]) -> tuple[str, list[int]]:
-    """Render ``text``; return the output and, per output line (0-based), its 1-based source line."""
+    """Render ``text``; return the output and, per output line (0-based), its 1-based source line.
+
+    The render is metered (``formica.jobs.budget``): a template over its budget is refused while
+    it renders, with a TemplateError naming its line, its task and the limit.
+    """
     template = _compile(text).template
     pieces: list[str] = []
     size = 0
+    stream: Iterator[str] | None = None
     try:
-        stream: Iterator[str] = template.generate(dict(context))
-        for piece in stream:
-            size += len(piece)
-            if size > MAX_RENDERED_CHARS:
-                raise _template_error(
-                    text, f"rendered definition is larger than {MAX_RENDERED_CHARS} characters", None
-                )
-            pieces.append(piece)
+        with budget.metered() as meter:
+            stream = template.generate(dict(context))
+            for piece in stream:
+                size += len(piece)
+                if size > budget.MAX_RENDERED_CHARS:
+                    pieces.append(piece)
+                    budget.over("MAX_RENDERED_CHARS", f"the rendered definition passed {size:,} characters")
+                meter.tick()
+                pieces.append(piece)
     except TemplateError:
         raise
+    except BudgetExceeded as exc:
+        line = (
+            _template_line(exc.__traceback__)
+            or _rendering_line(template, stream)
+            or _last_output_line(pieces)
+        )
+        raise _template_error(text, str(exc), line) from None
     except SecurityError as exc:
         line = _template_line(exc.__traceback__)
         raise _template_error(text, f"template refused by the sandbox: {exc}", line) from None
