@@ -261,3 +261,45 @@ def test_a_crashing_api_handler_is_a_502_without_internals() -> None:
     body = json.loads(response.body)
     # The same key as the API's own 500: one name for the id to quote to the operator.
     assert body["correlation_id"] == response.header("x-amzn-RequestId")
+
+
+def test_a_slow_api_call_does_not_hold_up_the_others() -> None:
+    # Given an API whose first instance is busy (an upload rendering its templates, say)
+    import threading
+
+    release = threading.Event()
+    busy_started = threading.Event()
+
+    def slow(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        busy_started.set()
+        assert release.wait(10)
+        return {"statusCode": 200, "body": "slow"}
+
+    gateway = ApiGateway(
+        api_handler=slow, authorizer_handler=allow_authorizer, api_instances=[RecordingApi()]
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    first = threading.Thread(target=gateway.handle, args=(_request(**headers),))
+    first.start()
+    try:
+        assert busy_started.wait(5)
+        # When a second request arrives meanwhile, then another instance answers it at once
+        answered = gateway.handle(_request(**headers))
+        assert answered.status == 200
+        assert json.loads(answered.body)["function"] == "formica-api"
+    finally:
+        release.set()
+        first.join(10)
+
+
+def test_the_dev_server_loads_independent_api_instances() -> None:
+    from formica.local.lambda_dispatch import load_handler_instances
+
+    handlers = load_handler_instances("api", 3)
+
+    # Each copy is the same file loaded as its own module: its resolver is its own
+    modules = {handler.__module__ for handler in handlers}
+    assert len(modules) == 3
+    import sys
+
+    assert len({id(sys.modules[name].app) for name in modules}) == 3

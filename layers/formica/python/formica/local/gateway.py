@@ -14,6 +14,7 @@ import binascii
 import fnmatch
 import json
 import logging
+import queue
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -367,8 +368,11 @@ def proxy_result_to_response(result: Any) -> HttpResponse:
 class ApiGateway:
     """The REST API in front of the authorizer and API handlers.
 
-    Each handler runs as one Lambda instance would: one invocation at a time (a lock per
-    function), because a powertools resolver keeps the current event on a module-level object.
+    Each handler instance runs as one Lambda instance would: one invocation at a time, because a
+    powertools resolver keeps the current event on a module-level object. ``api_instances`` are
+    further copies of the API handler (``lambda_dispatch.load_handler_instances``): a request takes
+    whichever is free, so a slow request (an upload rendering its templates) does not hold up the
+    others, as Lambda scales out concurrent requests.
     """
 
     def __init__(
@@ -380,14 +384,16 @@ class ApiGateway:
         stage: str = LOCAL_STAGE,
         api_function_name: str = "formica-api",
         authorizer_function_name: str = "formica-authorizer",
+        api_instances: Sequence[Handler] = (),
     ) -> None:
-        self._api = api_handler
+        self._api_pool: queue.Queue[Handler] = queue.Queue()
+        for instance in (api_handler, *api_instances):
+            self._api_pool.put(instance)
         self._authorizer = authorizer_handler
         self._region = region
         self._stage = stage
         self._api_name = api_function_name
         self._authorizer_name = authorizer_function_name
-        self._api_lock = threading.Lock()
         self._authorizer_lock = threading.Lock()
 
     def handle(self, request: HttpRequest) -> HttpResponse:
@@ -407,8 +413,11 @@ class ApiGateway:
         )
         context = LocalLambdaContext(self._api_name, self._region, timeout_seconds=API_TIMEOUT_SECONDS)
         try:
-            with self._api_lock:
-                result = self._api(event, context)
+            instance = self._api_pool.get()
+            try:
+                result = instance(event, context)
+            finally:
+                self._api_pool.put(instance)
             return proxy_result_to_response(result)
         except GatewayError:
             logger.exception("api handler returned an invalid proxy result", extra={"request_id": request_id})

@@ -17,8 +17,10 @@ ThreadedMotoServer), which is where ``formica dev`` and the tests run it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -86,6 +88,25 @@ def load_handler(folder: str) -> Handler:
         raise LambdaDispatchError(f"no Lambda function folder functions/{folder}") from exc
     handler: Handler = module.handler
     return handler
+
+
+def load_handler_instances(folder: str, count: int) -> list[Handler]:
+    """``count`` independent copies of a function's handler, as Lambda keeps warm instances: the
+    first is the module ``load_handler`` imports, each other one the same file loaded again under
+    its own module name (module-level objects, such as a powertools resolver holding the current
+    event, are then not shared between them)."""
+    first = load_handler(folder)
+    source = importlib.import_module(f"functions.{folder}.app").__file__
+    handlers = [first]
+    for number in range(1, count):
+        spec = importlib.util.spec_from_file_location(f"functions.{folder}.app_instance_{number}", source)
+        if spec is None or spec.loader is None:  # pragma: no cover - the file was just imported
+            raise LambdaDispatchError(f"cannot load another instance of functions/{folder}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        handlers.append(module.handler)
+    return handlers
 
 
 @dataclass

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import formica
 from formica.local.front_door import FrontDoor
 from formica.local.gateway import ApiGateway, Handler
-from formica.local.lambda_dispatch import dispatch_lambda_invocations, load_handler
+from formica.local.lambda_dispatch import dispatch_lambda_invocations, load_handler, load_handler_instances
 from formica.local.moto_locks import serialize_dynamodb
 from formica.local.processes import descendant_pids, terminate_descendants
 from formica.local.statemachine import create_local_state_machine
@@ -53,6 +53,8 @@ DEFAULT_TABLE = "formica-local"
 DEFAULT_BUCKET = "formica-local-artifacts"
 DEFAULT_REGION = "us-east-1"
 # Where `formica dev` takes its token from (kept off the command line); never passed to a child.
+API_INSTANCES = 4
+"""Copies of the API handler the front door serves from, like warm Lambda instances."""
 DEV_TOKEN_ENV = "FORMICA_DEV_TOKEN"  # noqa: S105 (a variable name, not a secret)
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 # moto accepts any credentials; these keep boto3 from looking for real ones (or using them).
@@ -328,10 +330,14 @@ class DevServer:
         self._stack.callback(self._stop_front_door)
 
     def _start_front_door(self) -> None:
-        api_handler: Handler = load_handler("api")
+        # Like Lambda scaling out: a request never waits behind another's render (API_INSTANCES).
+        api_handler, *api_instances = load_handler_instances("api", API_INSTANCES)
         authorizer_handler: Handler = load_handler("authorizer")
         gateway = ApiGateway(
-            api_handler=api_handler, authorizer_handler=authorizer_handler, region=self.options.region
+            api_handler=api_handler,
+            authorizer_handler=authorizer_handler,
+            region=self.options.region,
+            api_instances=api_instances,
         )
         if self._front_door is None:
             raise DevServerError("the front door is not bound")
