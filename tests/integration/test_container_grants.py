@@ -13,10 +13,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import TaskContext
@@ -29,9 +27,8 @@ from formica.runners.container_script import (
     upload_arguments,
 )
 from formica.store.blobs import S3BlobStore
-from moto.server import ThreadedMotoServer
 
-from tests.e2e.devserver import free_port
+from tests.integration.conftest import bucket_store
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the helper programs need curl")
 
@@ -39,30 +36,9 @@ BUCKET = "formica-grants-test"
 ORG, REQUEST = "acme", "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
 
 
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def store(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3BlobStore:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server,
-        region_name="us-east-1",
-        config=boto3.session.Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
-    if BUCKET not in [bucket["Name"] for bucket in client.list_buckets()["Buckets"]]:
-        client.create_bucket(Bucket=BUCKET)
-    return S3BlobStore(BUCKET, client=client)
+    return bucket_store(s3_server, BUCKET, monkeypatch)
 
 
 def _ctx(task_type: str) -> TaskContext:

@@ -11,14 +11,11 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from formica.local.server import free_port
 from formica.runners.sandbox import (
     ERR_SANDBOX,
     SandboxContext,
@@ -33,37 +30,17 @@ from formica.runners.sandbox import (
 from formica.store.blobs import BlobStoreError, S3BlobStore
 from formica.store.presigned_blobs import PresignedBlobStore
 from formica.store.schema import artifact_key, cancel_marker_key
-from moto.server import ThreadedMotoServer
+
+from tests.integration.conftest import bucket_store
 
 BUCKET = "formica-sandbox-test"
 ORG, REQUEST, TASK = "acme", "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47", "build"
 PREFIX = artifact_key(ORG, REQUEST, TASK, "")
 
 
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def store(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3BlobStore:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server,
-        region_name="us-east-1",
-        config=boto3.session.Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
-    if BUCKET not in [bucket["Name"] for bucket in client.list_buckets()["Buckets"]]:
-        client.create_bucket(Bucket=BUCKET)
-    return S3BlobStore(BUCKET, client=client)
+    return bucket_store(s3_server, BUCKET, monkeypatch)
 
 
 def _request(

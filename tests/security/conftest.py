@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
 from tests.infra.synthesis import DEFAULT_CONTEXT, Synth, definition_file, synthesize
@@ -26,6 +27,11 @@ from tests.infra.synthesis import DEFAULT_CONTEXT, Synth, definition_file, synth
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+TABLE = "formica-security"
+BUCKET = "formica-security-artifacts"
+MACHINE = "formica-security-job"
+OTHERS = "organisation-a/req-a/build/artifacts/secret.txt"
+"""Another organisation's artifact: what an attacker of organisation B is after."""
 
 
 @pytest.fixture(scope="session")
@@ -123,3 +129,36 @@ class Enforced:
             return False
 
         return run()
+
+
+@contextmanager
+def data_plane(monkeypatch: pytest.MonkeyPatch, *objects: str) -> Iterator[dict[str, str]]:
+    """moto holding Formica's data: the table (with organisation A's token item), the bucket (with
+    ``OTHERS`` and ``objects``) and a secret. Yields the names ``role_policy`` resolves."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.put_item(TableName=TABLE, Item={"pk": {"S": "TOKEN#organisation-a"}})
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        for key in (OTHERS, *objects):
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"data")
+        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name="formica-cursor-key", SecretString="k"
+        )["ARN"]
+        yield {
+            "AWS::DynamoDB::Table": TABLE,
+            "AWS::S3::Bucket": BUCKET,
+            "AWS::SecretsManager::Secret": secret,
+        }

@@ -19,48 +19,28 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from tests.infra.synthesis import Synth
-from tests.security.conftest import REGION, Enforced, as_role, role_policy
+from tests.security.conftest import (
+    BUCKET,
+    MACHINE,
+    OTHERS,
+    REGION,
+    TABLE,
+    Enforced,
+    as_role,
+    data_plane,
+    role_policy,
+)
 
-TABLE = "formica-security"
-BUCKET = "formica-security-artifacts"
-MACHINE = "formica-security-job"
 OWN = "organisation-b/req-b/build/artifacts/out.txt"
-OTHERS = "organisation-a/req-a/build/artifacts/secret.txt"
 GRANT_FILE = "organisation-b/req-b/build/grants/attempt-3/artifacts.env"
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        ddb.put_item(TableName=TABLE, Item={"pk": {"S": "TOKEN#organisation-a"}})
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        for key in (OWN, OTHERS, GRANT_FILE):
-            s3.put_object(Bucket=BUCKET, Key=key, Body=b"data")
-        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
-            Name="formica-cursor-key", SecretString="k"
-        )["ARN"]
-        yield {
-            "AWS::DynamoDB::Table": TABLE,
-            "AWS::S3::Bucket": BUCKET,
-            "AWS::SecretsManager::Secret": secret,
-        }
+    with data_plane(monkeypatch, OWN, GRANT_FILE) as names:
+        yield names
 
 
 def _attempts(names: dict[str, str]) -> dict[str, Any]:

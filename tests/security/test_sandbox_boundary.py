@@ -8,46 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from tests.infra.synthesis import Synth
-from tests.security.conftest import REGION, as_role, role_policy
-
-TABLE = "formica-security"
-BUCKET = "formica-security-artifacts"
-MACHINE = "formica-security-job"
+from tests.security.conftest import BUCKET, MACHINE, OTHERS, REGION, TABLE, as_role, data_plane, role_policy
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        ddb.put_item(TableName=TABLE, Item={"pk": {"S": "TOKEN#organisation-a"}})
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_object(Bucket=BUCKET, Key="organisation-a/req/task/artifacts/secret.txt", Body=b"a's data")
-        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
-            Name="formica-cursor-key", SecretString="k"
-        )["ARN"]
-        yield {
-            "AWS::DynamoDB::Table": TABLE,
-            "AWS::S3::Bucket": BUCKET,
-            "AWS::SecretsManager::Secret": secret,
-        }
+    with data_plane(monkeypatch) as names:
+        yield names
 
 
 def _attempts(names: dict[str, str]) -> dict[str, Any]:
@@ -58,9 +28,7 @@ def _attempts(names: dict[str, str]) -> dict[str, Any]:
             TableName=TABLE, Key={"pk": {"S": "TOKEN#organisation-a"}}
         ),
         "s3 list": lambda s: s.client("s3").list_objects_v2(Bucket=BUCKET),
-        "s3 get": lambda s: s.client("s3").get_object(
-            Bucket=BUCKET, Key="organisation-a/req/task/artifacts/secret.txt"
-        ),
+        "s3 get": lambda s: s.client("s3").get_object(Bucket=BUCKET, Key=OTHERS),
         "s3 put": lambda s: s.client("s3").put_object(Bucket=BUCKET, Key="organisation-a/x", Body=b"x"),
         "secret": lambda s: s.client("secretsmanager").get_secret_value(
             SecretId=names["AWS::SecretsManager::Secret"]
