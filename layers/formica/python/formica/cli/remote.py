@@ -488,7 +488,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 # tokens
 def cmd_tokens_create(args: argparse.Namespace) -> int:
-    # --org means the operator's path (issue 4: `formica tokens create --org NAME` writes to
+    # --org means the operator's path (`formica tokens create --org NAME` writes to
     # DynamoDB): an API token can only create tokens of its own organisation anyway.
     if args.direct or args.org:
         result = create_token_direct(args.org, args.name, expires_in_days=args.expires_in_days)
