@@ -124,13 +124,7 @@ def _measure(repetitions: int) -> tuple[float, float]:
                 context=SandboxContext(
                     org="o", request_id="r", job_type="j", task_type="t", attempt=attempt, timeout_seconds=30
                 ),
-                upload=SandboxUpload(
-                    url=grant.url,
-                    fields=grant.fields,
-                    prefix=grant.prefix,
-                    max_bytes=grant.max_bytes,
-                    expires_at=grant.expires_at.isoformat(),
-                ),
+                upload=SandboxUpload.of(grant),
                 cancel_url=store.presign_get(cancel_marker_key("o", "r"), 600),
             )
             answer: dict[str, Any] = handle(request.model_dump(mode="json"), work_root=root)

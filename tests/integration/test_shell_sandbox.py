@@ -55,14 +55,8 @@ def _request(
         "context": SandboxContext(
             org=ORG, request_id=REQUEST, job_type="j", task_type=TASK, attempt=3, timeout_seconds=20
         ),
-        "upload": SandboxUpload(
-            url=grant.url,
-            fields=grant.fields,
-            prefix=grant.prefix,
-            max_bytes=grant.max_bytes,
-            expires_at=grant.expires_at.isoformat(),
-        ),
-        "cancel_url": store.presign_get(cancel_marker_key(ORG, REQUEST), 600),
+        "upload": SandboxUpload.of(grant),
+        "cancel_url": store.presign_get(cancel_marker_key(ORG, REQUEST, f"{REQUEST}-1"), 600),
     }
     values.update(extra)
     return SandboxRequest(**values)
@@ -127,7 +121,7 @@ def test_the_sandbox_refuses_to_write_outside_its_prefix_before_asking_s3(store:
 def test_a_cancelled_request_stops_the_sandboxed_script(store: S3BlobStore, tmp_path: Path) -> None:
     # Given a long script and the request's cancel marker written meanwhile
     request = _request(store, ["sleep 30"])
-    marker = cancel_marker_key(ORG, REQUEST)
+    marker = cancel_marker_key(ORG, REQUEST, f"{REQUEST}-1")
     started = time.monotonic()
     store.put_bytes(marker, b"cancelled\n", "text/plain")
     try:
@@ -186,3 +180,29 @@ def test_the_full_scrub_runs_only_where_the_sandbox_is_alone(monkeypatch: pytest
     # formica dev and tests run the sandbox in-process: it must not kill the developer's processes.
     monkeypatch.delenv("FORMICA_SANDBOX_SCRUB", raising=False)
     assert scrub_environment(None) == 0
+
+
+def test_a_forged_answer_cannot_grow_the_request_items() -> None:
+    # Given an answer padded to break a DynamoDB item (400 KB) or write thousands of records
+    forged = {
+        "exit_code": "0",
+        "error_message": "e" * 100_000,
+        "warnings": ["w" * 10_000] * 5_000,
+        "outputs": {"x": "y" * 100_000},
+        "artifacts": [
+            {"name": f"{n}", "key": f"{PREFIX}{n}", "size": 1, "sha256": "a"} for n in range(5_000)
+        ],
+    }
+
+    outcome = trusted_outcome(forged, artifact_prefix=PREFIX)
+
+    # Then what the trusted side keeps is bounded
+    assert outcome.outputs == {}
+    assert outcome.error_message is not None and len(outcome.error_message) <= 2000
+    assert len(outcome.warnings) <= 21 and all(len(warning) <= 500 for warning in outcome.warnings)
+    assert len(outcome.artifacts) == 1000
+
+
+def test_a_restarted_request_is_not_stopped_by_its_earlier_cancel() -> None:
+    # The marker names the execution it cancelled: a restart walks in a new one.
+    assert cancel_marker_key(ORG, REQUEST, f"{REQUEST}-1") != cancel_marker_key(ORG, REQUEST, f"{REQUEST}-2")

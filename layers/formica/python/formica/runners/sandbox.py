@@ -31,9 +31,8 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from formica.jobs.models import TaskDefinition
@@ -46,13 +45,17 @@ from formica.runners.artifacts import (
 from formica.runners.base import LOG_CAP_BYTES, ArtifactInfo, TaskContext, TaskOutcome
 from formica.runners.shell import fresh_workdir, run_shell
 from formica.store.blobs import PresignedPost
-from formica.store.presigned_blobs import PresignedBlobStore
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
 SCRUB_SETTING = "FORMICA_SANDBOX_SCRUB"
 """``all`` where the sandbox is alone with its user (the deployed function sets it)."""
 CANCEL_POLL_SECONDS = 2.0
+MAX_ANSWER_ARTIFACTS = 1000
+MAX_ANSWER_WARNINGS = 20
 ERR_SANDBOX = "ERR_SANDBOX"
 
 
@@ -81,6 +84,25 @@ class SandboxUpload(BaseModel):
     max_bytes: int
     expires_at: str
 
+    @classmethod
+    def of(cls, grant: PresignedPost) -> SandboxUpload:
+        return cls(
+            url=grant.url,
+            fields=grant.fields,
+            prefix=grant.prefix,
+            max_bytes=grant.max_bytes,
+            expires_at=grant.expires_at.isoformat(),
+        )
+
+    def grant(self) -> PresignedPost:
+        return PresignedPost(
+            url=self.url,
+            fields=self.fields,
+            prefix=self.prefix,
+            max_bytes=self.max_bytes,
+            expires_at=datetime.fromisoformat(self.expires_at),
+        )
+
 
 class SandboxRequest(BaseModel):
     """What the trusted shell-task function sends the sandbox for one attempt."""
@@ -98,7 +120,7 @@ class SandboxRequest(BaseModel):
     """Exit codes the task's routing calls a success (artifacts' ``when`` depends on it)."""
 
 
-def _cancel_probe(url: str | None, client: httpx.Client) -> Callable[[], bool]:
+def _cancel_probe(url: str | None, client: httpx.Client, unreachable: type[Exception]) -> Callable[[], bool]:
     """``is_cancelled`` for the shell runner: the cancel marker, read at most every few seconds."""
     state = {"at": 0.0, "cancelled": False}
 
@@ -109,7 +131,7 @@ def _cancel_probe(url: str | None, client: httpx.Client) -> Callable[[], bool]:
         if now - float(state["at"]) >= CANCEL_POLL_SECONDS:
             state["at"] = now
             # Unreachable is "not yet": the task's timeout still bounds the attempt.
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(unreachable):
                 state["cancelled"] = client.get(url).status_code == 200
         return bool(state["cancelled"])
 
@@ -118,20 +140,20 @@ def _cancel_probe(url: str | None, client: httpx.Client) -> Callable[[], bool]:
 
 def run_sandboxed(request: SandboxRequest, *, work_root: Path | None = None) -> TaskOutcome:
     """Run one SHELL attempt with only the grants in ``request``; never raises for task problems."""
+    # Cold start: only the sandbox transfers files; the trusted functions import this module for
+    # its models and would otherwise load httpx for nothing.
+    import httpx  # noqa: PLC0415
+
+    from formica.store.presigned_blobs import PresignedBlobStore  # noqa: PLC0415
+
     task = TaskDefinition.model_validate(request.task)
     client = httpx.Client(timeout=30.0, trust_env=False)
-    upload = None
-    if request.upload is not None:
-        grant = request.upload
-        upload = PresignedPost(
-            url=grant.url,
-            fields=grant.fields,
-            prefix=grant.prefix,
-            max_bytes=grant.max_bytes,
-            expires_at=datetime.fromisoformat(grant.expires_at),
-        )
+    upload = request.upload.grant() if request.upload is not None else None
     store = PresignedBlobStore(request.dependencies, upload, client=client)
-    ctx = TaskContext(**request.context.model_dump(), is_cancelled=_cancel_probe(request.cancel_url, client))
+    ctx = TaskContext(
+        **request.context.model_dump(),
+        is_cancelled=_cancel_probe(request.cancel_url, client, httpx.HTTPError),
+    )
     workdir = fresh_workdir(ctx, work_root)
     try:
         try:
@@ -157,6 +179,15 @@ def trusted_outcome(answer: dict[str, Any], *, artifact_prefix: str) -> TaskOutc
     with a warning, and the log is capped again.
     """
     outcome = TaskOutcome.model_validate(answer)
+    # Every field ends up in a DynamoDB item or a log: bounded here, whatever the answer claims.
+    outcome.outputs = {}  # a SHELL task publishes none
+    outcome.error_message = (outcome.error_message or "")[:2000] or None
+    outcome.warnings = [warning[:500] for warning in outcome.warnings[:MAX_ANSWER_WARNINGS]]
+    if len(outcome.artifacts) > MAX_ANSWER_ARTIFACTS:
+        outcome.warnings.append(
+            f"the sandbox reported {len(outcome.artifacts)} artifacts: kept the first {MAX_ANSWER_ARTIFACTS}"
+        )
+        outcome.artifacts = outcome.artifacts[:MAX_ANSWER_ARTIFACTS]
     kept: list[ArtifactInfo] = []
     for artifact in outcome.artifacts:
         if artifact.key.startswith(artifact_prefix) and ".." not in artifact.key.split("/"):

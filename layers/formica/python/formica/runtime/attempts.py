@@ -126,13 +126,7 @@ def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope)
             max_bytes=SANDBOX_ARTIFACT_MAX_BYTES,
             expires_seconds=expires,
         )
-        upload = SandboxUpload(
-            url=grant.url,
-            fields=grant.fields,
-            prefix=grant.prefix,
-            max_bytes=grant.max_bytes,
-            expires_at=grant.expires_at.isoformat(),
-        )
+        upload = SandboxUpload.of(grant)
     return SandboxRequest(
         task=task.model_dump(mode="json", exclude_none=True, by_alias=True),
         context=SandboxContext(
@@ -146,7 +140,9 @@ def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope)
         ),
         dependencies={key: blobs.presign_get(key, expires) for key in _dependency_keys(task, scope)},
         upload=upload,
-        cancel_url=blobs.presign_get(cancel_marker_key(ctx.org, ctx.request_id), expires),
+        cancel_url=blobs.presign_get(
+            cancel_marker_key(ctx.org, ctx.request_id, scope.request.execution_name), expires
+        ),
         success_exit_codes=[
             code for code in map(str, range(256)) if attempt_succeeded(task, TaskOutcome(exit_code=code))
         ],

@@ -201,7 +201,8 @@ def _mark_cancelled_for_sandboxes(rt: Runtime, request: JobRequestItem) -> None:
     """A SHELL sandbox holds no credentials to read the request: it polls the cancel marker through a
     presigned GET and kills its script when the marker appears."""
     try:
-        rt.blobs.put_bytes(cancel_marker_key(request.org, request.request_id), b"cancelled\n", "text/plain")
+        key = cancel_marker_key(request.org, request.request_id, request.execution_name)
+        rt.blobs.put_bytes(key, b"cancelled\n", "text/plain")
     except BlobStoreError as exc:
         logger.warning(
             "cancel marker not written; a sandboxed script runs to its timeout",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -43,25 +44,25 @@ class PresignedBlobStore(BlobStore):
         self._client = client or httpx.Client(timeout=TRANSFER_TIMEOUT_SECONDS, trust_env=False)
 
     def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
-        self._post(key, data, content_type)
+        self._post(key, data, len(data), content_type)
 
     def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE) -> tuple[int, str]:
         size, sha256 = file_digest(path)
         try:
-            with path.open("rb") as stream:
-                self._post(key, stream.read(), content_type)
+            with path.open("rb") as stream:  # streamed: an artifact may be larger than the memory
+                self._post(key, stream, size, content_type)
         except OSError as exc:
             raise BlobStoreError(f"could not read {path.name!r}: {exc}") from exc
         return size, sha256
 
-    def _post(self, key: str, data: bytes, content_type: str) -> None:
+    def _post(self, key: str, data: bytes | BinaryIO, size: int, content_type: str) -> None:
         grant = self._upload
         if grant is None:
             raise BlobStoreError("this attempt may not upload anything")
         if not key.startswith(grant.prefix) or ".." in key.split("/"):
             raise BlobStoreError(f"{key!r} is outside this attempt's upload prefix")
-        if len(data) > grant.max_bytes:
-            raise BlobStoreError(f"{key!r} is {len(data)} bytes, more than the {grant.max_bytes} allowed")
+        if size > grant.max_bytes:
+            raise BlobStoreError(f"{key!r} is {size} bytes, more than the {grant.max_bytes} allowed")
         form = {**grant.fields, "key": key, "Content-Type": content_type}
         try:
             response = self._client.post(grant.url, data=form, files={"file": ("blob", data, content_type)})

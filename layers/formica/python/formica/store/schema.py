@@ -154,11 +154,12 @@ def log_key(org: str, request_id: str, task_type: str, attempt: int) -> str:
     return f"{task_prefix(org, request_id, task_type)}logs/attempt-{attempt}.log"
 
 
-def cancel_marker_key(org: str, request_id: str) -> str:
-    """``{org}/{request_id}/_control/cancelled``: written when the request is cancelled, so a runner
-    that holds no credentials (the SHELL sandbox) learns it through a presigned GET. Task types
-    cannot start with ``_``, so no task's keys meet it."""
-    return f"{request_prefix(org, request_id)}_control/cancelled"
+def cancel_marker_key(org: str, request_id: str, execution: str | None) -> str:
+    """``{org}/{request_id}/_control/cancelled-{execution}``: written when the request is cancelled,
+    so a runner that holds no credentials (the SHELL sandbox) learns it through a presigned GET. Per
+    execution: a restarted request walks in a new execution, which an old marker does not stop.
+    Task types cannot start with ``_``, so no task's keys meet it."""
+    return f"{request_prefix(org, request_id)}_control/cancelled-{execution or 'none'}"
 
 
 def request_prefix(org: str, request_id: str) -> str:
