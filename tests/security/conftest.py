@@ -162,3 +162,22 @@ def data_plane(monkeypatch: pytest.MonkeyPatch, *objects: str) -> Iterator[dict[
             "AWS::S3::Bucket": BUCKET,
             "AWS::SecretsManager::Secret": secret,
         }
+
+
+def data_attempts(names: dict[str, str]) -> dict[str, Any]:
+    """What code holding a role's credentials would try first against Formica's data."""
+    return {
+        "dynamodb scan": lambda s: s.client("dynamodb").scan(TableName=TABLE),
+        "dynamodb get": lambda s: s.client("dynamodb").get_item(
+            TableName=TABLE, Key={"pk": {"S": "TOKEN#organisation-a"}}
+        ),
+        "s3 list": lambda s: s.client("s3").list_objects_v2(Bucket=BUCKET),
+        "s3 get": lambda s: s.client("s3").get_object(Bucket=BUCKET, Key=OTHERS),
+        "s3 put": lambda s: s.client("s3").put_object(Bucket=BUCKET, Key="organisation-a/x", Body=b"x"),
+        "secret": lambda s: s.client("secretsmanager").get_secret_value(
+            SecretId=names["AWS::SecretsManager::Secret"]
+        ),
+        "start execution": lambda s: s.client("stepfunctions").start_execution(
+            stateMachineArn=f"arn:aws:states:{REGION}:123456789012:stateMachine:{MACHINE}", input="{}"
+        ),
+    }

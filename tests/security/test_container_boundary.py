@@ -23,12 +23,11 @@ import pytest
 from tests.infra.synthesis import Synth
 from tests.security.conftest import (
     BUCKET,
-    MACHINE,
     OTHERS,
     REGION,
-    TABLE,
     Enforced,
     as_role,
+    data_attempts,
     data_plane,
     role_policy,
 )
@@ -44,13 +43,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
 
 def _attempts(names: dict[str, str]) -> dict[str, Any]:
-    """What an image holding the credentials would try."""
+    """What an image holding the credentials would try: the data plane, and its own prefix."""
     return {
-        "dynamodb scan": lambda s: s.client("dynamodb").scan(TableName=TABLE),
-        "dynamodb get": lambda s: s.client("dynamodb").get_item(
-            TableName=TABLE, Key={"pk": {"S": "TOKEN#organisation-a"}}
-        ),
-        "s3 list": lambda s: s.client("s3").list_objects_v2(Bucket=BUCKET),
+        **data_attempts(names),
         "s3 list own prefix": lambda s: s.client("s3").list_objects_v2(
             Bucket=BUCKET, Prefix="organisation-b/req-b/"
         ),
@@ -58,12 +53,6 @@ def _attempts(names: dict[str, str]) -> dict[str, Any]:
         "s3 get another tenant's artifact": lambda s: s.client("s3").get_object(Bucket=BUCKET, Key=OTHERS),
         "s3 put": lambda s: s.client("s3").put_object(Bucket=BUCKET, Key=OWN, Body=b"x"),
         "s3 put another tenant's": lambda s: s.client("s3").put_object(Bucket=BUCKET, Key=OTHERS, Body=b"x"),
-        "secret": lambda s: s.client("secretsmanager").get_secret_value(
-            SecretId=names["AWS::SecretsManager::Secret"]
-        ),
-        "start execution": lambda s: s.client("stepfunctions").start_execution(
-            stateMachineArn=f"arn:aws:states:{REGION}:123456789012:stateMachine:{MACHINE}", input="{}"
-        ),
     }
 
 

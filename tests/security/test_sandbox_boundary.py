@@ -6,37 +6,17 @@ the CDK stack synthesizes them, and for the shell-task function (trusted) as a c
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.infra.synthesis import Synth
-from tests.security.conftest import BUCKET, MACHINE, OTHERS, REGION, TABLE, as_role, data_plane, role_policy
+from tests.security.conftest import as_role, data_attempts, data_plane, role_policy
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     with data_plane(monkeypatch) as names:
         yield names
-
-
-def _attempts(names: dict[str, str]) -> dict[str, Any]:
-    """What a script holding the credentials would try first."""
-    return {
-        "dynamodb scan": lambda s: s.client("dynamodb").scan(TableName=TABLE),
-        "dynamodb get": lambda s: s.client("dynamodb").get_item(
-            TableName=TABLE, Key={"pk": {"S": "TOKEN#organisation-a"}}
-        ),
-        "s3 list": lambda s: s.client("s3").list_objects_v2(Bucket=BUCKET),
-        "s3 get": lambda s: s.client("s3").get_object(Bucket=BUCKET, Key=OTHERS),
-        "s3 put": lambda s: s.client("s3").put_object(Bucket=BUCKET, Key="organisation-a/x", Body=b"x"),
-        "secret": lambda s: s.client("secretsmanager").get_secret_value(
-            SecretId=names["AWS::SecretsManager::Secret"]
-        ),
-        "start execution": lambda s: s.client("stepfunctions").start_execution(
-            stateMachineArn=f"arn:aws:states:{REGION}:123456789012:stateMachine:{MACHINE}", input="{}"
-        ),
-    }
 
 
 def test_the_sandbox_role_reaches_no_table_bucket_secret_or_state_machine(
@@ -46,7 +26,7 @@ def test_the_sandbox_role_reaches_no_table_bucket_secret_or_state_machine(
     policy = role_policy(synth, synth.role_of("shell_sandbox"), aws)
     with as_role(policy) as sandbox:
         # When a script tries to read or write Formica's data with them, each call is refused
-        refused = {name: sandbox.denied(call) for name, call in _attempts(aws).items()}
+        refused = {name: sandbox.denied(call) for name, call in data_attempts(aws).items()}
     assert refused == dict.fromkeys(refused, True)
 
 
@@ -57,7 +37,7 @@ def test_the_check_is_real_the_trusted_shell_function_reaches_the_table_and_buck
     # above come from the sandbox's policy, not from a check that refuses everything.
     policy = role_policy(synth, synth.role_of("shell_task"), aws)
     with as_role(policy) as trusted:
-        attempts = _attempts(aws)
+        attempts = data_attempts(aws)
         assert not trusted.denied(attempts["dynamodb get"])
         assert not trusted.denied(attempts["s3 get"])
         assert trusted.denied(attempts["secret"])
