@@ -65,12 +65,14 @@ def test_the_seed_sensor_job_validates_unchanged(seed_yaml: str) -> None:
 def test_dangling_on_completed_names_task_and_line() -> None:
     text = VALID.replace("on_completed: second", "on_completed: secnd")
     assert problems_of(text) == [
-        (7, "first", 'on_completed names unknown task "secnd"'),
+        (7, "first", 'on_completed names unknown task "secnd" (did you mean "second"?)'),
         (8, "second", 'task is not reachable: no task routes to it and "first" is already the first task'),
     ]
     with pytest.raises(DefinitionError) as caught:
         parse_definition(text)
-    assert str(caught.value.problems[0]) == 'line 7, task "first": on_completed names unknown task "secnd"'
+    assert str(caught.value.problems[0]) == (
+        'line 7, task "first": on_completed names unknown task "secnd" (did you mean "second"?)'
+    )
 
 
 ADD_TO_FIRST = "  on_completed: second\n"
@@ -171,7 +173,11 @@ def test_on_exit_code_completed_counts_as_on_completed() -> None:
     job = parse_definition(text)
     assert job.tasks[0].on_completed == "second"
     dangling = text.replace("COMPLETED: second", "COMPLETED: secnd")
-    assert problems_of(dangling)[0] == (8, "first", 'on_completed names unknown task "secnd"')
+    assert problems_of(dangling)[0] == (
+        8,
+        "first",
+        'on_completed names unknown task "secnd" (did you mean "second"?)',
+    )
 
 
 def test_lines_are_original_lines_after_template_lines() -> None:
@@ -206,7 +212,7 @@ def test_generated_tasks_report_the_template_line() -> None:
         """
     )
     found = problems_of(text)
-    assert (6, "task-1", 'on_completed names unknown task "task-3"') in found
+    assert (6, "task-1", 'on_completed names unknown task "task-3" (did you mean "task-2"?)') in found
 
 
 def test_broken_template_fails_at_upload_with_its_line() -> None:

@@ -14,6 +14,7 @@ template tags is not even rendered again.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import threading
@@ -36,7 +37,7 @@ from formica.jobs.templates import (
     validation_context,
     variables_used,
 )
-from formica.jobs.validation import Locator, check_definition
+from formica.jobs.validation import Locator, check_definition, did_you_mean
 from formica.jobs.yamlload import Path, load_yaml
 
 MAX_DEFINITION_BYTES = DEFINITION_MAX_BYTES
@@ -329,11 +330,97 @@ def _build(document: LoadedDocument, yaml_text: str) -> JobDefinition:
     try:
         job = JobDefinition.model_validate(data)
     except ValidationError as exc:
-        raise DefinitionError(_model_problems(exc, data, where)) from None
+        problems = _model_problems(exc, data, where)
+        problems.extend(_rules_despite(exc, data, document.positions, problems))
+        raise DefinitionError(
+            sorted(problems, key=lambda p: (p.line or 0, p.task_type or "", p.message))
+        ) from None
     problems = check_definition(job, document.positions)
     if problems:
         raise DefinitionError(problems)
     return job
+
+
+_PRUNE_ROUNDS = 20
+"""Rounds of pruning before the rules give up on a definition whose fields keep failing."""
+
+
+def _rules_despite(
+    exc: ValidationError, data: dict[str, Any], positions: Mapping[Path, int], reported: list[Problem]
+) -> list[Problem]:
+    """The rules' problems of a definition whose fields failed the models, so one pass lists both.
+
+    The failing keys are taken out of a copy of the data (a field then takes its default) until the
+    models accept it, and the rules run on that: an unknown key does not hide an unknown target.
+    When the failure cannot be taken out (job_type or a task_type missing, tasks not a list), no
+    rule runs; the rules that depend on a field taken out are skipped rather than judged on a value
+    the user did not write (``check_definition``'s ``refused``).
+    """
+    pruned = copy.deepcopy(data)
+    refused: set[tuple[int | None, str]] = set()
+    error: ValidationError | None = exc
+    for _ in range(_PRUNE_ROUNDS):
+        if error is None:
+            break
+        for detail in error.errors():
+            removed = _prune(pruned, tuple(detail["loc"]), missing=detail["type"] == "missing")
+            if removed is None:
+                return []
+            refused.add(removed)
+        try:
+            job = JobDefinition.model_validate(pruned)
+        except ValidationError as again:
+            error = again
+        else:
+            error = None
+    if error is not None:
+        return []
+    seen = {(problem.line, problem.task_type, problem.field) for problem in reported}
+    return [
+        problem
+        for problem in check_definition(job, positions, refused=frozenset(refused))
+        if (problem.line, problem.task_type, problem.field) not in seen
+    ]
+
+
+def _prune(data: dict[str, Any], loc: tuple[Any, ...], *, missing: bool) -> tuple[int | None, str] | None:
+    """Delete the key an error points at (its enclosing field when the key is missing).
+
+    Returns the task's index (None for a job key) and the deleted field's name, or None when the
+    error sits where deleting would change what the rest of the definition means (a task's name,
+    the task list, the job's own keys that are required) or shift positions (list items other
+    than tasks).
+    """
+    parts = [part for part in loc if part != "[key]"]
+    if missing:
+        parts = parts[:-1]
+    # Only the task list is entered by index; deeper lists are deleted whole, by their field.
+    task: int | None = None
+    rest = parts
+    if len(parts) >= 2 and parts[0] == "tasks" and isinstance(parts[1], int):
+        task, rest = parts[1], parts[2:]
+    field_path: list[Any] = []
+    for part in rest:
+        if not isinstance(part, str):
+            break
+        field_path.append(part)
+    if not field_path:
+        return None
+    if field_path[0] == "task_type" or (task is None and field_path[0] in ("job_type", "tasks")):
+        return None
+    parent: Any = data if task is None else data["tasks"][task]
+    # the deepest key that exists: an unknown key goes alone, a bad value takes its key with it
+    for depth in range(len(field_path) - 1):
+        child = parent.get(field_path[depth]) if isinstance(parent, dict) else None
+        if not isinstance(child, dict) or field_path[depth + 1] not in child:
+            field_path = field_path[: depth + 1]
+            break
+        parent = child
+    key = field_path[-1]
+    if not isinstance(parent, dict) or key not in parent:
+        return None
+    del parent[key]
+    return task, str(field_path[0])
 
 
 def _task_type_of(data: Mapping[str, Any], loc: tuple[Any, ...]) -> str | None:
@@ -386,7 +473,8 @@ def _message(error: Any, inner: tuple[Any, ...]) -> str:
         return f"{what} a mapping of keys (key: value), got {type(error.get('input')).__name__}"
     if kind == "enum" and inner and inner[-1] == "method":
         known = ", ".join(method.value for method in TaskMethod)
-        return f"unknown method {error.get('input')!r}: use one of {known}"
+        hint = did_you_mean(str(error.get("input")), [method.value for method in TaskMethod])
+        return f"unknown method {error.get('input')!r}{hint}: use one of {known}"
     text = str(error["msg"])
     if text.startswith("Value error, "):
         text = text[len("Value error, ") :]

@@ -6,8 +6,9 @@ rule runs, so one upload lists everything to fix.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from formica.jobs.models import (
     CONTAINER_METHODS,
     HTTP_METHODS,
     UNSUPPORTED_METHODS,
+    ExitCodeAction,
     JobDefinition,
     TaskDefinition,
     TaskMethod,
@@ -67,14 +69,46 @@ class Locator:
         return self.line("tasks", index, *field) if field else self.line("tasks", index, "task_type")
 
 
-def check_definition(job: JobDefinition, positions: Mapping[Path, int]) -> list[Problem]:
-    """Every rule that the models alone do not enforce; an empty list means valid."""
+def check_definition(
+    job: JobDefinition,
+    positions: Mapping[Path, int],
+    *,
+    refused: frozenset[tuple[int | None, str]] = frozenset(),
+) -> list[Problem]:
+    """Every rule that the models alone do not enforce; an empty list means valid.
+
+    Parameters
+    ----------
+    job
+        The definition as the models built it.
+    positions
+        The source line of every key path (``yamlload.load_yaml``).
+    refused
+        (task index or None for the job, field) of fields the models refused, which the parser took
+        out so that the other rules could run (``parsing``). The rules that would judge a value the
+        user did not write are skipped: a task's method rules when one of their fields was taken
+        out, and the flow's shape (one first task, every task reachable, a last task) when a route was.
+
+    Returns
+    -------
+    list[Problem]
+        Sorted by line, then task.
+    """
     where = Locator(positions)
     problems = list(_job_rules(job, where))
-    problems.extend(_task_rules(job, where))
+    problems.extend(_task_rules(job, where, refused))
+    shape = not any(field in _ROUTING_FIELDS for _, field in refused)
     if not any(p.field in ("task_type", "tasks") for p in problems):
-        problems.extend(_graph_rules(job, where))
+        problems.extend(_graph_rules(job, where, shape=shape))
     return sorted(problems, key=lambda p: (p.line or 0, p.task_type or "", p.message))
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean "X"?)`` for the closest candidate (difflib), or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    if not close and word.upper() != word:
+        close = difflib.get_close_matches(word.upper(), list(candidates), n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
@@ -139,7 +173,13 @@ def sem_version_problem(version: str) -> str | None:
     return None
 
 
-def _task_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
+_ROUTING_FIELDS = frozenset({"on_completed", "on_failed", "on_exit_code"})
+_METHOD_FIELDS = frozenset({"method", "container", "url", "script", "fork_job_type", "await_forked_tasks"})
+
+
+def _task_rules(
+    job: JobDefinition, where: Locator, refused: frozenset[tuple[int | None, str]]
+) -> Iterator[Problem]:
     seen: dict[str, int] = {}
     for index, task in enumerate(job.tasks):
         name = task.task_type
@@ -159,7 +199,8 @@ def _task_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
             seen[name] = where.task_line(index) or 0
         if name and is_action(name):
             yield problem(f'task_type "{name}" is reserved: it names an exit-code action', "task_type")
-        yield from _method_rules(task, problem)
+        if not any((index, field) in refused for field in _METHOD_FIELDS):
+            yield from _method_rules(task, problem)
         if task.retry < 0:
             yield problem("retry must not be negative", "retry")
         for position, path in enumerate(task.artifacts.paths if task.artifacts else []):
@@ -195,8 +236,9 @@ def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
         yield problem("method AWAIT_FORKED_JOB needs await_forked_tasks", "method")
 
 
-def _graph_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
+def _graph_rules(job: JobDefinition, where: Locator, *, shape: bool) -> Iterator[Problem]:
     names = {task.task_type: index for index, task in enumerate(job.tasks)}
+    targets_known = [*names, *ExitCodeAction.__members__]
     edges: dict[str, list[str]] = {}
     for index, task in enumerate(job.tasks):
         name = task.task_type
@@ -215,13 +257,19 @@ def _graph_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
             elif target in names:
                 targets.append(target)
             elif not is_action(target):
-                yield Problem(f'{label} names unknown task "{target}"', line, name, str(field[0]))
+                close = difflib.get_close_matches(target, targets_known, n=1)
+                what = "action" if close and close[0] not in names else "task"
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                yield Problem(f'{label} names unknown {what} "{target}"{hint}', line, name, str(field[0]))
         edges[name] = targets
         for field_name in ("dependencies", "await_forked_tasks"):
             for position, dependency in enumerate(getattr(task, field_name)):
                 if dependency not in names:
                     line = where.task_line(index, field_name, position)
-                    yield Problem(f'{field_name} names unknown task "{dependency}"', line, name, field_name)
+                    hint = did_you_mean(dependency, names)
+                    yield Problem(
+                        f'{field_name} names unknown task "{dependency}"{hint}', line, name, field_name
+                    )
                 elif field_name == "await_forked_tasks":
                     forked = job.tasks[names[dependency]]
                     if forked.method is not TaskMethod.FORK_JOB:
@@ -232,7 +280,8 @@ def _graph_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
                             name,
                             field_name,
                         )
-    yield from _shape_rules(job, where, edges)
+    if shape:
+        yield from _shape_rules(job, where, edges)
 
 
 def _route_line(where: Locator, index: int, field: tuple[str | int, ...]) -> int | None:
