@@ -67,8 +67,12 @@ def test_invalid_definition_answers_400_with_each_problem_line_and_task(world: A
     typo = next(detail for detail in body["details"] if detail["field"] == "scripts")
     assert (typo["line"], typo["task_type"]) == (5, "first")
     assert "script" in typo["message"]
-    second = next(detail for detail in body["details"] if detail["task_type"] == "second")
-    assert (second["line"], second["field"]) == (10, "urll")
+    second = next(detail for detail in body["details"] if detail["field"] == "urll")
+    assert (second["line"], second["task_type"]) == (10, "second")
+    # the unknown key does not hide what it leaves missing
+    assert any(
+        detail["task_type"] == "second" and "needs a URL" in detail["message"] for detail in body["details"]
+    )
     assert world.call("GET", "/api/jobs/definitions/invalid-job").status == 404
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from formica.jobs.errors import problem_text
 
 
 class ErrorDetail(BaseModel):
@@ -20,6 +22,17 @@ class ErrorDetail(BaseModel):
     field: str | None = None
     line: int | None = None
     task_type: str | None = None
+    text: str = Field(
+        default="",
+        description='the reason as one line, as `formica validate` prints it: `line 7, task "one": message` '
+        "(`field: message` when there is no line); filled from the other fields",
+    )
+
+    @model_validator(mode="after")
+    def _text_from_the_fields(self) -> ErrorDetail:
+        if not self.text:
+            self.text = problem_text(self.message, line=self.line, task_type=self.task_type, field=self.field)
+        return self
 
 
 class ErrorResponse(BaseModel):

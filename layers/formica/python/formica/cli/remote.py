@@ -145,6 +145,8 @@ def _guarded(command: Command) -> Command:
 
 
 def _detail_text(detail: Any) -> str:
+    if isinstance(detail, Mapping) and isinstance(detail.get("text"), str) and detail["text"]:
+        return str(detail["text"])  # the API's own line: the format of `formica validate`
     if isinstance(detail, Mapping):
         where = detail.get("loc") or detail.get("field") or detail.get("path")
         message = detail.get("message") or detail.get("msg") or json.dumps(detail)

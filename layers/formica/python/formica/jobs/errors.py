@@ -25,16 +25,41 @@ class Problem:
     field: str | None = None
 
     def __str__(self) -> str:
-        where = []
-        if self.line is not None:
-            where.append(f"line {self.line}")
-        if self.task_type is not None:
-            where.append(f'task "{self.task_type}"')
-        return f"{', '.join(where)}: {self.message}" if where else self.message
+        return problem_text(self.message, line=self.line, task_type=self.task_type, field=self.field)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (for API error bodies)."""
-        return asdict(self)
+        """JSON-ready form (for API error bodies): the fields and ``text``, the line as printed."""
+        return {**asdict(self), "text": str(self)}
+
+
+def problem_text(
+    message: str, *, line: int | None = None, task_type: str | None = None, field: str | None = None
+) -> str:
+    """One problem as one line of text: THE format of ``formica validate`` and of the API's details.
+
+    Parameters
+    ----------
+    message
+        What is wrong.
+    line, task_type
+        Where: ``line 7, task "one": message``.
+    field
+        Named as the place only when there is neither a line nor a task (``params.Count: message``):
+        a definition's problems say their line, and the message names the key.
+
+    Returns
+    -------
+    str
+        The message prefixed by its place, or the message alone when it has none.
+    """
+    where = []
+    if line is not None:
+        where.append(f"line {line}")
+    if task_type is not None:
+        where.append(f'task "{task_type}"')
+    if not where and field:
+        where.append(field)
+    return f"{', '.join(where)}: {message}" if where else message
 
 
 class DefinitionError(Exception):
