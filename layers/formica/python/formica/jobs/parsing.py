@@ -101,9 +101,29 @@ def parse_definition(yaml_text: str) -> JobDefinition:
     (DefinitionTooLargeError for a text or a parsed definition over its size limit).
     """
     job_variables = _probe_job_variables(yaml_text, validation_context())
-    document = _load(yaml_text, validation_context(job_variables=job_variables))
+    params = dict.fromkeys(_probe_required_params(yaml_text), REQUIRED_PARAM_PLACEHOLDER)
+    for name in job_variables:
+        params.pop(name, None)
+    document = _load(yaml_text, validation_context(job_variables=job_variables, params=params))
     _check_parsed_size(document.data)
     return _build(document, yaml_text)
+
+
+REQUIRED_PARAM_PLACEHOLDER = "1"
+"""What a ``required_params`` entry holds while a definition is validated at upload (it has no value
+yet): a number written as text, as params arrive, so ``{{ Add .Count 1 }}`` renders; not zero, so a
+division by it does too; not empty, so ``{{ if .Name }}`` takes the branch a submission takes."""
+
+
+def _probe_required_params(yaml_text: str) -> list[str]:
+    """The definition's required_params, read from its own top-level block when it is plain YAML."""
+    if "required_params" not in yaml_text:
+        return []
+    found = _top_level_block(yaml_text, "required_params")
+    names = found.get("required_params") if isinstance(found, dict) else None
+    if not isinstance(names, list):
+        return []
+    return [str(name) for name in names if isinstance(name, str | int) and not isinstance(name, bool)]
 
 
 def load_definition(yaml_text: str, context: Mapping[str, Any]) -> JobDefinition:
@@ -255,7 +275,9 @@ def _probe_job_variables(
     try:
         rendered, origins = render_with_lines(yaml_text, {**placeholders, **context})
     except DefinitionError:
-        return {}  # the real render reports the problem with its line
+        # A placeholder word broke a template ({{ Add .Count 1 }}): read the block as written when
+        # it is plain YAML; otherwise the real render reports the problem with its line.
+        return _job_variables_alone(yaml_text) or {}
     key = (yaml_text, rendered)
     cached = cache.get(key) if cache is not None else None
     if cached is not None:
@@ -271,9 +293,6 @@ def _probe_job_variables(
     return dict(found)
 
 
-_JOB_VARIABLES_KEY = re.compile(r"^job_variables\s*:")
-
-
 def _job_variables_alone(rendered: str) -> dict[str, Any] | None:
     """job_variables read from its own block of the rendered text, without loading the rest.
 
@@ -282,8 +301,15 @@ def _job_variables_alone(rendered: str) -> dict[str, Any] | None:
     does not isolate it (no such line or several, anchors, flow style spanning lines...): the
     caller loads the whole document then, as it always did.
     """
+    data = _top_level_block(rendered, "job_variables")
+    return None if data is None else _job_variables(data)
+
+
+def _top_level_block(rendered: str, key: str) -> Any:
+    """The YAML of one top-level key's block alone (see ``_job_variables_alone``), or None."""
+    start_of_key = re.compile(rf"^{re.escape(key)}\s*:")
     lines = rendered.split("\n")
-    starts = [index for index, line in enumerate(lines) if _JOB_VARIABLES_KEY.match(line)]
+    starts = [index for index, line in enumerate(lines) if start_of_key.match(line)]
     if len(starts) != 1:
         return None
     end = starts[0] + 1
@@ -302,7 +328,7 @@ def _job_variables_alone(rendered: str) -> dict[str, Any] | None:
         data, _ = load_yaml("\n".join(lines[starts[0] : end]) + "\n")
     except DefinitionError:
         return None
-    return _job_variables(data)
+    return data
 
 
 def _job_variables(data: Any) -> dict[str, Any]:
