@@ -50,9 +50,42 @@ GO_BUILTINS: dict[str, str | None] = {
     "js": "go_js",
     "urlquery": "go_urlquery",
 }
+# formicary's string, number and time helpers (sprig's names and argument order: the subject comes
+# last, so it can be piped in) and the jinja2 global each becomes; a ``go_`` name no param can shadow.
+GO_HELPERS: dict[str, str] = {
+    "default": "go_default",
+    "trimPrefix": "go_trimPrefix",
+    "trimSuffix": "go_trimSuffix",
+    "hasPrefix": "go_hasPrefix",
+    "hasSuffix": "go_hasSuffix",
+    "lower": "go_lower",
+    "upper": "go_upper",
+    "contains": "go_contains",
+    "replace": "go_replace",
+    "atoi": "go_atoi",
+    "atof": "go_atof",
+    "split": "go_split",
+    "join": "go_join",
+    "formatTime": "FormatTime",
+}
 # formicary's functions (and Formica's additions): called by their own name in jinja2.
-FORMICARY_FUNCTIONS = frozenset({"Random", "Iterate", "Add", "Unescape", "Dict"})
-KNOWN_FUNCTIONS = frozenset(GO_BUILTINS) | FORMICARY_FUNCTIONS
+FORMICARY_FUNCTIONS = frozenset(
+    {
+        "Random",
+        "Iterate",
+        "Add",
+        "Unescape",
+        "Dict",
+        "MarkdownLink",
+        "FormatTime",
+        "Percent100",
+        "CountByJobTypeAndState",
+    }
+)
+KNOWN_FUNCTIONS = frozenset(GO_BUILTINS) | frozenset(GO_HELPERS) | FORMICARY_FUNCTIONS
+# Helpers that are also jinja2 filters: ``{{ name | upper }}`` stays jinja2 (the same result);
+# ``{{ name | default "x" }}`` (an argument without parentheses) can only be Go.
+_SHARED_WITH_JINJA = frozenset({"default", "lower", "upper", "replace", "join"})
 
 _KEYWORDS = frozenset(
     {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"}
@@ -335,11 +368,17 @@ def _looks_like_go_expression(tokens: list[_Token]) -> bool:
         return True
     if first.kind == "ident" and first.text in KNOWN_FUNCTIONS and len(tokens) > 1:
         return True
-    # "x | printf ..." pipes into a Go function (jinja2 filters are other names)
-    return any(
-        left.kind == "pipe" and right.kind == "ident" and right.text in KNOWN_FUNCTIONS
-        for left, right in itertools.pairwise(tokens)
-    )
+    # "x | printf ..." pipes into a Go function; "x | default "a"" too (a jinja2 filter name, but
+    # its argument is written the Go way)
+    for index, (left, right) in enumerate(itertools.pairwise(tokens)):
+        if left.kind != "pipe" or right.kind != "ident" or right.text not in KNOWN_FUNCTIONS:
+            continue
+        if right.text not in _SHARED_WITH_JINJA:
+            return True
+        following = tokens[index + 2] if index + 2 < len(tokens) else None
+        if following is not None and following.kind in _OPERANDS:
+            return True
+    return False
 
 
 _JINJA_WORDS = frozenset({"if", "else", "in", "is", "and", "or", "not", "for", "recursive"})
@@ -537,9 +576,11 @@ class _Parser:
             return self._call(token.text, args)
         if token.kind == "ident" and token.text not in ("true", "false", "nil") and self._has_more_args(1):
             raise self._fail(f'function "{token.text}" is not defined')
-        value = self.operand()
         if piped is not None:
+            if token.kind == "ident" and token.text not in ("true", "false", "nil"):
+                raise self._fail(f'function "{token.text}" is not defined')
             raise self._fail("can only pipe into a function")
+        value = self.operand()
         if self._peek() is not None and self._peek_is_operand():
             raise self._fail(f"{value} is not a function and cannot take arguments")
         return value
@@ -613,5 +654,5 @@ class _Parser:
             if len(args) != 1:
                 raise self._fail("not takes exactly one argument")
             return f"(not {args[0]})"
-        target = GO_BUILTINS.get(name) or name
+        target = GO_BUILTINS.get(name) or GO_HELPERS.get(name) or name
         return f"{target}({', '.join(args)})"

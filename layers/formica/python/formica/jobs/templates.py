@@ -45,6 +45,7 @@ from formica.jobs import budget
 from formica.jobs.budget import BudgetExceeded
 from formica.jobs.errors import Problem, TemplateError
 from formica.jobs.gotemplate import MARK_CLOSE, MARK_OPEN, TranslationError, strip_markers, translate
+from formica.jobs.limits import NAME_RULE, is_name, shown
 
 TEMPLATE_NAME = "<job-definition>"
 # The limits live in formica.jobs.budget (docs/job-language.md, "Limits"); these three were
@@ -103,6 +104,8 @@ def go_format(value: Any) -> str:
     if isinstance(value, float):
         if math.isfinite(value) and value == int(value) and abs(value) < 1e21:
             return str(int(value))
+        if not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
         return repr(value)
     if isinstance(value, list | tuple | Mapping):
         budget.check_size(value, "a printed value")
@@ -319,7 +322,10 @@ def go_js(*args: Any) -> str:
 
 
 def go_urlquery(*args: Any) -> str:
-    return urllib.parse.quote_plus(go_print(*args))
+    """``urlquery S``: S escaped for a URL query as Go's url.QueryEscape does (a space is ``+``)."""
+    text = go_print(*args)
+    budget.check_estimate(3 * len(text.encode("utf-8", "surrogatepass")), "urlquery")
+    return urllib.parse.quote_plus(text, safe="")
 
 
 def go_range1(value: Any) -> list[Any]:
@@ -398,12 +404,283 @@ def make_dict(*pairs: Any) -> dict[str, Any]:
     return {go_format(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
 
 
+# ---------------------------------------------------------------------------------------------
+# formicary's string, number and time helpers: sprig's names and argument order (the subject last,
+# so ``{{ .Name | trimPrefix "v" }}`` pipes it in), Go's results
+
+
+def _text(value: Any, name: str) -> str:
+    """A text argument: a string, or a number or bool as Go prints it; missing is empty."""
+    if isinstance(value, list | tuple | Mapping):
+        _fail(f"{name} needs text, got {go_format(value)!r}")
+    return go_format(value)
+
+
+def _is_empty(value: Any) -> bool:
+    """sprig's ``empty``: missing, nil, false, 0, and an empty string, list or map."""
+    if isinstance(value, Undefined) or value is None:
+        return True
+    if isinstance(value, bool | int | float):
+        return not value
+    if isinstance(value, str | list | tuple | Mapping):
+        return len(value) == 0
+    return False
+
+
+def go_default(default: Any, *given: Any) -> Any:
+    """``default DEFAULT VALUE``: VALUE, or DEFAULT when VALUE is missing or empty (sprig)."""
+    if not given or _is_empty(given[0]):
+        return default
+    return given[0]
+
+
+def go_trim_prefix(prefix: Any, value: Any) -> str:
+    """``trimPrefix PREFIX S``: S without PREFIX at its start (unchanged when absent)."""
+    return _text(value, "trimPrefix").removeprefix(_text(prefix, "trimPrefix"))
+
+
+def go_trim_suffix(suffix: Any, value: Any) -> str:
+    """``trimSuffix SUFFIX S``: S without SUFFIX at its end (unchanged when absent)."""
+    return _text(value, "trimSuffix").removesuffix(_text(suffix, "trimSuffix"))
+
+
+def go_has_prefix(prefix: Any, value: Any) -> bool:
+    """``hasPrefix PREFIX S``: true when S starts with PREFIX."""
+    return _text(value, "hasPrefix").startswith(_text(prefix, "hasPrefix"))
+
+
+def go_has_suffix(suffix: Any, value: Any) -> bool:
+    """``hasSuffix SUFFIX S``: true when S ends with SUFFIX."""
+    return _text(value, "hasSuffix").endswith(_text(suffix, "hasSuffix"))
+
+
+def go_contains(substring: Any, value: Any) -> bool:
+    """``contains SUBSTR S``: true when S contains SUBSTR."""
+    return _text(substring, "contains") in _text(value, "contains")
+
+
+def go_lower(value: Any) -> str:
+    """``lower S``: Go's strings.ToLower (one character for one: U+0130 becomes "i")."""
+    text = _text(value, "lower")
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(char.lower()[0] for char in text)
+
+
+def go_upper(value: Any) -> str:
+    """``upper S``: Go's strings.ToUpper (one character for one: "ß" stays "ß", never "SS")."""
+    text = _text(value, "upper")
+    raised = text.upper()
+    if len(raised) == len(text):
+        return raised
+    return "".join(up if len(up := char.upper()) == 1 else char for char in text)
+
+
+def go_replace(old: Any, new: Any, value: Any) -> str:
+    """``replace OLD NEW S``: every OLD in S replaced by NEW (Go's strings.ReplaceAll)."""
+    text, old_text, new_text = _text(value, "replace"), _text(old, "replace"), _text(new, "replace")
+    budget.check_estimate(budget.replace_cost(text, old_text, new_text, None), "replace")
+    return text.replace(old_text, new_text)
+
+
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_GO_FLOAT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)", re.I)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def go_atoi(value: Any) -> int:
+    """``atoi S``: S as an integer; 0 when S is not one (sprig ignores strconv.Atoi's error), and
+    clamped to Go's int64 when out of its range (what Atoi returns with its range error)."""
+    text = _text(value, "atoi")
+    if _GO_INT.fullmatch(text) is None:
+        return 0
+    negative = text.startswith("-")
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) > 19:  # past int64 whatever the digits are: never parse a huge number
+        return _INT64[0] if negative else _INT64[1]
+    number = -int(digits or "0") if negative else int(digits or "0")
+    return min(max(number, _INT64[0]), _INT64[1])
+
+
+def go_atof(value: Any) -> float:
+    """``atof S``: S as a float (``1.5``, ``1e3``, ``inf``); 0 when S is not one."""
+    text = _text(value, "atof")
+    if len(text) > 400 or _GO_FLOAT.fullmatch(text) is None:
+        return 0.0
+    return float(text)
+
+
+def go_split(separator: Any, value: Any) -> dict[str, str]:
+    """``split SEP S``: the parts of S as a map ``_0``, ``_1``, ... (sprig), so ``(split "," .X)._1``
+    is the second part; an empty SEP splits S into characters."""
+    text, sep = _text(value, "split"), _text(separator, "split")
+    parts = text.count(sep) + 1 if sep else len(text)
+    budget.check_estimate(len(text) + parts * (len(str(parts)) + 4), "split")
+    pieces = text.split(sep) if sep else list(text)
+    return {f"_{index}": piece for index, piece in enumerate(pieces)}
+
+
+def go_join(separator: Any, values: Any) -> str:
+    """``join SEP LIST``: the items of LIST printed and joined by SEP (nil items left out, as sprig
+    does); a value that is not a list is printed alone."""
+    sep = _text(separator, "join")
+    if isinstance(values, Undefined) or values is None:
+        return ""
+    items = [item for item in values if item is not None] if isinstance(values, list | tuple) else [values]
+    budget.check_estimate(budget.join_cost(sep, items), "join")
+    return sep.join(go_format(item) for item in items)
+
+
+def go_html_escape(text: str) -> str:
+    """Go's template.HTMLEscapeString (``&#34;`` and ``&#39;`` for the quotes)."""
+    return text.translate(_GO_HTML_ESCAPES)
+
+
+_GO_HTML_ESCAPES = str.maketrans(
+    {"&": "&amp;", "'": "&#39;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "\0": "\ufffd"}
+)
+_MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _is_web_url(text: str) -> bool:
+    if _CONTROL.search(text):
+        return False  # Go's url.Parse refuses control characters
+    try:
+        return urllib.parse.urlsplit(text).scheme.lower() in ("http", "https")
+    except ValueError:
+        return False
+
+
+def _anchor(url: str, text: str) -> str:
+    return f'<a href="{go_html_escape(url)}" target="_blank" rel="noopener noreferrer">{text}</a>'
+
+
+def markdown_link(value: Any) -> str:
+    """``MarkdownLink S``: the first ``[text](http...)`` of S as an HTML link opening in a new tab,
+    a bare http(s) URL as a link to itself, anything else HTML-escaped (a ``javascript:`` or other
+    non-web URL is never a link)."""
+    text = _text(value, "MarkdownLink")
+    specials = sum(text.count(char) for char in "&'<>\"")
+    budget.check_estimate(2 * (len(text) + 4 * specials) + 64, "MarkdownLink")
+    if not text:
+        return ""
+    found = _MARKDOWN_LINK.search(text)
+    if found is None:
+        return _anchor(text, go_html_escape(text)) if _is_web_url(text) else go_html_escape(text)
+    label, url = found.groups()
+    if not _is_web_url(url) or "javascript:" in url.lower():
+        return go_html_escape(text)
+    return _anchor(url, go_html_escape(label))
+
+
+_TIME_LAYOUT = "%Y-%m-%d %H:%M:%S"
+ZERO_TIME = "\u2014"
+"""What ``FormatTime`` prints for no time at all (formicary's em dash)."""
+
+
+def format_time(value: Any) -> str:
+    """``FormatTime T`` (or ``formatTime``): ``2006-01-02 15:04:05``; T is an ISO-8601 time (in its
+    own offset) or epoch seconds (UTC); no time at all prints an em dash."""
+    if isinstance(value, Undefined) or value is None or value == "":
+        return ZERO_TIME
+    if isinstance(value, datetime):
+        return value.strftime(_TIME_LAYOUT)
+    number = None if isinstance(value, bool) else _number(value)
+    try:
+        if number is not None:
+            return datetime.fromtimestamp(number, UTC).strftime(_TIME_LAYOUT)
+        if isinstance(value, str) and len(value) <= 64:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime(_TIME_LAYOUT)
+    except (ValueError, OverflowError, OSError):
+        pass
+    _fail(f"FormatTime needs an ISO-8601 time or epoch seconds, got {go_format(value)[:64]!r}")
+
+
+def percent100(received: Any, required: Any) -> int:
+    """``Percent100 RECEIVED REQUIRED``: RECEIVED * 100 / REQUIRED as an integer (truncated), at
+    most 100; 100 when REQUIRED is 0 or less (formicary's progress bars)."""
+    got, need = _number(received), _number(required)
+    if got is None or need is None:
+        _fail(f"Percent100 needs two numbers, got {go_format(received)!r} and {go_format(required)!r}")
+    got_i, need_i = int(got), int(need)
+    if need_i <= 0:
+        return 100
+    scaled = got_i * 100
+    percent = abs(scaled) // need_i * (1 if scaled >= 0 else -1)  # Go truncates toward zero
+    return min(percent, 100)
+
+
+REQUEST_STATES = ("PENDING", "READY", "STARTED", "EXECUTING", "COMPLETED", "FAILED", "CANCELLED")
+"""The job states ``CountByJobTypeAndState`` accepts (formicary's names; the engine's JobState)."""
+
+RequestCounter = Callable[[str, tuple[str, ...]], int]
+"""``(job_type, states) -> how many of the organisation's own requests of that type are in those
+states``: supplied by the runtime from the request store, a stub returning 0 at upload."""
+
+
+def no_requests(job_type: str, states: tuple[str, ...]) -> int:
+    """The counter of upload validation (and of a render with no store): nothing is counted."""
+    return 0
+
+
+def count_requests_function(counter: RequestCounter) -> Callable[..., int]:
+    """``CountByJobTypeAndState TYPE STATE...``: the template function over ``counter``.
+
+    States may be separate arguments or comma-separated (``"PENDING,EXECUTING"``); an unknown
+    state or a job type that breaks the name rule is a template error, at upload too.
+    """
+
+    def count_by_job_type_and_state(job_type: Any, *states: Any) -> int:
+        name = _text(job_type, "CountByJobTypeAndState")
+        if not is_name(name):
+            _fail(f"CountByJobTypeAndState: job type {shown(name)} is not a valid name: use {NAME_RULE}")
+        wanted: list[str] = []
+        for argument in states:
+            for part in _text(argument, "CountByJobTypeAndState").split(","):
+                state = part.strip().upper()
+                if not state:
+                    continue
+                if state not in REQUEST_STATES:
+                    _fail(
+                        f"CountByJobTypeAndState: unknown job state {shown(part.strip())}; "
+                        f"use {', '.join(REQUEST_STATES)}"
+                    )
+                if state not in wanted:
+                    wanted.append(state)
+        if not wanted:
+            _fail("CountByJobTypeAndState needs a job type and at least one job state")
+        budget.tick()
+        return counter(name, tuple(wanted))
+
+    count_by_job_type_and_state.__name__ = "CountByJobTypeAndState"
+    return count_by_job_type_and_state
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "Random": random_between,
     "Iterate": iterate,
     "Add": add,
     "Unescape": unescape,
     "Dict": make_dict,
+    "MarkdownLink": markdown_link,
+    "FormatTime": format_time,
+    "Percent100": percent100,
+    "CountByJobTypeAndState": count_requests_function(no_requests),
+    "go_default": go_default,
+    "go_trimPrefix": go_trim_prefix,
+    "go_trimSuffix": go_trim_suffix,
+    "go_hasPrefix": go_has_prefix,
+    "go_hasSuffix": go_has_suffix,
+    "go_lower": go_lower,
+    "go_upper": go_upper,
+    "go_contains": go_contains,
+    "go_replace": go_replace,
+    "go_atoi": go_atoi,
+    "go_atof": go_atof,
+    "go_split": go_split,
+    "go_join": go_join,
     "go_eq": go_eq,
     "go_ne": go_ne,
     "go_lt": _compare("lt", operator.lt),
@@ -714,12 +991,14 @@ def runtime_context(
     job_variables: Mapping[str, Any] | None = None,
     outputs: Mapping[str, Any] | None = None,
     now: datetime | None = None,
+    count_requests: RequestCounter | None = None,
 ) -> dict[str, Any]:
     """The variables a template sees for one render (one attempt of one task).
 
     Precedence, lowest first: job_variables, then request params, then earlier tasks' outputs,
     then the built-ins, which nothing overrides. ``Nonce`` is fresh on every call, so build a new
-    context for every attempt.
+    context for every attempt. ``count_requests`` answers ``CountByJobTypeAndState`` (the
+    organisation's own requests, from the request store); without it the count is 0.
     """
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     context: dict[str, Any] = {}
@@ -743,6 +1022,7 @@ def runtime_context(
             "YearDay": moment.timetuple().tm_yday,
             "FullDate": moment.strftime("%Y-%m-%d"),
             "EpochSecs": int(moment.timestamp()),
+            "CountByJobTypeAndState": count_requests_function(count_requests or no_requests),
         }
     )
     return context
