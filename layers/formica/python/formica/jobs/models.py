@@ -42,9 +42,12 @@ OptGoStr = Annotated[str | None, BeforeValidator(go_str)]
 
 
 class TaskMethod(StrEnum):
+    # formicary's HTTP methods are these six (its types.TaskMethod): there is no bare HTTP_PUT or
+    # HTTP_POST, so those stay unknown and the message suggests the closest.
     HTTP_GET = "HTTP_GET"
     HTTP_POST_FORM = "HTTP_POST_FORM"
     HTTP_POST_JSON = "HTTP_POST_JSON"
+    HTTP_PUT_FORM = "HTTP_PUT_FORM"
     HTTP_PUT_JSON = "HTTP_PUT_JSON"
     HTTP_DELETE = "HTTP_DELETE"
     SHELL = "SHELL"
@@ -65,6 +68,7 @@ HTTP_METHODS = frozenset(
         TaskMethod.HTTP_GET,
         TaskMethod.HTTP_POST_FORM,
         TaskMethod.HTTP_POST_JSON,
+        TaskMethod.HTTP_PUT_FORM,
         TaskMethod.HTTP_PUT_JSON,
         TaskMethod.HTTP_DELETE,
     }

@@ -1,5 +1,5 @@
-"""The HTTP runner: one attempt of an HTTP_GET / HTTP_POST_FORM / HTTP_POST_JSON / HTTP_PUT_JSON /
-HTTP_DELETE task.
+"""The HTTP runner: one attempt of an HTTP_GET / HTTP_POST_FORM / HTTP_POST_JSON / HTTP_PUT_FORM /
+HTTP_PUT_JSON / HTTP_DELETE task (formicary's six HTTP methods).
 
 Semantics (formicary's, with the choices Formica made where formicary is silent):
 
@@ -8,9 +8,9 @@ Semantics (formicary's, with the choices Formica made where formicary is silent)
   first other status stops the attempt and is its exit code.
 - ``headers`` are sent as given; ``query`` is merged into each URL's own query string.
 - Bodies carry the task's ``variables`` only (never the job's other variables, so no secret leaks):
-  form-encoded for HTTP_POST_FORM (values as strings: booleans ``true``/``false``, lists and maps as
-  JSON), JSON for HTTP_POST_JSON / HTTP_PUT_JSON, and JSON for HTTP_DELETE when there are any
-  variables (formicary sends a JSON body with DELETE too). GET has no body.
+  form-encoded for HTTP_POST_FORM / HTTP_PUT_FORM (values as strings: booleans ``true``/``false``,
+  lists and maps as JSON), JSON for HTTP_POST_JSON / HTTP_PUT_JSON, and JSON for HTTP_DELETE when
+  there are any variables (formicary sends a JSON body with DELETE too). GET has no body.
 - The attempt shares one deadline, ``ctx.timeout_seconds`` from the start: every connect / read /
   write waits at most the time left, and the body is read in chunks with the deadline checked between
   them. A timeout gives error_code ERR_TASK_TIMED_OUT and no exit code.
@@ -65,6 +65,7 @@ _VERBS: dict[TaskMethod, str] = {
     TaskMethod.HTTP_GET: "GET",
     TaskMethod.HTTP_POST_FORM: "POST",
     TaskMethod.HTTP_POST_JSON: "POST",
+    TaskMethod.HTTP_PUT_FORM: "PUT",
     TaskMethod.HTTP_PUT_JSON: "PUT",
     TaskMethod.HTTP_DELETE: "DELETE",
 }
@@ -145,7 +146,7 @@ def form_value(value: Any) -> str:
 
 
 def _request_body(task: TaskDefinition, method: TaskMethod) -> dict[str, Any]:
-    if method is TaskMethod.HTTP_POST_FORM:
+    if method in (TaskMethod.HTTP_POST_FORM, TaskMethod.HTTP_PUT_FORM):
         return {"data": {key: form_value(value) for key, value in task.variables.items()}}
     if method in (TaskMethod.HTTP_POST_JSON, TaskMethod.HTTP_PUT_JSON):
         return {"content": json.dumps(task.variables, default=str).encode(), "json_header": True}
