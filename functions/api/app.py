@@ -29,6 +29,7 @@ from formica.api.errors import (
 from formica.api.models import (
     ID_MAX,
     JOB_TYPE_MAX,
+    JOB_TYPE_PATTERN,
     KEY_MAX,
     PARAMS_MAX_BYTES,
     ArtifactListResponse,
@@ -37,10 +38,12 @@ from formica.api.models import (
     CreateTokenRequest,
     DefinitionListResponse,
     DefinitionResponse,
+    DefinitionVersionListResponse,
     DeletedResponse,
     HealthResponse,
     JobRequestListResponse,
     JobRequestResponse,
+    RequestGraphResponse,
     SubmitJobRequest,
     TokenListResponse,
     TokenResponse,
@@ -179,8 +182,24 @@ def upload_definition() -> Response[DefinitionResponse]:
 
 
 @app.get("/api/jobs/definitions", tags=["definitions"])
-def list_definitions(limit: Limit = 50, next_token: NextToken = None) -> DefinitionListResponse:
-    return definitions.list_definitions(get_services(), _org(), limit=limit, next_token=next_token)
+def list_definitions(
+    limit: Limit = 50,
+    next_token: NextToken = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=JOB_TYPE_MAX,
+            pattern=JOB_TYPE_PATTERN,
+            description="only job types whose name starts with this",
+        ),
+    ] = None,
+    disabled: Annotated[
+        bool | None, Query(description="only disabled (true) or only enabled (false) job types")
+    ] = None,
+) -> DefinitionListResponse:
+    return definitions.list_definitions(
+        get_services(), _org(), limit=limit, next_token=next_token, prefix=q, disabled=disabled
+    )
 
 
 @app.get("/api/jobs/definitions/<job_type>", tags=["definitions"])
@@ -207,6 +226,13 @@ def get_definition_yaml(job_type: JobType, version: Version = None) -> Response[
 )
 def get_definition_graph(job_type: JobType, version: Version = None) -> Response[str]:
     return _text(definitions.get_definition_graph(get_services(), _org(), job_type, version))
+
+
+@app.get("/api/jobs/definitions/<job_type>/versions", tags=["definitions"])
+def list_definition_versions(
+    job_type: JobType, limit: Limit = 50, next_token: NextToken = None
+) -> DefinitionVersionListResponse:
+    return definitions.list_versions(get_services(), _org(), job_type, limit=limit, next_token=next_token)
 
 
 @app.delete("/api/jobs/definitions/<job_type>", tags=["definitions"])
@@ -299,6 +325,11 @@ def restart_request(request_id: Identifier) -> JobRequestResponse:
 @app.post("/api/jobs/requests/<request_id>/trigger", tags=["requests"], responses=IN_STATE)
 def trigger_request(request_id: Identifier) -> JobRequestResponse:
     return requests.trigger_job(get_services(), _org(), request_id)
+
+
+@app.get("/api/jobs/requests/<request_id>/graph", tags=["requests"])
+def request_graph(request_id: Identifier) -> RequestGraphResponse:
+    return requests.request_graph(get_services(), _org(), request_id)
 
 
 @app.get("/api/jobs/requests/<request_id>/artifacts", tags=["artifacts"])

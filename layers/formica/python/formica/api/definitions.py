@@ -15,6 +15,8 @@ from formica.api.models import (
     DefinitionListResponse,
     DefinitionResponse,
     DefinitionSummary,
+    DefinitionVersionListResponse,
+    DefinitionVersionRecord,
     DeletedResponse,
     TaskSummary,
 )
@@ -199,11 +201,45 @@ def get_definition_graph(services: ApiServices, org: str, job_type: str, version
 
 
 def list_definitions(
-    services: ApiServices, org: str, *, limit: int, next_token: str | None
+    services: ApiServices,
+    org: str,
+    *,
+    limit: int,
+    next_token: str | None,
+    prefix: str | None = None,
+    disabled: bool | None = None,
 ) -> DefinitionListResponse:
-    page = services.definitions.list_for_org(org, limit=limit, next_token=next_token)
+    """The organisation's job types by name; ``prefix`` and ``disabled`` narrow the listing."""
+    page = services.definitions.list_for_org(
+        org, limit=limit, next_token=next_token, prefix=prefix or None, disabled=disabled
+    )
     return DefinitionListResponse(
         records=[_summary(head) for head in page.records], next_token=page.next_token
+    )
+
+
+def list_versions(
+    services: ApiServices, org: str, job_type: str, *, limit: int, next_token: str | None
+) -> DefinitionVersionListResponse:
+    """The job type's stored versions, newest first (404 when the job type is not defined)."""
+    head = services.definitions.get_head(org, job_type)
+    if head is None:
+        raise _not_found(job_type)
+    page = services.definitions.list_version_page(org, job_type, limit=limit, next_token=next_token)
+    return DefinitionVersionListResponse(
+        job_type=job_type,
+        latest_version=head.latest_version,
+        records=[
+            DefinitionVersionRecord(
+                version=item.version,
+                id=item.definition_id,
+                sha256=item.sha256,
+                created_at=item.created_at,
+                latest=item.version == head.latest_version,
+            )
+            for item in page.records
+        ],
+        next_token=page.next_token,
     )
 
 

@@ -88,6 +88,25 @@ class DefinitionListResponse(BaseModel):
     next_token: str | None = None
 
 
+class DefinitionVersionRecord(BaseModel):
+    """One stored version of a job type, without its text (GET .../{job_type}?version=N has it)."""
+
+    version: int
+    id: str
+    sha256: str = Field(description="of the text as uploaded: an identical upload keeps the version")
+    created_at: str
+    latest: bool = Field(description="true for the version a submission without job_version runs")
+
+
+class DefinitionVersionListResponse(BaseModel):
+    """A job type's versions, newest first."""
+
+    job_type: str
+    latest_version: int
+    records: list[DefinitionVersionRecord]
+    next_token: str | None = None
+
+
 class ConcurrencyRequest(_Request):
     max_concurrency: int = Field(ge=0, le=10_000, description="0: unlimited")
 
@@ -150,6 +169,44 @@ class JobRequestResponse(BaseModel):
     started_at: str | None = None
     ended_at: str | None = None
     tasks: list[TaskExecutionResponse] = Field(default_factory=list)
+
+
+class GraphTaskState(BaseModel):
+    """A task of the request's definition as the walk left it (its latest execution)."""
+
+    task_type: str
+    node: str = Field(description="the task's node id in `mermaid`")
+    task_state: str | None = Field(description="null: the walk never entered the task")
+    exit_code: str | None = None
+    attempts: int = 0
+    executions: int = Field(default=0, description="how many times the walk entered the task")
+
+
+class GraphEdge(BaseModel):
+    """One move of the walk from a task to the next, in the order taken."""
+
+    from_task: str
+    to_task: str
+    label: str = Field(
+        description="the route taken: completed, failed, exit N; always_run for a task run because the "
+        "job was failing; restart for the first task after a job restart"
+    )
+    job_retry: int = Field(description="the job attempt (0: the first) the move belongs to")
+
+
+class RequestGraphResponse(BaseModel):
+    """The request's definition as a graph, with the walk taken drawn on it."""
+
+    request_id: str
+    job_type: str
+    job_version: int
+    job_state: str
+    mermaid: str = Field(
+        description="the definition's Mermaid flowchart with each task coloured by its state and the "
+        "edges the walk followed drawn thick"
+    )
+    tasks: list[GraphTaskState]
+    edges: list[GraphEdge]
 
 
 class JobRequestListResponse(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import logging
 import re
@@ -31,13 +32,18 @@ from formica.api.models import (
     PARAMS_MAX_BYTES,
     ArtifactListResponse,
     ArtifactResponse,
+    GraphEdge,
+    GraphTaskState,
     JobRequestListResponse,
     JobRequestResponse,
+    RequestGraphResponse,
     SubmitJobRequest,
     TaskExecutionResponse,
 )
 from formica.api.services import ApiServices
 from formica.engine.walk import JobState
+from formica.jobs.graph import to_mermaid
+from formica.jobs.models import JobDefinition, TaskDefinition
 from formica.store.blobs import BlobNotFoundError
 from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
 from formica.store.requests import (
@@ -54,6 +60,17 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 _CLAIM_WAIT_SECONDS = 2.0
 _CLAIM_POLL_SECONDS = 0.05
 _ATTEMPT_IN_KEY = re.compile(r"attempt-(\d+)\.log$")
+_MERMAID_EDGE = re.compile(r'^\s+(\w+) -->\|"(.*)"\| (\w+)$')
+# Colours of a request's graph, per task state (Mermaid classDef bodies).
+_STATE_STYLES = {
+    "COMPLETED": "fill:#d4edda,stroke:#28a745",
+    "FAILED": "fill:#f8d7da,stroke:#dc3545",
+    "EXECUTING": "fill:#cce5ff,stroke:#007bff",
+    "READY": "fill:#cce5ff,stroke:#007bff",
+    "SKIPPED": "fill:#e2e3e5,stroke:#6c757d",
+    "CANCELLED": "fill:#fff3cd,stroke:#fd7e14",
+}
+_FOLLOWED_EDGE_STYLE = "stroke-width:4px,stroke:#007bff"
 
 JobStateFilter = JobState
 
@@ -186,6 +203,127 @@ def list_requests(
     )
     return JobRequestListResponse(
         records=[request_response(request) for request in page.records], next_token=page.next_token
+    )
+
+
+# -- the walk taken, drawn on the definition's graph ------------------------------------------------
+
+
+def _route_label(task: TaskDefinition | None, execution: TaskExecutionItem, next_task: str) -> str:
+    """Which of ``task``'s routes led from ``execution`` to ``next_task``."""
+    if task is None:
+        return "always_run"
+    code = execution.exit_code
+    if code and task.on_exit_code.get(code) == next_task:
+        return f"exit {code}"
+    completed = execution.task_state in ("COMPLETED", "SKIPPED")
+    if completed and task.on_completed == next_task:
+        return "completed"
+    if not completed and task.on_failed == next_task:
+        return "failed"
+    for exit_code, target in task.on_exit_code.items():
+        if target == next_task and execution.task_state == "SKIPPED":
+            return f"exit {exit_code}"  # a skipped task follows the route its earlier run took
+    # No route of the task leads there: the job was failing and ran its always_run tasks.
+    return "always_run"
+
+
+def walk_edges(definition: JobDefinition, executions: list[TaskExecutionItem]) -> list[GraphEdge]:
+    """The moves of the walk between task executions, in order (``executions`` in any order)."""
+    tasks = {task.task_type: task for task in definition.tasks}
+    ordered = sorted(executions, key=lambda item: item.seq)
+    edges: list[GraphEdge] = []
+    for previous, current in itertools.pairwise(ordered):
+        label = _route_label(tasks.get(previous.task_type), previous, current.task_type)
+        restarted = label == "always_run" and current.task_type == definition.root_task.task_type
+        if current.job_retry != previous.job_retry or restarted:
+            # A job retry (RESTART_JOB, the job's retry), or POST .../restart (job_retry 0 again).
+            label = "restart"
+        edges.append(
+            GraphEdge(
+                from_task=previous.task_type,
+                to_task=current.task_type,
+                label=label,
+                job_retry=current.job_retry,
+            )
+        )
+    return edges
+
+
+def _decorated_mermaid(
+    definition: JobDefinition, nodes: dict[str, str], states: dict[str, str], edges: list[GraphEdge]
+) -> str:
+    """``to_mermaid`` of the definition, its task nodes coloured by state and the followed edges thick."""
+    text = to_mermaid(definition)
+    drawn: list[tuple[str, str, str]] = []
+    for line in text.splitlines():
+        match = _MERMAID_EDGE.match(line)
+        if match:
+            drawn.append((match.group(1), match.group(3), match.group(2)))
+    followed: set[int] = set()
+    for edge in edges:
+        source, target = nodes.get(edge.from_task), nodes.get(edge.to_task)
+        candidates = [i for i, (a, b, _) in enumerate(drawn) if a == source and b == target]
+        exact = [i for i in candidates if drawn[i][2] == edge.label]
+        followed.update(exact or candidates[:1])
+    extra: list[str] = []
+    used = sorted({state for state in states.values() if state in _STATE_STYLES})
+    extra.extend(f"    classDef {state.lower()} {_STATE_STYLES[state]}" for state in used)
+    for state in used:
+        members = ",".join(nodes[task] for task, task_state in states.items() if task_state == state)
+        extra.append(f"    class {members} {state.lower()}")
+    if followed:
+        extra.append(f"    linkStyle {','.join(str(i) for i in sorted(followed))} {_FOLLOWED_EDGE_STYLE}")
+    return text + "".join(line + "\n" for line in extra)
+
+
+def request_graph(services: ApiServices, org: str, request_id: str) -> RequestGraphResponse:
+    """The definition's graph of the org's request with each task's state and the walk taken.
+
+    Raises ResourceNotFoundError for another organisation's request, and when the request's
+    definition version was deleted since (its graph is gone with it).
+    """
+    request = _require(services, org, request_id)
+    version = services.definitions.get_version(org, request.job_type, request.job_version)
+    if version is None:
+        raise ResourceNotFoundError(
+            f"job type {request.job_type!r} version {request.job_version} of job request "
+            f"{request_id!r} no longer exists"
+        )
+    definition = version.definition
+    executions = sorted(services.requests.list_tasks(request_id), key=lambda item: item.seq)
+    cancelled = request.job_state == JobState.CANCELLED
+    # Node ids as to_mermaid numbers them: t{index} in definition order.
+    nodes = {task.task_type: f"t{index}" for index, task in enumerate(definition.tasks)}
+    latest: dict[str, TaskExecutionItem] = {}
+    counts: dict[str, int] = {}
+    for execution in executions:
+        latest[execution.task_type] = execution
+        counts[execution.task_type] = counts.get(execution.task_type, 0) + 1
+    states = {
+        task_type: _task_response(execution, {}, job_cancelled=cancelled).task_state
+        for task_type, execution in latest.items()
+        if task_type in nodes
+    }
+    edges = walk_edges(definition, executions)
+    return RequestGraphResponse(
+        request_id=request.request_id,
+        job_type=request.job_type,
+        job_version=request.job_version,
+        job_state=str(request.job_state),
+        mermaid=_decorated_mermaid(definition, nodes, states, edges),
+        tasks=[
+            GraphTaskState(
+                task_type=task.task_type,
+                node=nodes[task.task_type],
+                task_state=states.get(task.task_type),
+                exit_code=(latest[task.task_type].exit_code or None) if task.task_type in latest else None,
+                attempts=latest[task.task_type].attempts if task.task_type in latest else 0,
+                executions=counts.get(task.task_type, 0),
+            )
+            for task in definition.tasks
+        ],
+        edges=edges,
     )
 
 

@@ -22,8 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from formica.jobs.models import JobDefinition
-from formica.store.dynamo import DynamoTable, is_conditional_failure
-from formica.store.pagination import Page
+from formica.store.dynamo import MAX_LIST_LIMIT, DynamoTable, is_conditional_failure
+from formica.store.pagination import InvalidCursorError, Page, decode_cursor, encode_cursor
 from formica.store.schema import DEFINITION_HEAD_SK as HEAD_SK
 from formica.store.schema import definition_pk, definitions_gsi1pk
 from formica.store.schema import definition_version_sk as version_sk
@@ -37,6 +37,7 @@ __all__ = [
     "DefinitionStoreError",
     "DefinitionTooLargeToStoreError",
     "DefinitionVersionItem",
+    "DefinitionVersionSummary",
     "definition_pk",
     "definitions_gsi1pk",
     "version_sk",
@@ -123,6 +124,15 @@ class DefinitionVersionItem(BaseModel):
             definition_json=item["definition_json"]["S"],
             created_at=item["created_at"]["S"],
         )
+
+
+class DefinitionVersionSummary(BaseModel):
+    """A stored version without its text: what a listing of versions shows."""
+
+    version: int
+    definition_id: str
+    sha256: str
+    created_at: str
 
 
 class DefinitionHeadItem(BaseModel):
@@ -376,18 +386,103 @@ class DefinitionRepository(DynamoTable):
             raise DefinitionStoreError(f"could not list versions of {job_type!r}: {exc}") from exc
         return versions
 
+    def list_version_page(
+        self, org: str, job_type: str, *, limit: int = 50, next_token: str | None = None
+    ) -> Page[DefinitionVersionSummary]:
+        """The job type's versions, newest first, one page at a time, without their text.
+
+        Raises ``InvalidCursorError`` for a ``next_token`` this listing (this job type) did not issue.
+        """
+        pk = definition_pk(org, job_type)
+        start = decode_cursor(next_token, partition_attribute="pk", partition_value=pk)
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :v)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":v": {"S": "V#"}},
+            "ExpressionAttributeNames": {"#v": "version"},
+            "ProjectionExpression": "#v, definition_id, sha256, created_at",
+            "ScanIndexForward": False,
+            "Limit": max(1, min(limit, MAX_LIST_LIMIT)),
+        }
+        if start is not None:
+            query["ExclusiveStartKey"] = start
+        try:
+            response = self._client.query(**query)
+        except (ClientError, BotoCoreError) as exc:
+            raise DefinitionStoreError(f"could not list versions of {job_type!r}: {exc}") from exc
+        records = [
+            DefinitionVersionSummary(
+                version=int(item["version"]["N"]),
+                definition_id=item["definition_id"]["S"],
+                sha256=item["sha256"]["S"],
+                created_at=item["created_at"]["S"],
+            )
+            for item in response.get("Items", [])
+        ]
+        return Page(records=records, next_token=encode_cursor(response.get("LastEvaluatedKey")))
+
     def list_for_org(
-        self, org: str, *, limit: int = 50, next_token: str | None = None
+        self,
+        org: str,
+        *,
+        limit: int = 50,
+        next_token: str | None = None,
+        prefix: str | None = None,
+        disabled: bool | None = None,
     ) -> Page[DefinitionHeadItem]:
         """The organisation's job types by name, one page at a time (gsi1).
 
+        Parameters
+        ----------
+        org:
+            The caller's organisation: the only partition read.
+        limit:
+            At most this many heads per page (at most ``MAX_LIST_LIMIT``).
+        next_token:
+            The cursor of the previous page, issued by the same listing (same ``prefix``).
+        prefix:
+            Only job types whose name starts with it (a key condition: no other item is read).
+        disabled:
+            Only disabled (True) or enabled (False) job types; a filtered page may hold fewer than
+            ``limit`` heads and still have a next page.
+
         Raises ``InvalidCursorError`` for a ``next_token`` this listing did not issue.
         """
+        partition = definitions_gsi1pk(org)
+        start = decode_cursor(next_token, partition_attribute="gsi1pk", partition_value=partition)
+        if start is not None and prefix and not start.get("gsi1sk", {}).get("S", "").startswith(prefix):
+            # DynamoDB refuses a start key outside the key condition (a 500): the cursor of another q.
+            raise InvalidCursorError("next_token belongs to another listing")
+        values: dict[str, Any] = {":pk": {"S": partition}}
+        condition = "gsi1pk = :pk"
+        if prefix:
+            condition += " AND begins_with(gsi1sk, :prefix)"
+            values[":prefix"] = {"S": prefix}
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": condition,
+            "Limit": max(1, min(limit, MAX_LIST_LIMIT)),
+        }
+        if disabled is not None:
+            # Heads written before `disabled` existed have no attribute: they are enabled.
+            query["FilterExpression"] = (
+                "disabled = :disabled"
+                if disabled
+                else "attribute_not_exists(disabled) OR disabled = :disabled"
+            )
+            values[":disabled"] = {"BOOL": disabled}
+        query["ExpressionAttributeValues"] = values
+        if start is not None:
+            query["ExclusiveStartKey"] = start
         try:
-            items, cursor = self._gsi1_page(definitions_gsi1pk(org), limit=limit, next_token=next_token)
+            response = self._client.query(**query)
         except (ClientError, BotoCoreError) as exc:
             raise DefinitionStoreError(f"could not list definitions: {exc}") from exc
-        return Page(records=[DefinitionHeadItem.from_item(item) for item in items], next_token=cursor)
+        return Page(
+            records=[DefinitionHeadItem.from_item(item) for item in response.get("Items", [])],
+            next_token=encode_cursor(response.get("LastEvaluatedKey")),
+        )
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         try:
