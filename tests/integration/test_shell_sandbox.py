@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from formica.jobs.limits import OUTPUT_VALUE_MAX_BYTES
 from formica.runners.sandbox import (
     ERR_SANDBOX,
     SandboxContext,
@@ -197,9 +198,9 @@ def test_a_forged_answer_cannot_grow_the_request_items() -> None:
     outcome = trusted_outcome(forged, artifact_prefix=PREFIX)
 
     # Then what the trusted side keeps is bounded
-    assert outcome.outputs == {}
+    assert outcome.outputs == {"x": "y" * OUTPUT_VALUE_MAX_BYTES}
     assert outcome.error_message is not None and len(outcome.error_message) <= 2000
-    assert len(outcome.warnings) <= 21 and all(len(warning) <= 500 for warning in outcome.warnings)
+    assert len(outcome.warnings) <= 41 and all(len(warning) <= 500 for warning in outcome.warnings)
     assert len(outcome.artifacts) == 1000
 
 

@@ -214,14 +214,17 @@ def test_resume_needs_a_kept_decision() -> None:
 
 
 def test_outputs_stay_small_enough_for_the_request_item() -> None:
-    from formica.engine.walk import OUTPUT_VALUE_CAP, OUTPUTS_CAP, trim_outputs
+    from formica.engine.outputs import outputs_size, publish
+    from formica.jobs.limits import JOB_OUTPUTS_MAX_BYTES, OUTPUT_VALUE_MAX_BYTES
 
     definition = job(shell("a", on_completed="b"), shell("b"))
     started = start_walk(definition, clock(definition))
-    big = AttemptResult(exit_code="0", outputs={"body": "x" * (OUTPUT_VALUE_CAP * 3)})
+    big = AttemptResult(exit_code="0", outputs={"body": "x" * (OUTPUT_VALUE_MAX_BYTES * 3)})
     after = record_attempt(definition, started.walk, big, clock(definition))
-    assert len(after.walk.outputs["a"]["body"]) == OUTPUT_VALUE_CAP
-    many = {f"t{i}": {"body": "y" * OUTPUT_VALUE_CAP} for i in range(40)}
-    trim_outputs(many)
-    assert sum(len(v["body"]) for v in many.values()) <= OUTPUTS_CAP
+    assert len(after.walk.outputs["a"]["body"]) == OUTPUT_VALUE_MAX_BYTES
+    assert any("body cut" in warning for warning in big.warnings)
+    many: dict[str, dict[str, str]] = {}
+    for i in range(40):
+        publish(many, f"t{i}", {"body": "y" * OUTPUT_VALUE_MAX_BYTES})
+    assert sum(outputs_size(v) for v in many.values()) <= JOB_OUTPUTS_MAX_BYTES
     assert "t39" in many and "t0" not in many

@@ -34,8 +34,9 @@ import math
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from formica.engine.outputs import bounded, publish
 from formica.engine.routing import (
     AttemptOutcome,
     Failure,
@@ -45,6 +46,7 @@ from formica.engine.routing import (
     TaskState,
     route_exit_code,
 )
+from formica.jobs.limits import JOB_OUTPUTS_MAX_BYTES
 from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
 
 ERR_TASK_TIMED_OUT = "ERR_TASK_TIMED_OUT"
@@ -73,27 +75,6 @@ DEFAULT_CALLBACK_TIMEOUT_SECONDS = 24 * 3600
 """How long a container attempt may wait for its callback when neither task nor job sets a timeout."""
 CALLBACK_GRACE_SECONDS = 60
 """Extra time the state machine waits past a container's deadline for the runner's own report."""
-
-
-OUTPUT_VALUE_CAP = 4096
-"""An output value longer than this (characters) is cut; outputs ride on the request item."""
-OUTPUTS_CAP = 64 * 1024
-"""All tasks' outputs together stay under this (the request item must stay under DynamoDB's 400 KB):
-the oldest tasks' outputs are dropped first."""
-
-
-def capped_outputs(outputs: dict[str, str]) -> dict[str, str]:
-    return {key[:256]: str(value)[:OUTPUT_VALUE_CAP] for key, value in list(outputs.items())[:64]}
-
-
-def trim_outputs(outputs: dict[str, dict[str, str]]) -> None:
-    """Drop the oldest tasks' outputs until all of them fit in OUTPUTS_CAP (in place)."""
-
-    def size() -> int:
-        return sum(len(k) + len(v) for values in outputs.values() for k, v in values.items())
-
-    while len(outputs) > 1 and size() > OUTPUTS_CAP:
-        outputs.pop(next(iter(outputs)))
 
 
 class Action(StrEnum):
@@ -152,7 +133,11 @@ class Decision(BaseModel):
 
 
 class AttemptResult(BaseModel):
-    """One attempt's result as the walk records it."""
+    """One attempt's result as the walk records it.
+
+    Its outputs are bounded when it is built (``formica.engine.outputs.bounded``; what was dropped
+    or cut becomes a warning): a result is kept on the request item (a recorded attempt, the walk).
+    """
 
     exit_code: str = ""
     error_code: str | None = None
@@ -160,6 +145,15 @@ class AttemptResult(BaseModel):
     outputs: dict[str, str] = Field(default_factory=dict)
     log_key: str | None = None  # where the attempt's log was stored
     warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bound_outputs(self) -> AttemptResult:
+        if self.outputs:
+            kept = bounded(self.outputs)
+            if kept.notes:
+                self.outputs = kept.outputs
+                self.warnings = [*self.warnings, *kept.notes]
+        return self
 
 
 class TaskRun(BaseModel):
@@ -422,8 +416,16 @@ class _TransitionBuilder:
             run.last_log_key = result.log_key
             run.last_warnings = list(result.warnings)
         if result.outputs:
-            self.walk.outputs[run.task_type] = capped_outputs(result.outputs)
-            trim_outputs(self.walk.outputs)
+            # result.outputs are bounded per task (AttemptResult); here all tasks' together.
+            dropped = publish(self.walk.outputs, run.task_type, result.outputs)
+            run.last_warnings = [
+                *run.last_warnings,
+                *(
+                    f"the outputs of task {task_type} were dropped: all tasks' outputs together stay "
+                    f"under {JOB_OUTPUTS_MAX_BYTES} bytes"
+                    for task_type in dropped
+                ),
+            ]
         outcome = AttemptOutcome(exit_code=result.exit_code, error_code=result.error_code)
         if result.error_code == ERR_TASK_TIMED_OUT and (run.deadline_is_job or self.clock.job_expired):
             return self.finish_timed_out(result.error_message)

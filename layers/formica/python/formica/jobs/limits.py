@@ -70,3 +70,25 @@ def artifact_path_problem(path: str) -> str | None:
     if ".." in posix.parts:
         return f"artifact path {shown(path)} must not contain '..': it would leave the working directory"
     return None
+
+
+# -- task outputs ----------------------------------------------------------------------------------
+# Outputs ride on the job request's DynamoDB item (the walk state, the step's outbox, a recorded
+# attempt) and on each task execution item: these bounds keep the request item far below DynamoDB's
+# 400 KB whatever the tasks publish (formica.engine.outputs applies them; docs/job-language.md,
+# "Task outputs").
+
+OUTPUT_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+"""An output's name: a template identifier and an environment variable name."""
+OUTPUT_NAME_MAX_CHARS = 64
+"""The longest output name."""
+OUTPUT_VALUE_MAX_BYTES = 4096
+"""The longest output value (UTF-8 bytes)."""
+OUTPUTS_PER_TASK_MAX = 32
+"""The most outputs one task publishes."""
+TASK_OUTPUTS_MAX_BYTES = 16 * 1024
+"""One task's outputs together, as stored (JSON-encoded names and values)."""
+JOB_OUTPUTS_MAX_BYTES = 64 * 1024
+"""All tasks' outputs together on the request item, as stored; the oldest task's go first."""
+OUTPUTS_FILE_MAX_BYTES = 16 * 1024
+"""The longest ``$FORMICA_OUTPUTS`` file a SHELL task may write."""

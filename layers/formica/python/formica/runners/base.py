@@ -62,6 +62,8 @@ class TaskContext:
     task_type: str
     attempt: int
     timeout_seconds: float
+    # The variables the task's environment gets from the job (SHELL and containers), lowest first:
+    # job_variables, the request's params, earlier tasks' outputs (runtime.walker.exported_variables).
     params: dict[str, Any] = field(default_factory=dict)
     # Called every second or so by long runners: True means the job was cancelled, stop now.
     is_cancelled: Callable[[], bool] = lambda: False

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from formica.engine.outputs import bounded
 from formica.jobs.models import TaskDefinition
 from formica.runners.artifacts import (
     ERR_ARTIFACTS_DOWNLOAD,
@@ -180,9 +181,13 @@ def trusted_outcome(answer: dict[str, Any], *, artifact_prefix: str) -> TaskOutc
     """
     outcome = TaskOutcome.model_validate(answer)
     # Every field ends up in a DynamoDB item or a log: bounded here, whatever the answer claims.
-    outcome.outputs = {}  # a SHELL task publishes none
+    # The outputs file was checked inside the sandbox, by code the script could have replaced:
+    # checked again here (names, count, sizes); only what passes is kept, each drop a warning.
+    checked = bounded(outcome.outputs)
+    outcome.outputs = checked.outputs
     outcome.error_message = (outcome.error_message or "")[:2000] or None
     outcome.warnings = [warning[:500] for warning in outcome.warnings[:MAX_ANSWER_WARNINGS]]
+    outcome.warnings.extend(note[:500] for note in checked.notes[:MAX_ANSWER_WARNINGS])
     if len(outcome.artifacts) > MAX_ANSWER_ARTIFACTS:
         outcome.warnings.append(
             f"the sandbox reported {len(outcome.artifacts)} artifacts: kept the first {MAX_ANSWER_ARTIFACTS}"

@@ -24,6 +24,13 @@ Semantics (formicary's where it defines them; the choices below where it does no
   variables over environment). Names are sanitised to ``[A-Za-z_][A-Za-z0-9_]*``; values are strings
   (booleans ``true``/``false``, lists and maps as JSON). Values only travel in the environment, never in
   the script text.
+- Outputs: the environment variable ``FORMICA_OUTPUTS`` names an empty file of this attempt, outside
+  the working directory (as the script program is, so artifact globs never pick it up); ``NAME=value``
+  lines the script (or after_script) writes there become the task's outputs, read after after_script,
+  then the file is removed. The rules and
+  bounds are ``formica.engine.outputs.parse_outputs_file``'s; a file that breaks one fails the attempt
+  with ERR_TASK_OUTPUTS (no exit code; the message names the line, the rule and the script's exit
+  code). After a timeout or a cancellation the file is not read.
 - stdout and stderr are captured merged, the first LOG_CAP_BYTES kept and the truncation noted.
 - The script runs in its own session (process group). When it ends, anything it left running in the
   group is killed. When ``ctx.timeout_seconds`` passes, the whole group is killed (SIGKILL):
@@ -40,6 +47,7 @@ import re
 import select
 import shlex
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -48,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from formica.engine.outputs import OUTPUTS_FILE_VARIABLE, OutputsFileError, parse_outputs_file
+from formica.jobs.limits import OUTPUTS_FILE_MAX_BYTES
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome, variable_text
 
@@ -56,6 +66,7 @@ logger = logging.getLogger(__name__)
 ERR_TASK_TIMED_OUT = "ERR_TASK_TIMED_OUT"
 ERR_TASK_CANCELLED = "ERR_TASK_CANCELLED"
 ERR_SHELL_START = "ERR_SHELL_START"
+ERR_TASK_OUTPUTS = "ERR_TASK_OUTPUTS"
 
 SHELL = "/bin/sh"
 CANCEL_POLL_SECONDS = 1.0
@@ -336,6 +347,33 @@ def run_shell(
     deadline = Deadline(ctx.timeout_seconds)
     log = CappedLog()
     environment = task_environment(task, ctx, env)
+    outputs_file = _fresh_outputs_file()
+    environment[OUTPUTS_FILE_VARIABLE] = str(outputs_file)
+    try:
+        outcome = _run_scripts(
+            task, ctx, workdir, environment=environment, outputs_file=outputs_file, deadline=deadline, log=log
+        )
+    finally:
+        outputs_file.unlink(missing_ok=True)
+    outcome.log = log.text()
+    logger.info(
+        "shell task finished",
+        extra={"task_type": ctx.task_type, "exit_code": outcome.exit_code, "error_code": outcome.error_code},
+    )
+    return outcome
+
+
+def _run_scripts(
+    task: TaskDefinition,
+    ctx: TaskContext,
+    workdir: Path,
+    *,
+    environment: Mapping[str, str],
+    outputs_file: Path,
+    deadline: Deadline,
+    log: CappedLog,
+) -> TaskOutcome:
+    """The script, then after_script, then the outputs the script wrote."""
     main_lines = [*task.before_script, *task.script]
     result = _run_script(
         build_script(main_lines), workdir, env=environment, deadline=deadline, ctx=ctx, log=log
@@ -363,11 +401,8 @@ def run_shell(
                 log.line(
                     f"[after_script failed with exit code {after.returncode}; the task's result is unchanged]"
                 )
-    outcome.log = log.text()
-    logger.info(
-        "shell task finished",
-        extra={"task_type": ctx.task_type, "exit_code": outcome.exit_code, "error_code": outcome.error_code},
-    )
+    if not (result.killed_for or result.start_error):
+        outcome = _with_outputs(outcome, outputs_file, ctx, log)
     return outcome
 
 
@@ -407,3 +442,38 @@ def _outcome(result: ProcessResult, ctx: TaskContext) -> TaskOutcome:
             error_message="the job was cancelled; the script was killed",
         )
     return TaskOutcome(exit_code=str(result.returncode))
+
+
+def _fresh_outputs_file() -> Path:
+    """An empty file for ``$FORMICA_OUTPUTS`` (only this process's user may read or write it)."""
+    fd, name = tempfile.mkstemp(prefix="formica-outputs-")
+    os.close(fd)
+    return Path(name)
+
+
+def read_outputs_file(path: Path) -> dict[str, str]:
+    """The outputs written to ``path``: none when the script removed it; ``OutputsFileError`` when
+    it is not a regular file (a symlink is not followed) or breaks a rule (``parse_outputs_file``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise OutputsFileError(f"the file cannot be read as a regular file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise OutputsFileError("the file is not a regular file")
+        data = stream.read(OUTPUTS_FILE_MAX_BYTES + 1)
+    return parse_outputs_file(data)
+
+
+def _with_outputs(outcome: TaskOutcome, path: Path, ctx: TaskContext, log: CappedLog) -> TaskOutcome:
+    try:
+        outputs = read_outputs_file(path)
+    except OutputsFileError as exc:
+        exited = f"the script exited {outcome.exit_code}" if outcome.exit_code else "the script failed"
+        message = f"task {ctx.task_type!r}: ${OUTPUTS_FILE_VARIABLE} {exc} ({exited})"
+        log.line(f"[{ERR_TASK_OUTPUTS}: {message}]")
+        return TaskOutcome(exit_code=EXIT_CODE_NONE, error_code=ERR_TASK_OUTPUTS, error_message=message)
+    outcome.outputs = outputs
+    return outcome

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from formica.engine.outputs import environment_variables, is_identifier, template_variables
 from formica.engine.routing import AttemptOutcome, RetryBudget, TaskState, route_exit_code
 from formica.engine.walk import (
     ERR_TASK_CANCELLED,
@@ -139,11 +140,17 @@ def callback_result(result: dict[str, Any]) -> AttemptResult:
     )
 
 
-def _flat_outputs(outputs: dict[str, dict[str, str]]) -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for values in outputs.values():
-        flat.update(values)
-    return flat
+def exported_variables(
+    params: dict[str, Any], job_variables: dict[str, Any], outputs: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """What a SHELL or container task's environment gets from the job (``TaskContext.params``):
+    job_variables, then the request's params, then earlier tasks' outputs (bare names, then
+    ``<task>_<Name>``), each over the one before. job_variables and outputs whose names are not
+    environment variable names are left out; params keep the shell runner's own rule (sanitised)."""
+    exported: dict[str, Any] = {name: value for name, value in job_variables.items() if is_identifier(name)}
+    exported.update(params)
+    exported.update(environment_variables(outputs))
+    return exported
 
 
 class Walker:
@@ -151,6 +158,8 @@ class Walker:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        # The last definition ``render`` built, by request: ``context`` exports its job_variables.
+        self._rendered: tuple[str, JobDefinition] | None = None
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -187,10 +196,23 @@ class Walker:
             task_type=task_type,
             task_retry=task_retry,
             params=request.params,
-            outputs=_flat_outputs(request.walk.outputs),
+            outputs=template_variables(request.walk.outputs),
             now=now,
+            count_requests=self.request_counter(request.org),
         )
-        return load_definition(raw, context)
+        definition = load_definition(raw, context)
+        self._rendered = (request.request_id, definition)
+        return definition
+
+    def request_counter(self, org: str) -> Callable[[str, tuple[str, ...]], int]:
+        """Templates' ``CountByJobTypeAndState`` for a request of ``org``: that organisation's own
+        requests only (the store's keys start with it)."""
+        requests = self.rt.requests
+
+        def count(job_type: str, states: tuple[str, ...]) -> int:
+            return requests.count_by_job_type_and_state(org, job_type, states)
+
+        return count
 
     def render_current(self, request: JobRequestItem, now: datetime) -> JobDefinition:
         current = request.walk.current
@@ -528,9 +550,15 @@ class Walker:
             task_type=current.task_type,
             attempt=step,
             timeout_seconds=timeout,
-            params=dict(request.params),
+            params=exported_variables(request.params, self._job_variables(request), request.walk.outputs),
             is_cancelled=self.cancel_probe(request.request_id),
         )
+
+    def _job_variables(self, request: JobRequestItem) -> dict[str, Any]:
+        """The job_variables of the definition last rendered for ``request`` (none if not rendered)."""
+        if self._rendered is None or self._rendered[0] != request.request_id:
+            return {}
+        return dict(self._rendered[1].job_variables)
 
     def cancel_probe(self, request_id: str) -> Callable[[], bool]:
         """``is_cancelled`` for runners: reads the request at most once a second."""

@@ -8,6 +8,7 @@ never both win; a task attempt is claimed with a conditional write on ``claimed_
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +36,8 @@ from formica.store.requests.items import (
 from formica.store.requests.outbox import StepCommit, write_outbox
 from formica.store.schema import (
     ARTIFACT_SK_PREFIX,
+    GSI1,
+    GSI2,
     REQUEST_SK,
     TASK_SK_PREFIX,
     artifact_sk,
@@ -133,6 +136,58 @@ class RequestRepository(DynamoTable):
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not list pending requests: {exc}") from exc
         return [JobRequestItem.from_item(item) for item in response.get("Items", [])]
+
+    def count_by_job_type_and_state(self, org: str, job_type: str, states: Iterable[str]) -> int:
+        """How many of ``org``'s requests of ``job_type`` are in one of ``states`` (templates'
+        ``CountByJobTypeAndState``): never another organisation's, every key starts with ``org``.
+
+        PENDING is counted on its own index (gsi2, the pending requests of the job type); the other
+        states by reading the organisation's request list (gsi1) with a filter, every page, counted
+        by DynamoDB (``Select=COUNT``): the cost grows with the requests the organisation keeps.
+        """
+        wanted = {str(state) for state in states}
+        total = 0
+        try:
+            if str(JobState.PENDING) in wanted:
+                total += self._count(
+                    {
+                        "IndexName": GSI2,
+                        "KeyConditionExpression": "gsi2pk = :pk",
+                        "ExpressionAttributeValues": {":pk": {"S": pending_gsi2pk(org, job_type)}},
+                    }
+                )
+            others = sorted(wanted - {str(JobState.PENDING)})
+            if others:
+                values: dict[str, Any] = {":pk": {"S": requests_gsi1pk(org)}, ":jt": {"S": job_type}}
+                names = []
+                for index, state in enumerate(others):
+                    values[f":s{index}"] = {"S": state}
+                    names.append(f":s{index}")
+                total += self._count(
+                    {
+                        "IndexName": GSI1,
+                        "KeyConditionExpression": "gsi1pk = :pk",
+                        "FilterExpression": f"job_type = :jt AND job_state IN ({', '.join(names)})",
+                        "ExpressionAttributeValues": values,
+                    }
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not count job requests: {exc}") from exc
+        return total
+
+    def _count(self, query: dict[str, Any]) -> int:
+        """``Select=COUNT`` over every page of one Query."""
+        count = 0
+        start: dict[str, Any] | None = None
+        while True:
+            page: dict[str, Any] = {"TableName": self._table, "Select": "COUNT", **query}
+            if start is not None:
+                page["ExclusiveStartKey"] = start
+            response = self._client.query(**page)
+            count += int(response.get("Count", 0))
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return count
 
     def _update(
         self,
