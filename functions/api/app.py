@@ -113,7 +113,7 @@ def _raw_body() -> bytes:
 
 @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
 def _invalid_request(exc: RequestValidationError) -> Response[str]:
-    error = ValidationApiError("the request is invalid", validation_details(list(exc.errors())))
+    error = ValidationApiError("the request is invalid", validation_details(list(exc.errors()), exc.body))
     return _error(error)
 
 

@@ -6,10 +6,12 @@ import json
 from datetime import UTC, datetime
 
 from formica.api.errors import (
+    ErrorDetail,
     PayloadTooLargeError,
     ResourceNotFoundError,
     UnsupportedMediaTypeError,
     ValidationApiError,
+    json_error_message,
 )
 from formica.api.models import (
     DefinitionListResponse,
@@ -73,6 +75,9 @@ def _json_as_yaml(text: str) -> str:
 
     try:
         document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        message = json_error_message(exc.msg, exc.doc, exc.pos).replace("the body", "the job definition")
+        raise ValidationApiError(message, [ErrorDetail(message=message, field="body")]) from exc
     except (ValueError, RecursionError) as exc:
         raise ValidationApiError("the job definition is not valid JSON") from exc
     if not isinstance(document, dict):

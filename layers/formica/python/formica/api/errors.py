@@ -8,6 +8,7 @@ internal error: 500, a correlation id, and no internals in the body.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, model_validator
@@ -118,15 +119,64 @@ def _problem_details(problems: list[Any]) -> list[ErrorDetail]:
     ]
 
 
-def validation_details(errors: list[dict[str, Any]]) -> list[ErrorDetail]:
-    """Pydantic-style errors (``loc``, ``msg``) as details; the input values are left out on purpose."""
+def validation_details(errors: list[dict[str, Any]], body: str | bytes | None = None) -> list[ErrorDetail]:
+    """Pydantic-style errors (``loc``, ``msg``) as details; the input values are left out on purpose.
+
+    Parameters
+    ----------
+    errors
+        The errors of the request's validation (powertools' ``RequestValidationError.errors()``).
+    body
+        The request body, when the errors came from it: a JSON syntax error (whose ``loc`` is a
+        character offset) is told as a line and column of it.
+
+    Returns
+    -------
+    list[ErrorDetail]
+        One per error; an unknown field gets the closest known one as a hint.
+    """
     details = []
     for error in errors:
-        location = ".".join(
-            str(part) for part in error.get("loc", ()) if part != "body" or len(error["loc"]) == 1
-        )
-        details.append(ErrorDetail(message=str(error.get("msg", "invalid value")), field=location or None))
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+            reason = str((error.get("ctx") or {}).get("error") or "JSON decode error")
+            details.append(ErrorDetail(message=json_error_message(reason, body, loc[1]), field="body"))
+            continue
+        location = ".".join(str(part) for part in loc if part != "body" or len(loc) == 1)
+        message = str(error.get("msg", "invalid value"))
+        if error.get("type") == "extra_forbidden" and loc:
+            message += _did_you_mean(str(loc[-1]), _request_field_names())
+        details.append(ErrorDetail(message=message, field=location or None))
     return details
+
+
+def json_error_message(reason: str, document: str | bytes | None, position: int) -> str:
+    """``the body is not valid JSON: REASON at line L, column C`` (a character offset of ``document``)."""
+    text = document.decode("utf-8", "replace") if isinstance(document, bytes) else document
+    if text is None or not 0 <= position <= len(text):
+        return f"the body is not valid JSON: {reason} (at character {position})"
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return f"the body is not valid JSON: {reason} at line {line}, column {column}"
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _request_field_names() -> list[str]:
+    """The fields of every request body model (``formica.api.models``): what a typo was meant to be."""
+    # Cold start: the authorizer maps errors here and never loads the request models.
+    from formica.api import models  # noqa: PLC0415
+
+    names: set[str] = set()
+    pending: list[type[BaseModel]] = [models.RequestModel]
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        names.update(info.alias or name for name, info in model.model_fields.items())
+    return sorted(names)
 
 
 def to_api_error(exc: BaseException) -> ApiError:

@@ -32,6 +32,10 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+RequestModel = _Request
+"""The base of every request body model: ``errors.validation_details`` suggests its fields for a typo."""
+
+
 # -- health ---------------------------------------------------------------------------------------
 
 
