@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -17,11 +18,20 @@ COMMAND_MODULES: tuple[str, ...] = ("formica.cli.language", "formica.cli.dev", "
 """Modules that register subcommands, in help order."""
 
 
+def formica_version() -> str:
+    """The installed distribution's version ("unknown" where Formica runs from a copied tree)."""
+    try:
+        return importlib.metadata.version("formica")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="formica",
         description="Formica: formicary-style YAML jobs on AWS serverless, and locally.",
     )
+    parser.add_argument("--version", action="version", version=f"formica {formica_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)

@@ -152,6 +152,28 @@ class FormicaClient:
     def get_definition_yaml(self, job_type: str) -> str:
         return self._send("GET", f"/api/jobs/definitions/{_segment(job_type)}/yaml").text
 
+    def get_definition_graph(self, job_type: str, *, version: int | None = None) -> str:
+        """The job type's task graph as a Mermaid flowchart (the latest version by default)."""
+        path = f"/api/jobs/definitions/{_segment(job_type)}/graph"
+        return self._send("GET", path, params=_params(version=version)).text
+
+    def list_definition_versions(
+        self, job_type: str, *, limit: int | None = None, next_token: str | None = None
+    ) -> dict[str, Any]:
+        """One page of the job type's versions, newest first."""
+        result: dict[str, Any] = self._json(
+            "GET",
+            f"/api/jobs/definitions/{_segment(job_type)}/versions",
+            params=_params(limit=limit, next_token=next_token),
+        )
+        return result
+
+    def set_definition_disabled(self, job_type: str, disabled: bool) -> dict[str, Any]:
+        """Disable (or enable) a job type; returns its latest version as the API shows it."""
+        action = "disable" if disabled else "enable"
+        result: dict[str, Any] = self._json("POST", f"/api/jobs/definitions/{_segment(job_type)}/{action}")
+        return result
+
     # requests
     def submit(
         self,
@@ -186,6 +208,16 @@ class FormicaClient:
     ) -> dict[str, Any]:
         params = _params(job_type=job_type, job_state=job_state, limit=limit, next_token=next_token)
         result: dict[str, Any] = self._json("GET", "/api/jobs/requests", params=params)
+        return result
+
+    def get_request_graph(self, request_id: str) -> dict[str, Any]:
+        """The request's walk drawn on its definition's graph."""
+        result: dict[str, Any] = self._json("GET", f"/api/jobs/requests/{_segment(request_id)}/graph")
+        return result
+
+    def trigger(self, request_id: str) -> dict[str, Any]:
+        """Start a PENDING (scheduled) request now."""
+        result: dict[str, Any] = self._json("POST", f"/api/jobs/requests/{_segment(request_id)}/trigger")
         return result
 
     def cancel(self, request_id: str) -> dict[str, Any]:

@@ -18,6 +18,9 @@ from formica.cli.client import ClientConfig, FormicaApiError, FormicaClient, For
 from formica.settings import SettingsError, get_settings
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+JOB_STATES = ("PENDING", "READY", "STARTED", "EXECUTING", "COMPLETED", "FAILED", "CANCELLED")
+"""What ``formica requests --state`` takes: the API's job_state filter."""
+MAX_PAGE = 100
 EXIT_OK = 0
 EXIT_FAILED = 1
 
@@ -50,6 +53,16 @@ def register(subparsers: Any) -> None:
     listing = definitions_sub.add_parser("list", parents=[common], help="list job definitions")
     listing.add_argument("--limit", type=int, default=None, help="one page of this many (default: all)")
     _bind(listing, cmd_definitions_list)
+    for name, verb in (("disable", "refuse new requests of"), ("enable", "accept requests of")):
+        toggle = definitions_sub.add_parser(name, parents=[common], help=f"{verb} a job type")
+        toggle.add_argument("job_type")
+        toggle.set_defaults(disable=name == "disable")
+        _bind(toggle, cmd_definitions_toggle)
+    versions = definitions_sub.add_parser(
+        "versions", parents=[common], help="list a job type's stored versions, newest first"
+    )
+    versions.add_argument("job_type")
+    _bind(versions, cmd_definitions_versions)
     show = definitions_sub.add_parser("show", parents=[common], help="show one job definition")
     show.add_argument("job_type")
     show.add_argument("--version", type=int, default=None)
@@ -69,7 +82,32 @@ def register(subparsers: Any) -> None:
 
     status = subparsers.add_parser("status", parents=[common], help="show a job request and its tasks")
     status.add_argument("request_id")
+    status.add_argument(
+        "--graph", action="store_true", help="print the walk taken as a Mermaid flowchart instead"
+    )
     _bind(status, cmd_status)
+
+    requests = subparsers.add_parser("requests", parents=[common], help="list job requests, newest first")
+    requests.add_argument("--job-type", default=None, help="only requests of this job type")
+    requests.add_argument(
+        "--state", default=None, type=str.upper, choices=JOB_STATES, help="only requests in this state"
+    )
+    requests.add_argument(
+        "--limit", type=_positive, default=20, help="show at most this many (default 20; pages are followed)"
+    )
+    _bind(requests, cmd_requests)
+
+    trigger = subparsers.add_parser(
+        "trigger",
+        parents=[common],
+        help="start a PENDING (scheduled) request now",
+        description="Start a PENDING request now, e.g. one submitted with a future scheduled_at. The API "
+        "triggers requests, not job types: `formica submit JOB_TYPE` starts a new run of a job type.",
+    )
+    trigger.add_argument("request_id")
+    _bind(trigger, cmd_trigger)
+
+    _serve_graph_from_the_api(subparsers)
 
     logs = subparsers.add_parser("logs", parents=[common], help="print a task's log")
     logs.add_argument("request_id")
@@ -119,6 +157,43 @@ def register(subparsers: Any) -> None:
     revoke = tokens_sub.add_parser("revoke", parents=[common], help="revoke a token by id")
     revoke.add_argument("token_id")
     _bind(revoke, cmd_tokens_revoke)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _serve_graph_from_the_api(subparsers: Any) -> None:
+    """Let ``formica graph`` (formica.cli.language: a file) also draw a job type from the server.
+
+    An argument that names an existing file (or ``-``) is read as before; anything else is a job
+    type, fetched with ``GET /api/jobs/definitions/{job_type}/graph``.
+    """
+    graph = subparsers.choices.get("graph")
+    if graph is None:
+        return
+    from_file: Command = graph.get_default("handler")
+    for action in graph._actions:  # argparse has no public way to reword a positional
+        if action.dest == "file":
+            action.metavar = "FILE|JOB_TYPE"
+            action.help = "a YAML file ('-' reads stdin), or a job type defined on the server"
+    graph.description = (
+        "Print a job's task flow as a Mermaid flowchart: from a YAML file, or, for an argument that "
+        "is not a file, from the job type's definition on the server."
+    )
+    graph.add_argument("--server", default=None, help="API base URL (default: $FORMICA_SERVER)")
+    graph.add_argument("--token", default=None, help="Bearer token (default: $FORMICA_TOKEN)")
+    graph.add_argument("--job-version", type=int, default=None, help="a stored version (server only)")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.file == "-" or Path(args.file).exists():
+            return from_file(args)
+        return _guarded(cmd_graph_remote)(args)
+
+    graph.set_defaults(handler=run, func=run)
 
 
 def _bind(parser: argparse.ArgumentParser, command: Command) -> None:
@@ -215,6 +290,49 @@ def cmd_definitions_list(args: argparse.Namespace) -> int:
         for r in records
     ]
     print(_table(["JOB TYPE", "VERSION", "STATE", "CRON", "UPDATED"], rows))
+    return EXIT_OK
+
+
+def cmd_definitions_toggle(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.set_definition_disabled(args.job_type, args.disable)
+    if args.json:
+        _print_json(result)
+    else:
+        state = "disabled" if result.get("disabled") else "enabled"
+        print(f"{result.get('job_type', args.job_type)}: {state}")
+    return EXIT_OK
+
+
+def cmd_definitions_versions(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        records: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = client.list_definition_versions(args.job_type, next_token=token)
+            records.extend(page.get("records", []))
+            token = page.get("next_token")
+            if not token:
+                break
+    if args.json:
+        _print_json(records)
+        return EXIT_OK
+    rows = [
+        [
+            str(r.get("version")),
+            str(r.get("created_at", "")),
+            str(r.get("sha256", ""))[:12],
+            "latest" if r.get("latest") else "",
+        ]
+        for r in records
+    ]
+    print(_table(["VERSION", "CREATED", "SHA256", ""], rows))
+    return EXIT_OK
+
+
+def cmd_graph_remote(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        sys.stdout.write(client.get_definition_graph(args.file, version=args.job_version))
     return EXIT_OK
 
 
@@ -384,8 +502,65 @@ def wait_for_request(
         time.sleep(interval)
 
 
+def cmd_requests(args: argparse.Namespace) -> int:
+    records: list[dict[str, Any]] = []
+    with _client(args) as client:
+        token: str | None = None
+        while len(records) < args.limit:
+            page = client.list_requests(
+                job_type=args.job_type,
+                job_state=args.state,
+                limit=min(args.limit - len(records), MAX_PAGE),
+                next_token=token,
+            )
+            records.extend(page.get("records", []))
+            token = page.get("next_token")
+            if not token:
+                break
+    records = records[: args.limit]
+    if args.json:
+        _print_json(records)
+        return EXIT_OK
+    if not records:
+        print("no job requests")
+        return EXIT_OK
+    moment = datetime.now(UTC)
+    rows = [
+        [
+            str(r.get("id")),
+            str(r.get("job_type")),
+            str(r.get("job_state")),
+            str(r.get("created_at", "")),
+            elapsed_text(r.get("started_at"), r.get("ended_at"), moment),
+            str(r.get("error_code") or ""),
+        ]
+        for r in records
+    ]
+    print(_table(["ID", "JOB TYPE", "STATE", "CREATED", "ELAPSED", "ERROR"], rows))
+    if token:
+        print(f"(more: raise --limit above {args.limit})")
+    return EXIT_OK
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.trigger(args.request_id)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"request {result.get('id', args.request_id)}: {result.get('job_state')}")
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
+        if args.graph:
+            graph = client.get_request_graph(args.request_id)
+            if args.json:
+                _print_json(graph)
+            else:
+                sys.stdout.write(str(graph.get("mermaid", "")))
+            return EXIT_OK
         request = client.get_request(args.request_id)
     if args.json:
         _print_json(request)
