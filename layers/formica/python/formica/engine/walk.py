@@ -369,7 +369,7 @@ class _TransitionBuilder:
         if task_type is None:
             return self.after_route_end()
         if self.clock.job_expired:
-            return self.finish_timed_out()
+            return self.finish_timed_out(f"before task {task_type} could start")
         task = self.task(task_type)
         start = self.clock.now + timedelta(seconds=wait_seconds)
         deadline, is_job = self.deadline_for(task, start)
@@ -428,7 +428,8 @@ class _TransitionBuilder:
             ]
         outcome = AttemptOutcome(exit_code=result.exit_code, error_code=result.error_code)
         if result.error_code == ERR_TASK_TIMED_OUT and (run.deadline_is_job or self.clock.job_expired):
-            return self.finish_timed_out(result.error_message)
+            # The runner only knows its attempt's deadline: say whose timeout it was.
+            return self.finish_timed_out(f"while task {run.task_type} was running")
         if result.error_code == ERR_TASK_CANCELLED:
             # A cancelled attempt never routes: cancellation ends the job (runtime.cancel_request).
             self.record(run, TaskState.CANCELLED, error_code=ERR_TASK_CANCELLED)
@@ -439,13 +440,20 @@ class _TransitionBuilder:
             poll_at = self.clock.now + timedelta(seconds=delay)
             if run.deadline is not None and poll_at >= _parse(run.deadline):
                 if run.deadline_is_job:
-                    return self.finish_timed_out("the job timed out while polling")
+                    return self.finish_timed_out(f"before task {run.task_type}'s next poll could start")
+                # A poll that could not start before the deadline is not waited for: the task fails
+                # now, so a sensor may fail before its timeout has fully passed (docs: Timeouts).
+                left = max(0.0, (_parse(run.deadline) - self.clock.now).total_seconds())
                 timed_out = AttemptOutcome(error_code=ERR_TASK_TIMED_OUT)
                 route = self.route(task, run, timed_out)
                 result = AttemptResult(
                     exit_code=result.exit_code,
                     error_code=ERR_TASK_TIMED_OUT,
-                    error_message="the task timed out while polling",
+                    error_message=(
+                        f"task {run.task_type} timed out while polling: its next poll would start "
+                        f"{delay:g}s from now, after its timeout of {task.timeout or 0:g}s "
+                        f"({left:.1f}s were left)"
+                    ),
                 )
             else:
                 run.polls += 1
@@ -472,7 +480,7 @@ class _TransitionBuilder:
             delay = task.delay_between_retries or 0.0
             start = self.clock.now + timedelta(seconds=delay)
             if self.clock.job_deadline is not None and start >= self.clock.job_deadline:
-                return self.finish_timed_out()
+                return self.finish_timed_out(f"before task {run.task_type}'s retry could start")
             run.task_retry += 1
             run.try_started_at = _iso(start)
             run.deadline, run.deadline_is_job = self.deadline_for(task, start)
@@ -543,12 +551,16 @@ class _TransitionBuilder:
         )
         return self.enter(self.definition.root_task.task_type, self.definition.delay_between_retries or 0.0)
 
-    def finish_timed_out(self, message: str | None = None) -> Transition:
+    def finish_timed_out(self, when: str | None = None) -> Transition:
+        """The job's timeout passed (``when``: while what): the job fails now, ERR_JOB_TIMED_OUT."""
+        message = f"the job's timeout of {self.definition.timeout or 0:g}s passed"
+        if when:
+            message += f" {when}"
         run = self.walk.current
         if run is not None:
-            self.record(run, TaskState.FAILED, error_code=ERR_JOB_TIMED_OUT)
+            self.record(run, TaskState.FAILED, error_code=ERR_JOB_TIMED_OUT, error_message=message)
             self.walk.current = None
-        return self.finish(JobState.FAILED, ERR_JOB_TIMED_OUT, message or "the job timed out")
+        return self.finish(JobState.FAILED, ERR_JOB_TIMED_OUT, message)
 
     def finish(self, state: JobState, error_code: str | None, message: str | None) -> Transition:
         self.walk.phase = Phase.ENDED
