@@ -26,15 +26,11 @@ from formica.api.services import ApiServices
 from formica.jobs.cron import CronError
 from formica.jobs.cron import next_fire_times as cron_fire_times
 from formica.jobs.graph import to_mermaid
-from formica.jobs.limits import DEFINITION_MAX_BYTES
+from formica.jobs.limits import definition_size_problem
 from formica.settings import get_settings
 from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
 from formica.store.schedules import schedule_store_from_settings, sync_definition_schedule
 from formica.store.slots import SlotRepository
-
-# DynamoDB items hold at most 400 KB and a version keeps the raw text and the parsed JSON side by side:
-# the language's limit (formica.jobs.limits), the same in `formica validate`.
-MAX_DEFINITION_BYTES = DEFINITION_MAX_BYTES
 
 
 def _not_found(job_type: str, version: int | None = None) -> ResourceNotFoundError:
@@ -49,11 +45,9 @@ def definition_text(body: bytes, content_type: str | None) -> str:
     Raises ValidationApiError (empty, not UTF-8, bad JSON), PayloadTooLargeError and
     UnsupportedMediaTypeError (neither YAML nor JSON).
     """
-    if len(body) > MAX_DEFINITION_BYTES:
-        raise PayloadTooLargeError(
-            f"a job definition may have at most {MAX_DEFINITION_BYTES} bytes "
-            f"({MAX_DEFINITION_BYTES // 1024} KiB); this one has {len(body)}"
-        )
+    too_large = definition_size_problem(len(body))
+    if too_large:
+        raise PayloadTooLargeError(too_large, [ErrorDetail(message=too_large, field="body")])
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -32,6 +32,18 @@ parsed form together stay under DynamoDB's 400 KB item limit."""
 MAX_TASKS = 100
 """formicary's own limit (maxTasksPerJob)."""
 
+
+def definition_size_problem(size: int) -> str | None:
+    """Why a definition text of ``size`` UTF-8 bytes is refused, or None: THE message of the text
+    limit, in ``formica validate`` and in the API's 413 alike."""
+    if size <= DEFINITION_MAX_BYTES:
+        return None
+    return (
+        f"definition is {size} bytes; the limit is {DEFINITION_MAX_BYTES} "
+        f"({DEFINITION_MAX_BYTES // 1024} KiB)"
+    )
+
+
 _NAME = re.compile(NAME_PATTERN)
 _SHOWN_CHARS = 60
 

@@ -27,7 +27,12 @@ from pydantic import BaseModel, ValidationError
 
 from formica.jobs import models
 from formica.jobs.errors import DefinitionError, DefinitionTooLargeError, Problem
-from formica.jobs.limits import DEFINITION_MAX_BYTES, DEFINITION_PARSED_MAX_BYTES, MAX_TASKS
+from formica.jobs.limits import (
+    DEFINITION_MAX_BYTES,
+    DEFINITION_PARSED_MAX_BYTES,
+    MAX_TASKS,
+    definition_size_problem,
+)
 from formica.jobs.models import JobDefinition, TaskDefinition, TaskMethod
 from formica.jobs.templates import (
     BUILTIN_VARIABLES,
@@ -196,13 +201,9 @@ def _check_size(yaml_text: str) -> None:
             size = len(yaml_text.encode("utf-8"))
         except UnicodeEncodeError as exc:
             raise DefinitionError(Problem(f"definition is not valid text: {exc.reason}")) from None
-    if size > MAX_DEFINITION_BYTES:
-        raise DefinitionTooLargeError(
-            Problem(
-                f"definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES} "
-                f"({MAX_DEFINITION_BYTES // 1024} KiB)"
-            )
-        )
+    problem = definition_size_problem(size)
+    if problem:
+        raise DefinitionTooLargeError(Problem(problem))
 
 
 def _check_parsed_size(data: Any) -> None:
