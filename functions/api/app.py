@@ -275,7 +275,10 @@ IN_STATE = {
 
 
 def _submit(body: SubmitJobRequest, idempotency_key: str | None) -> Response[JobRequestResponse]:
-    result, status = requests.submit_request(get_services(), _org(), body, idempotency_key=idempotency_key)
+    principal = _principal()
+    result, status = requests.submit_request(
+        get_services(), principal.org, body, idempotency_key=idempotency_key, user_id=principal.token_name
+    )
     return _json(status, result)
 
 

@@ -18,6 +18,7 @@ from formica.store.tokens import TokenRepository
 # requestContext.authorizer keys (contract between the authorizer, API Gateway and the API Lambda).
 CONTEXT_ORG = "org"
 CONTEXT_TOKEN_ID = "token_id"  # noqa: S105 - a context key name
+CONTEXT_TOKEN_NAME = "token_name"  # noqa: S105 - a context key name
 
 # API Gateway caches an Allow per Authorization header for this long: a revoked token keeps working
 # at most this many seconds. 30 s keeps revocation well inside a minute and saves most lookups.
@@ -28,14 +29,16 @@ BEARER = "bearer"
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: the organisation every read and write is scoped to, and the token used."""
+    """The caller: the organisation every read and write is scoped to, and the token used (its id,
+    and its name: who submitted a request, templates' ``UserID``)."""
 
     org: str
     token_id: str
+    token_name: str = ""
 
     def as_context(self) -> dict[str, str]:
         """The authorizer context API Gateway passes on (string values only)."""
-        return {CONTEXT_ORG: self.org, CONTEXT_TOKEN_ID: self.token_id}
+        return {CONTEXT_ORG: self.org, CONTEXT_TOKEN_ID: self.token_id, CONTEXT_TOKEN_NAME: self.token_name}
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -59,7 +62,7 @@ def authorize(token: str, tokens: TokenRepository | None = None) -> Principal:
     item = tokens.find_active(token)
     if item is None:
         raise UnauthorizedError("missing, unknown, expired or revoked token")
-    return Principal(org=item.org, token_id=item.token_id)
+    return Principal(org=item.org, token_id=item.token_id, token_name=item.name)
 
 
 def principal_from_authorizer_context(context: Mapping[str, Any] | None) -> Principal:
@@ -74,7 +77,8 @@ def principal_from_authorizer_context(context: Mapping[str, Any] | None) -> Prin
     token_id = context.get(CONTEXT_TOKEN_ID)
     if not isinstance(org, str) or not org or not isinstance(token_id, str) or not token_id:
         raise UnauthorizedError("no authorized principal on this request")
-    return Principal(org=org, token_id=token_id)
+    token_name = context.get(CONTEXT_TOKEN_NAME)  # absent from an answer cached before it existed
+    return Principal(org=org, token_id=token_id, token_name=token_name if isinstance(token_name, str) else "")
 
 
 class GatewayUnauthorizedError(Exception):

@@ -410,9 +410,18 @@ def _version(services: ApiServices, head: DefinitionHeadItem, version: int) -> D
 
 
 def submit_request(
-    services: ApiServices, org: str, body: SubmitJobRequest, *, idempotency_key: str | None = None
+    services: ApiServices,
+    org: str,
+    body: SubmitJobRequest,
+    *,
+    idempotency_key: str | None = None,
+    user_id: str = "",
 ) -> tuple[JobRequestResponse, int]:
-    """Create and start a request; returns (response, 201), or (the first request, 200) on a repeat."""
+    """Create and start a request; returns (response, 201), or (the first request, 200) on a repeat.
+
+    ``user_id`` is who submitted it (the name of the caller's token), stored on the request and
+    seen by its templates as ``UserID``.
+    """
     check_params_size(body.params)
     head = services.definitions.get_head(org, body.job_type)
     if head is None:
@@ -447,6 +456,7 @@ def submit_request(
             org=org,
             job_type=body.job_type,
             job_version=version.version,
+            user_id=user_id,
             user_key=body.user_key,
             description=body.description,
             params=body.params,

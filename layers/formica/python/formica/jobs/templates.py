@@ -73,6 +73,22 @@ BUILTIN_VARIABLES = (
 )
 
 
+MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+"""``DateMonth``: the month's English name, as Go prints a time.Month (never the locale's)."""
+
 VALIDATION_JOB_ID = "00000000-0000-0000-0000-000000000000"
 """``JobID`` at upload validation: shaped like a real request id, so a template that would fail on
 one (a numeric comparison) fails at upload rather than on every run."""
@@ -1017,7 +1033,7 @@ def runtime_context(
             "UserID": user_id,
             "OrganizationID": org,
             "DateYear": moment.year,
-            "DateMonth": moment.month,
+            "DateMonth": MONTH_NAMES[moment.month - 1],
             "DateDay": moment.day,
             "YearDay": moment.timetuple().tm_yday,
             "FullDate": moment.strftime("%Y-%m-%d"),
