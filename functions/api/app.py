@@ -1,8 +1,9 @@
 """The REST API Lambda: one powertools resolver with validation on, routes only.
 
-Each route reads the caller's principal from ``requestContext.authorizer`` (keys ``org`` and
-``token_id``, set by functions/authorizer), calls one function of ``formica.api`` and returns its
-model. Errors of every kind are answered by ``formica.api.errors.to_api_error``, the one mapping.
+Each route reads the caller's principal from ``requestContext.authorizer`` (keys ``org``,
+``token_id`` and ``token_name``, set by functions/authorizer), calls one function of
+``formica.api`` and returns its model. Errors of every kind are answered by
+``formica.api.errors.to_api_error``, the one mapping.
 """
 
 from typing import Annotated, Any

@@ -1,4 +1,6 @@
-"""The REQUEST authorizer Lambda: ``Authorization: Bearer <token>`` -> Allow with {org, token_id}, or 401.
+"""The REQUEST authorizer Lambda: ``Authorization: Bearer <token>`` -> Allow or 401.
+
+The Allow carries {org, token_id, token_name} as its context (``formica.api.auth.Principal``).
 
 API Gateway caches the answer per Authorization header for
 ``formica.api.auth.AUTHORIZER_CACHE_TTL_SECONDS`` (30 s): a revoked token stops working within that.
