@@ -21,6 +21,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,17 +76,20 @@ def _measure(repetitions: int) -> tuple[float, float]:
     from formica.jobs.models import TaskDefinition
     from formica.local.server import free_port
     from formica.runners.base import TaskContext
+    from formica.runners.grants import mint_capability
     from formica.runners.sandbox import (
         SandboxContext,
         SandboxRequest,
-        SandboxUpload,
         handle,
         trusted_outcome,
     )
     from formica.runners.shell import fresh_workdir, run_shell
     from formica.store.blobs import S3BlobStore
-    from formica.store.schema import artifact_key, cancel_marker_key
+    from formica.store.grants import GrantRight
+    from formica.store.schema import artifact_key
     from moto.server import ThreadedMotoServer
+
+    from tests.integration.conftest import serve_grants
 
     task = TaskDefinition.model_validate(
         {"task_type": "t", "method": "SHELL", "script": ["true"], "artifacts": {"paths": ["none"]}}
@@ -104,6 +108,8 @@ def _measure(repetitions: int) -> tuple[float, float]:
         )
         client.create_bucket(Bucket="bench-sandbox")
         store = S3BlobStore("bench-sandbox", client=client)
+        routes = serve_grants(store)
+        route = next(routes)
         root = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
         here: list[float] = []
         sandboxed: list[float] = []
@@ -118,18 +124,30 @@ def _measure(repetitions: int) -> tuple[float, float]:
 
             started = time.perf_counter()
             prefix = artifact_key("o", "r", "t", "")
-            grant = store.presign_post(prefix, max_bytes=1024, expires_seconds=600)
+            now = datetime.now(UTC)
+            capability = mint_capability(
+                route.grants,
+                org="o",
+                request_id="r",
+                task_type="t",
+                step=attempt,
+                rights=[GrantRight.UPLOAD, GrantRight.CANCEL],
+                expires_at=now + timedelta(seconds=600),
+                now=now,
+                max_bytes=1024,
+            )
             request = SandboxRequest(
                 task=task.model_dump(mode="json", exclude_none=True, by_alias=True),
                 context=SandboxContext(
                     org="o", request_id="r", job_type="j", task_type="t", attempt=attempt, timeout_seconds=30
                 ),
-                upload=SandboxUpload.of(grant),
-                cancel_url=store.presign_get(cancel_marker_key("o", "r"), 600),
+                grants_url=route.url,
+                capability=capability,
             )
             answer: dict[str, Any] = handle(request.model_dump(mode="json"), work_root=root)
             trusted_outcome(answer, artifact_prefix=prefix)
             sandboxed.append(time.perf_counter() - started)
+        routes.close()
     finally:
         server.stop()
     return statistics.median(here), statistics.median(sandboxed)
@@ -146,8 +164,9 @@ def run(quick: bool = False) -> list[Figure]:
             "ms",
             "in-process attempt",
             round(here * 1000, 1),
-            note="grants, the sandbox's run and its checked answer; a deployed sandbox adds a Lambda "
-            "invoke (tens of ms warm)",
+            note="the capability minted and exchanged at the grants route, the sandbox's run and its "
+            "checked answer; a deployed sandbox adds a Lambda invoke (tens of ms warm) and its exchanges "
+            "go through API Gateway",
         )
     ]
     memory = cdk_memory_sizes()

@@ -120,6 +120,10 @@ class FormicaStack(Stack):
             throttle_rate=API_THROTTLE_RATE,
             throttle_burst=API_THROTTLE_BURST,
         )
+        # Runners that hold no credentials (the SHELL sandbox, the container helpers) exchange their
+        # attempt's capability at the API's grants route: the functions that mint them name it.
+        for minter in (orchestration.shell_task, orchestration.launch):
+            minter.function.add_environment("FORMICA_API_URL", api.url)
 
         outputs = {
             "ApiUrl": (api.url, "FORMICA_SERVER: $URL/api/... and $URL/jobs/requests (no trailing slash)"),

@@ -22,7 +22,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from cdk.constructs.containers import ContainerPlatform
+from cdk.constructs.containers import ARTIFACT_OBJECTS, ContainerPlatform
 from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults
 from cdk.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from cdk.constructs.scheduling import Scheduling
@@ -30,6 +30,7 @@ from cdk.constructs.storage import Storage
 
 AUTHORIZER_CACHE_TTL = Duration.seconds(30)
 PUBLIC_ROUTES = ("health", "openapi.json", "docs")  # GET /api/<route>, no token
+GRANTS_ROUTE = "grants"  # POST /api/grants: the body's capability is the credential
 CORS_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Amz-Date", "X-Amz-Security-Token")
 API_TIMEOUT = Duration.seconds(29)  # API Gateway's integration timeout
 CURSOR_KEY_CHARS = 64  # the generated text that signs pagination cursors (formica.store.pagination)
@@ -194,6 +195,18 @@ class Api(Construct):
         )
         # Presigned artifact downloads and task logs: read only.
         storage.grant_bucket(role, read=True)
+        # The grants route signs an attempt's upload (a POST policy limited to the task's own
+        # artifacts prefix): S3 checks the signer may put objects there, and nowhere else.
+        artifact_objects = storage.bucket.arn_for_objects(ARTIFACT_OBJECTS)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[artifact_objects])
+        )
+        acknowledge_wildcard_resource(
+            role,
+            artifact_objects,
+            "The grants route signs uploads under {org}/{request_id}/{task_type}/artifacts/ for the "
+            "attempt a capability names; keys are known only at run time.",
+        )
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["states:StartExecution"], resources=[state_machine_arn])
         )
@@ -237,6 +250,10 @@ class Api(Construct):
                 authorization_type=apigw.AuthorizationType.NONE,
             )
             self.public_methods.append(method)
+        # An attempt's capability is the grants route's credential: no token, no authorizer.
+        self.grants_method = api.add_resource(GRANTS_ROUTE).add_method(
+            "POST", integration, authorization_type=apigw.AuthorizationType.NONE
+        )
         jobs = self.rest_api.root.add_resource("jobs")
         jobs.add_resource("requests").add_method(
             "POST",
@@ -268,6 +285,12 @@ class Api(Construct):
                 "Deliberately public: the health check, the OpenAPI document and its docs page carry no "
                 "organisation data.",
             )
+        acknowledge(
+            self.grants_method,
+            "AwsSolutions-APIG4",
+            "Authenticated by its body: an attempt's capability (256 random bits, stored hashed, scoped to "
+            "one attempt, expiring at its deadline), held by runners that have no API token.",
+        )
         acknowledge(
             self.cursor_key,
             "AwsSolutions-SMG4",

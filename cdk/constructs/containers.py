@@ -143,7 +143,6 @@ class ContainerPlatform(Construct):
         )
 
         # No task role (see the module's docstring): the containers get no AWS credentials at all.
-        self.artifact_objects = storage.bucket.arn_for_objects(ARTIFACT_OBJECTS)
         self.grant_objects = storage.bucket.arn_for_objects(GRANT_OBJECTS)
         self.bucket_arn = storage.bucket.bucket_arn
 
@@ -203,9 +202,9 @@ class ContainerPlatform(Construct):
 
     def grant_launch(self, grantee: FormicaFunction) -> None:
         """Register task definitions, run this stack's task families on this cluster, pass the
-        execution role; and the bucket access the helpers' grants carry: presigned URLs are signed
-        with Launch's credentials, so Launch reads and writes artifacts (it lists a dependency's,
-        presigns their GETs and this task's POST) and writes the grant files."""
+        execution role; and write the helpers' ``.env`` grant files. Launch neither reads nor
+        signs artifacts any more: the helpers exchange their capabilities at the API's grants
+        route, whose function signs their URLs at that moment."""
         statements = [
             iam.PolicyStatement(actions=list(ECS_TASK_DEFINITION_ACTIONS), resources=["*"]),
             iam.PolicyStatement(
@@ -218,15 +217,7 @@ class ContainerPlatform(Construct):
                 resources=[self.execution_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": ECS_TASKS_SERVICE}},
             ),
-            iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:PutObject"],
-                resources=[self.artifact_objects, self.grant_objects],
-            ),
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [ARTIFACT_OBJECTS]}},
-            ),
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.grant_objects]),
         ]
         policy = iam.Policy(self, f"RunTasks{grantee.node.id}", roles=[grantee.role], statements=statements)
         acknowledge(
@@ -244,15 +235,9 @@ class ContainerPlatform(Construct):
         )
         acknowledge_wildcard_resource(
             policy,
-            self.artifact_objects,
-            "Launch presigns a GET per dependency artifact and one POST limited to the task's own "
-            "{org}/{request_id}/{task_type}/artifacts/ prefix; keys are known only at run time.",
-        )
-        acknowledge_wildcard_resource(
-            policy,
             self.grant_objects,
-            "Launch writes each attempt's grant files under {org}/{request_id}/{task_type}/grants/ and "
-            "presigns their GETs for the helper containers.",
+            "Launch writes each attempt's .env grant files under {org}/{request_id}/{task_type}/grants/ "
+            "(keys known only at run time); the ECS agent reads them with the execution role.",
         )
 
     def grant_task_control(self, grantee: FormicaFunction) -> None:

@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.api import definitions, requests, tokens
+from formica.api import definitions, grants, requests, tokens
 from formica.api.auth import Principal, principal_from_authorizer_context
 from formica.api.cors import add_cors_headers, cors_headers, parse_origins, request_origin
 from formica.api.errors import (
@@ -151,6 +151,21 @@ def _answer(exc: Exception) -> Response[Any]:
 @app.get("/api/health", tags=["health"])
 def health() -> HealthResponse:
     return HealthResponse()
+
+
+@app.post(
+    "/api/grants",
+    tags=["grants"],
+    responses={
+        200: json_response("The URLs the capability grants, signed now", grants.AttemptGrant),
+        401: json_response("Unknown, malformed or expired capability (UNAUTHORIZED)", ErrorResponse),
+    },
+)
+def exchange_grant(body: grants.GrantExchangeRequest) -> Response[Any]:
+    # No token: the capability in the body is the credential (an attempt's, minted by Formica).
+    if body.format == "curl":
+        return _text(grants.exchange_as_curl_config(get_services(), body))
+    return _json(200, grants.exchange(get_services(), body))
 
 
 @app.get("/api/openapi.json", include_in_schema=False)

@@ -8,7 +8,8 @@ from cdk.constructs.api import gateway_cors_headers
 from tests.infra.synthesis import Synth
 
 PROTECTED = {("/api", "ANY"), ("/api/{proxy+}", "ANY"), ("/jobs/requests", "POST")}
-PUBLIC = {("/api/health", "GET"), ("/api/openapi.json", "GET"), ("/api/docs", "GET")}
+# The grants route's credential is the attempt's capability in its body (no token).
+PUBLIC = {("/api/health", "GET"), ("/api/openapi.json", "GET"), ("/api/docs", "GET"), ("/api/grants", "POST")}
 
 
 def paths(synth: Synth) -> dict[str, str]:
@@ -48,7 +49,7 @@ def test_routes_reach_the_api_function(synth: Synth) -> None:
         assert api_function in str(integration["Uri"])
 
 
-def test_only_health_openapi_and_docs_are_public(synth: Synth) -> None:
+def test_only_health_openapi_docs_and_grants_are_public(synth: Synth) -> None:
     (authorizer_id,) = synth.of_type("AWS::ApiGateway::Authorizer")
     for route, properties in methods(synth).items():
         if route in PUBLIC:

@@ -19,9 +19,10 @@ ECS_TASKS = {"ecs:StopTask", "ecs:DescribeTasks"}
 BUCKET_READ_WRITE = {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload"}
 
 EXPECTED_ACTIONS: dict[str, set[str]] = {
+    # s3:PutObject: the grants route signs an attempt's upload (under */artifacts/* only).
     "api": BASE
     | TABLE
-    | {"s3:GetObject", "s3:ListBucket"}
+    | {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}
     | {"states:StartExecution", "states:StopExecution"}
     | TASK_RESPONSE
     | ECS_TASKS
@@ -42,11 +43,11 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "shell_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution", "lambda:InvokeFunction"},
     # Tenants' SHELL scripts: its own logs and nothing else (no table, bucket, states, keys, secrets).
     "shell_sandbox": LOGS,
-    # Launch signs the container helpers' presigned URLs, so it holds the access they carry.
+    # Launch mints the helpers' capabilities (the table) and writes their .env files (*/grants/*).
     "launch": BASE
     | TABLE
     | {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask", "iam:PassRole"}
-    | {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    | {"s3:PutObject"}
     | TASK_RESPONSE
     | {"states:StartExecution"},
     "continue_execution": BASE | TABLE | {"states:StartExecution"},
@@ -218,14 +219,14 @@ def test_launch_runs_only_this_stacks_families_on_this_cluster_and_passes_the_ex
     assert resources_of(pass_role) == [f"<{execution_role}.Arn>"]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
 
-    # The bucket access the helpers' presigned URLs carry: artifacts and the grant files only.
+    # The helpers' .env grant files only: Launch neither reads nor signs artifacts (the grants
+    # route signs them when a helper exchanges its capability).
     bucket = logical_id(synth, "AWS::S3::Bucket", "ArtifactsBucket")
     (objects,) = synth.statements_granting(role, "s3:PutObject")
-    assert actions_of(objects) == {"s3:GetObject", "s3:PutObject"}
-    assert resources_of(objects) == [f"<{bucket}.Arn>/*/artifacts/*", f"<{bucket}.Arn>/*/grants/*"]
-    (listing,) = synth.statements_granting(role, "s3:ListBucket")
-    assert resources_of(listing) == [f"<{bucket}.Arn>"]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["*/artifacts/*"]}}
+    assert actions_of(objects) == {"s3:PutObject"}
+    assert resources_of(objects) == [f"<{bucket}.Arn>/*/grants/*"]
+    assert synth.statements_granting(role, "s3:ListBucket") == []
+    assert synth.statements_granting(role, "s3:GetObject") == []
 
 
 def test_task_control_is_conditioned_on_the_cluster(synth: Synth) -> None:

@@ -1,16 +1,28 @@
 """Shared by the integration tests that need moto as a real server on loopback (presigned URLs are
-plain HTTP: the in-process mock intercepts boto3 only)."""
+plain HTTP: the in-process mock intercepts boto3 only), and the API's grants route on loopback (the
+runners that hold no credentials exchange their capability there)."""
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from typing import Any, cast
 
 import boto3
 import pytest
 from botocore.config import Config
+from formica.api.errors import UnauthorizedError
+from formica.api.grants import GrantExchangeRequest, exchange, exchange_as_curl_config
+from formica.api.services import ApiServices
 from formica.local.server import free_port
-from formica.store.blobs import S3BlobStore
+from formica.store.blobs import BlobStore, S3BlobStore
 from moto.server import ThreadedMotoServer
+
+from tests.fakes.grants import InMemoryGrantRepository
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +51,61 @@ def bucket_store(endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch) ->
     if bucket not in [found["Name"] for found in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=bucket)
     return S3BlobStore(bucket, client=client)
+
+
+@dataclass
+class GrantsRoute:
+    """The API's grants route on loopback: ``formica.api.grants`` (the route's logic) behind a plain
+    HTTP server, with capabilities kept in ``grants`` and URLs signed by ``blobs``."""
+
+    url: str
+    grants: InMemoryGrantRepository
+    blobs: BlobStore
+    exchanges: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _grants_handler(route: GrantsRoute) -> type[BaseHTTPRequestHandler]:
+    services = cast(ApiServices, SimpleNamespace(grants=route.grants, blobs=route.blobs))
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            try:
+                request = GrantExchangeRequest.model_validate_json(body)
+                route.exchanges.append(request.model_dump())
+                if request.format == "curl":
+                    status, text = 200, exchange_as_curl_config(services, request)
+                else:
+                    status, text = 200, exchange(services, request).model_dump_json()
+            except UnauthorizedError as exc:
+                status, text = 401, json.dumps({"error": "UNAUTHORIZED", "message": str(exc)})
+            except ValueError as exc:
+                status, text = 400, json.dumps({"error": "VALIDATION_ERROR", "message": str(exc)})
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def serve_grants(blobs: BlobStore) -> Iterator[GrantsRoute]:
+    """Start the grants route for ``blobs`` on a free loopback port; stop it when done."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    route = GrantsRoute(
+        url=f"http://127.0.0.1:{server.server_address[1]}/api/grants",
+        grants=InMemoryGrantRepository(),
+        blobs=blobs,
+    )
+    server.RequestHandlerClass = _grants_handler(route)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield route
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,6 +1,7 @@
-"""The helper containers' grants end to end: issued by the launch's code against an S3 endpoint (moto's
-server), then used by the real helper programs (sh and curl) as the containers would, holding no
-credentials at all (the programs run with an environment stripped of every AWS variable).
+"""The helper containers' grants end to end: capabilities minted by the launch's code, exchanged by the
+real helper programs (sh and curl) at the grants route for URLs of an S3 endpoint (moto's server)
+signed at that moment, as the containers would, holding no credentials at all (the programs run with
+an environment stripped of every AWS variable).
 
 moto 5.2 enforces nothing of a presigned POST's policy (checked), so this
 shows the form fields, keys, metadata and curl configs work with S3's protocol; the policy's limits
@@ -13,12 +14,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import TaskContext
-from formica.runners.container_grants import ContainerGrants, HelperGrant, issue_grants
+from formica.runners.container_grants import ContainerGrants, GrantIssuer, HelperGrant, issue_grants
 from formica.runners.container_script import (
     ARTIFACTS_PROGRAM_NAME,
     DEPENDENCIES_PROGRAM,
@@ -28,7 +31,7 @@ from formica.runners.container_script import (
 )
 from formica.store.blobs import S3BlobStore
 
-from tests.integration.conftest import bucket_store
+from tests.integration.conftest import GrantsRoute, bucket_store, serve_grants
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the helper programs need curl")
 
@@ -39,6 +42,16 @@ ORG, REQUEST = "acme", "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
 @pytest.fixture
 def store(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3BlobStore:
     return bucket_store(s3_server, BUCKET, monkeypatch)
+
+
+@pytest.fixture
+def route(store: S3BlobStore) -> Iterator[GrantsRoute]:
+    yield from serve_grants(store)
+
+
+@pytest.fixture
+def issuer(route: GrantsRoute, store: S3BlobStore) -> GrantIssuer:
+    return GrantIssuer(grants=route.grants, blobs=store, api_url=route.url.removesuffix("/api/grants"))
 
 
 def _ctx(task_type: str) -> TaskContext:
@@ -73,7 +86,7 @@ def _run(program: str, args: list[str], cwd: Path, env: dict[str, str]) -> subpr
 
 
 def test_a_task_downloads_its_dependencies_and_uploads_its_artifacts_through_grants(
-    store: S3BlobStore, tmp_path: Path
+    store: S3BlobStore, issuer: GrantIssuer, route: GrantsRoute, tmp_path: Path
 ) -> None:
     compile_prefix = f"{ORG}/{REQUEST}/compile/artifacts/"
     store.put_bytes(compile_prefix + "bin/app", b"binary")
@@ -87,8 +100,8 @@ def test_a_task_downloads_its_dependencies_and_uploads_its_artifacts_through_gra
             "artifacts": {"paths": ["report.json", "out"]},
         }
     )
-    grants: ContainerGrants = issue_grants(store, task, _ctx("ship"), 9)
-    assert grants.downloads == 2
+    grants: ContainerGrants = issue_grants(issuer, task, _ctx("ship"), 9)
+    assert route.exchanges == []  # nothing is signed before a helper asks
     workspace = tmp_path / "ws"
     workspace.mkdir()
 
@@ -128,12 +141,47 @@ def test_a_task_downloads_its_dependencies_and_uploads_its_artifacts_through_gra
     assert report.content_type == "application/json"
     assert store.get_bytes(prefix + "out/deep/log.txt") == b"done\n"
     assert blobs[prefix + "out/deep/log.txt"].content_type == "text/plain"
+    # One exchange per helper, each with its own capability.
+    assert [exchange["format"] for exchange in route.exchanges] == ["curl", "curl"]
+    assert len({exchange["capability"] for exchange in route.exchanges}) == 2
 
 
-def test_nothing_to_move_means_no_grant_and_no_files(store: S3BlobStore) -> None:
+def test_a_helper_whose_capability_expired_moves_nothing(
+    store: S3BlobStore, issuer: GrantIssuer, route: GrantsRoute, tmp_path: Path
+) -> None:
+    store.put_bytes(f"{ORG}/{REQUEST}/compile/artifacts/app", b"binary")
     task = TaskDefinition.model_validate(
-        {"task_type": "idle", "method": "DOCKER", "container": {"image": "alpine"}, "dependencies": ["none"]}
+        {
+            "task_type": "late",
+            "method": "DOCKER",
+            "container": {"image": "alpine"},
+            "dependencies": ["compile"],
+        }
     )
-    grants = issue_grants(store, task, _ctx("idle"), 1)
+    long_ago = datetime.now(UTC) - timedelta(days=2)
+    grants = issue_grants(issuer, task, _ctx("late"), 2, now=long_ago)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+
+    result = _run(
+        DEPENDENCIES_PROGRAM,
+        [DEPENDENCIES_PROGRAM_NAME],
+        workspace,
+        _no_credentials_env(tmp_path, grants.dependencies),
+    )
+
+    assert result.returncode != 0  # the main container never starts: ERR_CONTAINER_START
+    assert "401" in result.stderr
+    assert list(workspace.iterdir()) == []
+
+
+def test_nothing_to_move_means_no_grant_and_no_files(
+    store: S3BlobStore, issuer: GrantIssuer, route: GrantsRoute
+) -> None:
+    task = TaskDefinition.model_validate(
+        {"task_type": "idle", "method": "DOCKER", "container": {"image": "alpine"}}
+    )
+    grants = issue_grants(issuer, task, _ctx("idle"), 1)
     assert (grants.dependencies, grants.artifacts) == (None, None)
     assert store.list_blobs(f"{ORG}/{REQUEST}/idle/") == []
+    assert route.grants.scopes == {}

@@ -33,6 +33,7 @@ from formica.store.state_machine import StepFunctionsStateMachine
 
 from tests.fakes.blobs import InMemoryBlobStore
 from tests.fakes.container_runs import InMemoryContainerRunRepository
+from tests.fakes.grants import InMemoryGrantRepository
 from tests.integration.fake_kubernetes import FakeKubernetes, fake_kubernetes
 
 REQUEST_ID = "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
@@ -213,6 +214,7 @@ def _service(runner: EksJobRunner, reporter: RecordingReporter, clock: Clock) ->
         eks=lambda: runner,
         logs=CloudWatchContainerLogs(no_aws),
         blobs=S3BlobStore(settings.bucket_name, NoArtifacts()),
+        grants=InMemoryGrantRepository(),
         clock=clock,
     )
 

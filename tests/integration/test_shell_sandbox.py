@@ -1,7 +1,8 @@
-"""The SHELL sandbox's side, against moto's S3 server on loopback: a script runs with only the grants
-it is handed (presigned GETs for its dependencies, one presigned POST for its artifact prefix, the
-cancel marker), and what the trusted side keeps of its answer. The grants' policy is checked by
-decoding it (moto enforces nothing on presigned POST policies)."""
+"""The SHELL sandbox's side, against moto's S3 server on loopback: a script runs with only the
+capability it is handed, exchanged at the grants route (on loopback) for presigned GETs of its
+dependencies and its cancel marker at the start and one presigned POST for its artifact prefix when
+it uploads; and what the trusted side keeps of its answer. The grants' policy is checked by decoding
+it (moto enforces nothing on presigned POST policies)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,19 @@ import json
 import os
 import subprocess
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from formica.jobs.limits import OUTPUT_VALUE_MAX_BYTES
+from formica.runners.grants import GRANT_URL_SECONDS, exchange_capability, mint_capability
 from formica.runners.sandbox import (
     ERR_SANDBOX,
     SandboxContext,
     SandboxRequest,
-    SandboxUpload,
     handle,
     kill_pids,
     leftover_pids,
@@ -29,14 +32,17 @@ from formica.runners.sandbox import (
     trusted_outcome,
 )
 from formica.store.blobs import BlobStoreError, S3BlobStore
+from formica.store.grants import GrantRight
 from formica.store.presigned_blobs import PresignedBlobStore
 from formica.store.schema import artifact_key, cancel_marker_key
 
-from tests.integration.conftest import bucket_store
+from tests.integration.conftest import GrantsRoute, bucket_store, serve_grants
 
 BUCKET = "formica-sandbox-test"
 ORG, REQUEST, TASK = "acme", "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47", "build"
 PREFIX = artifact_key(ORG, REQUEST, TASK, "")
+EXECUTION = f"{REQUEST}-1"
+ALL_RIGHTS = (GrantRight.DOWNLOAD, GrantRight.UPLOAD, GrantRight.CANCEL)
 
 
 @pytest.fixture
@@ -44,36 +50,74 @@ def store(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3BlobStore:
     return bucket_store(s3_server, BUCKET, monkeypatch)
 
 
+@pytest.fixture
+def route(store: S3BlobStore) -> Iterator[GrantsRoute]:
+    yield from serve_grants(store)
+
+
+def _capability(
+    route: GrantsRoute,
+    *,
+    rights: Sequence[GrantRight] = ALL_RIGHTS,
+    dependencies: Sequence[str] = (),
+    seconds: float = 600,
+    max_bytes: int = 1024 * 1024,
+) -> str:
+    now = datetime.now(UTC)
+    return mint_capability(
+        route.grants,
+        org=ORG,
+        request_id=REQUEST,
+        task_type=TASK,
+        step=4,
+        rights=rights,
+        expires_at=now + timedelta(seconds=seconds),
+        now=now,
+        execution=EXECUTION,
+        dependencies=dependencies,
+        max_bytes=max_bytes,
+    )
+
+
 def _request(
-    store: S3BlobStore, script: list[str], *, paths: list[str] | None = None, **extra: Any
+    route: GrantsRoute,
+    script: list[str],
+    *,
+    paths: list[str] | None = None,
+    dependencies: Sequence[str] = (),
+    capability: str | None = None,
 ) -> SandboxRequest:
     task: dict[str, Any] = {"task_type": TASK, "method": "SHELL", "script": script}
     if paths is not None:
         task["artifacts"] = {"paths": paths}
-    grant = store.presign_post(PREFIX, max_bytes=1024 * 1024, expires_seconds=600)
-    values: dict[str, Any] = {
-        "task": task,
-        "context": SandboxContext(
+    if dependencies:
+        task["dependencies"] = list(dependencies)
+    return SandboxRequest(
+        task=task,
+        context=SandboxContext(
             org=ORG, request_id=REQUEST, job_type="j", task_type=TASK, attempt=3, timeout_seconds=20
         ),
-        "upload": SandboxUpload.of(grant),
-        "cancel_url": store.presign_get(cancel_marker_key(ORG, REQUEST, f"{REQUEST}-1"), 600),
-    }
-    values.update(extra)
-    return SandboxRequest(**values)
+        grants_url=route.url,
+        capability=capability or _capability(route, dependencies=dependencies),
+    )
 
 
 def test_a_script_gets_its_dependencies_and_its_artifacts_land_under_its_prefix_only(
-    store: S3BlobStore, tmp_path: Path
+    store: S3BlobStore, route: GrantsRoute, tmp_path: Path
 ) -> None:
-    # Given an earlier task's artifact, granted by a presigned GET
+    # Given an earlier task's artifact
     dependency = artifact_key(ORG, REQUEST, "fetch", "data/input.txt")
     store.put_bytes(dependency, b"from fetch\n", "text/plain")
     request = _request(
-        store,
-        ["cat data/input.txt", "echo built > out.txt", "env | grep -c AWS_ || true"],
+        route,
+        [
+            "cat data/input.txt",
+            "echo built > out.txt",
+            "env | grep -c AWS_ || true",
+            "env | grep fgc_ || true",
+        ],
         paths=["out.txt"],
-        dependencies={dependency: store.presign_get(dependency, 600)},
+        dependencies=["fetch"],
     )
 
     # When the sandbox runs the attempt
@@ -82,28 +126,79 @@ def test_a_script_gets_its_dependencies_and_its_artifacts_land_under_its_prefix_
     # Then the script saw the dependency, and its artifact is in S3 under the task's prefix
     assert answer["exit_code"] == "0", answer
     assert "from fetch" in answer["log"]
+    assert request.capability is not None and request.capability not in answer["log"]  # not in its env
     [artifact] = answer["artifacts"]
     assert artifact["key"] == PREFIX + "out.txt"
     assert store.get_bytes(PREFIX + "out.txt") == b"built\n"
     assert artifact["sha256"] == hashlib.sha256(b"built\n").hexdigest()
+    # And the capability was exchanged twice: at the start (downloads, cancel marker) and at the upload
+    assert len(route.exchanges) == 2
     # And its working directory is gone
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_upload_grant_is_limited_to_the_prefix_a_size_and_a_time(store: S3BlobStore) -> None:
-    # Given the grant the trusted side makes for one task's artifacts
-    grant = store.presign_post(PREFIX, max_bytes=4096, expires_seconds=600)
+def test_an_exchanged_upload_grant_is_limited_to_the_prefix_a_size_and_a_time(
+    store: S3BlobStore, route: GrantsRoute
+) -> None:
+    # Given a capability of one attempt that ends in 10 minutes
+    capability = _capability(route, rights=[GrantRight.UPLOAD], max_bytes=4096)
 
-    # Then its policy (what S3 enforces; moto does not) says exactly that
-    policy = json.loads(base64.b64decode(grant.fields["policy"]))
+    # When it is exchanged
+    grant = exchange_capability(route.grants, store, capability, now=datetime.now(UTC))
+
+    # Then the POST's policy (what S3 enforces; moto does not) says exactly that
+    assert grant.upload is not None and grant.downloads == [] and grant.cancel_url is None
+    policy = json.loads(base64.b64decode(grant.upload.fields["policy"]))
     conditions = policy["conditions"]
     assert ["starts-with", "$key", PREFIX] in conditions
     assert PREFIX.endswith("/artifacts/")
     assert ["content-length-range", 0, 4096] in conditions
     expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
-    assert 590 <= (expires - datetime.now(UTC)).total_seconds() <= 610
+    assert 590 <= (expires - datetime.now(UTC)).total_seconds() <= 610  # never past the capability
     assert {"bucket": BUCKET} in conditions
-    assert "key" not in grant.fields, "each upload names its own key under the prefix"
+    assert "key" not in grant.upload.fields, "each upload names its own key under the prefix"
+
+
+def test_a_long_attempts_urls_are_signed_when_exchanged_and_live_an_hour(
+    store: S3BlobStore, route: GrantsRoute
+) -> None:
+    # Given a capability of a day-long attempt, exchanged (in this test) now
+    capability = _capability(route, rights=[GrantRight.CANCEL], seconds=24 * 3600)
+    grant = exchange_capability(route.grants, store, capability, now=datetime.now(UTC))
+
+    # Then its URL was signed at this moment and lives an hour, not the attempt's day
+    assert grant.cancel_url is not None
+    query = parse_qs(urlsplit(grant.cancel_url).query)
+    signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert abs((signed - datetime.now(UTC)).total_seconds()) < 60
+    assert int(query["X-Amz-Expires"][0]) == GRANT_URL_SECONDS
+    assert cancel_marker_key(ORG, REQUEST, EXECUTION) in grant.cancel_url
+
+
+def test_a_capability_grants_its_rights_only(store: S3BlobStore, route: GrantsRoute) -> None:
+    store.put_bytes(artifact_key(ORG, REQUEST, "prepare", "a.txt"), b"a")
+    store.put_bytes(artifact_key("other-org", REQUEST, "prepare", "b.txt"), b"b")
+    download = _capability(route, rights=[GrantRight.DOWNLOAD], dependencies=["prepare"])
+
+    grant = exchange_capability(route.grants, store, download, now=datetime.now(UTC))
+
+    # Its own organisation's dependency only; no upload, no cancel marker
+    assert [(item.path, item.key) for item in grant.downloads] == [
+        ("a.txt", artifact_key(ORG, REQUEST, "prepare", "a.txt"))
+    ]
+    assert grant.upload is None and grant.cancel_url is None
+
+
+def test_an_expired_or_unknown_capability_fails_the_attempt_before_the_script_runs(
+    route: GrantsRoute, tmp_path: Path
+) -> None:
+    expired = _capability(route, seconds=-1)
+    for capability in (expired, "fgc_" + "x" * 43):
+        request = _request(route, ["touch ran"], capability=capability)
+        answer = handle(request.model_dump(mode="json"), work_root=tmp_path)
+        assert answer["error_code"] == "ERR_ARTIFACTS_DOWNLOAD"
+        assert "HTTP 401" in answer["error_message"]
+        assert not list(tmp_path.rglob("ran"))
 
 
 def test_the_sandbox_refuses_to_write_outside_its_prefix_before_asking_s3(store: S3BlobStore) -> None:
@@ -119,10 +214,12 @@ def test_the_sandbox_refuses_to_write_outside_its_prefix_before_asking_s3(store:
         sandbox_store.list_blobs("")
 
 
-def test_a_cancelled_request_stops_the_sandboxed_script(store: S3BlobStore, tmp_path: Path) -> None:
+def test_a_cancelled_request_stops_the_sandboxed_script(
+    store: S3BlobStore, route: GrantsRoute, tmp_path: Path
+) -> None:
     # Given a long script and the request's cancel marker written meanwhile
-    request = _request(store, ["sleep 30"])
-    marker = cancel_marker_key(ORG, REQUEST, f"{REQUEST}-1")
+    request = _request(route, ["sleep 30"])
+    marker = cancel_marker_key(ORG, REQUEST, EXECUTION)
     started = time.monotonic()
     store.put_bytes(marker, b"cancelled\n", "text/plain")
     try:

@@ -14,6 +14,7 @@ from formica.settings import reset_settings
 from formica.store.aws import reset_clients
 from formica.store.blobs import S3BlobStore
 from formica.store.definitions import DefinitionRepository
+from formica.store.grants import DynamoGrantRepository
 from formica.store.idempotency import IdempotencyRepository
 from formica.store.requests import RequestRepository
 from formica.store.tokens import TokenRepository
@@ -106,6 +107,7 @@ def world(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiWorld]:
         requests=requests,
         tokens=tokens,
         idempotency=IdempotencyRepository(TABLE, client=ddb),
+        grants=DynamoGrantRepository(TABLE, client=ddb),
         blobs=S3BlobStore(BUCKET, client=s3),
         runtime=runtime,
     )

@@ -19,6 +19,7 @@ from formica.local.ticker import LocalTicker
 from formica.runtime.scheduling import Admission, cron_user_key, fire_cron, handle_event
 from formica.settings import reset_settings
 from formica.store.blobs import S3BlobStore
+from formica.store.grants import DynamoGrantRepository
 from formica.store.idempotency import IdempotencyRepository
 from formica.store.requests import RequestRepository
 from formica.store.schedules import EventBridgeSchedules, schedule_name
@@ -61,6 +62,7 @@ def services(world: World) -> ApiServices:
         requests=RequestRepository(TABLE, client=world.ddb),
         tokens=TokenRepository(TABLE, client=world.ddb),
         idempotency=IdempotencyRepository(TABLE, client=world.ddb),
+        grants=DynamoGrantRepository(TABLE, client=world.ddb),
         blobs=S3BlobStore(BUCKET),
     )
 

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.container_grants import ContainerGrants, HelperGrant, grants_prefix
-from formica.runners.container_script import DEPENDENCIES_PROGRAM, GRANTS_URL_ENV, UPLOAD_PROGRAM
+from formica.runners.container_script import (
+    CAPABILITY_ENV,
+    DEPENDENCIES_PROGRAM,
+    GRANTS_URL_ENV,
+    UPLOAD_PROGRAM,
+)
 from formica.runners.ecs import (
     FAMILY_PREFIX,
     OVERRIDES_MAX_CHARS,
@@ -141,15 +146,16 @@ def _task(**changes: object) -> TaskDefinition:
 GRANTS_AT = grants_prefix("acme", REQUEST_ID, "build", 12)
 GRANTS = ContainerGrants(
     dependencies=HelperGrant(
-        url="https://formica-artifacts.s3.amazonaws.com/" + GRANTS_AT + "dependencies.curl?X-Amz-Signature=d",
+        endpoint="https://api.example/prod/api/grants",
+        capability="fgc_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
         env_file_key=GRANTS_AT + "dependencies.env",
     ),
     artifacts=HelperGrant(
-        url="https://formica-artifacts.s3.amazonaws.com/" + GRANTS_AT + "artifacts.curl?X-Amz-Signature=a",
+        endpoint="https://api.example/prod/api/grants",
+        capability="fgc_ccccccccccccccccccccccccccccccccccccccccccc",
         env_file_key=GRANTS_AT + "artifacts.env",
     ),
     expires_at=datetime(2026, 11, 28, 19, 0, tzinfo=UTC),
-    downloads=2,
 )
 
 
@@ -224,10 +230,10 @@ def test_the_main_container_is_given_no_grant() -> None:
     main = overrides["main"]
     assert "environmentFiles" not in main
     names = {e["name"] for e in main["environment"]}  # type: ignore[attr-defined]
-    assert GRANTS_URL_ENV not in names
-    # No URL of any grant appears anywhere in RunTask's parameters (they are in the env files).
+    assert {GRANTS_URL_ENV, CAPABILITY_ENV}.isdisjoint(names)
+    # No capability appears anywhere in RunTask's parameters (they are in the env files).
     text = json.dumps(_run_request(_task()))
-    assert "X-Amz-Signature" not in text
+    assert "fgc_" not in text
     assert "s3://" not in text
 
 
@@ -265,14 +271,18 @@ def test_the_helpers_programs_are_fixed_in_the_task_definition() -> None:
 
 
 def test_a_retried_launch_sends_the_same_run_task_parameters() -> None:
-    # RunTask's clientToken refuses a retry whose parameters differ (ConflictException): the grants,
-    # re-issued with a new signature on a retried Launch, must not appear in them.
+    # RunTask's clientToken refuses a retry whose parameters differ (ConflictException): the
+    # capabilities, minted anew on a retried Launch, must not appear in them.
     fresh = ContainerGrants(
         dependencies=HelperGrant(
-            url="https://other/1?X-Amz-Signature=x", env_file_key=GRANTS_AT + "dependencies.env"
+            endpoint="https://api.example/prod/api/grants",
+            capability="fgc_ddddddddddddddddddddddddddddddddddddddddddd",
+            env_file_key=GRANTS_AT + "dependencies.env",
         ),
         artifacts=HelperGrant(
-            url="https://other/2?X-Amz-Signature=y", env_file_key=GRANTS_AT + "artifacts.env"
+            endpoint="https://api.example/prod/api/grants",
+            capability="fgc_eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+            env_file_key=GRANTS_AT + "artifacts.env",
         ),
         expires_at=GRANTS.expires_at,
     )
@@ -282,7 +292,7 @@ def test_a_retried_launch_sends_the_same_run_task_parameters() -> None:
 def test_the_grants_cost_a_few_hundred_characters_of_overrides() -> None:
     with_grants = len(json.dumps(_run_request(_task())["overrides"], separators=(",", ":")))
     without = len(json.dumps(_run_request(_task(), grants=None)["overrides"], separators=(",", ":")))
-    # Two env-file entries, whatever the number of dependency files or the session token's length.
+    # Two env-file entries, whatever the number of dependency files.
     assert with_grants - without < 400
 
 

@@ -23,14 +23,17 @@ from formica.settings import FormicaSettings
 from formica.store.blobs import BlobStoreError, S3BlobStore
 from formica.store.container_logs import CloudWatchContainerLogs
 from formica.store.container_runs import ContainerRunItem
+from formica.store.grants import GrantRight
 from formica.store.state_machine import StepFunctionsStateMachine
 
 from tests.event_samples import ecs_event, with_run
 from tests.fakes.blobs import InMemoryBlobStore
 from tests.fakes.container_runs import InMemoryContainerRunRepository
+from tests.fakes.grants import InMemoryGrantRepository
 
 REQUEST_ID = "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
-SETTINGS = FormicaSettings(table_name="t", bucket_name="b", container_log_group="/logs")
+API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+SETTINGS = FormicaSettings(table_name="t", bucket_name="b", container_log_group="/logs", api_url=API_URL)
 
 
 class FakeEcs:
@@ -119,6 +122,7 @@ def service(parts: dict[str, Any]) -> ContainerService:
         eks=no_eks,
         logs=CloudWatchContainerLogs(FakeLogs()),
         blobs=S3BlobStore("b", FakeS3()),
+        grants=InMemoryGrantRepository(),
         clock=parts["clock"],
     )
 
@@ -332,9 +336,14 @@ def test_a_failed_stop_still_answers_and_is_reported(
 # -- the helpers' grants --
 
 
-def _service_with(parts: dict[str, Any], blobs: Any) -> ContainerService:
+def _service_with(
+    parts: dict[str, Any],
+    blobs: Any,
+    grants: InMemoryGrantRepository | None = None,
+    settings: FormicaSettings = SETTINGS,
+) -> ContainerService:
     return ContainerService(
-        settings=SETTINGS,
+        settings=settings,
         runs=InMemoryContainerRunRepository(),
         state_machine=StepFunctionsStateMachine(None, parts["sfn"]),
         reporter=parts["reporter"],
@@ -342,46 +351,65 @@ def _service_with(parts: dict[str, Any], blobs: Any) -> ContainerService:
         eks=lambda: None,
         logs=CloudWatchContainerLogs(FakeLogs()),
         blobs=blobs,
+        grants=grants or InMemoryGrantRepository(),
         clock=parts["clock"],
     )
 
 
-def test_the_launch_grants_the_helpers_their_files_until_the_deadline(parts: dict[str, Any]) -> None:
-    blobs = InMemoryBlobStore()
-    blobs.put_bytes(f"acme/{REQUEST_ID}/init/artifacts/env.txt", b"A=1")
-    blobs.put_bytes(f"acme/{REQUEST_ID}/init/artifacts/../escape", b"no")
-    service = _service_with(parts, blobs)
+def test_the_launch_mints_one_capability_per_helper_until_the_deadline(parts: dict[str, Any]) -> None:
+    blobs, grants_store = InMemoryBlobStore(), InMemoryGrantRepository()
+    service = _service_with(parts, blobs, grants_store)
     task = _task(dependencies=["init"], artifacts={"paths": ["out.txt"]})
 
     service.launch(REQUEST_ID, 7, task, _ctx(timeout=600), "token-1")
 
     (grants,) = parts["ecs"].grants
     assert grants is not None and grants.dependencies is not None and grants.artifacts is not None
-    assert grants.downloads == 1  # the key with ".." is never granted
-    assert grants.expires_at == parts["clock"].now + timedelta(seconds=600 + GRANT_MARGIN_SECONDS)
+    deadline = parts["clock"].now + timedelta(seconds=600 + GRANT_MARGIN_SECONDS)
+    assert grants.expires_at == deadline
     at = f"acme/{REQUEST_ID}/build/grants/attempt-7/"
     assert grants.dependencies.env_file_key == at + "dependencies.env"
-    downloads = blobs.get_bytes(at + "dependencies.curl").decode()
-    assert (
-        f"memory://blobs/acme/{REQUEST_ID}/init/artifacts/env.txt?expires={600 + GRANT_MARGIN_SECONDS}"
-        in downloads
+    assert blobs.get_bytes(at + "dependencies.env").decode() == (
+        f"FORMICA_GRANTS_URL={API_URL}/api/grants\nFORMICA_CAPABILITY={grants.dependencies.capability}\n"
     )
-    assert 'output = "./env.txt"' in downloads
-    assert (
-        blobs.get_bytes(at + "dependencies.env").decode() == f"FORMICA_GRANTS_URL={grants.dependencies.url}\n"
+    # Each helper's capability holds its own right only, for this attempt, until the deadline.
+    download = grants_store.find_active(grants.dependencies.capability, now=parts["clock"].now)
+    upload = grants_store.find_active(grants.artifacts.capability, now=parts["clock"].now)
+    assert download is not None and upload is not None
+    assert (download.rights, download.dependencies, download.upload_prefix) == (
+        (GrantRight.DOWNLOAD,),
+        ("init",),
+        None,
     )
-    upload = blobs.get_bytes(at + "artifacts.curl").decode()
-    assert f"keys under acme/{REQUEST_ID}/build/artifacts/ only" in upload
-    assert 'form-string = "x-memory-allows-meta-sha256="' in upload  # the fake's record of the metadata
+    assert (upload.rights, upload.upload_prefix, upload.metadata) == (
+        (GrantRight.UPLOAD,),
+        f"acme/{REQUEST_ID}/build/artifacts/",
+        ("sha256",),
+    )
+    assert {download.expires_at, upload.expires_at} == {deadline}
+    assert (upload.org, upload.request_id, upload.task_type, upload.step) == ("acme", REQUEST_ID, "build", 7)
+    # Only hashes are stored.
+    assert grants.artifacts.capability not in repr(grants_store.scopes)
 
 
 def test_a_task_with_nothing_to_move_gets_no_grants(parts: dict[str, Any]) -> None:
-    blobs = InMemoryBlobStore()
-    service = _service_with(parts, blobs)
-    service.launch(REQUEST_ID, 7, _task(dependencies=["init"]), _ctx(), "token-1")  # init left nothing
+    blobs, grants_store = InMemoryBlobStore(), InMemoryGrantRepository()
+    service = _service_with(parts, blobs, grants_store)
+    service.launch(REQUEST_ID, 7, _task(), _ctx(), "token-1")
     (grants,) = parts["ecs"].grants
     assert grants is not None and (grants.dependencies, grants.artifacts) == (None, None)
-    assert blobs.blobs == {}
+    assert blobs.blobs == {} and grants_store.scopes == {}
+
+
+def test_without_an_api_url_the_helpers_cannot_be_granted_and_the_start_fails(parts: dict[str, Any]) -> None:
+    service = _service_with(
+        parts, InMemoryBlobStore(), settings=SETTINGS.model_copy(update={"api_url": None})
+    )
+    run = service.launch(REQUEST_ID, 7, _task(artifacts={"paths": ["x"]}), _ctx(), "token-1")
+    assert run.is_finished and parts["ecs"].launched == []
+    (_, outcome), *_ = parts["reporter"].reports
+    assert outcome.error_code == ERR_CONTAINER_START
+    assert "FORMICA_API_URL" in str(outcome.error_message)
 
 
 def test_grants_that_cannot_be_issued_fail_the_start(parts: dict[str, Any]) -> None:

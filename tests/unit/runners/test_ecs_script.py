@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 from formica.jobs.models import TaskDefinition
 from formica.runners.container_script import (
     ARTIFACTS_PROGRAM_NAME,
+    CAPABILITY_ENV,
     DEFAULT_WORKSPACE,
     DEPENDENCIES_PROGRAM,
     DEPENDENCIES_PROGRAM_NAME,
@@ -65,16 +67,21 @@ class FakeS3:
     base_url: str = ""
     objects: dict[str, bytes] = field(default_factory=dict)
     uploads: list[Upload] = field(default_factory=list)
+    configs: dict[str, str] = field(default_factory=dict)
+    exchanges: list[dict[str, Any]] = field(default_factory=list)
     refuse_uploads: bool = False
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/o/{name}?X-Amz-Signature=fake"
 
-    def grant(self, name: str, text: str) -> str:
-        self.objects[name] = text.encode()
-        return self.url(name)
+    def grant(self, name: str, text: str) -> dict[str, str]:
+        """A helper's grant: its environment (the grants route and a capability that the route
+        exchanges for the curl config ``text``)."""
+        capability = f"fgc_{name.replace('.', '_')}"
+        self.configs[capability] = text
+        return {GRANTS_URL_ENV: f"{self.base_url}/api/grants", CAPABILITY_ENV: capability}
 
-    def upload_grant(self) -> str:
+    def upload_grant(self) -> dict[str, str]:
         post = PresignedPost(
             url=f"{self.base_url}/upload",
             fields={
@@ -111,6 +118,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/api/grants":  # the API's grants route: a capability for a curl config
+            request = json.loads(body)
+            self.state.exchanges.append(request)
+            config = self.state.configs.get(request.get("capability", ""))
+            ok = config is not None and request.get("format") == "curl"
+            self._reply(200, config.encode()) if ok else self._reply(401)  # type: ignore[union-attr]
+            return
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body
         )
@@ -150,16 +164,16 @@ def _sh(script: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
     )
 
 
-def _helper_env(tmp_path: Path, grant_url: str | None = None, **extra: str) -> dict[str, str]:
+def _helper_env(tmp_path: Path, grant: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in (GRANTS_URL_ENV, WAIT_FOR_MAIN_ENV) and "proxy" not in key.lower()
+        if key not in (GRANTS_URL_ENV, CAPABILITY_ENV, WAIT_FOR_MAIN_ENV) and "proxy" not in key.lower()
     }
     env["TMPDIR"] = str(tmp_path / "tmp")
     (tmp_path / "tmp").mkdir(exist_ok=True)
-    if grant_url is not None:
-        env[GRANTS_URL_ENV] = grant_url
+    if grant is not None:
+        env.update(grant)
     env.update(extra)
     return env
 
@@ -386,7 +400,7 @@ def test_upload_arguments_are_when_prefix_and_patterns() -> None:
 
 
 def _dependencies(
-    tmp_path: Path, grant_url: str | None, shell: str = "/bin/sh"
+    tmp_path: Path, grant: dict[str, str] | None, shell: str = "/bin/sh"
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     workspace = tmp_path / "ws"
     workspace.mkdir(exist_ok=True)
@@ -395,7 +409,7 @@ def _dependencies(
         DEPENDENCIES_PROGRAM_NAME,
         [],
         workspace,
-        _helper_env(tmp_path, grant_url),
+        _helper_env(tmp_path, grant),
         shell=shell,
     )
     return workspace, result
@@ -430,8 +444,19 @@ def test_a_failed_dependency_download_fails_the_container(tmp_path: Path, s3: Fa
     config = build_downloads_config([("a.txt", s3.url("missing")), ("b.txt", s3.url("1"))])
     _, result = _dependencies(tmp_path, s3.grant("deps.curl", config))
     assert result.returncode != 0
-    _, result = _dependencies(tmp_path, s3.url("no-such-grant"))
+    refused = {**s3.grant("deps.curl", config), CAPABILITY_ENV: "fgc_unknown"}
+    _, result = _dependencies(tmp_path, refused)
     assert result.returncode != 0
+
+
+def test_the_capability_is_sent_in_the_body_and_an_empty_grant_downloads_nothing(
+    tmp_path: Path, s3: FakeS3
+) -> None:
+    # The dependencies are listed when the capability is exchanged: there may be none by then.
+    _, result = _dependencies(tmp_path, s3.grant("deps.curl", build_downloads_config([])))
+    assert result.returncode == 0, result.stderr
+    assert "no dependency artifacts" in result.stdout
+    assert s3.exchanges == [{"capability": "fgc_deps_curl", "format": "curl"}]
 
 
 @pytest.mark.parametrize(

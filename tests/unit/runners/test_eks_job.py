@@ -54,10 +54,17 @@ def _task(**changes: Any) -> TaskDefinition:
 
 
 GRANTS = ContainerGrants(
-    dependencies=HelperGrant(url="https://s3.example/deps.curl?X-Amz-Signature=d", env_file_key="d.env"),
-    artifacts=HelperGrant(url="https://s3.example/artifacts.curl?X-Amz-Signature=a", env_file_key="a.env"),
+    dependencies=HelperGrant(
+        endpoint="https://api.example/prod/api/grants",
+        capability="fgc_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        env_file_key="d.env",
+    ),
+    artifacts=HelperGrant(
+        endpoint="https://api.example/prod/api/grants",
+        capability="fgc_ccccccccccccccccccccccccccccccccccccccccccc",
+        env_file_key="a.env",
+    ),
     expires_at=datetime(2026, 11, 28, 19, 0, tzinfo=UTC),
-    downloads=1,
 )
 
 
@@ -127,7 +134,7 @@ def test_dependencies_and_artifacts_get_helper_containers() -> None:
     assert init["name"] == "dependencies"
     assert init["command"] == ["sh", "-c", DEPENDENCIES_PROGRAM, "formica-dependencies"]
     assert init["workingDir"] == "/workspace"
-    assert init["env"] == [{"name": "FORMICA_GRANTS_URL", "value": GRANTS.dependencies.url}]  # type: ignore[union-attr]
+    assert {e["name"]: e["value"] for e in init["env"]} == GRANTS.dependencies.environment  # type: ignore[union-attr]
     uploader = pod["containers"][1]
     assert uploader["name"] == "artifacts"
     # The program is fixed text; when, the prefix and the patterns are its arguments.
@@ -141,7 +148,7 @@ def test_dependencies_and_artifacts_get_helper_containers() -> None:
         "out/*.txt",
     ]
     assert {e["name"]: e["value"] for e in uploader["env"]} == {
-        "FORMICA_GRANTS_URL": GRANTS.artifacts.url,  # type: ignore[union-attr]
+        **GRANTS.artifacts.environment,  # type: ignore[union-attr]
         "FORMICA_WAIT_FOR_MAIN": "1",  # no container ordering in a pod: it waits for main's exit code
     }
     for container in [init, *pod["containers"]]:
@@ -153,8 +160,8 @@ def test_the_main_container_is_given_no_grant() -> None:
     manifest = _manifest(task, grants=GRANTS)
     main = manifest["spec"]["template"]["spec"]["containers"][0]
     assert main["name"] == "main"
-    assert "FORMICA_GRANTS_URL" not in {item["name"] for item in main["env"]}
-    assert "X-Amz-Signature" not in json.dumps(main)
+    assert {"FORMICA_GRANTS_URL", "FORMICA_CAPABILITY"}.isdisjoint(item["name"] for item in main["env"])
+    assert "fgc_" not in json.dumps(main)
     # The helpers need no AWS identity: the pod's service account is only the task's own choice.
     assert manifest["spec"]["template"]["spec"]["serviceAccountName"] == "formica-runner"
     assert (

@@ -48,6 +48,11 @@ class FormicaSettings(BaseModel):
     work_root: str | None = None
     # The function SHELL attempts run in (a sandbox holding no data credentials); unset: in-process.
     shell_sandbox_function: str | None = None
+    # The API's base URL (e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/prod): runners that
+    # hold no credentials (the SHELL sandbox, the container helpers) exchange their attempt's
+    # capability at its grants route. The stack sets it on the functions that mint capabilities;
+    # `formica dev` sets it to its own address.
+    api_url: str | None = None
     # Presigned download URLs live this long.
     presign_seconds: int = 300
     # Cron triggers: the EventBridge Scheduler group holding one schedule per definition,

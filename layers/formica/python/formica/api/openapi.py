@@ -32,11 +32,12 @@ API_TITLE = "Formica"
 API_VERSION = "1.0.0"
 API_DESCRIPTION = (
     "Formicary-style YAML jobs on AWS Step Functions, Lambda, DynamoDB and S3. "
-    "Every route but health, the OpenAPI document and the Swagger UI needs `Authorization: Bearer <token>`."
+    "Every route but health, the OpenAPI document, the Swagger UI and the grants route (whose body "
+    "carries its own credential, an attempt's capability) needs `Authorization: Bearer <token>`."
 )
 SECURITY_SCHEME = "bearerAuth"
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
-    {("GET", "/api/health"), ("GET", "/api/openapi.json"), ("GET", "/api/docs")}
+    {("GET", "/api/health"), ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("POST", "/api/grants")}
 )
 
 _SCHEMA_REF = "#/components/schemas/{model}"

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from formica.settings import get_settings
 from formica.store.blobs import BlobStore, S3BlobStore
 from formica.store.definitions import DefinitionRepository
+from formica.store.grants import DynamoGrantRepository, GrantRepository
 from formica.store.idempotency import IdempotencyRepository
 from formica.store.requests import RequestRepository
 from formica.store.tokens import TokenRepository
@@ -69,6 +70,7 @@ class ApiServices:
     tokens: TokenRepository
     idempotency: IdempotencyRepository
     blobs: BlobStore
+    grants: GrantRepository
     runtime: RequestRuntime = field(default_factory=ModuleRuntime)
     presign_seconds: int = 300
 
@@ -96,6 +98,7 @@ def _from_settings() -> ApiServices:
         tokens=TokenRepository(settings.table_name),
         idempotency=IdempotencyRepository(settings.table_name),
         blobs=S3BlobStore(settings.bucket_name),
+        grants=DynamoGrantRepository(settings.table_name),
         presign_seconds=settings.presign_seconds,
     )
 

@@ -40,7 +40,7 @@ API_GATEWAY_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "P
 
 # Served without the authorizer, as the CDK stack declares them (authorization NONE).
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
-    {("GET", "/api/health"), ("GET", "/api/openapi.json"), ("GET", "/api/docs")}
+    {("GET", "/api/health"), ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("POST", "/api/grants")}
 )
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -59,7 +59,7 @@ def resolve_route(method: str, path: str) -> Route | None:
     """The resource of the CDK stack's REST API that serves ``method path``, or None (no such route).
 
     ``ANY /api``, ``ANY /api/{proxy+}``, ``POST /jobs/requests`` (formicary's path), and the public
-    ``GET /api/health``, ``/api/openapi.json`` and ``/api/docs``. A method outside
+    ``GET /api/health``, ``/api/openapi.json``, ``/api/docs`` and ``POST /api/grants``. A method outside
     ``API_GATEWAY_METHODS`` has no route anywhere.
     """
     verb = method.upper()

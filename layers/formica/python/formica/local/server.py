@@ -256,6 +256,8 @@ class DevServer:
                     "FORMICA_CONTAINER_RUNTIME": "local",
                     "FORMICA_LOCAL_CONTAINER_MODE": options.container_runtime,
                     "FORMICA_WORK_ROOT": str(self._work_root),
+                    # Where a sandboxed attempt exchanges its capability: this server's grants route.
+                    "FORMICA_API_URL": self.url,
                     **egress_environment(options.strict_egress),
                     "POWERTOOLS_SERVICE_NAME": "formica",
                     "POWERTOOLS_METRICS_NAMESPACE": "formica",

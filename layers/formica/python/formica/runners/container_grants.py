@@ -2,87 +2,99 @@
 
 A tenant's image is untrusted code: the ECS tasks run without a task role (no credentials endpoint
 at all) and the EKS pods need no service account access to AWS. The two helper containers, which
-move files in and out of the workspace, get presigned URLs instead, issued here by the launch
-(trusted code holding the Launch function's role):
+move files in and out of the workspace, each get a capability instead (``formica.runners.grants``),
+minted here by the launch (trusted code) and exchanged by the helper, when it is about to move
+files, at the API's grants route for a curl config of URLs signed at that moment:
 
-- ``dependencies``: a presigned GET of a curl config listing one presigned GET per artifact of the
-  task's ``dependencies`` (listed now, under each dependency's artifacts prefix) and the relative path
-  it goes to;
-- ``artifacts``: a presigned GET of a curl config holding one presigned POST whose policy allows keys
-  starting with this task's artifacts prefix only (``{org}/{request_id}/{task_type}/artifacts/``), at
-  most ``ARTIFACT_MAX_BYTES`` per file, any Content-Type and an ``x-amz-meta-sha256`` value.
+- ``dependencies``: right ``download``: a presigned GET per artifact of the task's ``dependencies``
+  (listed at exchange time) and the relative path it goes to;
+- ``artifacts``: right ``upload``: one presigned POST whose policy allows keys starting with this
+  task's artifacts prefix only (``{org}/{request_id}/{task_type}/artifacts/``), at most
+  ``ARTIFACT_MAX_BYTES`` per file, any Content-Type and an ``x-amz-meta-sha256`` value.
 
-Both config files are written under ``{org}/{request_id}/{task_type}/grants/attempt-{step}/``
-(beside them, for ECS, a ``.env`` file per helper holding only ``FORMICA_GRANTS_URL=<that URL>``,
-which the ECS agent reads with the execution role: RunTask then names a fixed S3 object instead of
-carrying a URL, so its overrides stay small and identical when a Launch is retried). The main
-container is given none of this.
+Each helper gets its capability and the grants endpoint as ``FORMICA_CAPABILITY`` and
+``FORMICA_GRANTS_URL``: on EKS in its own container spec, on ECS in a ``.env`` file written under
+``{org}/{request_id}/{task_type}/grants/attempt-{step}/``, which the ECS agent reads with the
+execution role (RunTask then names a fixed S3 object instead of carrying a secret, so its overrides
+stay small and identical when a Launch is retried). The main container is given none of this.
 
-Every URL expires at the attempt's deadline plus ``GRANT_MARGIN_SECONDS`` (24 hours plus the margin
-for an attempt without a timeout), never later than SigV4's 7 days. A URL signed with a Lambda's
-temporary credentials stops working when those credentials expire, whatever its own expiry says:
-see docs/decisions.md (D19) for what that means for long attempts and what would fix it.
+A capability expires at the attempt's deadline plus ``GRANT_MARGIN_SECONDS`` (24 hours plus the
+margin for an attempt without a timeout): the URLs it is exchanged for are signed at upload time,
+so a long attempt no longer outlives the credentials that signed its grant.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import TaskContext
-from formica.runners.container_script import (
-    GRANTS_URL_ENV,
-    SHA256_METADATA,
-    artifacts_prefix,
-    build_downloads_config,
-    build_upload_config,
-    dependency_path,
-)
-from formica.store.blobs import BlobStore
+from formica.runners.container_script import CAPABILITY_ENV, GRANTS_URL_ENV, SHA256_METADATA
+from formica.runners.grants import mint_capability
+from formica.store.blobs import BlobStore, BlobStoreError
+from formica.store.grants import GrantRepository, GrantRight, GrantStoreError
 
-logger = logging.getLogger(__name__)
-
+GRANTS_ROUTE = "/api/grants"
 GRANT_MARGIN_SECONDS = 15 * 60
 """A grant outlives the attempt's deadline by this much: the uploader runs after the main container,
 and the deadline is only enforced by the next reconciler sweep."""
 NO_TIMEOUT_SECONDS = 24 * 3600
 """How long an attempt without a timeout may run: Launch waits 24 hours for it."""
-SIGV4_MAX_SECONDS = 7 * 24 * 3600
-"""SigV4 presigned URLs live at most 7 days."""
 ARTIFACT_MAX_BYTES = 5 * 1024**3
 """The largest artifact file one POST may upload (S3's single-upload limit, 5 GiB)."""
 GRANTS_SEGMENT = "grants"
-DEPENDENCIES_CONFIG = "dependencies.curl"
-ARTIFACTS_CONFIG = "artifacts.curl"
-CONFIG_CONTENT_TYPE = "text/plain; charset=utf-8"
+DEPENDENCIES_ENV_FILE = "dependencies.env"
+ARTIFACTS_ENV_FILE = "artifacts.env"
+ENV_FILE_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
+class GrantIssueError(RuntimeError):
+    """The helpers' capabilities could not be minted or handed over."""
 
 
 def grants_prefix(org: str, request_id: str, task_type: str, step: int) -> str:
-    """Where an attempt's grant files live: ``{org}/{request_id}/{task_type}/grants/attempt-{step}/``."""
+    """Where an attempt's ``.env`` files live: ``{org}/{request_id}/{task_type}/grants/attempt-{step}/``."""
     return f"{org}/{request_id}/{task_type}/{GRANTS_SEGMENT}/attempt-{step}/"
 
 
 def grant_seconds(timeout_seconds: float) -> int:
-    """How long an attempt's URLs are valid: its timeout (or 24 h) plus the margin, at most 7 days."""
+    """How long an attempt's capabilities live: its timeout (or 24 h) plus the margin."""
     attempt = math.ceil(timeout_seconds) if timeout_seconds > 0 else NO_TIMEOUT_SECONDS
-    return min(attempt + GRANT_MARGIN_SECONDS, SIGV4_MAX_SECONDS)
+    return attempt + GRANT_MARGIN_SECONDS
+
+
+@dataclass(frozen=True)
+class GrantIssuer:
+    """What minting takes: the store of capabilities' scopes, the bucket the ``.env`` files go to,
+    and the API's base URL, where the helpers exchange their capabilities."""
+
+    grants: GrantRepository
+    blobs: BlobStore
+    api_url: str | None
+
+    @property
+    def endpoint(self) -> str:
+        if not self.api_url:
+            raise GrantIssueError("no API URL (FORMICA_API_URL): the helper containers could not use a grant")
+        return self.api_url.rstrip("/") + GRANTS_ROUTE
 
 
 @dataclass(frozen=True)
 class HelperGrant:
-    """One helper container's grant: the presigned GET of its curl config (``url``), and the S3 key
-    of the ``.env`` file that holds ``FORMICA_GRANTS_URL=<url>`` for ECS's ``environmentFiles``."""
+    """One helper container's grant: the grants endpoint and its capability, and the S3 key of the
+    ``.env`` file that holds both for ECS's ``environmentFiles``."""
 
-    url: str
+    endpoint: str
+    capability: str
     env_file_key: str
 
     @property
     def environment(self) -> dict[str, str]:
         """The helper container's environment (EKS puts it in the container spec)."""
-        return {GRANTS_URL_ENV: self.url}
+        return {GRANTS_URL_ENV: self.endpoint, CAPABILITY_ENV: self.capability}
 
 
 @dataclass(frozen=True)
@@ -92,8 +104,6 @@ class ContainerGrants:
     dependencies: HelperGrant | None
     artifacts: HelperGrant | None
     expires_at: datetime
-    downloads: int = 0
-    """How many files the dependencies container will download."""
 
 
 def _uploads_artifacts(task: TaskDefinition) -> bool:
@@ -103,62 +113,54 @@ def _uploads_artifacts(task: TaskDefinition) -> bool:
     return spec.when.strip().lower() != "never"
 
 
-def _helper_grant(blobs: BlobStore, key: str, text: str, expires_seconds: int) -> HelperGrant:
-    """Store a curl config and the ``.env`` file naming it; the grant is the config's presigned GET."""
-    blobs.put_bytes(key, text.encode("utf-8"), CONFIG_CONTENT_TYPE)
-    url = blobs.presign_get(key, expires_seconds)
-    env_file_key = key.rsplit(".", 1)[0] + ".env"
-    # A Docker env-file: everything after the first "=" is the value, no quoting or escapes.
-    blobs.put_bytes(env_file_key, f"{GRANTS_URL_ENV}={url}\n".encode(), CONFIG_CONTENT_TYPE)
-    return HelperGrant(url=url, env_file_key=env_file_key)
+def _helper_grant(issuer: GrantIssuer, key: str, capability: str) -> HelperGrant:
+    """Store the ``.env`` file a helper reads (a Docker env-file: everything after the first ``=`` is
+    the value, no quoting or escapes) and return the grant."""
+    grant = HelperGrant(endpoint=issuer.endpoint, capability=capability, env_file_key=key)
+    text = "".join(f"{name}={value}\n" for name, value in grant.environment.items())
+    issuer.blobs.put_bytes(key, text.encode("utf-8"), ENV_FILE_CONTENT_TYPE)
+    return grant
 
 
 def issue_grants(
-    blobs: BlobStore,
+    issuer: GrantIssuer,
     task: TaskDefinition,
     ctx: TaskContext,
     step: int,
     *,
     now: datetime | None = None,
 ) -> ContainerGrants:
-    """Presign what the attempt ``step`` of ``task`` may download and upload, and store the grants.
+    """Mint the capabilities of the attempt ``step`` of ``task`` (one per helper with work to do).
 
     Raises
     ------
-    BlobStoreError
-        A dependency could not be listed, or a grant file could not be stored or presigned.
+    GrantIssueError
+        No API URL is configured, or a capability or ``.env`` file could not be stored.
     """
-    expires_seconds = grant_seconds(ctx.timeout_seconds)
-    expires_at = (now or datetime.now(UTC)) + timedelta(seconds=expires_seconds)
+    moment = now or datetime.now(UTC)
+    expires_at = moment + timedelta(seconds=grant_seconds(ctx.timeout_seconds))
     where = grants_prefix(ctx.org, ctx.request_id, task.task_type, step)
-
-    downloads: list[tuple[str, str]] = []
-    for dependency in task.dependencies:
-        prefix = artifacts_prefix(ctx.org, ctx.request_id, dependency)
-        for blob in blobs.list_blobs(prefix):
-            path = dependency_path(blob.key, prefix)
-            if path is None:
-                logger.warning(
-                    "dependency artifact skipped: its key is not a plain relative path",
-                    extra={"request_id": ctx.request_id, "key": blob.key},
-                )
-                continue
-            downloads.append((path, blobs.presign_get(blob.key, expires_seconds)))
-    dependencies = (
-        _helper_grant(blobs, where + DEPENDENCIES_CONFIG, build_downloads_config(downloads), expires_seconds)
-        if downloads
-        else None
+    mint = functools.partial(
+        mint_capability,
+        issuer.grants,
+        org=ctx.org,
+        request_id=ctx.request_id,
+        task_type=task.task_type,
+        step=step,
+        expires_at=expires_at,
+        now=moment,
     )
-
-    artifacts = None
-    if _uploads_artifacts(task):
-        post = blobs.presign_post(
-            artifacts_prefix(ctx.org, ctx.request_id, task.task_type),
-            max_bytes=ARTIFACT_MAX_BYTES,
-            expires_seconds=expires_seconds,
-            metadata=(SHA256_METADATA,),
-        )
-        artifacts = _helper_grant(blobs, where + ARTIFACTS_CONFIG, build_upload_config(post), expires_seconds)
-    return ContainerGrants(
-        dependencies=dependencies, artifacts=artifacts, expires_at=expires_at, downloads=len(downloads)
-    )
+    try:
+        dependencies = None
+        if task.dependencies:
+            capability = mint(rights=[GrantRight.DOWNLOAD], dependencies=task.dependencies)
+            dependencies = _helper_grant(issuer, where + DEPENDENCIES_ENV_FILE, capability)
+        artifacts = None
+        if _uploads_artifacts(task):
+            capability = mint(
+                rights=[GrantRight.UPLOAD], max_bytes=ARTIFACT_MAX_BYTES, metadata=(SHA256_METADATA,)
+            )
+            artifacts = _helper_grant(issuer, where + ARTIFACTS_ENV_FILE, capability)
+    except (GrantStoreError, BlobStoreError) as exc:
+        raise GrantIssueError(f"could not grant the helper containers their files: {exc}") from exc
+    return ContainerGrants(dependencies=dependencies, artifacts=artifacts, expires_at=expires_at)

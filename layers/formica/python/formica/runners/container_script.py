@@ -9,12 +9,13 @@ exit code. The two programs run as subshells of the one ``sh -c`` the container 
 exit code is also written to ``{workspace}/.formica/exit-code`` so the artifact uploader, which runs
 after the main container in the same workspace, can honour ``artifacts.when``.
 
-The helper containers (``dependencies``, ``artifacts``) hold no AWS credentials: each reads a curl
-config file through the one presigned URL it is given (see "the helper containers' grants" below).
+The helper containers (``dependencies``, ``artifacts``) hold no AWS credentials: each exchanges the
+capability it is given for a curl config file of freshly signed URLs, at the moment it needs them
+(see "the helper containers' grants" below).
 Their programs are fixed text (``DEPENDENCIES_PROGRAM``, ``UPLOAD_PROGRAM``, part of the task
 definition), the per-run values come as arguments (the artifact patterns, ``upload_arguments``) and
 in the grant files (S3 keys and URLs, inside quoted curl config strings): no user value is ever
-shell text. They use POSIX sh, curl, mktemp, sha256sum, cut and readlink only, all in the helper
+shell text. They use POSIX sh, printf, curl, grep, mktemp, sha256sum, cut and readlink only, all in the helper
 image (``public.ecr.aws/aws-cli/aws-cli``, built on Amazon Linux 2, whose base image has curl).
 """
 
@@ -34,7 +35,9 @@ DEFAULT_WORKSPACE = "/workspace"
 STATUS_DIR_NAME = ".formica"
 EXIT_CODE_FILE_NAME = "exit-code"
 GRANTS_URL_ENV = "FORMICA_GRANTS_URL"
-"""The one variable a helper container is given: a presigned GET of its curl config (never main's)."""
+"""A helper container's grants endpoint: the API's ``POST /api/grants`` (never in main's environment)."""
+CAPABILITY_ENV = "FORMICA_CAPABILITY"
+"""A helper container's capability, exchanged at that endpoint (never in main's environment)."""
 WAIT_FOR_MAIN_ENV = "FORMICA_WAIT_FOR_MAIN"
 """Set on EKS's uploader, which runs beside the main container: wait for its exit-code file first."""
 DEPENDENCIES_PROGRAM_NAME = "formica-dependencies"
@@ -119,12 +122,14 @@ def artifacts_prefix(org: str, request_id: str, task_type: str) -> str:
 
 # --- the helper containers' grants -----------------------------------------------------------
 #
-# The helper containers hold no AWS credentials. Each gets one presigned GET URL in
-# ``GRANTS_URL_ENV`` (never in the main container's environment) naming a curl config file that
-# Formica's launch wrote to S3 (``formica.runners.container_grants``): for ``dependencies`` one
-# ``url``/``output`` pair per artifact to download (presigned GETs), for ``artifacts`` the upload
-# grant (a presigned POST: its URL and policy fields as ``form-string`` lines). curl reads those
-# files itself (``--config``), so no value from them is ever parsed by the shell.
+# The helper containers hold no AWS credentials. Each gets a capability in ``CAPABILITY_ENV`` and
+# the API's grants route in ``GRANTS_URL_ENV`` (never in the main container's environment;
+# ``formica.runners.container_grants``). When it is about to move files it POSTs the capability
+# there and gets a curl config file of URLs signed at that moment (``formica.runners.grants``): for
+# ``dependencies`` one ``url``/``output`` pair per artifact to download (presigned GETs), for
+# ``artifacts`` the upload grant (a presigned POST: its URL and policy fields as ``form-string``
+# lines). curl reads those files itself (``--config``), so no value from them is ever parsed by the
+# shell. The capability reaches curl through a pipe from ``printf`` (a shell builtin), never argv.
 
 
 def curl_config_value(value: str) -> str:
@@ -197,7 +202,9 @@ def _program(lines: list[str]) -> str:
 
 _FETCH_GRANT = [
     "grants=$(mktemp -d) || exit 1",
-    f'curl -fsS --retry 3 -o "$grants/grant.curl" "${GRANTS_URL_ENV}"',
+    f'printf \'{{"capability":"%s","format":"curl"}}\' "${CAPABILITY_ENV}" |'
+    f' curl -fsS --retry 3 -H "Content-Type: application/json" --data-binary @- -o "$grants/grant.curl"'
+    f' "${GRANTS_URL_ENV}"',
 ]
 
 DEPENDENCIES_PROGRAM = _program(
@@ -206,15 +213,18 @@ DEPENDENCIES_PROGRAM = _program(
         "set -e",
         f'[ -n "${{{GRANTS_URL_ENV}:-}}" ] || {{ echo "formica: no dependencies to download"; exit 0; }}',
         *_FETCH_GRANT,
+        # The dependencies are listed at this moment: a grant may have no file to fetch.
+        'grep -q "^url = " "$grants/grant.curl" || { echo "formica: no dependency artifacts"; exit 0; }',
         'curl -fsS --retry 3 --fail-early --create-dirs --config "$grants/grant.curl"',
         'rm -rf "$grants"',
     ]
 )
 """The dependencies container's program, the same for every task (it is part of the task definition):
 ``sh -c DEPENDENCIES_PROGRAM formica-dependencies``, run in the workspace. The files to fetch
-(presigned GETs and the relative paths they go to) are in the curl config ``$FORMICA_GRANTS_URL``
-names; without it there is nothing to download. A failed download exits non-zero, so the main
-container (which waits for this one's SUCCESS) never starts and the task reports ERR_CONTAINER_START.
+(presigned GETs and the relative paths they go to) are in the curl config its capability is
+exchanged for; without a grants endpoint there is nothing to download. A failed download exits
+non-zero, so the main container (which waits for this one's SUCCESS) never starts and the task
+reports ERR_CONTAINER_START.
 """
 
 
@@ -307,12 +317,12 @@ run in the workspace. The user's patterns arrive as arguments, never as shell te
 
 It runs once the main container exited (on EKS, where both run at once, it waits for the exit-code
 file while ``FORMICA_WAIT_FOR_MAIN`` is set), reads that exit code to honour ``when`` (onSuccess,
-onFailed, always; anything else uploads nothing), fetches its upload grant (the curl config
-``$FORMICA_GRANTS_URL`` names) and POSTs each regular file the patterns match (directories taken
-recursively) once, with its key under the prefix, a content type guessed from its name and its
-sha256 as ``x-amz-meta-sha256``. A file that resolves outside the workspace (a symlink) is skipped,
-and so is a path with a ``.``, ``..`` or empty segment. It always exits 0: the sidecar never decides
-the task's exit code (failures are in its log).
+onFailed, always; anything else uploads nothing), exchanges its capability for its upload grant
+(a curl config holding a presigned POST signed at that moment) and POSTs each regular file the
+patterns match (directories taken recursively) once, with its key under the prefix, a content type
+guessed from its name and its sha256 as ``x-amz-meta-sha256``. A file that resolves outside the
+workspace (a symlink) is skipped, and so is a path with a ``.``, ``..`` or empty segment. It always
+exits 0: the sidecar never decides the task's exit code (failures are in its log).
 """
 
 

@@ -42,7 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome
-from formica.runners.container_grants import ContainerGrants, issue_grants
+from formica.runners.container_grants import ContainerGrants, GrantIssueError, GrantIssuer, issue_grants
 from formica.runners.container_script import (
     ARTIFACTS_PROGRAM_NAME,
     DEPENDENCIES_PROGRAM,
@@ -618,6 +618,9 @@ class EksJobRunner:
     api: KubernetesApi
     config: EksLaunchConfig
     blobs: BlobStore | None = None
+    issuer: GrantIssuer | None = None
+    """Mints the helpers' capabilities in ``run`` (a launch through the container service gets its
+    grants from the service instead)."""
     poll_seconds: float = DEFAULT_POLL_SECONDS
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     monotonic: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -690,9 +693,9 @@ class EksJobRunner:
         """One attempt, start to finish: launch, poll, time out or cancel (deleting the Job), log to S3."""
         key = run_key or RunKey(ctx.request_id, ctx.attempt)
         try:
-            grants = issue_grants(self.blobs, task, ctx, key.step) if self.blobs is not None else None
-        except BlobStoreError as exc:
-            raise EksRunnerError(f"could not grant the helper containers their files: {exc}") from exc
+            grants = issue_grants(self.issuer, task, ctx, key.step) if self.issuer is not None else None
+        except GrantIssueError as exc:
+            raise EksRunnerError(str(exc)) from exc
         name = self.launch(task, ctx, key, grants)
         deadline = self.monotonic() + ctx.timeout_seconds if ctx.timeout_seconds > 0 else None
         while True:

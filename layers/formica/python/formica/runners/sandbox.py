@@ -1,11 +1,12 @@
 """SHELL attempts in a sandbox: a function that holds no credentials to Formica's data.
 
 The trusted shell-task function renders the task and hands the sandbox a ``SandboxRequest``: the
-task, the attempt's context, a presigned GET URL per dependency, one presigned POST grant limited to
-the task's artifact prefix and a size, and a presigned GET of the request's cancel marker. The
-sandbox (``functions/shell_sandbox``, whose role may write its own logs and nothing else) runs the
-shell exactly as the shell runner does in-process, with dependencies in and artifacts out through
-those grants, and answers a ``TaskOutcome``.
+task, the attempt's context, and a capability for this attempt only (``formica.runners.grants``)
+with the API's grants route. The sandbox (``functions/shell_sandbox``, whose role may write its own
+logs and nothing else) exchanges the capability when it moves files: at the start for a presigned
+GET per dependency artifact and one of the request's cancel marker, and again when it uploads, for
+one presigned POST limited to the task's artifact prefix and a size, signed at that moment. It runs
+the shell exactly as the shell runner does in-process and answers a ``TaskOutcome``.
 
 After every attempt the sandbox leaves nothing behind for the next tenant that a warm execution
 environment will serve: ``scrub_environment`` kills every process of its user but itself and its
@@ -29,7 +30,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ from formica.runners.artifacts import (
     download_dependencies,
 )
 from formica.runners.base import LOG_CAP_BYTES, ArtifactInfo, TaskContext, TaskOutcome
+from formica.runners.grants import AttemptGrant
 from formica.runners.shell import fresh_workdir, run_shell
 from formica.store.blobs import PresignedPost
 
@@ -74,37 +75,6 @@ class SandboxContext(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class SandboxUpload(BaseModel):
-    """A presigned POST grant (``store.blobs.PresignedPost``) as JSON."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str
-    fields: dict[str, str]
-    prefix: str
-    max_bytes: int
-    expires_at: str
-
-    @classmethod
-    def of(cls, grant: PresignedPost) -> SandboxUpload:
-        return cls(
-            url=grant.url,
-            fields=grant.fields,
-            prefix=grant.prefix,
-            max_bytes=grant.max_bytes,
-            expires_at=grant.expires_at.isoformat(),
-        )
-
-    def grant(self) -> PresignedPost:
-        return PresignedPost(
-            url=self.url,
-            fields=self.fields,
-            prefix=self.prefix,
-            max_bytes=self.max_bytes,
-            expires_at=datetime.fromisoformat(self.expires_at),
-        )
-
-
 class SandboxRequest(BaseModel):
     """What the trusted shell-task function sends the sandbox for one attempt."""
 
@@ -112,31 +82,78 @@ class SandboxRequest(BaseModel):
 
     task: dict[str, Any]
     context: SandboxContext
-    dependencies: dict[str, str] = Field(default_factory=dict)
-    """Artifact key -> presigned GET URL."""
-    upload: SandboxUpload | None = None
-    cancel_url: str | None = None
-    """Presigned GET of the request's cancel marker: 404 until the job is cancelled."""
+    grants_url: str | None = None
+    """The API's grants route, where ``capability`` is exchanged (None: no files move, no cancel)."""
+    capability: str | None = None
     success_exit_codes: list[str] = Field(default_factory=lambda: ["0"])
     """Exit codes the task's routing calls a success (artifacts' ``when`` depends on it)."""
 
 
-def _cancel_probe(url: str | None, client: httpx.Client, unreachable: type[Exception]) -> Callable[[], bool]:
-    """``is_cancelled`` for the shell runner: the cancel marker, read at most every few seconds."""
-    state = {"at": 0.0, "cancelled": False}
+class GrantClient:
+    """Exchanges the attempt's capability at the grants route (each call signs fresh URLs)."""
+
+    def __init__(self, request: SandboxRequest, client: httpx.Client) -> None:
+        self._url = request.grants_url
+        self._capability = request.capability
+        self._client = client
+
+    def fetch(self) -> AttemptGrant | None:
+        """The attempt's grant, signed now; None without a capability.
+
+        Raises
+        ------
+        ArtifactError
+            The grants route refused or could not be reached.
+        """
+        if not self._url or not self._capability:
+            return None
+        import httpx  # noqa: PLC0415 - loaded by run_sandboxed already; the trusted side never calls this
+
+        try:
+            response = self._client.post(self._url, json={"capability": self._capability})
+        except httpx.HTTPError as exc:
+            raise ArtifactError(f"the grants route could not be reached: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise ArtifactError(
+                f"the grants route refused the attempt's capability: HTTP {response.status_code}"
+            )
+        try:
+            return AttemptGrant.model_validate_json(response.content)
+        except ValueError as exc:
+            raise ArtifactError("the grants route answered something that is not a grant") from exc
+
+    def upload_grant(self) -> PresignedPost | None:
+        """A presigned POST for the attempt's artifacts, signed at this moment (None: none granted)."""
+        grant = self.fetch()
+        return grant.upload.post() if grant is not None and grant.upload is not None else None
+
+
+def _cancel_probe(
+    url: str | None, refresh: Callable[[], str | None], client: httpx.Client, unreachable: type[Exception]
+) -> Callable[[], bool]:
+    """``is_cancelled`` for the shell runner: the cancel marker, read at most every few seconds. A URL
+    that stopped working (403: expired, or its signer's credentials did) is exchanged for a new one."""
+    state: dict[str, Any] = {"at": 0.0, "cancelled": False, "url": url}
 
     def is_cancelled() -> bool:
-        if url is None or state["cancelled"]:
+        if state["url"] is None or state["cancelled"]:
             return bool(state["cancelled"])
         now = time.monotonic()
         if now - float(state["at"]) >= CANCEL_POLL_SECONDS:
             state["at"] = now
             # Unreachable is "not yet": the task's timeout still bounds the attempt.
-            with contextlib.suppress(unreachable):
-                state["cancelled"] = client.get(url).status_code == 200
+            with contextlib.suppress(unreachable, ArtifactError):
+                status = client.get(state["url"]).status_code
+                state["cancelled"] = status == 200
+                if status == 403:
+                    state["url"] = refresh() or state["url"]
         return bool(state["cancelled"])
 
     return is_cancelled
+
+
+def _download_failed(exc: ArtifactError) -> TaskOutcome:
+    return TaskOutcome(error_code=ERR_ARTIFACTS_DOWNLOAD, error_message=str(exc), log=f"[{exc}]\n")
 
 
 def run_sandboxed(request: SandboxRequest, *, work_root: Path | None = None) -> TaskOutcome:
@@ -149,23 +166,39 @@ def run_sandboxed(request: SandboxRequest, *, work_root: Path | None = None) -> 
 
     task = TaskDefinition.model_validate(request.task)
     client = httpx.Client(timeout=30.0, trust_env=False)
-    upload = request.upload.grant() if request.upload is not None else None
-    store = PresignedBlobStore(request.dependencies, upload, client=client)
-    ctx = TaskContext(
-        **request.context.model_dump(),
-        is_cancelled=_cancel_probe(request.cancel_url, client, httpx.HTTPError),
-    )
-    workdir = fresh_workdir(ctx, work_root)
+    grants = GrantClient(request, client)
     try:
         try:
-            download_dependencies(store, list(request.dependencies), workdir)
+            grant = grants.fetch()
         except ArtifactError as exc:
-            return TaskOutcome(error_code=ERR_ARTIFACTS_DOWNLOAD, error_message=str(exc), log=f"[{exc}]\n")
-        outcome = run_shell(task, ctx, workdir=workdir)
-        succeeded = outcome.error_code is None and outcome.exit_code in request.success_exit_codes
-        return attach_artifacts(outcome, task, ctx, workdir=workdir, store=store, succeeded=succeeded)
+            return _download_failed(exc)
+        downloads = {item.key: item.url for item in grant.downloads} if grant is not None else {}
+        store = PresignedBlobStore(downloads, grants.upload_grant, client=client)
+
+        def fresh_cancel_url() -> str | None:
+            fresh = grants.fetch()
+            return fresh.cancel_url if fresh is not None else None
+
+        ctx = TaskContext(
+            **request.context.model_dump(),
+            is_cancelled=_cancel_probe(
+                grant.cancel_url if grant is not None else None, fresh_cancel_url, client, httpx.HTTPError
+            ),
+        )
+        workdir = fresh_workdir(ctx, work_root)
+        try:
+            try:
+                download_dependencies(store, list(downloads), workdir)
+            except ArtifactError as exc:
+                return TaskOutcome(
+                    error_code=ERR_ARTIFACTS_DOWNLOAD, error_message=str(exc), log=f"[{exc}]\n"
+                )
+            outcome = run_shell(task, ctx, workdir=workdir)
+            succeeded = outcome.error_code is None and outcome.exit_code in request.success_exit_codes
+            return attach_artifacts(outcome, task, ctx, workdir=workdir, store=store, succeeded=succeeded)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
         client.close()
 
 

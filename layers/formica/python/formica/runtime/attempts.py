@@ -8,8 +8,10 @@ and artifacts around a runner.
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +25,21 @@ from formica.runners.artifacts import (
     download_dependencies,
 )
 from formica.runners.base import TaskContext, TaskOutcome
+from formica.runners.container_grants import GRANTS_ROUTE
+from formica.runners.grants import mint_capability
 from formica.runners.local_container import LocalContainerMode, run_local_container
 from formica.runners.sandbox import (
     ERR_SANDBOX,
     SandboxContext,
     SandboxRequest,
-    SandboxUpload,
     trusted_outcome,
 )
 from formica.runners.shell import fresh_workdir, run_shell
 from formica.runtime.deps import Runtime
 from formica.runtime.walker import AttemptScope, attempt_succeeded, run_task_attempt
-from formica.store.blobs import BlobStoreError
 from formica.store.functions import FunctionInvokeError
-from formica.store.schema import artifact_key, cancel_marker_key
+from formica.store.grants import GrantRight, GrantStoreError
+from formica.store.schema import artifact_key
 
 
 def run_http_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
@@ -101,7 +104,9 @@ run_shell_here = in_workdir(_shell)
 """A SHELL task attempt in a fresh working directory of this process (``formica dev``, tests)."""
 
 SANDBOX_GRANT_MARGIN_SECONDS = 300
-"""A sandbox's grants outlive its attempt's timeout by this much (the uploads come after)."""
+"""A sandbox's capability outlives its attempt by this much (the uploads come after)."""
+SANDBOX_MAX_SECONDS = 900
+"""A Lambda invocation's limit: no sandboxed attempt runs longer."""
 SANDBOX_ARTIFACT_MAX_BYTES = 2 * 1024**3
 """The largest artifact a sandbox may upload: its ephemeral storage (2 GiB)."""
 
@@ -114,19 +119,47 @@ def run_shell_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScop
     return run_shell_here(task, ctx, scope)
 
 
+def _sandbox_seconds(ctx: TaskContext) -> int:
+    """How long a sandboxed attempt may run: its timeout, never more than a Lambda invocation."""
+    if ctx.timeout_seconds <= 0:
+        return SANDBOX_MAX_SECONDS
+    return min(math.ceil(ctx.timeout_seconds), SANDBOX_MAX_SECONDS)
+
+
 def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> SandboxRequest:
-    """What the sandbox gets for one attempt: the task, its context, and grants for this attempt only
-    (a GET per dependency, one POST limited to the task's artifact prefix, the cancel marker)."""
-    blobs = scope.runtime.blobs
-    expires = int(ctx.timeout_seconds) + SANDBOX_GRANT_MARGIN_SECONDS
-    upload = None
+    """What the sandbox gets for one attempt: the task, its context, and a capability for this
+    attempt only (its dependencies' artifacts, uploads under the task's artifact prefix, the cancel
+    marker), which it exchanges at the API's grants route when it moves files.
+
+    Raises
+    ------
+    GrantStoreError
+        The capability could not be stored.
+    ValueError
+        No API URL or capability store is configured.
+    """
+    runtime = scope.runtime
+    if runtime.grants is None or not runtime.settings.api_url:
+        raise ValueError("no API URL (FORMICA_API_URL) or capability store for the sandbox's grants")
+    rights = [GrantRight.CANCEL]
+    if task.dependencies:
+        rights.append(GrantRight.DOWNLOAD)
     if task.artifacts is not None and task.artifacts.paths:
-        grant = blobs.presign_post(
-            artifact_key(ctx.org, ctx.request_id, ctx.task_type, ""),
-            max_bytes=SANDBOX_ARTIFACT_MAX_BYTES,
-            expires_seconds=expires,
-        )
-        upload = SandboxUpload.of(grant)
+        rights.append(GrantRight.UPLOAD)
+    now = runtime.now()
+    capability = mint_capability(
+        runtime.grants,
+        org=ctx.org,
+        request_id=ctx.request_id,
+        task_type=ctx.task_type,
+        step=scope.step,
+        rights=rights,
+        expires_at=now + timedelta(seconds=_sandbox_seconds(ctx) + SANDBOX_GRANT_MARGIN_SECONDS),
+        now=now,
+        execution=scope.request.execution_name,
+        dependencies=task.dependencies,
+        max_bytes=SANDBOX_ARTIFACT_MAX_BYTES,
+    )
     return SandboxRequest(
         task=task.model_dump(mode="json", exclude_none=True, by_alias=True),
         context=SandboxContext(
@@ -138,11 +171,8 @@ def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope)
             timeout_seconds=ctx.timeout_seconds,
             params=ctx.params,
         ),
-        dependencies={key: blobs.presign_get(key, expires) for key in _dependency_keys(task, scope)},
-        upload=upload,
-        cancel_url=blobs.presign_get(
-            cancel_marker_key(ctx.org, ctx.request_id, scope.request.execution_name), expires
-        ),
+        grants_url=runtime.settings.api_url.rstrip("/") + GRANTS_ROUTE,
+        capability=capability,
         success_exit_codes=[
             code for code in map(str, range(256)) if attempt_succeeded(task, TaskOutcome(exit_code=code))
         ],
@@ -156,7 +186,7 @@ def run_in_sandbox(function: str, task: TaskDefinition, ctx: TaskContext, scope:
         return TaskOutcome(error_code=ERR_SANDBOX, error_message="no function invoker for the SHELL sandbox")
     try:
         request = sandbox_request(task, ctx, scope)
-    except BlobStoreError as exc:
+    except (GrantStoreError, ValueError) as exc:
         return TaskOutcome(error_code=ERR_SANDBOX, error_message=f"could not grant the sandbox: {exc}")
     try:
         answer = invoker.invoke(function, request.model_dump(mode="json"))

@@ -45,7 +45,7 @@ from typing import Any, Literal, Protocol
 from formica.engine.walk import AttemptResult
 from formica.jobs.models import TaskDefinition, TaskMethod
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, ArtifactInfo, TaskContext, TaskOutcome
-from formica.runners.container_grants import issue_grants
+from formica.runners.container_grants import GrantIssueError, GrantIssuer, issue_grants
 from formica.runners.container_script import artifacts_prefix
 from formica.runners.ecs import EcsRunner, EcsRunnerError, log_stream_name
 from formica.runners.ecs_events import (
@@ -65,6 +65,7 @@ from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.walker import Walker
 from formica.settings import FormicaSettings
 from formica.store.blobs import BlobStore, BlobStoreError
+from formica.store.grants import GrantRepository
 from formica.store.container_logs import ContainerLogs, LogStoreError
 from formica.store.container_runs import ContainerRunItem, ContainerRunRepository, ContainerRunStoreError
 from formica.store.schema import log_key
@@ -204,6 +205,7 @@ class ContainerService:
         eks: Callable[[], EksJobRunner],
         logs: ContainerLogs,
         blobs: BlobStore,
+        grants: GrantRepository,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
@@ -214,6 +216,7 @@ class ContainerService:
         self._eks_factory = eks
         self._logs = logs
         self._blobs = blobs
+        self._issuer = GrantIssuer(grants=grants, blobs=blobs, api_url=settings.api_url)
         self.clock = clock
         self._lock = threading.Lock()
         self._ecs: EcsRunner | None = None
@@ -278,9 +281,9 @@ class ContainerService:
                 return run
         key = RunKey(request_id, step)
         try:
-            # The helper containers' presigned URLs, valid until the deadline plus a margin; the
+            # The helper containers' capabilities, valid until the deadline plus a margin; the
             # containers themselves hold no credentials (runners.container_grants).
-            grants = issue_grants(self._blobs, task, ctx, step, now=now)
+            grants = issue_grants(self._issuer, task, ctx, step, now=now)
             if run.runtime == "eks":
                 runner = self.eks()
                 name = runner.launch(task, ctx, key, grants=grants)
@@ -290,7 +293,7 @@ class ContainerService:
             arn = self.ecs().launch(task, ctx, key, grants=grants)
             self.runs.set_handle(request_id, step, ecs_task_arn=arn)
             return run.model_copy(update={"ecs_task_arn": arn})
-        except (EcsRunnerError, EksRunnerError, BlobStoreError) as exc:
+        except (EcsRunnerError, EksRunnerError, GrantIssueError) as exc:
             logger.warning(
                 "container launch failed", extra={"request_id": request_id, "step": step, "error": str(exc)}
             )

@@ -23,6 +23,7 @@ from formica.runners.base import TaskContext
 from formica.settings import FormicaSettings
 from formica.store.blobs import BlobStore
 from formica.store.functions import FunctionInvoker
+from formica.store.grants import GrantRepository
 from formica.store.requests import JobRequestItem, RequestRepository
 from formica.store.state_machine import StateMachine
 
@@ -86,6 +87,8 @@ class Runtime:
     now: Callable[[], datetime] = _utc_now
     functions: FunctionInvoker | None = None
     """Other Lambda functions (the SHELL sandbox); None where SHELL attempts run in-process."""
+    grants: GrantRepository | None = None
+    """Where the SHELL sandbox's capabilities are minted; None where SHELL attempts run in-process."""
     _raw_yaml: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -18,6 +18,7 @@ from formica.settings import FormicaSettings, get_settings
 from formica.store.blobs import S3BlobStore
 from formica.store.definitions import DefinitionRepository
 from formica.store.functions import LambdaFunctionInvoker
+from formica.store.grants import DynamoGrantRepository
 from formica.store.requests import JobRequestItem, RequestRepository
 from formica.store.state_machine import StepFunctionsStateMachine
 
@@ -53,6 +54,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         request_ended=_request_finished,
         container_factory=_process_containers,
         functions=LambdaFunctionInvoker() if resolved.shell_sandbox_function else None,
+        grants=DynamoGrantRepository(resolved.table_name) if resolved.shell_sandbox_function else None,
     )
 
 
@@ -111,6 +113,7 @@ def build_container_service(
         eks=eks,
         logs=CloudWatchContainerLogs(),
         blobs=blobs,
+        grants=DynamoGrantRepository(resolved.table_name),
     )
 
 

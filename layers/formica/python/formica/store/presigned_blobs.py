@@ -1,14 +1,15 @@
 """A blob store that holds no credentials: presigned GETs to read, one presigned POST to write.
 
-What the SHELL sandbox is handed by the trusted shell-task function: a URL per dependency it may
-download, and one upload grant limited to the attempt's artifact prefix and a size. It is a
+What the SHELL sandbox gets for its capability (``formica.runners.grants``): a URL per dependency
+it may download, and, asked for when it first uploads, one upload grant limited to the attempt's
+artifact prefix and a size. It is a
 ``BlobStore``, so the artifact code that runs next to a shell (``runners.artifacts``) works on it
 unchanged; every other operation is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -29,17 +30,19 @@ TRANSFER_TIMEOUT_SECONDS = 120.0
 
 
 class PresignedBlobStore(BlobStore):
-    """Reads the keys of ``downloads`` (key -> presigned GET URL); writes under ``upload``'s prefix."""
+    """Reads the keys of ``downloads`` (key -> presigned GET URL); writes under the prefix of the grant
+    ``upload`` answers (asked once, at the first write: a grant signed when it is used)."""
 
     def __init__(
         self,
         downloads: Mapping[str, str],
-        upload: PresignedPost | None,
+        upload: PresignedPost | Callable[[], PresignedPost | None] | None,
         *,
         client: httpx.Client | None = None,
     ) -> None:
         self._downloads = dict(downloads)
-        self._upload = upload
+        self._upload_source = upload
+        self._upload: PresignedPost | None = upload if isinstance(upload, PresignedPost) else None
         # trust_env=False: a proxy setting in the environment must not see the grants.
         self._client = client or httpx.Client(timeout=TRANSFER_TIMEOUT_SECONDS, trust_env=False)
 
@@ -55,8 +58,17 @@ class PresignedBlobStore(BlobStore):
             raise BlobStoreError(f"could not read {path.name!r}: {exc}") from exc
         return size, sha256
 
+    def _grant(self) -> PresignedPost | None:
+        if self._upload is None and callable(self._upload_source):
+            try:
+                self._upload = self._upload_source()
+            except Exception as exc:  # the source's own errors (the grants route), named in the message
+                raise BlobStoreError(f"no upload grant: {exc}") from exc
+            self._upload_source = None
+        return self._upload
+
     def _post(self, key: str, data: bytes | BinaryIO, size: int, content_type: str) -> None:
-        grant = self._upload
+        grant = self._grant()
         if grant is None:
             raise BlobStoreError("this attempt may not upload anything")
         if not key.startswith(grant.prefix) or ".." in key.split("/"):

@@ -133,6 +133,10 @@ def token_pk(token_sha256: str) -> str:
     return f"TOKEN#{token_sha256}"
 
 
+def grant_pk(capability_sha256: str) -> str:
+    return f"GRANT#{capability_sha256}"
+
+
 def idempotency_pk(org: str, key: str) -> str:
     return f"ORG#{org}#IDEM#{key}"
 

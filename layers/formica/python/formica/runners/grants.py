@@ -1,0 +1,239 @@
+"""An attempt's capability, minted by trusted code and exchanged for URLs signed at the moment of use.
+
+The runners that move an untrusted attempt's files (the SHELL sandbox, a container's
+``dependencies`` and ``artifacts`` helpers) hold no AWS credentials. They hold a capability
+(``formica.store.grants``): a secret scoped to one attempt and expiring at its deadline plus a
+margin. When they download or upload, they POST it to the API's grants route (``POST
+/api/grants``, no token: the capability is the credential) and get back:
+
+- ``downloads``: a presigned GET per artifact of the task's dependencies, listed at that moment
+  (right ``download``), each with the workspace-relative path it goes to;
+- ``upload``: one presigned POST whose policy allows keys under the task's own artifact prefix
+  (trailing slash included), up to the capability's size, with the metadata it names (right
+  ``upload``);
+- ``cancel_url``: a presigned GET of the request's cancel marker (right ``cancel``).
+
+Each URL is signed at exchange time with the API function's current credentials and lives
+``GRANT_URL_SECONDS`` at most (never past the capability's own expiry), so an attempt that runs for
+a day uploads with a URL minutes old. The same grant is served as JSON or, for the helpers, which
+have only sh and curl, as a curl config file (``curl_config``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from formica.runners.container_script import (
+    artifacts_prefix,
+    build_downloads_config,
+    build_upload_config,
+    dependency_path,
+)
+from formica.store.blobs import BlobStore, PresignedPost
+from formica.store.grants import (
+    AttemptGrantItem,
+    GrantRepository,
+    GrantRight,
+    hash_capability,
+    new_capability,
+)
+from formica.store.schema import cancel_marker_key
+
+logger = logging.getLogger(__name__)
+
+GRANT_URL_SECONDS = 3600
+"""How long an exchanged URL lives: long enough to start a large upload, short enough that a leaked
+URL is soon worthless."""
+MIN_URL_SECONDS = 1
+
+
+class CapabilityRefusedError(RuntimeError):
+    """The capability is unknown, malformed or expired, or does not hold the right asked for."""
+
+
+class GrantDownload(BaseModel):
+    """One file a download right may fetch: its key, where it goes, and a presigned GET."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    path: str
+    url: str
+
+
+class GrantUpload(BaseModel):
+    """A presigned POST (``store.blobs.PresignedPost``) as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    fields: dict[str, str]
+    prefix: str
+    max_bytes: int
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, post: PresignedPost) -> GrantUpload:
+        return cls(
+            url=post.url,
+            fields=post.fields,
+            prefix=post.prefix,
+            max_bytes=post.max_bytes,
+            expires_at=post.expires_at,
+        )
+
+    def post(self) -> PresignedPost:
+        return PresignedPost(
+            url=self.url,
+            fields=self.fields,
+            prefix=self.prefix,
+            max_bytes=self.max_bytes,
+            expires_at=self.expires_at,
+        )
+
+
+class AttemptGrant(BaseModel):
+    """What a capability is exchanged for (each part present only with its right)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str
+    task_type: str
+    expires_at: datetime = Field(description="when the capability itself expires")
+    downloads: list[GrantDownload] = Field(default_factory=list)
+    upload: GrantUpload | None = None
+    cancel_url: str | None = None
+
+
+def mint_capability(
+    grants: GrantRepository,
+    *,
+    org: str,
+    request_id: str,
+    task_type: str,
+    step: int,
+    rights: Sequence[GrantRight],
+    expires_at: datetime,
+    now: datetime,
+    execution: str | None = None,
+    dependencies: Sequence[str] = (),
+    max_bytes: int = 0,
+    metadata: Sequence[str] = (),
+) -> str:
+    """Store the scope of a new capability and return its secret (shown only to the runner).
+
+    The upload prefix is always the task's own artifact prefix: nothing the attempt says can widen it.
+
+    Raises
+    ------
+    GrantStoreError
+        The scope could not be stored.
+    """
+    capability = new_capability()
+    grants.create(
+        AttemptGrantItem(
+            secret_hash=hash_capability(capability),
+            org=org,
+            request_id=request_id,
+            task_type=task_type,
+            step=step,
+            rights=tuple(dict.fromkeys(rights)),
+            expires_at=expires_at,
+            created_at=now,
+            execution=execution,
+            dependencies=tuple(dependencies),
+            upload_prefix=artifacts_prefix(org, request_id, task_type)
+            if GrantRight.UPLOAD in rights
+            else None,
+            max_bytes=max_bytes,
+            metadata=tuple(metadata),
+        )
+    )
+    return capability
+
+
+def _url_seconds(scope: AttemptGrantItem, now: datetime) -> int:
+    left = math.floor((scope.expires_at - now).total_seconds())
+    return max(MIN_URL_SECONDS, min(GRANT_URL_SECONDS, left))
+
+
+def _downloads(blobs: BlobStore, scope: AttemptGrantItem, seconds: int) -> list[GrantDownload]:
+    downloads: list[GrantDownload] = []
+    for dependency in scope.dependencies:
+        prefix = artifacts_prefix(scope.org, scope.request_id, dependency)
+        for blob in blobs.list_blobs(prefix):
+            path = dependency_path(blob.key, prefix)
+            if path is None:
+                logger.warning(
+                    "dependency artifact skipped: its key is not a plain relative path",
+                    extra={"request_id": scope.request_id, "key": blob.key},
+                )
+                continue
+            downloads.append(GrantDownload(key=blob.key, path=path, url=blobs.presign_get(blob.key, seconds)))
+    return downloads
+
+
+def exchange_capability(
+    grants: GrantRepository,
+    blobs: BlobStore,
+    capability: str,
+    *,
+    now: datetime,
+) -> AttemptGrant:
+    """The URLs ``capability`` entitles its holder to, signed now.
+
+    Raises
+    ------
+    CapabilityRefusedError
+        Unknown, malformed or expired capability.
+    GrantStoreError, BlobStoreError
+        The scope could not be read, a dependency listed or a URL signed.
+    """
+    scope = grants.find_active(capability, now=now)
+    if scope is None:
+        raise CapabilityRefusedError("the capability is unknown or has expired")
+    seconds = _url_seconds(scope, now)
+    grant = AttemptGrant(request_id=scope.request_id, task_type=scope.task_type, expires_at=scope.expires_at)
+    if scope.allows(GrantRight.DOWNLOAD):
+        grant.downloads = _downloads(blobs, scope, seconds)
+    if scope.allows(GrantRight.UPLOAD) and scope.upload_prefix:
+        post = blobs.presign_post(
+            scope.upload_prefix, max_bytes=scope.max_bytes, expires_seconds=seconds, metadata=scope.metadata
+        )
+        grant.upload = GrantUpload.of(post)
+    if scope.allows(GrantRight.CANCEL):
+        grant.cancel_url = blobs.presign_get(
+            cancel_marker_key(scope.org, scope.request_id, scope.execution), seconds
+        )
+    logger.info(
+        "capability exchanged",
+        extra={
+            "request_id": scope.request_id,
+            "task_type": scope.task_type,
+            "step": scope.step,
+            "downloads": len(grant.downloads),
+            "upload": grant.upload is not None,
+        },
+    )
+    return grant
+
+
+def curl_config(grant: AttemptGrant) -> str:
+    """The grant as the helper containers read it (``curl --config``): the downloads' url/output
+    pairs, or the upload's URL and policy fields.
+
+    Raises
+    ------
+    CapabilityRefusedError
+        The grant holds both or neither (a curl config can carry only one of them).
+    """
+    if grant.upload is not None and not grant.downloads:
+        return build_upload_config(grant.upload.post())
+    if grant.upload is None:
+        return build_downloads_config((download.path, download.url) for download in grant.downloads)
+    raise CapabilityRefusedError("a curl config carries downloads or an upload, not both")

@@ -1,0 +1,46 @@
+"""The grants route in the stack (its method is public, tests/infra/test_api.py): named to the
+functions that mint capabilities, and the signing and writing access it needs, on the keys it needs
+only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.infra.synthesis import Synth
+
+
+def _s3_statements(synth: Synth, folder: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for statement in synth.statements_of_role(synth.role_of(folder))
+        if any(
+            action.startswith("s3:")
+            for action in (
+                [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+            )
+        )
+    ]
+
+
+def test_the_functions_that_mint_capabilities_name_the_api(synth: Synth) -> None:
+    functions = synth.functions()
+    for folder in ("shell_task", "launch"):
+        variables = functions[folder][1]["Environment"]["Variables"]
+        url = json.dumps(variables["FORMICA_API_URL"])
+        assert "execute-api" in url and "RestApi" in url, folder
+    # The sandbox learns the route from its payload: its environment names nothing of the stack.
+    sandbox = functions["shell_sandbox"][1].get("Environment", {}).get("Variables", {})
+    assert "FORMICA_API_URL" not in sandbox
+
+
+def test_the_api_signs_uploads_under_artifact_prefixes_only(synth: Synth) -> None:
+    puts = [statement for statement in _s3_statements(synth, "api") if "s3:PutObject" in statement["Action"]]
+    assert len(puts) == 1
+    assert json.dumps(puts[0]["Resource"]).endswith('"/*/artifacts/*"]]}')
+
+
+def test_launch_writes_grant_files_and_touches_no_artifact(synth: Synth) -> None:
+    (statement,) = _s3_statements(synth, "launch")
+    assert statement["Action"] == "s3:PutObject"
+    assert json.dumps(statement["Resource"]).endswith('"/*/grants/*"]]}')
