@@ -87,7 +87,7 @@ def _summary_tasks(item: DefinitionVersionItem) -> tuple[list[TaskSummary], list
     tasks = [
         TaskSummary(
             task_type=task.task_type,
-            method=task.method.value if task.method is not None else None,
+            method=task.method_name,
             next_tasks=task.next_tasks(),
         )
         for task in definition.tasks

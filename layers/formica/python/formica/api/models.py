@@ -48,7 +48,9 @@ class HealthResponse(BaseModel):
 
 class TaskSummary(BaseModel):
     task_type: str
-    method: str | None = Field(description="formicary method; null for a container task written without one")
+    method: str | None = Field(
+        description="formicary method as written; CONTAINER for a task written with only a container"
+    )
     next_tasks: list[str] = Field(description="tasks named by on_completed, on_failed and on_exit_code")
 
 

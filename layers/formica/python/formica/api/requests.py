@@ -178,10 +178,7 @@ def _methods(services: ApiServices, request: JobRequestItem) -> dict[str, str | 
     version = services.definitions.get_version(request.org, request.job_type, request.job_version)
     if version is None:  # the definition was deleted; the request's record still stands
         return {}
-    return {
-        task.task_type: (task.method.value if task.method is not None else None)
-        for task in version.definition.tasks
-    }
+    return {task.task_type: task.method_name for task in version.definition.tasks}
 
 
 def get_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:

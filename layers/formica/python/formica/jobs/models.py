@@ -446,6 +446,14 @@ class TaskDefinition(_Strict):
             return RunnerKind.CONTAINER
         return RunnerKind.SHELL
 
+    @property
+    def method_name(self) -> str:
+        """The method as shown to users: as written, or ``CONTAINER`` for a task written with only a
+        container (it runs as one; formicary would call it KUBERNETES), ``SHELL`` otherwise."""
+        if self.method is not None:
+            return self.method.value
+        return RunnerKind.CONTAINER.value if self.container is not None else TaskMethod.SHELL.value
+
     def next_tasks(self) -> list[str]:
         """Every target named by on_completed / on_failed / on_exit_code, in order, without duplicates."""
         targets = [self.on_completed, self.on_failed, *self.on_exit_code.values()]
