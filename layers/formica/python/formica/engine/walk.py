@@ -285,6 +285,13 @@ class Clock:
         return self.job_deadline is not None and self.now >= self.job_deadline
 
 
+def failure_message(task_type: str, exit_code: str) -> str:
+    """The job's error message when a task failed with no message of its runner's."""
+    if exit_code:
+        return f"task {task_type} failed with exit code {exit_code}"
+    return f"task {task_type} failed"
+
+
 class _TransitionBuilder:
     """Builds one call's Transition: a working copy of the walk state, mutated step by step (enter a
     task, record an attempt, route, restart, finish), then returned with the decision and the task
@@ -502,7 +509,7 @@ class _TransitionBuilder:
             self.walk.failing = True
             if self.walk.error_code is None:
                 self.walk.error_code = error_code
-                self.walk.error_message = message or f"task {run.task_type} failed"
+                self.walk.error_message = message or failure_message(run.task_type, result.exit_code)
             if route.failure == Failure.FATAL:
                 self.walk.fatal = True
                 return self.after_route_end()

@@ -52,6 +52,7 @@ from formica.jobs.errors import DefinitionError
 from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.deps import ContainerRuntimeError, Runtime
+from formica.store.blobs import BlobStoreError
 from formica.store.requests import (
     ArtifactItem,
     JobRequestItem,
@@ -362,6 +363,7 @@ class Walker:
         via_catch: bool = False,
         definition: JobDefinition | None = None,
         artifacts: list[ArtifactItem] | None = None,
+        log_text: str | None = None,
     ) -> dict[str, Any]:
         decision = request.decision
         if decision is None or decision.action not in RUN_ACTIONS or request.walk.current is None:
@@ -374,7 +376,29 @@ class Walker:
         transition = record_attempt(
             rendered, request.walk, result, self.clock(request, rendered, now), via_catch=via_catch
         )
+        self.explain_failure(request, transition, result, log_text)
         return self.commit(request, transition, artifacts=artifacts)
+
+    def explain_failure(
+        self, request: JobRequestItem, transition: Transition, result: AttemptResult, log_text: str | None
+    ) -> None:
+        """When this attempt's failure is the one the job will fail with, add the last lines of the
+        task's output and where its whole log is to the job's error message (in place)."""
+        current = request.walk.current
+        message = transition.walk.error_message
+        if current is None or message is None or request.walk.error_message is not None:
+            return
+        if log_text is None and result.log_key is not None:
+            try:
+                log_text = self.rt.blobs.get_bytes(result.log_key).decode("utf-8", errors="replace")
+            except BlobStoreError as exc:
+                logger.warning(
+                    "failed task's log not read", extra={"request_id": request.request_id, "error": str(exc)}
+                )
+        detail = failure_detail(request.request_id, current.task_type, log_text or "")
+        transition.walk.error_message = f"{message}\n{detail}"
+        if transition.error_message == message:
+            transition.error_message = transition.walk.error_message
 
     def begin(self, request: JobRequestItem, execution: str | None) -> dict[str, Any]:
         """The first call of an execution: start the walk, or resume it after continue-as-new."""
@@ -514,7 +538,7 @@ class Walker:
             log_key=fields["log_key"],
             warnings=fields["warnings"],
         )
-        return self.record(request, result, definition=definition, artifacts=artifacts)
+        return self.record(request, result, definition=definition, artifacts=artifacts, log_text=outcome.log)
 
     def after_lost_claim(self, request_id: str, step: int) -> dict[str, Any]:
         """Someone claimed this attempt already: never run it again; finish what they left."""
@@ -620,6 +644,20 @@ class Walker:
                 )
             )
         return items, {"log_key": key, "warnings": list(outcome.warnings)}
+
+
+FAILURE_TAIL_LINES = 5
+"""How many of a failed task's last output lines the job's error message quotes."""
+FAILURE_TAIL_LINE_CHARS = 200
+
+
+def failure_detail(request_id: str, task_type: str, log_text: str) -> str:
+    """The last lines of a failed task's output (bounded) and the command that prints all of it."""
+    lines = [line.rstrip()[:FAILURE_TAIL_LINE_CHARS] for line in log_text.splitlines() if line.strip()]
+    tail = lines[-FAILURE_TAIL_LINES:]
+    shown = "".join(f"\n  {line}" for line in tail)
+    quoted = f"last lines of its output:{shown}\n" if tail else ""
+    return f"{quoted}whole log: formica logs {request_id} {task_type}"
 
 
 def _still_started(transition: Transition) -> Transition:
