@@ -281,6 +281,8 @@ def test_task_execution_shows_in_the_request_and_logs_read_as_text(defined: ApiW
             "error_code": None,
             "error_message": None,
             "attempts": 2,
+            "task_retry": 0,
+            "job_retry": 0,
             "started_at": detail["tasks"][0]["started_at"],
             "ended_at": None,
         }

@@ -150,6 +150,11 @@ def test_request_graph_marks_a_job_restart_and_untouched_tasks(world: ApiWorld) 
         ("bye", None, 0),
     ]
     assert "linkStyle" not in graph["mermaid"]  # a restart is not an edge of the definition
+    tasks = world.call("GET", f"/api/jobs/requests/{request_id}").json()["tasks"]
+    assert [(t["task_type"], t["job_retry"], t["task_retry"]) for t in tasks] == [
+        ("greet", 0, 0),
+        ("greet", 1, 0),
+    ]
 
 
 def test_request_graph_shows_a_rerun_after_post_restart(world: ApiWorld) -> None:

@@ -24,7 +24,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def test_validate_accepts_a_good_file(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(files["good"])]) == 0
-    assert "OK (job_type ok, 1 tasks)" in capsys.readouterr().out
+    assert "OK (job_type ok, 1 task)" in capsys.readouterr().out
 
 
 def test_validate_rejects_a_dangling_on_completed_with_task_and_line(

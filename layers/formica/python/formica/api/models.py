@@ -151,6 +151,8 @@ class TaskExecutionResponse(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     attempts: int = 0
+    task_retry: int = Field(default=0, description="how often the task was restarted (RESTART_TASK, retry)")
+    job_retry: int = Field(default=0, description="the job attempt (0: the first) this execution belongs to")
     started_at: str | None = None
     ended_at: str | None = None
 

@@ -134,6 +134,8 @@ def _task_response(
         error_code=task.error_code,
         error_message=task.error_message,
         attempts=task.attempts,
+        task_retry=task.task_retry,
+        job_retry=task.job_retry,
         started_at=task.started_at,
         ended_at=task.ended_at,
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from formica.jobs.errors import DefinitionError
+from formica.jobs.errors import DefinitionError, Problem
 from formica.jobs.graph import to_mermaid
 from formica.jobs.parsing import parse_definition
 from formica.jobs.schema import fields_markdown, job_definition_schema_json
@@ -20,22 +21,35 @@ def _read(path: str) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``: a count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _validate_one(path: str) -> dict[str, Any]:
+    """One file's result: ``ok`` with job_type and tasks, or the problems (as the API's details)."""
+    try:
+        job = parse_definition(_read(path))
+    except DefinitionError as exc:
+        return {"file": path, "ok": False, "problems": [problem.to_dict() for problem in exc.problems]}
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = Problem(f"cannot read: {exc}")
+        return {"file": path, "ok": False, "problems": [problem.to_dict()]}
+    return {"file": path, "ok": True, "job_type": job.job_type, "tasks": len(job.tasks)}
+
+
 def validate_command(args: argparse.Namespace) -> int:
-    failed = False
-    for path in args.files:
-        try:
-            job = parse_definition(_read(path))
-        except DefinitionError as exc:
-            failed = True
-            for problem in exc.problems:
-                print(f"{path}: {problem}", file=sys.stderr)
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            failed = True
-            print(f"{path}: cannot read: {exc}", file=sys.stderr)
-            continue
-        print(f"{path}: OK (job_type {job.job_type}, {len(job.tasks)} tasks)")
-    return 1 if failed else 0
+    results = [_validate_one(path) for path in args.files]
+    if args.json:
+        print(json.dumps({"files": results}, indent=2, sort_keys=True))
+    else:
+        for result in results:
+            if result["ok"]:
+                summary = f"job_type {result['job_type']}, {counted(result['tasks'], 'task')}"
+                print(f"{result['file']}: OK ({summary})")
+            for problem in result.get("problems", []):
+                print(f"{result['file']}: {problem['text']}", file=sys.stderr)
+    return 0 if all(result["ok"] for result in results) else 1
 
 
 def graph_command(args: argparse.Namespace) -> int:
@@ -71,6 +85,11 @@ def register(subparsers: Any) -> None:
         "validate", help="validate job definitions", description="Validate job definition YAML files."
     )
     validate.add_argument("files", nargs="+", metavar="FILE", help="YAML file ('-' reads stdin)")
+    validate.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document: per file, ok with job_type and tasks, or its problems",
+    )
     validate.set_defaults(handler=validate_command)
 
     graph = subparsers.add_parser(

@@ -402,18 +402,34 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 class ProgressPrinter:
-    """Prints one line whenever the job's or a task's (state, attempt, exit code) changes."""
+    """Prints one line whenever the job's or a task's (state, attempt, exit code) changes.
+
+    Every attempt of a task gets its line with its exit code; an attempt that began and ended
+    between two polls (the API keeps a task's last exit code only) gets a line saying so. A job
+    restart (RESTART_JOB, or the job's automatic retry) gets its own line before the tasks it runs.
+    """
 
     def __init__(self, out: TextIO | None, *, clock: Callable[[], datetime] | None = None) -> None:
         self._out = out
         self._seen: dict[str, tuple[Any, ...]] = {}
+        self._attempts: dict[str, int] = {}
+        self._job_retry = 0
         self._job_state: str | None = None
         self._clock = clock or (lambda: datetime.now(UTC))
+
+    def _restarts(self, job_retry: int) -> list[str]:
+        lines = [
+            f"job restarted: retry {n} (job attempt {n + 1})"
+            for n in range(self._job_retry + 1, job_retry + 1)
+        ]
+        self._job_retry = max(self._job_retry, job_retry)
+        return lines
 
     def update(self, request: Mapping[str, Any]) -> list[str]:
         lines: list[str] = []
         now = self._clock()
         for index, task in enumerate(request.get("tasks") or []):
+            lines.extend(self._restarts(int(task.get("job_retry") or 0)))
             key = f"{index}:{task.get('task_type')}"
             snapshot = (
                 task.get("task_state"),
@@ -424,7 +440,15 @@ class ProgressPrinter:
             if self._seen.get(key) == snapshot:
                 continue
             self._seen[key] = snapshot
+            attempts = int(task.get("attempts") or 0)
+            lines.extend(
+                f"  {task.get('task_type')!s:<16}  attempt {missed} ended between two polls: its exit code "
+                "is not kept"
+                for missed in range(self._attempts.get(key, 0) + 1, attempts)
+            )
+            self._attempts[key] = max(attempts, self._attempts.get(key, 0))
             lines.append(task_line(task, now))
+        lines.extend(self._restarts(int(request.get("retried") or 0)))
         state = str(request.get("job_state"))
         if state != self._job_state:
             self._job_state = state
@@ -573,7 +597,7 @@ def format_request(request: Mapping[str, Any], now: datetime | None = None) -> s
     moment = now or datetime.now(UTC)
     lines = [
         f"request {request.get('id')}  {request.get('job_type')} v{request.get('job_version')}  "
-        f"{request.get('job_state')}",
+        f"{request.get('job_state')}  retried {request.get('retried') or 0}",
         f"  created {request.get('created_at')}  "
         f"elapsed {elapsed_text(request.get('started_at'), request.get('ended_at'), moment)}",
     ]
@@ -590,13 +614,15 @@ def format_request(request: Mapping[str, Any], now: datetime | None = None) -> s
             str(t.get("task_state")),
             str(t.get("attempts") or ""),
             str(t.get("exit_code") if t.get("exit_code") not in (None, "") else "-"),
+            str(t.get("job_retry") or 0),
             elapsed_text(t.get("started_at"), t.get("ended_at"), moment),
             str(t.get("error_code") or ""),
         ]
         for t in request.get("tasks") or []
     ]
     if rows:
-        lines.append(_table(["TASK", "METHOD", "STATE", "ATTEMPTS", "EXIT", "ELAPSED", "ERROR"], rows))
+        headers = ["TASK", "METHOD", "STATE", "ATTEMPTS", "EXIT", "JOB RETRY", "ELAPSED", "ERROR"]
+        lines.append(_table(headers, rows))
     return "\n".join(lines)
 
 
