@@ -24,6 +24,7 @@ from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDe
 from formica.runners.base import TaskContext
 from formica.runners.container_grants import ARTIFACT_MAX_BYTES, GRANT_MARGIN_SECONDS
 from formica.runners.ecs_events import ERR_CONTAINER_START, ERR_TASK_CANCELLED, RunKey
+from formica.runners.grants import curl_config, exchange_capability
 from formica.runtime import (
     build_container_service,
     default_container_service,
@@ -34,6 +35,7 @@ from formica.runtime.containers import DirectReporter
 from formica.settings import reset_settings
 from formica.store.aws import get_client, reset_clients
 from formica.store.blobs import S3BlobStore
+from formica.store.grants import DynamoGrantRepository
 from formica.store.schema import create_table
 from formica.store.state_machine import StepFunctionsStateMachine
 from moto import mock_aws
@@ -42,6 +44,7 @@ from tests.event_samples import ecs_event, with_run
 
 REGION = "us-east-1"
 TABLE = "formica-ecs-test"
+API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/test"
 BUCKET = "formica-ecs-test-artifacts"
 LOG_GROUP = "/formica/containers"
 REQUEST_ID = "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
@@ -83,6 +86,7 @@ def moto_stack() -> Iterator[dict[str, Any]]:
             "FORMICA_BUCKET_NAME": BUCKET,
             "FORMICA_REGION": REGION,
             "FORMICA_CONTAINER_LOG_GROUP": LOG_GROUP,
+            "FORMICA_API_URL": API_URL,
             "FORMICA_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/formica-task",
             "FORMICA_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/formica-execution",
             "FORMICA_ECS_TASK_FAMILY_PREFIX": "formica-test-",
@@ -464,9 +468,26 @@ def test_the_outcome_carries_this_attempts_artifacts_and_log(aws: dict[str, Any]
     assert artifacts["data/a.json"].sha256 == ""  # directory uploads carry no checksum
 
 
-def _curl_config(key: str) -> list[tuple[str, str]]:
-    """The (option, value) lines of a curl config file Launch stored, unescaped as curl reads them."""
-    text = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+def _helper_environment(env_key: str) -> dict[str, str]:
+    """The variables the ECS agent gives a helper: its ``.env`` file's lines, as Docker reads them."""
+    text = (
+        boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=env_key)["Body"].read().decode()
+    )
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+def _curl_config(env_key: str) -> list[tuple[str, str]]:
+    """What the helper of ``env_key`` gets for its capability at the grants route (the route's own
+    logic, on this table and bucket), as (option, value) lines unescaped as curl reads them."""
+    environment = _helper_environment(env_key)
+    assert environment["FORMICA_GRANTS_URL"] == API_URL + "/api/grants"
+    grant = exchange_capability(
+        DynamoGrantRepository(TABLE),
+        S3BlobStore(BUCKET),
+        environment["FORMICA_CAPABILITY"],
+        now=datetime.now(UTC),
+    )
+    text = curl_config(grant)
     lines = []
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
@@ -486,7 +507,7 @@ def test_the_upload_grant_is_a_policy_for_this_tasks_prefix_until_the_deadline(a
     default_container_service().launch(REQUEST_ID, 21, task, _ctx(task), "token-policy")
 
     grants_at = f"acme/{REQUEST_ID}/init/grants/attempt-21/"
-    lines = _curl_config(grants_at + "artifacts.curl")
+    lines = _curl_config(grants_at + "artifacts.env")
     fields = dict(value.split("=", 1) for option, value in lines if option == "form-string")
     (url,) = [value for option, value in lines if option == "url"]
     assert BUCKET in url
@@ -505,19 +526,13 @@ def test_the_upload_grant_is_a_policy_for_this_tasks_prefix_until_the_deadline(a
     expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
     deadline = launched_at + timedelta(seconds=_ctx(task).timeout_seconds)
     expected = deadline + timedelta(seconds=GRANT_MARGIN_SECONDS)
+    # Exchanged at once, the POST lives until the capability ends (the deadline plus the margin).
     assert abs((expiration - expected).total_seconds()) < 30
-    # The env file ECS reads names that config's presigned GET, valid as long.
-    env_file = (
-        boto3.client("s3", region_name=REGION)
-        .get_object(Bucket=BUCKET, Key=grants_at + "artifacts.env")["Body"]
-        .read()
-        .decode()
-    )
-    name, grant_url = env_file.strip().split("=", 1)
-    assert name == "FORMICA_GRANTS_URL"
-    query = parse_qs(urlsplit(grant_url).query)
-    assert query["X-Amz-Expires"] == [str(600 + GRANT_MARGIN_SECONDS)]
-    assert unquote(urlsplit(grant_url).path).endswith(grants_at + "artifacts.curl")
+    # The env file ECS reads holds the route and the capability, and nothing signed.
+    assert set(_helper_environment(grants_at + "artifacts.env")) == {
+        "FORMICA_GRANTS_URL",
+        "FORMICA_CAPABILITY",
+    }
 
 
 def test_dependencies_are_granted_one_presigned_get_each(aws: dict[str, Any]) -> None:
@@ -536,9 +551,10 @@ def test_dependencies_are_granted_one_presigned_get_each(aws: dict[str, Any]) ->
         {"value": f"arn:aws:s3:::{BUCKET}/{grants_at}dependencies.env", "type": "s3"}
     ]
     assert "environmentFiles" not in overrides["artifacts"]  # nothing to upload, nothing granted
-    lines = _curl_config(grants_at + "dependencies.curl")
+    lines = _curl_config(grants_at + "dependencies.env")
     assert [option for option, _ in lines] == ["url", "output"]
     (url, output) = (lines[0][1], lines[1][1])
     assert output == "./bin/app"
     assert unquote(urlsplit(url).path).endswith(source + "bin/app")
-    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == [str(600 + GRANT_MARGIN_SECONDS)]
+    expires = int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0])
+    assert 600 + GRANT_MARGIN_SECONDS - 30 <= expires <= 600 + GRANT_MARGIN_SECONDS
