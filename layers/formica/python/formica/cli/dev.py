@@ -247,6 +247,7 @@ def run_dev(args: argparse.Namespace) -> int:
         org=args.org,
         container_runtime=args.container_runtime,
         strict_egress=bool(getattr(args, "strict_egress", False)),
+        announce=lambda line: print(line, flush=True),
     )
     return serve_until_signalled(DevServer(options), out=sys.stdout)
 

@@ -25,13 +25,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 import formica
+from formica.local.console import announce_finished_jobs, moto_interpreter_at_debug
 from formica.local.front_door import FrontDoor
 from formica.local.gateway import ApiGateway, Handler
 from formica.local.lambda_dispatch import dispatch_lambda_invocations, load_handler, load_handler_instances
@@ -86,6 +87,8 @@ class DevOptions:
     bucket_name: str = DEFAULT_BUCKET
     # False: HTTP tasks may also call loopback (the demo's stub, local servers); True: AWS's rules.
     strict_egress: bool = False
+    # Where the line of each finished job goes (the console); None: nowhere.
+    announce: Callable[[str], Any] | None = field(default=None, repr=False, compare=False)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -306,6 +309,10 @@ class DevServer:
     def _install_lambda_dispatch(self) -> None:
         _make_functions_importable()
         self._stack.enter_context(dispatch_lambda_invocations())
+        # A failed job is no server error: one line per finished job, moto's dumps at debug.
+        self._stack.enter_context(moto_interpreter_at_debug())
+        if self.options.announce is not None:
+            self._stack.enter_context(announce_finished_jobs(self.options.announce))
 
     def _start_scheduling(self) -> None:
         # Cron schedules kept in moto's EventBridge Scheduler and an in-process ticker that
