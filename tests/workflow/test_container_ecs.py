@@ -12,18 +12,22 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import boto3
 import pytest
 from formica.engine.walk import JobState
+from formica.runners.grants import curl_config, exchange_capability
 from formica.runtime import default_container_service, get_runtime, reset_container_service
 from formica.store.aws import get_client
+from formica.store.blobs import S3BlobStore
 from formica.store.container_runs import ContainerRunItem
+from formica.store.grants import DynamoGrantRepository
 
 from tests.event_samples import ecs_event, with_run
-from tests.workflow.conftest import BUCKET, ORG, REGION, Walk
+from tests.workflow.conftest import BUCKET, ORG, REGION, TABLE, Walk
 
 DOCKER_JOB = """
 job_type: docker-job
@@ -80,6 +84,7 @@ def ecs_walk(walk: Walk, monkeypatch: pytest.MonkeyPatch) -> Iterator[Walk]:
         "FORMICA_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/task",
         "FORMICA_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/execution",
         "FORMICA_CONTAINER_LOG_GROUP": "/formica/containers",
+        "FORMICA_API_URL": "https://abc123.execute-api.us-east-1.amazonaws.com/test",
     }.items():
         monkeypatch.setenv(name, value)
     from formica.runtime import reset_runtime
@@ -169,8 +174,16 @@ def test_a_docker_job_runs_on_ecs_with_artifacts_logs_and_dependencies(ecs_walk:
     env_file = (
         ecs_walk.s3.get_object(Bucket=BUCKET, Key=grants_at + "dependencies.env")["Body"].read().decode()
     )
-    assert env_file.startswith("FORMICA_GRANTS_URL=") and f"{grants_at}dependencies.curl" in env_file
-    downloads = ecs_walk.s3.get_object(Bucket=BUCKET, Key=grants_at + "dependencies.curl")["Body"].read()
+    environment = dict(line.split("=", 1) for line in env_file.splitlines())
+    assert environment["FORMICA_GRANTS_URL"].endswith("/test/api/grants")
+    # What the helper gets at the grants route for its capability (the route's logic, on this table).
+    grant = exchange_capability(
+        DynamoGrantRepository(TABLE),
+        S3BlobStore(BUCKET),
+        environment["FORMICA_CAPABILITY"],
+        now=datetime.now(UTC),
+    )
+    downloads = curl_config(grant).encode()
     urls = re.findall(r'^url = "([^"]+)"$', downloads.decode(), flags=re.MULTILINE)
     assert len(urls) == 1
     assert unquote(urlsplit(urls[0]).path).endswith("/" + prefix + "env.txt")
