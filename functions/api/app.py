@@ -13,7 +13,6 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.api import definitions, grants, requests, tokens
 from formica.api.auth import Principal, principal_from_authorizer_context
@@ -401,11 +400,19 @@ def revoke_token(token_id: Identifier) -> TokenResponse:
     return tokens.revoke_token(get_services(), _org(), token_id)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # This request's id, as the one 500 body names it; thread-safe keys: formica dev runs many at once.
+    logger.thread_safe_append_keys(correlation_id=_gateway_request_id(event) or context.aws_request_id)
     result = app.resolve(event, context)
     add_cors_headers(result, cors_headers(request_origin(event), _cors_origins()))
     return result
+
+
+def _gateway_request_id(event: dict[str, Any]) -> str | None:
+    context = event.get("requestContext")
+    request_id = context.get("requestId") if isinstance(context, dict) else None
+    return request_id if isinstance(request_id, str) and request_id else None
 
 
 def _cors_origins() -> tuple[str, ...]:

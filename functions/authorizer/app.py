@@ -20,8 +20,9 @@ from formica.api.errors import UnauthorizedError
 logger = Logger(service="formica")
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.thread_safe_append_keys(correlation_id=context.aws_request_id)
     request = APIGatewayAuthorizerRequestEvent(event)
     try:
         return authorizer_response(request.method_arn, request.headers.get("Authorization"))

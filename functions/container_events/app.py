@@ -12,7 +12,9 @@ from formica.runtime import default_container_service
 logger = Logger(service="formica")
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, bool]:
-    logger.append_keys(task_arn=(event.get("detail") or {}).get("taskArn"))
+    logger.thread_safe_append_keys(
+        correlation_id=context.aws_request_id, task_arn=(event.get("detail") or {}).get("taskArn")
+    )
     return {"answered": default_container_service().complete(event)}

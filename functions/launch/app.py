@@ -11,9 +11,11 @@ logger = Logger(service="formica")
 tracer = Tracer(service="formica")
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     launch = LaunchEvent.model_validate(event)
-    logger.append_keys(request_id=launch.request_id, step=launch.step)
+    logger.thread_safe_append_keys(
+        correlation_id=context.aws_request_id, request_id=launch.request_id, step=launch.step
+    )
     return launch_container(launch, get_runtime())

@@ -10,7 +10,8 @@ from formica.runtime import default_container_service
 logger = Logger(service="formica")
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    logger.thread_safe_append_keys(correlation_id=context.aws_request_id)
     report = default_container_service().reconcile()
     return {"checked": report.checked, "settled": report.settled, "stopped": report.stopped}

@@ -11,7 +11,11 @@ from formica.runtime import get_runtime, handle_event
 logger = Logger(service="formica")
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(job_type=event.get("job_type"), scheduled_time=event.get("scheduled_time"))
+    logger.thread_safe_append_keys(
+        correlation_id=context.aws_request_id,
+        job_type=event.get("job_type"),
+        scheduled_time=event.get("scheduled_time"),
+    )
     return handle_event(event, get_runtime())

@@ -13,9 +13,14 @@ from formica.runners.sandbox import handle
 logger = Logger(service="formica")
 
 
-@logger.inject_lambda_context(log_event=False)  # the event carries presigned grants: never logged
+# log_event=False: the event carries presigned grants, never logged.
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     context_fields = event.get("context") or {}
-    logger.append_keys(request_id=context_fields.get("request_id"), task_type=context_fields.get("task_type"))
+    logger.thread_safe_append_keys(
+        correlation_id=context.aws_request_id,
+        request_id=context_fields.get("request_id"),
+        task_type=context_fields.get("task_type"),
+    )
     root = os.environ.get("FORMICA_WORK_ROOT")
     return handle(event, work_root=Path(root) if root else None)
