@@ -109,17 +109,25 @@ def test_even_the_ecs_agents_role_reaches_nothing_but_the_grant_files(
     refused = _refusals(policy, aws)
     assert refused == dict.fromkeys(refused, True)
     with as_role(policy) as agent:
-        # What it is for: the ECS agent reads the .env file that hands a helper its presigned URL.
+        # What it is for: the ECS agent reads the .env file that hands a helper its capability.
         assert not agent.denied(lambda s: s.client("s3").get_object(Bucket=BUCKET, Key=GRANT_FILE))
 
 
-def test_the_check_is_real_the_launch_role_reads_the_artifacts_it_presigns(
+def test_the_check_is_real_the_api_role_signs_what_helpers_exchange_and_launch_writes_grant_files(
     synth: Synth, aws: dict[str, str]
 ) -> None:
-    policy = role_policy(synth, synth.role_of("launch"), aws)
-    with as_role(policy) as launch:
+    # The grants route signs the helpers' URLs with the API function's role: it reads and writes
+    # artifacts (so the same enforcement that refuses the containers lets it through) ...
+    with as_role(role_policy(synth, synth.role_of("api"), aws)) as api:
         attempts = _attempts(aws)
-        assert not launch.denied(attempts["s3 get own artifact"])
-        assert not launch.denied(attempts["s3 put"])
+        assert not api.denied(attempts["s3 get own artifact"])
+        assert not api.denied(attempts["s3 put"])
+        assert api.denied(lambda s: s.client("s3").put_object(Bucket=BUCKET, Key=GRANT_FILE, Body=b"x"))
+    # ... while Launch, which only mints capabilities, writes the helpers' .env files and no artifact.
+    with as_role(role_policy(synth, synth.role_of("launch"), aws)) as launch:
+        assert not launch.denied(
+            lambda s: s.client("s3").put_object(Bucket=BUCKET, Key=GRANT_FILE, Body=b"x")
+        )
+        assert launch.denied(attempts["s3 get own artifact"])
+        assert launch.denied(attempts["s3 put"])
         assert launch.denied(attempts["secret"])
-        assert launch.denied(lambda s: s.client("s3").get_object(Bucket=BUCKET, Key="organisation-b/x.log"))

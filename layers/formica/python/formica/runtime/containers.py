@@ -65,9 +65,9 @@ from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.walker import Walker
 from formica.settings import FormicaSettings
 from formica.store.blobs import BlobStore, BlobStoreError
-from formica.store.grants import GrantRepository
 from formica.store.container_logs import ContainerLogs, LogStoreError
 from formica.store.container_runs import ContainerRunItem, ContainerRunRepository, ContainerRunStoreError
+from formica.store.grants import GrantRepository
 from formica.store.schema import log_key
 from formica.store.state_machine import StateMachine, StateMachineError, TaskTokenGoneError
 
