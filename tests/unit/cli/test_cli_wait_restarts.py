@@ -88,3 +88,14 @@ def test_status_shows_retried_and_each_executions_job_attempt() -> None:
     assert header.endswith("COMPLETED  retried 1")
     assert "JOB RETRY" in table_header
     assert [row.split()[5] for row in rows] == ["0", "1"]
+
+
+def test_an_attempt_between_two_polls_shows_its_exit_code_from_the_api() -> None:
+    printer = ProgressPrinter(io.StringIO(), clock=lambda: NOW)
+    task = {**_task("build", "COMPLETED", 3, "0"), "exit_codes": ["2", "ERR_TASK_TIMED_OUT", "0"]}
+
+    lines = printer.update(_request("COMPLETED", [task]))
+
+    assert lines[0].endswith("attempt 1 ended between two polls: exit 2")
+    assert lines[1].endswith("attempt 2 ended between two polls: exit ERR_TASK_TIMED_OUT")
+    assert "attempt 3" in lines[2] and "exit 0" in lines[2]

@@ -148,6 +148,10 @@ class TaskExecutionResponse(BaseModel):
     method: str | None = None
     task_state: str
     exit_code: str | None = None
+    exit_codes: list[str] = Field(
+        default_factory=list,
+        description="each attempt's exit code (its error code when it had none), the last 20, oldest first",
+    )
     error_code: str | None = None
     error_message: str | None = None
     attempts: int = 0

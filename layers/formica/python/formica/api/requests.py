@@ -131,6 +131,7 @@ def _task_response(
         method=methods.get(task.task_type),
         task_state=state,
         exit_code=task.exit_code or None,
+        exit_codes=task.exit_codes,
         error_code=task.error_code,
         error_message=task.error_message,
         attempts=task.attempts,

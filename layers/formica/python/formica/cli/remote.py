@@ -405,7 +405,7 @@ class ProgressPrinter:
     """Prints one line whenever the job's or a task's (state, attempt, exit code) changes.
 
     Every attempt of a task gets its line with its exit code; an attempt that began and ended
-    between two polls (the API keeps a task's last exit code only) gets a line saying so. A job
+    between two polls gets a line with its code from the task's ``exit_codes``. A job
     restart (RESTART_JOB, or the job's automatic retry) gets its own line before the tasks it runs.
     """
 
@@ -442,8 +442,7 @@ class ProgressPrinter:
             self._seen[key] = snapshot
             attempts = int(task.get("attempts") or 0)
             lines.extend(
-                f"  {task.get('task_type')!s:<16}  attempt {missed} ended between two polls: its exit code "
-                "is not kept"
+                missed_attempt_line(task, missed, attempts)
                 for missed in range(self._attempts.get(key, 0) + 1, attempts)
             )
             self._attempts[key] = max(attempts, self._attempts.get(key, 0))
@@ -476,6 +475,15 @@ def elapsed_text(started: Any, ended: Any, now: datetime) -> str:
         return "-"
     end = _parse_time(ended) or now
     return f"{max(0.0, (end - start).total_seconds()):.1f}s"
+
+
+def missed_attempt_line(task: Mapping[str, Any], attempt: int, attempts: int) -> str:
+    """An attempt that began and ended between two polls, with its exit code from ``exit_codes``
+    (the API keeps the last 20 of a task execution, oldest first)."""
+    codes = [str(code) for code in task.get("exit_codes") or []]
+    index = len(codes) - (attempts - attempt) - 1
+    code = codes[index] if 0 <= index < len(codes) else "not kept"
+    return f"  {task.get('task_type')!s:<16}  attempt {attempt} ended between two polls: exit {code}"
 
 
 def task_line(task: Mapping[str, Any], now: datetime) -> str:

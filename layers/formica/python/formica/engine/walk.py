@@ -156,6 +156,10 @@ class AttemptResult(BaseModel):
         return self
 
 
+EXIT_CODES_KEPT = 20
+"""How many attempts' exit codes a task execution keeps (a sensor may poll thousands of times)."""
+
+
 class TaskRun(BaseModel):
     """The task the walk is in: one task execution, with its polls and retries."""
 
@@ -170,6 +174,8 @@ class TaskRun(BaseModel):
     deadline: str | None = None  # min(task deadline, job deadline), ISO-8601
     deadline_is_job: bool = False
     last_exit_code: str = ""
+    recent_exit_codes: list[str] = Field(default_factory=list)
+    """Each attempt's exit code (its error code when it had none), the last ``EXIT_CODES_KEPT``."""
     last_log_key: str | None = None
     last_warnings: list[str] = Field(default_factory=list)
 
@@ -211,6 +217,8 @@ class TaskUpdate(BaseModel):
     attempts: int = 0
     polls: int = 0
     exit_code: str = ""
+    exit_codes: list[str] = Field(default_factory=list)
+    """The last ``EXIT_CODES_KEPT`` attempts' exit codes (or error codes), oldest first."""
     error_code: str | None = None
     error_message: str | None = None
     allowed_failure: bool = False
@@ -345,6 +353,7 @@ class _TransitionBuilder:
                     "attempts": run.attempts,
                     "polls": run.polls,
                     "exit_code": run.last_exit_code,
+                    "exit_codes": run.recent_exit_codes,
                     "outputs": self.walk.outputs.get(run.task_type, {}) if run.attempts else {},
                     "log_key": run.last_log_key,
                     "warnings": run.last_warnings,
@@ -419,6 +428,8 @@ class _TransitionBuilder:
             raise WalkError("an attempt result arrived but the walk is in no task")
         task = self.task(run.task_type)
         run.last_exit_code = result.exit_code
+        code = result.exit_code or result.error_code or "?"
+        run.recent_exit_codes = [*run.recent_exit_codes, code][-EXIT_CODES_KEPT:]
         if result.log_key is not None:
             run.last_log_key = result.log_key
             run.last_warnings = list(result.warnings)
@@ -691,6 +702,7 @@ def end_walk(
                 attempts=run.attempts,
                 polls=run.polls,
                 exit_code=run.last_exit_code,
+                exit_codes=run.recent_exit_codes,
                 error_code=error_code,
                 error_message=message,
                 log_key=run.last_log_key,

@@ -233,6 +233,7 @@ class TaskExecutionItem(BaseModel):
     attempts: int = 0
     polls: int = 0
     exit_code: str = ""
+    exit_codes: list[str] = Field(default_factory=list)
     error_code: str | None = None
     error_message: str | None = None
     allowed_failure: bool = False
@@ -268,6 +269,7 @@ class TaskExecutionItem(BaseModel):
             attempts=number("attempts"),
             polls=number("polls"),
             exit_code=text("exit_code") or "",
+            exit_codes=json.loads(text("exit_codes_json") or "[]"),
             error_code=text("error_code"),
             error_message=text("error_message"),
             allowed_failure=bool(item.get("allowed_failure", {}).get("BOOL", False)),

@@ -66,6 +66,8 @@ def task_item(request_id: str, update: TaskUpdate, now: str) -> dict[str, Any]:
         item["outputs_json"] = {"S": json.dumps(update.outputs, separators=(",", ":"))}
     if update.warnings:
         item["warnings_json"] = {"S": json.dumps(update.warnings)}
+    if update.exit_codes:
+        item["exit_codes_json"] = {"S": json.dumps(update.exit_codes, separators=(",", ":"))}
     return item
 
 
