@@ -76,7 +76,8 @@ def read_definition(definition_file: Path) -> tuple[str, set[str]]:
 
 
 class Orchestration(Construct):
-    """The job state machine and its five Lambdas: advance, http_task, shell_task, launch, continue_execution.
+    """The job state machine and its six Lambdas: advance, http_task, shell_task, launch, fork_task and
+    continue_execution.
 
     Parameters
     ----------
@@ -180,6 +181,14 @@ class Orchestration(Construct):
             # second or two) instead of failing on ECS's ThrottlingException.
             reserved_concurrency=10,
         )
+        self.fork_task = FormicaFunction(
+            self,
+            "ForkTask",
+            folder="fork_task",
+            description="Start the child request of a FORK_JOB task, then decide the job's next action",
+            defaults=defaults,
+            timeout=Duration.seconds(60),
+        )
         self.continue_execution = FormicaFunction(
             self,
             "ContinueExecution",
@@ -195,16 +204,27 @@ class Orchestration(Construct):
         storage.grant_bucket(self.shell_task.role, read=True, write=True)
         platform.grant_launch(self.launch)
         platform.grant_eks(self.launch)
-        self.launch.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
-                resources=[self.state_machine_arn],
+        # Launch answers container and await tokens; the functions that can end a forked request
+        # answer its parent's await (formica.runtime.forks.child_finished).
+        for answerer in (self.launch, self.advance, self.http_task, self.shell_task, self.fork_task):
+            answerer.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
+                    resources=[self.state_machine_arn],
+                )
             )
-        )
         # Continue-as-new starts executions; Advance, the task functions and Launch too, since a
         # request ending there starts the next PENDING ones of its job type (max_concurrency;
         # Launch ends a request whose container task cannot render, D13).
-        starters = (self.continue_execution, self.advance, self.http_task, self.shell_task, self.launch)
+        # ForkTask starts the children it forks.
+        starters = (
+            self.continue_execution,
+            self.advance,
+            self.http_task,
+            self.shell_task,
+            self.launch,
+            self.fork_task,
+        )
         for starter in starters:
             starter.role.add_to_principal_policy(
                 iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine_arn])
@@ -215,6 +235,7 @@ class Orchestration(Construct):
             "HttpTaskFunctionArn": self.http_task.function_arn,
             "ShellTaskFunctionArn": self.shell_task.function_arn,
             "LaunchFunctionArn": self.launch.function_arn,
+            "ForkTaskFunctionArn": self.fork_task.function_arn,
             "ContinueFunctionArn": self.continue_execution.function_arn,
         }
         unknown = sorted(placeholders - arns.keys())
@@ -270,4 +291,11 @@ class Orchestration(Construct):
     @property
     def functions(self) -> tuple[FormicaFunction, ...]:
         """The functions the state machine invokes."""
-        return (self.advance, self.http_task, self.shell_task, self.launch, self.continue_execution)
+        return (
+            self.advance,
+            self.http_task,
+            self.shell_task,
+            self.launch,
+            self.fork_task,
+            self.continue_execution,
+        )

@@ -73,6 +73,12 @@ class Scheduling(Construct):
         self.function.role.add_to_principal_policy(
             iam.PolicyStatement(actions=["states:StartExecution"], resources=[state_machine_arn])
         )
+        # The sweep answers an await whose last child's end was not heard (forks.sweep_children).
+        self.function.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["states:SendTaskSuccess", "states:SendTaskFailure"], resources=[state_machine_arn]
+            )
+        )
 
         self.invoke_role = iam.Role(
             self,

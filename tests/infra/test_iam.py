@@ -38,9 +38,16 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "authorizer": BASE | TABLE_READ,
     # A request ending in these starts the next PENDING ones (max_concurrency): StartExecution.
     # Container completions commit the walk's step themselves (D13), so they can end a request too.
-    "advance": BASE | TABLE | {"states:StartExecution"},
-    "http_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution"},
-    "shell_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution", "lambda:InvokeFunction"},
+    # A forked request ending in these answers its parent's await: TASK_RESPONSE.
+    "advance": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE,
+    "http_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution"} | TASK_RESPONSE,
+    "shell_task": BASE
+    | TABLE
+    | BUCKET_READ_WRITE
+    | {"states:StartExecution", "lambda:InvokeFunction"}
+    | TASK_RESPONSE,
+    # FORK_JOB: starts the child it creates; a child may end at once and answer an await.
+    "fork_task": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE,
     # Tenants' SHELL scripts: its own logs and nothing else (no table, bucket, states, keys, secrets).
     "shell_sandbox": LOGS,
     # Launch mints the helpers' capabilities (the table) and writes their .env files (*/grants/*).
@@ -64,7 +71,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | TASK_RESPONSE
     | ECS_TASKS
     | {"states:StartExecution"},
-    "scheduler": BASE | TABLE | {"states:StartExecution"},
+    "scheduler": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE,
 }
 EKS_USERS = {"api", "launch", "reconciler"}
 
@@ -189,7 +196,16 @@ def test_table_writes_never_scan_and_reads_name_the_indexes(synth: Synth) -> Non
 
 
 def test_state_machine_actions_name_this_state_machine(synth: Synth) -> None:
-    starters = ("api", "continue_execution", "scheduler", "advance", "http_task", "shell_task", "launch")
+    starters = (
+        "api",
+        "continue_execution",
+        "scheduler",
+        "advance",
+        "http_task",
+        "shell_task",
+        "launch",
+        "fork_task",
+    )
     for folder in (*starters, "container_events", "reconciler"):
         (start,) = synth.statements_granting(synth.role_of(folder), "states:StartExecution")
         assert resources_of(start) == [STATE_MACHINE], folder

@@ -17,6 +17,7 @@ FOLDERS = {
     "advance",
     "http_task",
     "shell_task",
+    "fork_task",
     "shell_sandbox",
     "launch",
     "continue_execution",

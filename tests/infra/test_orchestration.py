@@ -13,6 +13,7 @@ SUBSTITUTED_FUNCTIONS = {
     "HttpTaskFunctionArn": "http_task",
     "ShellTaskFunctionArn": "shell_task",
     "LaunchFunctionArn": "launch",
+    "ForkTaskFunctionArn": "fork_task",
     "ContinueFunctionArn": "continue_execution",
 }
 

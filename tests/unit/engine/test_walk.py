@@ -11,7 +11,6 @@ from formica.engine.walk import (
     CALLBACK_GRACE_SECONDS,
     ERR_JOB_TIMED_OUT,
     ERR_TASK_TIMED_OUT,
-    ERR_UNSUPPORTED_METHOD,
     HISTORY_EVENT_BUDGET,
     Action,
     AttemptResult,
@@ -154,10 +153,23 @@ def test_an_unhandled_failure_runs_always_run_then_retries_the_job() -> None:
     assert (final.job_state, final.error_code) == (JobState.FAILED, "ERR_TASK_FAILED")
 
 
-def test_fork_tasks_fail_as_unsupported() -> None:
-    definition = job({"task_type": "f", "method": "FORK_JOB", "fork_job_type": "x"})
+def test_a_fork_runs_in_a_task_lambda_and_an_await_waits_on_a_token_until_its_deadline() -> None:
+    definition = job(
+        {"task_type": "f", "method": "FORK_JOB", "fork_job_type": "x", "on_completed": "w"},
+        {"task_type": "w", "method": "AWAIT_FORKED_JOB", "await_forked_tasks": ["f"], "timeout": "10m"},
+    )
     started = start_walk(definition, clock(definition))
-    assert (started.job_state, started.error_code) == (JobState.FAILED, ERR_UNSUPPORTED_METHOD)
+    assert (started.decision.action, started.decision.task_type) == (Action.RUN_FORK, "f")
+    forked = record_attempt(
+        definition,
+        started.walk,
+        AttemptResult(exit_code="0", outputs={"ForkedJobID": "c1"}),
+        clock(definition),
+    )
+    assert (forked.decision.action, forked.decision.task_type) == (Action.AWAIT_FORKS, "w")
+    # The await's state gives up at its deadline plus the callback grace, as a container's does.
+    assert forked.decision.timeout_seconds == 600 + CALLBACK_GRACE_SECONDS
+    assert forked.walk.outputs["f"] == {"ForkedJobID": "c1"}
 
 
 def test_cancelled_attempts_end_the_job_cancelled() -> None:

@@ -71,6 +71,9 @@ class FormicaSettings(BaseModel):
     # (formica.runners.egress). The stack sets it on the http_task function from the
     # http_allowed_networks context; `formica dev` adds loopback unless --strict-egress.
     http_allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+    # FORK_JOB: how deep forked jobs may nest, and how many children one request may fork.
+    fork_max_depth: int = 5
+    fork_max_children: int = 1000
 
     @field_validator("http_allowed_networks", mode="before")
     @classmethod

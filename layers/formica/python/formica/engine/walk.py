@@ -47,7 +47,7 @@ from formica.engine.routing import (
     route_exit_code,
 )
 from formica.jobs.limits import JOB_OUTPUTS_MAX_BYTES
-from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
+from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition, TaskMethod
 
 ERR_TASK_TIMED_OUT = "ERR_TASK_TIMED_OUT"
 ERR_JOB_TIMED_OUT = "ERR_JOB_TIMED_OUT"
@@ -83,13 +83,21 @@ class Action(StrEnum):
     RUN_HTTP = "RUN_HTTP"
     RUN_SHELL = "RUN_SHELL"
     RUN_CONTAINER = "RUN_CONTAINER"
+    RUN_FORK = "RUN_FORK"
+    """FORK_JOB: start a child request (a task Lambda, like HTTP and SHELL attempts)."""
+    AWAIT_FORKS = "AWAIT_FORKS"
+    """AWAIT_FORKED_JOB: wait on a task token until the awaited children end (like a container)."""
     CONTINUE = "CONTINUE"
     SUCCEED = "SUCCEED"
     FAIL = "FAIL"
     CANCELLED = "CANCELLED"
 
 
-RUN_ACTIONS = frozenset({Action.RUN_HTTP, Action.RUN_SHELL, Action.RUN_CONTAINER})
+RUN_ACTIONS = frozenset(
+    {Action.RUN_HTTP, Action.RUN_SHELL, Action.RUN_CONTAINER, Action.RUN_FORK, Action.AWAIT_FORKS}
+)
+CALLBACK_ACTIONS = frozenset({Action.RUN_CONTAINER, Action.AWAIT_FORKS})
+"""Decisions answered by a task token (Launch's state), not by the invoked Lambda's return."""
 
 
 class JobState(StrEnum):
@@ -268,9 +276,9 @@ def path_events(decision: Decision) -> tuple[int, int]:
     """
     wait = (FLOW_STATE_EVENTS, 1) if decision.wait_seconds > 0 else (0, 0)
     choice = (FLOW_STATE_EVENTS, 1)
-    if decision.action in (Action.RUN_HTTP, Action.RUN_SHELL):
+    if decision.action in (Action.RUN_HTTP, Action.RUN_SHELL, Action.RUN_FORK):
         body = (TASK_STATE_EVENTS, 1)
-    elif decision.action == Action.RUN_CONTAINER:
+    elif decision.action in CALLBACK_ACTIONS:
         # Launch waits for its token (one more event: TaskSubmitted); the callback carries the decision.
         body = (CALLBACK_TASK_STATE_EVENTS, 1)
     elif decision.action == Action.CONTINUE:
@@ -318,14 +326,18 @@ class _TransitionBuilder:
         return self.definition.task(task_type)
 
     def run_decision(self, run: TaskRun, wait_seconds: float) -> Decision:
-        action = {
-            RunnerKind.HTTP: Action.RUN_HTTP,
-            RunnerKind.SHELL: Action.RUN_SHELL,
-            RunnerKind.CONTAINER: Action.RUN_CONTAINER,
-        }[run.runner]
+        if run.runner == RunnerKind.FORK:
+            awaits = self.task(run.task_type).method == TaskMethod.AWAIT_FORKED_JOB
+            action = Action.AWAIT_FORKS if awaits else Action.RUN_FORK
+        else:
+            action = {
+                RunnerKind.HTTP: Action.RUN_HTTP,
+                RunnerKind.SHELL: Action.RUN_SHELL,
+                RunnerKind.CONTAINER: Action.RUN_CONTAINER,
+            }[run.runner]
         wait = _ceil_seconds(wait_seconds)
         timeout = 0
-        if action == Action.RUN_CONTAINER:
+        if action in CALLBACK_ACTIONS:
             if run.deadline is None:
                 timeout = DEFAULT_CALLBACK_TIMEOUT_SECONDS
             else:
@@ -401,15 +413,6 @@ class _TransitionBuilder:
         self.walk.next_seq += 1
         self.walk.current = run
         self.walk.ran.append(task_type)
-        if task.runner == RunnerKind.FORK:
-            # FORK_JOB / AWAIT_FORKED_JOB need the job-spawning service; until it exists the task
-            # fails like any other, so routes, allow_failure and always_run still apply.
-            run.attempts = 1
-            failure = AttemptResult(
-                error_code=ERR_UNSUPPORTED_METHOD,
-                error_message=f"method {task.method} is not supported yet",
-            )
-            return self.after_attempt(failure)
         self.record(run, TaskState.READY)
         return self.running(self.run_decision(run, wait_seconds))
 

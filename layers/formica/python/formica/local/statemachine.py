@@ -23,6 +23,7 @@ PLACEHOLDER_FUNCTIONS = {
     "HttpTaskFunctionArn": "http_task",
     "ShellTaskFunctionArn": "shell_task",
     "LaunchFunctionArn": "launch",
+    "ForkTaskFunctionArn": "fork_task",
     "ContinueFunctionArn": "continue_execution",
 }
 """ASL placeholder -> the functions/ folder whose Lambda it names."""

@@ -38,6 +38,16 @@ class DefinitionVersion(Protocol):
     @property
     def raw_yaml(self) -> str: ...
 
+    @property
+    def version(self) -> int: ...
+
+
+class DefinitionHead(Protocol):
+    """The parts of a job type's head a fork reads."""
+
+    @property
+    def disabled(self) -> bool: ...
+
 
 class DefinitionSource(Protocol):
     """Port: where definition versions come from (``formica.store.definitions.DefinitionRepository``)."""
@@ -45,6 +55,8 @@ class DefinitionSource(Protocol):
     def get_version(
         self, org: str, job_type: str, version: int | None = None
     ) -> DefinitionVersion | None: ...
+
+    def get_head(self, org: str, job_type: str) -> DefinitionHead | None: ...
 
 
 class ContainerControl(Protocol):

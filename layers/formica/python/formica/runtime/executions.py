@@ -29,7 +29,13 @@ from formica.engine.walk import (
 from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.walker import CANCELLED_ERROR, Walker
 from formica.store.blobs import BlobStoreError
-from formica.store.requests import JobRequestItem, RequestNotFoundError, now_iso
+from formica.store.requests import (
+    JobRequestItem,
+    RequestFinishedError,
+    RequestNotFoundError,
+    RequestStoreError,
+    now_iso,
+)
 from formica.store.schema import cancel_marker_key
 from formica.store.state_machine import StateMachineError
 
@@ -194,7 +200,28 @@ def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestIte
             logger.warning(
                 "could not stop the execution", extra={"request_id": request_id, "error": str(exc)}
             )
+    _cancel_children(rt, org, request_id)
     return rt.requests.get(request_id) or cancelled
+
+
+def _cancel_children(rt: Runtime, org: str, parent_id: str) -> None:
+    """Cancelling a parent cancels the children its FORK_JOB tasks started (and theirs) that still run."""
+    try:
+        children = [child for child in rt.requests.list_children(parent_id) if not child.is_final]
+    except RequestStoreError as exc:
+        logger.warning(
+            "children not listed for the cancel", extra={"request_id": parent_id, "error": str(exc)}
+        )
+        return
+    for child in children:
+        try:
+            cancel_request(org, child.child_id, rt)
+        except (RequestFinishedError, RequestNotFoundError):
+            continue  # ended meanwhile, or never created
+        except Exception as exc:  # one child's trouble must not stop the others' cancel
+            logger.warning(
+                "forked job not cancelled", extra={"request_id": child.child_id, "error": str(exc)}
+            )
 
 
 def _mark_cancelled_for_sandboxes(rt: Runtime, request: JobRequestItem) -> None:

@@ -96,6 +96,8 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
         logger.info("container attempt already launched", extra={"request_id": parsed.request_id})
         return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
     current = request.walk.current
+    if current is not None and current.runner == RunnerKind.FORK:
+        return _await_forks(rt, request, parsed.step)
     if current is None or current.runner != RunnerKind.CONTAINER:
         raise ContainerLaunchError(f"request {parsed.request_id} has no container task at step {parsed.step}")
     launcher = CONTAINER_LAUNCHERS.get(rt.settings.container_runtime)
@@ -108,6 +110,25 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
         complete_container_attempt(rt, parsed.request_id, parsed.step, failed)
     logger.info("container attempt launched", extra={"request_id": parsed.request_id, "step": parsed.step})
     return {"request_id": parsed.request_id, "step": parsed.step, "launched": True}
+
+
+def _await_forks(runtime: Runtime, request: JobRequestItem, step: int) -> dict[str, Any]:
+    """AWAIT_FORKED_JOB waits on Launch's task token too: answered now when its children have all
+    ended, else by the last one's end (``formica.runtime.forks``)."""
+    from formica.runtime.forks import await_children  # noqa: PLC0415 - cold start: containers never fork
+
+    current = request.walk.current
+    assert current is not None  # noqa: S101 - checked by the caller
+    try:
+        definition = Walker(runtime).render(
+            request, task_type=current.task_type, task_retry=current.task_retry, now=runtime.now()
+        )
+    except DefinitionError as exc:
+        failed = AttemptResult(error_code=ERR_INVALID_DEFINITION, error_message=str(exc))
+        complete_container_attempt(runtime, request.request_id, step, failed)
+        return {"request_id": request.request_id, "step": step, "launched": True}
+    answered = await_children(runtime, request, step, definition.task(current.task_type))
+    return {"request_id": request.request_id, "step": step, "launched": True, "answered": answered}
 
 
 def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> None:

@@ -341,6 +341,13 @@ def request_finished(runtime: Runtime, request: JobRequestItem, *, slots: SlotSt
         )
 
 
+def give_slot_back(runtime: Runtime, request: JobRequestItem, *, slots: SlotStore | None = None) -> None:
+    """A request that waits for others (an AWAIT_FORKED_JOB task) gives its max_concurrency slot
+    back, so the children it waits for, of its own job type too, can start: a parent never holds the
+    slot its children need. It finishes without one; its end releases nothing more."""
+    request_finished(runtime, request, slots=slots)
+
+
 def start_waiting(org: str, job_type: str, runtime: Runtime, *, slots: SlotStore | None = None) -> list[str]:
     """Start the job type's due PENDING requests that fit under its limit now (``PUT .../concurrency``
     raised or removed it); returns the ids started.

@@ -36,6 +36,10 @@ def _request_finished(runtime: Runtime, request: JobRequestItem) -> None:
     from formica.runtime.scheduling import request_finished  # noqa: PLC0415 - cold start, see above
 
     request_finished(runtime, request)
+    if request.parent_id is not None:
+        from formica.runtime.forks import child_finished  # noqa: PLC0415 - cold start, see above
+
+        child_finished(runtime, request)
 
 
 def _process_containers(runtime: Runtime) -> ContainerControl:

@@ -19,6 +19,7 @@ from formica.store.requests.errors import (
 )
 from formica.store.requests.items import (
     ArtifactItem,
+    ChildItem,
     JobRequestItem,
     StepOutbox,
     StoredAttempt,
@@ -31,6 +32,7 @@ from formica.store.requests.repository import RequestRepository
 
 __all__ = [
     "ArtifactItem",
+    "ChildItem",
     "JobRequestItem",
     "JobState",
     "RequestFinishedError",

@@ -117,6 +117,11 @@ class JobRequestItem(BaseModel):
     cancel_requested_at: str | None = None
     outbox: StepOutbox | None = None
     expires_at: int | None = None
+    # Lineage: the request whose FORK_JOB task started this one (None: submitted or scheduled).
+    parent_id: str | None = None
+    parent_job_type: str | None = None
+    fork_task: str | None = None
+    fork_depth: int = 0
 
     @property
     def is_final(self) -> bool:
@@ -158,6 +163,9 @@ class JobRequestItem(BaseModel):
             "execution_name": self.execution_name,
             "task_token": self.task_token,
             "cancel_requested_at": self.cancel_requested_at,
+            "parent_id": self.parent_id,
+            "parent_job_type": self.parent_job_type,
+            "fork_task": self.fork_task,
         }
         for name, value in optional_strings.items():
             if value is not None:
@@ -170,6 +178,8 @@ class JobRequestItem(BaseModel):
             item["task_token_step"] = {"N": str(self.task_token_step)}
         if self.expires_at is not None:
             item["expires_at"] = {"N": str(self.expires_at)}
+        if self.fork_depth:
+            item["fork_depth"] = {"N": str(self.fork_depth)}
         return item
 
     @classmethod
@@ -218,6 +228,10 @@ class JobRequestItem(BaseModel):
             cancel_requested_at=text("cancel_requested_at"),
             outbox=StepOutbox.model_validate_json(outbox_json) if outbox_json else None,
             expires_at=number("expires_at"),
+            parent_id=text("parent_id"),
+            parent_job_type=text("parent_job_type"),
+            fork_task=text("fork_task"),
+            fork_depth=number("fork_depth") or 0,
         )
 
 
@@ -340,3 +354,61 @@ class ArtifactItem(BaseModel):
 
 StepOutbox.model_rebuild()
 JobRequestItem.model_rebuild()
+
+
+CHILD_SK_PREFIX = "CHILD#"
+
+
+class ChildItem(BaseModel):
+    """A request a FORK_JOB task of ``parent_id`` started, kept under the parent: its lineage, read
+    without a scan, and the state the awaiting task checks (updated when the child ends)."""
+
+    parent_id: str
+    child_id: str
+    job_type: str
+    fork_task: str
+    step: int
+    """The parent's walk step that forked it."""
+    job_state: JobState = JobState.PENDING
+    error_code: str | None = None
+    error_message: str | None = None
+    created_at: str
+    ended_at: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.job_state in _FINAL_STATES
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": {"S": request_pk(self.parent_id)},
+            "sk": {"S": f"{CHILD_SK_PREFIX}{self.child_id}"},
+            "kind": {"S": "CHILD"},
+            "parent_id": {"S": self.parent_id},
+            "child_id": {"S": self.child_id},
+            "job_type": {"S": self.job_type},
+            "fork_task": {"S": self.fork_task},
+            "step": {"N": str(self.step)},
+            "job_state": {"S": str(self.job_state)},
+            "created_at": {"S": self.created_at},
+        }
+        for name in ("error_code", "error_message", "ended_at"):
+            value = getattr(self, name)
+            if value is not None:
+                item[name] = {"S": value}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ChildItem:
+        return cls(
+            parent_id=item["parent_id"]["S"],
+            child_id=item["child_id"]["S"],
+            job_type=item["job_type"]["S"],
+            fork_task=item["fork_task"]["S"],
+            step=int(item["step"]["N"]),
+            job_state=JobState(item["job_state"]["S"]),
+            error_code=item["error_code"]["S"] if "error_code" in item else None,
+            error_message=item["error_message"]["S"] if "error_message" in item else None,
+            created_at=item["created_at"]["S"],
+            ended_at=item["ended_at"]["S"] if "ended_at" in item else None,
+        )

@@ -25,7 +25,9 @@ from formica.store.requests.errors import (
     StepConflictError,
 )
 from formica.store.requests.items import (
+    CHILD_SK_PREFIX,
     ArtifactItem,
+    ChildItem,
     JobRequestItem,
     StepOutbox,
     StoredAttempt,
@@ -468,6 +470,83 @@ class RequestRepository(DynamoTable):
         return True
 
     # -- artifacts ------------------------------------------------------------------------------
+
+    # -- children (FORK_JOB) ----------------------------------------------------------------------
+
+    def put_child(self, child: ChildItem) -> bool:
+        """Record a forked child under its parent; False when that child is already recorded."""
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=child.to_item(), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise RequestStoreError(f"could not record child {child.child_id!r}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise RequestStoreError(f"could not record child {child.child_id!r}: {exc}") from exc
+        return True
+
+    def list_children(self, parent_id: str) -> list[ChildItem]:
+        """The requests the parent's FORK_JOB tasks started, in the order of their ids."""
+        return [ChildItem.from_item(item) for item in self._query_prefix(parent_id, CHILD_SK_PREFIX)]
+
+    def count_children(self, parent_id: str) -> int:
+        """How many children the parent has forked (one Query, Select=COUNT)."""
+        total = 0
+        try:
+            paginator = self._client.get_paginator("query")
+            for page in paginator.paginate(
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={
+                    ":pk": {"S": request_pk(parent_id)},
+                    ":prefix": {"S": CHILD_SK_PREFIX},
+                },
+                Select="COUNT",
+                ConsistentRead=True,
+            ):
+                total += int(page.get("Count", 0))
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not count the children of {parent_id!r}: {exc}") from exc
+        return total
+
+    def child_ended(
+        self,
+        parent_id: str,
+        child_id: str,
+        state: JobState,
+        error_code: str | None,
+        error_message: str | None,
+    ) -> bool:
+        """Mark a child's end on its parent (once: False when it was already marked or is unknown)."""
+        values: dict[str, Any] = {
+            ":state": {"S": str(state)},
+            ":ended": {"S": now_iso()},
+            ":pending": {"S": str(JobState.PENDING)},
+            ":started": {"S": str(JobState.STARTED)},
+            ":executing": {"S": str(JobState.EXECUTING)},
+        }
+        expression = "SET job_state = :state, ended_at = :ended"
+        for name, value in (("error_code", error_code), ("error_message", error_message)):
+            if value is not None:
+                values[f":{name}"] = {"S": value[:2000]}
+                expression += f", {name} = :{name}"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": request_pk(parent_id)}, "sk": {"S": f"{CHILD_SK_PREFIX}{child_id}"}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(pk) AND job_state IN (:pending, :started, :executing)",
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise RequestStoreError(f"could not mark child {child_id!r} ended: {exc}") from exc
+        except BotoCoreError as exc:
+            raise RequestStoreError(f"could not mark child {child_id!r} ended: {exc}") from exc
+        return True
 
     def put_artifact(self, artifact: ArtifactItem) -> None:
         """Record an uploaded file."""

@@ -1,0 +1,328 @@
+"""Jobs that start jobs: FORK_JOB starts a child request, AWAIT_FORKED_JOB waits for children to end.
+
+- ``run_fork_attempt`` (the ForkTask Lambda, through ``Walker.run_attempt``): the FORK_JOB task's
+  one attempt creates a child request of ``fork_job_type`` in the parent's organisation, its params
+  the task's variables plus ``ForkedJob``, ``ParentJobID`` and ``ParentJobType``, records it under
+  the parent (``ChildItem``) and offers it a start (admission: the child counts against its job
+  type's max_concurrency like any request). The task completes at once, publishing
+  ``ForkedJobID``. A replayed attempt finds the same child (its id is derived from the parent's id
+  and step) and starts nothing twice.
+- ``await_children`` (the Launch Lambda, for an AWAIT_FORKS decision, which waits on a task
+  token): gives the parent's max_concurrency slot back (a parent waiting for children of its own
+  type must not hold the slot they need), then answers at once when every awaited child has ended,
+  or leaves the token recorded for the last child's end.
+- ``child_finished`` (every request's end, through ``Runtime.request_ended``): marks the child's
+  end on its parent and, when the parent's current await has nothing left to wait for, completes
+  it (``complete_container_attempt``: the attempt recorded, the step committed, the token
+  answered). A lost answer is repaired by ``sweep_awaits``.
+
+The await's result: COMPLETED when every awaited child completed; otherwise it fails with the first
+failed child's error code, naming the child. The children's artifacts become the await task's
+(records pointing at the children's keys), so ``dependencies: [the await task]`` downloads them;
+each child's state and id are the await's outputs (``<fork task>_JobState``, ``<fork task>_JobID``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from formica.engine.walk import AttemptResult, JobState
+from formica.jobs.models import RunnerKind, TaskDefinition, TaskMethod
+from formica.runners.base import TaskContext, TaskOutcome
+from formica.runtime.attempts import TaskEvent
+from formica.runtime.completion import complete_container_attempt
+from formica.runtime.deps import Runtime
+from formica.runtime.scheduling import give_slot_back, start_request
+from formica.runtime.walker import AttemptScope, Walker, run_task_attempt
+from formica.store.requests import (
+    ArtifactItem,
+    ChildItem,
+    JobRequestItem,
+    RequestFinishedError,
+    RequestStoreError,
+    now_iso,
+)
+
+logger = logging.getLogger(__name__)
+
+ERR_FORK_JOB = "ERR_FORK_JOB"
+"""The job type to fork is unknown, disabled, or has no such version."""
+ERR_FORK_LIMIT = "ERR_FORK_LIMIT"
+"""A fork over the depth or the children-per-request limit."""
+ERR_FORKED_JOB_FAILED = "ERR_FORKED_JOB_FAILED"
+"""An awaited child ended without completing, and said no error code of its own."""
+ERR_FORK_NOT_FOUND = "ERR_FORK_NOT_FOUND"
+"""An awaited FORK_JOB task has not forked anything in this walk."""
+FORK_ID_OUTPUT = "ForkedJobID"
+MAX_AWAIT_ARTIFACTS = 1000
+"""Artifacts of all awaited children an await takes on (the rest are named in a warning)."""
+
+
+def child_request_id(parent_id: str, step: int) -> str:
+    """The child of the FORK_JOB attempt at ``step``: a replayed attempt names the same child."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"formica:fork:{parent_id}:{step}"))
+
+
+def _fork_version(task: TaskDefinition) -> int | None:
+    wanted = (task.fork_job_version or "").strip()
+    if not wanted or wanted == "latest":
+        return None
+    return int(wanted) if wanted.isdigit() else None
+
+
+def run_fork_task(
+    event: TaskEvent | dict[str, Any], runtime: Runtime, *, time_left_seconds: float | None = None
+) -> dict[str, Any]:
+    """The ForkTask Lambda's service: one FORK_JOB attempt (claimed, so never twice), then the next
+    decision."""
+    parsed = event if isinstance(event, TaskEvent) else TaskEvent.model_validate(event)
+    return run_task_attempt(
+        parsed.request_id,
+        parsed.step,
+        RunnerKind.FORK,
+        run_fork_attempt,
+        runtime,
+        time_left_seconds=time_left_seconds,
+    )
+
+
+def run_fork_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
+    """FORK_JOB's one attempt: start the child request; the task completes with its id."""
+    runtime, parent = scope.runtime, scope.request
+    max_depth, max_children = runtime.settings.fork_max_depth, runtime.settings.fork_max_children
+    job_type = (task.fork_job_type or "").strip()
+    if parent.fork_depth + 1 > max_depth:
+        message = f"forks would nest {parent.fork_depth + 1} deep: the limit (fork_max_depth) is {max_depth}"
+        return _refused(ERR_FORK_LIMIT, message)
+    child_id = child_request_id(parent.request_id, scope.step)
+    existing = runtime.requests.get(child_id)
+    if existing is None:
+        if runtime.requests.count_children(parent.request_id) >= max_children:
+            message = f"the request forked {max_children} jobs already: the limit (fork_max_children)"
+            return _refused(ERR_FORK_LIMIT, message)
+        head = runtime.definitions.get_head(parent.org, job_type)
+        if head is None:
+            return _refused(ERR_FORK_JOB, f"job type {job_type!r} is not defined in this organisation")
+        if head.disabled:
+            return _refused(ERR_FORK_JOB, f"job type {job_type!r} is disabled")
+        version = runtime.definitions.get_version(parent.org, job_type, _fork_version(task))
+        if version is None:
+            return _refused(ERR_FORK_JOB, f"job type {job_type!r} has no version {task.fork_job_version!r}")
+        now = now_iso()
+        params = {
+            **task.variables,
+            "ForkedJob": "true",
+            "ParentJobID": parent.request_id,
+            "ParentJobType": parent.job_type,
+        }
+        child = JobRequestItem(
+            request_id=child_id,
+            org=parent.org,
+            job_type=job_type,
+            job_version=version.version,
+            user_id=parent.user_id,
+            params=params,
+            job_priority=parent.job_priority,
+            created_at=now,
+            updated_at=now,
+            parent_id=parent.request_id,
+            parent_job_type=parent.job_type,
+            fork_task=task.task_type,
+            fork_depth=parent.fork_depth + 1,
+        )
+        runtime.requests.put_child(
+            ChildItem(
+                parent_id=parent.request_id,
+                child_id=child_id,
+                job_type=job_type,
+                fork_task=task.task_type,
+                step=scope.step,
+                created_at=now,
+            )
+        )
+        try:
+            runtime.requests.create(child)
+        except RequestStoreError:
+            if runtime.requests.get(child_id) is None:
+                raise
+    _start_child(runtime, child_id)
+    log = f"[forked {job_type} as request {child_id}]\n"
+    return TaskOutcome(exit_code="0", outputs={FORK_ID_OUTPUT: child_id}, log=log)
+
+
+def _start_child(runtime: Runtime, child_id: str) -> None:
+    """Offer the child a start; one that already started (a replayed fork) is fine."""
+    try:
+        start_request(child_id, runtime)
+    except RequestFinishedError:
+        logger.info("forked job already started", extra={"request_id": child_id})
+
+
+def _refused(code: str, message: str) -> TaskOutcome:
+    return TaskOutcome(error_code=code, error_message=message, log=f"[{code}: {message}]\n")
+
+
+# -- awaiting -------------------------------------------------------------------------------------
+
+
+def _awaited(request: JobRequestItem, task: TaskDefinition) -> tuple[dict[str, str], list[str]]:
+    """fork task -> child id for the awaited tasks of the current walk, and the tasks that forked
+    nothing (they did not run, or failed before forking)."""
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for fork_task in task.await_forked_tasks:
+        child_id = request.walk.outputs.get(fork_task, {}).get(FORK_ID_OUTPUT)
+        if child_id:
+            found[fork_task] = child_id
+        else:
+            missing.append(fork_task)
+    return found, missing
+
+
+def await_result(
+    runtime: Runtime, request: JobRequestItem, task: TaskDefinition
+) -> tuple[AttemptResult, list[ArtifactItem]] | None:
+    """The await's result and the artifacts it takes on, if every awaited child has ended, else None
+    (it keeps waiting)."""
+    awaited, missing = _awaited(request, task)
+    if missing:
+        missing_result = AttemptResult(
+            error_code=ERR_FORK_NOT_FOUND,
+            error_message=f"awaited task(s) {', '.join(missing)} forked no job in this run",
+        )
+        return missing_result, []
+    children = {child.child_id: child for child in runtime.requests.list_children(request.request_id)}
+    ended: list[tuple[str, ChildItem]] = []
+    for fork_task, child_id in awaited.items():
+        child = children.get(child_id)
+        if child is None or not child.is_final:
+            return None
+        ended.append((fork_task, child))
+    outputs: dict[str, str] = {}
+    for fork_task, child in ended:
+        outputs[f"{fork_task}_JobID"] = child.child_id
+        outputs[f"{fork_task}_JobState"] = str(child.job_state)
+    artifacts, warnings = _children_artifacts(runtime, request, task, [child for _, child in ended])
+    failed = next(((name, child) for name, child in ended if child.job_state != JobState.COMPLETED), None)
+    if failed is not None:
+        fork_task, child = failed
+        code = child.error_code or ERR_FORKED_JOB_FAILED
+        message = (
+            f"forked job {child.job_type} ({child.child_id}, from task {fork_task}) ended "
+            f"{child.job_state}: {child.error_message or code}"
+        )
+        failure = AttemptResult(
+            error_code=code, error_message=message[:2000], outputs=outputs, warnings=warnings
+        )
+        return failure, artifacts
+    return AttemptResult(exit_code="0", outputs=outputs, warnings=warnings), artifacts
+
+
+def _children_artifacts(
+    runtime: Runtime, parent: JobRequestItem, task: TaskDefinition, children: list[ChildItem]
+) -> tuple[list[ArtifactItem], list[str]]:
+    """The children's artifacts as the await task's own records (their keys stay the children's),
+    so a later task's ``dependencies: [the await]`` downloads them; one name, the last child's."""
+    by_name: dict[str, ArtifactItem] = {}
+    warnings: list[str] = []
+    created = now_iso()
+    for child in children:
+        for item in runtime.requests.list_artifacts(child.child_id):
+            if item.kind != "artifact":
+                continue
+            if item.name in by_name:
+                warnings.append(f"artifact {item.name!r} of {child.child_id} replaces an earlier child's")
+            by_name[item.name] = ArtifactItem(
+                request_id=parent.request_id,
+                artifact_id=str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"formica:await:{parent.request_id}:{item.key}")
+                ),
+                org=parent.org,
+                task_type=task.task_type,
+                name=item.name,
+                key=item.key,
+                size=item.size,
+                sha256=item.sha256,
+                content_type=item.content_type,
+                created_at=created,
+                expires_at=item.expires_at,
+            )
+    artifacts = list(by_name.values())
+    if len(artifacts) > MAX_AWAIT_ARTIFACTS:
+        warnings.append(
+            f"the children uploaded {len(artifacts)} artifacts: kept the first {MAX_AWAIT_ARTIFACTS}"
+        )
+        artifacts = artifacts[:MAX_AWAIT_ARTIFACTS]
+    return artifacts, warnings[:20]
+
+
+def _complete(
+    runtime: Runtime, request_id: str, step: int, answer: tuple[AttemptResult, list[ArtifactItem]]
+) -> bool:
+    result, artifacts = answer
+    for artifact in artifacts:
+        runtime.requests.put_artifact(artifact)
+    return complete_container_attempt(runtime, request_id, step, result)
+
+
+def await_children(runtime: Runtime, request: JobRequestItem, step: int, task: TaskDefinition) -> bool:
+    """The Launch Lambda's AWAIT_FORKED_JOB: give the slot back, then answer now if the children
+    have all ended (True), else leave the recorded token to the last child's end (False)."""
+    give_slot_back(runtime, request)
+    answer = await_result(runtime, request, task)
+    if answer is None:
+        logger.info("awaiting forked jobs", extra={"request_id": request.request_id, "step": step})
+        return False
+    return _complete(runtime, request.request_id, step, answer)
+
+
+def child_finished(runtime: Runtime, child: JobRequestItem) -> bool:
+    """A forked request ended: mark it on its parent and complete the parent's await if it was the
+    last one awaited. Returns True when this call answered the parent. Never raises for store or
+    state machine trouble (``sweep_awaits`` repairs what it missed)."""
+    if child.parent_id is None:
+        return False
+    try:
+        # The walk hands over the request as it was before its last step: read how it ended.
+        ended = runtime.requests.get(child.request_id) or child
+        if not ended.is_final:
+            return False
+        runtime.requests.child_ended(
+            child.parent_id, child.request_id, ended.job_state, ended.error_code, ended.error_message
+        )
+        return answer_parent(runtime, child.parent_id)
+    except Exception as exc:  # the child's own end must stand; the sweep answers the parent
+        logger.warning(
+            "parent of a forked job not told",
+            extra={"request_id": child.request_id, "parent_id": child.parent_id, "error": str(exc)},
+        )
+        return False
+
+
+def answer_parent(runtime: Runtime, parent_id: str) -> bool:
+    """Complete the parent's current await if it waits on a token and nothing is left to wait for."""
+    parent = runtime.requests.get(parent_id)
+    if parent is None or parent.is_final or parent.walk.current is None:
+        return False
+    if parent.task_token is None or parent.task_token_step != parent.step:
+        return False
+    task = _current_await(runtime, parent)
+    if task is None:
+        return False
+    answer = await_result(runtime, parent, task)
+    if answer is None:
+        return False
+    return _complete(runtime, parent.request_id, parent.step, answer)
+
+
+def _current_await(runtime: Runtime, request: JobRequestItem) -> TaskDefinition | None:
+    current = request.walk.current
+    if current is None:
+        return None
+    definition = Walker(runtime).render(
+        request, task_type=current.task_type, task_retry=current.task_retry, now=runtime.now()
+    )
+    task = definition.task(current.task_type)
+    return task if task.method == TaskMethod.AWAIT_FORKED_JOB else None
