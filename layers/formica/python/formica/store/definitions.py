@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from formica.jobs.models import JobDefinition
+from formica.jobs.models import LATEST_VERSION, JobDefinition
 from formica.store.dynamo import MAX_LIST_LIMIT, DynamoTable, is_conditional_failure
 from formica.store.pagination import InvalidCursorError, Page, decode_cursor, encode_cursor
 from formica.store.schema import DEFINITION_HEAD_SK as HEAD_SK
@@ -91,6 +91,8 @@ class DefinitionVersionItem(BaseModel):
     sha256: str
     definition_json: str
     created_at: str
+    sem_version: str | None = None
+    """The definition's own ``sem_version`` when it has one: what a ``fork_job_version`` text matches."""
 
     @property
     def definition(self) -> JobDefinition:
@@ -98,7 +100,7 @@ class DefinitionVersionItem(BaseModel):
         return JobDefinition.model_validate_json(self.definition_json)
 
     def to_item(self) -> dict[str, Any]:
-        return {
+        item: dict[str, Any] = {
             "pk": {"S": definition_pk(self.org, self.job_type)},
             "sk": {"S": version_sk(self.version)},
             "kind": {"S": "DEFINITION_VERSION"},
@@ -111,6 +113,9 @@ class DefinitionVersionItem(BaseModel):
             "definition_json": {"S": self.definition_json},
             "created_at": {"S": self.created_at},
         }
+        if self.sem_version:
+            item["sem_version"] = {"S": self.sem_version}
+        return item
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> DefinitionVersionItem:
@@ -123,6 +128,7 @@ class DefinitionVersionItem(BaseModel):
             sha256=item["sha256"]["S"],
             definition_json=item["definition_json"]["S"],
             created_at=item["created_at"]["S"],
+            sem_version=item["sem_version"]["S"] if "sem_version" in item else None,
         )
 
 
@@ -234,6 +240,7 @@ class DefinitionRepository(DynamoTable):
                 sha256=sha,
                 definition_json=definition_json,
                 created_at=now,
+                sem_version=(definition.sem_version or "").strip() or None,
             )
             new_head = DefinitionHeadItem(
                 org=org,
@@ -369,6 +376,66 @@ class DefinitionRepository(DynamoTable):
             return None
         item = self._get(definition_pk(org, job_type), version_sk(version))
         return None if item is None else DefinitionVersionItem.from_item(item)
+
+    def resolve_version(
+        self, org: str, job_type: str, wanted: int | str | None
+    ) -> DefinitionVersionItem | None:
+        """The version a fork asks for (``TaskDefinition.fork_version``), or None.
+
+        Parameters
+        ----------
+        org
+            The caller's organisation: a fork names a job type of its own organisation only.
+        job_type
+            The job type to fork.
+        wanted
+            None or ``"latest"``: the latest version; an int: that version number; other text: the
+            newest version whose ``sem_version`` equals it (exactly, as uploaded).
+
+        Returns
+        -------
+        DefinitionVersionItem | None
+            None when the job type is not defined or is disabled (a disabled job type starts no
+            request, whichever version is asked for), or no version matches.
+        """
+        head = self.get_head(org, job_type)
+        if head is None or head.disabled:
+            return None
+        if wanted is None or wanted == LATEST_VERSION:
+            return self.get_version(org, job_type, head.latest_version)
+        if isinstance(wanted, int):
+            return self.get_version(org, job_type, wanted) if 1 <= wanted <= head.latest_version else None
+        return self._newest_with_sem_version(org, job_type, wanted)
+
+    def _newest_with_sem_version(
+        self, org: str, job_type: str, sem_version: str
+    ) -> DefinitionVersionItem | None:
+        # Newest first with a filter: DynamoDB applies the filter after reading each page, so pages
+        # are followed until a match; versions written before sem_version was stored never match.
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :v)",
+            "FilterExpression": "sem_version = :sem",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": definition_pk(org, job_type)},
+                ":v": {"S": "V#"},
+                ":sem": {"S": sem_version},
+            },
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+        }
+        try:
+            while True:
+                response = self._client.query(**query)
+                items = response.get("Items", [])
+                if items:
+                    return DefinitionVersionItem.from_item(items[0])
+                start = response.get("LastEvaluatedKey")
+                if not start:
+                    return None
+                query["ExclusiveStartKey"] = start
+        except (ClientError, BotoCoreError) as exc:
+            raise DefinitionStoreError(f"could not read versions of {job_type!r}: {exc}") from exc
 
     def list_versions(self, org: str, job_type: str) -> list[int]:
         """Every stored version number of the job type, ascending."""
