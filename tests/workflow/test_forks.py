@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from formica.engine.walk import JobState
-from formica.runtime import get_runtime
+from formica.runtime import cancel_request, forks, get_runtime, reset_runtime
+from formica.settings import reset_settings
 
 from tests.workflow.conftest import ORG, Walk
 
@@ -95,3 +99,127 @@ def test_forking_an_unknown_job_type_fails_the_fork_task(walk: Walk) -> None:
     tasks = {task.task_type: task for task in walk.tasks(done.request_id)}
     assert tasks["fork-one"].error_code == "ERR_FORK_JOB"
     assert "'encode' is not defined" in (tasks["fork-one"].error_message or "")
+
+
+SLOW_CHILD = """
+job_type: slow
+tasks:
+- task_type: nap
+  method: SHELL
+  script:
+    - sleep {{ .Pause }}
+"""
+
+WAITS_FOR_SLOW = """
+job_type: waiter
+tasks:
+- task_type: fork
+  method: FORK_JOB
+  fork_job_type: slow
+  variables:
+    Pause: "{{ .Pause }}"
+  on_completed: wait
+- task_type: wait
+  method: AWAIT_FORKED_JOB
+  await_forked_tasks: [fork]
+"""
+
+
+def test_cancelling_a_parent_cancels_its_running_child(walk: Walk) -> None:
+    walk.upload(SLOW_CHILD)
+    walk.upload(WAITS_FOR_SLOW)
+    parent_id = walk.submit("waiter", {"Pause": "30"})
+    waiting = walk.wait_for(parent_id, lambda r: r.task_token_step == r.step and r.current_task == "wait")
+    (child,) = get_runtime().requests.list_children(parent_id)
+    walk.wait_for(child.child_id, lambda r: r.job_state == JobState.EXECUTING)
+
+    cancel_request(ORG, waiting.request_id, get_runtime())
+
+    assert walk.wait(parent_id).job_state == JobState.CANCELLED
+    assert walk.wait(child.child_id).job_state == JobState.CANCELLED
+
+
+def test_a_missed_end_is_answered_by_the_sweep(walk: Walk, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a child whose end its parent does not hear (the notice is lost)
+    monkeypatch.setattr(forks, "child_finished", lambda runtime, child: False)
+    walk.upload(SLOW_CHILD)
+    walk.upload(WAITS_FOR_SLOW)
+    parent_id = walk.submit("waiter", {"Pause": "1"})
+    walk.wait_for(parent_id, lambda r: r.task_token_step == r.step and r.current_task == "wait")
+    (child,) = get_runtime().requests.list_children(parent_id)
+    assert walk.wait(child.child_id).job_state == JobState.COMPLETED
+    time.sleep(0.5)
+    assert walk.request(parent_id).job_state == JobState.EXECUTING
+
+    # When the minute sweep runs, Then it marks the child and answers the parent's await
+    assert forks.sweep_children(get_runtime()) == 1
+    assert walk.wait(parent_id).job_state == JobState.COMPLETED
+    assert get_runtime().requests.running_children() == []
+
+
+SELF_FORK = """
+job_type: nest
+max_concurrency: 1
+tasks:
+- task_type: deeper
+  method: FORK_JOB
+  fork_job_type: nest
+  on_completed: wait
+- task_type: wait
+  method: AWAIT_FORKED_JOB
+  await_forked_tasks: [deeper]
+"""
+
+
+def test_a_fork_bomb_stops_at_the_depth_limit_and_its_own_type_never_deadlocks(
+    walk: Walk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job type that forks itself, with max_concurrency 1: each parent gives its slot back while it
+    # awaits, so its child (same type) can start; the chain stops at fork_max_depth.
+    monkeypatch.setenv("FORMICA_FORK_MAX_DEPTH", "2")
+    reset_settings()
+    reset_runtime()
+    walk.upload(SELF_FORK)
+
+    done = walk.wait(walk.submit("nest"), timeout=90)
+
+    assert done.job_state == JobState.FAILED
+    (child,) = get_runtime().requests.list_children(done.request_id)
+    (grandchild,) = get_runtime().requests.list_children(child.child_id)
+    deepest = walk.request(grandchild.child_id)
+    assert deepest.fork_depth == 2
+    tasks = {task.task_type: task for task in walk.tasks(deepest.request_id)}
+    assert tasks["deeper"].error_code == "ERR_FORK_LIMIT"
+    assert "fork_max_depth" in (tasks["deeper"].error_message or "")
+    # The failure travels up: each await fails with its child's error code.
+    assert done.error_code == "ERR_FORK_LIMIT"
+
+
+TWO_FORKS = """
+job_type: two
+tasks:
+- task_type: a
+  method: FORK_JOB
+  fork_job_type: slow
+  variables: {Pause: "0"}
+  on_completed: b
+- task_type: b
+  method: FORK_JOB
+  fork_job_type: slow
+  variables: {Pause: "0"}
+"""
+
+
+def test_children_per_request_are_limited(walk: Walk, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORMICA_FORK_MAX_CHILDREN", "1")
+    reset_settings()
+    reset_runtime()
+    walk.upload(SLOW_CHILD)
+    walk.upload(TWO_FORKS)
+
+    done = walk.wait(walk.submit("two"))
+
+    tasks = {task.task_type: task for task in walk.tasks(done.request_id)}
+    assert tasks["a"].task_state == "COMPLETED"
+    assert (tasks["b"].error_code, done.job_state) == ("ERR_FORK_LIMIT", JobState.FAILED)
+    assert "fork_max_children" in (tasks["b"].error_message or "")

@@ -101,6 +101,9 @@ class Runtime:
     """Other Lambda functions (the SHELL sandbox); None where SHELL attempts run in-process."""
     grants: GrantRepository | None = None
     """Where the SHELL sandbox's capabilities are minted; None where SHELL attempts run in-process."""
+    repairs: tuple[Callable[[Runtime], int], ...] = ()
+    """What the minute sweep also repairs, each returning how many things it fixed (the wiring adds
+    the forked requests whose end their parent missed)."""
     _raw_yaml: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

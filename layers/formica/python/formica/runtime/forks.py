@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
 from formica.engine.walk import AttemptResult, JobState
@@ -315,6 +316,34 @@ def answer_parent(runtime: Runtime, parent_id: str) -> bool:
     if answer is None:
         return False
     return _complete(runtime, parent.request_id, parent.step, answer)
+
+
+def sweep_children(runtime: Runtime, *, stale_after_seconds: float = 600.0) -> int:
+    """The minute sweep's repair: children that ended without their parent hearing it are marked,
+    and the parent's await answered; a child recorded but never created (its fork's Lambda died in
+    between) is marked FAILED once it is ``stale_after_seconds`` old. Returns how many were marked."""
+    marked = 0
+    now = runtime.now()
+    for child in runtime.requests.running_children():
+        try:
+            request = runtime.requests.get(child.child_id)
+            code: str | None
+            message: str | None
+            if request is None:
+                age = (now - datetime.fromisoformat(child.created_at)).total_seconds()
+                if age < stale_after_seconds:
+                    continue
+                state, code, message = JobState.FAILED, ERR_FORK_JOB, "the forked request was never created"
+            elif request.is_final:
+                state, code, message = request.job_state, request.error_code, request.error_message
+            else:
+                continue
+            if runtime.requests.child_ended(child.parent_id, child.child_id, state, code, message):
+                marked += 1
+            answer_parent(runtime, child.parent_id)
+        except Exception as exc:  # one parent's trouble must not stop the sweep of the others
+            logger.warning("forked job not swept", extra={"request_id": child.child_id, "error": str(exc)})
+    return marked
 
 
 def _current_await(runtime: Runtime, request: JobRequestItem) -> TaskDefinition | None:

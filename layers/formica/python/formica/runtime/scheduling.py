@@ -126,6 +126,7 @@ class SweepReport:
     released: int = 0
     restarted: int = 0
     started: list[str] = field(default_factory=list)
+    repaired: int = 0
 
 
 def slot_store(runtime: Runtime) -> SlotStore:
@@ -463,6 +464,11 @@ def sweep(runtime: Runtime, *, slots: SlotStore | None = None, now: datetime | N
             logger.warning(
                 "sweep of a job type failed", extra={"job_type": counter.job_type, "error": str(exc)}
             )
+    for repair in rt.repairs:
+        try:
+            report.repaired += repair(rt)
+        except _RECOVERABLE as exc:
+            logger.warning("sweep repair failed", extra={"error": str(exc)})
     return report
 
 
@@ -587,5 +593,6 @@ def handle_event(event: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
             "released": report.released,
             "restarted": report.restarted,
             "started": len(report.started),
+            "repaired": report.repaired,
         }
     raise SchedulerEventError("the scheduler function takes a Scheduled Event or a cron fire")

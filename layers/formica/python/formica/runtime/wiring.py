@@ -42,6 +42,12 @@ def _request_finished(runtime: Runtime, request: JobRequestItem) -> None:
         child_finished(runtime, request)
 
 
+def _sweep_children(runtime: Runtime) -> int:
+    from formica.runtime.forks import sweep_children  # noqa: PLC0415 - cold start, see above
+
+    return sweep_children(runtime)
+
+
 def _process_containers(runtime: Runtime) -> ContainerControl:
     return default_container_service()
 
@@ -56,6 +62,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         blobs=S3BlobStore(resolved.bucket_name),
         state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),
         request_ended=_request_finished,
+        repairs=(_sweep_children,),
         container_factory=_process_containers,
         functions=LambdaFunctionInvoker() if resolved.shell_sandbox_function else None,
         grants=DynamoGrantRepository(resolved.table_name) if resolved.shell_sandbox_function else None,

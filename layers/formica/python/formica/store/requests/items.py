@@ -357,6 +357,9 @@ JobRequestItem.model_rebuild()
 
 
 CHILD_SK_PREFIX = "CHILD#"
+RUNNING_CHILDREN_GSI2PK = "CHILDREN#RUNNING"
+"""While a child runs its item is in this (sparse) gsi2 partition: the sweep finds the ends a
+parent missed without a scan."""
 
 
 class ChildItem(BaseModel):
@@ -396,6 +399,9 @@ class ChildItem(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 item[name] = {"S": value}
+        if not self.is_final:
+            item["gsi2pk"] = {"S": RUNNING_CHILDREN_GSI2PK}
+            item["gsi2sk"] = {"S": f"{self.created_at}#{self.parent_id}#{self.child_id}"}
         return item
 
     @classmethod

@@ -26,6 +26,7 @@ from formica.store.requests.errors import (
 )
 from formica.store.requests.items import (
     CHILD_SK_PREFIX,
+    RUNNING_CHILDREN_GSI2PK,
     ArtifactItem,
     ChildItem,
     JobRequestItem,
@@ -491,6 +492,24 @@ class RequestRepository(DynamoTable):
         """The requests the parent's FORK_JOB tasks started, in the order of their ids."""
         return [ChildItem.from_item(item) for item in self._query_prefix(parent_id, CHILD_SK_PREFIX)]
 
+    def running_children(self, *, max_items: int = 500) -> list[ChildItem]:
+        """Children of any parent not yet marked ended, oldest first (gsi2, eventually consistent)."""
+        items: list[dict[str, Any]] = []
+        try:
+            paginator = self._client.get_paginator("query")
+            for page in paginator.paginate(
+                TableName=self._table,
+                IndexName=GSI2,
+                KeyConditionExpression="gsi2pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": RUNNING_CHILDREN_GSI2PK}},
+            ):
+                items.extend(page.get("Items", []))
+                if len(items) >= max_items:
+                    break
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not list running children: {exc}") from exc
+        return [ChildItem.from_item(item) for item in items[:max_items]]
+
     def count_children(self, parent_id: str) -> int:
         """How many children the parent has forked (one Query, Select=COUNT)."""
         total = 0
@@ -532,6 +551,7 @@ class RequestRepository(DynamoTable):
             if value is not None:
                 values[f":{name}"] = {"S": value[:2000]}
                 expression += f", {name} = :{name}"
+        expression += " REMOVE gsi2pk, gsi2sk"
         try:
             self._client.update_item(
                 TableName=self._table,
