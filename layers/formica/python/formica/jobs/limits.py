@@ -104,3 +104,16 @@ JOB_OUTPUTS_MAX_BYTES = 64 * 1024
 """All tasks' outputs together on the request item, as stored; the oldest task's go first."""
 OUTPUTS_FILE_MAX_BYTES = 16 * 1024
 """The longest ``$FORMICA_OUTPUTS`` file a SHELL task may write."""
+
+# -- fan_out ---------------------------------------------------------------------------------------
+# A fan_out task forks one child job per item of a JSON array (docs/job-language.md, "fan_out").
+
+FAN_OUT_MAX_ITEMS = 1000
+"""The most items a fan_out source may hold: one child request each."""
+FAN_OUT_DEFAULT_PARALLEL = 10
+"""``fan_out.max_parallel`` when it is not written: children running at once."""
+FAN_OUT_MAX_PARALLEL = 100
+"""The largest ``fan_out.max_parallel``."""
+FAN_OUT_ITEM_VAR_MAX_CHARS = 32
+"""The longest ``fan_out.item_var``, so ``{item_var}_{i}_status`` stays an output name
+(``OUTPUT_NAME_MAX_CHARS``) for every index below ``FAN_OUT_MAX_ITEMS``."""

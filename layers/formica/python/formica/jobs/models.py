@@ -6,6 +6,7 @@ User-written YAML is validated with ``extra="forbid"``: a typo is an error that 
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from formica.jobs.durations import Duration
+from formica.jobs.limits import FAN_OUT_DEFAULT_PARALLEL
 
 
 def go_str(value: Any) -> Any:
@@ -346,6 +348,32 @@ class NotifyChannel(_Strict):
         return {} if data is None else data
 
 
+def source_text(value: Any) -> Any:
+    """Read ``fan_out.source``: text, or the array itself when a template rendered it bare.
+
+    ``source: {{ .Items }}`` renders to ``source: ["a", "b"]``, which YAML reads as a list: it is
+    kept as its JSON text, so a source always reaches ``formica.jobs.fanout`` as text.
+    """
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return go_str(value)
+
+
+class FanOutDefinition(_Strict):
+    source: Annotated[str, BeforeValidator(source_text)]
+    """Template rendering to a JSON array (e.g. {{ .Items }}): one child job per item."""
+    item_var: GoStr = "item"
+    """Name of the item in the child's params, and the prefix of the results ({item_var}_{i}_status)."""
+    max_parallel: int = FAN_OUT_DEFAULT_PARALLEL
+    """Most children running at once (1 to 100)."""
+    fail_fast: bool = False
+    """On the first failed child, cancel the rest and fail the task."""
+    fork_job_type: GoStr
+    """The job type each child runs (a job type of the same organisation)."""
+    fork_job_version: ForkVersion = None
+    """Its version: a version number, latest (the default), or a sem_version to match."""
+
+
 class TaskDefinition(_Strict):
     task_type: GoStr
     """The task's name, unique in the job; other tasks route to it by this name."""
@@ -416,6 +444,8 @@ class TaskDefinition(_Strict):
     """FORK_JOB: its version: a version number, latest (the default), or a sem_version to match."""
     await_forked_tasks: list[GoStr] = Field(default_factory=list)
     """AWAIT_FORKED_JOB: the FORK_JOB tasks of this job to wait for."""
+    fan_out: FanOutDefinition | None = None
+    """Fork one child job per item of a JSON array and wait for them all (method FORK_JOB or none)."""
     # Kubernetes pod settings formicary accepts on a task.
     pod_labels: dict[GoStr, GoStr] = Field(default_factory=dict)
     """Kubernetes pod labels."""
@@ -504,7 +534,7 @@ class TaskDefinition(_Strict):
         """The runner that executes this task (a task with ``container`` and no method is a container)."""
         if self.method in HTTP_METHODS:
             return RunnerKind.HTTP
-        if self.method in (TaskMethod.FORK_JOB, TaskMethod.AWAIT_FORKED_JOB):
+        if self.method in (TaskMethod.FORK_JOB, TaskMethod.AWAIT_FORKED_JOB) or self.fan_out is not None:
             return RunnerKind.FORK
         if self.method in CONTAINER_METHODS or (self.method is None and self.container is not None):
             return RunnerKind.CONTAINER

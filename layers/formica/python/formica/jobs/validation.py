@@ -14,7 +14,14 @@ from typing import Protocol
 
 from formica.jobs.cron import CronError, EventBridgeCronError, eventbridge_expression, parse_cron
 from formica.jobs.errors import Problem
-from formica.jobs.limits import artifact_path_problem, name_problem
+from formica.jobs.limits import (
+    FAN_OUT_ITEM_VAR_MAX_CHARS,
+    FAN_OUT_MAX_PARALLEL,
+    OUTPUT_NAME_PATTERN,
+    artifact_path_problem,
+    name_problem,
+    shown,
+)
 from formica.jobs.models import (
     CONTAINER_METHODS,
     HTTP_METHODS,
@@ -174,7 +181,9 @@ def sem_version_problem(version: str) -> str | None:
 
 
 _ROUTING_FIELDS = frozenset({"on_completed", "on_failed", "on_exit_code"})
-_METHOD_FIELDS = frozenset({"method", "container", "url", "script", "fork_job_type", "await_forked_tasks"})
+_METHOD_FIELDS = frozenset(
+    {"method", "container", "url", "script", "fork_job_type", "await_forked_tasks", "fan_out"}
+)
 
 
 def _task_rules(
@@ -215,6 +224,9 @@ def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
     if method in UNSUPPORTED_METHODS:
         yield problem(unsupported_method_message(method), "method")
         return
+    if task.fan_out is not None:
+        yield from _fan_out_rules(task, problem)
+        return
     if method is None and task.container is None:
         yield problem(
             "task has neither a method nor a container: set method (SHELL, HTTP_GET, ...) or container.image",
@@ -234,6 +246,51 @@ def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
             yield problem(reason, "fork_job_type")
     if method is TaskMethod.AWAIT_FORKED_JOB and not task.await_forked_tasks:
         yield problem("method AWAIT_FORKED_JOB needs await_forked_tasks", "method")
+
+
+_ITEM_VAR = re.compile(OUTPUT_NAME_PATTERN)
+_FAN_OUT_RUNS_NOTHING = ("script", "before_script", "after_script", "url", "container", "await_forked_tasks")
+
+
+def _fan_out_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
+    fan_out = task.fan_out
+    assert fan_out is not None  # noqa: S101 - the caller's condition
+    if task.method not in (None, TaskMethod.FORK_JOB):
+        yield problem(
+            f"a fan_out task forks jobs: its method is FORK_JOB or none, not {task.method}", "method"
+        )
+    for field_name in _FAN_OUT_RUNS_NOTHING:
+        if getattr(task, field_name):
+            yield problem(
+                f"a fan_out task forks jobs and runs nothing itself: remove {field_name}", field_name
+            )
+    for field_name in ("fork_job_type", "fork_job_version"):
+        if getattr(task, field_name):
+            yield problem(
+                f"a fan_out task names its job in fan_out.{field_name}: remove the task's {field_name}",
+                field_name,
+            )
+    if not fan_out.fork_job_type.strip():
+        yield problem("fan_out needs fork_job_type", "fan_out", "fork_job_type")
+    else:
+        reason = name_problem("fan_out.fork_job_type", fan_out.fork_job_type)
+        if reason:
+            yield problem(reason, "fan_out", "fork_job_type")
+    if not 1 <= fan_out.max_parallel <= FAN_OUT_MAX_PARALLEL:
+        yield problem(
+            f"fan_out.max_parallel {fan_out.max_parallel} is out of range: 1 to {FAN_OUT_MAX_PARALLEL}",
+            "fan_out",
+            "max_parallel",
+        )
+    item_var = fan_out.item_var
+    if len(item_var) > FAN_OUT_ITEM_VAR_MAX_CHARS or not _ITEM_VAR.fullmatch(item_var):
+        yield problem(
+            f"fan_out.item_var {shown(item_var)} is not a template identifier: use letters, digits and "
+            f"'_', starting with a letter or '_' ({OUTPUT_NAME_PATTERN}), at most "
+            f"{FAN_OUT_ITEM_VAR_MAX_CHARS} characters",
+            "fan_out",
+            "item_var",
+        )
 
 
 def _graph_rules(job: JobDefinition, where: Locator, *, shape: bool) -> Iterator[Problem]:
@@ -272,7 +329,16 @@ def _graph_rules(job: JobDefinition, where: Locator, *, shape: bool) -> Iterator
                     )
                 elif field_name == "await_forked_tasks":
                     forked = job.tasks[names[dependency]]
-                    if forked.method is not TaskMethod.FORK_JOB:
+                    if forked.fan_out is not None:
+                        line = where.task_line(index, field_name, position)
+                        yield Problem(
+                            f'await_forked_tasks names "{dependency}", a fan_out task: it waits for its '
+                            "own children, so route to the task after it instead",
+                            line,
+                            name,
+                            field_name,
+                        )
+                    elif forked.method is not TaskMethod.FORK_JOB:
                         line = where.task_line(index, field_name, position)
                         yield Problem(
                             f'await_forked_tasks names "{dependency}", which is not a FORK_JOB task',
