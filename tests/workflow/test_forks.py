@@ -223,3 +223,60 @@ def test_children_per_request_are_limited(walk: Walk, monkeypatch: pytest.Monkey
     assert tasks["a"].task_state == "COMPLETED"
     assert (tasks["b"].error_code, done.job_state) == ("ERR_FORK_LIMIT", JobState.FAILED)
     assert "fork_max_children" in (tasks["b"].error_message or "")
+
+
+def test_an_await_that_outlasts_its_timeout_fails_and_the_child_goes_on(walk: Walk) -> None:
+    walk.upload(SLOW_CHILD)
+    walk.upload(
+        """
+job_type: impatient
+tasks:
+- task_type: fork
+  method: FORK_JOB
+  fork_job_type: slow
+  variables: {Pause: "6"}
+  on_completed: wait
+- task_type: wait
+  method: AWAIT_FORKED_JOB
+  timeout: 1s
+  await_forked_tasks: [fork]
+"""
+    )
+
+    done = walk.wait(walk.submit("impatient"))
+
+    assert (done.job_state, done.error_code) == (JobState.FAILED, "ERR_TASK_TIMED_OUT")
+    (child,) = get_runtime().requests.list_children(done.request_id)
+    # The child is not the await's to stop (cancel the parent for that); it finishes on its own.
+    assert walk.wait(child.child_id).job_state == JobState.COMPLETED
+
+
+def test_twenty_children_are_forked_and_awaited(walk: Walk) -> None:
+    walk.upload(SLOW_CHILD)
+    forks_yaml = "".join(
+        f"""
+- task_type: f{n}
+  method: FORK_JOB
+  fork_job_type: slow
+  variables: {{Pause: "0"}}
+  on_completed: {"f" + str(n + 1) if n < 19 else "wait"}"""
+        for n in range(20)
+    )
+    awaited = ", ".join(f"f{n}" for n in range(20))
+    walk.upload(
+        f"""
+job_type: twenty
+tasks:{forks_yaml}
+- task_type: wait
+  method: AWAIT_FORKED_JOB
+  await_forked_tasks: [{awaited}]
+"""
+    )
+
+    done = walk.wait(walk.submit("twenty"), timeout=120)
+
+    assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
+    children = get_runtime().requests.list_children(done.request_id)
+    assert len(children) == 20 and {child.job_state for child in children} == {JobState.COMPLETED}
+    outputs = done.walk.outputs["wait"]
+    assert {outputs[f"f{n}_JobState"] for n in range(20)} == {"COMPLETED"}

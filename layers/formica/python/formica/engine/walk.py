@@ -338,11 +338,14 @@ class _TransitionBuilder:
         wait = _ceil_seconds(wait_seconds)
         timeout = 0
         if action in CALLBACK_ACTIONS:
+            # A container's runner reports its own timeout (given a grace to arrive); an await
+            # has no runner: its state gives up at the deadline.
+            grace = CALLBACK_GRACE_SECONDS if action == Action.RUN_CONTAINER else 1
             if run.deadline is None:
                 timeout = DEFAULT_CALLBACK_TIMEOUT_SECONDS
             else:
                 remaining = (_parse(run.deadline) - self.clock.now).total_seconds()
-                timeout = _ceil_seconds(remaining) + wait + CALLBACK_GRACE_SECONDS
+                timeout = _ceil_seconds(remaining) + wait + grace
         return Decision(action=action, task_type=run.task_type, wait_seconds=wait, timeout_seconds=timeout)
 
     def deadline_for(self, task: TaskDefinition, start: datetime) -> tuple[str | None, bool]:

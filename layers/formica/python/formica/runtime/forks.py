@@ -29,7 +29,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from formica.engine.walk import AttemptResult, JobState
+from formica.engine.walk import ERR_TASK_TIMED_OUT, AttemptResult, JobState
 from formica.jobs.models import RunnerKind, TaskDefinition, TaskMethod
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.attempts import TaskEvent
@@ -201,10 +201,23 @@ def await_result(
         if child is None or not child.is_final:
             return None
         ended.append((fork_task, child))
-    outputs: dict[str, str] = {}
+    deadline = request.walk.current.deadline if request.walk.current is not None else None
+    if deadline is not None and runtime.now() >= datetime.fromisoformat(deadline):
+        late = AttemptResult(
+            error_code=ERR_TASK_TIMED_OUT,
+            error_message=f"task {task.task_type} timed out before its forked jobs ended",
+        )
+        return late, []
+    outputs: dict[str, str] = {f"{fork_task}_JobState": str(child.job_state) for fork_task, child in ended}
+    # Then the children's own outputs, as far as the task's outputs have room (the rest is dropped
+    # with a warning): {fork task}_{child's task}_{name}.
     for fork_task, child in ended:
-        outputs[f"{fork_task}_JobID"] = child.child_id
-        outputs[f"{fork_task}_JobState"] = str(child.job_state)
+        request_of_child = runtime.requests.get(child.child_id)
+        if request_of_child is None:
+            continue
+        for child_task, values in request_of_child.walk.outputs.items():
+            for name, value in values.items():
+                outputs.setdefault(f"{fork_task}_{child_task}_{name}", value)
     artifacts, warnings = _children_artifacts(runtime, request, task, [child for _, child in ended])
     failed = next(((name, child) for name, child in ended if child.job_state != JobState.COMPLETED), None)
     if failed is not None:
