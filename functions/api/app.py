@@ -313,13 +313,40 @@ def submit_request_alias(
     return _submit(body, idempotency_key)
 
 
-@app.get("/api/jobs/requests", tags=["requests"])
+@app.get(
+    "/api/jobs/requests",
+    tags=["requests"],
+    responses={
+        200: json_response(
+            "One page of requests (with parent_id: of that request's children)", JobRequestListResponse
+        ),
+        404: json_response("parent_id is not a request of yours (NOT_FOUND)", ErrorResponse),
+    },
+)
 def list_requests(
     job_type: Annotated[str | None, Query(max_length=JOB_TYPE_MAX)] = None,
     job_state: Annotated[requests.JobStateFilter | None, Query()] = None,
+    parent_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=ID_MAX,
+            description="only the requests this request's FORK_JOB tasks started, in creation order",
+        ),
+    ] = None,
     limit: Limit = 50,
     next_token: NextToken = None,
 ) -> JobRequestListResponse:
+    if parent_id is not None:
+        return requests.list_children(
+            get_services(),
+            _org(),
+            parent_id,
+            job_type=job_type,
+            job_state=job_state,
+            limit=limit,
+            next_token=next_token,
+        )
     return requests.list_requests(
         get_services(), _org(), job_type=job_type, job_state=job_state, limit=limit, next_token=next_token
     )

@@ -161,6 +161,19 @@ class TaskExecutionResponse(BaseModel):
     ended_at: str | None = None
 
 
+class ChildRequestSummary(BaseModel):
+    """A request one of the parent's FORK_JOB tasks started, as the parent recorded it."""
+
+    id: str
+    job_type: str
+    fork_task: str = Field(description="the parent's FORK_JOB task that started it")
+    job_state: str = Field(
+        description="as the parent recorded it: PENDING until the child ends, then its final state "
+        "(GET the child, or list with parent_id, for the state it is in now)"
+    )
+    error_code: str | None = None
+
+
 class JobRequestResponse(BaseModel):
     id: str
     job_type: str
@@ -181,6 +194,16 @@ class JobRequestResponse(BaseModel):
     started_at: str | None = None
     ended_at: str | None = None
     tasks: list[TaskExecutionResponse] = Field(default_factory=list)
+    parent_id: str | None = Field(
+        default=None,
+        description="the request whose FORK_JOB task started this one; null when it was submitted "
+        "(or scheduled) directly",
+    )
+    children: list[ChildRequestSummary] | None = Field(
+        default=None,
+        description="the requests this one's FORK_JOB tasks started, in creation order; only in GET of one "
+        "request (null in listings)",
+    )
 
 
 class GraphTaskState(BaseModel):

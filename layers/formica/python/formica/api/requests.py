@@ -32,6 +32,7 @@ from formica.api.models import (
     PARAMS_MAX_BYTES,
     ArtifactListResponse,
     ArtifactResponse,
+    ChildRequestSummary,
     GraphEdge,
     GraphTaskState,
     JobRequestListResponse,
@@ -46,12 +47,16 @@ from formica.jobs.graph import to_mermaid
 from formica.jobs.models import JobDefinition, TaskDefinition
 from formica.store.blobs import BlobNotFoundError
 from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
+from formica.store.pagination import InvalidCursorError, cursor_signer
 from formica.store.requests import (
     ArtifactItem,
+    ChildItem,
     JobRequestItem,
     TaskExecutionItem,
     now_iso,
 )
+from formica.store.requests.items import CHILD_SK_PREFIX
+from formica.store.schema import request_pk
 
 # What API Gateway accepts is 10 MB; nothing Formica takes as JSON comes near 1 MB.
 MAX_BODY_BYTES = 1024 * 1024
@@ -146,7 +151,12 @@ def request_response(
     request: JobRequestItem,
     tasks: list[TaskExecutionItem] | None = None,
     methods: dict[str, str | None] | None = None,
+    *,
+    parent_id: str | None = None,
+    children: list[ChildItem] | None = None,
 ) -> JobRequestResponse:
+    """The API's shape of a request: ``parent_id`` as checked by the caller (``_visible_parent``),
+    ``children`` only for the read of one request (None: a listing row)."""
     return JobRequestResponse(
         id=request.request_id,
         job_type=request.job_type,
@@ -167,7 +177,43 @@ def request_response(
             _task_response(task, methods or {}, job_cancelled=request.job_state == JobState.CANCELLED)
             for task in sorted(tasks or [], key=lambda t: t.seq)
         ],
+        parent_id=parent_id,
+        children=None
+        if children is None
+        else [
+            ChildRequestSummary(
+                id=child.child_id,
+                job_type=child.job_type,
+                fork_task=child.fork_task,
+                job_state=str(child.job_state),
+                error_code=child.error_code,
+            )
+            for child in _in_creation_order(children)
+        ],
     )
+
+
+def _in_creation_order(children: list[ChildItem]) -> list[ChildItem]:
+    # The store lists them by id, which the fork derives from the parent and step, not by time.
+    return sorted(children, key=lambda child: (child.created_at, child.child_id))
+
+
+def _visible_parent(
+    services: ApiServices, org: str, request: JobRequestItem, seen: dict[str, bool] | None = None
+) -> str | None:
+    """The request's parent_id when that parent is the caller's; None otherwise.
+
+    A fork creates its child in the parent's organisation, so this never hides a real parent; it
+    keeps another organisation's id out of an answer should an item ever say otherwise. ``seen``
+    remembers the verdicts of one answer (a listing's rows often share a parent).
+    """
+    parent_id = request.parent_id
+    if parent_id is None:
+        return None
+    verdicts = {} if seen is None else seen
+    if parent_id not in verdicts:
+        verdicts[parent_id] = services.requests.get_for_org(org, parent_id) is not None
+    return parent_id if verdicts[parent_id] else None
 
 
 def _require(services: ApiServices, org: str, request_id: str) -> JobRequestItem:
@@ -185,8 +231,15 @@ def _methods(services: ApiServices, request: JobRequestItem) -> dict[str, str | 
 
 
 def get_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
+    """The org's request with its tasks, its parent (if forked) and the children it forked."""
     request = _require(services, org, request_id)
-    return request_response(request, services.requests.list_tasks(request_id), _methods(services, request))
+    return request_response(
+        request,
+        services.requests.list_tasks(request_id),
+        _methods(services, request),
+        parent_id=_visible_parent(services, org, request),
+        children=services.requests.list_children(request_id),
+    )
 
 
 def list_requests(
@@ -201,9 +254,77 @@ def list_requests(
     page = services.requests.list_for_org(
         org, job_type=job_type, job_state=job_state, limit=limit, next_token=next_token
     )
+    parents: dict[str, bool] = {}
     return JobRequestListResponse(
-        records=[request_response(request) for request in page.records], next_token=page.next_token
+        records=[
+            request_response(request, parent_id=_visible_parent(services, org, request, parents))
+            for request in page.records
+        ],
+        next_token=page.next_token,
     )
+
+
+def list_children(
+    services: ApiServices,
+    org: str,
+    parent_id: str,
+    *,
+    job_type: str | None,
+    job_state: JobState | None,
+    limit: int,
+    next_token: str | None,
+) -> JobRequestListResponse:
+    """The requests the org's request ``parent_id`` forked, as listing rows, in creation order.
+
+    One page holds at most ``limit`` children (fewer with ``job_state``, which filters the page
+    read, like the other listings' filters), each read from its own request item: its state now,
+    not the parent's record of it. A child the parent recorded whose request does not exist (its
+    fork failed before creating it) has no row. Raises ResourceNotFoundError unless the parent is
+    the org's, and InvalidCursorError for a ``next_token`` of another listing.
+    """
+    _require(services, org, parent_id)
+    children = _in_creation_order(services.requests.list_children(parent_id))
+    if job_type is not None:
+        children = [child for child in children if child.job_type == job_type]
+    start = _children_start(children, parent_id, next_token)
+    page = children[start : start + limit]
+    records: list[JobRequestResponse] = []
+    for child in page:
+        request = services.requests.get_for_org(org, child.child_id)
+        if request is None or (job_state is not None and request.job_state != job_state):
+            continue
+        records.append(request_response(request, parent_id=parent_id))
+    more = start + limit < len(children)
+    return JobRequestListResponse(
+        records=records, next_token=_children_cursor(parent_id, page[-1]) if more and page else None
+    )
+
+
+def _children_cursor(parent_id: str, last: ChildItem) -> str | None:
+    """A signed cursor after ``last``, bound to the parent's partition like a Query's LastEvaluatedKey."""
+    return cursor_signer().encode(
+        {
+            "pk": {"S": request_pk(parent_id)},
+            "sk": {"S": f"{CHILD_SK_PREFIX}{last.child_id}"},
+            "created_at": {"S": last.created_at},
+        }
+    )
+
+
+def _children_start(children: list[ChildItem], parent_id: str, next_token: str | None) -> int:
+    """The index of the first child after the cursor's (0 without one)."""
+    key = cursor_signer().decode(next_token, partition_attribute="pk", partition_value=request_pk(parent_id))
+    if key is None:
+        return 0
+    sort_key = key.get("sk", {}).get("S", "")
+    created_at = key.get("created_at", {}).get("S")
+    if not isinstance(created_at, str) or not sort_key.startswith(CHILD_SK_PREFIX):
+        raise InvalidCursorError("next_token belongs to another listing")
+    after = (created_at, sort_key.removeprefix(CHILD_SK_PREFIX))
+    for index, child in enumerate(children):
+        if (child.created_at, child.child_id) > after:
+            return index
+    return len(children)
 
 
 # -- the walk taken, drawn on the definition's graph ------------------------------------------------
