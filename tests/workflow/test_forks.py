@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from formica.engine.walk import JobState
@@ -280,3 +281,47 @@ tasks:{forks_yaml}
     assert len(children) == 20 and {child.job_state for child in children} == {JobState.COMPLETED}
     outputs = done.walk.outputs["wait"]
     assert {outputs[f"f{n}_JobState"] for n in range(20)} == {"COMPLETED"}
+
+
+FLAKY_CHILD = """
+job_type: flaky-child
+tasks:
+- task_type: try
+  method: SHELL
+  script:
+    - n=$(cat /tmp/formica-fork-$Marker 2>/dev/null || echo 0); echo $((n + 1)) > /tmp/formica-fork-$Marker
+    - if [ "{{ .FailOnce }}" = "yes" ] && [ $n -eq 0 ]; then exit 7; fi
+"""
+
+RETRIED_PARENT = """
+job_type: retried-parent
+retry: 1
+tasks:
+- task_type: steady
+  method: FORK_JOB
+  fork_job_type: flaky-child
+  variables: {FailOnce: "no", Marker: "{{ .Marker }}-steady"}
+  on_completed: shaky
+- task_type: shaky
+  method: FORK_JOB
+  fork_job_type: flaky-child
+  variables: {FailOnce: "yes", Marker: "{{ .Marker }}-shaky"}
+  on_completed: wait
+- task_type: wait
+  method: AWAIT_FORKED_JOB
+  await_forked_tasks: [steady, shaky]
+"""
+
+
+def test_a_restarted_parent_re_forks_only_the_children_that_did_not_complete(walk: Walk) -> None:
+    walk.upload(FLAKY_CHILD)
+    walk.upload(RETRIED_PARENT)
+
+    done = walk.wait(walk.submit("retried-parent", {"Marker": uuid.uuid4().hex}), timeout=90)
+
+    assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
+    assert done.job_retry == 1
+    children = get_runtime().requests.list_children(done.request_id)
+    by_task = {task: [c for c in children if c.fork_task == task] for task in ("steady", "shaky")}
+    assert [c.job_state for c in by_task["steady"]] == [JobState.COMPLETED]  # forked once, reused
+    assert sorted(c.job_state for c in by_task["shaky"]) == [JobState.COMPLETED, JobState.FAILED]

@@ -561,8 +561,12 @@ class _TransitionBuilder:
             carried: dict[str, str | None] = {}
             walk.outputs = {}
         else:
-            # always_run tasks run in every job attempt: they clean up after it.
-            always = {t.task_type for t in self.definition.tasks if t.always_run}
+            # always_run tasks run in every job attempt: they clean up after it. FORK_JOB tasks run
+            # again too: the fork reuses its earlier child when that one completed, and forks anew
+            # when it did not (a restart re-forks only the children that failed).
+            always = {
+                t.task_type for t in self.definition.tasks if t.always_run or t.method == TaskMethod.FORK_JOB
+            }
             carried = {k: v for k, v in {**walk.carried, **walk.completed}.items() if k not in always}
         self.walk = WalkState(
             job_retry=walk.job_retry,

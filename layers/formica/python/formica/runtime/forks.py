@@ -97,6 +97,10 @@ def run_fork_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope
     if parent.fork_depth + 1 > max_depth:
         message = f"forks would nest {parent.fork_depth + 1} deep: the limit (fork_max_depth) is {max_depth}"
         return _refused(ERR_FORK_LIMIT, message)
+    reused = _completed_child(runtime, parent, task)
+    if reused is not None:
+        log = f"[job {reused.child_id} forked by an earlier run of this task completed: reused]\n"
+        return TaskOutcome(exit_code="0", outputs={FORK_ID_OUTPUT: reused.child_id}, log=log)
     child_id = child_request_id(parent.request_id, scope.step)
     existing = runtime.requests.get(child_id)
     if existing is None:
@@ -151,6 +155,23 @@ def run_fork_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope
     _start_child(runtime, child_id)
     log = f"[forked {job_type} as request {child_id}]\n"
     return TaskOutcome(exit_code="0", outputs={FORK_ID_OUTPUT: child_id}, log=log)
+
+
+def _completed_child(runtime: Runtime, parent: JobRequestItem, task: TaskDefinition) -> ChildItem | None:
+    """A restarted parent re-forks only the children that did not complete: the latest child this
+    task forked in an earlier run, if it completed. A task entered again within the same run (a loop
+    back to it) always forks anew."""
+    if parent.walk.ran.count(task.task_type) > 1:
+        return None
+    earlier = [
+        child
+        for child in runtime.requests.list_children(parent.request_id)
+        if child.fork_task == task.task_type
+    ]
+    if not earlier:
+        return None
+    latest = max(earlier, key=lambda child: child.step)
+    return latest if latest.job_state == JobState.COMPLETED else None
 
 
 def _start_child(runtime: Runtime, child_id: str) -> None:
