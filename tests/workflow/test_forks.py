@@ -325,3 +325,33 @@ def test_a_restarted_parent_re_forks_only_the_children_that_did_not_complete(wal
     by_task = {task: [c for c in children if c.fork_task == task] for task in ("steady", "shaky")}
     assert [c.job_state for c in by_task["steady"]] == [JobState.COMPLETED]  # forked once, reused
     assert sorted(c.job_state for c in by_task["shaky"]) == [JobState.COMPLETED, JobState.FAILED]
+
+
+def test_a_fork_names_a_semantic_version_as_formicary_writes_it(walk: Walk) -> None:
+    walk.upload(
+        "job_type: plugin\nsem_version: 1.0-dev\ntasks:\n- task_type: run\n  method: SHELL\n  script: [echo one]\n"
+    )
+    walk.upload(
+        "job_type: plugin\nsem_version: 2.0\ntasks:\n- task_type: run\n  method: SHELL\n  script: [echo two]\n"
+    )
+    walk.upload(
+        """
+job_type: plugin-client
+tasks:
+- task_type: call-plugin
+  method: FORK_JOB
+  fork_job_type: plugin
+  fork_job_version: 1.0-dev
+  on_completed: wait-plugin
+- task_type: wait-plugin
+  method: AWAIT_FORKED_JOB
+  await_forked_tasks: [call-plugin]
+"""
+    )
+
+    done = walk.wait(walk.submit("plugin-client"))
+
+    assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
+    (child,) = get_runtime().requests.list_children(done.request_id)
+    assert walk.request(child.child_id).job_version == 1
+    assert "one" in walk.log(child.child_id, "run")

@@ -58,6 +58,9 @@ class DefinitionSource(Protocol):
 
     def get_head(self, org: str, job_type: str) -> DefinitionHead | None: ...
 
+    def resolve_version(self, org: str, job_type: str, wanted: int | str | None) -> DefinitionVersion | None:
+        """The version a fork asks for: None/"latest", a version number, or a sem_version."""
+
 
 class ContainerControl(Protocol):
     """What the walk asks of the container service (``formica.runtime.containers.ContainerService``).

@@ -66,13 +66,6 @@ def child_request_id(parent_id: str, step: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"formica:fork:{parent_id}:{step}"))
 
 
-def _fork_version(task: TaskDefinition) -> int | None:
-    wanted = (task.fork_job_version or "").strip()
-    if not wanted or wanted == "latest":
-        return None
-    return int(wanted) if wanted.isdigit() else None
-
-
 def run_fork_task(
     event: TaskEvent | dict[str, Any], runtime: Runtime, *, time_left_seconds: float | None = None
 ) -> dict[str, Any]:
@@ -112,7 +105,7 @@ def run_fork_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope
             return _refused(ERR_FORK_JOB, f"job type {job_type!r} is not defined in this organisation")
         if head.disabled:
             return _refused(ERR_FORK_JOB, f"job type {job_type!r} is disabled")
-        version = runtime.definitions.get_version(parent.org, job_type, _fork_version(task))
+        version = runtime.definitions.resolve_version(parent.org, job_type, task.fork_version)
         if version is None:
             return _refused(ERR_FORK_JOB, f"job type {job_type!r} has no version {task.fork_job_version!r}")
         now = now_iso()
