@@ -203,10 +203,15 @@ class FormicaClient:
         *,
         job_type: str | None = None,
         job_state: str | None = None,
+        parent_id: str | None = None,
         limit: int | None = None,
         next_token: str | None = None,
     ) -> dict[str, Any]:
-        params = _params(job_type=job_type, job_state=job_state, limit=limit, next_token=next_token)
+        """One page of requests, newest first; with ``parent_id``, that request's children in
+        creation order."""
+        params = _params(
+            job_type=job_type, job_state=job_state, parent_id=parent_id, limit=limit, next_token=next_token
+        )
         result: dict[str, Any] = self._json("GET", "/api/jobs/requests", params=params)
         return result
 

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,6 +21,8 @@ FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 JOB_STATES = ("PENDING", "READY", "STARTED", "EXECUTING", "COMPLETED", "FAILED", "CANCELLED")
 """What ``formica requests --state`` takes: the API's job_state filter."""
 MAX_PAGE = 100
+MAX_TREE_DEPTH = 5
+"""How many levels of forked requests ``formica status`` follows below the request it shows."""
 EXIT_OK = 0
 EXIT_FAILED = 1
 
@@ -80,7 +82,14 @@ def register(subparsers: Any) -> None:
     submit.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
     _bind(submit, cmd_submit)
 
-    status = subparsers.add_parser("status", parents=[common], help="show a job request and its tasks")
+    status = subparsers.add_parser(
+        "status",
+        parents=[common],
+        help="show a job request, its tasks and the requests it forked",
+        description="Show a job request and its tasks, then the requests its FORK_JOB tasks started, "
+        f"indented, down to {MAX_TREE_DEPTH} levels (one API call per request shown). --json prints the "
+        "request as the API answers it.",
+    )
     status.add_argument("request_id")
     status.add_argument(
         "--graph", action="store_true", help="print the walk taken as a Mermaid flowchart instead"
@@ -91,6 +100,12 @@ def register(subparsers: Any) -> None:
     requests.add_argument("--job-type", default=None, help="only requests of this job type")
     requests.add_argument(
         "--state", default=None, type=str.upper, choices=JOB_STATES, help="only requests in this state"
+    )
+    requests.add_argument(
+        "--parent",
+        default=None,
+        metavar="REQUEST_ID",
+        help="only the requests this request forked, in creation order",
     )
     requests.add_argument(
         "--limit", type=_positive, default=20, help="show at most this many (default 20; pages are followed)"
@@ -542,6 +557,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
             page = client.list_requests(
                 job_type=args.job_type,
                 job_state=args.state,
+                parent_id=args.parent,
                 limit=min(args.limit - len(records), MAX_PAGE),
                 next_token=token,
             )
@@ -594,11 +610,46 @@ def cmd_status(args: argparse.Namespace) -> int:
                 sys.stdout.write(str(graph.get("mermaid", "")))
             return EXIT_OK
         request = client.get_request(args.request_id)
-    if args.json:
-        _print_json(request)
-        return EXIT_OK
-    print(format_request(request))
+        if args.json:
+            _print_json(request)
+            return EXIT_OK
+        print(format_request(request))
+        if request.get("children"):
+            print("forked:")
+            for line in fork_tree(client, request):
+                print(line)
     return EXIT_OK
+
+
+def fork_tree(client: FormicaClient, request: Mapping[str, Any], depth: int = 1) -> Iterator[str]:
+    """Lines of the requests ``request`` forked, indented two spaces per level, each read with one
+    GET (its state now) and followed down to ``MAX_TREE_DEPTH`` levels below the first request.
+
+    A child that cannot be read (its fork failed before creating it) shows as its parent recorded
+    it, with the API's reason.
+    """
+    indent = "  " * depth
+    for recorded in request.get("children") or []:
+        child_id = str(recorded.get("id"))
+        try:
+            child: Mapping[str, Any] = client.get_request(child_id)
+        except FormicaApiError as exc:
+            yield f"{indent}{_tree_line(recorded)}  ({exc.message})"
+            continue
+        grandchildren = child.get("children") or []
+        if grandchildren and depth >= MAX_TREE_DEPTH:
+            hidden = f"forked {len(grandchildren)}, not shown: {MAX_TREE_DEPTH} levels at most"
+            yield f"{indent}{_tree_line(child)}  ({hidden})"
+            continue
+        yield f"{indent}{_tree_line(child)}"
+        yield from fork_tree(client, child, depth + 1)
+
+
+def _tree_line(request: Mapping[str, Any]) -> str:
+    parts = [str(request.get("id")), str(request.get("job_type")), str(request.get("job_state"))]
+    if request.get("error_code"):
+        parts.append(str(request["error_code"]))
+    return "  ".join(parts)
 
 
 def format_request(request: Mapping[str, Any], now: datetime | None = None) -> str:
@@ -609,6 +660,8 @@ def format_request(request: Mapping[str, Any], now: datetime | None = None) -> s
         f"  created {request.get('created_at')}  "
         f"elapsed {elapsed_text(request.get('started_at'), request.get('ended_at'), moment)}",
     ]
+    if request.get("parent_id"):
+        lines.append(f"  forked by {request.get('parent_id')}")
     if request.get("params"):
         lines.append(f"  params {json.dumps(request.get('params'), sort_keys=True)}")
     if request.get("error_code") or request.get("error_message"):
