@@ -6,10 +6,18 @@ parent's child records), as FORK_JOB would leave them, so each read is checked a
 
 from __future__ import annotations
 
+import argparse
+
+import httpx
+import pytest
+from formica.cli import main
+from formica.cli import remote as remote_module
+from formica.cli.client import ClientConfig, FormicaClient
 from formica.engine.walk import JobState
 from formica.store.requests import ChildItem, JobRequestItem
 
 from tests.integration.api.conftest import ApiWorld
+from tests.integration.api.gateway import wsgi_app
 
 BASE = "/api/jobs/requests"
 
@@ -217,3 +225,27 @@ def test_another_orgs_parent_is_not_found_and_never_shown(world: ApiWorld) -> No
     assert unknown.status == 404
     assert stray["parent_id"] is None
     assert stray_row["parent_id"] is None
+
+
+def test_formica_status_draws_the_family_from_the_api(
+    world: ApiWorld, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _family(world)
+    _fork(world, "c-mid", "g-1", "2026-01-01T00:00:05.000000+00:00", job_type="deep", state=JobState.PENDING)
+
+    def client(_args: argparse.Namespace) -> FormicaClient:
+        transport = httpx.WSGITransport(app=wsgi_app(world.gateway, world.acme_token))
+        return FormicaClient(ClientConfig(server="http://api.test"), transport=transport)
+
+    monkeypatch.setattr(remote_module, "_client", client)
+
+    assert main(["status", "parent"]) == 0
+
+    tree = capsys.readouterr().out.split("forked:\n", 1)[1]
+    assert tree == (
+        "  c-zeta  leaf  EXECUTING\n"
+        "  c-alpha  other-leaf  FAILED\n"
+        "  c-mid  leaf  COMPLETED\n"
+        "    g-1  deep  PENDING\n"
+        "  c-lost  leaf  PENDING  (job request 'c-lost' not found)\n"
+    )
