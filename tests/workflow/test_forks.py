@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from datetime import datetime
 
 import pytest
 from formica.engine.walk import JobState
 from formica.runtime import cancel_request, forks, get_runtime, reset_runtime
 from formica.settings import reset_settings
+from formica.store.requests import JobRequestItem
 
 from tests.workflow.conftest import ORG, Walk
 
@@ -328,12 +331,11 @@ def test_a_restarted_parent_re_forks_only_the_children_that_did_not_complete(wal
 
 
 def test_a_fork_names_a_semantic_version_as_formicary_writes_it(walk: Walk) -> None:
-    walk.upload(
-        "job_type: plugin\nsem_version: 1.0-dev\ntasks:\n- task_type: run\n  method: SHELL\n  script: [echo one]\n"
+    plugin = (
+        "job_type: plugin\nsem_version: {}\ntasks:\n- task_type: run\n  method: SHELL\n  script: [echo {}]\n"
     )
-    walk.upload(
-        "job_type: plugin\nsem_version: 2.0\ntasks:\n- task_type: run\n  method: SHELL\n  script: [echo two]\n"
-    )
+    walk.upload(plugin.format("1.0-dev", "one"))
+    walk.upload(plugin.format("2.0", "two"))
     walk.upload(
         """
 job_type: plugin-client
@@ -355,3 +357,83 @@ tasks:
     (child,) = get_runtime().requests.list_children(done.request_id)
     assert walk.request(child.child_id).job_version == 1
     assert "one" in walk.log(child.child_id, "run")
+
+
+ITEM_CHILD = """
+job_type: item-child
+tasks:
+- task_type: handle
+  method: SHELL
+  script:
+    - echo "start {{ .item }} $(date +%s.%N)"
+    - if [ "{{ .item }}" = "bad" ]; then exit 9; fi
+    - sleep {{ if hasPrefix "slow" .item }}3{{ else }}0.4{{ end }}
+"""
+
+FAN = """
+job_type: fan-parent
+tasks:
+- task_type: each
+  fan_out:
+    source: '{{ .Items }}'
+    item_var: item
+    max_parallel: 3
+    fail_fast: {{ .FailFast }}
+    fork_job_type: item-child
+  on_completed: report
+- task_type: report
+  method: SHELL
+  script:
+    - echo "{{ .item_0_status }} {{ .item_9_status }} {{ .item_9_id }}"
+"""
+
+
+def _window(request: JobRequestItem) -> tuple[datetime, datetime]:
+    assert request.started_at is not None and request.ended_at is not None
+    return datetime.fromisoformat(request.started_at), datetime.fromisoformat(request.ended_at)
+
+
+def test_fan_out_runs_ten_items_three_at_a_time_and_reports_each(walk: Walk) -> None:
+    walk.upload(ITEM_CHILD)
+    walk.upload(FAN)
+
+    items = json.dumps([f"i{n}" for n in range(10)])
+    done = walk.wait(walk.submit("fan-parent", {"Items": items, "FailFast": "false"}), timeout=120)
+
+    assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
+    children = sorted(get_runtime().requests.list_children(done.request_id), key=lambda c: c.index or 0)
+    assert [c.index for c in children] == list(range(10))
+    requests = [walk.request(c.child_id) for c in children]
+    assert [r.params["item"] for r in requests] == [f"i{n}" for n in range(10)]
+    # Peak concurrency, from the children's own started/ended times: exactly max_parallel.
+    windows = [_window(r) for r in requests]
+    peak = max(sum(1 for start, end in windows if start <= moment < end) for moment, _ in windows)
+    assert peak == 3
+    assert f"COMPLETED COMPLETED {children[9].child_id}" in walk.log(done.request_id, "report")
+
+
+def test_fan_out_fail_fast_cancels_the_rest(walk: Walk) -> None:
+    walk.upload(ITEM_CHILD)
+    walk.upload(FAN)
+
+    items = json.dumps(["slow-0", "bad", "slow-2", *(f"i{n}" for n in range(3, 10))])
+    done = walk.wait(walk.submit("fan-parent", {"Items": items, "FailFast": "true"}), timeout=120)
+
+    assert done.job_state == JobState.FAILED
+    tasks = {task.task_type: task for task in walk.tasks(done.request_id)}
+    assert "item 1" in (tasks["each"].error_message or "")
+    # The first three started; the failure of item 1 cancelled the two still running, and the
+    # seven others were never forked.
+    children = sorted(get_runtime().requests.list_children(done.request_id), key=lambda c: c.index or 0)
+    assert [c.index for c in children] == [0, 1, 2]
+    states = [walk.wait(child.child_id).job_state for child in children]
+    assert states == [JobState.CANCELLED, JobState.FAILED, JobState.CANCELLED]
+
+
+def test_a_fan_out_source_that_is_not_an_array_fails_the_task(walk: Walk) -> None:
+    walk.upload(ITEM_CHILD)
+    walk.upload(FAN)
+
+    done = walk.wait(walk.submit("fan-parent", {"Items": '{"a": 1}', "FailFast": "false"}))
+
+    assert (done.job_state, done.error_code) == (JobState.FAILED, "ERR_FAN_OUT")

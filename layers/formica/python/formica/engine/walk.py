@@ -327,7 +327,8 @@ class _TransitionBuilder:
 
     def run_decision(self, run: TaskRun, wait_seconds: float) -> Decision:
         if run.runner == RunnerKind.FORK:
-            awaits = self.task(run.task_type).method == TaskMethod.AWAIT_FORKED_JOB
+            waits = self.task(run.task_type)
+            awaits = waits.method == TaskMethod.AWAIT_FORKED_JOB or waits.fan_out is not None
             action = Action.AWAIT_FORKS if awaits else Action.RUN_FORK
         else:
             action = {

@@ -24,24 +24,34 @@ each child's state and id are the await's outputs (``<fork task>_JobState``, ``<
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import datetime
 from typing import Any
 
 from formica.engine.walk import ERR_TASK_TIMED_OUT, AttemptResult, JobState
-from formica.jobs.models import RunnerKind, TaskDefinition, TaskMethod
+from formica.jobs.fanout import FanOutSourceError, fan_out_items
+from formica.jobs.models import RunnerKind, TaskDefinition, TaskMethod, wanted_version
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.attempts import TaskEvent
 from formica.runtime.completion import complete_container_attempt
 from formica.runtime.deps import Runtime
+from formica.runtime.executions import cancel_request
 from formica.runtime.scheduling import give_slot_back, start_request
-from formica.runtime.walker import AttemptScope, Walker, run_task_attempt
+from formica.runtime.walker import (
+    FAN_OUT_ITEMS_OUTPUT,
+    FAN_OUT_VAR_OUTPUT,
+    AttemptScope,
+    Walker,
+    run_task_attempt,
+)
 from formica.store.requests import (
     ArtifactItem,
     ChildItem,
     JobRequestItem,
     RequestFinishedError,
+    RequestNotFoundError,
     RequestStoreError,
     now_iso,
 )
@@ -54,6 +64,8 @@ ERR_FORK_LIMIT = "ERR_FORK_LIMIT"
 """A fork over the depth or the children-per-request limit."""
 ERR_FORKED_JOB_FAILED = "ERR_FORKED_JOB_FAILED"
 """An awaited child ended without completing, and said no error code of its own."""
+ERR_FAN_OUT = "ERR_FAN_OUT"
+"""A fan_out's source did not render to a JSON array of at most FAN_OUT_MAX_ITEMS items."""
 ERR_FORK_NOT_FOUND = "ERR_FORK_NOT_FOUND"
 """An awaited FORK_JOB task has not forked anything in this walk."""
 FORK_ID_OUTPUT = "ForkedJobID"
@@ -61,9 +73,11 @@ MAX_AWAIT_ARTIFACTS = 1000
 """Artifacts of all awaited children an await takes on (the rest are named in a warning)."""
 
 
-def child_request_id(parent_id: str, step: int) -> str:
-    """The child of the FORK_JOB attempt at ``step``: a replayed attempt names the same child."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"formica:fork:{parent_id}:{step}"))
+def child_request_id(parent_id: str, step: int, index: int | None = None) -> str:
+    """The child of the FORK_JOB attempt at ``step`` (item ``index`` of a fan_out): a replayed
+    attempt names the same child."""
+    item = "" if index is None else f":{index}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"formica:fork:{parent_id}:{step}{item}"))
 
 
 def run_fork_task(
@@ -82,70 +96,113 @@ def run_fork_task(
     )
 
 
-def run_fork_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
-    """FORK_JOB's one attempt: start the child request; the task completes with its id."""
-    runtime, parent = scope.runtime, scope.request
+class ForkRefusedError(RuntimeError):
+    """A fork that cannot be made: unknown or disabled job type, no such version, over a limit."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fork_child(
+    runtime: Runtime,
+    parent: JobRequestItem,
+    *,
+    fork_task: str,
+    step: int,
+    job_type: str,
+    wanted_version: int | str | None,
+    params: dict[str, Any],
+    index: int | None = None,
+) -> str:
+    """Create (once) and offer a start to one child of ``parent``; returns its id.
+
+    The child's id is derived from the parent, the step and ``index`` (a fan_out item), so a
+    replayed call names the same child and creates nothing twice.
+
+    Raises
+    ------
+    ForkRefusedError
+        Over ``fork_max_depth`` or ``fork_max_children``, or the job type is unknown, disabled or
+        has no such version.
+    """
     max_depth, max_children = runtime.settings.fork_max_depth, runtime.settings.fork_max_children
-    job_type = (task.fork_job_type or "").strip()
     if parent.fork_depth + 1 > max_depth:
         message = f"forks would nest {parent.fork_depth + 1} deep: the limit (fork_max_depth) is {max_depth}"
-        return _refused(ERR_FORK_LIMIT, message)
-    reused = _completed_child(runtime, parent, task)
-    if reused is not None:
-        log = f"[job {reused.child_id} forked by an earlier run of this task completed: reused]\n"
-        return TaskOutcome(exit_code="0", outputs={FORK_ID_OUTPUT: reused.child_id}, log=log)
-    child_id = child_request_id(parent.request_id, scope.step)
-    existing = runtime.requests.get(child_id)
-    if existing is None:
+        raise ForkRefusedError(ERR_FORK_LIMIT, message)
+    child_id = child_request_id(parent.request_id, step, index)
+    if runtime.requests.get(child_id) is None:
         if runtime.requests.count_children(parent.request_id) >= max_children:
             message = f"the request forked {max_children} jobs already: the limit (fork_max_children)"
-            return _refused(ERR_FORK_LIMIT, message)
+            raise ForkRefusedError(ERR_FORK_LIMIT, message)
         head = runtime.definitions.get_head(parent.org, job_type)
         if head is None:
-            return _refused(ERR_FORK_JOB, f"job type {job_type!r} is not defined in this organisation")
+            raise ForkRefusedError(ERR_FORK_JOB, f"job type {job_type!r} is not defined in this organisation")
         if head.disabled:
-            return _refused(ERR_FORK_JOB, f"job type {job_type!r} is disabled")
-        version = runtime.definitions.resolve_version(parent.org, job_type, task.fork_version)
+            raise ForkRefusedError(ERR_FORK_JOB, f"job type {job_type!r} is disabled")
+        version = runtime.definitions.resolve_version(parent.org, job_type, wanted_version)
         if version is None:
-            return _refused(ERR_FORK_JOB, f"job type {job_type!r} has no version {task.fork_job_version!r}")
+            raise ForkRefusedError(ERR_FORK_JOB, f"job type {job_type!r} has no version {wanted_version!r}")
         now = now_iso()
-        params = {
-            **task.variables,
-            "ForkedJob": "true",
-            "ParentJobID": parent.request_id,
-            "ParentJobType": parent.job_type,
-        }
         child = JobRequestItem(
             request_id=child_id,
             org=parent.org,
             job_type=job_type,
             job_version=version.version,
             user_id=parent.user_id,
-            params=params,
+            params={
+                **params,
+                "ForkedJob": "true",
+                "ParentJobID": parent.request_id,
+                "ParentJobType": parent.job_type,
+            },
             job_priority=parent.job_priority,
             created_at=now,
             updated_at=now,
             parent_id=parent.request_id,
             parent_job_type=parent.job_type,
-            fork_task=task.task_type,
+            fork_task=fork_task,
             fork_depth=parent.fork_depth + 1,
         )
-        runtime.requests.put_child(
-            ChildItem(
-                parent_id=parent.request_id,
-                child_id=child_id,
-                job_type=job_type,
-                fork_task=task.task_type,
-                step=scope.step,
-                created_at=now,
-            )
+        recorded = ChildItem(
+            parent_id=parent.request_id,
+            child_id=child_id,
+            job_type=job_type,
+            fork_task=fork_task,
+            step=step,
+            index=index,
+            created_at=now,
         )
+        runtime.requests.put_child(recorded)
         try:
             runtime.requests.create(child)
         except RequestStoreError:
             if runtime.requests.get(child_id) is None:
                 raise
     _start_child(runtime, child_id)
+    return child_id
+
+
+def run_fork_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> TaskOutcome:
+    """FORK_JOB's one attempt: start the child request; the task completes with its id."""
+    runtime, parent = scope.runtime, scope.request
+    reused = _completed_child(runtime, parent, task)
+    if reused is not None:
+        log = f"[job {reused.child_id} forked by an earlier run of this task completed: reused]\n"
+        return TaskOutcome(exit_code="0", outputs={FORK_ID_OUTPUT: reused.child_id}, log=log)
+    job_type = (task.fork_job_type or "").strip()
+    try:
+        child_id = fork_child(
+            runtime,
+            parent,
+            fork_task=task.task_type,
+            step=scope.step,
+            job_type=job_type,
+            wanted_version=task.fork_version,
+            params=dict(task.variables),
+        )
+    except ForkRefusedError as exc:
+        return _refused(exc.code, str(exc))
     log = f"[forked {job_type} as request {child_id}]\n"
     return TaskOutcome(exit_code="0", outputs={FORK_ID_OUTPUT: child_id}, log=log)
 
@@ -296,9 +353,11 @@ def _complete(
 
 
 def await_children(runtime: Runtime, request: JobRequestItem, step: int, task: TaskDefinition) -> bool:
-    """The Launch Lambda's AWAIT_FORKED_JOB: give the slot back, then answer now if the children
-    have all ended (True), else leave the recorded token to the last child's end (False)."""
+    """The Launch Lambda's AWAIT_FORKED_JOB (and fan_out): give the slot back, then answer now if
+    the children have all ended (True), else leave the recorded token to the last child's end."""
     give_slot_back(runtime, request)
+    if task.fan_out is not None:
+        return fan_out_step(runtime, request, step, task)
     answer = await_result(runtime, request, task)
     if answer is None:
         logger.info("awaiting forked jobs", extra={"request_id": request.request_id, "step": step})
@@ -339,6 +398,8 @@ def answer_parent(runtime: Runtime, parent_id: str) -> bool:
     task = _current_await(runtime, parent)
     if task is None:
         return False
+    if task.fan_out is not None:
+        return fan_out_step(runtime, parent, parent.step, task)
     answer = await_result(runtime, parent, task)
     if answer is None:
         return False
@@ -381,4 +442,105 @@ def _current_await(runtime: Runtime, request: JobRequestItem) -> TaskDefinition 
         request, task_type=current.task_type, task_retry=current.task_retry, now=runtime.now()
     )
     task = definition.task(current.task_type)
-    return task if task.method == TaskMethod.AWAIT_FORKED_JOB else None
+    return task if task.method == TaskMethod.AWAIT_FORKED_JOB or task.fan_out is not None else None
+
+
+# -- fan_out ----------------------------------------------------------------------------------------
+
+
+def _item_param(item: Any) -> Any:
+    return item if isinstance(item, str) else json.dumps(item, separators=(",", ":"))
+
+
+def fan_out_step(runtime: Runtime, request: JobRequestItem, step: int, task: TaskDefinition) -> bool:
+    """One look at a fan_out task: fork the next items while fewer than ``max_parallel`` children
+    run, and answer the token once every item's child has ended (or at the first failure with
+    ``fail_fast``, cancelling the rest). Called when the task starts and at each child's end; the
+    children's ids derive from (parent, step, item), so two looks at once fork nothing twice."""
+    spec = task.fan_out
+    assert spec is not None  # noqa: S101 - the callers check it
+    try:
+        items = fan_out_items(spec.source)
+    except FanOutSourceError as exc:
+        failed = AttemptResult(error_code=ERR_FAN_OUT, error_message=f"task {task.task_type}: {exc}")
+        return _complete(runtime, request.request_id, step, (failed, []))
+    outputs = {FAN_OUT_ITEMS_OUTPUT: str(len(items)), FAN_OUT_VAR_OUTPUT: spec.item_var}
+    mine = [
+        child
+        for child in runtime.requests.list_children(request.request_id)
+        if child.fork_task == task.task_type and child.step == step and child.index is not None
+    ]
+    by_index = {child.index: child for child in mine}
+    failures = sorted(
+        (child for child in mine if child.is_final and child.job_state != JobState.COMPLETED),
+        key=lambda child: child.index or 0,
+    )
+    if failures and spec.fail_fast:
+        return _fan_out_failed(
+            runtime, request, step, task=task, first=failures[0], outputs=outputs, cancel=mine
+        )
+    running = sum(1 for child in mine if not child.is_final)
+    waiting = [index for index in range(len(items)) if index not in by_index]
+    for index in waiting[: max(0, spec.max_parallel - running)]:
+        try:
+            fork_child(
+                runtime,
+                request,
+                fork_task=task.task_type,
+                step=step,
+                job_type=spec.fork_job_type,
+                wanted_version=wanted_version(spec.fork_job_version),
+                params={spec.item_var: _item_param(items[index]), "FanOutIndex": str(index)},
+                index=index,
+            )
+        except ForkRefusedError as exc:
+            refused = AttemptResult(
+                error_code=exc.code, error_message=f"item {index}: {exc}", outputs=outputs
+            )
+            answered = _complete(runtime, request.request_id, step, (refused, []))
+            _cancel(runtime, request.org, [child.child_id for child in mine if not child.is_final])
+            return answered
+    if waiting or running:
+        return False
+    if failures:
+        return _fan_out_failed(
+            runtime, request, step, task=task, first=failures[0], outputs=outputs, cancel=[]
+        )
+    done = AttemptResult(exit_code="0", outputs=outputs)
+    return _complete(runtime, request.request_id, step, (done, []))
+
+
+def _fan_out_failed(
+    runtime: Runtime,
+    request: JobRequestItem,
+    step: int,
+    *,
+    task: TaskDefinition,
+    first: ChildItem,
+    outputs: dict[str, str],
+    cancel: list[ChildItem],
+) -> bool:
+    code = first.error_code or ERR_FORKED_JOB_FAILED
+    message = (
+        f"task {task.task_type}: item {first.index} ({first.job_type} {first.child_id}) ended "
+        f"{first.job_state}: {first.error_message or code}"
+    )
+    # Answer first, then cancel: each cancelled child's end finds the walk moved on at once.
+    answered = _complete(
+        runtime,
+        request.request_id,
+        step,
+        (AttemptResult(error_code=code, error_message=message[:2000], outputs=outputs), []),
+    )
+    _cancel(runtime, request.org, [child.child_id for child in cancel if not child.is_final])
+    return answered
+
+
+def _cancel(runtime: Runtime, org: str, child_ids: list[str]) -> None:
+    for child_id in child_ids:
+        try:
+            cancel_request(org, child_id, runtime)
+        except (RequestFinishedError, RequestNotFoundError):
+            continue
+        except Exception as exc:  # the other children must still be cancelled
+            logger.warning("fan_out child not cancelled", extra={"request_id": child_id, "error": str(exc)})

@@ -55,6 +55,7 @@ from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.store.blobs import BlobStoreError
 from formica.store.requests import (
     ArtifactItem,
+    ChildItem,
     JobRequestItem,
     RequestNotFoundError,
     RequestStoreError,
@@ -65,6 +66,11 @@ from formica.store.requests import (
 from formica.store.schema import log_key
 
 logger = logging.getLogger(__name__)
+
+FAN_OUT_ITEMS_OUTPUT = "FanOutItems"
+"""A fan_out task's output: how many items it forked."""
+FAN_OUT_VAR_OUTPUT = "FanOutVar"
+"""A fan_out task's output: its item_var, under which templates read its children's results."""
 
 ERR_TASK_ATTEMPT_LOST = "ERR_TASK_ATTEMPT_LOST"
 ERR_RUNNER_FAILED = "ERR_RUNNER_FAILED"
@@ -197,13 +203,39 @@ class Walker:
             task_type=task_type,
             task_retry=task_retry,
             params=request.params,
-            outputs=template_variables(request.walk.outputs),
+            outputs={**template_variables(request.walk.outputs), **self.fan_out_results(request)},
             now=now,
             count_requests=self.request_counter(request.org),
         )
         definition = load_definition(raw, context)
         self._rendered = (request.request_id, definition)
         return definition
+
+    def fan_out_results(self, request: JobRequestItem) -> dict[str, str]:
+        """What a fan_out task's children ended as, for later templates: ``{item_var}_{i}_status``,
+        ``_id`` and ``_error`` per item (read from the parent's child records, one Query, only when
+        a fan_out task has run: a thousand items do not fit the request item's outputs)."""
+        fanned = {
+            task_type: outputs[FAN_OUT_VAR_OUTPUT]
+            for task_type, outputs in request.walk.outputs.items()
+            if FAN_OUT_VAR_OUTPUT in outputs
+        }
+        if not fanned:
+            return {}
+        latest: dict[tuple[str, int], ChildItem] = {}
+        for child in self.rt.requests.list_children(request.request_id):
+            if child.fork_task not in fanned or child.index is None:
+                continue
+            key = (child.fork_task, child.index)
+            if key not in latest or child.step > latest[key].step:
+                latest[key] = child
+        results: dict[str, str] = {}
+        for (task_type, index), child in sorted(latest.items()):
+            prefix = f"{fanned[task_type]}_{index}"
+            results[f"{prefix}_status"] = str(child.job_state)
+            results[f"{prefix}_id"] = child.child_id
+            results[f"{prefix}_error"] = child.error_code or ""
+        return results
 
     def request_counter(self, org: str) -> Callable[[str, tuple[str, ...]], int]:
         """Templates' ``CountByJobTypeAndState`` for a request of ``org``: that organisation's own

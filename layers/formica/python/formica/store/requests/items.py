@@ -372,6 +372,8 @@ class ChildItem(BaseModel):
     fork_task: str
     step: int
     """The parent's walk step that forked it."""
+    index: int | None = None
+    """Its item's position, for a child of a fan_out task."""
     job_state: JobState = JobState.PENDING
     error_code: str | None = None
     error_message: str | None = None
@@ -399,6 +401,8 @@ class ChildItem(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 item[name] = {"S": value}
+        if self.index is not None:
+            item["item_index"] = {"N": str(self.index)}
         if not self.is_final:
             item["gsi2pk"] = {"S": RUNNING_CHILDREN_GSI2PK}
             item["gsi2sk"] = {"S": f"{self.created_at}#{self.parent_id}#{self.child_id}"}
@@ -412,6 +416,7 @@ class ChildItem(BaseModel):
             job_type=item["job_type"]["S"],
             fork_task=item["fork_task"]["S"],
             step=int(item["step"]["N"]),
+            index=int(item["item_index"]["N"]) if "item_index" in item else None,
             job_state=JobState(item["job_state"]["S"]),
             error_code=item["error_code"]["S"] if "error_code" in item else None,
             error_message=item["error_message"]["S"] if "error_message" in item else None,
