@@ -278,6 +278,7 @@ def test_task_execution_shows_in_the_request_and_logs_read_as_text(defined: ApiW
             "method": "SHELL",
             "task_state": "COMPLETED",
             "exit_code": "0",
+            "exit_codes": [],
             "error_code": None,
             "error_message": None,
             "attempts": 2,
