@@ -27,6 +27,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("language", "bench.language"),
     ("api", "bench.api_load"),
     ("sandbox", "bench.sandbox"),
+    ("forks", "bench.forks"),
 )
 """(name, module with ``run(quick) -> list[Figure]``), in the order they run and print.
 

@@ -26,6 +26,7 @@ MODULES = [
     "bench.bare_handler",
     "bench.floor_handler",
     "bench.local_runs",
+    "bench.forks",
 ]
 
 
