@@ -437,3 +437,26 @@ def test_a_fan_out_source_that_is_not_an_array_fails_the_task(walk: Walk) -> Non
     done = walk.wait(walk.submit("fan-parent", {"Items": '{"a": 1}', "FailFast": "false"}))
 
     assert (done.job_state, done.error_code) == (JobState.FAILED, "ERR_FAN_OUT")
+
+
+def test_a_fork_whose_variables_pass_the_params_limit_fails_naming_it(walk: Walk) -> None:
+    walk.upload(SLOW_CHILD)
+    walk.upload(
+        """
+job_type: too-big
+tasks:
+- task_type: fork
+  method: FORK_JOB
+  fork_job_type: slow
+  variables:
+    A: "{{ .Big }}"
+    B: "{{ .Big }}"
+"""
+    )
+
+    done = walk.wait(walk.submit("too-big", {"Big": "x" * 40_000}))
+
+    tasks = {task.task_type: task for task in walk.tasks(done.request_id)}
+    assert (done.job_state, tasks["fork"].error_code) == (JobState.FAILED, "ERR_FORK_JOB")
+    assert "the limit is 65536" in (tasks["fork"].error_message or "")
+    assert get_runtime().requests.list_children(done.request_id) == []

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from formica.jobs import limits
 from formica.jobs.limits import NAME_MAX_CHARS, NAME_PATTERN
 from formica.store.tokens import TOKEN_NAME_MAX_CHARS
 
@@ -23,9 +24,8 @@ KEY_MAX = 200
 DESCRIPTION_MAX = 1000
 LIST_LIMIT_MAX = 100
 LIST_LIMIT_DEFAULT = 50
-PARAMS_MAX_BYTES = 64 * 1024
-"""A request's params as JSON (UTF-8): the request item holds them, and DynamoDB items stop at 400 KB.
-More is refused with 413 (``formica.api.requests.submit_request``)."""
+# A request's params as JSON: one limit for submits (413) and forks (formica.jobs.limits).
+PARAMS_MAX_BYTES = limits.PARAMS_MAX_BYTES
 
 
 class _Request(BaseModel):

@@ -44,6 +44,7 @@ from formica.api.models import (
 from formica.api.services import ApiServices
 from formica.engine.walk import JobState
 from formica.jobs.graph import to_mermaid
+from formica.jobs.limits import params_size
 from formica.jobs.models import JobDefinition, TaskDefinition
 from formica.store.blobs import BlobNotFoundError
 from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
@@ -481,7 +482,7 @@ def check_params_size(params: dict[str, Any]) -> None:
     """413 when the params take more than ``PARAMS_MAX_BYTES`` as the request item stores them."""
     if not params:
         return
-    size = len(json.dumps(params, separators=(",", ":"), default=str))  # ASCII: characters are bytes
+    size = params_size(params)
     if size > PARAMS_MAX_BYTES:
         message = (
             f"params take {size} bytes as JSON; the limit is {PARAMS_MAX_BYTES} bytes "

@@ -10,6 +10,7 @@ shape, nothing DynamoDB's or S3's length limits could refuse later (a 500 after 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import PurePosixPath
 
@@ -117,3 +118,12 @@ FAN_OUT_MAX_PARALLEL = 100
 FAN_OUT_ITEM_VAR_MAX_CHARS = 32
 """The longest ``fan_out.item_var``, so ``{item_var}_{i}_status`` stays an output name
 (``OUTPUT_NAME_MAX_CHARS``) for every index below ``FAN_OUT_MAX_ITEMS``."""
+
+PARAMS_MAX_BYTES = 64 * 1024
+"""A request's params as compact JSON (``params_size``): the request item holds them, and DynamoDB
+items stop at 400 KB. A submit over it is 413; a fork whose variables pass it fails ERR_FORK_JOB."""
+
+
+def params_size(params: dict[str, object]) -> int:
+    """How many bytes ``params`` take as the request item stores them (compact JSON, ASCII)."""
+    return len(json.dumps(params, separators=(",", ":"), default=str))

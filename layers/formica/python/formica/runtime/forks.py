@@ -32,6 +32,7 @@ from typing import Any
 
 from formica.engine.walk import ERR_TASK_TIMED_OUT, AttemptResult, JobState
 from formica.jobs.fanout import FanOutSourceError, fan_out_items
+from formica.jobs.limits import PARAMS_MAX_BYTES, params_size
 from formica.jobs.models import RunnerKind, TaskDefinition, TaskMethod, wanted_version
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.attempts import TaskEvent
@@ -130,6 +131,10 @@ def fork_child(
     if parent.fork_depth + 1 > max_depth:
         message = f"forks would nest {parent.fork_depth + 1} deep: the limit (fork_max_depth) is {max_depth}"
         raise ForkRefusedError(ERR_FORK_LIMIT, message)
+    size = params_size(params)
+    if size > PARAMS_MAX_BYTES:
+        message = f"the child's params take {size} bytes as JSON: the limit is {PARAMS_MAX_BYTES}"
+        raise ForkRefusedError(ERR_FORK_JOB, message)
     child_id = child_request_id(parent.request_id, step, index)
     if runtime.requests.get(child_id) is None:
         if runtime.requests.count_children(parent.request_id) >= max_children:
