@@ -1,7 +1,9 @@
 """Task outputs: the values a task publishes for the tasks after it (the contract; pure).
 
 A task publishes outputs: an HTTP task its ``status``, ``url`` and ``body``; a SHELL task the
-``NAME=value`` lines its script writes to the file named by ``$FORMICA_OUTPUTS``. The walk keeps them
+``NAME=value`` lines its script writes to the file named by ``$FORMICA_OUTPUTS``; a task that uploaded
+artifacts also publishes ``ArtifactURL_<n>``, the n-th artifact's download URL (the walk presigns
+them, ``artifact_url_outputs`` bounds them). The walk keeps them
 per task on the request (``WalkState.outputs``: task_type -> name -> value, the task that published
 last at the end) and every later task reads them under these names (docs/job-language.md,
 "Task outputs"):
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +139,53 @@ def bounded(outputs: Mapping[str, Any]) -> Bounded:
         kept[key] = cut
         size = grown
     return Bounded(kept, notes)
+
+
+ARTIFACT_URL_PREFIX = "ArtifactURL_"
+"""``ArtifactURL_<n>``: the download URL of the n-th artifact a task uploaded (formicary's output)."""
+
+
+def artifact_url_outputs(outputs: Mapping[str, str], urls: Sequence[str], uploaded: int) -> Bounded:
+    """A task's outputs with ``ArtifactURL_1..N`` added for its uploaded artifacts, in upload order.
+
+    Parameters
+    ----------
+    outputs:
+        The outputs the task published itself; one it wrote under an ``ArtifactURL_<n>`` name wins.
+    urls:
+        The download URLs of the first artifacts, in upload order (a caller presigns no more than
+        ``OUTPUTS_PER_TASK_MAX``).
+    uploaded:
+        How many artifacts the task uploaded (``len(urls)`` or more).
+
+    Returns
+    -------
+    Bounded
+        The outputs within the per-task bounds (``OUTPUTS_PER_TASK_MAX`` outputs,
+        ``OUTPUT_VALUE_MAX_BYTES`` a value, ``TASK_OUTPUTS_MAX_BYTES`` together), and one note naming
+        the first URL that did not fit and why.
+    """
+    kept = dict(outputs)
+    size = outputs_size(kept)
+    for number in range(1, uploaded + 1):
+        name = f"{ARTIFACT_URL_PREFIX}{number}"
+        if name in kept:
+            continue
+        url = urls[number - 1] if number <= len(urls) else None
+        reason: str | None = None
+        if url is None or len(kept) >= OUTPUTS_PER_TASK_MAX:
+            reason = f"a task publishes at most {OUTPUTS_PER_TASK_MAX} outputs (OUTPUTS_PER_TASK_MAX)"
+        elif len(url.encode("utf-8")) > OUTPUT_VALUE_MAX_BYTES:
+            reason = f"the URL is over {OUTPUT_VALUE_MAX_BYTES} bytes (OUTPUT_VALUE_MAX_BYTES)"
+        elif size + stored_size(name, url) > TASK_OUTPUTS_MAX_BYTES:
+            reason = f"the task's outputs would pass {TASK_OUTPUTS_MAX_BYTES} bytes (TASK_OUTPUTS_MAX_BYTES)"
+        if url is None or reason is not None:
+            names = name if number == uploaded else f"{name}..{ARTIFACT_URL_PREFIX}{uploaded}"
+            note = f"{names} not published: {reason}"
+            return Bounded(kept, [note])
+        kept[name] = url
+        size += stored_size(name, url)
+    return Bounded(kept, [])
 
 
 def publish(job_outputs: dict[str, dict[str, str]], task_type: str, outputs: Mapping[str, str]) -> list[str]:

@@ -28,7 +28,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from formica.engine.outputs import environment_variables, is_identifier, template_variables
+from formica.engine.outputs import (
+    artifact_url_outputs,
+    environment_variables,
+    is_identifier,
+    template_variables,
+)
 from formica.engine.routing import AttemptOutcome, RetryBudget, TaskState, route_exit_code
 from formica.engine.walk import (
     ERR_TASK_CANCELLED,
@@ -49,6 +54,7 @@ from formica.engine.walk import (
     terminal_decision,
 )
 from formica.jobs.errors import DefinitionError
+from formica.jobs.limits import OUTPUTS_PER_TASK_MAX
 from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.deps import ContainerRuntimeError, Runtime
@@ -83,6 +89,8 @@ DEFAULT_ATTEMPT_TIMEOUT_SECONDS = 3600.0
 CANCEL_CHECK_SECONDS = 1.0
 LAMBDA_MARGIN_SECONDS = 20.0
 """Time an invocation keeps after its runner's timeout: storing the log and committing the step."""
+ARTIFACT_URL_SECONDS = 7 * 24 * 3600
+"""How long an ``ArtifactURL_<n>`` answers: SigV4's longest presigned URL (D31)."""
 _TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout"})
 CANCELLED_ERROR = "Formica.Cancelled"
 """The error a cancellation sends to a waiting container task (SendTaskFailure)."""
@@ -639,7 +647,8 @@ class Walker:
     def keep_outputs(
         self, request: JobRequestItem, step: int, task_type: str, outcome: TaskOutcome
     ) -> tuple[list[ArtifactItem], dict[str, Any]]:
-        """Upload the attempt's log; the log and the uploaded artifacts become artifact items."""
+        """Upload the attempt's log; the log and the uploaded artifacts become artifact items, and
+        the artifacts' download URLs become the outcome's ``ArtifactURL_<n>`` outputs (in place)."""
         key = log_key(request.org, request.request_id, task_type, step)
         data = outcome.log.encode("utf-8", errors="replace")
         self.rt.blobs.put_bytes(key, data, "text/plain; charset=utf-8")
@@ -675,7 +684,21 @@ class Walker:
                     created_at=created,
                 )
             )
-        return items, {"log_key": key, "warnings": list(outcome.warnings)}
+        warnings = list(outcome.warnings)
+        if outcome.artifacts:
+            published = artifact_url_outputs(
+                outcome.outputs,
+                [self.artifact_url(artifact.key) for artifact in outcome.artifacts[:OUTPUTS_PER_TASK_MAX]],
+                len(outcome.artifacts),
+            )
+            outcome.outputs = published.outputs
+            warnings.extend(published.notes)
+        return items, {"log_key": key, "warnings": warnings}
+
+    def artifact_url(self, key: str) -> str:
+        """A download URL of one artifact that needs no token (``ArtifactURL_<n>``): a presigned GET
+        that lives ``ARTIFACT_URL_SECONDS``, signed here on the trusted side (docs/decisions.md, D31)."""
+        return self.rt.blobs.presign_get(key, ARTIFACT_URL_SECONDS)
 
 
 FAILURE_TAIL_LINES = 5
