@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,8 +75,10 @@ def start_dev(
     port: int | None = None,
     token: str | None = None,
     extra_env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> DevHandle:
-    """Start `formica dev` and return once GET /api/health answers 200."""
+    """Start `formica dev` (with ``extra_args`` on its command line) and return once GET /api/health
+    answers 200."""
     chosen = port or free_port()
     secret = token or new_token()
     log_path = log_dir / f"formica-dev-{chosen}.log"
@@ -86,7 +88,7 @@ def start_dev(
     env.update(extra_env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "formica.cli.dev", "--port", str(chosen)],
+            [sys.executable, "-m", "formica.cli.dev", "--port", str(chosen), *extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
