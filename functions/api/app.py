@@ -363,8 +363,13 @@ def cancel_request(request_id: Identifier) -> JobRequestResponse:
 
 
 @app.post("/api/jobs/requests/<request_id>/restart", tags=["requests"], responses=IN_STATE)
-def restart_request(request_id: Identifier) -> JobRequestResponse:
-    return requests.restart_job(get_services(), _org(), request_id)
+def restart_request(
+    request_id: Identifier,
+    hard: Annotated[
+        bool, Query(description="rerun every task; default: rerun from the task that failed")
+    ] = False,
+) -> JobRequestResponse:
+    return requests.restart_job(get_services(), _org(), request_id, hard=hard)
 
 
 @app.post("/api/jobs/requests/<request_id>/trigger", tags=["requests"], responses=IN_STATE)

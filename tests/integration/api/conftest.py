@@ -51,6 +51,7 @@ class FakeRuntime:
     started: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
+    restarted_hard: list[bool] = field(default_factory=list)
     woken: list[str] = field(default_factory=list)
 
     def start(self, request_id: str) -> None:
@@ -63,8 +64,9 @@ class FakeRuntime:
             request_id, error_code="ERR_JOB_CANCELLED", message="cancelled by the user"
         )
 
-    def restart(self, org: str, request_id: str) -> None:
+    def restart(self, org: str, request_id: str, *, hard: bool = False) -> None:
         self.restarted.append(request_id)
+        self.restarted_hard.append(hard)
 
     def trigger(self, org: str, request_id: str) -> None:
         self.start(request_id)

@@ -630,12 +630,18 @@ def cancel_job(services: ApiServices, org: str, request_id: str) -> JobRequestRe
     return get_request(services, org, request_id)
 
 
-def restart_job(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
-    """Run the org's finished request again through the runtime; the request as it now reads."""
+def restart_job(
+    services: ApiServices, org: str, request_id: str, *, hard: bool = False
+) -> JobRequestResponse:
+    """Run the org's finished request again through the runtime; the request as it now reads.
+
+    The new run reruns from the task that failed, skipping the tasks completed before; ``hard``
+    reruns every task.
+    """
     request = _require(services, org, request_id)
     if not request.is_final:
         raise ConflictError(f"job request {request_id!r} is still {request.job_state}; cancel it first")
-    services.runtime.restart(org, request_id)
+    services.runtime.restart(org, request_id, hard=hard)
     return get_request(services, org, request_id)
 
 

@@ -23,7 +23,7 @@ class RequestRuntime(Protocol):
 
     def cancel(self, org: str, request_id: str) -> Any: ...
 
-    def restart(self, org: str, request_id: str) -> Any: ...
+    def restart(self, org: str, request_id: str, *, hard: bool = False) -> Any: ...
 
     def trigger(self, org: str, request_id: str) -> Any: ...
 
@@ -42,9 +42,9 @@ class ModuleRuntime:
         runtime = _runtime()
         return runtime.cancel_request(org, request_id, runtime.get_runtime())
 
-    def restart(self, org: str, request_id: str) -> Any:
+    def restart(self, org: str, request_id: str, *, hard: bool = False) -> Any:
         runtime = _runtime()
-        return runtime.restart_request(org, request_id, runtime.get_runtime())
+        return runtime.restart_request(org, request_id, runtime.get_runtime(), hard=hard)
 
     def trigger(self, org: str, request_id: str) -> Any:
         # Due now, then admitted (a free max_concurrency slot still decides).

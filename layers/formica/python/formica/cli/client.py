@@ -229,8 +229,9 @@ class FormicaClient:
         result: dict[str, Any] = self._json("POST", f"/api/jobs/requests/{_segment(request_id)}/cancel")
         return result
 
-    def restart(self, request_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", f"/api/jobs/requests/{_segment(request_id)}/restart")
+    def restart(self, request_id: str, *, hard: bool = False) -> dict[str, Any]:
+        path = f"/api/jobs/requests/{_segment(request_id)}/restart"
+        result: dict[str, Any] = self._json("POST", path, params={"hard": "true"} if hard else None)
         return result
 
     def logs(self, request_id: str, task_type: str) -> str:

@@ -144,6 +144,11 @@ def register(subparsers: Any) -> None:
 
     restart = subparsers.add_parser("restart", parents=[common], help="restart a finished job request")
     restart.add_argument("request_id")
+    restart.add_argument(
+        "--hard",
+        action="store_true",
+        help="rerun every task (default: rerun from the task that failed, skipping the tasks completed)",
+    )
     _bind(restart, cmd_restart)
 
     tokens = subparsers.add_parser("tokens", help="create, list and revoke API tokens")
@@ -742,7 +747,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        result = client.restart(args.request_id)
+        result = client.restart(args.request_id, hard=args.hard)
     if args.json:
         _print_json(result)
     else:

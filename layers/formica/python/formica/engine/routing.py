@@ -29,7 +29,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
-from formica.jobs.models import RunnerKind, TaskDefinition
+from formica.jobs.models import RunnerKind, TaskDefinition, is_action
 
 DEFAULT_RESTART_CAP = 3
 """How many times an explicit RESTART_TASK / RESTART_JOB restarts when the definition sets no retry."""
@@ -157,6 +157,30 @@ def route_exit_code(
     if is_success(outcome.exit_code, task.runner):
         return router.completed("success")
     return router.failed(outcome.error_code or ERR_TASK_FAILED, "failure")
+
+
+EXIT_SKIPPED = "SKIPPED"
+"""The exit code of a task not run because its ``except`` rendered true (formicary's form)."""
+
+
+def route_skipped(task: TaskDefinition, known_tasks: Collection[str] | None = None) -> Route:
+    """The route of a task skipped by ``except``: COMPLETED, then on_completed when it names a task.
+
+    The task did not run, so an action named by on_completed (RESTART_TASK, EXECUTING, an ERR_*
+    code...) is not taken: it would restart or fail a task that never ran.
+    """
+    target = task.on_completed
+    next_task = target if target and not is_action(target) else None
+    rule = "except: skipped"
+    if next_task is not None and known_tasks is not None and next_task not in known_tasks:
+        return Route(
+            TaskState.FAILED,
+            Move.NEXT,
+            Failure.UNHANDLED,
+            error_code=ERR_INVALID_ROUTE,
+            rule=rule + f" (unknown target {next_task})",
+        )
+    return Route(TaskState.COMPLETED, Move.NEXT, next_task=next_task, rule=rule)
 
 
 class _Router:

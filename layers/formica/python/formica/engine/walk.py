@@ -23,6 +23,17 @@ Semantics beyond exit-code routing (``formica.engine.routing``):
   on_failed route; when there is none (or the failure was FATAL) the job's always_run tasks that
   have not run in this job attempt run, in definition order, and then the job ends FAILED (or
   restarts, while the job's retry budget lasts and the failure was not FATAL).
+- Retry delays: a task's retry waits ``retry_backoff_policy`` (the task's, else its
+  ``delay_between_retries``, else the job's policy): ``min * factor ** (n - 1)`` for the n-th retry,
+  at most ``max`` (else ``BACKOFF_CEILING_SECONDS``), plus up to ``jitter`` drawn from the clock
+  (``Clock.fraction``: the same clock gives the same delays). A job restart waits the job's policy,
+  else its ``delay_between_retries``. The delay is the decision's ``wait_seconds``: the state
+  machine's Wait state, never a sleeping Lambda.
+- ``except``: a task whose ``except`` rendered to text containing ``true`` is not run: it is
+  recorded COMPLETED with exit code ``SKIPPED`` and the walk follows its on_completed task.
+- A restart of a finished request (``start_walk`` with ``previous``) skips the tasks its earlier
+  runs completed, as a job restart does; the runtime passes none of them for a hard restart, and
+  every ``hard_reset_after_retries + 1``-th restart of the request is hard too.
 - Continue-as-new: every decision is charged the Step Functions history events it will cause
   (``path_events``); when the next decision would take this execution's count past
   ``HISTORY_EVENT_BUDGET`` the walk answers CONTINUE and keeps the decision for the next execution.
@@ -30,6 +41,7 @@ Semantics beyond exit-code routing (``formica.engine.routing``):
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -38,6 +50,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from formica.engine.outputs import bounded, publish
 from formica.engine.routing import (
+    EXIT_SKIPPED,
     AttemptOutcome,
     Failure,
     Move,
@@ -45,9 +58,10 @@ from formica.engine.routing import (
     Route,
     TaskState,
     route_exit_code,
+    route_skipped,
 )
 from formica.jobs.limits import JOB_OUTPUTS_MAX_BYTES
-from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition, TaskMethod
+from formica.jobs.models import JobDefinition, RetryBackoffPolicy, RunnerKind, TaskDefinition, TaskMethod
 
 ERR_TASK_TIMED_OUT = "ERR_TASK_TIMED_OUT"
 ERR_JOB_TIMED_OUT = "ERR_JOB_TIMED_OUT"
@@ -55,6 +69,10 @@ ERR_TASK_CANCELLED = "ERR_TASK_CANCELLED"
 ERR_JOB_CANCELLED = "ERR_JOB_CANCELLED"
 ERR_UNSUPPORTED_METHOD = "ERR_UNSUPPORTED_METHOD"
 ERR_UNEXPECTED = "ERR_UNEXPECTED"
+ERR_EXCEPT_LOOP = "ERR_EXCEPT_LOOP"
+
+BACKOFF_CEILING_SECONDS = 86_400.0
+"""The longest delay a ``retry_backoff_policy`` without ``max`` grows to."""
 
 # Step Functions Standard workflows stop at 25,000 history events. A lambda:invoke Task state
 # writes 5 events (Entered, Scheduled, Started, Succeeded, Exited), Choice / Wait / Pass 2 each.
@@ -204,6 +222,8 @@ class WalkState(BaseModel):
     # Routes of tasks completed in earlier job attempts: skipped after a soft restart.
     carried: dict[str, str | None] = Field(default_factory=dict)
     ran: list[str] = Field(default_factory=list)
+    restarts: int = 0
+    """How often the request was restarted (POST .../restart): counts toward hard_reset_after_retries."""
     always_run_queue: list[str] = Field(default_factory=list)
     outputs: dict[str, dict[str, str]] = Field(default_factory=dict)
     # The execution whose first call this walk state answered (replays of that call are detected
@@ -289,16 +309,55 @@ def path_events(decision: Decision) -> tuple[int, int]:
 
 
 class Clock:
-    """The moments a call needs: now, the job's start, and its deadline."""
+    """The moments a call needs: now, the job's start, and its deadline.
 
-    def __init__(self, now: datetime, job_started_at: datetime, job_timeout: float | None) -> None:
+    ``seed`` makes the clock's random draws (``fraction``: the jitter of retry delays); it defaults
+    to ``now``, so a test that fixes the clock fixes the delays.
+    """
+
+    def __init__(
+        self,
+        now: datetime,
+        job_started_at: datetime,
+        job_timeout: float | None,
+        *,
+        seed: str | None = None,
+    ) -> None:
         self.now = now
         self.job_started_at = job_started_at
         self.job_deadline = None if not job_timeout else job_started_at + timedelta(seconds=job_timeout)
+        self.seed = _iso(now) if seed is None else seed
+
+    def fraction(self, *parts: object) -> float:
+        """A number in [0, 1) drawn from the seed and ``parts``: the same inputs give the same number."""
+        text = "|".join([self.seed, *(str(part) for part in parts)])
+        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
 
     @property
     def job_expired(self) -> bool:
         return self.job_deadline is not None and self.now >= self.job_deadline
+
+
+def backoff_delay(policy: RetryBackoffPolicy, retry: int, fraction: float = 0.0) -> float:
+    """The delay before the ``retry``-th retry (1 for the first) under ``policy``, in seconds.
+
+    Parameters
+    ----------
+    policy:
+        The task's or job's ``retry_backoff_policy``.
+    retry:
+        Which retry this delay comes before: 1 waits ``min``, each next one ``factor`` times more,
+        until ``max`` (or ``BACKOFF_CEILING_SECONDS`` when the policy sets none).
+    fraction:
+        A number in [0, 1): the share of ``jitter`` added (``Clock.fraction``).
+    """
+    ceiling = policy.max if policy.max is not None else BACKOFF_CEILING_SECONDS
+    try:
+        grown = policy.min * policy.factor ** max(0, retry - 1)
+    except OverflowError:
+        grown = ceiling
+    return min(grown, ceiling) + (policy.jitter or 0.0) * fraction
 
 
 def failure_message(task_type: str, exit_code: str) -> str:
@@ -319,6 +378,7 @@ class _TransitionBuilder:
         self.clock = clock
         self.updates: list[TaskUpdate] = []
         self.rule = ""
+        self.excepted: set[str] = set()  # tasks skipped by except in this call (a loop guard)
 
     # -- building blocks ------------------------------------------------------------------------
 
@@ -348,6 +408,24 @@ class _TransitionBuilder:
                 remaining = (_parse(run.deadline) - self.clock.now).total_seconds()
                 timeout = _ceil_seconds(remaining) + wait + grace
         return Decision(action=action, task_type=run.task_type, wait_seconds=wait, timeout_seconds=timeout)
+
+    def task_retry_delay(self, task: TaskDefinition, retry: int) -> float:
+        """The wait before the task's ``retry``-th retry: its own policy, its delay_between_retries,
+        then the job's policy."""
+        policy = task.retry_backoff_policy
+        if policy is None and task.delay_between_retries is None:
+            policy = self.definition.retry_backoff_policy
+        if policy is None:
+            return task.delay_between_retries or 0.0
+        jitter = self.clock.fraction("task", task.task_type, self.walk.job_retry, retry)
+        return backoff_delay(policy, retry, jitter)
+
+    def job_retry_delay(self, retry: int) -> float:
+        """The wait before the job's ``retry``-th restart: its policy, else delay_between_retries."""
+        policy = self.definition.retry_backoff_policy
+        if policy is None:
+            return self.definition.delay_between_retries or 0.0
+        return backoff_delay(policy, retry, self.clock.fraction("job", retry))
 
     def deadline_for(self, task: TaskDefinition, start: datetime) -> tuple[str | None, bool]:
         task_deadline = start + timedelta(seconds=task.timeout) if task.timeout else None
@@ -403,6 +481,8 @@ class _TransitionBuilder:
         if self.clock.job_expired:
             return self.finish_timed_out(f"before task {task_type} could start")
         task = self.task(task_type)
+        if task.excepted:
+            return self.skip_excepted(task)
         start = self.clock.now + timedelta(seconds=wait_seconds)
         deadline, is_job = self.deadline_for(task, start)
         run = TaskRun(
@@ -419,6 +499,34 @@ class _TransitionBuilder:
         self.walk.ran.append(task_type)
         self.record(run, TaskState.READY)
         return self.running(self.run_decision(run, wait_seconds))
+
+    def skip_excepted(self, task: TaskDefinition) -> Transition:
+        """``except`` rendered true: the task is COMPLETED with exit code SKIPPED, not run."""
+        if task.task_type in self.excepted:
+            return self.finish(
+                JobState.FAILED,
+                ERR_EXCEPT_LOOP,
+                f"task {task.task_type} was skipped by its except twice in one step: the tasks "
+                "skipped by except route back to it in a loop",
+            )
+        self.excepted.add(task.task_type)
+        now = _iso(self.clock.now)
+        run = TaskRun(
+            task_type=task.task_type,
+            seq=self.walk.next_seq,
+            runner=task.runner,
+            started_at=now,
+            try_started_at=now,
+            last_exit_code=EXIT_SKIPPED,
+            recent_exit_codes=[EXIT_SKIPPED],
+        )
+        self.walk.next_seq += 1
+        self.walk.ran.append(task.task_type)
+        route = route_skipped(task, {t.task_type for t in self.definition.tasks})
+        self.rule = route.rule
+        return self.apply(
+            task, run, route, AttemptResult(exit_code=EXIT_SKIPPED), note="except rendered true: not run"
+        )
 
     def running(self, decision: Decision) -> Transition:
         return Transition(
@@ -497,12 +605,19 @@ class _TransitionBuilder:
         names = {t.task_type for t in self.definition.tasks}
         return route_exit_code(task, outcome, budget, known_tasks=names)
 
-    def apply(self, task: TaskDefinition, run: TaskRun, route: Route, result: AttemptResult) -> Transition:
+    def apply(
+        self,
+        task: TaskDefinition,
+        run: TaskRun,
+        route: Route,
+        result: AttemptResult,
+        note: str | None = None,
+    ) -> Transition:
         error_code = route.error_code
         message = result.error_message if error_code == result.error_code else None
         if route.move == Move.RETRY_TASK:
             self.record(run, TaskState.EXECUTING, error_code=error_code, error_message=message)
-            delay = task.delay_between_retries or 0.0
+            delay = self.task_retry_delay(task, run.task_retry + 1)
             start = self.clock.now + timedelta(seconds=delay)
             if self.clock.job_deadline is not None and start >= self.clock.job_deadline:
                 return self.finish_timed_out(f"before task {run.task_type}'s retry could start")
@@ -517,6 +632,7 @@ class _TransitionBuilder:
             error_code=error_code,
             error_message=message,
             allowed_failure=allowed,
+            note=note,
         )
         self.walk.current = None
         if route.move == Move.RESTART_JOB:
@@ -565,20 +681,18 @@ class _TransitionBuilder:
             # always_run tasks run in every job attempt: they clean up after it. FORK_JOB tasks run
             # again too: the fork reuses its earlier child when that one completed, and forks anew
             # when it did not (a restart re-forks only the children that failed).
-            always = {
-                t.task_type for t in self.definition.tasks if t.always_run or t.method == TaskMethod.FORK_JOB
-            }
-            carried = {k: v for k, v in {**walk.carried, **walk.completed}.items() if k not in always}
+            carried = carried_tasks(self.definition, {**walk.carried, **walk.completed})
         self.walk = WalkState(
             job_retry=walk.job_retry,
             next_seq=walk.next_seq,
             carried=carried,
             outputs=walk.outputs,
+            restarts=walk.restarts,
             execution=walk.execution,
             execution_events=walk.execution_events,
             execution_states=walk.execution_states,
         )
-        return self.enter(self.definition.root_task.task_type, self.definition.delay_between_retries or 0.0)
+        return self.enter(self.definition.root_task.task_type, self.job_retry_delay(walk.job_retry))
 
     def finish_timed_out(self, when: str | None = None) -> Transition:
         """The job's timeout passed (``when``: while what): the job fails now, ERR_JOB_TIMED_OUT."""
@@ -610,6 +724,18 @@ class _TransitionBuilder:
         )
 
 
+def carried_tasks(definition: JobDefinition, completed: dict[str, str | None]) -> dict[str, str | None]:
+    """Of the tasks completed before (task -> the task it routed to), those a soft restart skips.
+
+    always_run tasks run in every job attempt: they clean up after it. FORK_JOB tasks run again
+    too: the fork reuses its earlier child when that one completed, and forks anew when it did not
+    (a restart re-forks only the children that failed). Names the definition no longer has go.
+    """
+    runs_again = {t.task_type for t in definition.tasks if t.always_run or t.method == TaskMethod.FORK_JOB}
+    known = {t.task_type for t in definition.tasks}
+    return {k: v for k, v in completed.items() if k in known and k not in runs_again}
+
+
 def _charged(transition: Transition, *, extra_events: int = 0) -> Transition:
     """Count the decision's history events; swap it for CONTINUE when the budget would run out."""
     walk = transition.walk
@@ -634,15 +760,30 @@ def start_walk(
     *,
     start_events: int = EXECUTION_START_EVENTS,
     next_seq: int = 1,
+    previous: WalkState | None = None,
 ) -> Transition:
     """The first decision of a request: enter the root task.
 
     ``start_events`` are the history events before the decision's path: EXECUTION_START_EVENTS
     when the execution's Begin state takes it, PREDECIDED_START_EVENTS when the starter does.
     ``next_seq`` numbers the first task record: a restarted request goes on after its earlier
-    run's records instead of overwriting them.
+    run's records instead of overwriting them. ``previous`` is the walk state a restarted request
+    was requeued with (``formica.runtime.restart_request``): its ``next_seq``, the tasks it carries
+    (completed in earlier runs: skipped again, SKIPPED records, their outputs kept) and its
+    ``restarts``; every ``hard_reset_after_retries + 1``-th restart carries nothing.
     """
-    builder = _TransitionBuilder(definition, WalkState(next_seq=next_seq), clock)
+    walk = WalkState(next_seq=next_seq)
+    if previous is not None:
+        walk = WalkState(
+            next_seq=max(next_seq, previous.next_seq),
+            restarts=previous.restarts,
+            carried=carried_tasks(definition, previous.carried),
+            outputs=previous.outputs,
+        )
+        hard = definition.hard_reset_after_retries
+        if not walk.carried or (hard > 0 and walk.restarts > 0 and walk.restarts % (hard + 1) == 0):
+            walk.carried, walk.outputs = {}, {}
+    builder = _TransitionBuilder(definition, walk, clock)
     builder.walk.execution_events = 0
     return _charged(builder.enter(definition.root_task.task_type), extra_events=start_events)
 

@@ -374,6 +374,17 @@ class FanOutDefinition(_Strict):
     """Its version: a version number, latest (the default), or a sem_version to match."""
 
 
+class RetryBackoffPolicy(_Strict):
+    min: Duration
+    """The delay before the first retry."""
+    max: Duration | None = None
+    """The longest delay the growth reaches (absent: it stops growing at one day)."""
+    factor: float = 2.0
+    """Each retry's delay is the one before times this (1 to 100)."""
+    jitter: Duration | None = None
+    """Up to this much is added to each delay, at random (deterministic for a given clock)."""
+
+
 class TaskDefinition(_Strict):
     task_type: GoStr
     """The task's name, unique in the job; other tasks route to it by this name."""
@@ -409,6 +420,8 @@ class TaskDefinition(_Strict):
     """How many times the task is retried after a failure."""
     delay_between_retries: Duration | None = None
     """Wait before a retry and between EXECUTING polls."""
+    retry_backoff_policy: RetryBackoffPolicy | None = None
+    """Exponential delays before retries (min, max, factor, jitter), instead of delay_between_retries."""
     allow_failure: bool = False
     """A failure of this task does not fail the job."""
     always_run: bool = False
@@ -578,6 +591,8 @@ class JobDefinition(_Strict):
     """How many times a failed job is restarted (RESTART_JOB, failures)."""
     delay_between_retries: Duration | None = None
     """Wait before a job retry."""
+    retry_backoff_policy: RetryBackoffPolicy | None = None
+    """Exponential delays before job retries, and the default of tasks that set none."""
     hard_reset_after_retries: int = 0
     """After this many retries, a retry reruns every task, not only failed ones."""
     max_concurrency: int = 0

@@ -30,6 +30,7 @@ from formica.jobs.models import (
     JobDefinition,
     NotifyChannel,
     ResourcesDefinition,
+    RetryBackoffPolicy,
     ServiceDefinition,
     ServicePort,
     TaskDefinition,
@@ -47,6 +48,7 @@ DOC_MODELS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("Volumes (`container.volumes`, `services[].volumes`)", Volumes),
     ("Volume mount (`volumes.<kind>[]`)", VolumeMount),
     ("Fan-out (`fan_out`)", FanOutDefinition),
+    ("Retry backoff (`retry_backoff_policy`)", RetryBackoffPolicy),
     ("Artifacts (`artifacts`)", ArtifactsDefinition),
     ("Cache (`cache`)", CacheDefinition),
     ("Resources (`resources`)", ResourcesDefinition),
@@ -61,6 +63,7 @@ _MODEL_NAMES = {
     "Volumes": "volumes",
     "VolumeMount": "volume mount",
     "FanOutDefinition": "fan-out",
+    "RetryBackoffPolicy": "retry backoff",
     "ArtifactsDefinition": "artifacts",
     "CacheDefinition": "cache",
     "ResourcesDefinition": "resources",
@@ -126,7 +129,7 @@ def job_definition_schema_json() -> str:
 
 
 def _type_name(annotation: Any, field_name: str) -> str:
-    if field_name in ("timeout", "delay_between_retries", "expires_after"):
+    if field_name in ("timeout", "delay_between_retries", "expires_after", "min", "max", "jitter"):
         return "duration"
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]

@@ -28,6 +28,7 @@ from formica.jobs.models import (
     UNSUPPORTED_METHODS,
     ExitCodeAction,
     JobDefinition,
+    RetryBackoffPolicy,
     TaskDefinition,
     TaskMethod,
     is_action,
@@ -130,6 +131,8 @@ def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
     for name in ("retry", "hard_reset_after_retries", "max_concurrency"):
         if getattr(job, name) < 0:
             yield Problem(f"{name} must not be negative", where.line(name), field=name)
+    for message, field in backoff_problems(job.retry_backoff_policy):
+        yield Problem(message, where.line(*field.split(".")), field=field)
     if job.cron_trigger:
         reason = cron_trigger_problem(job.cron_trigger)
         if reason:
@@ -146,6 +149,29 @@ def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
             yield Problem(
                 reason, where.line("sem_version") or where.line("public_plugin"), field="sem_version"
             )
+
+
+BACKOFF_FACTOR_MAX = 100.0
+"""The largest ``retry_backoff_policy.factor``."""
+
+
+def backoff_problems(policy: RetryBackoffPolicy | None) -> Iterator[tuple[str, str]]:
+    """What is wrong with a ``retry_backoff_policy``: (message, dotted field) pairs."""
+    if policy is None:
+        return
+    name = "retry_backoff_policy"
+    if policy.min <= 0:
+        yield f"{name}.min must be more than 0s", f"{name}.min"
+    if policy.max is not None and policy.max < policy.min:
+        yield (
+            f"{name}.max ({policy.max:g}s) is shorter than its min ({policy.min:g}s)",
+            f"{name}.max",
+        )
+    if not 1.0 <= policy.factor <= BACKOFF_FACTOR_MAX:
+        yield (
+            f"{name}.factor must be from 1 to {BACKOFF_FACTOR_MAX:g}, not {policy.factor:g}",
+            f"{name}.factor",
+        )
 
 
 def cron_trigger_problem(text: str) -> str | None:
@@ -212,6 +238,8 @@ def _task_rules(
             yield from _method_rules(task, problem)
         if task.retry < 0:
             yield problem("retry must not be negative", "retry")
+        for message, field in backoff_problems(task.retry_backoff_policy):
+            yield problem(message, *field.split("."))
         for position, path in enumerate(task.artifacts.paths if task.artifacts else []):
             reason = artifact_path_problem(path)
             if reason:

@@ -391,12 +391,40 @@ def trigger_now(
     return rt.requests.get(request_id) or request
 
 
-def restart_request(
-    org: str, request_id: str, runtime: Runtime, *, slots: SlotStore | None = None
-) -> JobRequestItem:
-    """Walk a finished request again from the start: PENDING again, then admitted like a new one.
+def restart_walk(request: JobRequestItem, *, hard: bool = False) -> WalkState:
+    """The walk state a finished request is requeued with by a restart.
 
-    Raises ``RequestNotFoundError`` and ``RequestNotFinishedError`` (still PENDING or running).
+    Soft (the default, formicary's restart): the tasks its runs completed are carried, with their
+    outputs, so the new run skips them (SKIPPED) and reruns from the task that failed; the engine
+    drops always_run and FORK_JOB tasks from them and applies hard_reset_after_retries
+    (``formica.engine.walk.start_walk``). Hard, or a request that COMPLETED (no task failed to rerun
+    from): nothing is carried and every task runs again.
+    """
+    walk = request.walk
+    restarts = walk.restarts + 1
+    if hard or request.job_state == JobState.COMPLETED:
+        return WalkState(next_seq=walk.next_seq, restarts=restarts)
+    return WalkState(
+        next_seq=walk.next_seq,
+        restarts=restarts,
+        carried={**walk.carried, **walk.completed},
+        outputs=walk.outputs,
+    )
+
+
+def restart_request(
+    org: str,
+    request_id: str,
+    runtime: Runtime,
+    *,
+    hard: bool = False,
+    slots: SlotStore | None = None,
+) -> JobRequestItem:
+    """Run a finished request again: PENDING again, then admitted like a new one.
+
+    The new run reruns from the task that failed, skipping the tasks completed before
+    (``restart_walk``); ``hard`` reruns every task. Raises ``RequestNotFoundError`` and
+    ``RequestNotFinishedError`` (still PENDING or running).
     """
     rt = runtime
     store = slots or slot_store(rt)
@@ -406,7 +434,7 @@ def restart_request(
     if not request.is_final:
         raise RequestNotFinishedError(request_id, request.job_state)
     store.release(request.org, request.job_type, request_id)  # a slot its last run may still hold
-    store.requeue(request, walk=WalkState(next_seq=request.walk.next_seq))
+    store.requeue(request, walk=restart_walk(request, hard=hard))
     admit_request(request_id, rt, slots=store)
     return rt.requests.get(request_id) or request
 

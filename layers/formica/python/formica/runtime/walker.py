@@ -453,7 +453,7 @@ class Walker:
             except DefinitionError as exc:
                 return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
             transition = _still_started(
-                start_walk(definition, self.clock(request, definition, now), next_seq=request.walk.next_seq)
+                start_walk(definition, self.clock(request, definition, now), previous=request.walk)
             )
         elif request.decision.action == Action.CONTINUE:
             transition = resume_walk(request.walk)
@@ -487,9 +487,7 @@ class Walker:
                 return None
             clock = self.clock(request, definition, now)
             transition = _still_started(
-                start_walk(
-                    definition, clock, start_events=PREDECIDED_START_EVENTS, next_seq=request.walk.next_seq
-                )
+                start_walk(definition, clock, start_events=PREDECIDED_START_EVENTS, previous=request.walk)
             )
         elif request.decision.action == Action.CONTINUE and request.walk.deferred is not None:
             transition = resume_walk(request.walk, start_events=PREDECIDED_START_EVENTS)
