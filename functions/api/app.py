@@ -1,21 +1,25 @@
 """The REST API Lambda: one powertools resolver with validation on, routes only.
 
 Each route reads the caller's principal from ``requestContext.authorizer`` (keys ``org``,
-``token_id`` and ``token_name``, set by functions/authorizer), calls one function of
-``formica.api`` and returns its model. Errors of every kind are answered by
+``token_id``, ``token_name`` and ``scopes``, set by functions/authorizer), calls one function of
+``formica.api`` and returns its model. Before any route runs, one middleware checks that the token
+holds the scope ``formica.api.auth.ROUTE_SCOPES`` names for it (403 naming the scope otherwise); a
+route missing from that table is refused. Errors of every kind are answered by
 ``formica.api.errors.to_api_error``, the one mapping.
 """
 
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Route
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.api import definitions, grants, requests, tokens
-from formica.api.auth import Principal, principal_from_authorizer_context
+from formica.api.auth import Principal, principal_from_authorizer_context, route_scope
 from formica.api.cors import add_cors_headers, cors_headers, parse_origins, request_origin
 from formica.api.errors import (
     ApiError,
@@ -80,6 +84,24 @@ Identifier = Annotated[str, Path(min_length=1, max_length=ID_MAX)]
 Version = Annotated[int | None, Query(ge=1, description="a stored version; default: the latest")]
 Limit = Annotated[int, Query(ge=1, le=100)]
 NextToken = Annotated[str | None, Query(max_length=2048, description="the next_token of the previous page")]
+
+
+def registered_routes(resolver: APIGatewayRestResolver) -> list[Route]:
+    """Every route declared on the resolver (powertools keeps them in two private lists)."""
+    return [*resolver._static_routes, *resolver._dynamic_routes]
+
+
+def _require_scope(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    route = resolver.context.get("_route")
+    # powertools sends an unknown path through the middlewares too, on a route of its own: 404 follows.
+    if isinstance(route, Route) and route in registered_routes(resolver):
+        scope = route_scope(route.method, route.path)
+        if scope is not None:
+            _principal().require(scope)
+    return next_middleware(resolver)
+
+
+app.use(middlewares=[_require_scope])
 
 
 def _principal() -> Principal:
@@ -416,10 +438,14 @@ def task_logs(
 @app.post(
     "/api/auth/tokens",
     tags=["tokens"],
-    responses={201: json_response("The token, shown once", CreatedTokenResponse)},
+    responses={
+        201: json_response("The token, shown once", CreatedTokenResponse),
+        403: json_response("A scope the calling token does not hold (FORBIDDEN)", ErrorResponse),
+        409: json_response("The organisation has a token of this name (CONFLICT)", ErrorResponse),
+    },
 )
 def create_token(body: CreateTokenRequest) -> Response[CreatedTokenResponse]:
-    return _json(201, tokens.create_token(get_services(), _org(), body))
+    return _json(201, tokens.create_token(get_services(), _principal(), body))
 
 
 @app.get("/api/auth/tokens", tags=["tokens"])

@@ -319,7 +319,7 @@ def test_cli_client_commands(dev: DevHandle, api: httpx.Client, tmp_path: Path) 
     assert refused.returncode == 1
     assert "CONFLICT" in refused.stderr
     # Tokens through the API: create, use, list, revoke
-    created = _formica(dev, "tokens", "create", "--name", "ci", "--json")
+    created = _formica(dev, "tokens", "create", "--name", "ci", "--scope", "admin", "--json")
     assert created.returncode == 0, created.stderr
     token = json.loads(created.stdout)
     assert (

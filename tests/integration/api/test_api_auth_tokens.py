@@ -146,7 +146,7 @@ def test_token_lifecycle_create_list_use_revoke(world: ApiWorld) -> None:
 
 def test_tokens_are_scoped_to_the_org(world: ApiWorld) -> None:
     theirs = world.call(
-        "POST", "/api/auth/tokens", json_body={"name": "theirs"}, token=world.other_token
+        "POST", "/api/auth/tokens", json_body={"name": "theirs", "scopes": ["admin"]}, token=world.other_token
     ).json()
 
     mine = world.call("GET", "/api/auth/tokens").json()["records"]

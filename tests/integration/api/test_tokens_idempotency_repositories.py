@@ -31,7 +31,7 @@ def test_a_new_token_is_prefixed_random_and_only_its_hash_is_stored(
     tokens: TokenRepository, ddb: Any
 ) -> None:
     item, secret = tokens.create("acme", "ci")
-    _, other = tokens.create("acme", "ci")
+    _, other = tokens.create("acme", "ci-2")
 
     assert secret.startswith(TOKEN_PREFIX) and len(secret) >= 40 and secret != other
     stored = repr(_raw_items(ddb))

@@ -1,4 +1,4 @@
-"""Who is calling: a Bearer token in, a ``Principal`` (organisation and token id) out.
+"""Who is calling: a Bearer token in, a ``Principal`` (organisation, token id, name, scopes) out.
 
 In AWS the REQUEST authorizer (functions/authorizer) runs ``authorize`` and hands the principal to
 the API Lambda in ``requestContext.authorizer`` under the keys below; the API Lambda reads them with
@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from formica.api.errors import UnauthorizedError
-from formica.store.tokens import TokenRepository
+from formica.api.errors import ForbiddenError, UnauthorizedError
+from formica.store.tokens import LEGACY_SCOPES, TokenRepository, TokenScope, held_scopes
 
 # requestContext.authorizer keys (contract between the authorizer, API Gateway and the API Lambda).
 CONTEXT_ORG = "org"
 CONTEXT_TOKEN_ID = "token_id"  # noqa: S105 - a context key name
 CONTEXT_TOKEN_NAME = "token_name"  # noqa: S105 - a context key name
+CONTEXT_SCOPES = "scopes"  # the token's scopes, comma-separated (context values are strings)
 
 # API Gateway caches an Allow per Authorization header for this long: a revoked token keeps working
 # at most this many seconds. 30 s keeps revocation well inside a minute and saves most lookups.
@@ -26,19 +27,86 @@ AUTHORIZER_CACHE_TTL_SECONDS = 30
 
 BEARER = "bearer"
 
+# The scope each route needs, by (method, route as functions/api/app.py declares it); None: public,
+# no token at all. The API Lambda refuses (500) a route missing here, and a test lists every route
+# of the app against this table: a new route names its scope here or fails the build.
+ROUTE_SCOPES: dict[tuple[str, str], TokenScope | None] = {
+    ("GET", "/api/health"): None,
+    ("GET", "/api/openapi.json"): None,
+    ("GET", "/api/docs"): None,
+    ("POST", "/api/grants"): None,  # the body's capability is the credential
+    ("POST", "/api/jobs/definitions"): TokenScope.ADMIN,
+    ("GET", "/api/jobs/definitions"): TokenScope.READ,
+    ("GET", "/api/jobs/definitions/<job_type>"): TokenScope.READ,
+    ("GET", "/api/jobs/definitions/<job_type>/yaml"): TokenScope.READ,
+    ("GET", "/api/jobs/definitions/<job_type>/graph"): TokenScope.READ,
+    ("GET", "/api/jobs/definitions/<job_type>/versions"): TokenScope.READ,
+    ("DELETE", "/api/jobs/definitions/<job_type>"): TokenScope.ADMIN,
+    ("POST", "/api/jobs/definitions/<job_type>/disable"): TokenScope.ADMIN,
+    ("POST", "/api/jobs/definitions/<job_type>/enable"): TokenScope.ADMIN,
+    ("PUT", "/api/jobs/definitions/<job_type>/concurrency"): TokenScope.ADMIN,
+    ("POST", "/api/jobs/requests"): TokenScope.SUBMIT,
+    ("POST", "/jobs/requests"): TokenScope.SUBMIT,
+    ("GET", "/api/jobs/requests"): TokenScope.READ,
+    ("GET", "/api/jobs/requests/<request_id>"): TokenScope.READ,
+    ("POST", "/api/jobs/requests/<request_id>/cancel"): TokenScope.SUBMIT,
+    ("POST", "/api/jobs/requests/<request_id>/restart"): TokenScope.SUBMIT,
+    ("POST", "/api/jobs/requests/<request_id>/trigger"): TokenScope.SUBMIT,
+    ("GET", "/api/jobs/requests/<request_id>/graph"): TokenScope.READ,
+    ("GET", "/api/jobs/requests/<request_id>/artifacts"): TokenScope.READ,
+    ("GET", "/api/jobs/requests/<request_id>/artifacts/<artifact_id>/download"): TokenScope.READ,
+    ("GET", "/api/jobs/requests/<request_id>/tasks/<task_type>/logs"): TokenScope.READ,
+    ("POST", "/api/auth/tokens"): TokenScope.ADMIN,
+    ("GET", "/api/auth/tokens"): TokenScope.ADMIN,
+    ("DELETE", "/api/auth/tokens/<token_id>"): TokenScope.ADMIN,
+}
+
+
+class RouteScopeMissingError(LookupError):
+    """A route of the API has no line in ``ROUTE_SCOPES``: a bug, refused rather than let through."""
+
+    def __init__(self, method: str, route: str) -> None:
+        super().__init__(f"route {method} {route} has no scope in ROUTE_SCOPES")
+        self.method = method
+        self.route = route
+
+
+def route_scope(method: str, route: str) -> TokenScope | None:
+    """The scope a route needs (None for a public route); RouteScopeMissingError for an unknown one."""
+    key = (method.upper(), route)
+    if key not in ROUTE_SCOPES:
+        raise RouteScopeMissingError(key[0], route)
+    return ROUTE_SCOPES[key]
+
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: the organisation every read and write is scoped to, and the token used (its id,
-    and its name: who submitted a request, templates' ``UserID``)."""
+    """The caller: the organisation every read and write is scoped to, and the token used (its id;
+    its name: who submitted a request, templates' ``UserID``; its scopes: what it may do)."""
 
     org: str
     token_id: str
     token_name: str = ""
+    scopes: tuple[TokenScope, ...] = LEGACY_SCOPES
+
+    @property
+    def held(self) -> frozenset[TokenScope]:
+        """Every scope the token holds (``admin`` holds them all)."""
+        return held_scopes(self.scopes)
+
+    def require(self, scope: TokenScope) -> None:
+        """ForbiddenError naming ``scope`` unless the token holds it."""
+        if scope not in self.held:
+            raise ForbiddenError(f"this token lacks the {scope!s} scope")
 
     def as_context(self) -> dict[str, str]:
         """The authorizer context API Gateway passes on (string values only)."""
-        return {CONTEXT_ORG: self.org, CONTEXT_TOKEN_ID: self.token_id, CONTEXT_TOKEN_NAME: self.token_name}
+        return {
+            CONTEXT_ORG: self.org,
+            CONTEXT_TOKEN_ID: self.token_id,
+            CONTEXT_TOKEN_NAME: self.token_name,
+            CONTEXT_SCOPES: ",".join(self.scopes),
+        }
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -62,7 +130,7 @@ def authorize(token: str, tokens: TokenRepository | None = None) -> Principal:
     item = tokens.find_active(token)
     if item is None:
         raise UnauthorizedError("missing, unknown, expired or revoked token")
-    return Principal(org=item.org, token_id=item.token_id, token_name=item.name)
+    return Principal(org=item.org, token_id=item.token_id, token_name=item.name, scopes=item.scopes)
 
 
 def principal_from_authorizer_context(context: Mapping[str, Any] | None) -> Principal:
@@ -78,7 +146,22 @@ def principal_from_authorizer_context(context: Mapping[str, Any] | None) -> Prin
     if not isinstance(org, str) or not org or not isinstance(token_id, str) or not token_id:
         raise UnauthorizedError("no authorized principal on this request")
     token_name = context.get(CONTEXT_TOKEN_NAME)  # absent from an answer cached before it existed
-    return Principal(org=org, token_id=token_id, token_name=token_name if isinstance(token_name, str) else "")
+    return Principal(
+        org=org,
+        token_id=token_id,
+        token_name=token_name if isinstance(token_name, str) else "",
+        scopes=_context_scopes(context.get(CONTEXT_SCOPES)),
+    )
+
+
+def _context_scopes(value: Any) -> tuple[TokenScope, ...]:
+    # Absent: an answer the authorizer gave (and API Gateway cached, 30 s) before scopes existed,
+    # when every token was what is now admin; a token made since was made by an admin. Present:
+    # exactly the names it lists that this version knows (an empty string grants nothing).
+    if value is None:
+        return LEGACY_SCOPES
+    names = set(str(value).split(","))
+    return tuple(scope for scope in TokenScope if scope in names)
 
 
 class GatewayUnauthorizedError(Exception):

@@ -39,7 +39,7 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     """The body of every error answer."""
 
-    error: str = Field(description="VALIDATION_ERROR, UNAUTHORIZED, NOT_FOUND, CONFLICT, ...")
+    error: str = Field(description="VALIDATION_ERROR, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, ...")
     message: str
     details: list[ErrorDetail] = Field(default_factory=list)
     correlation_id: str | None = Field(
@@ -72,6 +72,13 @@ class ValidationApiError(ApiError):
 class UnauthorizedError(ApiError):
     status = 401
     code = "UNAUTHORIZED"
+
+
+class ForbiddenError(ApiError):
+    """The token is valid but lacks the scope the route needs (the message names it)."""
+
+    status = 403
+    code = "FORBIDDEN"
 
 
 class ResourceNotFoundError(ApiError):
@@ -206,7 +213,7 @@ def to_api_error(exc: BaseException) -> ApiError:
         RequestNotFoundError,
         StepConflictError,
     )
-    from formica.store.tokens import TokenNotFoundError  # noqa: PLC0415
+    from formica.store.tokens import TokenNameTakenError, TokenNotFoundError  # noqa: PLC0415
 
     if isinstance(exc, DefinitionTooLargeError):
         return PayloadTooLargeError(str(exc), _problem_details(list(exc.problems)))
@@ -220,6 +227,8 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ValidationApiError(str(exc), [ErrorDetail(message=str(exc), field="next_token")])
     if isinstance(exc, TokenNotFoundError):
         return ResourceNotFoundError(str(exc))
+    if isinstance(exc, TokenNameTakenError):
+        return ConflictError(str(exc), [ErrorDetail(message=str(exc), field="name")])
     if isinstance(exc, RequestNotFoundError):
         return ResourceNotFoundError(f"job request {exc.request_id!r} not found")
     if isinstance(exc, RequestFinishedError):

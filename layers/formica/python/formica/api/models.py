@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from formica.jobs import limits
 from formica.jobs.limits import NAME_MAX_CHARS, NAME_PATTERN
-from formica.store.tokens import TOKEN_NAME_MAX_CHARS
+from formica.store.tokens import TOKEN_NAME_MAX_CHARS, TokenScope
 
 JOB_TYPE_MAX = NAME_MAX_CHARS
 """A job type (and a task type) follows the language's name rule (``formica.jobs.limits``)."""
@@ -269,15 +269,28 @@ class ArtifactListResponse(BaseModel):
 # -- tokens ---------------------------------------------------------------------------------------
 
 
+DEFAULT_TOKEN_SCOPES = (TokenScope.READ, TokenScope.SUBMIT)
+"""A new token's scopes when the request names none: an everyday user's, never admin by accident."""
+
+
 class CreateTokenRequest(_Request):
-    name: str = Field(min_length=1, max_length=TOKEN_NAME_MAX_CHARS)
+    name: str = Field(
+        min_length=1, max_length=TOKEN_NAME_MAX_CHARS, description="unique among the organisation's tokens"
+    )
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    scopes: list[TokenScope] = Field(
+        default_factory=lambda: list(DEFAULT_TOKEN_SCOPES),
+        min_length=1,
+        max_length=len(TokenScope),
+        description="what the token may do; only scopes the calling token holds (admin holds all)",
+    )
 
 
 class TokenResponse(BaseModel):
     id: str
     name: str
     org: str
+    scopes: list[TokenScope] = Field(description="admin holds every other scope")
     created_at: str
     expires_at: str | None = None
     revoked_at: str | None = None

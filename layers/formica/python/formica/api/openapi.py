@@ -110,6 +110,7 @@ def finalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault(
                     "401", _error("Missing, unknown, expired or revoked token (UNAUTHORIZED)")
                 )
+                responses.setdefault("403", _error("The token lacks this route's scope (FORBIDDEN)"))
             if "{" in path:
                 responses.setdefault("404", _error("Not found in the caller's organisation (NOT_FOUND)"))
             responses["500"] = _error("Internal error; the body carries a correlation_id")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from formica.api.auth import Principal
+from formica.api.errors import ForbiddenError
 from formica.api.models import CreatedTokenResponse, CreateTokenRequest, TokenListResponse, TokenResponse
 from formica.api.services import ApiServices
-from formica.store.tokens import TokenItem
+from formica.store.tokens import TokenItem, TokenScope
 
 
 def token_response(item: TokenItem) -> TokenResponse:
@@ -12,14 +14,32 @@ def token_response(item: TokenItem) -> TokenResponse:
         id=item.token_id,
         name=item.name,
         org=item.org,
+        scopes=list(item.scopes),
         created_at=item.created_at,
         expires_at=item.expires_at,
         revoked_at=item.revoked_at,
     )
 
 
-def create_token(services: ApiServices, org: str, request: CreateTokenRequest) -> CreatedTokenResponse:
-    item, secret = services.tokens.create(org, request.name, expires_in_days=request.expires_in_days)
+def check_grantable(principal: Principal, scopes: list[TokenScope]) -> None:
+    """ForbiddenError naming the first of ``scopes`` the calling token does not hold itself."""
+    held = principal.held
+    for scope in scopes:
+        if scope not in held:
+            raise ForbiddenError(f"this token lacks the {scope!s} scope, so it cannot grant it")
+
+
+def create_token(
+    services: ApiServices, principal: Principal, request: CreateTokenRequest
+) -> CreatedTokenResponse:
+    """A new token of the caller's organisation, with no scope the caller's token lacks.
+
+    Raises ForbiddenError for a wider token, TokenNameTakenError (409) for a name in use.
+    """
+    check_grantable(principal, request.scopes)
+    item, secret = services.tokens.create(
+        principal.org, request.name, scopes=request.scopes, expires_in_days=request.expires_in_days
+    )
     return CreatedTokenResponse(**token_response(item).model_dump(), token=secret)
 
 

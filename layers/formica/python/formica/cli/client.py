@@ -277,10 +277,14 @@ class FormicaClient:
         return response.content
 
     # tokens
-    def create_token(self, name: str, *, expires_in_days: int | None = None) -> dict[str, Any]:
+    def create_token(
+        self, name: str, *, expires_in_days: int | None = None, scopes: list[str] | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name}
         if expires_in_days is not None:
             body["expires_in_days"] = expires_in_days
+        if scopes:
+            body["scopes"] = scopes
         result: dict[str, Any] = self._json("POST", "/api/auth/tokens", json=body)
         return result
 

@@ -21,6 +21,8 @@ FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 JOB_STATES = ("PENDING", "READY", "STARTED", "EXECUTING", "COMPLETED", "FAILED", "CANCELLED")
 """What ``formica requests --state`` takes: the API's job_state filter."""
 MAX_PAGE = 100
+# formica.store.tokens.TokenScope's values, spelled out here so that commands load no botocore.
+TOKEN_SCOPES = ("read", "submit", "approve", "admin", "worker")
 MAX_TREE_DEPTH = 5
 """How many levels of forked requests ``formica status`` follows below the request it shows."""
 EXIT_OK = 0
@@ -158,8 +160,18 @@ def register(subparsers: Any) -> None:
         parents=[common],
         help="create a token (through the API; with --org, an organisation's first token, into DynamoDB)",
     )
-    create.add_argument("--name", default="cli", help="a label for the token")
+    create.add_argument("--name", default="cli", help="the token's name, unique in its organisation")
     create.add_argument("--expires-in-days", type=int, default=None)
+    create.add_argument(
+        "--scope",
+        dest="scopes",
+        action="append",
+        type=_scopes,
+        default=None,
+        metavar="SCOPES",
+        help=f"what the token may do, repeatable or comma-separated: {', '.join(TOKEN_SCOPES)} "
+        "(admin holds them all; default: read,submit through the API, admin with --org)",
+    )
     create.add_argument(
         "--org",
         default=None,
@@ -177,6 +189,16 @@ def register(subparsers: Any) -> None:
     revoke = tokens_sub.add_parser("revoke", parents=[common], help="revoke a token by id")
     revoke.add_argument("token_id")
     _bind(revoke, cmd_tokens_revoke)
+
+
+def _scopes(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TOKEN_SCOPES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown scope {unknown[0] if unknown else text!r}: use {', '.join(TOKEN_SCOPES)}"
+        )
+    return names
 
 
 def _positive(text: str) -> int:
@@ -759,30 +781,46 @@ def cmd_restart(args: argparse.Namespace) -> int:
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     # --org means the operator's path (`formica tokens create --org NAME` writes to
     # DynamoDB): an API token can only create tokens of its own organisation anyway.
+    scopes = [name for group in args.scopes or [] for name in group] or None
     if args.direct or args.org:
-        result = create_token_direct(args.org, args.name, expires_in_days=args.expires_in_days)
+        result = create_token_direct(args.org, args.name, expires_in_days=args.expires_in_days, scopes=scopes)
     else:
         with _client(args) as client:
-            result = client.create_token(args.name, expires_in_days=args.expires_in_days)
+            result = client.create_token(args.name, expires_in_days=args.expires_in_days, scopes=scopes)
     if args.json:
         _print_json(result)
     else:
-        print(f"token {result.get('id')} ({result.get('name')}) for organisation {result.get('org', '-')}")
+        print(
+            f"token {result.get('id')} ({result.get('name')}) for organisation {result.get('org', '-')},"
+            f" scopes {','.join(result.get('scopes') or ['-'])}"
+        )
         print(f"  {result.get('token')}")
         print("  shown once: store it now (e.g. export FORMICA_TOKEN=...)")
     return EXIT_OK
 
 
-def create_token_direct(org: str | None, name: str, *, expires_in_days: int | None = None) -> dict[str, Any]:
-    """An organisation's first token, written straight to DynamoDB with the operator's AWS credentials."""
+def create_token_direct(
+    org: str | None, name: str, *, expires_in_days: int | None = None, scopes: list[str] | None = None
+) -> dict[str, Any]:
+    """An organisation's first token, written straight to DynamoDB with the operator's AWS credentials.
+
+    Its scopes are ``admin`` unless ``scopes`` names others: the operator is trusted, and an
+    organisation's first token must be able to make the others.
+    """
     if not org:
         raise CliUsageError("--direct needs --org NAME")
     # Lazy: only --org needs the store, and botocore would slow every other command's start.
-    from formica.store.tokens import TokenRepository, TokenStoreError  # noqa: PLC0415 - botocore only for --direct
+    from formica.store.tokens import (  # noqa: PLC0415 - botocore only for --direct
+        TokenRepository,
+        TokenScope,
+        TokenStoreError,
+    )
 
     try:
         settings = get_settings()
-        item, secret = TokenRepository(settings.table_name).create(org, name, expires_in_days=expires_in_days)
+        item, secret = TokenRepository(settings.table_name).create(
+            org, name, scopes=scopes or [TokenScope.ADMIN], expires_in_days=expires_in_days
+        )
     except SettingsError as exc:
         raise CliUsageError(f"{exc} (the stack's table name, e.g. from its outputs)") from exc
     except (TokenStoreError, ValueError) as exc:
@@ -791,6 +829,7 @@ def create_token_direct(org: str | None, name: str, *, expires_in_days: int | No
         "id": item.token_id,
         "name": item.name,
         "org": item.org,
+        "scopes": list(item.scopes),
         "created_at": item.created_at,
         "expires_at": item.expires_at,
         "token": secret,

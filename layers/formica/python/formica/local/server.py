@@ -43,7 +43,7 @@ from formica.local.ticker import local_scheduling
 from formica.settings import get_settings, reset_settings
 from formica.store.aws import get_client, reset_clients
 from formica.store.schema import create_bucket, create_table
-from formica.store.tokens import TokenRepository
+from formica.store.tokens import TokenRepository, TokenScope
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +322,10 @@ class DevServer:
     def _create_token(self) -> str:
         repository = TokenRepository(get_settings().table_name)
         try:
-            _, secret = repository.create(self.options.org, "formica dev", secret=self.options.token)
+            # The developer owns the organisation: the dev token holds every scope.
+            _, secret = repository.create(
+                self.options.org, "formica dev", scopes=[TokenScope.ADMIN], secret=self.options.token
+            )
         except ValueError as exc:
             raise DevServerError(f"the token: {exc}") from exc
         return secret
