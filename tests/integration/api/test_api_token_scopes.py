@@ -15,7 +15,6 @@ from formica.api.models import CreateTokenRequest
 from formica.api.tokens import check_grantable
 from formica.cli import main
 from formica.cli.remote import TOKEN_SCOPES
-from formica.settings import reset_settings
 from formica.store.tokens import TokenNameTakenError, TokenRepository, TokenScope, hash_secret
 
 from functions.api.app import app, registered_routes
@@ -267,34 +266,6 @@ def test_the_token_and_its_name_are_written_together(ddb: Any) -> None:
 
 
 # -- the first token -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def operator_table(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("FORMICA_TABLE_NAME", TABLE)
-    monkeypatch.setenv("FORMICA_BUCKET_NAME", "unused")
-    monkeypatch.delenv("FORMICA_AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("FORMICA_SERVER", raising=False)
-    reset_settings()
-    yield ddb
-    reset_settings()
-
-
-def test_the_operators_first_token_is_admin(operator_table: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["tokens", "create", "--org", "acme", "--name", "first", "--json"]) == 0
-    created = json.loads(capsys.readouterr().out)
-    assert main(["tokens", "create", "--org", "acme", "--name", "first", "--json"]) != 0
-    duplicate = capsys.readouterr().err
-    assert (
-        main(["tokens", "create", "--org", "acme", "--name", "bot", "--scope", "worker,read", "--json"]) == 0
-    )
-    narrow = json.loads(capsys.readouterr().out)
-
-    assert created["scopes"] == ["admin"]
-    stored = TokenRepository(TABLE, client=operator_table).find_active(created["token"])
-    assert stored is not None and stored.scopes == (TokenScope.ADMIN,)
-    assert "already has a token named 'first'" in duplicate
-    assert narrow["scopes"] == ["read", "worker"]
 
 
 def test_the_cli_refuses_an_unknown_scope(capsys: pytest.CaptureFixture[str]) -> None:

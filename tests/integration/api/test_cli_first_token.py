@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from formica.cli import main
 from formica.settings import reset_settings
-from formica.store.tokens import TokenRepository, hash_secret
+from formica.store.tokens import TokenRepository, TokenScope, hash_secret
 
 from tests.integration.api.tables import TABLE
 
@@ -44,3 +44,20 @@ def test_direct_is_the_same_and_still_needs_an_org(table: Any, capsys: pytest.Ca
     assert json.loads(capsys.readouterr().out)["org"] == "acme"
     assert main(["tokens", "create", "--direct"]) != 0
     assert "--org" in capsys.readouterr().err
+
+
+def test_the_operators_first_token_is_admin(table: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tokens", "create", "--org", "acme", "--name", "first", "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert main(["tokens", "create", "--org", "acme", "--name", "first", "--json"]) != 0
+    duplicate = capsys.readouterr().err
+    assert (
+        main(["tokens", "create", "--org", "acme", "--name", "bot", "--scope", "worker,read", "--json"]) == 0
+    )
+    narrow = json.loads(capsys.readouterr().out)
+
+    assert created["scopes"] == ["admin"]
+    stored = TokenRepository(TABLE, client=table).find_active(created["token"])
+    assert stored is not None and stored.scopes == (TokenScope.ADMIN,)
+    assert "already has a token named 'first'" in duplicate
+    assert narrow["scopes"] == ["read", "worker"]
