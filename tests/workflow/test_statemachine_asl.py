@@ -106,3 +106,24 @@ def test_waits_go_straight_to_the_runner() -> None:
     # container, the callback's output) goes straight back to the Choice.
     assert states["RunHttp"]["Next"] == states["RunShell"]["Next"] == states["Launch"]["Next"] == "Route"
     assert "ResultPath" not in states["Launch"]
+
+
+def test_a_manual_task_waits_on_the_launch_functions_token_with_its_deadline_as_timeout() -> None:
+    states = asl()["States"]
+    assert states["WaitThenAwaitApproval"] == {
+        "Type": "Wait",
+        "SecondsPath": "$.wait_seconds",
+        "Next": "AwaitApproval",
+    }
+    waits = states["AwaitApproval"]
+    assert waits["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert waits["Parameters"]["FunctionName"] == "${LaunchFunctionArn}"
+    assert waits["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
+    # The sla_deadline is the state's own timeout: Advance applies the policy's timeout_action.
+    assert waits["TimeoutSecondsPath"] == "$.timeout_seconds"
+    assert waits["Catch"][0] == {
+        "ErrorEquals": ["States.Timeout", "States.HeartbeatTimeout"],
+        "ResultPath": "$.error",
+        "Next": "Advance",
+    }
+    assert waits["Next"] == "Route" and "ResultPath" not in waits

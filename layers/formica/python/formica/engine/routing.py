@@ -13,7 +13,8 @@ row per rule):
    a task name (a branch: the task ends COMPLETED on a success code, FAILED otherwise, and the
    failure counts as handled), COMPLETED, FAILED, FATAL, EXECUTING (poll), RESTART_TASK,
    RESTART_JOB, or an ``ERR_*`` code (fail with that code).
-3. Otherwise a success code (``0``; for HTTP tasks any 2xx) completes the task -> on_completed.
+3. Otherwise a success code (``0``; for HTTP tasks any 2xx; for MANUAL tasks ``APPROVED``)
+   completes the task -> on_completed.
 4. Otherwise the task fails -> on_failed.
 
 Failures other than FATAL are retried automatically while the task's ``retry`` budget lasts
@@ -29,7 +30,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
-from formica.jobs.models import RunnerKind, TaskDefinition, is_action
+from formica.jobs.models import EXIT_APPROVED, RunnerKind, TaskDefinition, is_action
 
 DEFAULT_RESTART_CAP = 3
 """How many times an explicit RESTART_TASK / RESTART_JOB restarts when the definition sets no retry."""
@@ -111,7 +112,10 @@ class Route:
 
 
 def is_success(exit_code: str, runner: RunnerKind) -> bool:
-    """``0`` succeeds; an HTTP task's exit code is its status, so any 2xx succeeds."""
+    """``0`` succeeds; an HTTP task's exit code is its status, so any 2xx succeeds; a MANUAL task's
+    is its verdict: ``APPROVED`` succeeds (``REJECTED`` fails, with ERR_MANUAL_REJECTION)."""
+    if runner == RunnerKind.MANUAL:
+        return exit_code == EXIT_APPROVED
     if runner == RunnerKind.HTTP:
         return len(exit_code) == 3 and exit_code.startswith("2") and exit_code.isdigit()
     return exit_code == "0"

@@ -34,6 +34,11 @@ Semantics beyond exit-code routing (``formica.engine.routing``):
 - A restart of a finished request (``start_walk`` with ``previous``) skips the tasks its earlier
   runs completed, as a job restart does; the runtime passes none of them for a hard restart, and
   every ``hard_reset_after_retries + 1``-th restart of the request is hard too.
+- MANUAL tasks wait (AWAIT_APPROVAL, on a task token) for a verdict: its exit code is APPROVED or
+  REJECTED (REJECTED fails with ERR_MANUAL_REJECTION unless on_exit_code routes it). When the
+  wait's state times out (``approval_policy.sla_deadline``, else the task's timeout, else
+  ``DEFAULT_APPROVAL_TIMEOUT_SECONDS``) the policy's ``timeout_action`` decides: AUTO_APPROVE,
+  AUTO_REJECT, or FAIL (ERR_APPROVAL_TIMED_OUT).
 - Continue-as-new: every decision is charged the Step Functions history events it will cause
   (``path_events``); when the next decision would take this execution's count past
   ``HISTORY_EVENT_BUDGET`` the walk answers CONTINUE and keeps the decision for the next execution.
@@ -61,7 +66,16 @@ from formica.engine.routing import (
     route_skipped,
 )
 from formica.jobs.limits import JOB_OUTPUTS_MAX_BYTES
-from formica.jobs.models import JobDefinition, RetryBackoffPolicy, RunnerKind, TaskDefinition, TaskMethod
+from formica.jobs.models import (
+    EXIT_APPROVED,
+    EXIT_REJECTED,
+    JobDefinition,
+    RetryBackoffPolicy,
+    RunnerKind,
+    TaskDefinition,
+    TaskMethod,
+    TimeoutAction,
+)
 
 ERR_TASK_TIMED_OUT = "ERR_TASK_TIMED_OUT"
 ERR_JOB_TIMED_OUT = "ERR_JOB_TIMED_OUT"
@@ -70,6 +84,10 @@ ERR_JOB_CANCELLED = "ERR_JOB_CANCELLED"
 ERR_UNSUPPORTED_METHOD = "ERR_UNSUPPORTED_METHOD"
 ERR_UNEXPECTED = "ERR_UNEXPECTED"
 ERR_EXCEPT_LOOP = "ERR_EXCEPT_LOOP"
+ERR_MANUAL_REJECTION = "ERR_MANUAL_REJECTION"
+"""A MANUAL task was rejected and on_exit_code does not route REJECTED."""
+ERR_APPROVAL_TIMED_OUT = "ERR_APPROVAL_TIMED_OUT"
+"""A MANUAL task had no verdict in time and its timeout_action is FAIL."""
 
 BACKOFF_CEILING_SECONDS = 86_400.0
 """The longest delay a ``retry_backoff_policy`` without ``max`` grows to."""
@@ -92,6 +110,8 @@ _END_RESERVE = 2 * (FLOW_STATE_EVENTS + TASK_STATE_EVENTS + FLOW_STATE_EVENTS) +
 DEFAULT_CALLBACK_TIMEOUT_SECONDS = 24 * 3600
 """How long a container attempt may wait for its callback when neither task nor job sets a timeout."""
 CALLBACK_GRACE_SECONDS = 60
+DEFAULT_APPROVAL_TIMEOUT_SECONDS = 30 * 24 * 3600
+"""How long a MANUAL task waits when neither its sla_deadline nor a task or job timeout is set."""
 """Extra time the state machine waits past a container's deadline for the runner's own report."""
 
 
@@ -105,6 +125,8 @@ class Action(StrEnum):
     """FORK_JOB: start a child request (a task Lambda, like HTTP and SHELL attempts)."""
     AWAIT_FORKS = "AWAIT_FORKS"
     """AWAIT_FORKED_JOB: wait on a task token until the awaited children end (like a container)."""
+    AWAIT_APPROVAL = "AWAIT_APPROVAL"
+    """MANUAL: wait on a task token until the approvers' verdict (or the sla_deadline)."""
     CONTINUE = "CONTINUE"
     SUCCEED = "SUCCEED"
     FAIL = "FAIL"
@@ -112,9 +134,16 @@ class Action(StrEnum):
 
 
 RUN_ACTIONS = frozenset(
-    {Action.RUN_HTTP, Action.RUN_SHELL, Action.RUN_CONTAINER, Action.RUN_FORK, Action.AWAIT_FORKS}
+    {
+        Action.RUN_HTTP,
+        Action.RUN_SHELL,
+        Action.RUN_CONTAINER,
+        Action.RUN_FORK,
+        Action.AWAIT_FORKS,
+        Action.AWAIT_APPROVAL,
+    }
 )
-CALLBACK_ACTIONS = frozenset({Action.RUN_CONTAINER, Action.AWAIT_FORKS})
+CALLBACK_ACTIONS = frozenset({Action.RUN_CONTAINER, Action.AWAIT_FORKS, Action.AWAIT_APPROVAL})
 """Decisions answered by a task token (Launch's state), not by the invoked Lambda's return."""
 
 
@@ -390,6 +419,8 @@ class _TransitionBuilder:
             waits = self.task(run.task_type)
             awaits = waits.method == TaskMethod.AWAIT_FORKED_JOB or waits.fan_out is not None
             action = Action.AWAIT_FORKS if awaits else Action.RUN_FORK
+        elif run.runner == RunnerKind.MANUAL:
+            return self.approval_decision(run, wait_seconds)
         else:
             action = {
                 RunnerKind.HTTP: Action.RUN_HTTP,
@@ -408,6 +439,41 @@ class _TransitionBuilder:
                 remaining = (_parse(run.deadline) - self.clock.now).total_seconds()
                 timeout = _ceil_seconds(remaining) + wait + grace
         return Decision(action=action, task_type=run.task_type, wait_seconds=wait, timeout_seconds=timeout)
+
+    def approval_decision(self, run: TaskRun, wait_seconds: float) -> Decision:
+        """AWAIT_APPROVAL: its state gives up at the sla_deadline or the task's deadline, the earlier."""
+        wait = _ceil_seconds(wait_seconds)
+        policy = self.task(run.task_type).approval_policy
+        limits: list[float] = []
+        if policy is not None and policy.sla_deadline:
+            limits.append(policy.sla_deadline)
+        if run.deadline is not None:
+            limits.append((_parse(run.deadline) - self.clock.now).total_seconds() - wait)
+        timeout = _ceil_seconds(min(limits)) if limits else DEFAULT_APPROVAL_TIMEOUT_SECONDS
+        return Decision(
+            action=Action.AWAIT_APPROVAL,
+            task_type=run.task_type,
+            wait_seconds=wait,
+            timeout_seconds=max(1, timeout) + wait,
+        )
+
+    def approval_timed_out(self, task: TaskDefinition, result: AttemptResult) -> AttemptResult:
+        """A MANUAL task's wait timed out: its policy's timeout_action makes the verdict."""
+        policy = task.approval_policy
+        action = policy.timeout_action if policy is not None else TimeoutAction.FAIL
+        if action == TimeoutAction.AUTO_APPROVE:
+            return AttemptResult(exit_code=EXIT_APPROVED, outputs={"ApprovalVerdict": "AUTO_APPROVE"})
+        if action == TimeoutAction.AUTO_REJECT:
+            return AttemptResult(
+                exit_code=EXIT_REJECTED,
+                error_code=ERR_MANUAL_REJECTION,
+                error_message=f"task {task.task_type} had no verdict in time: rejected (AUTO_REJECT)",
+                outputs={"ApprovalVerdict": "AUTO_REJECT"},
+            )
+        return AttemptResult(
+            error_code=ERR_APPROVAL_TIMED_OUT,
+            error_message=f"task {task.task_type} had no verdict in time: {result.error_message}",
+        )
 
     def task_retry_delay(self, task: TaskDefinition, retry: int) -> float:
         """The wait before the task's ``retry``-th retry: its own policy, its delay_between_retries,
@@ -542,6 +608,12 @@ class _TransitionBuilder:
         if run is None:
             raise WalkError("an attempt result arrived but the walk is in no task")
         task = self.task(run.task_type)
+        if (
+            run.runner == RunnerKind.MANUAL
+            and result.error_code == ERR_TASK_TIMED_OUT
+            and not (run.deadline_is_job or self.clock.job_expired)
+        ):
+            result = self.approval_timed_out(task, result)
         run.last_exit_code = result.exit_code
         code = result.exit_code or result.error_code or "?"
         run.recent_exit_codes = [*run.recent_exit_codes, code][-EXIT_CODES_KEPT:]

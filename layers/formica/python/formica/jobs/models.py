@@ -122,6 +122,7 @@ class TaskMethod(StrEnum):
     EXPIRE_ARTIFACTS = "EXPIRE_ARTIFACTS"
     PURGE_JOBS = "PURGE_JOBS"
     MANUAL = "MANUAL"
+    """A manual approval: the walk waits (on a task token) for the verdict of approvers."""
 
 
 HTTP_METHODS = frozenset(
@@ -141,7 +142,6 @@ UNSUPPORTED_METHODS = frozenset(
         TaskMethod.WEBSOCKET,
         TaskMethod.EXPIRE_ARTIFACTS,
         TaskMethod.PURGE_JOBS,
-        TaskMethod.MANUAL,
     }
 )
 
@@ -161,6 +161,10 @@ ERROR_CODE_PATTERN = re.compile(r"ERR_[A-Za-z0-9_]+")
 """A target such as ``ERR_BLAH``: fail the task with that error code."""
 EXIT_CODE_STATE_KEYS = frozenset({"COMPLETED", "FAILED"})
 """on_exit_code keys that are states, not numbers: the same as on_completed / on_failed."""
+EXIT_APPROVED = "APPROVED"
+EXIT_REJECTED = "REJECTED"
+VERDICT_KEYS = frozenset({EXIT_APPROVED, EXIT_REJECTED})
+"""on_exit_code keys of a MANUAL task: its verdict is its exit code (validation refuses them elsewhere)."""
 
 
 def is_action(target: str) -> bool:
@@ -175,6 +179,7 @@ class RunnerKind(StrEnum):
     SHELL = "SHELL"
     CONTAINER = "CONTAINER"
     FORK = "FORK"
+    MANUAL = "MANUAL"
 
 
 class _Strict(BaseModel):
@@ -385,6 +390,34 @@ class RetryBackoffPolicy(_Strict):
     """Up to this much is added to each delay, at random (deterministic for a given clock)."""
 
 
+class TimeoutAction(StrEnum):
+    """What a MANUAL task's ``sla_deadline`` does when it passes with no verdict."""
+
+    AUTO_REJECT = "AUTO_REJECT"
+    AUTO_APPROVE = "AUTO_APPROVE"
+    FAIL = "FAIL"
+
+
+class ApprovalPolicy(_Strict):
+    min_approvals: int = Field(default=1, ge=1, le=100)
+    """How many approvals approve the task (as many rejections reject it)."""
+    allowed_users: list[GoStr] = Field(default_factory=list)
+    """Token names of the organisation that may vote (they also need the approve scope); empty: any."""
+    require_unanimous: bool = False
+    """One rejection rejects; with allowed_users, every one of them must approve."""
+    sla_deadline: Duration | None = None
+    """How long the task waits for a verdict; then timeout_action."""
+    timeout_action: TimeoutAction = TimeoutAction.FAIL
+    """When sla_deadline passes: AUTO_REJECT, AUTO_APPROVE, or FAIL (ERR_APPROVAL_TIMED_OUT)."""
+
+    @property
+    def approvals_needed(self) -> int:
+        """Approvals that approve: min_approvals, or every allowed user when unanimity is required."""
+        if self.require_unanimous and self.allowed_users:
+            return max(self.min_approvals, len(set(self.allowed_users)))
+        return self.min_approvals
+
+
 class TaskDefinition(_Strict):
     task_type: GoStr
     """The task's name, unique in the job; other tasks route to it by this name."""
@@ -457,6 +490,8 @@ class TaskDefinition(_Strict):
     """FORK_JOB: its version: a version number, latest (the default), or a sem_version to match."""
     await_forked_tasks: list[GoStr] = Field(default_factory=list)
     """AWAIT_FORKED_JOB: the FORK_JOB tasks of this job to wait for."""
+    approval_policy: ApprovalPolicy | None = None
+    """MANUAL: who approves, how many, and until when."""
     fan_out: FanOutDefinition | None = None
     """Fork one child job per item of a JSON array and wait for them all (method FORK_JOB or none)."""
     # Kubernetes pod settings formicary accepts on a task.
@@ -507,12 +542,12 @@ class TaskDefinition(_Strict):
             text = key.strip()
             if re.fullmatch(r"\+?\d+", text):
                 name = str(int(text))
-            elif text.upper() in EXIT_CODE_STATE_KEYS:
+            elif text.upper() in EXIT_CODE_STATE_KEYS | VERDICT_KEYS:
                 name = text.upper()
             else:
                 raise ValueError(
                     f"on_exit_code key {key!r} is not an exit code: use a number (exit code or HTTP "
-                    "status) or COMPLETED / FAILED"
+                    "status), COMPLETED / FAILED, or APPROVED / REJECTED (MANUAL tasks)"
                 )
             if name in canonical:
                 raise ValueError(f"on_exit_code names exit code {name} twice")
@@ -547,6 +582,8 @@ class TaskDefinition(_Strict):
         """The runner that executes this task (a task with ``container`` and no method is a container)."""
         if self.method in HTTP_METHODS:
             return RunnerKind.HTTP
+        if self.method is TaskMethod.MANUAL:
+            return RunnerKind.MANUAL
         if self.method in (TaskMethod.FORK_JOB, TaskMethod.AWAIT_FORKED_JOB) or self.fan_out is not None:
             return RunnerKind.FORK
         if self.method in CONTAINER_METHODS or (self.method is None and self.container is not None):

@@ -23,6 +23,7 @@ from pydantic_core import PydanticUndefined
 
 from formica.jobs.durations import format_duration
 from formica.jobs.models import (
+    ApprovalPolicy,
     ArtifactsDefinition,
     CacheDefinition,
     ContainerDefinition,
@@ -49,6 +50,7 @@ DOC_MODELS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("Volume mount (`volumes.<kind>[]`)", VolumeMount),
     ("Fan-out (`fan_out`)", FanOutDefinition),
     ("Retry backoff (`retry_backoff_policy`)", RetryBackoffPolicy),
+    ("Approval policy (`approval_policy`)", ApprovalPolicy),
     ("Artifacts (`artifacts`)", ArtifactsDefinition),
     ("Cache (`cache`)", CacheDefinition),
     ("Resources (`resources`)", ResourcesDefinition),
@@ -64,6 +66,7 @@ _MODEL_NAMES = {
     "VolumeMount": "volume mount",
     "FanOutDefinition": "fan-out",
     "RetryBackoffPolicy": "retry backoff",
+    "ApprovalPolicy": "approval policy",
     "ArtifactsDefinition": "artifacts",
     "CacheDefinition": "cache",
     "ResourcesDefinition": "resources",

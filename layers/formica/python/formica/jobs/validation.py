@@ -26,6 +26,7 @@ from formica.jobs.models import (
     CONTAINER_METHODS,
     HTTP_METHODS,
     UNSUPPORTED_METHODS,
+    VERDICT_KEYS,
     ExitCodeAction,
     JobDefinition,
     RetryBackoffPolicy,
@@ -40,7 +41,6 @@ UNSUPPORTED_METHOD_REASON: dict[TaskMethod, str] = {
     TaskMethod.WEBSOCKET: "it needs a browser ant connected over a websocket",
     TaskMethod.EXPIRE_ARTIFACTS: "artifacts expire through the S3 lifecycle rule, not a task",
     TaskMethod.PURGE_JOBS: "old jobs expire through the DynamoDB TTL, not a task",
-    TaskMethod.MANUAL: "manual approval steps are not implemented",
 }
 """Why each method Formica parses but does not run is refused (part of the rejection message)."""
 assert set(UNSUPPORTED_METHOD_REASON) == set(UNSUPPORTED_METHODS)  # noqa: S101 - import-time consistency
@@ -208,7 +208,16 @@ def sem_version_problem(version: str) -> str | None:
 
 _ROUTING_FIELDS = frozenset({"on_completed", "on_failed", "on_exit_code"})
 _METHOD_FIELDS = frozenset(
-    {"method", "container", "url", "script", "fork_job_type", "await_forked_tasks", "fan_out"}
+    {
+        "method",
+        "container",
+        "url",
+        "script",
+        "fork_job_type",
+        "await_forked_tasks",
+        "fan_out",
+        "approval_policy",
+    }
 )
 
 
@@ -274,6 +283,41 @@ def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
             yield problem(reason, "fork_job_type")
     if method is TaskMethod.AWAIT_FORKED_JOB and not task.await_forked_tasks:
         yield problem("method AWAIT_FORKED_JOB needs await_forked_tasks", "method")
+    yield from _manual_rules(task, problem)
+
+
+_MANUAL_RUNS_NOTHING = ("script", "before_script", "after_script", "url", "container", "fork_job_type")
+
+
+def _manual_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
+    """A MANUAL task waits for a verdict and runs nothing; verdict keys and a policy need MANUAL."""
+    if task.method is not TaskMethod.MANUAL:
+        for key in sorted(VERDICT_KEYS & set(task.on_exit_code)):
+            yield problem(
+                f"on_exit_code key {key} is a manual approval's verdict: only a MANUAL task has it",
+                "on_exit_code",
+                key,
+            )
+        if task.approval_policy is not None:
+            yield problem("approval_policy is for MANUAL tasks only", "approval_policy")
+        return
+    for field_name in _MANUAL_RUNS_NOTHING:
+        if getattr(task, field_name):
+            yield problem(
+                f"a MANUAL task waits for approvers and runs nothing: remove {field_name}", field_name
+            )
+    policy = task.approval_policy
+    if policy is None:
+        return
+    if policy.sla_deadline is not None and policy.sla_deadline <= 0:
+        yield problem("approval_policy.sla_deadline must be positive", "approval_policy", "sla_deadline")
+    if policy.allowed_users and policy.min_approvals > len(set(policy.allowed_users)):
+        yield problem(
+            f"approval_policy.min_approvals is {policy.min_approvals} but allowed_users names only "
+            f"{len(set(policy.allowed_users))}: the task could never be approved",
+            "approval_policy",
+            "min_approvals",
+        )
 
 
 _ITEM_VAR = re.compile(OUTPUT_NAME_PATTERN)

@@ -98,6 +98,10 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
     current = request.walk.current
     if current is not None and current.runner == RunnerKind.FORK:
         return _await_forks(rt, request, parsed.step)
+    if current is not None and current.runner == RunnerKind.MANUAL:
+        from formica.runtime.approvals import await_approval  # noqa: PLC0415 - cold start: containers never wait for approvers
+
+        return await_approval(rt, request, parsed.step)
     if current is None or current.runner != RunnerKind.CONTAINER:
         raise ContainerLaunchError(f"request {parsed.request_id} has no container task at step {parsed.step}")
     launcher = CONTAINER_LAUNCHERS.get(rt.settings.container_runtime)

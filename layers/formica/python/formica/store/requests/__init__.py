@@ -2,6 +2,7 @@
 
 - ``errors``      what the store raises
 - ``items``       the stored items (request, task execution, artifact) and their (de)serialisation
+- ``approvals``   a MANUAL task's approval and its votes
 - ``outbox``      a walk step's commit and the records it writes after it
 - ``repository``  ``RequestRepository``, the boto3 adapter on the single table
 
@@ -10,6 +11,7 @@ Every name callers use is re-exported here: import from ``formica.store.requests
 
 from formica.engine.routing import TaskState
 from formica.engine.walk import JobState
+from formica.store.requests.approvals import APPROVAL_PENDING, ApprovalItem, VoteItem
 from formica.store.requests.errors import (
     RequestFinishedError,
     RequestNotFinishedError,
@@ -31,6 +33,8 @@ from formica.store.requests.outbox import StepCommit, task_item, write_outbox
 from formica.store.requests.repository import RequestRepository
 
 __all__ = [
+    "APPROVAL_PENDING",
+    "ApprovalItem",
     "ArtifactItem",
     "ChildItem",
     "JobRequestItem",
@@ -46,6 +50,7 @@ __all__ = [
     "StoredAttempt",
     "TaskExecutionItem",
     "TaskState",
+    "VoteItem",
     "now_iso",
     "task_item",
     "walk_blob",

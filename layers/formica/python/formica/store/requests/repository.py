@@ -17,6 +17,7 @@ from formica.engine.routing import TaskState
 from formica.engine.walk import Decision, JobState, WalkState
 from formica.store.dynamo import MAX_LIST_LIMIT, DynamoTable, is_conditional_failure
 from formica.store.pagination import Page
+from formica.store.requests.approvals import ApprovalRecords
 from formica.store.requests.errors import (
     RequestFinishedError,
     RequestNotFinishedError,
@@ -53,7 +54,7 @@ from formica.store.schema import (
 __all__ = ["RequestRepository"]
 
 
-class RequestRepository(DynamoTable):
+class RequestRepository(ApprovalRecords, DynamoTable):
     """Adapter: requests in the single table. ``client`` defaults to the process's DynamoDB client."""
 
     def _key(self, request_id: str) -> dict[str, Any]:

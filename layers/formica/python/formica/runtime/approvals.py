@@ -1,0 +1,219 @@
+"""MANUAL tasks: the walk waits on a task token for the approvers' verdict.
+
+- ``await_approval`` (the Launch Lambda, for an AWAIT_APPROVAL decision): gives the request's
+  max_concurrency slot back and records the approval (the task, its policy, its deadline) under the
+  request; the token Launch recorded waits, at no cost, until a verdict or the state's timeout (the
+  ``sla_deadline``: the walk applies ``timeout_action``, ``formica.engine.walk``).
+- ``cast_vote`` (the API's approve / reject routes): one vote per voter (a conditional put), and
+  when the votes reach a verdict, the approval is closed once (a conditional update) and the
+  token answered with the verdict as the attempt's exit code, APPROVED or REJECTED
+  (``complete_container_attempt``: recorded, committed, SendTaskSuccess).
+- ``pending_approvals``: the organisation's approvals still waiting (the API's listing).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from formica.engine.walk import ERR_MANUAL_REJECTION, AttemptResult
+from formica.jobs.errors import DefinitionError
+from formica.jobs.models import EXIT_APPROVED, EXIT_REJECTED, ApprovalPolicy, RunnerKind
+from formica.runtime.completion import complete_container_attempt
+from formica.runtime.deps import Runtime
+from formica.runtime.scheduling import give_slot_back
+from formica.runtime.walker import ERR_INVALID_DEFINITION, Walker
+from formica.store.requests import (
+    ApprovalItem,
+    JobRequestItem,
+    RequestNotFoundError,
+    VoteItem,
+    now_iso,
+)
+
+logger = logging.getLogger(__name__)
+
+APPROVAL_CLOSED = "CLOSED"
+"""An approval whose walk moved on without a verdict (cancelled, timed out)."""
+COMMENT_MAX_CHARS = 1000
+
+
+class ApprovalNotWaitingError(RuntimeError):
+    """No approval of that task waits on the request (none, decided, or the walk moved on)."""
+
+
+class VoterNotAllowedError(RuntimeError):
+    """The approval's policy does not let this voter vote."""
+
+
+class AlreadyVotedError(RuntimeError):
+    """This voter already voted on this approval."""
+
+
+@dataclass(frozen=True)
+class VoteOutcome:
+    """What a vote did: the approval's state after it, and every vote so far."""
+
+    approval: ApprovalItem
+    votes: list[VoteItem] = field(default_factory=list)
+    verdict: str | None = None
+
+
+def await_approval(runtime: Runtime, request: JobRequestItem, step: int) -> dict[str, Any]:
+    """The Launch Lambda's MANUAL task: give the slot back, record what waits; the token waits."""
+    current = request.walk.current
+    assert current is not None  # noqa: S101 - checked by the caller
+    give_slot_back(runtime, request)
+    now = runtime.now()
+    try:
+        definition = Walker(runtime).render(
+            request, task_type=current.task_type, task_retry=current.task_retry, now=now
+        )
+    except DefinitionError as exc:
+        failed = AttemptResult(error_code=ERR_INVALID_DEFINITION, error_message=str(exc))
+        complete_container_attempt(runtime, request.request_id, step, failed)
+        return {"request_id": request.request_id, "step": step, "launched": True}
+    policy = definition.task(current.task_type).approval_policy or ApprovalPolicy()
+    deadline = None
+    if policy.sla_deadline:
+        deadline = (now + timedelta(seconds=policy.sla_deadline)).isoformat(timespec="microseconds")
+    approval = ApprovalItem(
+        request_id=request.request_id,
+        org=request.org,
+        job_type=request.job_type,
+        task_type=current.task_type,
+        step=step,
+        policy=policy,
+        created_at=now.isoformat(timespec="microseconds"),
+        deadline=deadline,
+    )
+    runtime.requests.put_approval(approval)
+    logger.info("awaiting approval", extra={"request_id": request.request_id, "step": step})
+    return {"request_id": request.request_id, "step": step, "launched": True}
+
+
+def verdict(policy: ApprovalPolicy, votes: list[VoteItem]) -> str | None:
+    """APPROVED, REJECTED, or None (still waiting) for these votes under ``policy``.
+
+    Approved at ``approvals_needed`` approvals. Rejected by one rejection when unanimity is
+    required, else by ``min_approvals`` rejections, and as soon as the allowed users left to vote
+    can no longer bring the approvals needed.
+    """
+    approvals = sum(1 for vote in votes if vote.approve)
+    rejections = len(votes) - approvals
+    needed = policy.approvals_needed
+    if policy.require_unanimous and rejections:
+        return EXIT_REJECTED
+    if approvals >= needed:
+        return EXIT_APPROVED
+    if rejections >= policy.min_approvals:
+        return EXIT_REJECTED
+    if policy.allowed_users:
+        left = set(policy.allowed_users) - {vote.voter for vote in votes}
+        if approvals + len(left) < needed:
+            return EXIT_REJECTED
+    return None
+
+
+def _waiting(runtime: Runtime, request: JobRequestItem, task_type: str) -> ApprovalItem:
+    current = request.walk.current
+    if request.is_final or current is None or current.runner != RunnerKind.MANUAL:
+        raise ApprovalNotWaitingError(f"request {request.request_id} waits for no approval")
+    if current.task_type != task_type:
+        raise ApprovalNotWaitingError(
+            f"request {request.request_id} waits for task {current.task_type}'s approval, not {task_type}'s"
+        )
+    approval = runtime.requests.get_approval(request.request_id, request.step)
+    if approval is None or not approval.is_pending:
+        raise ApprovalNotWaitingError(f"task {task_type} of request {request.request_id} waits for no vote")
+    return approval
+
+
+def cast_vote(
+    runtime: Runtime,
+    org: str,
+    request_id: str,
+    task_type: str,
+    *,
+    voter: str,
+    approve: bool,
+    comment: str = "",
+) -> VoteOutcome:
+    """Record ``voter``'s vote on the approval ``task_type`` of the request waits for; when the votes
+    reach a verdict, answer the walk with it (once).
+
+    Raises
+    ------
+    RequestNotFoundError
+        No such request in ``org``.
+    ApprovalNotWaitingError
+        The request waits for no approval of that task.
+    VoterNotAllowedError
+        The policy's ``allowed_users`` does not name ``voter``.
+    AlreadyVotedError
+        ``voter`` already voted on this approval.
+    """
+    request = runtime.requests.get_for_org(org, request_id)
+    if request is None:
+        raise RequestNotFoundError(f"job request {request_id} not found")
+    approval = _waiting(runtime, request, task_type)
+    policy = approval.policy
+    if policy.allowed_users and voter not in policy.allowed_users:
+        raise VoterNotAllowedError(f"token {voter!r} is not among task {task_type}'s allowed_users")
+    vote = VoteItem(
+        request_id=request_id,
+        step=approval.step,
+        voter=voter,
+        approve=approve,
+        comment=comment[:COMMENT_MAX_CHARS],
+        voted_at=now_iso(),
+    )
+    if not runtime.requests.put_vote(vote):
+        raise AlreadyVotedError(f"token {voter!r} already voted on task {task_type} of request {request_id}")
+    logger.info(
+        "approval vote recorded",
+        extra={"request_id": request_id, "task_type": task_type, "voter": voter, "approve": approve},
+    )
+    votes = runtime.requests.list_votes(request_id, approval.step)
+    reached = verdict(policy, votes)
+    if reached is None or not runtime.requests.close_approval(request_id, approval.step, reached, now_iso()):
+        latest = runtime.requests.get_approval(request_id, approval.step) or approval
+        return VoteOutcome(approval=latest, votes=votes)
+    _answer(runtime, approval, reached, votes)
+    decided = approval.model_copy(update={"state": reached})
+    return VoteOutcome(approval=decided, votes=votes, verdict=reached)
+
+
+def _answer(runtime: Runtime, approval: ApprovalItem, reached: str, votes: list[VoteItem]) -> None:
+    approvers = ",".join(vote.voter for vote in votes if vote.approve)
+    rejecters = ",".join(vote.voter for vote in votes if not vote.approve)
+    outputs = {"ApprovalVerdict": reached, "ApprovedBy": approvers, "RejectedBy": rejecters}
+    if reached == EXIT_APPROVED:
+        result = AttemptResult(exit_code=EXIT_APPROVED, outputs=outputs)
+    else:
+        reasons = "; ".join(
+            f"{vote.voter}: {vote.comment}" for vote in votes if not vote.approve and vote.comment
+        )
+        message = f"task {approval.task_type} was rejected by {rejecters or 'its approvers'}"
+        result = AttemptResult(
+            exit_code=EXIT_REJECTED,
+            error_code=ERR_MANUAL_REJECTION,
+            error_message=(message + (f" ({reasons})" if reasons else ""))[:2000],
+            outputs=outputs,
+        )
+    complete_container_attempt(runtime, approval.request_id, approval.step, result)
+
+
+def pending_approvals(runtime: Runtime, org: str) -> list[tuple[ApprovalItem, list[VoteItem]]]:
+    """The organisation's approvals still waiting, with their votes; an approval whose walk moved
+    on (cancelled, timed out) is closed as it is found."""
+    waiting: list[tuple[ApprovalItem, list[VoteItem]]] = []
+    for approval in runtime.requests.pending_approvals(org):
+        request = runtime.requests.get(approval.request_id)
+        if request is None or request.is_final or request.step != approval.step:
+            runtime.requests.close_approval(approval.request_id, approval.step, APPROVAL_CLOSED, now_iso())
+            continue
+        waiting.append((approval, runtime.requests.list_votes(approval.request_id, approval.step)))
+    return waiting
