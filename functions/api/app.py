@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.api import definitions, grants, requests, tokens
+from formica.api import approvals, definitions, grants, requests, tokens
 from formica.api.auth import Principal, principal_from_authorizer_context, route_scope
 from formica.api.cors import add_cors_headers, cors_headers, parse_origins, request_origin
 from formica.api.errors import (
@@ -430,6 +430,34 @@ def task_logs(
     attempt: Annotated[int | None, Query(ge=1, le=10_000, description="one attempt; default: all")] = None,
 ) -> Response[str]:
     return _text(requests.task_log(get_services(), _org(), request_id, task_type, attempt=attempt))
+
+
+# -- approvals (MANUAL tasks) -----------------------------------------------------------------------
+
+VOTED = {
+    200: json_response("The approval after this vote", approvals.ApprovalResponse),
+    403: json_response("The policy's allowed_users does not name this token (FORBIDDEN)", ErrorResponse),
+    409: json_response("Nothing of this task waits, or this token voted already (CONFLICT)", ErrorResponse),
+}
+
+
+@app.post("/api/jobs/requests/<request_id>/tasks/<task_type>/approve", tags=["approvals"], responses=VOTED)
+def approve_task(
+    request_id: Identifier, task_type: TaskType, body: approvals.VoteRequest | None = None
+) -> approvals.ApprovalResponse:
+    return approvals.vote(get_services(), _principal(), request_id, task_type, approve=True, body=body)
+
+
+@app.post("/api/jobs/requests/<request_id>/tasks/<task_type>/reject", tags=["approvals"], responses=VOTED)
+def reject_task(
+    request_id: Identifier, task_type: TaskType, body: approvals.VoteRequest | None = None
+) -> approvals.ApprovalResponse:
+    return approvals.vote(get_services(), _principal(), request_id, task_type, approve=False, body=body)
+
+
+@app.get("/api/approvals/pending", tags=["approvals"])
+def pending_approvals() -> approvals.ApprovalListResponse:
+    return approvals.list_pending(get_services(), _org())
 
 
 # -- tokens ---------------------------------------------------------------------------------------

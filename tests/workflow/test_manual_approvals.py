@@ -77,7 +77,7 @@ def test_an_approval_routes_on_approved_and_the_walk_waits_until_then(walk: Walk
     approval = waiting(walk, request_id)
     # Then it is listed as pending and nothing else runs meanwhile
     assert approval.is_pending and approval.policy.allowed_users == ["alice", "bob", "carol"]
-    listed = pending_approvals(get_runtime(), ORG)
+    listed = pending_approvals(get_runtime().requests, ORG)
     assert [(item.request_id, item.task_type) for item, _ in listed] == [(request_id, "sign-off")]
     assert walk.request(request_id).job_state == JobState.EXECUTING
     # When alice approves
@@ -88,7 +88,7 @@ def test_an_approval_routes_on_approved_and_the_walk_waits_until_then(walk: Walk
     states = task_states(walk, request_id)
     assert states == {"build": "COMPLETED", "sign-off": "COMPLETED", "deploy": "COMPLETED"}
     assert "deployed by alice" in walk.log(request_id, "deploy")
-    assert pending_approvals(get_runtime(), ORG) == []
+    assert pending_approvals(get_runtime().requests, ORG) == []
     votes = get_runtime().requests.list_votes(request_id, approval.step)
     assert [(v.voter, v.approve, v.comment) for v in votes] == [("alice", True, "ship it")]
 
@@ -152,7 +152,7 @@ def test_a_cancelled_request_stops_waiting_for_its_approval(walk: Walk) -> None:
     assert done.job_state == JobState.CANCELLED
     with pytest.raises(ApprovalNotWaitingError):
         vote(request_id, "alice", approve=True)
-    assert pending_approvals(get_runtime(), ORG) == []
+    assert pending_approvals(get_runtime().requests, ORG) == []
 
 
 SLA = """

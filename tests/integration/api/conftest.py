@@ -53,6 +53,7 @@ class FakeRuntime:
     restarted: list[str] = field(default_factory=list)
     restarted_hard: list[bool] = field(default_factory=list)
     woken: list[str] = field(default_factory=list)
+    verdicts: list[Any] = field(default_factory=list)
 
     def start(self, request_id: str) -> None:
         self.started.append(request_id)
@@ -73,6 +74,9 @@ class FakeRuntime:
 
     def start_waiting(self, org: str, job_type: str) -> None:
         self.woken.append(job_type)
+
+    def answer_verdict(self, outcome: Any) -> None:
+        self.verdicts.append(outcome)
 
 
 @dataclass

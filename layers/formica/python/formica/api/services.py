@@ -29,6 +29,8 @@ class RequestRuntime(Protocol):
 
     def start_waiting(self, org: str, job_type: str) -> Any: ...
 
+    def answer_verdict(self, outcome: Any) -> Any: ...
+
 
 class ModuleRuntime:
     """``RequestRuntime`` backed by the ``formica.runtime`` package, imported on first use (it
@@ -55,6 +57,11 @@ class ModuleRuntime:
         # A raised max_concurrency lets waiting requests in now, not at the next sweep.
         runtime = _runtime()
         return runtime.start_waiting(org, job_type, runtime.get_runtime())
+
+    def answer_verdict(self, outcome: Any) -> Any:
+        # A MANUAL task's verdict (formica.runtime.approvals.VoteOutcome) answers the waiting walk.
+        approvals = importlib.import_module("formica.runtime.approvals")
+        return approvals.answer_verdict(_runtime().get_runtime(), outcome)
 
 
 def _runtime() -> Any:

@@ -234,6 +234,18 @@ class FormicaClient:
         result: dict[str, Any] = self._json("POST", path, params={"hard": "true"} if hard else None)
         return result
 
+    def vote(self, request_id: str, task_type: str, *, approve: bool, comment: str = "") -> dict[str, Any]:
+        """Approve or reject the MANUAL task ``task_type`` the request waits at; the approval after it."""
+        verb = "approve" if approve else "reject"
+        path = f"/api/jobs/requests/{_segment(request_id)}/tasks/{_segment(task_type)}/{verb}"
+        result: dict[str, Any] = self._json("POST", path, json={"comment": comment})
+        return result
+
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        """The organisation's MANUAL tasks waiting for a verdict."""
+        result: dict[str, Any] = self._json("GET", "/api/approvals/pending")
+        return list(result.get("approvals", []))
+
     def logs(self, request_id: str, task_type: str) -> str:
         path = f"/api/jobs/requests/{_segment(request_id)}/tasks/{_segment(task_type)}/logs"
         return self._send("GET", path).text

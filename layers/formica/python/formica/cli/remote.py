@@ -1,6 +1,6 @@
 """The `formica` subcommands that talk to the API: definitions, submit, status, logs, artifacts,
-cancel, restart, tokens. Human output by default, ``--json`` for scripts; errors print the API's
-message and exit 1, never a traceback.
+cancel, restart, approve, reject, approvals, tokens. Human output by default, ``--json`` for
+scripts; errors print the API's message and exit 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -143,6 +143,21 @@ def register(subparsers: Any) -> None:
     cancel = subparsers.add_parser("cancel", parents=[common], help="cancel a job request")
     cancel.add_argument("request_id")
     _bind(cancel, cmd_cancel)
+
+    for verb in ("approve", "reject"):
+        voting = subparsers.add_parser(
+            verb, parents=[common], help=f"{verb} the MANUAL task a job request waits at"
+        )
+        voting.add_argument("request_id")
+        voting.add_argument("task_type")
+        voting.add_argument("--comment", default="", help="why (recorded with the vote)")
+        voting.set_defaults(approve=verb == "approve")
+        _bind(voting, cmd_vote)
+
+    approvals = subparsers.add_parser(
+        "approvals", parents=[common], help="list the MANUAL tasks waiting for a verdict"
+    )
+    _bind(approvals, cmd_approvals)
 
     restart = subparsers.add_parser("restart", parents=[common], help="restart a finished job request")
     restart.add_argument("request_id")
@@ -764,6 +779,47 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         _print_json(result)
     else:
         print(f"request {args.request_id}: {result.get('job_state', 'cancel requested')}")
+    return EXIT_OK
+
+
+def cmd_vote(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.vote(args.request_id, args.task_type, approve=args.approve, comment=args.comment)
+    if args.json:
+        _print_json(result)
+    else:
+        print(
+            f"request {args.request_id} task {args.task_type}: {result.get('state')} "
+            f"({_approvals_of(result)} of {result.get('approvals_needed')} approvals)"
+        )
+    return EXIT_OK
+
+
+def _approvals_of(approval: dict[str, Any]) -> int:
+    return sum(1 for vote in approval.get("votes", []) if vote.get("approve"))
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        pending = client.pending_approvals()
+    if args.json:
+        _print_json(pending)
+        return EXIT_OK
+    if not pending:
+        print("no approvals pending")
+        return EXIT_OK
+    rows = [
+        [
+            str(item.get("request_id", "")),
+            str(item.get("job_type", "")),
+            str(item.get("task_type", "")),
+            f"{_approvals_of(item)}/{item.get('approvals_needed')}",
+            ",".join(item.get("allowed_users", [])) or "any",
+            str(item.get("deadline") or "-"),
+        ]
+        for item in pending
+    ]
+    print(_table(["REQUEST", "JOB TYPE", "TASK", "APPROVALS", "ALLOWED", "DEADLINE"], rows))
     return EXIT_OK
 
 

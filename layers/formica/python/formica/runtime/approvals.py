@@ -4,9 +4,9 @@
   max_concurrency slot back and records the approval (the task, its policy, its deadline) under the
   request; the token Launch recorded waits, at no cost, until a verdict or the state's timeout (the
   ``sla_deadline``: the walk applies ``timeout_action``, ``formica.engine.walk``).
-- ``cast_vote`` (the API's approve / reject routes): one vote per voter (a conditional put), and
-  when the votes reach a verdict, the approval is closed once (a conditional update) and the
-  token answered with the verdict as the attempt's exit code, APPROVED or REJECTED
+- ``record_vote`` (the API's approve / reject routes): one vote per voter (a conditional put), and
+  when the votes reach a verdict, the approval is closed once (a conditional update); then
+  ``answer_verdict`` answers the token with the verdict as the attempt's exit code, APPROVED or REJECTED
   (``complete_container_attempt``: recorded, committed, SendTaskSuccess).
 - ``pending_approvals``: the organisation's approvals still waiting (the API's listing).
 """
@@ -29,6 +29,7 @@ from formica.store.requests import (
     ApprovalItem,
     JobRequestItem,
     RequestNotFoundError,
+    RequestRepository,
     VoteItem,
     now_iso,
 )
@@ -117,7 +118,7 @@ def verdict(policy: ApprovalPolicy, votes: list[VoteItem]) -> str | None:
     return None
 
 
-def _waiting(runtime: Runtime, request: JobRequestItem, task_type: str) -> ApprovalItem:
+def _waiting(requests: RequestRepository, request: JobRequestItem, task_type: str) -> ApprovalItem:
     current = request.walk.current
     if request.is_final or current is None or current.runner != RunnerKind.MANUAL:
         raise ApprovalNotWaitingError(f"request {request.request_id} waits for no approval")
@@ -125,14 +126,14 @@ def _waiting(runtime: Runtime, request: JobRequestItem, task_type: str) -> Appro
         raise ApprovalNotWaitingError(
             f"request {request.request_id} waits for task {current.task_type}'s approval, not {task_type}'s"
         )
-    approval = runtime.requests.get_approval(request.request_id, request.step)
+    approval = requests.get_approval(request.request_id, request.step)
     if approval is None or not approval.is_pending:
         raise ApprovalNotWaitingError(f"task {task_type} of request {request.request_id} waits for no vote")
     return approval
 
 
-def cast_vote(
-    runtime: Runtime,
+def record_vote(
+    requests: RequestRepository,
     org: str,
     request_id: str,
     task_type: str,
@@ -141,8 +142,9 @@ def cast_vote(
     approve: bool,
     comment: str = "",
 ) -> VoteOutcome:
-    """Record ``voter``'s vote on the approval ``task_type`` of the request waits for; when the votes
-    reach a verdict, answer the walk with it (once).
+    """Record ``voter``'s vote on the approval ``task_type`` of the request waits for, and close the
+    approval (once) when the votes reach a verdict: ``VoteOutcome.verdict`` is set for the one call
+    that closed it, which must then answer the walk (``answer_verdict``).
 
     Raises
     ------
@@ -155,10 +157,10 @@ def cast_vote(
     AlreadyVotedError
         ``voter`` already voted on this approval.
     """
-    request = runtime.requests.get_for_org(org, request_id)
+    request = requests.get_for_org(org, request_id)
     if request is None:
         raise RequestNotFoundError(f"job request {request_id} not found")
-    approval = _waiting(runtime, request, task_type)
+    approval = _waiting(requests, request, task_type)
     policy = approval.policy
     if policy.allowed_users and voter not in policy.allowed_users:
         raise VoterNotAllowedError(f"token {voter!r} is not among task {task_type}'s allowed_users")
@@ -170,23 +172,48 @@ def cast_vote(
         comment=comment[:COMMENT_MAX_CHARS],
         voted_at=now_iso(),
     )
-    if not runtime.requests.put_vote(vote):
+    if not requests.put_vote(vote):
         raise AlreadyVotedError(f"token {voter!r} already voted on task {task_type} of request {request_id}")
     logger.info(
         "approval vote recorded",
         extra={"request_id": request_id, "task_type": task_type, "voter": voter, "approve": approve},
     )
-    votes = runtime.requests.list_votes(request_id, approval.step)
+    votes = requests.list_votes(request_id, approval.step)
     reached = verdict(policy, votes)
-    if reached is None or not runtime.requests.close_approval(request_id, approval.step, reached, now_iso()):
-        latest = runtime.requests.get_approval(request_id, approval.step) or approval
+    if reached is None or not requests.close_approval(request_id, approval.step, reached, now_iso()):
+        latest = requests.get_approval(request_id, approval.step) or approval
         return VoteOutcome(approval=latest, votes=votes)
-    _answer(runtime, approval, reached, votes)
     decided = approval.model_copy(update={"state": reached})
     return VoteOutcome(approval=decided, votes=votes, verdict=reached)
 
 
-def _answer(runtime: Runtime, approval: ApprovalItem, reached: str, votes: list[VoteItem]) -> None:
+def cast_vote(
+    runtime: Runtime,
+    org: str,
+    request_id: str,
+    task_type: str,
+    *,
+    voter: str,
+    approve: bool,
+    comment: str = "",
+) -> VoteOutcome:
+    """``record_vote``, then, when this vote reached the verdict, answer the walk with it."""
+    outcome = record_vote(
+        runtime.requests, org, request_id, task_type, voter=voter, approve=approve, comment=comment
+    )
+    answer_verdict(runtime, outcome)
+    return outcome
+
+
+def answer_verdict(runtime: Runtime, outcome: VoteOutcome) -> bool:
+    """Answer the waiting token with the verdict ``outcome`` reached (nothing when it reached none):
+    the attempt recorded with exit code APPROVED or REJECTED, the step committed, the token told."""
+    if outcome.verdict is None:
+        return False
+    return _answer(runtime, outcome.approval, outcome.verdict, outcome.votes)
+
+
+def _answer(runtime: Runtime, approval: ApprovalItem, reached: str, votes: list[VoteItem]) -> bool:
     approvers = ",".join(vote.voter for vote in votes if vote.approve)
     rejecters = ",".join(vote.voter for vote in votes if not vote.approve)
     outputs = {"ApprovalVerdict": reached, "ApprovedBy": approvers, "RejectedBy": rejecters}
@@ -203,17 +230,17 @@ def _answer(runtime: Runtime, approval: ApprovalItem, reached: str, votes: list[
             error_message=(message + (f" ({reasons})" if reasons else ""))[:2000],
             outputs=outputs,
         )
-    complete_container_attempt(runtime, approval.request_id, approval.step, result)
+    return complete_container_attempt(runtime, approval.request_id, approval.step, result)
 
 
-def pending_approvals(runtime: Runtime, org: str) -> list[tuple[ApprovalItem, list[VoteItem]]]:
+def pending_approvals(requests: RequestRepository, org: str) -> list[tuple[ApprovalItem, list[VoteItem]]]:
     """The organisation's approvals still waiting, with their votes; an approval whose walk moved
     on (cancelled, timed out) is closed as it is found."""
     waiting: list[tuple[ApprovalItem, list[VoteItem]]] = []
-    for approval in runtime.requests.pending_approvals(org):
-        request = runtime.requests.get(approval.request_id)
+    for approval in requests.pending_approvals(org):
+        request = requests.get(approval.request_id)
         if request is None or request.is_final or request.step != approval.step:
-            runtime.requests.close_approval(approval.request_id, approval.step, APPROVAL_CLOSED, now_iso())
+            requests.close_approval(approval.request_id, approval.step, APPROVAL_CLOSED, now_iso())
             continue
-        waiting.append((approval, runtime.requests.list_votes(approval.request_id, approval.step)))
+        waiting.append((approval, requests.list_votes(approval.request_id, approval.step)))
     return waiting
