@@ -188,3 +188,18 @@ def test_the_sla_deadline_applies_the_timeout_action(
     assert done.job_state == state, done.error_message
     assert done.error_code == error_code
     assert task_states(walk, request_id) == tasks
+
+
+def test_a_request_waiting_for_approval_gives_its_concurrency_slot_back(walk: Walk) -> None:
+    # Given a job type that runs one request at a time, with a MANUAL task
+    walk.upload("max_concurrency: 1\n" + release())
+    first = walk.submit("release")
+    waiting(walk, first)
+    # When a second request is submitted while the first waits for its verdict
+    second = walk.submit("release")
+    # Then it is admitted and reaches its own approval: the waiting one holds no slot
+    waiting(walk, second)
+    assert vote(second, "alice", approve=True) == "APPROVED"
+    assert walk.wait(second).job_state == JobState.COMPLETED
+    assert vote(first, "bob", approve=True) == "APPROVED"
+    assert walk.wait(first).job_state == JobState.COMPLETED
