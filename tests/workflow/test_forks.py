@@ -5,15 +5,26 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 from formica.engine.walk import JobState
+from formica.local.moto_locks import serialize_dynamodb
 from formica.runtime import cancel_request, forks, get_runtime, reset_runtime
 from formica.settings import reset_settings
 from formica.store.requests import JobRequestItem
 
 from tests.workflow.conftest import ORG, Walk
+
+
+@pytest.fixture(autouse=True)
+def _serial_dynamodb(walk: Walk) -> Iterator[None]:
+    # Parents and children walk at once: moto's DynamoDB is not thread-safe (its item dicts change
+    # while another thread reads them), so these tests serialize it as `formica dev` does.
+    with serialize_dynamodb():
+        yield
+
 
 CHILD = """
 job_type: encode
