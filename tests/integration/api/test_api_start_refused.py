@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from formica.api.services import use_services
 from formica.runtime.executions import ERR_START_FAILED, ExecutionError
+from formica.store.requests import JobState, RequestFinishedError
 
 from tests.integration.api.conftest import ApiWorld, FakeRuntime
 from tests.integration.api.tables import TABLE
@@ -57,3 +58,22 @@ def test_a_refused_start_answers_201_with_the_stored_failed_request(refusing: Ap
     again = submit(refusing, {"job_type": "hello-job"}, headers={"Idempotency-Key": "k-1"})
     assert (again.status, again.json()["id"]) == (200, body["id"])
     assert refusing.runtime.started == [body["id"]]
+
+
+@dataclass
+class _RacedRuntime(FakeRuntime):
+    """The minute sweep admitted the request between its write and the submit's own start."""
+
+    def start(self, request_id: str) -> None:
+        super().start(request_id)
+        raise RequestFinishedError(request_id, JobState.STARTED)
+
+
+def test_a_request_the_sweep_admitted_first_answers_201_not_409(defined: ApiWorld) -> None:
+    runtime = _RacedRuntime(defined.services.requests)
+    use_services(replace(defined.services, runtime=runtime))
+
+    response = submit(defined, {"job_type": "hello-job"})
+
+    assert response.status == 201, response.body
+    assert response.json()["job_state"] == "STARTED"

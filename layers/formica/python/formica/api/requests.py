@@ -53,6 +53,7 @@ from formica.store.requests import (
     ArtifactItem,
     ChildItem,
     JobRequestItem,
+    RequestFinishedError,
     TaskExecutionItem,
     now_iso,
 )
@@ -611,6 +612,10 @@ def _start_stored(services: ApiServices, request_id: str) -> None:
         services.runtime.start(request_id)
     except ExecutionError as exc:
         logger.warning("stored request did not start", extra={"request_id": request_id, "error": str(exc)})
+    except RequestFinishedError:
+        # The sweep (or a wake-up after another request's end) admitted it between our write and
+        # this start: the request is accepted and running, which is all the caller asked.
+        logger.info("stored request already admitted", extra={"request_id": request_id})
 
 
 def _release(services: ApiServices, org: str, keys: list[str], request_id: str) -> None:
