@@ -632,14 +632,21 @@ def cmd_requests(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_trigger(args: argparse.Namespace) -> int:
+def _request_action(
+    args: argparse.Namespace, act: Callable[[FormicaClient], dict[str, Any]], default_state: str
+) -> int:
+    """A POST on one request (trigger, cancel, restart): its answer as JSON, or its new state."""
     with _client(args) as client:
-        result = client.trigger(args.request_id)
+        result = act(client)
     if args.json:
         _print_json(result)
     else:
-        print(f"request {result.get('id', args.request_id)}: {result.get('job_state')}")
+        print(f"request {result.get('id', args.request_id)}: {result.get('job_state', default_state)}")
     return EXIT_OK
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    return _request_action(args, lambda client: client.trigger(args.request_id), "triggered")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -773,13 +780,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        result = client.cancel(args.request_id)
-    if args.json:
-        _print_json(result)
-    else:
-        print(f"request {args.request_id}: {result.get('job_state', 'cancel requested')}")
-    return EXIT_OK
+    return _request_action(args, lambda client: client.cancel(args.request_id), "cancel requested")
 
 
 def cmd_vote(args: argparse.Namespace) -> int:
@@ -824,13 +825,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        result = client.restart(args.request_id, hard=args.hard)
-    if args.json:
-        _print_json(result)
-    else:
-        print(f"request {result.get('id', args.request_id)}: {result.get('job_state', 'restarted')}")
-    return EXIT_OK
+    return _request_action(args, lambda client: client.restart(args.request_id, hard=args.hard), "restarted")
 
 
 # tokens

@@ -8,6 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from formica.store.pagination import decode_cursor, encode_cursor
+from formica.store.schema import GSI2
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
 MAX_LIST_LIMIT = 100
@@ -70,6 +71,53 @@ class DynamoTable:
             query["ExclusiveStartKey"] = start
         response = self._client.query(**query)
         return list(response.get("Items", [])), encode_cursor(response.get("LastEvaluatedKey"))
+
+    def _query_prefix_items(
+        self, partition: str, prefix: str, *, count: bool = False
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Every item of ``partition`` whose sort key starts with ``prefix`` (consistent), all pages;
+        with ``count`` only how many (Select=COUNT). Botocore errors pass through to be wrapped."""
+        items: list[dict[str, Any]] = []
+        total = 0
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": partition}, ":prefix": {"S": prefix}},
+            "ConsistentRead": True,
+        }
+        if count:
+            query["Select"] = "COUNT"
+        for page in self._client.get_paginator("query").paginate(**query):
+            items.extend(page.get("Items", []))
+            total += int(page.get("Count", 0))
+        return items, total
+
+    def _gsi2_items(self, partition: str, *, max_items: int) -> list[dict[str, Any]]:
+        """Up to ``max_items`` items of a (sparse) gsi2 partition, in its sort order (eventually
+        consistent). Botocore errors pass through to be wrapped."""
+        items: list[dict[str, Any]] = []
+        for page in self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            IndexName=GSI2,
+            KeyConditionExpression="gsi2pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": partition}},
+        ):
+            items.extend(page.get("Items", []))
+            if len(items) >= max_items:
+                break
+        return items[:max_items]
+
+    def _put_if_absent(self, item: dict[str, Any]) -> bool:
+        """Put a new item; False when one with its key exists. Botocore errors pass through."""
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
 
 def error_code(exc: ClientError) -> str:

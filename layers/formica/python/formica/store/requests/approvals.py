@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from formica.jobs.models import ApprovalPolicy
 from formica.store.dynamo import DynamoTable, is_conditional_failure
 from formica.store.requests.errors import RequestStoreError
-from formica.store.schema import GSI2, request_pk
+from formica.store.schema import request_pk
 
 __all__ = ["APPROVAL_PENDING", "ApprovalItem", "ApprovalRecords", "VoteItem"]
 
@@ -156,19 +156,8 @@ class ApprovalRecords(DynamoTable):
 
     def list_votes(self, request_id: str, step: int) -> list[VoteItem]:
         """Every vote on the approval at ``step`` (consistent read)."""
-        items: list[dict[str, Any]] = []
         try:
-            paginator = self._client.get_paginator("query")
-            for page in paginator.paginate(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={
-                    ":pk": {"S": request_pk(request_id)},
-                    ":prefix": {"S": f"{approval_sk(step)}#VOTE#"},
-                },
-                ConsistentRead=True,
-            ):
-                items.extend(page.get("Items", []))
+            items, _ = self._query_prefix_items(request_pk(request_id), f"{approval_sk(step)}#VOTE#")
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not list the votes on {request_id!r}: {exc}") from exc
         return sorted((VoteItem.from_item(item) for item in items), key=lambda vote: vote.voted_at)
@@ -197,31 +186,15 @@ class ApprovalRecords(DynamoTable):
 
     def pending_approvals(self, org: str, *, max_items: int = 500) -> list[ApprovalItem]:
         """The organisation's approvals still PENDING, oldest first (gsi2, eventually consistent)."""
-        items: list[dict[str, Any]] = []
         try:
-            paginator = self._client.get_paginator("query")
-            for page in paginator.paginate(
-                TableName=self._table,
-                IndexName=GSI2,
-                KeyConditionExpression="gsi2pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": approvals_gsi2pk(org)}},
-            ):
-                items.extend(page.get("Items", []))
-                if len(items) >= max_items:
-                    break
+            items = self._gsi2_items(approvals_gsi2pk(org), max_items=max_items)
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not list pending approvals: {exc}") from exc
-        return [ApprovalItem.from_item(item) for item in items[:max_items]]
+        return [ApprovalItem.from_item(item) for item in items]
 
     def _put_once(self, item: dict[str, Any], what: str) -> bool:
+        """Put a new item (an approval, a vote, a child); False when it exists already."""
         try:
-            self._client.put_item(
-                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
+            return self._put_if_absent(item)
+        except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not record the {what}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise RequestStoreError(f"could not record the {what}: {exc}") from exc
-        return True

@@ -477,17 +477,7 @@ class RequestRepository(ApprovalRecords, DynamoTable):
 
     def put_child(self, child: ChildItem) -> bool:
         """Record a forked child under its parent; False when that child is already recorded."""
-        try:
-            self._client.put_item(
-                TableName=self._table, Item=child.to_item(), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise RequestStoreError(f"could not record child {child.child_id!r}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise RequestStoreError(f"could not record child {child.child_id!r}: {exc}") from exc
-        return True
+        return self._put_once(child.to_item(), f"child {child.child_id!r}")
 
     def list_children(self, parent_id: str) -> list[ChildItem]:
         """The requests the parent's FORK_JOB tasks started, in the order of their ids."""
@@ -495,38 +485,16 @@ class RequestRepository(ApprovalRecords, DynamoTable):
 
     def running_children(self, *, max_items: int = 500) -> list[ChildItem]:
         """Children of any parent not yet marked ended, oldest first (gsi2, eventually consistent)."""
-        items: list[dict[str, Any]] = []
         try:
-            paginator = self._client.get_paginator("query")
-            for page in paginator.paginate(
-                TableName=self._table,
-                IndexName=GSI2,
-                KeyConditionExpression="gsi2pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": RUNNING_CHILDREN_GSI2PK}},
-            ):
-                items.extend(page.get("Items", []))
-                if len(items) >= max_items:
-                    break
+            items = self._gsi2_items(RUNNING_CHILDREN_GSI2PK, max_items=max_items)
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not list running children: {exc}") from exc
-        return [ChildItem.from_item(item) for item in items[:max_items]]
+        return [ChildItem.from_item(item) for item in items]
 
     def count_children(self, parent_id: str) -> int:
         """How many children the parent has forked (one Query, Select=COUNT)."""
-        total = 0
         try:
-            paginator = self._client.get_paginator("query")
-            for page in paginator.paginate(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={
-                    ":pk": {"S": request_pk(parent_id)},
-                    ":prefix": {"S": CHILD_SK_PREFIX},
-                },
-                Select="COUNT",
-                ConsistentRead=True,
-            ):
-                total += int(page.get("Count", 0))
+            _, total = self._query_prefix_items(request_pk(parent_id), CHILD_SK_PREFIX, count=True)
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not count the children of {parent_id!r}: {exc}") from exc
         return total
@@ -592,16 +560,8 @@ class RequestRepository(ApprovalRecords, DynamoTable):
         return None if item is None else ArtifactItem.from_item(item)
 
     def _query_prefix(self, request_id: str, prefix: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
         try:
-            paginator = self._client.get_paginator("query")
-            for page in paginator.paginate(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={":pk": {"S": request_pk(request_id)}, ":prefix": {"S": prefix}},
-                ConsistentRead=True,
-            ):
-                items.extend(page.get("Items", []))
+            items, _ = self._query_prefix_items(request_pk(request_id), prefix)
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not query {prefix} items of {request_id!r}: {exc}") from exc
         return items
