@@ -11,12 +11,8 @@ history (``LambdaFunctionScheduled`` and ``TaskScheduled`` events).
 
 from __future__ import annotations
 
-import os
-import time
-from typing import Any
-
 from bench.common import Figure, standalone
-from bench.states_per_attempt import ORG, TABLE, _walk_host
+from bench.states_per_attempt import ORG, TABLE, _run_job, _walk_host
 
 BENCHMARK = "forks"
 NOTES = [
@@ -45,74 +41,18 @@ tasks:
 """
 
 
-def _history(sfn: Any, request_id: str, executions: int) -> list[dict[str, Any]]:
-    arn = os.environ["FORMICA_STATE_MACHINE_ARN"].replace(":stateMachine:", ":execution:")
-    events: list[dict[str, Any]] = []
-    for number in range(1, executions + 1):
-        token: str | None = None
-        while True:
-            page = sfn.get_execution_history(
-                executionArn=f"{arn}:{request_id}-{number}",
-                maxResults=1000,
-                **({"nextToken": token} if token else {}),
-            )
-            events.extend(page["events"])
-            token = page.get("nextToken")
-            if not token:
-                break
-    return events
-
-
-def _run(sfn: Any, yaml_text: str, job_type: str, serial: int, params: dict[str, str]) -> tuple[int, int]:
-    from formica.jobs import parse_definition
-    from formica.runtime import get_runtime, start_request
-    from formica.store.definitions import DefinitionRepository
-    from formica.store.requests import JobRequestItem, now_iso
-
-    DefinitionRepository(TABLE).put_version(ORG, yaml_text, parse_definition(yaml_text))
-    version = DefinitionRepository(TABLE).get_version(ORG, job_type)
-    assert version is not None
-    request_id = f"bench-fork-{serial:04d}"
-    now = now_iso()
-    requests = get_runtime().requests
-    requests.create(
-        JobRequestItem(
-            request_id=request_id,
-            org=ORG,
-            job_type=job_type,
-            job_version=version.version,
-            params=params,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    start_request(request_id, get_runtime())
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        request = requests.get(request_id)
-        if request is not None and request.is_final:
-            if request.job_state != "COMPLETED":
-                raise RuntimeError(f"bench job {job_type} ended {request.job_state}: {request.error_message}")
-            time.sleep(0.3)  # the execution's last states
-            events = _history(sfn, request_id, request.execution_count)
-            states = sum(1 for event in events if event["type"].endswith("StateEntered"))
-            invocations = sum(
-                1 for event in events if event["type"] in ("TaskScheduled", "LambdaFunctionScheduled")
-            )
-            return states, invocations
-        time.sleep(0.02)
-    raise RuntimeError(f"bench job {job_type} did not finish")
-
-
 def run(quick: bool = False) -> list[Figure]:
     with _walk_host() as sfn:
         from formica.jobs import parse_definition
         from formica.store.definitions import DefinitionRepository
 
         DefinitionRepository(TABLE).put_version(ORG, CHILD, parse_definition(CHILD))
-        plain_states, plain_calls = _run(sfn, PLAIN, "bench-plain", 1, {})
-        short_states, short_calls = _run(sfn, PARENT, "bench-parent", 2, {"Pause": "0"})
-        long_states, long_calls = _run(sfn, PARENT, "bench-parent", 3, {"Pause": "3"})
+        plain = _run_job(sfn, PLAIN, "bench-plain", 101)
+        short = _run_job(sfn, PARENT, "bench-parent", 102, {"Pause": "0"})
+        long = _run_job(sfn, PARENT, "bench-parent", 103, {"Pause": "3"})
+    plain_states, plain_calls = plain.states, plain.invocations
+    short_states, short_calls = short.states, short.invocations
+    long_states, long_calls = long.states, long.invocations
     fork_and_await = short_states - plain_states
     return [
         Figure(

@@ -42,6 +42,7 @@ NOTES = [
 class Counted:
     states: int
     events: int
+    invocations: int = 0
 
 
 class _Sensor:
@@ -140,7 +141,9 @@ def _walk_host() -> Iterator[Any]:
         work.cleanup()
 
 
-def _run_job(sfn: Any, yaml_text: str, job_type: str, serial: int) -> Counted:
+def _run_job(
+    sfn: Any, yaml_text: str, job_type: str, serial: int, params: dict[str, str] | None = None
+) -> Counted:
     from formica.jobs import parse_definition
     from formica.runtime import get_runtime, start_request
     from formica.store.definitions import DefinitionRepository
@@ -156,6 +159,7 @@ def _run_job(sfn: Any, yaml_text: str, job_type: str, serial: int) -> Counted:
             org=ORG,
             job_type=job_type,
             job_version=version.version,
+            params=params or {},
             created_at=now,
             updated_at=now,
         )
@@ -178,20 +182,31 @@ def _run_job(sfn: Any, yaml_text: str, job_type: str, serial: int) -> Counted:
     raise RuntimeError(f"bench job {job_type} did not finish")
 
 
-def _count(sfn: Any, execution_arns: list[str]) -> Counted:
-    states = events = 0
+def history(sfn: Any, execution_arns: list[str]) -> list[dict[str, Any]]:
+    """Every history event of the executions, in order."""
+    events: list[dict[str, Any]] = []
     for arn in execution_arns:
         token: str | None = None
         while True:
             page = sfn.get_execution_history(
                 executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {})
             )
-            events += len(page["events"])
-            states += sum(1 for event in page["events"] if event["type"].endswith("StateEntered"))
+            events.extend(page["events"])
             token = page.get("nextToken")
             if not token:
                 break
-    return Counted(states, events)
+    return events
+
+
+SCHEDULED_EVENTS = ("TaskScheduled", "LambdaFunctionScheduled")
+"""History events that each stand for one Lambda invocation."""
+
+
+def _count(sfn: Any, execution_arns: list[str]) -> Counted:
+    events = history(sfn, execution_arns)
+    states = sum(1 for event in events if event["type"].endswith("StateEntered"))
+    invocations = sum(1 for event in events if event["type"] in SCHEDULED_EVENTS)
+    return Counted(states, len(events), invocations)
 
 
 def _chain(job_type: str, count: int, task: str) -> str:
