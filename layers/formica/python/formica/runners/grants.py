@@ -28,12 +28,6 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from formica.runners.container_script import (
-    artifacts_prefix,
-    build_downloads_config,
-    build_upload_config,
-    dependency_path,
-)
 from formica.store.blobs import BlobStore, PresignedPost
 from formica.store.grants import (
     AttemptGrantItem,
@@ -42,7 +36,7 @@ from formica.store.grants import (
     hash_capability,
     new_capability,
 )
-from formica.store.schema import cancel_marker_key
+from formica.store.schema import artifact_key, cancel_marker_key
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +141,7 @@ def mint_capability(
             created_at=now,
             execution=execution,
             dependencies=tuple(dependencies),
-            upload_prefix=artifacts_prefix(org, request_id, task_type)
+            upload_prefix=artifact_key(org, request_id, task_type, "")
             if GrantRight.UPLOAD in rights
             else None,
             max_bytes=max_bytes,
@@ -163,9 +157,13 @@ def _url_seconds(scope: AttemptGrantItem, now: datetime) -> int:
 
 
 def _downloads(blobs: BlobStore, scope: AttemptGrantItem, seconds: int) -> list[GrantDownload]:
+    # Cold start: the API imports this module for its models; the helpers' text builders (and the
+    # shell runner they share code with) load when a grant is exchanged, not with every API call.
+    from formica.runners.container_script import dependency_path  # noqa: PLC0415
+
     downloads: list[GrantDownload] = []
     for dependency in scope.dependencies:
-        prefix = artifacts_prefix(scope.org, scope.request_id, dependency)
+        prefix = artifact_key(scope.org, scope.request_id, dependency, "")
         for blob in blobs.list_blobs(prefix):
             path = dependency_path(blob.key, prefix)
             if path is None:
@@ -232,6 +230,11 @@ def curl_config(grant: AttemptGrant) -> str:
     CapabilityRefusedError
         The grant holds both or neither (a curl config can carry only one of them).
     """
+    from formica.runners.container_script import (  # noqa: PLC0415 - cold start, see _downloads
+        build_downloads_config,
+        build_upload_config,
+    )
+
     if grant.upload is not None and not grant.downloads:
         return build_upload_config(grant.upload.post())
     if grant.upload is None:
