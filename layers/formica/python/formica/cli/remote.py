@@ -363,14 +363,7 @@ def cmd_definitions_toggle(args: argparse.Namespace) -> int:
 
 def cmd_definitions_versions(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        records: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            page = client.list_definition_versions(args.job_type, next_token=token)
-            records.extend(page.get("records", []))
-            token = page.get("next_token")
-            if not token:
-                break
+        records = _every_page(lambda token: client.list_definition_versions(args.job_type, next_token=token))
     if args.json:
         _print_json(records)
         return EXIT_OK
@@ -632,6 +625,18 @@ def cmd_requests(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _every_page(fetch: Callable[[str | None], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every record of a paged listing: ``fetch(next_token)`` until no next_token comes back."""
+    records: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = fetch(token)
+        records.extend(page.get("records", []))
+        token = page.get("next_token")
+        if not token:
+            return records
+
+
 def _request_action(
     args: argparse.Namespace, act: Callable[[FormicaClient], dict[str, Any]], default_state: str
 ) -> int:
@@ -889,14 +894,7 @@ def create_token_direct(
 
 def cmd_tokens_list(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        records: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            page = client.list_tokens(next_token=token)
-            records.extend(page.get("records", []))
-            token = page.get("next_token")
-            if not token:
-                break
+        records = _every_page(lambda token: client.list_tokens(next_token=token))
     if args.json:
         _print_json(records)
         return EXIT_OK
