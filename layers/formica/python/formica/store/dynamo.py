@@ -107,6 +107,17 @@ class DynamoTable:
                 break
         return items[:max_items]
 
+    def _update_if(self, **update: Any) -> bool:
+        """UpdateItem with its ConditionExpression; False when the condition failed (the state it
+        expected is gone). Botocore errors pass through to be wrapped."""
+        try:
+            self._client.update_item(TableName=self._table, **update)
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
     def _put_if_absent(self, item: dict[str, Any]) -> bool:
         """Put a new item; False when one with its key exists. Botocore errors pass through."""
         try:

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from formica.jobs.models import ApprovalPolicy
-from formica.store.dynamo import DynamoTable, is_conditional_failure
+from formica.store.dynamo import DynamoTable
 from formica.store.requests.errors import RequestStoreError
 from formica.store.schema import request_pk
 
@@ -165,8 +165,7 @@ class ApprovalRecords(DynamoTable):
     def close_approval(self, request_id: str, step: int, state: str, at: str) -> bool:
         """PENDING -> ``state`` (the verdict, or CLOSED), once: False when it was no longer pending."""
         try:
-            self._client.update_item(
-                TableName=self._table,
+            return self._update_if(
                 Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": approval_sk(step)}},
                 UpdateExpression="SET approval_state = :state, decided_at = :at REMOVE gsi2pk, gsi2sk",
                 ConditionExpression="approval_state = :pending",
@@ -176,13 +175,8 @@ class ApprovalRecords(DynamoTable):
                     ":pending": {"S": APPROVAL_PENDING},
                 },
             )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
+        except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not close the approval of {request_id!r}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise RequestStoreError(f"could not close the approval of {request_id!r}: {exc}") from exc
-        return True
 
     def pending_approvals(self, org: str, *, max_items: int = 500) -> list[ApprovalItem]:
         """The organisation's approvals still PENDING, oldest first (gsi2, eventually consistent)."""

@@ -522,20 +522,14 @@ class RequestRepository(ApprovalRecords, DynamoTable):
                 expression += f", {name} = :{name}"
         expression += " REMOVE gsi2pk, gsi2sk"
         try:
-            self._client.update_item(
-                TableName=self._table,
+            return self._update_if(
                 Key={"pk": {"S": request_pk(parent_id)}, "sk": {"S": f"{CHILD_SK_PREFIX}{child_id}"}},
                 UpdateExpression=expression,
                 ConditionExpression="attribute_exists(pk) AND job_state IN (:pending, :started, :executing)",
                 ExpressionAttributeValues=values,
             )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
+        except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not mark child {child_id!r} ended: {exc}") from exc
-        except BotoCoreError as exc:
-            raise RequestStoreError(f"could not mark child {child_id!r} ended: {exc}") from exc
-        return True
 
     def put_artifact(self, artifact: ArtifactItem) -> None:
         """Record an uploaded file."""
