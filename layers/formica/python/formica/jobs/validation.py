@@ -34,6 +34,7 @@ from formica.jobs.models import (
     TaskMethod,
     is_action,
 )
+from formica.jobs.notify_rules import notify_problems, webhook_problems
 from formica.jobs.yamlload import Path
 
 UNSUPPORTED_METHOD_REASON: dict[TaskMethod, str] = {
@@ -149,6 +150,8 @@ def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
             yield Problem(
                 reason, where.line("sem_version") or where.line("public_plugin"), field="sem_version"
             )
+    for message, path in [*notify_problems(job.notify), *webhook_problems(job.webhook)]:
+        yield Problem(message, where.line(*path), field=".".join(path[:3]))
 
 
 BACKOFF_FACTOR_MAX = 100.0
@@ -249,6 +252,8 @@ def _task_rules(
             yield problem("retry must not be negative", "retry")
         for message, field in backoff_problems(task.retry_backoff_policy):
             yield problem(message, *field.split("."))
+        for message, hook_field in webhook_problems(task.webhook):
+            yield problem(message, *hook_field)
         for position, path in enumerate(task.artifacts.paths if task.artifacts else []):
             reason = artifact_path_problem(path)
             if reason:
