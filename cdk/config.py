@@ -10,7 +10,7 @@ Context comes from cdk.json (defaults) and ``npx cdk synth|deploy -c key=value``
 | log_retention_days | retention of every log group (a CloudWatch Logs value) | 30 |
 | cors_origins | allowed browser origins, comma-separated or a JSON list | none (no CORS) |
 | deletion_protection | protect and retain the table and buckets | false |
-| artifact_expiry_days | artifacts and task logs are deleted after this many days | 30 |
+| artifact_expiry_days | artifacts, task logs and their table items (TTL) expire after these days | 30 |
 | reserved_concurrency | apply reserved concurrency caps (false for accounts with a 10 quota) | true |
 | http_allowed_networks | non-public networks HTTP tasks may call, CIDRs comma-separated | none: public only |
 """

@@ -75,7 +75,11 @@ class FormicaStack(Stack):
         job_state_machine_arn = state_machine_arn(self, job_state_machine)
         defaults = FunctionDefaults(
             runtime=FunctionsRuntime(self, "Runtime", functions_dir=functions_dir, layer_dir=layer_dir),
-            environment=formica_settings(storage, platform, job_state_machine_arn),
+            environment={
+                **formica_settings(storage, platform, job_state_machine_arn),
+                # Items in the table expire as the bucket's objects do (one context value).
+                "FORMICA_RETENTION_DAYS": str(config.artifact_expiry_days),
+            },
             log_retention=config.log_retention,
             removal_policy=removal_policy,
             reserved_concurrency=config.reserved_concurrency,

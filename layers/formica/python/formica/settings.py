@@ -74,6 +74,10 @@ class FormicaSettings(BaseModel):
     # FORK_JOB: how deep forked jobs may nest, and how many children one request may fork.
     fork_max_depth: int = 5
     fork_max_children: int = 1000
+    # Request, task and artifact/log items expire (DynamoDB TTL on ``expires_at``) this many days
+    # after their last write, as the artifacts bucket's lifecycle rule deletes objects; the stack
+    # sets both from the artifact_expiry_days context value.
+    retention_days: int = 30
 
     @field_validator("http_allowed_networks", mode="before")
     @classmethod

@@ -101,7 +101,7 @@ def _from_settings() -> ApiServices:
     settings = get_settings()
     return ApiServices(
         definitions=DefinitionRepository(settings.table_name),
-        requests=RequestRepository(settings.table_name),
+        requests=RequestRepository(settings.table_name, retention_days=settings.retention_days),
         tokens=TokenRepository(settings.table_name),
         idempotency=IdempotencyRepository(settings.table_name),
         blobs=S3BlobStore(settings.bucket_name),

@@ -57,7 +57,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
     resolved = settings or get_settings()
     return Runtime(
         settings=resolved,
-        requests=RequestRepository(resolved.table_name),
+        requests=RequestRepository(resolved.table_name, retention_days=resolved.retention_days),
         definitions=DefinitionRepository(resolved.table_name),
         blobs=S3BlobStore(resolved.bucket_name),
         state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),

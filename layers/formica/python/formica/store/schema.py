@@ -6,6 +6,7 @@ every repository builds keys with the functions below (docs/architecture.md, "Dy
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -21,6 +22,7 @@ REQUEST_SK = "REQ"
 TASK_SK_PREFIX = "TASK#"
 ARTIFACT_SK_PREFIX = "ART#"
 DEFINITION_HEAD_SK = "HEAD"
+SECONDS_PER_DAY = 86_400
 
 
 class SchemaError(RuntimeError):
@@ -83,6 +85,11 @@ def create_bucket(client: Any, bucket_name: str, region: str = "us-east-1") -> N
             "BucketAlreadyExists",
         ):
             raise SchemaError(f"could not create bucket {bucket_name!r}: {exc}") from exc
+
+
+def expires_at(retention_days: int, now: float | None = None) -> int:
+    """The ``expires_at`` (TTL, epoch seconds) of an item written ``now`` and kept ``retention_days``."""
+    return int(time.time() if now is None else now) + retention_days * SECONDS_PER_DAY
 
 
 # -- keys ---------------------------------------------------------------------------------------

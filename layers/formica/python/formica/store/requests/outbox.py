@@ -71,8 +71,12 @@ def task_item(request_id: str, update: TaskUpdate, now: str) -> dict[str, Any]:
     return item
 
 
-def write_outbox(client: Any, table: str, request_id: str, outbox: StepOutbox) -> None:
+def write_outbox(
+    client: Any, table: str, request_id: str, outbox: StepOutbox, *, expires_at: int | None = None
+) -> None:
     """Write a committed step's task records and artifact items (idempotent: safe to repeat).
+
+    ``expires_at`` (epoch seconds), when given, is the TTL of every item written.
 
     They follow the step's conditional update instead of sharing a transaction with it: only the
     winner of the step writes them, and the step keeps them (``outbox``) so a replayed call
@@ -85,6 +89,9 @@ def write_outbox(client: Any, table: str, request_id: str, outbox: StepOutbox) -
     puts.extend(artifact.to_item() for artifact in outbox.artifacts)
     # One item per key: a step may record the same task twice (e.g. failed, then skipped).
     unique = {(item["pk"]["S"], item["sk"]["S"]): item for item in puts}
+    if expires_at is not None:
+        for item in unique.values():
+            item.setdefault("expires_at", {"N": str(expires_at)})
     pending = [{"PutRequest": {"Item": item}} for item in unique.values()]
     try:
         for attempt in range(_BATCH_ATTEMPTS):

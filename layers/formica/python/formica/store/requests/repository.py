@@ -45,6 +45,7 @@ from formica.store.schema import (
     REQUEST_SK,
     TASK_SK_PREFIX,
     artifact_sk,
+    expires_at,
     pending_gsi2pk,
     request_pk,
     requests_gsi1pk,
@@ -55,7 +56,20 @@ __all__ = ["RequestRepository"]
 
 
 class RequestRepository(ApprovalRecords, DynamoTable):
-    """Adapter: requests in the single table. ``client`` defaults to the process's DynamoDB client."""
+    """Adapter: requests in the single table. ``client`` defaults to the process's DynamoDB client.
+
+    ``retention_days``: the request, its task records, artifact and log items and its children get
+    ``expires_at`` (the table's TTL) that many days after each write of them; None: kept forever.
+    """
+
+    def __init__(
+        self, table_name: str, client: Any | None = None, *, retention_days: int | None = None
+    ) -> None:
+        super().__init__(table_name, client)
+        self._retention_days = retention_days
+
+    def _expires_at(self) -> int | None:
+        return None if self._retention_days is None else expires_at(self._retention_days)
 
     def _key(self, request_id: str) -> dict[str, Any]:
         return {"pk": {"S": request_pk(request_id)}, "sk": {"S": REQUEST_SK}}
@@ -67,7 +81,7 @@ class RequestRepository(ApprovalRecords, DynamoTable):
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=request.to_item(),
+                Item=request.model_copy(update={"expires_at": self._expires_at()}).to_item(),
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
@@ -249,6 +263,10 @@ class RequestRepository(ApprovalRecords, DynamoTable):
             if value is not None:
                 sets.append(f"{name} = :{name}")
                 values[f":{name}"] = {"S": value}
+        expiry = self._expires_at()
+        if expiry is not None:  # a walking request is kept: each step moves its expiry on
+            sets.append("expires_at = :expires")
+            values[":expires"] = {"N": str(expiry)}
         if commit.execution_name is not None:
             sets.append("execution_name = :execution")
             values[":execution"] = {"S": commit.execution_name}
@@ -280,7 +298,7 @@ class RequestRepository(ApprovalRecords, DynamoTable):
     def flush_outbox(self, request_id: str, outbox: StepOutbox) -> None:
         """Write a committed step's task records and artifact items (after ``commit_step``, and again
         on replays): ``outbox.write_outbox``."""
-        write_outbox(self._client, self._table, request_id, outbox)
+        write_outbox(self._client, self._table, request_id, outbox, expires_at=self._expires_at())
 
     def claim_attempt(self, request_id: str, step: int) -> JobRequestItem | None:
         """Claim the task attempt of ``step``: the request (as claimed) once, None for every later claim."""
@@ -477,7 +495,11 @@ class RequestRepository(ApprovalRecords, DynamoTable):
 
     def put_child(self, child: ChildItem) -> bool:
         """Record a forked child under its parent; False when that child is already recorded."""
-        return self._put_once(child.to_item(), f"child {child.child_id!r}")
+        item = child.to_item()
+        expiry = self._expires_at()
+        if expiry is not None:
+            item["expires_at"] = {"N": str(expiry)}
+        return self._put_once(item, f"child {child.child_id!r}")
 
     def list_children(self, parent_id: str) -> list[ChildItem]:
         """The requests the parent's FORK_JOB tasks started, in the order of their ids."""
@@ -534,7 +556,8 @@ class RequestRepository(ApprovalRecords, DynamoTable):
     def put_artifact(self, artifact: ArtifactItem) -> None:
         """Record an uploaded file."""
         try:
-            self._client.put_item(TableName=self._table, Item=artifact.to_item())
+            stamped = artifact.model_copy(update={"expires_at": artifact.expires_at or self._expires_at()})
+            self._client.put_item(TableName=self._table, Item=stamped.to_item())
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not record artifact {artifact.name!r}: {exc}") from exc
 
