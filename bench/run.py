@@ -28,6 +28,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("api", "bench.api_load"),
     ("sandbox", "bench.sandbox"),
     ("forks", "bench.forks"),
+    ("approvals", "bench.approvals"),
 )
 """(name, module with ``run(quick) -> list[Figure]``), in the order they run and print.
 
