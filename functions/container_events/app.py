@@ -7,11 +7,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime import default_container_service
+from formica.runtime import default_container_service, metered
 
 logger = Logger(service="formica")
 
 
+@metered("container_events")
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, bool]:
     logger.thread_safe_append_keys(

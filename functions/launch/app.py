@@ -5,12 +5,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime import LaunchEvent, get_runtime, launch_container
+from formica.runtime import LaunchEvent, get_runtime, launch_container, metered
 
 logger = Logger(service="formica")
 tracer = Tracer(service="formica")
 
 
+@metered("launch")
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

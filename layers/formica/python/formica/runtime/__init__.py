@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from formica.runtime.executions import ContinueEvent, ExecutionError, cancel_request, continue_execution
     from formica.runtime.forks import run_fork_task
     from formica.runtime.launch import ContainerLaunchError, LaunchEvent, launch_container
+    from formica.runtime.metering import metered
     from formica.runtime.scheduling import (
         handle_event,
         restart_request,
@@ -60,6 +61,7 @@ _WHERE = {
     "ContainerLaunchError": "launch",
     "LaunchEvent": "launch",
     "launch_container": "launch",
+    "metered": "metering",
     "handle_event": "scheduling",
     "restart_request": "scheduling",
     "start_request": "scheduling",
@@ -96,6 +98,7 @@ __all__ = [
     "handle_event",
     "install_container_service",
     "launch_container",
+    "metered",
     "reset_container_service",
     "reset_runtime",
     "restart_request",

@@ -35,6 +35,7 @@ from formica.engine.outputs import (
     template_variables,
 )
 from formica.engine.routing import AttemptOutcome, RetryBudget, TaskState, route_exit_code
+from formica.engine.usage import RequestUsage, StepEntry, step_transitions
 from formica.engine.walk import (
     ERR_TASK_CANCELLED,
     ERR_TASK_TIMED_OUT,
@@ -70,6 +71,7 @@ from formica.store.requests import (
     now_iso,
 )
 from formica.store.schema import log_key
+from formica.store.usage import current_meter
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +177,8 @@ class Walker:
         self.rt = runtime
         # The last definition ``render`` built, by request: ``context`` exports its job_variables.
         self._rendered: tuple[str, JobDefinition] | None = None
+        # The states entered before this invocation that its commit counts (Begin, a Catch's Advance).
+        self._entry = StepEntry.DECIDED
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -312,6 +316,7 @@ class Walker:
         artifacts: list[ArtifactItem] | None = None,
     ) -> dict[str, Any]:
         """Commit a transition at the request's step; ``StepConflictError`` when the step moved."""
+        usage = self.step_usage(request, step_transitions(transition.decision, self._entry))
         commit = StepCommit(
             walk=transition.walk,
             decision=transition.decision,
@@ -321,8 +326,13 @@ class Walker:
             task_updates=transition.task_updates,
             artifacts=artifacts or [],
             execution_name=execution_name,
+            usage=usage,
         )
-        decision = self.rt.requests.commit_step(request.request_id, request.step, commit)
+        try:
+            decision = self.rt.requests.commit_step(request.request_id, request.step, commit)
+        except StepConflictError:
+            self.usage_not_committed(usage)
+            raise
         if transition.job_state.is_final:
             self.finished(request)
         logger.info(
@@ -337,6 +347,22 @@ class Walker:
             },
         )
         return answer(request.request_id, decision)
+
+    def step_usage(self, request: JobRequestItem, transitions: int) -> RequestUsage:
+        """What a step's commit adds to the request: its state transitions, and what this invocation
+        counted so far (its meter's take, when it runs metered)."""
+        usage = RequestUsage(transitions=transitions)
+        meter = current_meter()
+        if meter is None:
+            return usage
+        meter.request_id = request.request_id
+        return usage.plus(meter.take())
+
+    def usage_not_committed(self, usage: RequestUsage) -> None:
+        """The commit lost its step guard: its transitions were someone else's, the time is kept."""
+        meter = current_meter()
+        if meter is not None:
+            meter.give_back(usage.model_copy(update={"transitions": 0}))
 
     def finished(self, request: JobRequestItem) -> None:
         """The request just ended: admission releases its max_concurrency slot and starts the next."""
@@ -356,9 +382,12 @@ class Walker:
         if request.is_final:
             return self.settled(request, event.step)
         if event.step is None:
+            self._entry = StepEntry.BEGIN
             return self.begin(request, event.execution)
         if event.step != request.step:
             return self.settled(request, event.step)
+        if event.error is not None:
+            self._entry = StepEntry.CATCH
         result = self.result_for(request, event)
         if event.error is not None and str(event.error.get("Error", "")) in _TIMEOUT_ERRORS:
             self.stop_overdue_container(request)
@@ -506,6 +535,7 @@ class Walker:
         message = error_result(error).error_message or "the walk failed unexpectedly"
         for _ in range(5):
             transition = end_walk(request.walk, JobState.FAILED, ERR_INTERNAL, message, self.rt.now())
+            usage = self.step_usage(request, step_transitions(transition.decision, StepEntry.FATAL))
             try:
                 decision = self.rt.requests.commit_step(
                     request.request_id,
@@ -517,9 +547,11 @@ class Walker:
                         error_code=ERR_INTERNAL,
                         error_message=message,
                         task_updates=transition.task_updates,
+                        usage=usage,
                     ),
                 )
             except StepConflictError:
+                self.usage_not_committed(usage)
                 request = self.load(request.request_id)
                 if request.is_final:
                     return answer(request.request_id, terminal_decision(request.job_state))

@@ -13,6 +13,7 @@ import boto3
 from botocore.config import Config
 
 from formica.settings import get_settings
+from formica.store.usage import install_request_counter
 
 _clients: dict[tuple[str, str | None, str], Any] = {}
 _lock = threading.Lock()
@@ -65,6 +66,8 @@ def get_client(service_name: str) -> Any:
                 region_name=settings.region,
                 config=_config_for(service_name, settings.aws_endpoint_url),
             )
+            # Each DynamoDB and S3 request is counted on the invocation's meter (the request's cost).
+            install_request_counter(client, service_name)
             _clients[key] = client
     return client
 

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from formica.engine.routing import TaskState
+from formica.engine.usage import RequestUsage
 from formica.engine.walk import AttemptResult, Decision, JobState, TaskUpdate, WalkState
 from formica.store.schema import (
     REQUEST_SK,
@@ -30,6 +31,7 @@ from formica.store.schema import (
     requests_gsi1pk,
     requests_gsi1sk,
 )
+from formica.store.usage import usage_attributes, usage_from_item
 
 __all__ = [
     "ArtifactItem",
@@ -122,6 +124,8 @@ class JobRequestItem(BaseModel):
     parent_job_type: str | None = None
     fork_task: str | None = None
     fork_depth: int = 0
+    # What the walk used so far, counted as it ran (``formica.engine.usage``).
+    usage: RequestUsage = Field(default_factory=RequestUsage)
 
     @property
     def is_final(self) -> bool:
@@ -180,6 +184,7 @@ class JobRequestItem(BaseModel):
             item["expires_at"] = {"N": str(self.expires_at)}
         if self.fork_depth:
             item["fork_depth"] = {"N": str(self.fork_depth)}
+        item.update(usage_attributes(self.usage))
         return item
 
     @classmethod
@@ -232,6 +237,7 @@ class JobRequestItem(BaseModel):
             parent_job_type=text("parent_job_type"),
             fork_task=text("fork_task"),
             fork_depth=number("fork_depth") or 0,
+            usage=usage_from_item(item),
         )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
+from formica.engine.usage import RequestUsage
 from formica.engine.walk import Decision, JobState, TaskUpdate, WalkState
 from formica.store.requests.errors import RequestStoreError
 from formica.store.requests.items import ArtifactItem, StepOutbox, now_iso
@@ -38,6 +39,9 @@ class StepCommit(BaseModel):
     artifacts: list[ArtifactItem] = Field(default_factory=list)
     # Set when this commit starts the walk of a fresh execution (start / continue-as-new).
     execution_name: str | None = None
+    # What the step's walk used (its state transitions, the committing invocation's time and
+    # requests): added to the request's counters by the same conditional write.
+    usage: RequestUsage | None = None
 
 
 def task_item(request_id: str, update: TaskUpdate, now: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from formica.engine.routing import TaskState
+from formica.engine.usage import RequestUsage
 from formica.engine.walk import Decision, JobState, WalkState
 from formica.store.dynamo import MAX_LIST_LIMIT, DynamoTable, is_conditional_failure
 from formica.store.pagination import Page
@@ -51,6 +52,7 @@ from formica.store.schema import (
     requests_gsi1pk,
     task_sk,
 )
+from formica.store.usage import usage_adds
 
 __all__ = ["RequestRepository"]
 
@@ -277,6 +279,11 @@ class RequestRepository(ApprovalRecords, DynamoTable):
         else:
             removes.append("outbox_json")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        if commit.usage is not None:
+            adds, usage_values = usage_adds(commit.usage)
+            if adds:
+                expression += " ADD " + ", ".join(adds)
+                values.update(usage_values)
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -294,6 +301,22 @@ class RequestRepository(ApprovalRecords, DynamoTable):
             raise RequestStoreError(f"could not commit step of {request_id!r}: {exc}") from exc
         self.flush_outbox(request_id, outbox)
         return decision
+
+    def add_usage(self, request_id: str, usage: RequestUsage) -> bool:
+        """Add usage counted outside a step's commit (what an invocation used after it, or without
+        one) to the request's counters; False when the request does not exist."""
+        adds, values = usage_adds(usage)
+        if not adds:
+            return True
+        try:
+            return self._update_if(
+                Key=self._key(request_id),
+                UpdateExpression="ADD " + ", ".join(adds),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=values,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not add usage to {request_id!r}: {exc}") from exc
 
     def flush_outbox(self, request_id: str, outbox: StepOutbox) -> None:
         """Write a committed step's task records and artifact items (after ``commit_step``, and again
