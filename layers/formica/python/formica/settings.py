@@ -79,6 +79,16 @@ class FormicaSettings(BaseModel):
     # sets both from the artifact_expiry_days context value.
     retention_days: int = 30
 
+    # Lifecycle events and their deliveries: the EventBridge bus every state change is put on (unset:
+    # none published), the delivery queue the notify function consumes and re-queues webhook retries
+    # on, the first retry's delay (doubled each time) and the most attempts of one webhook delivery,
+    # and the name prefix of each organisation's webhook signing secret (Secrets Manager).
+    event_bus_name: str | None = None
+    notify_queue_url: str | None = None
+    webhook_backoff_seconds: float = 40.0
+    webhook_max_attempts: int = 5
+    webhook_secret_prefix: str = "formica/webhooks/"  # noqa: S105 - a name prefix, not a secret
+
     @field_validator("http_allowed_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

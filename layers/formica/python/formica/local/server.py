@@ -7,6 +7,7 @@ Started in this order, stopped in reverse:
 3. the Lambda dispatch shim, so moto's Lambda invocations run the real handlers in this process;
 4. the first API token of the organisation;
 5. the cron ticker (schedules in moto's EventBridge Scheduler, fired in-process; the PENDING sweep);
+   the lifecycle events' bus and delivery queue, consumed in-process by the notify function;
 6. the API front door on HOST:PORT (API Gateway events built from real HTTP requests).
 Every AWS client of the process points at moto through ``FORMICA_AWS_ENDPOINT_URL``. Data lives in
 moto's memory: it is gone when the process ends.
@@ -37,6 +38,7 @@ from formica.local.front_door import FrontDoor
 from formica.local.gateway import ApiGateway, Handler
 from formica.local.lambda_dispatch import dispatch_lambda_invocations, load_handler, load_handler_instances
 from formica.local.moto_locks import serialize_dynamodb
+from formica.local.notify import local_notifications
 from formica.local.processes import descendant_pids, terminate_descendants
 from formica.local.statemachine import create_local_state_machine
 from formica.local.ticker import local_scheduling
@@ -282,6 +284,7 @@ class DevServer:
         self._install_lambda_dispatch()
         self._token = self._create_token()
         self._start_scheduling()
+        self._start_notifications()
         self._start_front_door()
 
     def _start_moto(self, moto_port: int) -> None:
@@ -318,6 +321,11 @@ class DevServer:
         # Cron schedules kept in moto's EventBridge Scheduler and an in-process ticker that
         # fires them and sweeps PENDING requests (stopped before moto, restoring its settings).
         self._stack.enter_context(local_scheduling(self.options.region))
+
+    def _start_notifications(self) -> None:
+        # Lifecycle events on moto's EventBridge bus, routed to the delivery queue, consumed by the
+        # notify function's handler in-process (stopped before moto, restoring its settings).
+        self._stack.enter_context(local_notifications())
 
     def _create_token(self) -> str:
         repository = TokenRepository(get_settings().table_name)

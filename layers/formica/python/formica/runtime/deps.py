@@ -22,6 +22,7 @@ from formica.jobs.models import TaskDefinition
 from formica.runners.base import TaskContext
 from formica.settings import FormicaSettings
 from formica.store.blobs import BlobStore
+from formica.store.events import EventPublisher
 from formica.store.functions import FunctionInvoker
 from formica.store.grants import GrantRepository
 from formica.store.requests import JobRequestItem, RequestRepository
@@ -107,6 +108,8 @@ class Runtime:
     repairs: tuple[Callable[[Runtime], int], ...] = ()
     """What the minute sweep also repairs, each returning how many things it fixed (the wiring adds
     the forked requests whose end their parent missed)."""
+    events: EventPublisher | None = None
+    """Where lifecycle events are published (``formica.runtime.events``); None: nowhere."""
     _raw_yaml: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -59,6 +59,7 @@ from formica.jobs.limits import OUTPUTS_PER_TASK_MAX
 from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.deps import ContainerRuntimeError, Runtime
+from formica.runtime.events import publish_job_state, publish_transition
 from formica.store.blobs import BlobStoreError
 from formica.store.requests import (
     ArtifactItem,
@@ -333,6 +334,7 @@ class Walker:
         except StepConflictError:
             self.usage_not_committed(usage)
             raise
+        publish_transition(self.rt, request, transition, decision.step)
         if transition.job_state.is_final:
             self.finished(request)
         logger.info(
@@ -559,6 +561,8 @@ class Walker:
             logger.error(
                 "walk failed unexpectedly", extra={"request_id": request.request_id, "error": message}
             )
+            failed = request.model_copy(update={"error_code": ERR_INTERNAL, "step": decision.step})
+            publish_job_state(self.rt, failed, JobState.FAILED)
             self.finished(request)
             return answer(request.request_id, decision)
         raise WalkError(f"could not mark request {request.request_id} failed")

@@ -14,9 +14,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from formica.runtime.deps import ContainerControl, Runtime
-from formica.settings import FormicaSettings, get_settings
+from formica.settings import FormicaSettings, SettingsError, get_settings
 from formica.store.blobs import S3BlobStore
 from formica.store.definitions import DefinitionRepository
+from formica.store.events import EventBridgePublisher
 from formica.store.functions import LambdaFunctionInvoker
 from formica.store.grants import DynamoGrantRepository
 from formica.store.requests import JobRequestItem, RequestRepository
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from formica.runners.ecs import EcsRunner
     from formica.runners.eks import EksJobRunner
     from formica.runtime.containers import ContainerService, Reporter
+    from formica.runtime.notify import NotifyServices
 
 # Admission and the container service are imported when first used, not with this module: every
 # handler imports the wiring, and a task Lambda's cold start would otherwise load the slot store,
@@ -64,6 +66,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         request_ended=_request_finished,
         repairs=(_sweep_children,),
         container_factory=_process_containers,
+        events=EventBridgePublisher(resolved.event_bus_name) if resolved.event_bus_name else None,
         functions=LambdaFunctionInvoker() if resolved.shell_sandbox_function else None,
         grants=DynamoGrantRepository(resolved.table_name) if resolved.shell_sandbox_function else None,
     )
@@ -78,6 +81,33 @@ def get_runtime() -> Runtime:
 def reset_runtime() -> None:
     """Forget the cached Runtime (tests and the local server change settings)."""
     get_runtime.cache_clear()
+    get_notify_services.cache_clear()
+
+
+def build_notify_services(settings: FormicaSettings | None = None) -> NotifyServices:
+    """The notify function's deliveries, delivery queue and webhook secrets, from the settings."""
+    # Only the notify function (and `formica dev`) delivers: the other handlers never load this.
+    from formica.runtime.notify import NotifyServices  # noqa: PLC0415
+    from formica.store.deliveries import DeliveryRepository  # noqa: PLC0415
+    from formica.store.events import SqsDeliveryQueue  # noqa: PLC0415
+    from formica.store.webhook_secrets import SecretsManagerWebhookSecrets  # noqa: PLC0415
+
+    resolved = settings or get_settings()
+    if not resolved.notify_queue_url:
+        raise SettingsError("invalid or missing settings: FORMICA_NOTIFY_QUEUE_URL")
+    return NotifyServices(
+        deliveries=DeliveryRepository(resolved.table_name),
+        queue=SqsDeliveryQueue(resolved.notify_queue_url),
+        secrets=SecretsManagerWebhookSecrets(resolved.webhook_secret_prefix),
+        backoff_seconds=resolved.webhook_backoff_seconds,
+        max_attempts=resolved.webhook_max_attempts,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_notify_services() -> NotifyServices:
+    """The process's notify services, built from the settings on first use."""
+    return build_notify_services()
 
 
 def build_container_service(

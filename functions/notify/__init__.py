@@ -1,0 +1,1 @@
+"""Lambda entry point (handler: notify.app.handler)."""

@@ -1,0 +1,154 @@
+"""Webhook deliveries: one item per (event, webhook) under the request's partition.
+
+``REQ#{request_id}`` / ``HOOK#{delivery_id}``: where it goes, what it sends, its status and how many
+attempts it took. The id is derived from the event's id and the target, so an event delivered
+twice by EventBridge or SQS creates one delivery; each attempt is claimed with a conditional
+update on the attempt count, so a redelivered queue message never sends an attempt twice.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, Field
+
+from formica.store.dynamo import DynamoTable
+from formica.store.schema import request_pk
+
+DELIVERY_SK_PREFIX = "HOOK#"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "PENDING"
+    """Not sent yet, or failed and waiting for its next attempt."""
+    DELIVERED = "DELIVERED"
+    """The receiver answered 2xx."""
+    FAILED = "FAILED"
+    """Every attempt failed, or the URL is refused (egress guard, not http(s))."""
+
+
+class DeliveryStoreError(RuntimeError):
+    """The deliveries could not be read or written."""
+
+
+class WebhookDeliveryItem(BaseModel):
+    """One webhook delivery of one lifecycle event."""
+
+    request_id: str
+    delivery_id: str
+    org: str
+    event: str
+    """What it reports: ``JOB COMPLETED`` or ``TASK build COMPLETED``."""
+    url: str
+    method: str = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str] = Field(default_factory=dict)
+    body: str
+    """The event JSON, exactly as signed and sent."""
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    last_result: str | None = None
+    """The last attempt's HTTP status or error."""
+    created_at: str
+    updated_at: str
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "pk": {"S": request_pk(self.request_id)},
+            "sk": {"S": DELIVERY_SK_PREFIX + self.delivery_id},
+            "data": {"S": self.model_dump_json()},
+            "status": {"S": str(self.status)},
+            "attempts": {"N": str(self.attempts)},
+        }
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> WebhookDeliveryItem:
+        data = json.loads(item["data"]["S"])
+        data["status"] = item["status"]["S"]
+        data["attempts"] = int(item["attempts"]["N"])
+        if "last_result" in item:
+            data["last_result"] = item["last_result"]["S"]
+        if "updated_at" in item:
+            data["updated_at"] = item["updated_at"]["S"]
+        return cls.model_validate(data)
+
+
+class DeliveryRepository(DynamoTable):
+    """Webhook deliveries in the single table."""
+
+    def _key(self, request_id: str, delivery_id: str) -> dict[str, Any]:
+        return {"pk": {"S": request_pk(request_id)}, "sk": {"S": DELIVERY_SK_PREFIX + delivery_id}}
+
+    def create(self, delivery: WebhookDeliveryItem) -> bool:
+        """Record a new delivery; False when this event's delivery to that target exists already."""
+        try:
+            return self._put_if_absent(delivery.to_item())
+        except (ClientError, BotoCoreError) as exc:
+            raise DeliveryStoreError(f"could not record delivery {delivery.delivery_id!r}: {exc}") from exc
+
+    def get(self, request_id: str, delivery_id: str) -> WebhookDeliveryItem | None:
+        try:
+            found = self._client.get_item(
+                TableName=self._table, Key=self._key(request_id, delivery_id), ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise DeliveryStoreError(f"could not read delivery {delivery_id!r}: {exc}") from exc
+        return None if found is None else WebhookDeliveryItem.from_item(found)
+
+    def claim_attempt(self, request_id: str, delivery_id: str, attempt: int, now: str) -> bool:
+        """Take attempt number ``attempt`` (1-based) of a PENDING delivery; False when it was taken
+        (a redelivered message) or the delivery is no longer PENDING."""
+        try:
+            return self._update_if(
+                Key=self._key(request_id, delivery_id),
+                UpdateExpression="SET attempts = :n, updated_at = :now",
+                ConditionExpression="attempts = :previous AND #status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":n": {"N": str(attempt)},
+                    ":previous": {"N": str(attempt - 1)},
+                    ":pending": {"S": str(DeliveryStatus.PENDING)},
+                    ":now": {"S": now},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise DeliveryStoreError(f"could not claim attempt of {delivery_id!r}: {exc}") from exc
+
+    def settle_attempt(
+        self,
+        request_id: str,
+        delivery_id: str,
+        attempt: int,
+        *,
+        status: DeliveryStatus,
+        result: str,
+        now: str,
+    ) -> bool:
+        """Record how attempt ``attempt`` went (the status stays PENDING when another follows)."""
+        try:
+            return self._update_if(
+                Key=self._key(request_id, delivery_id),
+                UpdateExpression="SET #status = :status, last_result = :result, updated_at = :now",
+                ConditionExpression="attempts = :n",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":n": {"N": str(attempt)},
+                    ":status": {"S": str(status)},
+                    ":result": {"S": result[:500]},
+                    ":now": {"S": now},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise DeliveryStoreError(f"could not record attempt of {delivery_id!r}: {exc}") from exc
+
+    def list_for_request(self, request_id: str) -> list[WebhookDeliveryItem]:
+        """Every delivery of the request, oldest event first."""
+        try:
+            items, _ = self._query_prefix_items(request_pk(request_id), DELIVERY_SK_PREFIX)
+        except (ClientError, BotoCoreError) as exc:
+            raise DeliveryStoreError(f"could not list deliveries of {request_id!r}: {exc}") from exc
+        deliveries = [WebhookDeliveryItem.from_item(item) for item in items]
+        return sorted(deliveries, key=lambda d: (d.created_at, d.delivery_id))
