@@ -30,6 +30,7 @@ from formica.api.errors import (
     to_api_error,
     validation_details,
 )
+from formica.api.logs import follow_task_log
 from formica.api.models import (
     ID_MAX,
     JOB_TYPE_MAX,
@@ -422,14 +423,27 @@ def download_artifact(request_id: Identifier, artifact_id: Identifier) -> Respon
 @app.get(
     "/api/jobs/requests/<request_id>/tasks/<task_type>/logs",
     tags=["requests"],
-    responses={200: text_response("The task's log, every attempt in order")},
+    responses={
+        200: text_response(
+            "The task's log, every attempt in order; with since or follow, JSON: logs.TaskLogResponse"
+        )
+    },
 )
 def task_logs(
     request_id: Identifier,
     task_type: TaskType,
     attempt: Annotated[int | None, Query(ge=1, le=10_000, description="one attempt; default: all")] = None,
+    since: Annotated[
+        int | None, Query(ge=0, le=10**12, description="byte offset: answer JSON from there (next_since)")
+    ] = None,
+    follow: Annotated[bool, Query(description="wait up to 20 s for more (JSON, from since or 0)")] = False,
 ) -> Response[str]:
-    return _text(requests.task_log(get_services(), _org(), request_id, task_type, attempt=attempt))
+    if since is None and not follow:
+        return _text(requests.task_log(get_services(), _org(), request_id, task_type, attempt=attempt))
+    followed = follow_task_log(
+        get_services(), _org(), request_id, task_type, since=since or 0, follow=follow, attempt=attempt
+    )
+    return _text(followed.model_dump_json(), content_types.APPLICATION_JSON)
 
 
 # -- approvals (MANUAL tasks) -----------------------------------------------------------------------

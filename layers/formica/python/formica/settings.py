@@ -11,7 +11,7 @@ from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 
 class SettingsError(RuntimeError):
@@ -74,6 +74,9 @@ class FormicaSettings(BaseModel):
     # FORK_JOB: how deep forked jobs may nest, and how many children one request may fork.
     fork_max_depth: int = 5
     fork_max_children: int = 1000
+    # A running SHELL or HTTP attempt stores its new output (whole lines) at most this often, and
+    # only when there is some: one S3 PUT each (docs/api.md, following a log; bench/README.md).
+    log_flush_seconds: float = Field(default=3.0, gt=0)
     # Request, task and artifact/log items expire (DynamoDB TTL on ``expires_at``) this many days
     # after their last write, as the artifacts bucket's lifecycle rule deletes objects; the stack
     # sets both from the artifact_expiry_days context value.

@@ -250,6 +250,12 @@ class FormicaClient:
         path = f"/api/jobs/requests/{_segment(request_id)}/tasks/{_segment(task_type)}/logs"
         return self._send("GET", path).text
 
+    def follow_logs(self, request_id: str, task_type: str, since: int) -> dict[str, Any]:
+        """One long-poll of the task's log from byte ``since``: ``text``, ``next_since``, ``finished``."""
+        path = f"/api/jobs/requests/{_segment(request_id)}/tasks/{_segment(task_type)}/logs"
+        result: dict[str, Any] = self._json("GET", path, params={"since": since, "follow": "true"})
+        return result
+
     # artifacts
     def list_artifacts(self, request_id: str) -> list[dict[str, Any]]:
         payload = self._json("GET", f"/api/jobs/requests/{_segment(request_id)}/artifacts")

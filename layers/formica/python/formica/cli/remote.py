@@ -129,6 +129,9 @@ def register(subparsers: Any) -> None:
     logs = subparsers.add_parser("logs", parents=[common], help="print a task's log")
     logs.add_argument("request_id")
     logs.add_argument("task_type")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="print the log as the task writes it, until it ends"
+    )
     _bind(logs, cmd_logs)
 
     artifacts = subparsers.add_parser(
@@ -742,6 +745,8 @@ def format_request(request: Mapping[str, Any], now: datetime | None = None) -> s
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    if getattr(args, "follow", False):
+        return _follow_logs(args)
     with _client(args) as client:
         text = client.logs(args.request_id, args.task_type)
     if args.json:
@@ -749,6 +754,24 @@ def cmd_logs(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
     return EXIT_OK
+
+
+def _follow_logs(args: argparse.Namespace) -> int:
+    """``formica logs -f``: long-polls the logs route (each answer waits up to 20 s for more) and
+    prints each piece as it comes, until the task has ended and all of its log is printed."""
+    since = 0
+    with _client(args) as client:
+        while True:
+            piece = client.follow_logs(args.request_id, args.task_type, since)
+            text = str(piece.get("text", ""))
+            if args.json:
+                _print_json(piece)
+            elif text:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            since = int(piece.get("next_since", since))
+            if piece.get("finished"):
+                return EXIT_OK
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,54 @@ class TaskContext:
     params: dict[str, Any] = field(default_factory=dict)
     # Called every second or so by long runners: True means the job was cancelled, stop now.
     is_cancelled: Callable[[], bool] = lambda: False
+    # The task's own attempt number (1 for its first attempt, as the API's ``attempts`` counts):
+    # its log is numbered by it. 0: unknown, ``attempt`` (the walk step) numbers the log.
+    task_attempt: int = 0
+    # Where a runner sends its log while the attempt runs (``LiveLog``); None: only at the end.
+    live_log: Callable[[bytes], None] | None = None
+    log_flush_seconds: float = 3.0
+
+    @property
+    def log_attempt(self) -> int:
+        """The number the attempt's log is stored under."""
+        return self.task_attempt or self.attempt
+
+
+LIVE_LOG_HOLD_BYTES = 64 * 1024
+"""A line longer than this is flushed without waiting for its end."""
+
+
+class LiveLog:
+    """A runner's log on its way out while the attempt runs: ``add`` what the log kept, ``flush``
+    often; the new complete lines go to ``ctx.live_log`` when ``ctx.log_flush_seconds`` have passed
+    since the last flush (or ``force``). Only whole lines are sent, so a chunk never splits a
+    character or a secret the trusted side masks line by line."""
+
+    def __init__(self, ctx: TaskContext, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sink = ctx.live_log
+        self._interval = ctx.log_flush_seconds
+        self._clock = clock
+        self._pending = bytearray()
+        self._last = clock()
+
+    def add(self, data: bytes) -> None:
+        if self._sink is not None:
+            self._pending += data
+
+    def flush(self, *, force: bool = False) -> None:
+        if self._sink is None or not self._pending:
+            return
+        if not force and self._clock() - self._last < self._interval:
+            return
+        cut = len(self._pending) if force else self._pending.rfind(b"\n") + 1
+        if cut == 0 and len(self._pending) >= LIVE_LOG_HOLD_BYTES:
+            cut = len(self._pending)
+        if cut == 0:
+            return
+        data = bytes(self._pending[:cut])
+        del self._pending[:cut]
+        self._last = self._clock()
+        self._sink(data)
 
 
 RunnerFn = Callable[[TaskDefinition, TaskContext], TaskOutcome]

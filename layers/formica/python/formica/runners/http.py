@@ -39,7 +39,14 @@ from typing import Any
 import httpx
 
 from formica.jobs.models import HTTP_METHODS, TaskDefinition, TaskMethod
-from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome, variable_text
+from formica.runners.base import (
+    EXIT_CODE_NONE,
+    LOG_CAP_BYTES,
+    LiveLog,
+    TaskContext,
+    TaskOutcome,
+    variable_text,
+)
 from formica.runners.egress import (
     Connector,
     EgressPolicy,
@@ -85,10 +92,11 @@ class _Deadline:
 class _Log:
     """The task log: appends until LOG_CAP_BYTES, then notes the truncation once."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: LiveLog | None = None) -> None:
         self._parts: list[bytes] = []
         self._size = 0
         self.truncated = False
+        self.live = live
 
     def room(self) -> int:
         return max(LOG_CAP_BYTES - self._size, 0)
@@ -101,6 +109,8 @@ class _Log:
             self.truncated = True
         self._parts.append(data)
         self._size += len(data)
+        if self.live is not None:
+            self.live.add(data)
 
     def mark_truncated(self) -> None:
         self.truncated = True
@@ -244,7 +254,7 @@ def _run(
 ) -> TaskOutcome:
     verb = _VERBS[method]
     deadline = _Deadline(ctx.timeout_seconds)
-    log = _Log()
+    log = _Log(LiveLog(ctx))
     outcome = TaskOutcome()
     body_args = _request_body(task, method)
     for url in urls:
@@ -300,6 +310,8 @@ def _run(
             log.mark_truncated()
         elif body and not body.endswith(b"\n"):
             log.add(b"\n")
+        if log.live is not None:
+            log.live.flush()
         logger.info(
             "http request finished",
             extra={

@@ -59,7 +59,14 @@ from typing import Any
 from formica.engine.outputs import OUTPUTS_FILE_VARIABLE, OutputsFileError, parse_outputs_file
 from formica.jobs.limits import OUTPUTS_FILE_MAX_BYTES
 from formica.jobs.models import TaskDefinition
-from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome, variable_text
+from formica.runners.base import (
+    EXIT_CODE_NONE,
+    LOG_CAP_BYTES,
+    LiveLog,
+    TaskContext,
+    TaskOutcome,
+    variable_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +95,12 @@ _ENV_LINE = re.compile(r"^(\s*)env(\s+.*)$")
 class CappedLog:
     """A task log that keeps the first LOG_CAP_BYTES and notes that the rest was dropped."""
 
-    def __init__(self, cap: int = LOG_CAP_BYTES) -> None:
+    def __init__(self, cap: int = LOG_CAP_BYTES, live: LiveLog | None = None) -> None:
         self._cap = cap
         self._parts: list[bytes] = []
         self._size = 0
         self.dropped = 0
+        self.live = live
 
     def add(self, data: bytes) -> None:
         room = self._cap - self._size
@@ -102,9 +110,16 @@ class CappedLog:
         if data:
             self._parts.append(data)
             self._size += len(data)
+            if self.live is not None:
+                self.live.add(data)
 
     def line(self, text: str) -> None:
         self.add(text.encode() + b"\n")
+
+    def flush(self) -> None:
+        """Send the new output to the attempt's live log when it is due (``LiveLog``)."""
+        if self.live is not None:
+            self.live.flush()
 
     def text(self) -> str:
         body = b"".join(self._parts).decode("utf-8", errors="replace")
@@ -268,6 +283,7 @@ def run_process(
                         log.add(chunk)
                     else:
                         eof = True  # every writer closed the pipe
+            log.flush()
             now = time.monotonic()
             if exited_at is None and proc.poll() is not None:
                 exited_at = now
@@ -345,7 +361,7 @@ def run_shell(
         exit_code of the first failing line (or "0"); failures never raise.
     """
     deadline = Deadline(ctx.timeout_seconds)
-    log = CappedLog()
+    log = CappedLog(live=LiveLog(ctx))
     environment = task_environment(task, ctx, env)
     outputs_file = _fresh_outputs_file()
     environment[OUTPUTS_FILE_VARIABLE] = str(outputs_file)

@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +62,7 @@ from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.events import publish_job_state, publish_transition
 from formica.store.blobs import BlobStoreError
+from formica.store.logs import TaskLogs, live_prefix
 from formica.store.requests import (
     ArtifactItem,
     ChildItem,
@@ -178,6 +180,8 @@ class Walker:
         self.rt = runtime
         # The last definition ``render`` built, by request: ``context`` exports its job_variables.
         self._rendered: tuple[str, JobDefinition] | None = None
+        # The current task's attempt number, by (request, step): ``attempt_number``.
+        self._attempt_number: tuple[str, int, int] | None = None
         # The states entered before this invocation that its commit counts (Begin, a Catch's Advance).
         self._entry = StepEntry.DECIDED
 
@@ -601,7 +605,12 @@ class Walker:
         except DefinitionError as exc:
             return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
         task = definition.task(current.task_type)
-        ctx = self.context(request, step, started, time_left_seconds)
+        self.mark_executing(request)
+        ctx = replace(
+            self.context(request, step, started, time_left_seconds),
+            live_log=self.live_log_sink(request),
+            log_flush_seconds=self.rt.settings.log_flush_seconds,
+        )
         outcome = run(task, ctx, AttemptScope(self.rt, request, step))
         artifacts, fields = self.keep_outputs(request, step, current.task_type, outcome)
         result = AttemptResult(
@@ -647,6 +656,7 @@ class Walker:
             job_type=request.job_type,
             task_type=current.task_type,
             attempt=step,
+            task_attempt=self.attempt_number(request),
             timeout_seconds=timeout,
             params=exported_variables(request.params, self._job_variables(request), request.walk.outputs),
             is_cancelled=self.cancel_probe(request.request_id),
@@ -678,14 +688,81 @@ class Walker:
 
         return is_cancelled
 
+    def attempt_number(self, request: JobRequestItem) -> int:
+        """The current task's own number for the attempt at the request's step: 1 for its first, as
+        the API's ``attempts`` counts them; a task the walk entered before in this request (a job
+        retry or restart, a route looping back) continues its count, so every attempt's log has
+        its own key. The task records are read only when the task may have been entered before."""
+        current = request.walk.current
+        if current is None:
+            return request.step
+        cached = self._attempt_number
+        if cached is not None and cached[:2] == (request.request_id, request.step):
+            return cached[2]
+        walk = request.walk
+        earlier = 0
+        if walk.job_retry or walk.restarts or walk.ran.count(current.task_type) > 1:
+            earlier = sum(
+                task.attempts
+                for task in self.rt.requests.list_tasks(request.request_id)
+                if task.task_type == current.task_type and task.seq != current.seq
+            )
+        number = earlier + current.attempts + 1
+        self._attempt_number = (request.request_id, request.step, number)
+        return number
+
+    def mark_executing(self, request: JobRequestItem) -> None:
+        """The task's record turns EXECUTING as its first attempt starts (it was READY since the walk
+        entered it; its retries and polls are recorded EXECUTING already). One conditional write per
+        task execution, from READY only: a record already ended or cancelled is left alone."""
+        current = request.walk.current
+        if current is None or current.attempts or current.polls or current.task_retry:
+            return
+        try:
+            self.rt.requests.mark_task_executing(request.request_id, current.seq)
+        except RequestStoreError as exc:
+            logger.warning(
+                "task not marked executing", extra={"request_id": request.request_id, "error": str(exc)}
+            )
+
+    def live_log_sink(self, request: JobRequestItem) -> Callable[[bytes], None]:
+        """Where the runner sends its output while the attempt runs: chunk objects read by the logs
+        route (``store.logs``), masked as the whole log is. A chunk not stored is a warning: the
+        whole log is still stored when the attempt ends."""
+        current = request.walk.current
+        assert current is not None  # noqa: S101 - a task attempt is running
+        logs = TaskLogs(self.rt.blobs)
+        prefix = live_prefix(request.org, request.request_id, current.task_type, self.attempt_number(request))
+        written: list[int | None] = [0]
+
+        def sink(data: bytes) -> None:
+            start = written[0]
+            if start is None:
+                return  # a chunk was lost: readers wait for the whole log rather than skip bytes
+            text = data.decode("utf-8", errors="replace")
+            masked = text.encode("utf-8")
+            try:
+                logs.write_chunk(prefix, start, masked)
+            except BlobStoreError as exc:
+                logger.warning(
+                    "live log chunk not stored", extra={"request_id": request.request_id, "error": str(exc)}
+                )
+                written[0] = None
+                return
+            written[0] = start + len(masked)
+
+        return sink
+
     def keep_outputs(
         self, request: JobRequestItem, step: int, task_type: str, outcome: TaskOutcome
     ) -> tuple[list[ArtifactItem], dict[str, Any]]:
         """Upload the attempt's log; the log and the uploaded artifacts become artifact items, and
         the artifacts' download URLs become the outcome's ``ArtifactURL_<n>`` outputs (in place)."""
-        key = log_key(request.org, request.request_id, task_type, step)
+        number = self.attempt_number(request)
+        key = log_key(request.org, request.request_id, task_type, number)
         data = outcome.log.encode("utf-8", errors="replace")
         self.rt.blobs.put_bytes(key, data, "text/plain; charset=utf-8")
+        TaskLogs(self.rt.blobs).discard_live(live_prefix(request.org, request.request_id, task_type, number))
         created = now_iso()
         items = [
             ArtifactItem(
@@ -693,7 +770,7 @@ class Walker:
                 artifact_id=f"log-{step:06d}",
                 org=request.org,
                 task_type=task_type,
-                name=f"logs/attempt-{step}.log",
+                name=f"logs/attempt-{number}.log",
                 key=key,
                 size=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),

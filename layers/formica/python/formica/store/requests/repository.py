@@ -486,6 +486,22 @@ class RequestRepository(ApprovalRecords, DynamoTable):
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not update task {seq} of {request_id!r}: {exc}") from exc
 
+    def mark_task_executing(self, request_id: str, seq: int) -> bool:
+        """A task execution's first attempt started: READY -> EXECUTING (conditional); False when the
+        record is missing or no longer READY."""
+        try:
+            return self._update_if(
+                Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": task_sk(seq)}},
+                UpdateExpression="SET task_state = :executing",
+                ConditionExpression="attribute_exists(pk) AND task_state = :ready",
+                ExpressionAttributeValues={
+                    ":executing": {"S": str(TaskState.EXECUTING)},
+                    ":ready": {"S": str(TaskState.READY)},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not mark task {seq} of {request_id!r} executing: {exc}") from exc
+
     def cancel_task(self, request_id: str, seq: int, *, error_code: str, ended_at: str) -> bool:
         """Mark a task execution CANCELLED if it exists and has not completed: READY, EXECUTING, or
         FAILED awaiting its retry (conditional); False when it is missing, COMPLETED or SKIPPED."""
