@@ -174,6 +174,43 @@ class ChildRequestSummary(BaseModel):
     error_code: str | None = None
 
 
+class LambdaCostResponse(BaseModel):
+    """One function's invocations for a request and their GB-seconds (configured memory x billed time)."""
+
+    function: str
+    invocations: int
+    gb_seconds: float
+
+
+class CostDollarsResponse(BaseModel):
+    """Dollars at the list prices of ``prices_region`` (``prices_as_of``), unrounded."""
+
+    transitions: float
+    lambdas: float
+    fargate: float
+    dynamodb: float
+    s3: float
+    total: float
+
+
+class RequestCostResponse(BaseModel):
+    """What a request used, counted as its walk ran, and its dollars at list prices."""
+
+    transitions: int = Field(description="Step Functions state transitions (states entered)")
+    lambda_invocations: int
+    lambda_gb_seconds: float
+    lambdas: list[LambdaCostResponse] = Field(default_factory=list)
+    fargate_vcpu_seconds: float
+    fargate_gb_seconds: float
+    dynamodb_read_units: int
+    dynamodb_write_units: int
+    s3_write_requests: int = Field(description="PUT, COPY, POST and LIST requests")
+    s3_read_requests: int = Field(description="GET and every other request")
+    dollars: CostDollarsResponse
+    prices_region: str = Field(description="the region whose list prices were applied")
+    prices_as_of: str
+
+
 class JobRequestResponse(BaseModel):
     id: str
     job_type: str
@@ -202,6 +239,11 @@ class JobRequestResponse(BaseModel):
     children: list[ChildRequestSummary] | None = Field(
         default=None,
         description="the requests this one's FORK_JOB tasks started, in creation order; only in GET of one "
+        "request (null in listings)",
+    )
+    cost: RequestCostResponse | None = Field(
+        default=None,
+        description="what the request used so far and its dollars at list prices; only in GET of one "
         "request (null in listings)",
     )
 

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
+from formica.api.costs import cost_response
 from formica.api.errors import (
     ConflictError,
     ErrorDetail,
@@ -233,15 +234,17 @@ def _methods(services: ApiServices, request: JobRequestItem) -> dict[str, str | 
 
 
 def get_request(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
-    """The org's request with its tasks, its parent (if forked) and the children it forked."""
+    """The org's request with its tasks, its parent (if forked), the children it forked and its cost."""
     request = _require(services, org, request_id)
-    return request_response(
+    response = request_response(
         request,
         services.requests.list_tasks(request_id),
         _methods(services, request),
         parent_id=_visible_parent(services, org, request),
         children=services.requests.list_children(request_id),
     )
+    response.cost = cost_response(request.usage, services.region)
+    return response
 
 
 def list_requests(

@@ -80,6 +80,8 @@ class ApiServices:
     grants: GrantRepository
     runtime: RequestRuntime = field(default_factory=ModuleRuntime)
     presign_seconds: int = 300
+    region: str = "us-east-1"
+    """The stack's region: whose list prices a request's cost is given at."""
 
 
 _override: ApiServices | None = None
@@ -107,6 +109,7 @@ def _from_settings() -> ApiServices:
         blobs=S3BlobStore(settings.bucket_name),
         grants=DynamoGrantRepository(settings.table_name),
         presign_seconds=settings.presign_seconds,
+        region=settings.region,
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from formica.cli.client import ClientConfig, FormicaApiError, FormicaClient, FormicaClientError
+from formica.cli.costs import format_cost
 from formica.settings import SettingsError, get_settings
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
@@ -671,6 +672,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             _print_json(request)
             return EXIT_OK
         print(format_request(request))
+        if request.get("cost"):
+            print(format_cost(request["cost"]))
         if request.get("children"):
             print("forked:")
             for line in fork_tree(client, request):
