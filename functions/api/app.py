@@ -395,6 +395,13 @@ def restart_request(
     return requests.restart_job(get_services(), _org(), request_id, hard=hard)
 
 
+@app.post("/api/jobs/requests/<request_id>/resume", tags=["requests"], responses=IN_STATE)
+def resume_request(request_id: Identifier) -> JobRequestResponse:
+    principal = _principal()
+    by = principal.token_name or principal.token_id
+    return requests.resume_job(get_services(), principal.org, request_id, by=by)
+
+
 @app.post("/api/jobs/requests/<request_id>/trigger", tags=["requests"], responses=IN_STATE)
 def trigger_request(request_id: Identifier) -> JobRequestResponse:
     return requests.trigger_job(get_services(), _org(), request_id)

@@ -54,6 +54,7 @@ class FakeRuntime:
     restarted_hard: list[bool] = field(default_factory=list)
     woken: list[str] = field(default_factory=list)
     verdicts: list[Any] = field(default_factory=list)
+    resumed: list[tuple[str, str]] = field(default_factory=list)
 
     def start(self, request_id: str) -> None:
         self.started.append(request_id)
@@ -77,6 +78,9 @@ class FakeRuntime:
 
     def answer_verdict(self, outcome: Any) -> None:
         self.verdicts.append(outcome)
+
+    def resume(self, org: str, request_id: str, *, by: str) -> None:
+        self.resumed.append((request_id, by))
 
 
 @dataclass

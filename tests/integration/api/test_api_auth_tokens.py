@@ -29,6 +29,7 @@ PROTECTED = [
     ("GET", "/api/jobs/requests/r1"),
     ("POST", "/api/jobs/requests/r1/cancel"),
     ("POST", "/api/jobs/requests/r1/restart"),
+    ("POST", "/api/jobs/requests/r1/resume"),
     ("POST", "/api/jobs/requests/r1/trigger"),
     ("GET", "/api/jobs/requests/r1/graph"),
     ("GET", "/api/jobs/requests/r1/artifacts"),

@@ -55,9 +55,37 @@ def test_verdict_keys_and_a_policy_belong_to_manual_tasks_only() -> None:
         "- task_type: b\n  method: SHELL\n  script: [y]\n"
     )
     assert problems_of(text) == [
-        (6, "a", "approval_policy is for MANUAL tasks only"),
-        (8, "a", "on_exit_code key REJECTED is a manual approval's verdict: only a MANUAL task has it"),
+        (6, "a", "approval_policy is for MANUAL tasks and tasks routed to WAIT_FOR_APPROVAL only"),
+        (
+            8,
+            "a",
+            "on_exit_code key REJECTED is an approval's verdict: only a MANUAL task, or one routed to "
+            "WAIT_FOR_APPROVAL, has it",
+        ),
     ]
+
+
+def test_a_task_routed_to_wait_for_approval_takes_verdict_keys_and_a_policy() -> None:
+    text = (
+        "job_type: j\ntasks:\n- task_type: a\n  method: SHELL\n  script: [x]\n"
+        "  approval_policy: {min_approvals: 2}\n  on_exit_code:\n    '3': WAIT_FOR_APPROVAL\n"
+        "    APPROVED: b\n    REJECTED: FAILED\n- task_type: b\n  method: SHELL\n  script: [y]\n"
+    )
+    job = parse_definition(text)
+    assert job.task("a").waits_for_approval
+    assert job.task("a").on_exit_code == {"3": "WAIT_FOR_APPROVAL", "APPROVED": "b", "REJECTED": "FAILED"}
+
+
+def test_pause_time_needs_a_route_to_pause_job() -> None:
+    text = (
+        "job_type: j\ntasks:\n- task_type: a\n  method: SHELL\n  script: [x]\n  pause_time: 5s\n"
+        "  on_completed: b\n- task_type: b\n  method: SHELL\n  script: [y]\n"
+    )
+    assert problems_of(text) == [(6, "a", "pause_time is for tasks whose routing names PAUSE_JOB")]
+    paused = parse_definition(
+        text.replace("  on_completed: b", "  on_exit_code: {'0': PAUSE_JOB}\n  on_completed: b")
+    )
+    assert paused.task("a").pause_time == 5
 
 
 def test_a_policy_that_could_never_approve_and_a_manual_task_that_runs_something_are_refused() -> None:

@@ -102,7 +102,7 @@ def test_is_action(target: str, expected: bool) -> None:
     assert is_action(target) is expected
 
 
-def test_exit_code_actions_are_the_six_of_the_language() -> None:
+def test_exit_code_actions_are_the_eight_of_the_language() -> None:
     assert {a.value for a in ExitCodeAction} == {
         "COMPLETED",
         "FAILED",
@@ -110,6 +110,8 @@ def test_exit_code_actions_are_the_six_of_the_language() -> None:
         "EXECUTING",
         "RESTART_TASK",
         "RESTART_JOB",
+        "PAUSE_JOB",
+        "WAIT_FOR_APPROVAL",
     }
 
 

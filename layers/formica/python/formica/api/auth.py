@@ -51,6 +51,7 @@ ROUTE_SCOPES: dict[tuple[str, str], TokenScope | None] = {
     ("GET", "/api/jobs/requests/<request_id>"): TokenScope.READ,
     ("POST", "/api/jobs/requests/<request_id>/cancel"): TokenScope.SUBMIT,
     ("POST", "/api/jobs/requests/<request_id>/restart"): TokenScope.SUBMIT,
+    ("POST", "/api/jobs/requests/<request_id>/resume"): TokenScope.SUBMIT,
     ("POST", "/api/jobs/requests/<request_id>/trigger"): TokenScope.SUBMIT,
     ("GET", "/api/jobs/requests/<request_id>/graph"): TokenScope.READ,
     ("GET", "/api/jobs/requests/<request_id>/artifacts"): TokenScope.READ,

@@ -653,6 +653,25 @@ def restart_job(
     return get_request(services, org, request_id)
 
 
+def resume_job(services: ApiServices, org: str, request_id: str, *, by: str) -> JobRequestResponse:
+    """Resume the org's PAUSED request (PAUSE_JOB) through the runtime; the request as it now reads.
+
+    409 when it is not paused (or was resumed already); ``by`` (the caller's token name) is noted
+    on the paused task.
+    """
+    # Cold start: the runtime loads only for the routes that change a walk.
+    from formica.runtime.pauses import NotPausedError  # noqa: PLC0415
+
+    request = _require(services, org, request_id)
+    if request.job_state != JobState.PAUSED:
+        raise ConflictError(f"job request {request_id!r} is {request.job_state}, not PAUSED")
+    try:
+        services.runtime.resume(org, request_id, by=by)
+    except NotPausedError as exc:
+        raise ConflictError(str(exc)) from exc
+    return get_request(services, org, request_id)
+
+
 def trigger_job(services: ApiServices, org: str, request_id: str) -> JobRequestResponse:
     """Start a PENDING (typically scheduled) request now (it still waits for a max_concurrency slot);
     the request as it now reads."""

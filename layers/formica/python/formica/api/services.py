@@ -31,6 +31,8 @@ class RequestRuntime(Protocol):
 
     def answer_verdict(self, outcome: Any) -> Any: ...
 
+    def resume(self, org: str, request_id: str, *, by: str) -> Any: ...
+
 
 class ModuleRuntime:
     """``RequestRuntime`` backed by the ``formica.runtime`` package, imported on first use (it
@@ -62,6 +64,12 @@ class ModuleRuntime:
         # A MANUAL task's verdict (formica.runtime.approvals.VoteOutcome) answers the waiting walk.
         approvals = importlib.import_module("formica.runtime.approvals")
         return approvals.answer_verdict(_runtime().get_runtime(), outcome)
+
+
+    def resume(self, org: str, request_id: str, *, by: str) -> Any:
+        # A PAUSED request goes on (formica.runtime.pauses): the resume answers the waiting walk.
+        pauses = importlib.import_module("formica.runtime.pauses")
+        return pauses.resume_request(_runtime().get_runtime(), org, request_id, by=by)
 
 
 def _runtime() -> Any:

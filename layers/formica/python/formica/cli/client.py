@@ -234,6 +234,11 @@ class FormicaClient:
         result: dict[str, Any] = self._json("POST", path, params={"hard": "true"} if hard else None)
         return result
 
+    def resume(self, request_id: str) -> dict[str, Any]:
+        """Resume a PAUSED request (PAUSE_JOB); the request after it."""
+        result: dict[str, Any] = self._json("POST", f"/api/jobs/requests/{_segment(request_id)}/resume")
+        return result
+
     def vote(self, request_id: str, task_type: str, *, approve: bool, comment: str = "") -> dict[str, Any]:
         """Approve or reject the MANUAL task ``task_type`` the request waits at; the approval after it."""
         verb = "approve" if approve else "reject"

@@ -1,5 +1,5 @@
 """The `formica` subcommands that talk to the API: definitions, submit, status, logs, artifacts,
-cancel, restart, approve, reject, approvals, tokens. Human output by default, ``--json`` for
+cancel, restart, resume, approve, reject, approvals, tokens. Human output by default, ``--json`` for
 scripts; errors print the API's message and exit 1, never a traceback.
 """
 
@@ -171,6 +171,10 @@ def register(subparsers: Any) -> None:
         help="rerun every task (default: rerun from the task that failed, skipping the tasks completed)",
     )
     _bind(restart, cmd_restart)
+
+    resume = subparsers.add_parser("resume", parents=[common], help="resume a PAUSED job request")
+    resume.add_argument("request_id")
+    _bind(resume, cmd_resume)
 
     tokens = subparsers.add_parser("tokens", help="create, list and revoke API tokens")
     tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="COMMAND")
@@ -857,6 +861,10 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     return _request_action(args, lambda client: client.restart(args.request_id, hard=args.hard), "restarted")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _request_action(args, lambda client: client.resume(args.request_id), "resumed")
 
 
 # tokens

@@ -12,8 +12,10 @@ row per rule):
 2. An exit code named in ``on_exit_code`` takes the mapped action:
    a task name (a branch: the task ends COMPLETED on a success code, FAILED otherwise, and the
    failure counts as handled), COMPLETED, FAILED, FATAL, EXECUTING (poll), RESTART_TASK,
-   RESTART_JOB, or an ``ERR_*`` code (fail with that code).
-3. Otherwise a success code (``0``; for HTTP tasks any 2xx; for MANUAL tasks ``APPROVED``)
+   RESTART_JOB, PAUSE_JOB (the job pauses; resumed, it follows on_completed), WAIT_FOR_APPROVAL
+   (the task waits for approvers; the verdict is routed as its exit code), or an ``ERR_*`` code
+   (fail with that code).
+3. Otherwise a success code (``0``; for HTTP tasks any 2xx; ``APPROVED``, an approvers' verdict)
    completes the task -> on_completed.
 4. Otherwise the task fails -> on_failed.
 
@@ -51,6 +53,10 @@ class TaskState(StrEnum):
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
     CANCELLED = "CANCELLED"
+    PAUSED = "PAUSED"
+    """The task ended and routed to PAUSE_JOB: the job waits for a resume."""
+    MANUAL_APPROVAL_REQUIRED = "MANUAL_APPROVAL_REQUIRED"
+    """The task waits for approvers' verdict (MANUAL, or routed to WAIT_FOR_APPROVAL)."""
 
 
 class RouteAction(StrEnum):
@@ -62,6 +68,8 @@ class RouteAction(StrEnum):
     EXECUTING = "EXECUTING"
     RESTART_TASK = "RESTART_TASK"
     RESTART_JOB = "RESTART_JOB"
+    PAUSE_JOB = "PAUSE_JOB"
+    WAIT_FOR_APPROVAL = "WAIT_FOR_APPROVAL"
 
 
 class Move(StrEnum):
@@ -71,6 +79,8 @@ class Move(StrEnum):
     POLL = "POLL"  # run the same task again after delay_between_retries (EXECUTING)
     RETRY_TASK = "RETRY_TASK"  # run the same task again, TaskRetry + 1
     RESTART_JOB = "RESTART_JOB"  # re-walk the job from the root, JobRetry + 1
+    PAUSE = "PAUSE"  # pause the job; resumed, record ``task_state`` and go to ``next_task``
+    AWAIT_APPROVAL = "AWAIT_APPROVAL"  # wait for approvers; their verdict is routed as the exit code
 
 
 class Failure(StrEnum):
@@ -112,10 +122,13 @@ class Route:
 
 
 def is_success(exit_code: str, runner: RunnerKind) -> bool:
-    """``0`` succeeds; an HTTP task's exit code is its status, so any 2xx succeeds; a MANUAL task's
-    is its verdict: ``APPROVED`` succeeds (``REJECTED`` fails, with ERR_MANUAL_REJECTION)."""
+    """``0`` succeeds; an HTTP task's exit code is its status, so any 2xx succeeds; an approvers'
+    verdict (a MANUAL task's, or one routed to WAIT_FOR_APPROVAL) is the exit code: ``APPROVED``
+    succeeds (``REJECTED`` fails, with ERR_MANUAL_REJECTION)."""
+    if exit_code == EXIT_APPROVED:
+        return True
     if runner == RunnerKind.MANUAL:
-        return exit_code == EXIT_APPROVED
+        return False
     if runner == RunnerKind.HTTP:
         return len(exit_code) == 3 and exit_code.startswith("2") and exit_code.isdigit()
     return exit_code == "0"
@@ -276,6 +289,10 @@ class _Router:
             if self.budget.task_retry < restart_limit(self.task.retry):
                 return Route(TaskState.FAILED, Move.RETRY_TASK, Failure.HANDLED, rule=rule)
             return self.give_up(ERR_RESTART_TASK, rule + " (budget spent)")
+        if target == RouteAction.PAUSE_JOB:
+            return self.pause(rule)
+        if target == RouteAction.WAIT_FOR_APPROVAL:
+            return Route(TaskState.MANUAL_APPROVAL_REQUIRED, Move.AWAIT_APPROVAL, rule=rule)
         if target == RouteAction.RESTART_JOB:
             if self.budget.job_retry < restart_limit(self.budget.job_retry_limit):
                 return Route(TaskState.FAILED, Move.RESTART_JOB, Failure.HANDLED, rule=rule)
@@ -288,6 +305,17 @@ class _Router:
         if is_success(self.outcome.exit_code, self.task.runner):
             return Route(TaskState.COMPLETED, Move.NEXT, next_task=target, rule=rule + " (branch)")
         return Route(TaskState.FAILED, Move.NEXT, Failure.HANDLED, next_task=target, rule=rule + " (branch)")
+
+    def pause(self, rule: str) -> Route:
+        """PAUSE_JOB: the job pauses after this task; resumed, the task is COMPLETED (FAILED, handled,
+        when its exit code failed) and the walk follows its on_completed task."""
+        target = self.task.on_completed
+        next_task = target if target and not self._is_action(target) else None
+        if not self.outcome.error_code and is_success(self.outcome.exit_code, self.task.runner):
+            return self._checked(Route(TaskState.COMPLETED, Move.PAUSE, next_task=next_task, rule=rule))
+        error_code = self.outcome.error_code or ERR_TASK_FAILED
+        paused = Route(TaskState.FAILED, Move.PAUSE, Failure.HANDLED, next_task, error_code, rule)
+        return self._checked(paused)
 
     def _checked(self, route: Route) -> Route:
         """A route to a task that does not exist ends the task with ERR_INVALID_ROUTE."""

@@ -38,7 +38,16 @@ Semantics beyond exit-code routing (``formica.engine.routing``):
   REJECTED (REJECTED fails with ERR_MANUAL_REJECTION unless on_exit_code routes it). When the
   wait's state times out (``approval_policy.sla_deadline``, else the task's timeout, else
   ``DEFAULT_APPROVAL_TIMEOUT_SECONDS``) the policy's ``timeout_action`` decides: AUTO_APPROVE,
-  AUTO_REJECT, or FAIL (ERR_APPROVAL_TIMED_OUT).
+  AUTO_REJECT, or FAIL (ERR_APPROVAL_TIMED_OUT). A task routed to WAIT_FOR_APPROVAL waits the
+  same way after its attempt (MANUAL_APPROVAL_REQUIRED, its own approval_policy; its task timeout
+  no longer counts, the job's does); the verdict is then routed as the task's exit code, as a
+  MANUAL task's is (a WAIT_FOR_APPROVAL in on_completed / on_failed is not taken again).
+- PAUSE_JOB: the task is PAUSED and the job PAUSED, waiting on a task token (AWAIT_RESUME) for a
+  resume (``POST .../resume``) or, when the task sets ``pause_time``, that long (then it resumes
+  by itself). Resumed, the task ends COMPLETED (FAILED, handled, when its exit code failed) and the
+  walk follows its on_completed task. The job's timeout still counts while it is paused; a pause
+  without pause_time and without a job timeout gives up after ``DEFAULT_PAUSE_TIMEOUT_SECONDS``
+  (ERR_PAUSE_TIMED_OUT).
 - Continue-as-new: every decision is charged the Step Functions history events it will cause
   (``path_events``); when the next decision would take this execution's count past
   ``HISTORY_EVENT_BUDGET`` the walk answers CONTINUE and keeps the decision for the next execution.
@@ -61,6 +70,7 @@ from formica.engine.routing import (
     Move,
     RetryBudget,
     Route,
+    RouteAction,
     TaskState,
     route_exit_code,
     route_skipped,
@@ -88,6 +98,8 @@ ERR_MANUAL_REJECTION = "ERR_MANUAL_REJECTION"
 """A MANUAL task was rejected and on_exit_code does not route REJECTED."""
 ERR_APPROVAL_TIMED_OUT = "ERR_APPROVAL_TIMED_OUT"
 """A MANUAL task had no verdict in time and its timeout_action is FAIL."""
+ERR_PAUSE_TIMED_OUT = "ERR_PAUSE_TIMED_OUT"
+"""A paused job was not resumed within ``DEFAULT_PAUSE_TIMEOUT_SECONDS`` (no pause_time, no job timeout)."""
 
 BACKOFF_CEILING_SECONDS = 86_400.0
 """The longest delay a ``retry_backoff_policy`` without ``max`` grows to."""
@@ -110,9 +122,11 @@ _END_RESERVE = 2 * (FLOW_STATE_EVENTS + TASK_STATE_EVENTS + FLOW_STATE_EVENTS) +
 DEFAULT_CALLBACK_TIMEOUT_SECONDS = 24 * 3600
 """How long a container attempt may wait for its callback when neither task nor job sets a timeout."""
 CALLBACK_GRACE_SECONDS = 60
+"""Extra time the state machine waits past a container's deadline for the runner's own report."""
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 30 * 24 * 3600
 """How long a MANUAL task waits when neither its sla_deadline nor a task or job timeout is set."""
-"""Extra time the state machine waits past a container's deadline for the runner's own report."""
+DEFAULT_PAUSE_TIMEOUT_SECONDS = 30 * 24 * 3600
+"""How long a paused job waits for a resume when neither pause_time nor a job timeout is set."""
 
 
 class Action(StrEnum):
@@ -127,6 +141,8 @@ class Action(StrEnum):
     """AWAIT_FORKED_JOB: wait on a task token until the awaited children end (like a container)."""
     AWAIT_APPROVAL = "AWAIT_APPROVAL"
     """MANUAL: wait on a task token until the approvers' verdict (or the sla_deadline)."""
+    AWAIT_RESUME = "AWAIT_RESUME"
+    """PAUSE_JOB: wait on a task token until a resume (or the pause_time)."""
     CONTINUE = "CONTINUE"
     SUCCEED = "SUCCEED"
     FAIL = "FAIL"
@@ -141,9 +157,12 @@ RUN_ACTIONS = frozenset(
         Action.RUN_FORK,
         Action.AWAIT_FORKS,
         Action.AWAIT_APPROVAL,
+        Action.AWAIT_RESUME,
     }
 )
-CALLBACK_ACTIONS = frozenset({Action.RUN_CONTAINER, Action.AWAIT_FORKS, Action.AWAIT_APPROVAL})
+CALLBACK_ACTIONS = frozenset(
+    {Action.RUN_CONTAINER, Action.AWAIT_FORKS, Action.AWAIT_APPROVAL, Action.AWAIT_RESUME}
+)
 """Decisions answered by a task token (Launch's state), not by the invoked Lambda's return."""
 
 
@@ -162,6 +181,7 @@ class JobState(StrEnum):
     READY = "READY"
     STARTED = "STARTED"
     EXECUTING = "EXECUTING"
+    PAUSED = "PAUSED"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -215,6 +235,22 @@ EXIT_CODES_KEPT = 20
 """How many attempts' exit codes a task execution keeps (a sensor may poll thousands of times)."""
 
 
+class WaitKind(StrEnum):
+    """What a task that already ran waits for (a MANUAL task waits for its verdict by its method)."""
+
+    APPROVAL = "APPROVAL"  # routed to WAIT_FOR_APPROVAL
+    RESUME = "RESUME"  # routed to PAUSE_JOB
+
+
+class PausedRoute(BaseModel):
+    """Where a paused task goes when resumed, and how it ends (its route, taken at the pause)."""
+
+    task_state: TaskState
+    failure: Failure = Failure.NONE
+    next_task: str | None = None
+    error_code: str | None = None
+
+
 class TaskRun(BaseModel):
     """The task the walk is in: one task execution, with its polls and retries."""
 
@@ -233,6 +269,9 @@ class TaskRun(BaseModel):
     """Each attempt's exit code (its error code when it had none), the last ``EXIT_CODES_KEPT``."""
     last_log_key: str | None = None
     last_warnings: list[str] = Field(default_factory=list)
+    waiting: WaitKind | None = None
+    """The task ran and now waits for approvers (WAIT_FOR_APPROVAL) or a resume (PAUSE_JOB)."""
+    paused: PausedRoute | None = None
 
 
 class WalkState(BaseModel):
@@ -441,14 +480,18 @@ class _TransitionBuilder:
         return Decision(action=action, task_type=run.task_type, wait_seconds=wait, timeout_seconds=timeout)
 
     def approval_decision(self, run: TaskRun, wait_seconds: float) -> Decision:
-        """AWAIT_APPROVAL: its state gives up at the sla_deadline or the task's deadline, the earlier."""
+        """AWAIT_APPROVAL: its state gives up at the sla_deadline or the task's deadline, the earlier
+        (after WAIT_FOR_APPROVAL the task's attempts are over: the job's deadline, not the task's)."""
         wait = _ceil_seconds(wait_seconds)
         policy = self.task(run.task_type).approval_policy
         limits: list[float] = []
         if policy is not None and policy.sla_deadline:
             limits.append(policy.sla_deadline)
-        if run.deadline is not None:
-            limits.append((_parse(run.deadline) - self.clock.now).total_seconds() - wait)
+        deadline = run.deadline if run.waiting is None else self.clock.job_deadline
+        if isinstance(deadline, str):
+            deadline = _parse(deadline)
+        if deadline is not None:
+            limits.append((deadline - self.clock.now).total_seconds() - wait)
         timeout = _ceil_seconds(min(limits)) if limits else DEFAULT_APPROVAL_TIMEOUT_SECONDS
         return Decision(
             action=Action.AWAIT_APPROVAL,
@@ -456,6 +499,15 @@ class _TransitionBuilder:
             wait_seconds=wait,
             timeout_seconds=max(1, timeout) + wait,
         )
+
+    def resume_decision(self, run: TaskRun, task: TaskDefinition) -> Decision:
+        """AWAIT_RESUME: its state gives up at the pause_time (a resume by itself), the job's
+        deadline, or ``DEFAULT_PAUSE_TIMEOUT_SECONDS``, the earliest."""
+        limits: list[float] = [task.pause_time or DEFAULT_PAUSE_TIMEOUT_SECONDS]
+        if self.clock.job_deadline is not None:
+            limits.append((self.clock.job_deadline - self.clock.now).total_seconds())
+        timeout = max(1, _ceil_seconds(min(limits)))
+        return Decision(action=Action.AWAIT_RESUME, task_type=run.task_type, timeout_seconds=timeout)
 
     def approval_timed_out(self, task: TaskDefinition, result: AttemptResult) -> AttemptResult:
         """A MANUAL task's wait timed out: its policy's timeout_action makes the verdict."""
@@ -563,7 +615,8 @@ class _TransitionBuilder:
         self.walk.next_seq += 1
         self.walk.current = run
         self.walk.ran.append(task_type)
-        self.record(run, TaskState.READY)
+        manual = task.runner == RunnerKind.MANUAL
+        self.record(run, TaskState.MANUAL_APPROVAL_REQUIRED if manual else TaskState.READY)
         return self.running(self.run_decision(run, wait_seconds))
 
     def skip_excepted(self, task: TaskDefinition) -> Transition:
@@ -608,12 +661,26 @@ class _TransitionBuilder:
         if run is None:
             raise WalkError("an attempt result arrived but the walk is in no task")
         task = self.task(run.task_type)
+        if run.waiting == WaitKind.RESUME:
+            return self.resumed(task, run, result)
+        verdict = run.runner == RunnerKind.MANUAL or run.waiting == WaitKind.APPROVAL
         if (
-            run.runner == RunnerKind.MANUAL
+            verdict
             and result.error_code == ERR_TASK_TIMED_OUT
-            and not (run.deadline_is_job or self.clock.job_expired)
+            and not ((run.deadline_is_job and run.waiting is None) or self.clock.job_expired)
         ):
             result = self.approval_timed_out(task, result)
+        if run.waiting == WaitKind.APPROVAL:
+            # The verdict is the task's exit code now; a WAIT_FOR_APPROVAL in on_completed /
+            # on_failed already led here and is not taken again.
+            run.waiting = None
+            task = task.model_copy(
+                update={
+                    name: None
+                    for name in ("on_completed", "on_failed")
+                    if getattr(task, name) == RouteAction.WAIT_FOR_APPROVAL
+                }
+            )
         run.last_exit_code = result.exit_code
         code = result.exit_code or result.error_code or "?"
         run.recent_exit_codes = [*run.recent_exit_codes, code][-EXIT_CODES_KEPT:]
@@ -666,7 +733,68 @@ class _TransitionBuilder:
                 self.record(run, TaskState.EXECUTING)
                 return self.running(self.run_decision(run, delay))
         self.rule = route.rule
+        if route.move == Move.PAUSE:
+            return self.pause(task, run, route)
+        if route.move == Move.AWAIT_APPROVAL:
+            run.waiting = WaitKind.APPROVAL
+            self.record(run, TaskState.MANUAL_APPROVAL_REQUIRED)
+            return self.running(self.approval_decision(run, 0.0))
         return self.apply(task, run, route, result)
+
+    def pause(self, task: TaskDefinition, run: TaskRun, route: Route) -> Transition:
+        """PAUSE_JOB: the task is PAUSED, the job PAUSED; a resume (or the pause_time) goes on."""
+        run.waiting = WaitKind.RESUME
+        run.paused = PausedRoute(
+            task_state=route.task_state,
+            failure=route.failure,
+            next_task=route.next_task,
+            error_code=route.error_code,
+        )
+        self.record(run, TaskState.PAUSED)
+        return Transition(
+            walk=self.walk,
+            decision=self.resume_decision(run, task),
+            job_state=JobState.PAUSED,
+            task_updates=self.updates,
+            rule=self.rule,
+        )
+
+    def resumed(self, task: TaskDefinition, run: TaskRun, result: AttemptResult) -> Transition:
+        """A paused job goes on: resumed by hand, by its pause_time, or ended by its timeout."""
+        paused = run.paused or PausedRoute(task_state=TaskState.COMPLETED)
+        run.waiting, run.paused = None, None
+        if result.error_code == ERR_TASK_CANCELLED:
+            self.record(run, TaskState.CANCELLED, error_code=ERR_TASK_CANCELLED)
+            return self.finish(JobState.CANCELLED, ERR_JOB_CANCELLED, "the job was cancelled")
+        if result.error_code == ERR_TASK_TIMED_OUT or (result.error_code and not result.exit_code):
+            if self.clock.job_expired:
+                return self.finish_timed_out(f"while the job was paused after task {run.task_type}")
+            if result.error_code != ERR_TASK_TIMED_OUT or task.pause_time is None:
+                message = (
+                    f"the job paused after task {run.task_type} was not resumed within "
+                    f"{DEFAULT_PAUSE_TIMEOUT_SECONDS // 86_400} days"
+                    if result.error_code == ERR_TASK_TIMED_OUT
+                    else f"the pause after task {run.task_type} failed: {result.error_message}"
+                )
+                code = ERR_PAUSE_TIMED_OUT if result.error_code == ERR_TASK_TIMED_OUT else result.error_code
+                self.record(run, TaskState.FAILED, error_code=code, error_message=message)
+                self.walk.current = None
+                return self.finish(JobState.FAILED, code, message)
+            note = f"resumed by its pause_time of {task.pause_time:g}s"
+        else:
+            who = result.outputs.get("ResumedBy", "")
+            note = f"resumed by {who}" if who else "resumed"
+        route = Route(
+            paused.task_state,
+            Move.NEXT,
+            paused.failure,
+            next_task=paused.next_task,
+            error_code=paused.error_code,
+            rule="resumed",
+        )
+        self.rule = route.rule
+        kept = AttemptResult(exit_code=run.last_exit_code, error_code=paused.error_code)
+        return self.apply(task, run, route, kept, note=note)
 
     def route(self, task: TaskDefinition, run: TaskRun, outcome: AttemptOutcome) -> Route:
         budget = RetryBudget(
@@ -884,7 +1012,8 @@ def record_attempt(
         True when the result came through the state machine's Catch (its events are charged).
     """
     builder = _TransitionBuilder(definition, walk, clock)
-    if builder.walk.current is not None:
+    if builder.walk.current is not None and builder.walk.current.waiting is None:
+        # A verdict after WAIT_FOR_APPROVAL, or a resume, is not another attempt of the task.
         builder.walk.current.attempts += 1
     return _charged(builder.after_attempt(result), extra_events=CATCH_EVENTS if via_catch else 0)
 
@@ -899,7 +1028,10 @@ def resume_walk(walk: WalkState, *, start_events: int = EXECUTION_START_EVENTS) 
     resumed.deferred = None
     resumed.execution_events = 0
     resumed.execution_states = 0
-    transition = Transition(walk=resumed, decision=decision, job_state=JobState.EXECUTING)
+    paused = decision.action == Action.AWAIT_RESUME
+    transition = Transition(
+        walk=resumed, decision=decision, job_state=JobState.PAUSED if paused else JobState.EXECUTING
+    )
     return _charged(transition, extra_events=start_events)
 
 

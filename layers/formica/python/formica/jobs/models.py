@@ -155,6 +155,10 @@ class ExitCodeAction(StrEnum):
     EXECUTING = "EXECUTING"
     RESTART_TASK = "RESTART_TASK"
     RESTART_JOB = "RESTART_JOB"
+    PAUSE_JOB = "PAUSE_JOB"
+    """The job pauses after this task (PAUSED) until resumed, by hand or after the task's pause_time."""
+    WAIT_FOR_APPROVAL = "WAIT_FOR_APPROVAL"
+    """The task waits for approvers (as a MANUAL task does); its verdict then routes it."""
 
 
 ERROR_CODE_PATTERN = re.compile(r"ERR_[A-Za-z0-9_]+")
@@ -164,7 +168,8 @@ EXIT_CODE_STATE_KEYS = frozenset({"COMPLETED", "FAILED"})
 EXIT_APPROVED = "APPROVED"
 EXIT_REJECTED = "REJECTED"
 VERDICT_KEYS = frozenset({EXIT_APPROVED, EXIT_REJECTED})
-"""on_exit_code keys of a MANUAL task: its verdict is its exit code (validation refuses them elsewhere)."""
+"""on_exit_code keys of a task that waits for approvers (MANUAL, or routed to WAIT_FOR_APPROVAL): its
+verdict is its exit code (validation refuses them elsewhere)."""
 
 
 def is_action(target: str) -> bool:
@@ -491,7 +496,9 @@ class TaskDefinition(_Strict):
     await_forked_tasks: list[GoStr] = Field(default_factory=list)
     """AWAIT_FORKED_JOB: the FORK_JOB tasks of this job to wait for."""
     approval_policy: ApprovalPolicy | None = None
-    """MANUAL: who approves, how many, and until when."""
+    """MANUAL (or WAIT_FOR_APPROVAL): who approves, how many, and until when."""
+    pause_time: Duration | None = None
+    """PAUSE_JOB: resume by itself this long after the pause (none: wait for POST .../resume)."""
     fan_out: FanOutDefinition | None = None
     """Fork one child job per item of a JSON array and wait for them all (method FORK_JOB or none)."""
     # Kubernetes pod settings formicary accepts on a task.
@@ -606,6 +613,16 @@ class TaskDefinition(_Strict):
             if target:
                 seen.setdefault(target, None)
         return list(seen)
+
+    @property
+    def waits_for_approval(self) -> bool:
+        """A MANUAL task, or one whose routing names WAIT_FOR_APPROVAL: approvers' verdicts reach it."""
+        return self.method is TaskMethod.MANUAL or ExitCodeAction.WAIT_FOR_APPROVAL in self.next_tasks()
+
+    @property
+    def pauses(self) -> bool:
+        """Its routing names PAUSE_JOB."""
+        return ExitCodeAction.PAUSE_JOB in self.next_tasks()
 
     @property
     def excepted(self) -> bool:

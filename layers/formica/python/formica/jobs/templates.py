@@ -628,7 +628,16 @@ def percent100(received: Any, required: Any) -> int:
     return min(percent, 100)
 
 
-REQUEST_STATES = ("PENDING", "READY", "STARTED", "EXECUTING", "COMPLETED", "FAILED", "CANCELLED")
+REQUEST_STATES = (
+    "PENDING",
+    "READY",
+    "STARTED",
+    "EXECUTING",
+    "PAUSED",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+)
 """The job states ``CountByJobTypeAndState`` accepts (formicary's names; the engine's JobState)."""
 
 RequestCounter = Callable[[str, tuple[str, ...]], int]

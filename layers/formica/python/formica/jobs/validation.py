@@ -295,16 +295,25 @@ _MANUAL_RUNS_NOTHING = ("script", "before_script", "after_script", "url", "conta
 
 
 def _manual_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
-    """A MANUAL task waits for a verdict and runs nothing; verdict keys and a policy need MANUAL."""
+    """A MANUAL task waits for a verdict and runs nothing; verdict keys and a policy need a task that
+    waits for approvers (MANUAL, or routed to WAIT_FOR_APPROVAL); pause_time needs PAUSE_JOB."""
+    if task.pause_time is not None and not task.pauses:
+        yield problem("pause_time is for tasks whose routing names PAUSE_JOB", "pause_time")
     if task.method is not TaskMethod.MANUAL:
+        if task.waits_for_approval:
+            return
         for key in sorted(VERDICT_KEYS & set(task.on_exit_code)):
             yield problem(
-                f"on_exit_code key {key} is a manual approval's verdict: only a MANUAL task has it",
+                f"on_exit_code key {key} is an approval's verdict: only a MANUAL task, or one routed "
+                "to WAIT_FOR_APPROVAL, has it",
                 "on_exit_code",
                 key,
             )
         if task.approval_policy is not None:
-            yield problem("approval_policy is for MANUAL tasks only", "approval_policy")
+            yield problem(
+                "approval_policy is for MANUAL tasks and tasks routed to WAIT_FOR_APPROVAL only",
+                "approval_policy",
+            )
         return
     for field_name in _MANUAL_RUNS_NOTHING:
         if getattr(task, field_name):

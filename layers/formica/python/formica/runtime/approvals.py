@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from formica.engine.walk import ERR_MANUAL_REJECTION, AttemptResult
+from formica.engine.walk import ERR_MANUAL_REJECTION, AttemptResult, TaskRun, WaitKind
 from formica.jobs.errors import DefinitionError
 from formica.jobs.models import EXIT_APPROVED, EXIT_REJECTED, ApprovalPolicy, RunnerKind
 from formica.runtime.completion import complete_container_attempt
@@ -118,9 +118,13 @@ def verdict(policy: ApprovalPolicy, votes: list[VoteItem]) -> str | None:
     return None
 
 
+def _waits_for_verdict(run: TaskRun) -> bool:
+    return run.runner == RunnerKind.MANUAL or run.waiting == WaitKind.APPROVAL
+
+
 def _waiting(requests: RequestRepository, request: JobRequestItem, task_type: str) -> ApprovalItem:
     current = request.walk.current
-    if request.is_final or current is None or current.runner != RunnerKind.MANUAL:
+    if request.is_final or current is None or not _waits_for_verdict(current):
         raise ApprovalNotWaitingError(f"request {request.request_id} waits for no approval")
     if current.task_type != task_type:
         raise ApprovalNotWaitingError(

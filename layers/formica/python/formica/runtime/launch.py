@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from formica.engine.walk import AttemptResult
+from formica.engine.walk import AttemptResult, WaitKind
 from formica.jobs.errors import DefinitionError
 from formica.jobs.models import RunnerKind
 from formica.runners.base import TaskOutcome
@@ -90,12 +90,22 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
     if not rt.requests.set_task_token(parsed.request_id, parsed.step, parsed.task_token):
         send_failure(rt, parsed.task_token, SUPERSEDED_ERROR, "the walk moved on")
         return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
+    current = request.walk.current
+    if current is not None and current.waiting == WaitKind.RESUME:
+        if rt.requests.claim_pause(parsed.request_id, parsed.step) is None:
+            return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
+        from formica.runtime.pauses import await_resume  # noqa: PLC0415 - cold start: containers never pause
+
+        return await_resume(rt, request, parsed.step)
     if rt.requests.claim_attempt(parsed.request_id, parsed.step) is None:
         # A retried Launch: the attempt already runs (and will use the token just recorded) or was
         # lost, in which case the state's timeout brings the walk back to Advance.
         logger.info("container attempt already launched", extra={"request_id": parsed.request_id})
         return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
-    current = request.walk.current
+    if current is not None and current.waiting == WaitKind.APPROVAL:
+        from formica.runtime.approvals import await_approval  # noqa: PLC0415 - cold start: as below
+
+        return await_approval(rt, request, parsed.step)
     if current is not None and current.runner == RunnerKind.FORK:
         return _await_forks(rt, request, parsed.step)
     if current is not None and current.runner == RunnerKind.MANUAL:

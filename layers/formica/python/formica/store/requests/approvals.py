@@ -7,6 +7,8 @@ Items (docs/architecture.md, the table contract):
             ``{created_at}#{id}`` (the organisation's pending approvals, without a scan)
 - vote      ``pk=REQ#{id}``, ``sk=APPROVAL#{step:08d}#VOTE#{voter}``: who, approve or reject, when,
             the comment
+- resume    ``pk=REQ#{id}``, ``sk=RESUME#{step:08d}``: who resumed the job paused at that step, when
+            (put once: a second resume of the same pause is refused)
 
 A voter votes once (the vote's put is conditional on its absence); the verdict is reached once (a
 conditional update from PENDING).
@@ -28,6 +30,7 @@ __all__ = ["APPROVAL_PENDING", "ApprovalItem", "ApprovalRecords", "VoteItem"]
 
 APPROVAL_PENDING = "PENDING"
 APPROVAL_SK_PREFIX = "APPROVAL#"
+RESUME_SK_PREFIX = "RESUME#"
 
 
 def approval_sk(step: int) -> str:
@@ -185,6 +188,17 @@ class ApprovalRecords(DynamoTable):
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not list pending approvals: {exc}") from exc
         return [ApprovalItem.from_item(item) for item in items]
+
+    def put_resume(self, request_id: str, step: int, *, by: str, at: str) -> bool:
+        """Record who resumed the pause at ``step``; False when it was resumed already."""
+        item = {
+            "pk": {"S": request_pk(request_id)},
+            "sk": {"S": f"{RESUME_SK_PREFIX}{step:08d}"},
+            "kind": {"S": "RESUME"},
+            "resumed_by": {"S": by},
+            "resumed_at": {"S": at},
+        }
+        return self._put_once(item, f"resume of {request_id!r}")
 
     def _put_once(self, item: dict[str, Any], what: str) -> bool:
         """Put a new item (an approval, a vote, a child); False when it exists already."""

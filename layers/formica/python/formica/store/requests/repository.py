@@ -339,6 +339,17 @@ class RequestRepository(ApprovalRecords, DynamoTable):
         )
         return None if updated is None else JobRequestItem.from_item(updated)
 
+    def claim_pause(self, request_id: str, step: int) -> JobRequestItem | None:
+        """Claim the wait of a PAUSED request at ``step`` (its resume is then recorded like an
+        attempt's result): the request once, None for every later claim; the state stays PAUSED."""
+        updated = self._update(
+            request_id,
+            "SET claimed_step = :step",
+            {":step": {"N": str(step)}, ":paused": {"S": str(JobState.PAUSED)}},
+            "step = :step AND claimed_step < :step AND job_state = :paused",
+        )
+        return None if updated is None else JobRequestItem.from_item(updated)
+
     def record_attempt(self, request_id: str, step: int, attempt: StoredAttempt) -> bool:
         """Keep the result of the claimed attempt of ``step``; False if the walk moved on."""
         updated = self._update(
@@ -503,14 +514,17 @@ class RequestRepository(ApprovalRecords, DynamoTable):
             raise RequestStoreError(f"could not mark task {seq} of {request_id!r} executing: {exc}") from exc
 
     def cancel_task(self, request_id: str, seq: int, *, error_code: str, ended_at: str) -> bool:
-        """Mark a task execution CANCELLED if it exists and has not completed: READY, EXECUTING, or
-        FAILED awaiting its retry (conditional); False when it is missing, COMPLETED or SKIPPED."""
+        """Mark a task execution CANCELLED if it exists and has not completed: READY, EXECUTING,
+        FAILED awaiting its retry, PAUSED or MANUAL_APPROVAL_REQUIRED (conditional); False when it
+        is missing, COMPLETED or SKIPPED."""
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": task_sk(seq)}},
                 UpdateExpression="SET task_state = :cancelled, error_code = :code, ended_at = :ended",
-                ConditionExpression="attribute_exists(pk) AND task_state IN (:ready, :executing, :failed)",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND task_state IN (:ready, :executing, :failed, :paused, :waiting)"
+                ),
                 ExpressionAttributeValues={
                     ":cancelled": {"S": str(TaskState.CANCELLED)},
                     ":code": {"S": error_code},
@@ -518,6 +532,8 @@ class RequestRepository(ApprovalRecords, DynamoTable):
                     ":ready": {"S": str(TaskState.READY)},
                     ":executing": {"S": str(TaskState.EXECUTING)},
                     ":failed": {"S": str(TaskState.FAILED)},
+                    ":paused": {"S": str(TaskState.PAUSED)},
+                    ":waiting": {"S": str(TaskState.MANUAL_APPROVAL_REQUIRED)},
                 },
             )
         except ClientError as exc:

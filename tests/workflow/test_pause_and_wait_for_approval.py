@@ -1,0 +1,175 @@
+"""PAUSE_JOB and WAIT_FOR_APPROVAL on the real state machine (moto): the walk waits on a task token
+for a resume (by hand or by pause_time) or for approvers' verdict on a task that already ran."""
+
+from __future__ import annotations
+
+import pytest
+from formica.engine.walk import JobState
+from formica.runtime import cancel_request, get_runtime
+from formica.runtime.approvals import cast_vote, pending_approvals
+from formica.runtime.pauses import NotPausedError, resume_request
+from formica.store.requests import JobRequestItem
+
+from tests.workflow.conftest import ORG, Walk
+
+PAUSING = """
+job_type: pausing
+tasks:
+- task_type: prepare
+  method: SHELL
+  script: [echo prepared]
+  on_exit_code:
+    "0": PAUSE_JOB
+{pause_time}  on_completed: finish
+- task_type: finish
+  method: SHELL
+  script: [echo finished]
+"""
+
+
+def pausing(pause_time: str = "") -> str:
+    return PAUSING.format(pause_time=f"  pause_time: {pause_time}\n" if pause_time else "")
+
+
+def paused(walk: Walk, request_id: str) -> JobRequestItem:
+    """Wait until the request is PAUSED and its wait holds a token (a resume can answer it)."""
+
+    def holds_token(request: JobRequestItem) -> bool:
+        return (
+            request.job_state == JobState.PAUSED
+            and request.task_token is not None
+            and request.task_token_step == request.step
+            and request.claimed_step == request.step
+        )
+
+    return walk.wait_for(request_id, holds_token)
+
+
+def task_states(walk: Walk, request_id: str) -> dict[str, str]:
+    return {task.task_type: str(task.task_state) for task in walk.tasks(request_id)}
+
+
+def test_a_paused_job_waits_until_resumed_then_goes_on_at_the_next_task(walk: Walk) -> None:
+    # Given a job whose first task routes to PAUSE_JOB
+    walk.upload(pausing())
+    request_id = walk.submit("pausing")
+    # Then the request is PAUSED, its task PAUSED, and the next task has not run
+    paused(walk, request_id)
+    assert task_states(walk, request_id) == {"prepare": "PAUSED"}
+    # When someone resumes it
+    resume_request(get_runtime(), ORG, request_id, by="alice")
+    # Then the walk goes on at on_completed, and the paused task says who resumed it
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done.error_message
+    assert task_states(walk, request_id) == {"prepare": "COMPLETED", "finish": "COMPLETED"}
+    prepare = next(task for task in walk.tasks(request_id) if task.task_type == "prepare")
+    assert prepare.note == "resumed by alice"
+    assert prepare.attempts == 1  # the resume is not another attempt
+    assert "finished" in walk.log(request_id, "finish")
+
+
+def test_a_job_is_resumed_once_and_only_while_paused(walk: Walk) -> None:
+    walk.upload(pausing())
+    request_id = walk.submit("pausing")
+    paused(walk, request_id)
+    resume_request(get_runtime(), ORG, request_id, by="alice")
+    with pytest.raises(NotPausedError):
+        resume_request(get_runtime(), ORG, request_id, by="bob")
+    assert walk.wait(request_id).job_state == JobState.COMPLETED
+
+
+def test_pause_time_resumes_the_job_by_itself(walk: Walk) -> None:
+    walk.upload(pausing(pause_time="1s"))
+    request_id = walk.submit("pausing")
+    done = walk.wait(request_id, timeout=30)
+    assert done.job_state == JobState.COMPLETED, done.error_message
+    prepare = next(task for task in walk.tasks(request_id) if task.task_type == "prepare")
+    assert prepare.note == "resumed by its pause_time of 1s"
+
+
+def test_a_paused_job_can_be_cancelled(walk: Walk) -> None:
+    walk.upload(pausing())
+    request_id = walk.submit("pausing")
+    paused(walk, request_id)
+    cancel_request(ORG, request_id, get_runtime())
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.CANCELLED
+    assert task_states(walk, request_id) == {"prepare": "CANCELLED"}
+    with pytest.raises(NotPausedError):
+        resume_request(get_runtime(), ORG, request_id, by="alice")
+
+
+def test_a_paused_request_gives_its_concurrency_slot_back(walk: Walk) -> None:
+    walk.upload("max_concurrency: 1\n" + pausing())
+    first = walk.submit("pausing")
+    paused(walk, first)
+    second = walk.submit("pausing")
+    paused(walk, second)  # admitted while the first is paused
+    resume_request(get_runtime(), ORG, second, by="alice")
+    assert walk.wait(second).job_state == JobState.COMPLETED
+    resume_request(get_runtime(), ORG, first, by="alice")
+    assert walk.wait(first).job_state == JobState.COMPLETED
+
+
+CHECKED = """
+job_type: checked
+tasks:
+- task_type: check
+  method: SHELL
+  script: [echo checking, "exit {code}"]
+  approval_policy:
+    allowed_users: [alice]
+  on_exit_code:
+    "3": WAIT_FOR_APPROVAL
+    APPROVED: deploy
+    REJECTED: rollback
+  on_completed: deploy
+- task_type: deploy
+  method: SHELL
+  script: [echo deployed]
+- task_type: rollback
+  method: SHELL
+  script: [echo rolled back]
+"""
+
+
+def awaiting_verdict(walk: Walk, request_id: str) -> None:
+    def at_approval(request: JobRequestItem) -> bool:
+        if request.is_final or request.walk.current is None:
+            return False
+        return get_runtime().requests.get_approval(request_id, request.step) is not None
+
+    walk.wait_for(request_id, at_approval)
+
+
+@pytest.mark.parametrize(
+    ("approve", "next_task"), [(True, "deploy"), (False, "rollback")], ids=["approved", "rejected"]
+)
+def test_wait_for_approval_routes_a_task_that_ran_on_the_verdict(
+    walk: Walk, approve: bool, next_task: str
+) -> None:
+    # Given a task whose exit code 3 asks for approval
+    walk.upload(CHECKED.format(code=3))
+    request_id = walk.submit("checked")
+    awaiting_verdict(walk, request_id)
+    # Then it is MANUAL_APPROVAL_REQUIRED and listed as pending with its own policy
+    assert task_states(walk, request_id) == {"check": "MANUAL_APPROVAL_REQUIRED"}
+    listed = pending_approvals(get_runtime().requests, ORG)
+    assert [(item.task_type, item.policy.allowed_users) for item, _ in listed] == [("check", ["alice"])]
+    # When alice decides, the verdict routes the task
+    cast_vote(get_runtime(), ORG, request_id, "check", voter="alice", approve=approve)
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done.error_message
+    check_state = "COMPLETED" if approve else "FAILED"
+    assert task_states(walk, request_id) == {"check": check_state, next_task: "COMPLETED"}
+    check = next(task for task in walk.tasks(request_id) if task.task_type == "check")
+    assert check.attempts == 1  # the verdict is not another attempt of the script
+
+
+def test_a_task_that_needs_no_approval_goes_straight_on(walk: Walk) -> None:
+    walk.upload(CHECKED.format(code=0))
+    request_id = walk.submit("checked")
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done.error_message
+    assert task_states(walk, request_id) == {"check": "COMPLETED", "deploy": "COMPLETED"}
+    assert pending_approvals(get_runtime().requests, ORG) == []
