@@ -224,3 +224,33 @@ def test_an_image_that_cannot_be_pulled_fails_the_task(ecs_walk: Walk) -> None:
     init_task = next(t for t in ecs_walk.tasks(request_id) if t.task_type == "init")
     assert init_task.error_code == "ERR_CONTAINER_START"
     assert "CannotPullContainerError" in str(init_task.error_message)
+
+
+def test_each_stopped_task_adds_its_billed_fargate_time_to_the_request(ecs_walk: Walk) -> None:
+    # Given a two-task docker job whose tasks each stop after 85.448 s billed (512 CPU units, 1,024 MiB)
+    ecs_walk.upload(DOCKER_JOB)
+    request_id = ecs_walk.submit("docker-job")
+    init = _launched(request_id)
+    _stop(init, "task-stopped-exit-0")
+    _stop(_launched(request_id, step_after=init.step), "task-stopped-exit-0")
+
+    # When the request ends
+    request = ecs_walk.wait(request_id)
+
+    # Then its usage holds both tasks' Fargate time: 86 s each
+    assert request.job_state == JobState.COMPLETED
+    assert request.usage.fargate_cpu_unit_ms == 2 * 512 * 86_000
+    assert request.usage.fargate_mib_ms == 2 * 1024 * 86_000
+    # A duplicate STOPPED event settles nothing and counts nothing again
+    assert (
+        default_container_service().complete(
+            with_run(
+                ecs_event("task-stopped-exit-0"),
+                task_arn=str(init.ecs_task_arn),
+                request_id=request_id,
+                step=init.step,
+            )
+        )
+        is False
+    )
+    assert ecs_walk.request(request_id).usage.fargate_mib_ms == 2 * 1024 * 86_000

@@ -22,11 +22,14 @@ environment override ``FORMICA_RUN_KEY`` (always) and ``startedBy`` when it fits
 from __future__ import annotations
 
 import base64
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from formica.engine.usage import RequestUsage
 from formica.runners.base import EXIT_CODE_NONE
 
 MAIN_CONTAINER = "main"
@@ -118,6 +121,8 @@ class ContainerCompletion:
     error_code: str | None
     error_message: str | None
     stop_code: str | None = None
+    usage: RequestUsage | None = None
+    """The task's billed Fargate time (``fargate_usage``), when the task says how long it ran."""
 
     def output(self) -> dict[str, str | None]:
         """The flat SendTaskSuccess output the Launch state hands to Advance."""
@@ -180,7 +185,7 @@ def completion_from_task(task: Mapping[str, Any]) -> ContainerCompletion:
     key = run_key_of(task)
 
     def done(code: str | None, message: str | None) -> ContainerCompletion:
-        return ContainerCompletion(task_arn, key, exit_code, code, message, stop_code)
+        return ContainerCompletion(task_arn, key, exit_code, code, message, stop_code, fargate_usage(task))
 
     if stop_code == "UserInitiated":
         if stopped_reason == STOP_REASON_TIMED_OUT:
@@ -191,6 +196,39 @@ def completion_from_task(task: Mapping[str, Any]) -> ContainerCompletion:
     if stop_code in _INTERRUPTED_STOP_CODES:
         return done(ERR_CONTAINER_STOPPED, stopped_reason or str(stop_code))
     return done(None, None)
+
+
+FARGATE_MINIMUM_SECONDS = 60
+"""Fargate bills per second from the image pull's start to the task's stop, one minute at least."""
+
+
+def _moment(value: Any) -> datetime | None:
+    """An ECS timestamp: ISO-8601 text in events, a datetime from DescribeTasks."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def fargate_usage(task: Mapping[str, Any]) -> RequestUsage | None:
+    """The billed Fargate time of a stopped task: CPU units and MiB of the task x the seconds from its
+    image pull (or start) to its stop, rounded up, one minute at least; None when the task is not on
+    Fargate or does not say when it ran (it never started: nothing billed)."""
+    if task.get("launchType", "FARGATE") != "FARGATE":
+        return None
+    began = _moment(task.get("pullStartedAt")) or _moment(task.get("startedAt"))
+    stopped = _moment(task.get("stoppedAt"))
+    cpu, memory = str(task.get("cpu") or ""), str(task.get("memory") or "")
+    if began is None or stopped is None or not cpu.isdigit() or not memory.isdigit():
+        return None
+    seconds = max(FARGATE_MINIMUM_SECONDS, math.ceil((stopped - began).total_seconds() - 1e-9))
+    return RequestUsage(
+        fargate_cpu_unit_ms=int(cpu) * seconds * 1000, fargate_mib_ms=int(memory) * seconds * 1000
+    )
 
 
 def _exit_code(container: Mapping[str, Any] | None) -> str:

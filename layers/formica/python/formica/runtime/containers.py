@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from formica.engine.usage import RequestUsage
 from formica.engine.walk import AttemptResult
 from formica.jobs.models import TaskDefinition, TaskMethod
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, ArtifactInfo, TaskContext, TaskOutcome
@@ -70,6 +71,7 @@ from formica.store.container_runs import ContainerRunItem, ContainerRunRepositor
 from formica.store.grants import GrantRepository
 from formica.store.schema import log_key
 from formica.store.state_machine import StateMachine, StateMachineError, TaskTokenGoneError
+from formica.store.usage import counted_for_request
 
 __all__ = [
     "ERR_CONTAINER_LOST",
@@ -325,7 +327,9 @@ class ContainerService:
             return False
         if run.ecs_task_arn is None:
             run = run.model_copy(update={"ecs_task_arn": completion.task_arn})
-        return self.settle(run, completion.exit_code, completion.error_code, completion.error_message)
+        return self.settle(
+            run, completion.exit_code, completion.error_code, completion.error_message, usage=completion.usage
+        )
 
     def settle(
         self,
@@ -336,8 +340,12 @@ class ContainerService:
         *,
         collect: bool = True,
         pod_name: str | None = None,
+        usage: RequestUsage | None = None,
     ) -> bool:
-        """Finish the run (conditionally), collect its log and artifacts, report. False if already settled."""
+        """Finish the run (conditionally), collect its log and artifacts, report. False if already settled.
+
+        ``usage`` (a stopped ECS task's Fargate time) is counted for the request by the winner of the
+        finish only, with the step its report commits."""
         finished = self.runs.finish(
             run.request_id, run.step, exit_code=exit_code, error_code=error_code, error_message=error_message
         )
@@ -358,7 +366,8 @@ class ContainerService:
                 "error_code": error_code,
             },
         )
-        return self.reporter(finished, outcome)
+        with counted_for_request(usage or RequestUsage()):
+            return self.reporter(finished, outcome)
 
     # -- what an attempt left behind --
 
@@ -456,7 +465,13 @@ class ContainerService:
         if task.get("lastStatus") == "STOPPED":
             completion = completion_from_task(task)
             return int(
-                self.settle(run, completion.exit_code, completion.error_code, completion.error_message)
+                self.settle(
+                    run,
+                    completion.exit_code,
+                    completion.error_code,
+                    completion.error_message,
+                    usage=completion.usage,
+                )
             ), 0
         if run.deadline_at is not None and now >= datetime.fromisoformat(run.deadline_at):
             self.ecs().stop(str(run.ecs_task_arn), STOP_REASON_TIMED_OUT)

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_LAMBDA_MEMORY_MB",
     "InvocationMeter",
     "count_aws_requests",
+    "counted_for_request",
     "current_meter",
     "install_request_counter",
     "lambda_memory_mb",
@@ -75,7 +76,7 @@ def lambda_memory_mb() -> int:
 class InvocationMeter:
     """What one Lambda invocation used so far and has not yet added to its request."""
 
-    def __init__(self, function: str, memory_mb: int, *, clock: Any = time.monotonic) -> None:
+    def __init__(self, function: str | None, memory_mb: int, *, clock: Any = time.monotonic) -> None:
         self.function = function
         self.memory_mb = memory_mb
         self.request_id: str | None = None
@@ -101,16 +102,13 @@ class InvocationMeter:
         invocation itself on the first take."""
         with self._lock:
             total_ms = billed_ms(self._clock() - self._started)
-            taken = self._pending.plus(
-                RequestUsage(
-                    lambdas={
-                        self.function: LambdaUsage(
-                            invocations=0 if self._invocation_taken else 1,
-                            mb_ms=(total_ms - self._billed_ms) * self.memory_mb,
-                        )
-                    }
+            taken = self._pending
+            if self.function is not None:
+                billed = LambdaUsage(
+                    invocations=0 if self._invocation_taken else 1,
+                    mb_ms=(total_ms - self._billed_ms) * self.memory_mb,
                 )
-            )
+                taken = taken.plus(RequestUsage(lambdas={self.function: billed}))
             self._billed_ms = total_ms
             self._invocation_taken = True
             self._pending = RequestUsage()
@@ -121,14 +119,29 @@ class InvocationMeter:
         self.add(usage)
 
 
+@contextlib.contextmanager
+def counted_for_request(usage: RequestUsage) -> Iterator[None]:
+    """Count ``usage`` for the request whose step the code inside commits: on the invocation's meter,
+    or, outside one, on a meter that charges no Lambda time for as long as the block runs."""
+    meter = _current.get()
+    if meter is not None:
+        meter.add(usage)
+        yield
+        return
+    with metering(None, 0) as scoped:
+        scoped.add(usage)
+        yield
+
+
 def current_meter() -> InvocationMeter | None:
     """The meter of the invocation running in this thread, if any."""
     return _current.get()
 
 
 @contextlib.contextmanager
-def metering(function: str, memory_mb: int | None = None) -> Iterator[InvocationMeter]:
-    """Meter the invocation of ``function`` (a functions/ folder name) in this thread."""
+def metering(function: str | None, memory_mb: int | None = None) -> Iterator[InvocationMeter]:
+    """Meter the invocation of ``function`` (a functions/ folder name) in this thread; with None,
+    only the requests made and the usage added (work done for a request outside its own Lambda)."""
     meter = InvocationMeter(function, lambda_memory_mb() if memory_mb is None else memory_mb)
     token = _current.set(meter)
     try:
