@@ -27,6 +27,8 @@ import pytest
 from tests.e2e.devserver import DevHandle, formica_command, start_dev
 
 CLI_TIMEOUT = 60.0
+WAIT_SECONDS = 120.0
+"""How long a request may take to reach its wait or its end (the machine may be busy)."""
 JOB_TYPE = "e2e-release"
 RELEASE = f"""\
 job_type: {JOB_TYPE}
@@ -140,7 +142,7 @@ def submit_and_reach_the_wait(submitter: Cli) -> tuple[str, dict[str, Any]]:
     submitted = submitter.ok("submit", JOB_TYPE)
     assert submitted.out.startswith(f"submitted {JOB_TYPE}: request "), submitted
     request_id = submitted.out.split("request ", 1)[1].split()[0]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         for row in submitter.ok("approvals", "--json").json():
             if row["request_id"] == request_id:
@@ -149,7 +151,7 @@ def submit_and_reach_the_wait(submitter: Cli) -> tuple[str, dict[str, Any]]:
     raise AssertionError(f"request {request_id} never waited for approval: {submitter('status', request_id)}")
 
 
-def final_status(cli: Cli, request_id: str, timeout: float = 60) -> dict[str, Any]:
+def final_status(cli: Cli, request_id: str, timeout: float = WAIT_SECONDS) -> dict[str, Any]:
     """`formica status --json` once the request has ended."""
     deadline = time.monotonic() + timeout
     request: dict[str, Any] = {}
