@@ -8,6 +8,7 @@ from formica.engine.walk import JobState
 from formica.runtime import cancel_request, get_runtime
 from formica.runtime.approvals import cast_vote, pending_approvals
 from formica.runtime.pauses import NotPausedError, resume_request
+from formica.runtime.scheduling import slot_store
 from formica.store.requests import JobRequestItem
 
 from tests.workflow.conftest import ORG, Walk
@@ -173,3 +174,43 @@ def test_a_task_that_needs_no_approval_goes_straight_on(walk: Walk) -> None:
     assert done.job_state == JobState.COMPLETED, done.error_message
     assert task_states(walk, request_id) == {"check": "COMPLETED", "deploy": "COMPLETED"}
     assert pending_approvals(get_runtime().requests, ORG) == []
+
+
+QUEUED = """
+job_type: queued
+max_concurrency: 1
+tasks:
+- task_type: prepare
+  method: SHELL
+  script:
+    - '{{ if eq .mode "busy" }}sleep 4; exit 5{{ else }}exit 0{{ end }}'
+  on_exit_code:
+    "0": PAUSE_JOB
+    "5": COMPLETED
+  on_completed: finish
+- task_type: finish
+  method: SHELL
+  script: [echo finished]
+"""
+
+
+def test_a_resumed_job_takes_a_slot_again_and_waits_for_one_when_none_is_free(walk: Walk) -> None:
+    # Given a job type of max_concurrency 1, a paused request (no slot) and a running one (the slot)
+    walk.upload(QUEUED)
+    first = walk.submit("queued", {"mode": "pause"})
+    paused(walk, first)
+    busy = walk.submit("queued", {"mode": "busy"})
+    walk.wait_for(busy, lambda request: request.job_state == JobState.EXECUTING)
+    # When the paused one is resumed while the slot is taken
+    resume_request(get_runtime(), ORG, first, by="alice")
+    # Then it waits, still PAUSED, until the running one ends; then it goes on and completes
+    assert walk.request(first).job_state == JobState.PAUSED
+    ended = walk.wait(busy)
+    assert ended.job_state == JobState.COMPLETED, ended.error_message
+    done = walk.wait(first)
+    assert done.job_state == JobState.COMPLETED, done.error_message
+    finish = next(task for task in walk.tasks(first) if task.task_type == "finish")
+    assert finish.started_at is not None and ended.ended_at is not None
+    assert finish.started_at >= ended.ended_at
+    # And the slot it took is given back at its end
+    assert slot_store(get_runtime()).running(ORG, "queued") == 0

@@ -7,7 +7,8 @@
 - ``record_vote`` (the API's approve / reject routes): one vote per voter (a conditional put), and
   when the votes reach a verdict, the approval is closed once (a conditional update); then
   ``answer_verdict`` answers the token with the verdict as the attempt's exit code, APPROVED or REJECTED
-  (``complete_container_attempt``: recorded, committed, SendTaskSuccess).
+  (``go_on``: a max_concurrency slot taken again, or queued for one; then recorded, committed,
+  SendTaskSuccess).
 - ``pending_approvals``: the organisation's approvals still waiting (the API's listing).
 """
 
@@ -23,7 +24,7 @@ from formica.jobs.errors import DefinitionError
 from formica.jobs.models import EXIT_APPROVED, EXIT_REJECTED, ApprovalPolicy, RunnerKind
 from formica.runtime.completion import complete_container_attempt
 from formica.runtime.deps import Runtime
-from formica.runtime.scheduling import give_slot_back
+from formica.runtime.scheduling import give_slot_back, go_on
 from formica.runtime.walker import ERR_INVALID_DEFINITION, Walker
 from formica.store.requests import (
     ApprovalItem,
@@ -234,7 +235,11 @@ def _answer(runtime: Runtime, approval: ApprovalItem, reached: str, votes: list[
             error_message=(message + (f" ({reasons})" if reasons else ""))[:2000],
             outputs=outputs,
         )
-    return complete_container_attempt(runtime, approval.request_id, approval.step, result)
+    request = runtime.requests.get(approval.request_id)
+    if request is None:
+        return False
+    # The request gave its slot back while it waited: it takes one again (or queues) to go on.
+    return go_on(runtime, request, approval.step, result)
 
 
 def pending_approvals(requests: RequestRepository, org: str) -> list[tuple[ApprovalItem, list[VoteItem]]]:

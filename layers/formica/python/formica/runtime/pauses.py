@@ -4,8 +4,9 @@
   max_concurrency slot back; the token Launch recorded waits until a resume or the state's timeout
   (the task's ``pause_time``: a resume by itself; the walk decides, ``formica.engine.walk``).
 - ``resume_request`` (the API's ``POST .../resume``): once per pause (a conditional put), the
-  resume is recorded as the wait's result and answers the token (``complete_container_attempt``:
-  recorded, committed, SendTaskSuccess); the walk goes on at the paused task's on_completed task.
+  resume answers the token (``go_on``: a max_concurrency slot taken again, or queued for the next
+  free one; then recorded, committed, SendTaskSuccess); the walk goes on at the paused task's
+  on_completed task.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import logging
 from typing import Any
 
 from formica.engine.walk import AttemptResult, JobState, WaitKind
-from formica.runtime.completion import complete_container_attempt
 from formica.runtime.deps import Runtime
-from formica.runtime.scheduling import give_slot_back
+from formica.runtime.scheduling import give_slot_back, go_on
 from formica.store.requests import JobRequestItem, RequestNotFoundError, now_iso
 
 logger = logging.getLogger(__name__)
@@ -60,5 +60,5 @@ def resume_request(runtime: Runtime, org: str, request_id: str, *, by: str) -> J
         raise NotPausedError(f"request {request_id} was resumed already")
     logger.info("job resumed", extra={"request_id": request_id, "step": step, "by": by})
     result = AttemptResult(exit_code=current.last_exit_code, outputs={RESUMED_BY: by})
-    complete_container_attempt(runtime, request_id, step, result)
+    go_on(runtime, request, step, result)
     return runtime.requests.get(request_id) or request

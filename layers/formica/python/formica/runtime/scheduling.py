@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from formica.engine.walk import JobState, WalkState
+from formica.engine.walk import AttemptResult, JobState, WalkState
 from formica.jobs.errors import DefinitionError
+from formica.runtime.completion import complete_container_attempt
 from formica.runtime.deps import Runtime
 from formica.runtime.executions import (
     ERR_START_FAILED,
@@ -264,6 +265,10 @@ def fill_slots(
     started: list[str] = []
     _filling.active = True
     try:
+        if cap > 0:
+            # Requests already running go on first: a resumed pause or a decided approval that
+            # found no slot free (``go_on``).
+            serve_slot_waiters(runtime, org, job_type, slots=store, limit=cap)
         for request in store.pending(org, job_type):
             try:
                 result = try_start(runtime, store, request, now=moment, limit=cap)
@@ -347,6 +352,52 @@ def give_slot_back(runtime: Runtime, request: JobRequestItem, *, slots: SlotStor
     back, so the children it waits for, of its own job type too, can start: a parent never holds the
     slot its children need. It finishes without one; its end releases nothing more."""
     request_finished(runtime, request, slots=slots)
+
+
+def go_on(
+    runtime: Runtime,
+    request: JobRequestItem,
+    step: int,
+    result: AttemptResult,
+    *,
+    slots: SlotStore | None = None,
+) -> bool:
+    """A request that gave its slot back (``give_slot_back``: a pause, an approval) goes on at
+    ``step`` with ``result`` (a resume, a verdict): first it takes a slot again when its job type
+    has a max_concurrency. With none free it is queued with its answer, highest priority then
+    oldest first, ahead of PENDING requests: the next release answers it (``serve_slot_waiters``).
+    Returns True when the walk was answered now."""
+    store = slots or slot_store(runtime)
+    limit = job_limit(runtime, request.org, request.job_type)
+    if limit > 0 and not store.take(request.org, request.job_type, request.request_id, limit=limit):
+        if store.wait_for_slot(request, step, result.model_dump_json()):
+            waiting = {"request_id": request.request_id, "job_type": request.job_type}
+            logger.info("waiting for a slot to go on", extra=waiting)
+            # A slot freed between the take and the queueing would otherwise wait for the next one.
+            serve_slot_waiters(runtime, request.org, request.job_type, slots=store, limit=limit)
+        return False
+    return complete_container_attempt(runtime, request.request_id, step, result)
+
+
+def serve_slot_waiters(
+    runtime: Runtime, org: str, job_type: str, *, slots: SlotStore | None = None, limit: int | None = None
+) -> list[str]:
+    """Answer the job type's requests queued for a slot (``go_on``) while slots are free; their ids."""
+    store = slots or slot_store(runtime)
+    cap = job_limit(runtime, org, job_type) if limit is None else limit
+    served: list[str] = []
+    for waiter in store.slot_waiters(org, job_type):
+        if not store.take(org, job_type, waiter.request_id, limit=cap):
+            break
+        answer = store.stop_waiting_for_slot(waiter.request_id, waiter.step)
+        if answer is None:  # served by another caller, or cancelled meanwhile
+            store.release(org, job_type, waiter.request_id)
+            continue
+        complete_container_attempt(
+            runtime, waiter.request_id, waiter.step, AttemptResult.model_validate_json(answer)
+        )
+        served.append(waiter.request_id)
+    return served
 
 
 def start_waiting(org: str, job_type: str, runtime: Runtime, *, slots: SlotStore | None = None) -> list[str]:

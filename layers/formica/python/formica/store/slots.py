@@ -94,6 +94,18 @@ class SlotCounter:
     running: int
 
 
+@dataclass(frozen=True)
+class SlotWaiter:
+    """A running request queued for a slot: where its walk waits, and priority order."""
+
+    request_id: str
+    step: int
+
+
+def slot_wait_gsi2pk(org: str, job_type: str) -> str:
+    return f"ORG#{org}#SLOTWAIT#{job_type}"
+
+
 class SlotStore(ABC):
     """Port: slots of job types, and the admission writes on request items."""
 
@@ -139,6 +151,27 @@ class SlotStore(ABC):
     @abstractmethod
     def requeue(self, request: JobRequestItem, *, walk: WalkState) -> JobRequestItem:
         """A finished request back to PENDING, to walk again from the start (restart)."""
+
+    # -- a running request that gave its slot back (a pause, an approval) takes one again --------
+
+    @abstractmethod
+    def take(self, org: str, job_type: str, request_id: str, *, limit: int) -> bool:
+        """Take a slot for a request that is already running; True when it holds one now (taken,
+        or held already), False when ``limit`` requests of the job type hold one."""
+
+    @abstractmethod
+    def wait_for_slot(self, request: JobRequestItem, step: int, answer: str) -> bool:
+        """Queue the request, waiting at ``step``, for the next free slot, with the ``answer`` its
+        walk gets then; False when the walk is no longer at that step."""
+
+    @abstractmethod
+    def slot_waiters(self, org: str, job_type: str, *, max_items: int = 100) -> list[SlotWaiter]:
+        """The job type's requests queued for a slot, highest priority then oldest first (gsi2)."""
+
+    @abstractmethod
+    def stop_waiting_for_slot(self, request_id: str, step: int) -> str | None:
+        """Take the request off the queue (once): the answer it was queued with, None when it was
+        not queued at that step (served or cancelled already)."""
 
 
 def _reasons(exc: ClientError) -> list[str]:
@@ -459,6 +492,100 @@ class SlotRepository(DynamoTable, SlotStore):
         except BotoCoreError as exc:
             raise SlotStoreError(f"could not requeue job request {request.request_id!r}: {exc}") from exc
         return JobRequestItem.from_item(response["Attributes"])
+
+    # -- retaking a slot -----------------------------------------------------------------------
+
+    def take(self, org: str, job_type: str, request_id: str, *, limit: int) -> bool:
+        now = now_iso()
+        registry, values = self._registry_fields(org, job_type, now)
+        take_slot: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": self._counter_key(org, job_type),
+            "UpdateExpression": registry + " ADD running :one",
+            "ExpressionAttributeValues": {**values, ":one": {"N": "1"}},
+        }
+        if limit > 0:
+            take_slot["ConditionExpression"] = "attribute_not_exists(running) OR running < :limit"
+            take_slot["ExpressionAttributeValues"][":limit"] = {"N": str(limit)}
+        holder = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    **self._holder_key(org, job_type, request_id),
+                    "kind": {"S": "SLOT_HOLDER"},
+                    "org": {"S": org},
+                    "job_type": {"S": job_type},
+                    "request_id": {"S": request_id},
+                    "acquired_at": {"S": now},
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self._client.transact_write_items(TransactItems=[{"Update": take_slot}, holder])
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise SlotStoreError(f"could not take a slot for {request_id!r}: {exc}") from exc
+                reasons = _reasons(exc)
+                if _conflicted(reasons) and attempt + 1 < _CONFLICT_RETRIES:
+                    _pause(attempt)
+                    continue
+                # The holder's put failed: it holds one already.
+                return reasons[1:2] == ["ConditionalCheckFailed"]
+            except BotoCoreError as exc:
+                raise SlotStoreError(f"could not take a slot for {request_id!r}: {exc}") from exc
+            return True
+        return False  # pragma: no cover - the loop always returns
+
+    def wait_for_slot(self, request: JobRequestItem, step: int, answer: str) -> bool:
+        return self._update_request(
+            request.request_id,
+            "SET gsi2pk = :gsi2pk, gsi2sk = :gsi2sk, slot_wait_step = :step, slot_wait_answer = :answer",
+            {
+                ":gsi2pk": {"S": slot_wait_gsi2pk(request.org, request.job_type)},
+                ":gsi2sk": {"S": pending_gsi2sk(request.job_priority, request.created_at)},
+                ":step": {"N": str(step)},
+                ":answer": {"S": answer},
+            },
+            "step = :step",
+        )
+
+    def slot_waiters(self, org: str, job_type: str, *, max_items: int = 100) -> list[SlotWaiter]:
+        try:
+            response = self._client.query(
+                TableName=self._table,
+                IndexName=GSI2,
+                KeyConditionExpression="gsi2pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": slot_wait_gsi2pk(org, job_type)}},
+                Limit=max_items,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise SlotStoreError(f"could not list the slot queue of {job_type!r}: {exc}") from exc
+        return [
+            SlotWaiter(request_id=item["request_id"]["S"], step=int(item["slot_wait_step"]["N"]))
+            for item in response.get("Items", [])
+            if "slot_wait_step" in item
+        ]
+
+    def stop_waiting_for_slot(self, request_id: str, step: int) -> str | None:
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=self._request_key(request_id),
+                UpdateExpression="REMOVE gsi2pk, gsi2sk, slot_wait_step, slot_wait_answer",
+                ConditionExpression="slot_wait_step = :step",
+                ExpressionAttributeValues={":step": {"N": str(step)}},
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return None
+            raise SlotStoreError(f"could not take {request_id!r} off the slot queue: {exc}") from exc
+        except BotoCoreError as exc:
+            raise SlotStoreError(f"could not take {request_id!r} off the slot queue: {exc}") from exc
+        answer: str = response["Attributes"]["slot_wait_answer"]["S"]
+        return answer
 
     # -- helpers --------------------------------------------------------------------------------
 
