@@ -64,6 +64,8 @@ from formica.api.openapi import (
     text_response,
 )
 from formica.api.services import get_services
+from formica.api.webhooks import WebhookDeliveryListResponse
+from formica.api.webhooks import list_webhook_deliveries as webhook_deliveries
 from formica.jobs.limits import DEFINITION_MAX_BYTES, DEFINITION_PARSED_MAX_BYTES
 from formica.settings import SettingsError, get_settings
 
@@ -410,6 +412,11 @@ def trigger_request(request_id: Identifier) -> JobRequestResponse:
 @app.get("/api/jobs/requests/<request_id>/graph", tags=["requests"])
 def request_graph(request_id: Identifier) -> RequestGraphResponse:
     return requests.request_graph(get_services(), _org(), request_id)
+
+
+@app.get("/api/jobs/requests/<request_id>/webhooks", tags=["requests"])
+def list_webhook_deliveries(request_id: Identifier) -> WebhookDeliveryListResponse:
+    return webhook_deliveries(get_services(), _org(), request_id)
 
 
 @app.get("/api/jobs/requests/<request_id>/artifacts", tags=["artifacts"])

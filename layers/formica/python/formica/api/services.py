@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from formica.settings import get_settings
 from formica.store.blobs import BlobStore, S3BlobStore
 from formica.store.definitions import DefinitionRepository
+from formica.store.deliveries import DeliveryRepository
 from formica.store.grants import DynamoGrantRepository, GrantRepository
 from formica.store.idempotency import IdempotencyRepository
 from formica.store.requests import RequestRepository
@@ -88,6 +89,8 @@ class ApiServices:
     grants: GrantRepository
     runtime: RequestRuntime = field(default_factory=ModuleRuntime)
     presign_seconds: int = 300
+    deliveries: DeliveryRepository | None = None
+    """Webhook deliveries (``GET .../webhooks``); None: none are listed."""
     region: str = "us-east-1"
     """The stack's region: whose list prices a request's cost is given at."""
 
@@ -117,6 +120,7 @@ def _from_settings() -> ApiServices:
         blobs=S3BlobStore(settings.bucket_name),
         grants=DynamoGrantRepository(settings.table_name),
         presign_seconds=settings.presign_seconds,
+        deliveries=DeliveryRepository(settings.table_name),
         region=settings.region,
     )
 

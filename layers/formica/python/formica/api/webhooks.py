@@ -1,0 +1,57 @@
+"""``GET /api/jobs/requests/{id}/webhooks``: the request's webhook deliveries (the route's logic).
+
+Each delivery is one lifecycle event sent to one webhook: where it went, which event, its status and
+how many attempts it took. Headers, query and body are not shown (headers may carry a receiver's
+credentials rendered from configs).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from formica.api.errors import ResourceNotFoundError
+from formica.api.services import ApiServices
+
+
+class WebhookDeliveryResponse(BaseModel):
+    """One webhook delivery of one lifecycle event."""
+
+    url: str
+    method: str
+    event: str
+    """``JOB COMPLETED``, ``TASK build FAILED``..."""
+    status: str
+    """PENDING (not sent yet, or waiting for its next attempt), DELIVERED or FAILED."""
+    attempts: int
+    last_result: str | None
+    """The last attempt's HTTP status (``HTTP 200``) or why it was not delivered."""
+    created_at: str
+    updated_at: str
+
+
+class WebhookDeliveryListResponse(BaseModel):
+    records: list[WebhookDeliveryResponse]
+
+
+def list_webhook_deliveries(services: ApiServices, org: str, request_id: str) -> WebhookDeliveryListResponse:
+    """The request's deliveries, oldest event first; NOT_FOUND for a request of another organisation."""
+    if services.requests.get_for_org(org, request_id) is None:
+        raise ResourceNotFoundError(f"job request {request_id!r} not found")
+    if services.deliveries is None:
+        return WebhookDeliveryListResponse(records=[])
+    return WebhookDeliveryListResponse(
+        records=[
+            WebhookDeliveryResponse(
+                url=item.url,
+                method=item.method,
+                event=item.event,
+                status=str(item.status),
+                attempts=item.attempts,
+                last_result=item.last_result,
+                created_at=item.created_at,
+                updated_at=item.updated_at,
+            )
+            for item in services.deliveries.list_for_request(request_id)
+            if item.org == org
+        ]
+    )

@@ -1,0 +1,80 @@
+"""GET /api/jobs/requests/{id}/webhooks: the request's deliveries (url, event, status, attempts), for
+its own organisation only, never the headers or body a delivery sent."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from formica.api.services import use_services
+from formica.store.deliveries import DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
+from formica.store.requests import now_iso
+
+from tests.integration.api.conftest import ApiWorld
+from tests.integration.api.tables import TABLE
+from tests.integration.api.test_api_requests import defined, submit
+
+__all__ = ["defined"]  # the fixture, imported for this module's tests
+
+
+def _delivery(request_id: str, event_id: str, event: str) -> WebhookDeliveryItem:
+    now = now_iso()
+    return WebhookDeliveryItem(
+        request_id=request_id,
+        delivery_id=f"{event_id}#job",
+        org="acme",
+        event=event,
+        url="https://hooks.example.com/formica",
+        headers={"Authorization": "Bearer receiver-credential"},
+        body='{"job_state": "COMPLETED"}',
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def test_the_deliveries_of_a_request_are_listed_for_its_organisation_only(defined: ApiWorld) -> None:
+    world = defined
+    # Given: an acme request with two deliveries, the second after a failed attempt
+    deliveries = DeliveryRepository(TABLE, client=world.ddb)
+    use_services(dataclasses.replace(world.services, deliveries=deliveries))
+    request_id = submit(world, {"job_type": "hello-job"}).json()["id"]
+    for event_id, event in (("e1", "JOB STARTED"), ("e2", "JOB COMPLETED")):
+        assert deliveries.create(_delivery(request_id, event_id, event))
+    assert deliveries.claim_attempt(request_id, "e1#job", 1, now_iso())
+    deliveries.settle_attempt(
+        request_id, "e1#job", 1, status=DeliveryStatus.DELIVERED, result="HTTP 200", now=now_iso()
+    )
+    assert deliveries.claim_attempt(request_id, "e2#job", 1, now_iso())
+    deliveries.settle_attempt(
+        request_id, "e2#job", 1, status=DeliveryStatus.PENDING, result="HTTP 503", now=now_iso()
+    )
+
+    # When: its organisation lists them
+    response = world.call("GET", f"/api/jobs/requests/{request_id}/webhooks")
+
+    # Then: url, event, status and attempts, and nothing of what was sent
+    assert response.status == 200, response.body
+    records = response.json()["records"]
+    assert [(r["event"], r["status"], r["attempts"], r["last_result"]) for r in records] == [
+        ("JOB STARTED", "DELIVERED", 1, "HTTP 200"),
+        ("JOB COMPLETED", "PENDING", 1, "HTTP 503"),
+    ]
+    assert {r["url"] for r in records} == {"https://hooks.example.com/formica"}
+    assert "receiver-credential" not in response.body
+    # and another organisation's token does not find the request
+    assert (
+        world.call("GET", f"/api/jobs/requests/{request_id}/webhooks", token=world.other_token).status == 404
+    )
+
+
+def test_a_second_claim_of_the_same_attempt_is_refused(defined: ApiWorld) -> None:
+    world = defined
+    deliveries = DeliveryRepository(TABLE, client=world.ddb)
+    request_id = submit(world, {"job_type": "hello-job"}).json()["id"]
+    assert deliveries.create(_delivery(request_id, "e1", "JOB STARTED"))
+    assert not deliveries.create(_delivery(request_id, "e1", "JOB STARTED"))  # the event delivered twice
+    assert deliveries.claim_attempt(request_id, "e1#job", 1, now_iso())
+    assert not deliveries.claim_attempt(request_id, "e1#job", 1, now_iso())  # a redelivered message
+    deliveries.settle_attempt(
+        request_id, "e1#job", 1, status=DeliveryStatus.FAILED, result="x", now=now_iso()
+    )
+    assert not deliveries.claim_attempt(request_id, "e1#job", 2, now_iso())  # settled: no more attempts
