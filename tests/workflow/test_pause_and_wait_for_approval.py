@@ -214,3 +214,28 @@ def test_a_resumed_job_takes_a_slot_again_and_waits_for_one_when_none_is_free(wa
     assert finish.started_at >= ended.ended_at
     # And the slot it took is given back at its end
     assert slot_store(get_runtime()).running(ORG, "queued") == 0
+
+
+def test_a_pause_time_that_ends_while_the_slot_is_busy_waits_for_the_slot(walk: Walk) -> None:
+    # Given a paused request whose pause_time ends while the job type's only slot is taken
+    walk.upload(QUEUED.replace("  on_completed: finish", "  pause_time: 2s\n  on_completed: finish"))
+    first = walk.submit("queued", {"mode": "pause"})
+    paused(walk, first)
+    busy = walk.submit("queued", {"mode": "busy"})
+    walk.wait_for(busy, lambda request: request.job_state == JobState.EXECUTING)
+    # Then, its pause over, it waits for the slot (still PAUSED) instead of running over the limit
+    walk.wait_for(
+        first,
+        lambda request: request.walk.current is not None and request.walk.current.waiting == "SLOT",
+        timeout=30,
+    )
+    assert walk.request(first).job_state == JobState.PAUSED
+    ended = walk.wait(busy)
+    done = walk.wait(first)
+    assert done.job_state == JobState.COMPLETED, done.error_message
+    finish = next(task for task in walk.tasks(first) if task.task_type == "finish")
+    assert finish.started_at is not None and ended.ended_at is not None
+    assert finish.started_at >= ended.ended_at
+    prepare = next(task for task in walk.tasks(first) if task.task_type == "prepare")
+    assert prepare.note == "resumed by its pause_time of 2s"
+    assert slot_store(get_runtime()).running(ORG, "queued") == 0

@@ -240,6 +240,7 @@ class WaitKind(StrEnum):
 
     APPROVAL = "APPROVAL"  # routed to WAIT_FOR_APPROVAL
     RESUME = "RESUME"  # routed to PAUSE_JOB
+    SLOT = "SLOT"  # a wait that timed out goes on, once it has a max_concurrency slot again
 
 
 class PausedRoute(BaseModel):
@@ -270,8 +271,13 @@ class TaskRun(BaseModel):
     last_log_key: str | None = None
     last_warnings: list[str] = Field(default_factory=list)
     waiting: WaitKind | None = None
-    """The task ran and now waits for approvers (WAIT_FOR_APPROVAL) or a resume (PAUSE_JOB)."""
+    """The task ran and now waits for approvers (WAIT_FOR_APPROVAL) or a resume (PAUSE_JOB), or its
+    wait ended and it waits for a slot (SLOT)."""
     paused: PausedRoute | None = None
+    slot_after: WaitKind | None = None
+    """SLOT: what the task waited for before (None: a MANUAL task's verdict)."""
+    slot_answer: AttemptResult | None = None
+    """SLOT: how that wait ended (its timeout), handed back to the walk once the slot is taken."""
 
 
 class WalkState(BaseModel):
@@ -661,6 +667,11 @@ class _TransitionBuilder:
         if run is None:
             raise WalkError("an attempt result arrived but the walk is in no task")
         task = self.task(run.task_type)
+        if run.waiting == WaitKind.SLOT:
+            # The slot is taken: the wait's own ending (``result``, as kept) goes on as it would have.
+            if run.slot_after is None:
+                run.attempts += 1
+            run.waiting, run.slot_after, run.slot_answer = run.slot_after, None, None
         if run.waiting == WaitKind.RESUME:
             return self.resumed(task, run, result)
         verdict = run.runner == RunnerKind.MANUAL or run.waiting == WaitKind.APPROVAL
@@ -1016,6 +1027,25 @@ def record_attempt(
         # A verdict after WAIT_FOR_APPROVAL, or a resume, is not another attempt of the task.
         builder.walk.current.attempts += 1
     return _charged(builder.after_attempt(result), extra_events=CATCH_EVENTS if via_catch else 0)
+
+
+def wait_for_slot(walk: WalkState, result: AttemptResult, clock: Clock, *, paused: bool) -> Transition:
+    """A wait (an approval, a pause) ended by its own timeout must take a max_concurrency slot
+    before it goes on, and none is free: wait for one, on a task token again (AWAIT_RESUME), with
+    the wait's ending kept for when the slot is taken (``record_attempt`` then goes on with it)."""
+    waited = walk.model_copy(deep=True)
+    run = waited.current
+    if run is None:
+        raise WalkError("a slot wait asked but the walk is in no task")
+    run.slot_after, run.slot_answer, run.waiting = run.waiting, result, WaitKind.SLOT
+    limits: list[float] = [DEFAULT_PAUSE_TIMEOUT_SECONDS]
+    if clock.job_deadline is not None:
+        limits.append((clock.job_deadline - clock.now).total_seconds())
+    decision = Decision(
+        action=Action.AWAIT_RESUME, task_type=run.task_type, timeout_seconds=max(1, _ceil_seconds(min(limits)))
+    )
+    state = JobState.PAUSED if paused else JobState.EXECUTING
+    return _charged(Transition(walk=waited, decision=decision, job_state=state, rule="waiting for a slot"))
 
 
 def resume_walk(walk: WalkState, *, start_events: int = EXECUTION_START_EVENTS) -> Transition:

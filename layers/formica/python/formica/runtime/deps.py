@@ -82,6 +82,8 @@ class ContainerControl(Protocol):
 
 
 RequestEnded = Callable[["Runtime", JobRequestItem], None]
+SlotTaker = Callable[["Runtime", JobRequestItem], bool]
+"""Take a max_concurrency slot again for a request going on after a wait; False when none is free."""
 """Called once a request reached a final state (``formica.runtime.scheduling.request_finished``)."""
 
 
@@ -105,6 +107,9 @@ class Runtime:
     """Other Lambda functions (the SHELL sandbox); None where SHELL attempts run in-process."""
     grants: GrantRepository | None = None
     """Where the SHELL sandbox's capabilities are minted; None where SHELL attempts run in-process."""
+    take_slot: SlotTaker | None = None
+    """A wait that timed out takes a slot again before it goes on (admission's ``take_slot_again``);
+    None: it goes on without one."""
     repairs: tuple[Callable[[Runtime], int], ...] = ()
     """What the minute sweep also repairs, each returning how many things it fixed (the wiring adds
     the forked requests whose end their parent missed)."""

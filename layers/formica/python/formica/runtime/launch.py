@@ -91,9 +91,14 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
         send_failure(rt, parsed.task_token, SUPERSEDED_ERROR, "the walk moved on")
         return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
     current = request.walk.current
-    if current is not None and current.waiting == WaitKind.RESUME:
-        if rt.requests.claim_pause(parsed.request_id, parsed.step) is None:
+    if current is not None and current.waiting in (WaitKind.RESUME, WaitKind.SLOT):
+        if rt.requests.claim_wait(parsed.request_id, parsed.step) is None:
             return {"request_id": parsed.request_id, "step": parsed.step, "launched": False}
+        if current.waiting == WaitKind.SLOT and current.slot_answer is not None:
+            from formica.runtime.scheduling import go_on  # noqa: PLC0415 - cold start: as below
+
+            go_on(rt, request, parsed.step, current.slot_answer)
+            return {"request_id": parsed.request_id, "step": parsed.step, "launched": True}
         from formica.runtime.pauses import await_resume  # noqa: PLC0415 - cold start: containers never pause
 
         return await_resume(rt, request, parsed.step)

@@ -354,6 +354,16 @@ def give_slot_back(runtime: Runtime, request: JobRequestItem, *, slots: SlotStor
     request_finished(runtime, request, slots=slots)
 
 
+def take_slot_again(runtime: Runtime, request: JobRequestItem, *, slots: SlotStore | None = None) -> bool:
+    """Take a slot for a running request that gave its own back (a wait); True when its job type
+    has no max_concurrency, or a slot was free."""
+    limit = job_limit(runtime, request.org, request.job_type)
+    if limit <= 0:
+        return True
+    store = slots or slot_store(runtime)
+    return store.take(request.org, request.job_type, request.request_id, limit=limit)
+
+
 def go_on(
     runtime: Runtime,
     request: JobRequestItem,

@@ -48,12 +48,14 @@ from formica.engine.walk import (
     Decision,
     JobState,
     Transition,
+    WaitKind,
     WalkError,
     end_walk,
     record_attempt,
     resume_walk,
     start_walk,
     terminal_decision,
+    wait_for_slot,
 )
 from formica.jobs.errors import DefinitionError
 from formica.jobs.limits import OUTPUTS_PER_TASK_MAX
@@ -448,11 +450,31 @@ class Walker:
             rendered = definition or self.render_current(request, now)
         except DefinitionError as exc:
             return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
-        transition = record_attempt(
-            rendered, request.walk, result, self.clock(request, rendered, now), via_catch=via_catch
-        )
+        clock = self.clock(request, rendered, now)
+        transition = record_attempt(rendered, request.walk, result, clock, via_catch=via_catch)
+        if self.needs_slot(request, result, transition):
+            # The wait ended by its own timeout, and its slot was given back when it began.
+            paused = request.job_state == JobState.PAUSED
+            transition = wait_for_slot(request.walk, result, clock, paused=paused)
         self.explain_failure(request, transition, result, log_text)
         return self.commit(request, transition, artifacts=artifacts)
+
+    def needs_slot(self, request: JobRequestItem, result: AttemptResult, transition: Transition) -> bool:
+        """A wait (an approval, a pause) ended by its timeout goes on only with a slot again: False
+        when it may go on (a slot taken, none needed), True when it must wait for one."""
+        decision, current = request.decision, request.walk.current
+        if (
+            self.rt.take_slot is None
+            or decision is None
+            or decision.action not in (Action.AWAIT_APPROVAL, Action.AWAIT_RESUME)
+            or current is None
+            or current.waiting == WaitKind.SLOT
+            or result.error_code != ERR_TASK_TIMED_OUT
+            or transition.job_state.is_final
+            or transition.decision.action not in RUN_ACTIONS
+        ):
+            return False
+        return not self.rt.take_slot(self.rt, request)
 
     def explain_failure(
         self, request: JobRequestItem, transition: Transition, result: AttemptResult, log_text: str | None

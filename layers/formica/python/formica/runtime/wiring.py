@@ -44,6 +44,12 @@ def _request_finished(runtime: Runtime, request: JobRequestItem) -> None:
         child_finished(runtime, request)
 
 
+def _take_slot(runtime: Runtime, request: JobRequestItem) -> bool:
+    from formica.runtime.scheduling import take_slot_again  # noqa: PLC0415 - cold start, see above
+
+    return take_slot_again(runtime, request)
+
+
 def _sweep_children(runtime: Runtime) -> int:
     from formica.runtime.forks import sweep_children  # noqa: PLC0415 - cold start, see above
 
@@ -64,6 +70,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         blobs=S3BlobStore(resolved.bucket_name),
         state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),
         request_ended=_request_finished,
+        take_slot=_take_slot,
         repairs=(_sweep_children,),
         container_factory=_process_containers,
         events=EventBridgePublisher(resolved.event_bus_name) if resolved.event_bus_name else None,

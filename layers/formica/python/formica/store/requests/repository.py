@@ -339,14 +339,19 @@ class RequestRepository(ApprovalRecords, DynamoTable):
         )
         return None if updated is None else JobRequestItem.from_item(updated)
 
-    def claim_pause(self, request_id: str, step: int) -> JobRequestItem | None:
-        """Claim the wait of a PAUSED request at ``step`` (its resume is then recorded like an
-        attempt's result): the request once, None for every later claim; the state stays PAUSED."""
+    def claim_wait(self, request_id: str, step: int) -> JobRequestItem | None:
+        """Claim the wait at ``step`` of a PAUSED request, or of one waiting for a slot (its answer
+        is then recorded like an attempt's result): the request once, None for every later claim;
+        its state stays as it is."""
         updated = self._update(
             request_id,
             "SET claimed_step = :step",
-            {":step": {"N": str(step)}, ":paused": {"S": str(JobState.PAUSED)}},
-            "step = :step AND claimed_step < :step AND job_state = :paused",
+            {
+                ":step": {"N": str(step)},
+                ":paused": {"S": str(JobState.PAUSED)},
+                ":executing": {"S": str(JobState.EXECUTING)},
+            },
+            "step = :step AND claimed_step < :step AND job_state IN (:paused, :executing)",
         )
         return None if updated is None else JobRequestItem.from_item(updated)
 
