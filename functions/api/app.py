@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.api import approvals, definitions, grants, requests, tokens
+from formica.api import stats as stats_routes
 from formica.api.auth import Principal, principal_from_authorizer_context, route_scope
 from formica.api.cors import add_cors_headers, cors_headers, parse_origins, request_origin
 from formica.api.errors import (
@@ -486,6 +487,20 @@ def reject_task(
 @app.get("/api/approvals/pending", tags=["approvals"])
 def pending_approvals() -> approvals.ApprovalListResponse:
     return approvals.list_pending(get_services(), _org())
+
+
+# -- statistics ------------------------------------------------------------------------------------
+
+StatsDay = Annotated[str | None, Query(min_length=10, max_length=10, description="a day, YYYY-MM-DD (UTC)")]
+
+
+@app.get("/api/jobs/stats", tags=["requests"])
+def job_stats(
+    job_type: Annotated[str | None, Query(max_length=JOB_TYPE_MAX)] = None,
+    since: StatsDay = None,
+    until: StatsDay = None,
+) -> stats_routes.JobStatsResponse:
+    return stats_routes.job_stats(get_services(), _org(), job_type=job_type, since=since, until=until)
 
 
 # -- tokens ---------------------------------------------------------------------------------------

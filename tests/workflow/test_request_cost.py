@@ -3,13 +3,15 @@ executions entered, read back from moto's execution histories of the same run.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from formica.engine import walk as walk_module
 from formica.engine.walk import JobState
+from formica.store.stats import JobStatsRepository
 
-from tests.workflow.conftest import Walk
+from tests.workflow.conftest import ORG, TABLE, Walk
 
 
 def states_entered(walk: Walk, request_id: str, executions: int) -> int:
@@ -100,3 +102,27 @@ tasks:
     assert usage.transitions == entered
     assert usage.lambdas["http_task"].invocations == 21
     assert usage.lambdas["continue_execution"].invocations == done.execution_count - 1
+
+
+def test_each_end_is_counted_in_the_job_types_day(walk: Walk) -> None:
+    # Given a job that completes and one that fails
+    walk.upload(
+        """
+job_type: counted
+tasks:
+- task_type: only
+  method: SHELL
+  script: ["exit {{if .Fail}}3{{else}}0{{end}}"]
+"""
+    )
+    # When one request of each runs to its end
+    completed = walk.wait(walk.submit("counted", {"Fail": False}))
+    failed = walk.wait(walk.submit("counted", {"Fail": True}))
+
+    # Then the day's row of the job type counts both, with their summed transitions, from one Query
+    assert (completed.job_state, failed.job_state) == (JobState.COMPLETED, JobState.FAILED)
+    today = datetime.now(UTC).date().isoformat()
+    [row] = JobStatsRepository(TABLE).days(ORG, today, today, job_type="counted")
+    assert row.counts == {"COMPLETED": 1, "FAILED": 1}
+    assert sum(row.histogram) == 2
+    assert row.usage.transitions == completed.usage.transitions + failed.usage.transitions

@@ -38,6 +38,9 @@ def _request_finished(runtime: Runtime, request: JobRequestItem) -> None:
     from formica.runtime.scheduling import request_finished  # noqa: PLC0415 - cold start, see above
 
     request_finished(runtime, request)
+    from formica.runtime.stats import record_request_end  # noqa: PLC0415 - cold start, see above
+
+    record_request_end(runtime, request)
     if request.parent_id is not None:
         from formica.runtime.forks import child_finished  # noqa: PLC0415 - cold start, see above
 
