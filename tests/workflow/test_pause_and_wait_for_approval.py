@@ -7,9 +7,9 @@ import pytest
 from formica.engine.walk import JobState
 from formica.runtime import cancel_request, get_runtime
 from formica.runtime.approvals import cast_vote, pending_approvals
-from formica.runtime.pauses import NotPausedError, resume_request
+from formica.runtime.pauses import NotPausedError, repair_lost_answers, resume_request
 from formica.runtime.scheduling import slot_store
-from formica.store.requests import JobRequestItem
+from formica.store.requests import JobRequestItem, VoteItem
 
 from tests.workflow.conftest import ORG, Walk
 
@@ -239,3 +239,49 @@ def test_a_pause_time_that_ends_while_the_slot_is_busy_waits_for_the_slot(walk: 
     prepare = next(task for task in walk.tasks(first) if task.task_type == "prepare")
     assert prepare.note == "resumed by its pause_time of 2s"
     assert slot_store(get_runtime()).running(ORG, "queued") == 0
+
+
+def test_the_sweep_sends_again_a_resume_whose_answer_was_lost(walk: Walk) -> None:
+    # Given a resume recorded two minutes ago whose sender died before answering the walk
+    walk.upload(pausing())
+    request_id = walk.submit("pausing")
+    step = paused(walk, request_id).step
+    long_ago = "2000-01-01T00:00:00.000000+00:00"
+    assert get_runtime().requests.put_resume(request_id, step, by="alice", at=long_ago)
+    assert walk.request(request_id).job_state == JobState.PAUSED
+    # When the sweep runs, the walk is answered, once
+    assert repair_lost_answers(get_runtime()) == 1
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done.error_message
+    prepare = next(task for task in walk.tasks(request_id) if task.task_type == "prepare")
+    assert prepare.note == "resumed by alice"
+    assert repair_lost_answers(get_runtime()) == 0
+    # And the resume it recorded counts: another is refused
+    with pytest.raises(NotPausedError):
+        resume_request(get_runtime(), ORG, request_id, by="bob")
+
+
+def test_the_sweep_sends_again_a_verdict_whose_answer_was_lost(walk: Walk) -> None:
+    walk.upload(CHECKED.format(code=3))
+    request_id = walk.submit("checked")
+    awaiting_verdict(walk, request_id)
+    requests = get_runtime().requests
+    step = walk.request(request_id).step
+    long_ago = "2000-01-01T00:00:00.000000+00:00"
+    vote = VoteItem(request_id=request_id, step=step, voter="alice", approve=True, voted_at=long_ago)
+    assert requests.put_vote(vote)
+    assert requests.close_approval(request_id, step, "APPROVED", long_ago)
+    assert repair_lost_answers(get_runtime()) == 1
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done.error_message
+    assert task_states(walk, request_id) == {"check": "COMPLETED", "deploy": "COMPLETED"}
+    assert repair_lost_answers(get_runtime()) == 0
+
+
+def test_an_answer_sent_is_not_sent_again(walk: Walk) -> None:
+    walk.upload(pausing())
+    request_id = walk.submit("pausing")
+    paused(walk, request_id)
+    resume_request(get_runtime(), ORG, request_id, by="alice")
+    assert walk.wait(request_id).job_state == JobState.COMPLETED
+    assert get_runtime().requests.unsent_answers(before="9999") == []

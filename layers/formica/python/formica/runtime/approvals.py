@@ -34,10 +34,11 @@ from formica.store.requests import (
     VoteItem,
     now_iso,
 )
+from formica.store.requests.approvals import APPROVAL_CLOSED_STATE, approval_sk
 
 logger = logging.getLogger(__name__)
 
-APPROVAL_CLOSED = "CLOSED"
+APPROVAL_CLOSED = APPROVAL_CLOSED_STATE
 """An approval whose walk moved on without a verdict (cancelled, timed out)."""
 COMMENT_MAX_CHARS = 1000
 
@@ -239,7 +240,18 @@ def _answer(runtime: Runtime, approval: ApprovalItem, reached: str, votes: list[
     if request is None:
         return False
     # The request gave its slot back while it waited: it takes one again (or queues) to go on.
-    return go_on(runtime, request, approval.step, result)
+    sent = go_on(runtime, request, approval.step, result)
+    runtime.requests.answered(approval.request_id, approval_sk(approval.step))
+    return sent
+
+
+def answer_again(runtime: Runtime, request_id: str, step: int) -> bool:
+    """Answer the walk with the verdict recorded at ``step`` (the sweep, when the first answer was
+    lost); False when no verdict is recorded there."""
+    approval = runtime.requests.get_approval(request_id, step)
+    if approval is None or approval.state not in (EXIT_APPROVED, EXIT_REJECTED):
+        return False
+    return _answer(runtime, approval, approval.state, runtime.requests.list_votes(request_id, step))
 
 
 def pending_approvals(requests: RequestRepository, org: str) -> list[tuple[ApprovalItem, list[VoteItem]]]:

@@ -12,17 +12,21 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from formica.engine.walk import AttemptResult, JobState, WaitKind
 from formica.runtime.deps import Runtime
 from formica.runtime.scheduling import give_slot_back, go_on
 from formica.store.requests import JobRequestItem, RequestNotFoundError, now_iso
+from formica.store.requests.approvals import resume_sk
 
 logger = logging.getLogger(__name__)
 
 RESUMED_BY = "ResumedBy"
 """The resume's result names who resumed (the walk notes it on the paused task)."""
+ANSWER_GRACE_SECONDS = 60
+"""How long a recorded verdict or resume may go unanswered before the sweep answers it again."""
 
 
 class NotPausedError(RuntimeError):
@@ -61,4 +65,30 @@ def resume_request(runtime: Runtime, org: str, request_id: str, *, by: str) -> J
     logger.info("job resumed", extra={"request_id": request_id, "step": step, "by": by})
     result = AttemptResult(exit_code=current.last_exit_code, outputs={RESUMED_BY: by})
     go_on(runtime, request, step, result)
+    runtime.requests.answered(request_id, resume_sk(step))
     return runtime.requests.get(request_id) or request
+
+
+def repair_lost_answers(runtime: Runtime) -> int:
+    """The sweep: a verdict or resume recorded more than ``ANSWER_GRACE_SECONDS`` ago whose answer
+    is not known to be sent (its sender died between the record and the answer) is answered again
+    when the walk still waits at its step, else forgotten. Returns how many were answered again."""
+    before = (runtime.now() - timedelta(seconds=ANSWER_GRACE_SECONDS)).isoformat(timespec="microseconds")
+    repaired = 0
+    for unsent in runtime.requests.unsent_answers(before=before):
+        request = runtime.requests.get(unsent.request_id)
+        current = request.walk.current if request is not None else None
+        waits = request is not None and not request.is_final and request.step == unsent.step
+        if request is not None and current is not None and waits:
+            where = {"request_id": unsent.request_id, "step": unsent.step}
+            logger.warning("a lost answer sent again", extra=where)
+            if unsent.kind == "RESUME":
+                result = AttemptResult(exit_code=current.last_exit_code, outputs={RESUMED_BY: unsent.by})
+                go_on(runtime, request, unsent.step, result)
+            else:
+                from formica.runtime.approvals import answer_again  # noqa: PLC0415 - it imports this module's siblings
+
+                answer_again(runtime, unsent.request_id, unsent.step)
+            repaired += 1
+        runtime.requests.answered(unsent.request_id, unsent.sk)
+    return repaired

@@ -53,6 +53,12 @@ def _take_slot(runtime: Runtime, request: JobRequestItem) -> bool:
     return take_slot_again(runtime, request)
 
 
+def _repair_lost_answers(runtime: Runtime) -> int:
+    from formica.runtime.pauses import repair_lost_answers  # noqa: PLC0415 - cold start, see above
+
+    return repair_lost_answers(runtime)
+
+
 def _sweep_children(runtime: Runtime) -> int:
     from formica.runtime.forks import sweep_children  # noqa: PLC0415 - cold start, see above
 
@@ -74,7 +80,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),
         request_ended=_request_finished,
         take_slot=_take_slot,
-        repairs=(_sweep_children,),
+        repairs=(_sweep_children, _repair_lost_answers),
         container_factory=_process_containers,
         events=EventBridgePublisher(resolved.event_bus_name) if resolved.event_bus_name else None,
         functions=LambdaFunctionInvoker() if resolved.shell_sandbox_function else None,

@@ -10,6 +10,10 @@ Items (docs/architecture.md, the table contract):
 - resume    ``pk=REQ#{id}``, ``sk=RESUME#{step:08d}``: who resumed the job paused at that step, when
             (put once: a second resume of the same pause is refused)
 
+A verdict and a resume are recorded before the walk is answered; until it is (``answered``), the
+approval or resume item is in gsi2 ``ANSWERS#UNSENT`` / ``{at}#{id}``, in the same write that records
+it, so the sweep answers again what a crash lost (``formica.runtime.pauses.repair_lost_answers``).
+
 A voter votes once (the vote's put is conditional on its absence); the verdict is reached once (a
 conditional update from PENDING).
 """
@@ -26,15 +30,22 @@ from formica.store.dynamo import DynamoTable
 from formica.store.requests.errors import RequestStoreError
 from formica.store.schema import request_pk
 
-__all__ = ["APPROVAL_PENDING", "ApprovalItem", "ApprovalRecords", "VoteItem"]
+__all__ = ["APPROVAL_PENDING", "ApprovalItem", "ApprovalRecords", "UnsentAnswer", "VoteItem"]
 
 APPROVAL_PENDING = "PENDING"
+APPROVAL_CLOSED_STATE = "CLOSED"
 APPROVAL_SK_PREFIX = "APPROVAL#"
 RESUME_SK_PREFIX = "RESUME#"
+UNSENT_ANSWERS = "ANSWERS#UNSENT"
+"""gsi2pk of a verdict or resume recorded whose answer to the walk is not known to be sent."""
 
 
 def approval_sk(step: int) -> str:
     return f"{APPROVAL_SK_PREFIX}{step:08d}"
+
+
+def resume_sk(step: int) -> str:
+    return f"{RESUME_SK_PREFIX}{step:08d}"
 
 
 def approvals_gsi2pk(org: str) -> str:
@@ -97,6 +108,16 @@ class ApprovalItem(BaseModel):
             state=item["approval_state"]["S"],
             decided_at=item["decided_at"]["S"] if "decided_at" in item else None,
         )
+
+
+class UnsentAnswer(BaseModel):
+    """A verdict (kind APPROVAL) or a resume (kind RESUME) whose answer may not have reached the walk."""
+
+    request_id: str
+    step: int
+    sk: str
+    kind: str
+    by: str = ""
 
 
 class VoteItem(BaseModel):
@@ -166,17 +187,21 @@ class ApprovalRecords(DynamoTable):
         return sorted((VoteItem.from_item(item) for item in items), key=lambda vote: vote.voted_at)
 
     def close_approval(self, request_id: str, step: int, state: str, at: str) -> bool:
-        """PENDING -> ``state`` (the verdict, or CLOSED), once: False when it was no longer pending."""
+        """PENDING -> ``state`` (the verdict, or CLOSED), once: False when it was no longer pending.
+        A verdict (not CLOSED) waits in gsi2 ``ANSWERS#UNSENT`` until ``answered``."""
+        values = {":state": {"S": state}, ":at": {"S": at}, ":pending": {"S": APPROVAL_PENDING}}
+        if state == APPROVAL_CLOSED_STATE:
+            expression = "SET approval_state = :state, decided_at = :at REMOVE gsi2pk, gsi2sk"
+        else:
+            expression = "SET approval_state = :state, decided_at = :at, gsi2pk = :unsent, gsi2sk = :sk"
+            values[":unsent"] = {"S": UNSENT_ANSWERS}
+            values[":sk"] = {"S": f"{at}#{request_id}"}
         try:
             return self._update_if(
                 Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": approval_sk(step)}},
-                UpdateExpression="SET approval_state = :state, decided_at = :at REMOVE gsi2pk, gsi2sk",
+                UpdateExpression=expression,
                 ConditionExpression="approval_state = :pending",
-                ExpressionAttributeValues={
-                    ":state": {"S": state},
-                    ":at": {"S": at},
-                    ":pending": {"S": APPROVAL_PENDING},
-                },
+                ExpressionAttributeValues=values,
             )
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not close the approval of {request_id!r}: {exc}") from exc
@@ -190,15 +215,50 @@ class ApprovalRecords(DynamoTable):
         return [ApprovalItem.from_item(item) for item in items]
 
     def put_resume(self, request_id: str, step: int, *, by: str, at: str) -> bool:
-        """Record who resumed the pause at ``step``; False when it was resumed already."""
+        """Record who resumed the pause at ``step`` (in gsi2 ``ANSWERS#UNSENT`` until ``answered``);
+        False when it was resumed already."""
         item = {
             "pk": {"S": request_pk(request_id)},
-            "sk": {"S": f"{RESUME_SK_PREFIX}{step:08d}"},
+            "sk": {"S": resume_sk(step)},
             "kind": {"S": "RESUME"},
+            "request_id": {"S": request_id},
+            "step": {"N": str(step)},
             "resumed_by": {"S": by},
             "resumed_at": {"S": at},
+            "gsi2pk": {"S": UNSENT_ANSWERS},
+            "gsi2sk": {"S": f"{at}#{request_id}"},
         }
         return self._put_once(item, f"resume of {request_id!r}")
+
+    def answered(self, request_id: str, sk: str) -> None:
+        """The walk was answered (or queued for a slot) for this verdict or resume: out of gsi2."""
+        try:
+            self._update_if(
+                Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": sk}},
+                UpdateExpression="REMOVE gsi2pk, gsi2sk",
+                ConditionExpression="gsi2pk = :unsent",
+                ExpressionAttributeValues={":unsent": {"S": UNSENT_ANSWERS}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not mark the answer of {request_id!r} sent: {exc}") from exc
+
+    def unsent_answers(self, *, before: str, max_items: int = 100) -> list[UnsentAnswer]:
+        """Verdicts and resumes recorded before ``before`` whose answer is not known to be sent."""
+        try:
+            items = self._gsi2_items(UNSENT_ANSWERS, max_items=max_items)
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not list unsent answers: {exc}") from exc
+        return [
+            UnsentAnswer(
+                request_id=item["request_id"]["S"],
+                step=int(item["step"]["N"]),
+                sk=item["sk"]["S"],
+                kind=item["kind"]["S"],
+                by=item.get("resumed_by", {}).get("S", ""),
+            )
+            for item in items
+            if item["gsi2sk"]["S"] < before
+        ]
 
     def _put_once(self, item: dict[str, Any], what: str) -> bool:
         """Put a new item (an approval, a vote, a child); False when it exists already."""
