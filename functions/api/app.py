@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.api import approvals, definitions, grants, requests, tokens
+from formica.api import approvals, audit, definitions, grants, requests, tokens
 from formica.api import stats as stats_routes
 from formica.api.auth import Principal, principal_from_authorizer_context, route_scope
 from formica.api.cors import add_cors_headers, cors_headers, parse_origins, request_origin
@@ -105,7 +105,26 @@ def _require_scope(resolver: APIGatewayRestResolver, next_middleware: NextMiddle
     return next_middleware(resolver)
 
 
-app.use(middlewares=[_require_scope])
+def _audit(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    response = next_middleware(resolver)
+    route = resolver.context.get("_route")
+    if (
+        isinstance(route, Route)
+        and (route.method, route.path) in audit.AUDITED_ROUTES
+        and 200 <= response.status_code < 300
+    ):
+        audit.record_action(
+            get_services(),
+            _principal(),
+            route.method,
+            route.path,
+            path_params=resolver.context.get("_route_args", {}),
+            body=audit.answer_fields(response.body),
+        )
+    return response
+
+
+app.use(middlewares=[_require_scope, _audit])
 
 
 def _principal() -> Principal:
@@ -501,6 +520,35 @@ def job_stats(
     until: StatsDay = None,
 ) -> stats_routes.JobStatsResponse:
     return stats_routes.job_stats(get_services(), _org(), job_type=job_type, since=since, until=until)
+
+
+# -- the audit log ---------------------------------------------------------------------------------
+
+AuditMoment = Annotated[
+    str | None, Query(min_length=10, max_length=40, description="a day (YYYY-MM-DD) or an ISO-8601 time")
+]
+
+
+@app.get("/api/audits", tags=["audits"])
+def list_audits(
+    *,
+    action: Annotated[str | None, Query(max_length=64, description="e.g. request.cancelled")] = None,
+    actor: Annotated[str | None, Query(max_length=ID_MAX, description="a token's id or name")] = None,
+    since: AuditMoment = None,
+    until: AuditMoment = None,
+    limit: Limit = 50,
+    next_token: NextToken = None,
+) -> audit.AuditListResponse:
+    return audit.list_audits(
+        get_services(),
+        _org(),
+        action=action,
+        actor=actor,
+        since=since,
+        until=until,
+        limit=limit,
+        next_token=next_token,
+    )
 
 
 # -- tokens ---------------------------------------------------------------------------------------

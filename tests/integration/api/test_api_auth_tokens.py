@@ -38,6 +38,8 @@ PROTECTED = [
     ("POST", "/api/jobs/requests/r1/tasks/t1/approve"),
     ("POST", "/api/jobs/requests/r1/tasks/t1/reject"),
     ("GET", "/api/approvals/pending"),
+    ("GET", "/api/jobs/stats"),
+    ("GET", "/api/audits"),
     ("POST", "/api/auth/tokens"),
     ("GET", "/api/auth/tokens"),
     ("DELETE", "/api/auth/tokens/tok_1"),

@@ -62,6 +62,7 @@ ROUTE_SCOPES: dict[tuple[str, str], TokenScope | None] = {
     ("POST", "/api/jobs/requests/<request_id>/tasks/<task_type>/reject"): TokenScope.APPROVE,
     ("GET", "/api/approvals/pending"): TokenScope.READ,
     ("GET", "/api/jobs/stats"): TokenScope.READ,
+    ("GET", "/api/audits"): TokenScope.ADMIN,
     ("POST", "/api/auth/tokens"): TokenScope.ADMIN,
     ("GET", "/api/auth/tokens"): TokenScope.ADMIN,
     ("DELETE", "/api/auth/tokens/<token_id>"): TokenScope.ADMIN,

@@ -128,12 +128,9 @@ def job_stats(
         answers.append(
             JobTypeStatsResponse(
                 job_type=name,
-                **_figures(total, services.region),  # type: ignore[arg-type]
+                **_figures(total, services.region),
                 cost=cost_response(total.usage, services.region),
-                days=[
-                    StatsDayResponse(day=row.day, **_figures(row, services.region))  # type: ignore[arg-type]
-                    for row in days
-                ],
+                days=[StatsDayResponse(day=row.day, **_figures(row, services.region)) for row in days],
             )
         )
     return JobStatsResponse(since=first.isoformat(), until=last.isoformat(), job_types=answers)
