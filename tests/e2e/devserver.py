@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -20,6 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_SEED = REPO.parent / "shared" / "seed-sensor-job.md"
 STARTUP_SECONDS = 90.0
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+CLI_TIMEOUT = 60.0
+"""How long one `formica` command may take (the machine may be busy)."""
 
 
 def free_port() -> int:
@@ -164,3 +167,47 @@ def wait_until(predicate: Any, timeout: float, message: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(message)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """One `formica` command's exit code and output."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass(frozen=True)
+class Cli:
+    """Runs `formica ...` as a subprocess against the dev server, as the holder of ``token``, with
+    FORMICA_SERVER and FORMICA_TOKEN in its environment as a user would (nothing else of Formica's
+    or AWS's from the test's own environment)."""
+
+    url: str
+    token: str
+
+    def __call__(self, *args: str, timeout: float = CLI_TIMEOUT) -> Ran:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
+        env.update({"FORMICA_SERVER": self.url, "FORMICA_TOKEN": self.token})
+        done = subprocess.run(
+            [*formica_command(), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+        return Ran(done.returncode, done.stdout, done.stderr)
+
+    def ok(self, *args: str, timeout: float = CLI_TIMEOUT) -> Ran:
+        ran = self(*args, timeout=timeout)
+        assert ran.code == 0, (args, ran)
+        return ran
+
+    def as_token(self, token: str) -> Cli:
+        return Cli(self.url, token)

@@ -12,21 +12,16 @@ output and exit codes, and `formica status`.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.devserver import DevHandle, formica_command, start_dev
+from tests.e2e.devserver import Cli, DevHandle, start_dev
 
-CLI_TIMEOUT = 60.0
 WAIT_SECONDS = 120.0
 """How long a request may take to reach its wait or its end (the machine may be busy)."""
 JOB_TYPE = "e2e-release"
@@ -50,46 +45,6 @@ tasks:
   script:
     - echo "deploying, approved by {{{{ .ApprovedBy }}}}"
 """
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@dataclass(frozen=True)
-class Cli:
-    """Runs `formica ...` as a subprocess against the dev server, as the holder of ``token``."""
-
-    url: str
-    token: str
-
-    def __call__(self, *args: str) -> Ran:
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
-        env.update({"FORMICA_SERVER": self.url, "FORMICA_TOKEN": self.token})
-        done = subprocess.run(
-            [*formica_command(), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            timeout=CLI_TIMEOUT,
-            check=False,
-        )
-        return Ran(done.returncode, done.stdout, done.stderr)
-
-    def ok(self, *args: str) -> Ran:
-        ran = self(*args)
-        assert ran.code == 0, (args, ran)
-        return ran
-
-    def as_token(self, token: str) -> Cli:
-        return Cli(self.url, token)
 
 
 @pytest.fixture(scope="module")

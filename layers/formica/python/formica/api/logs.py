@@ -23,6 +23,7 @@ from formica.engine.routing import TaskState
 from formica.store.blobs import BlobNotFoundError
 from formica.store.logs import TaskLogs, live_prefix
 from formica.store.requests import TaskExecutionItem
+from formica.store.schema import log_key
 
 FOLLOW_WAIT_SECONDS = 20.0
 """How long ``follow=true`` waits for new text: well within API Gateway's 29 s integration timeout."""
@@ -53,6 +54,7 @@ class _Section:
     attempt: int
     key: str | None  # the ended attempt's whole log; None: it runs, its chunks hold what it wrote
     size: int | None  # the whole log's size when known without reading it
+    cancelled: bool = False  # a cancelled attempt: no record names its log; its chunks until it is stored
 
 
 def follow_task_log(
@@ -81,9 +83,19 @@ def follow_task_log(
         sleep(FOLLOW_POLL_SECONDS)
 
 
-def _read(
-    services: ApiServices, org: str, request_id: str, task_type: str, *, since: int, attempt: int | None
-) -> TaskLogResponse:
+@dataclass(frozen=True)
+class TaskSections:
+    """A task's attempts with a log, in order, and whether the task will write no more."""
+
+    sections: list[_Section]
+    ended: bool
+
+
+def task_sections(
+    services: ApiServices, org: str, request_id: str, task_type: str, *, attempt: int | None = None
+) -> TaskSections:
+    """The task's log sections (one attempt's with ``attempt``); ``ResourceNotFoundError`` when the
+    request is not the organisation's, the task has not run, or the attempt has no log."""
     request = services.requests.get_for_org(org, request_id)
     if request is None:
         raise ResourceNotFoundError(f"job request {request_id!r} not found")
@@ -97,6 +109,29 @@ def _read(
         sections = [section for section in sections if section.attempt == attempt]
         if not sections:
             raise ResourceNotFoundError(f"task {task_type!r} has no log of attempt {attempt}")
+    return TaskSections(sections, ended)
+
+
+def section_bytes(
+    services: ApiServices, org: str, request_id: str, task_type: str, section: _Section
+) -> bytes:
+    """What an attempt's log holds now: its whole log, or what a running (or just cancelled) attempt
+    has sent so far."""
+    if section.key is not None:
+        try:
+            return services.blobs.get_bytes(section.key)
+        except BlobNotFoundError:
+            if not section.cancelled:
+                return b""
+    prefix = live_prefix(org, request_id, task_type, section.attempt)
+    return TaskLogs(services.blobs).read_live(prefix, 0).data
+
+
+def _read(
+    services: ApiServices, org: str, request_id: str, task_type: str, *, since: int, attempt: int | None
+) -> TaskLogResponse:
+    found = task_sections(services, org, request_id, task_type, attempt=attempt)
+    sections, ended = found.sections, found.ended
     logs = TaskLogs(services.blobs)
     out = bytearray()
     position = 0
@@ -120,10 +155,7 @@ def _read(
             complete = False
             break
         read += 1
-        try:
-            data = services.blobs.get_bytes(section.key)
-        except BlobNotFoundError:
-            data = b""
+        data = section_bytes(services, org, request_id, task_type, section)
         out += data[max(0, since - position) :]
         position += len(data)
     text = bytes(out).decode("utf-8", errors="replace")
@@ -153,18 +185,25 @@ def _sections(
     found: dict[int, _Section] = {}
     for task in tasks:
         if task.log_key:
-            number = _attempt_of(task.log_key)
+            number = attempt_of(task.log_key)
             found.setdefault(number, _Section(number, task.log_key, None))
     for item in services.requests.list_artifacts(request_id):
         if item.kind == "log" and item.task_type == task_type and item.org == org:
-            number = _attempt_of(item.key)
+            number = attempt_of(item.key)
             found[number] = _Section(number, item.key, item.size)
     if running:
         number = sum(task.attempts for task in tasks) + 1
         found.setdefault(number, _Section(number, None, None))
+    elif tasks[-1].task_state == TaskState.CANCELLED and tasks[-1].attempts:
+        # A cancelled attempt counts and keeps what it wrote, but its step was never committed: no
+        # record names its log, which is where every attempt's log is (``log_key``).
+        number = sum(task.attempts for task in tasks)
+        key = log_key(org, request_id, task_type, number)
+        found.setdefault(number, _Section(number, key, None, cancelled=True))
     return [found[number] for number in sorted(found)]
 
 
-def _attempt_of(key: str) -> int:
+def attempt_of(key: str) -> int:
+    """The attempt number in a log's key (``.../attempt-N.log``); 0 when it has none."""
     match = _ATTEMPT_IN_KEY.search(key)
     return int(match.group(1)) if match else 0

@@ -47,7 +47,6 @@ from formica.engine.walk import JobState
 from formica.jobs.graph import to_mermaid
 from formica.jobs.limits import params_size
 from formica.jobs.models import JobDefinition, TaskDefinition
-from formica.store.blobs import BlobNotFoundError
 from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
 from formica.store.pagination import InvalidCursorError, cursor_signer
 from formica.store.requests import (
@@ -67,7 +66,6 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 # How long a repeat waits for the first submission (same key, in flight) to finish creating it.
 _CLAIM_WAIT_SECONDS = 2.0
 _CLAIM_POLL_SECONDS = 0.05
-_ATTEMPT_IN_KEY = re.compile(r"attempt-(\d+)\.log$")
 _MERMAID_EDGE = re.compile(r'^\s+(\w+) -->\|"(.*)"\| (\w+)$')
 # Colours of a request's graph, per task state (Mermaid classDef bodies).
 _STATE_STYLES = {
@@ -717,37 +715,19 @@ def artifact_download_url(services: ApiServices, org: str, request_id: str, arti
     return services.blobs.presign_get(artifact.key, services.presign_seconds)
 
 
-def _attempt_of(key: str) -> int:
-    match = _ATTEMPT_IN_KEY.search(key)
-    return int(match.group(1)) if match else 0
-
-
 def task_log(
     services: ApiServices, org: str, request_id: str, task_type: str, *, attempt: int | None = None
 ) -> str:
-    """The task's log text: one attempt, or every attempt in order with a header between them."""
-    _require(services, org, request_id)
-    tasks = [task for task in services.requests.list_tasks(request_id) if task.task_type == task_type]
-    if not tasks:
-        raise ResourceNotFoundError(f"task {task_type!r} has not run in job request {request_id!r}")
-    keys = {task.log_key for task in tasks if task.log_key}
-    keys.update(
-        item.key
-        for item in services.requests.list_artifacts(request_id)
-        if item.kind == "log" and item.task_type == task_type and item.org == org
-    )
-    ordered = sorted(keys, key=lambda key: (_attempt_of(key), key))
-    if attempt is not None:
-        ordered = [key for key in ordered if _attempt_of(key) == attempt]
-        if not ordered:
-            raise ResourceNotFoundError(f"task {task_type!r} has no log of attempt {attempt}")
+    """The task's log text: one attempt, or every attempt in order with a header between them; a
+    running attempt's as far as it has been sent (``formica.api.logs``)."""
+    # Cold start: the log reader loads only for this route.
+    from formica.api.logs import section_bytes, task_sections  # noqa: PLC0415
+
+    sections = task_sections(services, org, request_id, task_type, attempt=attempt).sections
     parts: list[str] = []
-    for key in ordered:
-        try:
-            text = services.blobs.get_bytes(key).decode("utf-8", errors="replace")
-        except BlobNotFoundError:
-            continue  # recorded but not (yet) uploaded: the attempt is still running
-        if len(ordered) > 1:
-            parts.append(f"--- attempt {_attempt_of(key)} ---\n")
+    for section in sections:
+        text = section_bytes(services, org, request_id, task_type, section).decode("utf-8", errors="replace")
+        if len(sections) > 1:
+            parts.append(f"--- attempt {section.attempt} ---\n")
         parts.append(text if text.endswith("\n") or not text else text + "\n")
     return "".join(parts)

@@ -183,7 +183,15 @@ def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestIte
             rt.requests.flush_outbox(request_id, cancelled.outbox)
         # Conditional: a COMPLETED or SKIPPED record keeps its state, and a missing one is never
         # created as a partial item.
-        rt.requests.cancel_task(request_id, current.seq, error_code=ERR_TASK_CANCELLED, ended_at=now_iso())
+        # An attempt that was running counts: it ran, and its log keeps what it wrote.
+        running = cancelled.claimed_step == cancelled.step and current.waiting is None
+        rt.requests.cancel_task(
+            request_id,
+            current.seq,
+            error_code=ERR_TASK_CANCELLED,
+            ended_at=now_iso(),
+            attempts=current.attempts + 1 if running else current.attempts,
+        )
     if rt.settings.shell_sandbox_function:
         _mark_cancelled_for_sandboxes(rt, cancelled)
     if rt.settings.container_runtime == "ecs":

@@ -518,15 +518,21 @@ class RequestRepository(ApprovalRecords, DynamoTable):
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not mark task {seq} of {request_id!r} executing: {exc}") from exc
 
-    def cancel_task(self, request_id: str, seq: int, *, error_code: str, ended_at: str) -> bool:
+    def cancel_task(
+        self, request_id: str, seq: int, *, error_code: str, ended_at: str, attempts: int | None = None
+    ) -> bool:
         """Mark a task execution CANCELLED if it exists and has not completed: READY, EXECUTING,
         FAILED awaiting its retry, PAUSED or MANUAL_APPROVAL_REQUIRED (conditional); False when it
-        is missing, COMPLETED or SKIPPED."""
+        is missing, COMPLETED or SKIPPED. ``attempts``: its attempts, the cancelled one counted."""
+        expression = "SET task_state = :cancelled, error_code = :code, ended_at = :ended"
+        counted = {} if attempts is None else {":attempts": {"N": str(attempts)}}
+        if attempts is not None:
+            expression += ", attempts = :attempts"
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": task_sk(seq)}},
-                UpdateExpression="SET task_state = :cancelled, error_code = :code, ended_at = :ended",
+                UpdateExpression=expression,
                 ConditionExpression=(
                     "attribute_exists(pk) AND task_state IN (:ready, :executing, :failed, :paused, :waiting)"
                 ),
@@ -539,6 +545,7 @@ class RequestRepository(ApprovalRecords, DynamoTable):
                     ":failed": {"S": str(TaskState.FAILED)},
                     ":paused": {"S": str(TaskState.PAUSED)},
                     ":waiting": {"S": str(TaskState.MANUAL_APPROVAL_REQUIRED)},
+                    **counted,
                 },
             )
         except ClientError as exc:
