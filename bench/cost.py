@@ -7,32 +7,40 @@ Inputs, each measured in this run unless said otherwise:
   execution histories, and checked against whole jobs (the seed's sensor job, a 10-task job);
 - the naive loop's states and invocations: bench/naive_loop.py under moto (same counting);
 - Lambda memory sizes: read from the CDK constructs (cdk/constructs/*.py, ``memory_size=``);
-- prices (us-east-1, list): $0.025 per 1,000 state transitions, arm64 Lambda $0.0000133334 per
-  GB-second and $0.20 per million requests. Billed duration is rounded up to the millisecond.
+- prices: us-east-1 list prices from the library's one table (formica.engine.pricing, dated):
+  state transitions, arm64 Lambda GB-seconds and requests. Billed duration is rounded up to the
+  millisecond.
 Jobs priced: the seed's sensor job as written (one poll: 404 at 0 s, 200 after its 5 s delay, then
 two container tasks complete), the same sensor polling ``SENSOR_POLLS`` times (assumed), and a
 10-task SHELL job. Containers' own Fargate
 time is the same in both designs and left out; so are DynamoDB and S3 requests.
 The naive loop's Lambdas are given Formica's measured durations: Run = the task Lambda, Prepare and
 Route = one Advance each (they load the request and commit, as Advance does).
+
+The same runs are also priced as Formica counts them while they run (each request's ``cost``, read
+from the API): the ``counted:`` rows compare the counted transitions with the histories' states, and
+the counted dollars (DynamoDB and S3 requests included; Lambda time at the local default memory)
+with this module's estimate.
 """
 
 from __future__ import annotations
 
 import importlib
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from formica.engine.pricing import PRICES, billed_ms
+
 from bench.common import REPO, Figure, standalone
 
 BENCHMARK = "cost"
-PRICE_PER_TRANSITION = 0.025 / 1000
-PRICE_PER_GB_SECOND_ARM64 = 0.0000133334
-PRICE_PER_REQUEST = 0.20 / 1_000_000
+PRICE_REGION = "us-east-1"
+PRICE_PER_TRANSITION = PRICES[PRICE_REGION].state_transition
+PRICE_PER_GB_SECOND_ARM64 = PRICES[PRICE_REGION].lambda_gb_second
+PRICE_PER_REQUEST = PRICES[PRICE_REGION].lambda_request
 SENSOR_POLLS = 10
 """Assumed polls of the sensor's first task before its URL answers (the seed as written polls once:
 404 at t=0, 200 after its 5 s delay; a real sensor waits longer)."""
@@ -114,7 +122,7 @@ def invocations(design: DesignCounts, job: JobProfile) -> dict[str, float]:
 
 def billed_seconds(seconds: float) -> float:
     """Lambda bills duration rounded up to the millisecond."""
-    return math.ceil(max(seconds, 0.0) * 1000 - 1e-9) / 1000
+    return billed_ms(seconds) / 1000
 
 
 def lambda_cost(
@@ -462,7 +470,64 @@ def run(quick: bool = False) -> list[Figure]:
             )
     figures += model_checks(formica, runs.jobs)
     figures += _cost_figures(formica, naive, durations, memory)
+    figures += counted_figures(formica, runs.jobs, durations, memory)
     return figures
+
+
+def counted_figures(
+    formica: DesignCounts, jobs: Mapping[str, Any], durations: Mapping[str, float], memory: Mapping[str, int]
+) -> list[Figure]:
+    """What Formica counted for the whole jobs while they ran (their ``cost``), against the histories'
+    states and this module's estimate of the same job."""
+    figures = []
+    for name, label in (("sensor-job", "sensor job as run"), ("ten-shell", "10-task shell job")):
+        run = jobs[name]
+        cost = run.cost
+        if not cost:
+            continue
+        profile = run_profile(name, run)
+        estimate = job_cost(formica, profile, durations, memory)
+        dollars = cost["dollars"]
+        figures.append(
+            Figure(
+                BENCHMARK,
+                f"counted: {label} transitions",
+                cost["transitions"],
+                "states",
+                baseline="states entered in its histories",
+                baseline_value=run.history.states_entered,
+            )
+        )
+        figures.append(
+            Figure(
+                BENCHMARK,
+                f"counted: {label}, $ per 1,000",
+                dollars["total"] * 1000,
+                "$",
+                baseline="this module's estimate",
+                baseline_value=estimate.per_thousand,
+                note=(
+                    f"transitions ${dollars['transitions'] * 1000:.3f}, "
+                    f"Lambda ${dollars['lambdas'] * 1000:.4f} "
+                    f"({cost['lambda_invocations']} calls, {cost['lambda_gb_seconds']:.4f} GB-s), DynamoDB "
+                    f"${dollars['dynamodb'] * 1000:.4f} ({cost['dynamodb_read_units']} read, "
+                    f"{cost['dynamodb_write_units']} write units), S3 ${dollars['s3'] * 1000:.4f} "
+                    f"({cost['s3_write_requests']} PUT, {cost['s3_read_requests']} GET) per 1,000; "
+                    "the estimate leaves DynamoDB and S3 out"
+                ),
+            )
+        )
+    return figures
+
+
+def run_profile(name: str, run: Any) -> JobProfile:
+    """The profile of a whole job as it ran: the sensor job's first task polled, the rest containers;
+    the 10-task job's attempts, all SHELL."""
+    if name == "sensor-job":
+        first = run.attempts.get("first", 1)
+        others = sum(run.attempts.values()) - first
+        return JobProfile(name, {"http": first, "container": others}, polls=first - 1)
+    return chain_job(sum(run.attempts.values()), "shell")
 
 
 def model_checks(formica: DesignCounts, jobs: Mapping[str, Any]) -> list[Figure]:
@@ -470,12 +535,7 @@ def model_checks(formica: DesignCounts, jobs: Mapping[str, Any]) -> list[Figure]
     figures = []
     for name, label in (("sensor-job", "sensor job"), ("ten-shell", "10-task shell job")):
         run = jobs[name]
-        if name == "sensor-job":
-            first = run.attempts.get("first", 1)
-            others = sum(run.attempts.values()) - first
-            profile = JobProfile(name, {"http": first, "container": others}, polls=first - 1)
-        else:
-            profile = chain_job(sum(run.attempts.values()), "shell")
+        profile = run_profile(name, run)
         figures.append(
             Figure(
                 BENCHMARK,

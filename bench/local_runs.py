@@ -151,6 +151,8 @@ class JobRun:
     executions: int
     attempts: dict[str, int]
     seconds: float
+    cost: dict[str, Any] = field(default_factory=dict)
+    """What Formica counted for the request as it ran (the API's ``cost``)."""
 
 
 @dataclass
@@ -297,6 +299,12 @@ def run_jobs(definitions: dict[str, str], timeout: float = 120.0) -> LocalRuns:
                 history, executions = _histories(sfn, machine, request_id)
                 attempts = {task["task_type"]: int(task.get("attempts") or 0) for task in status["tasks"]}
                 runs.jobs[job_type] = JobRun(
-                    job_type, status["job_state"], history, executions, attempts, seconds
+                    job_type,
+                    status["job_state"],
+                    history,
+                    executions,
+                    attempts,
+                    seconds,
+                    status.get("cost") or {},
                 )
     return runs
