@@ -76,8 +76,8 @@ def read_definition(definition_file: Path) -> tuple[str, set[str]]:
 
 
 class Orchestration(Construct):
-    """The job state machine and its six Lambdas: advance, http_task, shell_task, launch, fork_task and
-    continue_execution.
+    """The job state machine and its seven Lambdas: advance, http_task, shell_task, launch, fork_task,
+    expire_task and continue_execution.
 
     Parameters
     ----------
@@ -189,6 +189,15 @@ class Orchestration(Construct):
             defaults=defaults,
             timeout=Duration.seconds(60),
         )
+        # EXPIRE_ARTIFACTS: trusted code that deletes an organisation's old artifacts and logs.
+        self.expire_task = FormicaFunction(
+            self,
+            "ExpireTask",
+            folder="expire_task",
+            description="Delete an organisation's old artifacts (EXPIRE_ARTIFACTS), then advance the walk",
+            defaults=defaults,
+            timeout=Duration.minutes(5),
+        )
         self.continue_execution = FormicaFunction(
             self,
             "ContinueExecution",
@@ -202,11 +211,20 @@ class Orchestration(Construct):
             storage.grant_table_read_write(function.role)
         storage.grant_bucket(self.http_task.role, read=True, write=True)
         storage.grant_bucket(self.shell_task.role, read=True, write=True)
+        storage.grant_expire(self.expire_task.role)
         platform.grant_launch(self.launch)
         platform.grant_eks(self.launch)
         # Launch answers container and await tokens; the functions that can end a forked request
         # answer its parent's await (formica.runtime.forks.child_finished).
-        for answerer in (self.launch, self.advance, self.http_task, self.shell_task, self.fork_task):
+        answerers = (
+            self.launch,
+            self.advance,
+            self.http_task,
+            self.shell_task,
+            self.fork_task,
+            self.expire_task,
+        )
+        for answerer in answerers:
             answerer.role.add_to_principal_policy(
                 iam.PolicyStatement(
                     actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
@@ -224,6 +242,7 @@ class Orchestration(Construct):
             self.shell_task,
             self.launch,
             self.fork_task,
+            self.expire_task,
         )
         for starter in starters:
             starter.role.add_to_principal_policy(
@@ -236,6 +255,7 @@ class Orchestration(Construct):
             "ShellTaskFunctionArn": self.shell_task.function_arn,
             "LaunchFunctionArn": self.launch.function_arn,
             "ForkTaskFunctionArn": self.fork_task.function_arn,
+            "ExpireTaskFunctionArn": self.expire_task.function_arn,
             "ContinueFunctionArn": self.continue_execution.function_arn,
         }
         unknown = sorted(placeholders - arns.keys())
@@ -297,5 +317,6 @@ class Orchestration(Construct):
             self.shell_task,
             self.launch,
             self.fork_task,
+            self.expire_task,
             self.continue_execution,
         )

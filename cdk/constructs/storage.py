@@ -136,6 +136,22 @@ class Storage(Construct):
             iam.PolicyStatement(actions=list(TABLE_WRITE_ACTIONS), resources=[self.table.table_arn])
         )
 
+    def grant_expire(self, role: iam.IRole) -> None:
+        """EXPIRE_ARTIFACTS: list the bucket, delete objects, and write the attempt's own log."""
+        objects = self.bucket.arn_for_objects("*")
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:PutObject", "s3:DeleteObject"], resources=[objects])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(BUCKET_LIST_ACTIONS), resources=[self.bucket.bucket_arn])
+        )
+        acknowledge_wildcard_resource(
+            role,
+            objects,
+            "EXPIRE_ARTIFACTS deletes old objects under {org}/, an organisation known only at run time; "
+            "the code lists and deletes under the organisation's own prefix only.",
+        )
+
     def grant_bucket(self, role: iam.IRole, *, read: bool = False, write: bool = False) -> None:
         """Object access on the artifacts bucket; reading comes with listing (a missing key is a 404)."""
         actions: list[str] = []

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from formica.store.blobs import DEFAULT_CONTENT_TYPE, BlobInfo, BlobNotFoundError, BlobStore, PresignedPost
+from formica.store.blobs import (
+    DEFAULT_CONTENT_TYPE,
+    BlobInfo,
+    BlobNotFoundError,
+    BlobStore,
+    DeletedBlobs,
+    PresignedPost,
+)
 
 
 class InMemoryBlobStore(BlobStore):
@@ -63,6 +70,23 @@ class InMemoryBlobStore(BlobStore):
                 del self.blobs[key]
                 self.modified.pop(key, None)
         return len(doomed)
+
+    def delete_older(
+        self, prefix: str, *, before: datetime, limit: int, keep: Callable[[str], bool] | None = None
+    ) -> DeletedBlobs:
+        with self._lock:
+            doomed = [
+                key
+                for key in sorted(self.blobs)
+                if key.startswith(prefix)
+                and self.modified[key] < before
+                and not (keep is not None and keep(key))
+            ][:limit]
+            size = sum(len(self.blobs[key][0]) for key in doomed)
+            for key in doomed:
+                del self.blobs[key]
+                self.modified.pop(key, None)
+        return DeletedBlobs(count=len(doomed), size=size)
 
     def list_blobs(self, prefix: str, *, modified_since: datetime | None = None) -> list[BlobInfo]:
         with self._lock:

@@ -48,6 +48,12 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | TASK_RESPONSE,
     # FORK_JOB: starts the child it creates; a child may end at once and answer an await.
     "fork_task": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE,
+    # EXPIRE_ARTIFACTS: lists and deletes the organisation's old objects, writes the attempt's log.
+    "expire_task": BASE
+    | TABLE
+    | {"s3:ListBucket", "s3:DeleteObject", "s3:PutObject"}
+    | {"states:StartExecution"}
+    | TASK_RESPONSE,
     # Tenants' SHELL scripts: its own logs and nothing else (no table, bucket, states, keys, secrets).
     "shell_sandbox": LOGS,
     # Launch mints the helpers' capabilities (the table) and writes their .env files (*/grants/*).
@@ -205,6 +211,7 @@ def test_state_machine_actions_name_this_state_machine(synth: Synth) -> None:
         "shell_task",
         "launch",
         "fork_task",
+        "expire_task",
     )
     for folder in (*starters, "container_events", "reconciler"):
         (start,) = synth.statements_granting(synth.role_of(folder), "states:StartExecution")

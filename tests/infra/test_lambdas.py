@@ -18,6 +18,7 @@ FOLDERS = {
     "http_task",
     "shell_task",
     "fork_task",
+    "expire_task",
     "shell_sandbox",
     "launch",
     "continue_execution",

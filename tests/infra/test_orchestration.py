@@ -14,6 +14,7 @@ SUBSTITUTED_FUNCTIONS = {
     "ShellTaskFunctionArn": "shell_task",
     "LaunchFunctionArn": "launch",
     "ForkTaskFunctionArn": "fork_task",
+    "ExpireTaskFunctionArn": "expire_task",
     "ContinueFunctionArn": "continue_execution",
 }
 

@@ -141,6 +141,8 @@ class Action(StrEnum):
     """AWAIT_FORKED_JOB: wait on a task token until the awaited children end (like a container)."""
     AWAIT_APPROVAL = "AWAIT_APPROVAL"
     """MANUAL: wait on a task token until the approvers' verdict (or the sla_deadline)."""
+    RUN_EXPIRE = "RUN_EXPIRE"
+    """EXPIRE_ARTIFACTS: delete the organisation's old artifacts (a task Lambda, like RUN_FORK)."""
     AWAIT_RESUME = "AWAIT_RESUME"
     """PAUSE_JOB: wait on a task token until a resume (or the pause_time)."""
     CONTINUE = "CONTINUE"
@@ -155,6 +157,7 @@ RUN_ACTIONS = frozenset(
         Action.RUN_SHELL,
         Action.RUN_CONTAINER,
         Action.RUN_FORK,
+        Action.RUN_EXPIRE,
         Action.AWAIT_FORKS,
         Action.AWAIT_APPROVAL,
         Action.AWAIT_RESUME,
@@ -370,7 +373,7 @@ def path_events(decision: Decision) -> tuple[int, int]:
     """
     wait = (FLOW_STATE_EVENTS, 1) if decision.wait_seconds > 0 else (0, 0)
     choice = (FLOW_STATE_EVENTS, 1)
-    if decision.action in (Action.RUN_HTTP, Action.RUN_SHELL, Action.RUN_FORK):
+    if decision.action in (Action.RUN_HTTP, Action.RUN_SHELL, Action.RUN_FORK, Action.RUN_EXPIRE):
         body = (TASK_STATE_EVENTS, 1)
     elif decision.action in CALLBACK_ACTIONS:
         # Launch waits for its token (one more event: TaskSubmitted); the callback carries the decision.
@@ -471,6 +474,7 @@ class _TransitionBuilder:
                 RunnerKind.HTTP: Action.RUN_HTTP,
                 RunnerKind.SHELL: Action.RUN_SHELL,
                 RunnerKind.CONTAINER: Action.RUN_CONTAINER,
+                RunnerKind.EXPIRE: Action.RUN_EXPIRE,
             }[run.runner]
         wait = _ceil_seconds(wait_seconds)
         timeout = 0

@@ -116,10 +116,11 @@ class TaskMethod(StrEnum):
     KUBERNETES = "KUBERNETES"
     FORK_JOB = "FORK_JOB"
     AWAIT_FORKED_JOB = "AWAIT_FORKED_JOB"
+    EXPIRE_ARTIFACTS = "EXPIRE_ARTIFACTS"
+    """Delete the organisation's artifacts and logs older than an age (formicary's tasklet)."""
     # Parsed so that formicary definitions load, refused at validation: Formica does not run them.
     MESSAGING = "MESSAGING"
     WEBSOCKET = "WEBSOCKET"
-    EXPIRE_ARTIFACTS = "EXPIRE_ARTIFACTS"
     PURGE_JOBS = "PURGE_JOBS"
     MANUAL = "MANUAL"
     """A manual approval: the walk waits (on a task token) for the verdict of approvers."""
@@ -140,7 +141,6 @@ UNSUPPORTED_METHODS = frozenset(
     {
         TaskMethod.MESSAGING,
         TaskMethod.WEBSOCKET,
-        TaskMethod.EXPIRE_ARTIFACTS,
         TaskMethod.PURGE_JOBS,
     }
 )
@@ -185,6 +185,7 @@ class RunnerKind(StrEnum):
     CONTAINER = "CONTAINER"
     FORK = "FORK"
     MANUAL = "MANUAL"
+    EXPIRE = "EXPIRE"
 
 
 class _Strict(BaseModel):
@@ -591,6 +592,8 @@ class TaskDefinition(_Strict):
             return RunnerKind.HTTP
         if self.method is TaskMethod.MANUAL:
             return RunnerKind.MANUAL
+        if self.method is TaskMethod.EXPIRE_ARTIFACTS:
+            return RunnerKind.EXPIRE
         if self.method in (TaskMethod.FORK_JOB, TaskMethod.AWAIT_FORKED_JOB) or self.fan_out is not None:
             return RunnerKind.FORK
         if self.method in CONTAINER_METHODS or (self.method is None and self.container is not None):

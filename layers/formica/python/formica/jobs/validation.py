@@ -40,7 +40,6 @@ from formica.jobs.yamlload import Path
 UNSUPPORTED_METHOD_REASON: dict[TaskMethod, str] = {
     TaskMethod.MESSAGING: "it needs formicary's message-queue ants; call the queue from a SHELL task",
     TaskMethod.WEBSOCKET: "it needs a browser ant connected over a websocket",
-    TaskMethod.EXPIRE_ARTIFACTS: "artifacts expire through the S3 lifecycle rule, not a task",
     TaskMethod.PURGE_JOBS: "old jobs expire through the DynamoDB TTL, not a task",
 }
 """Why each method Formica parses but does not run is refused (part of the rejection message)."""

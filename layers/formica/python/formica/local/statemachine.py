@@ -24,6 +24,7 @@ PLACEHOLDER_FUNCTIONS = {
     "ShellTaskFunctionArn": "shell_task",
     "LaunchFunctionArn": "launch",
     "ForkTaskFunctionArn": "fork_task",
+    "ExpireTaskFunctionArn": "expire_task",
     "ContinueFunctionArn": "continue_execution",
 }
 """ASL placeholder -> the functions/ folder whose Lambda it names."""

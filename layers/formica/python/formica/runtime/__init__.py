@@ -6,7 +6,8 @@ pass their own.
 
 - ``advance(event, runtime)``: the Advance Lambda (start of an execution, results of container
   attempts and of failed task Lambdas, and the fatal path).
-- ``run_http_task`` / ``run_shell_task`` / ``run_fork_task``: run one attempt, then advance the walk.
+- ``run_http_task`` / ``run_shell_task`` / ``run_fork_task`` / ``run_expire_task``: run one attempt,
+  then advance the walk.
 - ``launch_container``: start a container attempt that reports back by task token.
 - ``continue_execution``: continue-as-new.
 - ``start_request``, ``cancel_request``, ``restart_request``, ``trigger_now``, ``start_waiting``:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from formica.runtime.attempts import TaskEvent, run_http_task, run_shell_task
     from formica.runtime.deps import ContainerRuntimeError, Runtime
     from formica.runtime.executions import ContinueEvent, ExecutionError, cancel_request, continue_execution
+    from formica.runtime.expire import run_expire_task
     from formica.runtime.forks import run_fork_task
     from formica.runtime.launch import ContainerLaunchError, LaunchEvent, launch_container
     from formica.runtime.metering import metered
@@ -57,6 +59,7 @@ _WHERE = {
     "ExecutionError": "executions",
     "cancel_request": "executions",
     "continue_execution": "executions",
+    "run_expire_task": "expire",
     "run_fork_task": "forks",
     "ContainerLaunchError": "launch",
     "LaunchEvent": "launch",
@@ -102,6 +105,7 @@ __all__ = [
     "reset_container_service",
     "reset_runtime",
     "restart_request",
+    "run_expire_task",
     "run_fork_task",
     "run_http_task",
     "run_shell_task",

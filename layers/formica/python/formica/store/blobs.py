@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,14 @@ class BlobInfo:
     modified_at: datetime
     sha256: str = ""
     content_type: str = DEFAULT_CONTENT_TYPE
+
+
+@dataclass(frozen=True)
+class DeletedBlobs:
+    """What a ``delete_older`` call removed: how many blobs and their bytes."""
+
+    count: int = 0
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,13 @@ class BlobStore(ABC):
     def list_blobs(self, prefix: str, *, modified_since: datetime | None = None) -> list[BlobInfo]:
         """The blobs whose key starts with ``prefix`` (written at or after ``modified_since``, when
         given), with the sha256 and content type stored with each."""
+
+    @abstractmethod
+    def delete_older(
+        self, prefix: str, *, before: datetime, limit: int, keep: Callable[[str], bool] | None = None
+    ) -> DeletedBlobs:
+        """Delete, in batches, at most ``limit`` blobs under ``prefix`` last written before
+        ``before`` (a blob whose key ``keep`` answers True for stays)."""
 
     def list_keys(self, prefix: str, *, start_after: str = "") -> list[tuple[str, int]]:
         """The keys starting with ``prefix`` that sort after ``start_after``, in key order, with
@@ -265,6 +280,32 @@ class S3BlobStore(BlobStore):
         except (ClientError, BotoCoreError) as exc:
             raise BlobStoreError(f"could not list blobs under {prefix!r}: {exc}") from exc
         return found
+
+    def delete_older(
+        self, prefix: str, *, before: datetime, limit: int, keep: Callable[[str], bool] | None = None
+    ) -> DeletedBlobs:
+        count = size = 0
+        try:
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+                batch = [
+                    item
+                    for item in page.get("Contents", [])
+                    if item["LastModified"] < before and not (keep is not None and keep(item["Key"]))
+                ][: limit - count]
+                if batch:
+                    # A listing page holds at most 1,000 keys, the most delete_objects accepts.
+                    self._client.delete_objects(
+                        Bucket=self._bucket,
+                        Delete={"Objects": [{"Key": item["Key"]} for item in batch], "Quiet": True},
+                    )
+                    count += len(batch)
+                    size += sum(int(item["Size"]) for item in batch)
+                if count >= limit:
+                    break
+        except (ClientError, BotoCoreError) as exc:
+            raise BlobStoreError(f"could not delete old blobs under {prefix!r}: {exc}") from exc
+        return DeletedBlobs(count=count, size=size)
 
     @staticmethod
     def _translate(key: str, exc: ClientError) -> BlobStoreError:

@@ -22,6 +22,7 @@ from formica.store.blobs import (
     BlobNotFoundError,
     BlobStore,
     BlobStoreError,
+    DeletedBlobs,
     PresignedPost,
     file_digest,
 )
@@ -115,6 +116,11 @@ class PresignedBlobStore(BlobStore):
 
     def list_blobs(self, prefix: str, *, modified_since: datetime | None = None) -> list[BlobInfo]:
         raise BlobStoreError("a sandbox cannot list anything")
+
+    def delete_older(
+        self, prefix: str, *, before: datetime, limit: int, keep: Callable[[str], bool] | None = None
+    ) -> DeletedBlobs:
+        raise BlobStoreError("a sandbox cannot delete anything")
 
     def close(self) -> None:
         self._client.close()

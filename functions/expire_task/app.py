@@ -1,0 +1,24 @@
+"""ExpireTask: runs the one attempt of an EXPIRE_ARTIFACTS task (claimed, so never twice): deletes the
+organisation's old artifacts and logs, records the attempt, advances the walk and returns the next
+decision."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from formica.runtime import TaskEvent, get_runtime, run_expire_task
+
+logger = Logger(service="formica")
+tracer = Tracer(service="formica")
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    task = TaskEvent.model_validate(event)
+    logger.thread_safe_append_keys(
+        correlation_id=context.aws_request_id, request_id=task.request_id, step=task.step
+    )
+    return run_expire_task(
+        task, get_runtime(), time_left_seconds=context.get_remaining_time_in_millis() / 1000
+    )
