@@ -3,12 +3,14 @@ executions entered, read back from moto's execution histories of the same run.""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from formica.engine import walk as walk_module
 from formica.engine.walk import JobState
+from formica.runtime import cancel_request, get_runtime
 from formica.store.stats import JobStatsRepository
 
 from tests.workflow.conftest import ORG, TABLE, Walk
@@ -126,3 +128,28 @@ tasks:
     assert row.counts == {"COMPLETED": 1, "FAILED": 1}
     assert sum(row.histogram) == 2
     assert row.usage.transitions == completed.usage.transitions + failed.usage.transitions
+
+
+def test_a_cancelled_request_counts_the_states_its_execution_ends_through(walk: Walk) -> None:
+    # Given a request whose only task sleeps, and a cancel while it runs
+    walk.upload(
+        """
+job_type: long-sleep
+tasks:
+- task_type: sleep
+  method: SHELL
+  script: ["sleep 30"]
+"""
+    )
+    request_id = walk.submit("long-sleep")
+    walk.wait_for(request_id, lambda request: request.job_state == JobState.EXECUTING)
+    time.sleep(0.5)
+    cancel_request(ORG, request_id, get_runtime())
+
+    # When its execution has ended
+    done = walk.wait(request_id)
+
+    # Then the transitions counted are still the states its execution entered (Route, Cancelled too)
+    assert done.job_state == JobState.CANCELLED
+    entered = states_entered(walk, request_id, 1)
+    assert walk.request(request_id).usage.transitions == entered
