@@ -6,12 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.runtime import TaskEvent, get_runtime, run_expire_task
+from formica.runtime import TaskEvent, get_runtime, metered, run_expire_task
 
 logger = Logger(service="formica")
 tracer = Tracer(service="formica")
 
 
+@metered("expire_task")
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
