@@ -68,9 +68,11 @@ from formica.api.services import get_services
 from formica.api.webhooks import WebhookDeliveryListResponse
 from formica.api.webhooks import list_webhook_deliveries as webhook_deliveries
 from formica.jobs.limits import DEFINITION_MAX_BYTES, DEFINITION_PARSED_MAX_BYTES
+from formica.runtime.metrics import handler_metrics
 from formica.settings import SettingsError, get_settings
 
 logger = Logger(service="formica")
+metrics = handler_metrics()
 # debug=False on purpose: powertools' debug mode prints whole events, Authorization headers included.
 # A response that does not match its model is our bug: 500, never a 4xx blamed on the caller.
 app = FormicaResolver(
@@ -577,6 +579,7 @@ def revoke_token(token_id: Identifier) -> TokenResponse:
     return tokens.revoke_token(get_services(), _org(), token_id)
 
 
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # This request's id, as the one 500 body names it; thread-safe keys: formica dev runs many at once.

@@ -16,10 +16,13 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.api.auth import GatewayUnauthorizedError, authorizer_response
 from formica.api.errors import UnauthorizedError
+from formica.runtime.metrics import handler_metrics
 
 logger = Logger(service="formica")
+metrics = handler_metrics()
 
 
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.thread_safe_append_keys(correlation_id=context.aws_request_id)

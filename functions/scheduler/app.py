@@ -7,10 +7,13 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.runtime import get_runtime, handle_event
+from formica.runtime.metrics import handler_metrics
 
 logger = Logger(service="formica")
+metrics = handler_metrics()
 
 
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.thread_safe_append_keys(

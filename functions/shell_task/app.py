@@ -6,12 +6,15 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.runtime import TaskEvent, get_runtime, metered, run_shell_task
+from formica.runtime.metrics import handler_metrics
 
 logger = Logger(service="formica")
+metrics = handler_metrics()
 tracer = Tracer(service="formica")
 
 
 @metered("shell_task")
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from formica.engine.walk import (
 )
 from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.events import publish_job_state
+from formica.runtime.metrics import job_ended
 from formica.runtime.walker import CANCELLED_ERROR, Walker
 from formica.store.blobs import BlobStoreError
 from formica.store.requests import (
@@ -171,6 +172,7 @@ def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestIte
         request_id, error_code=ERR_JOB_CANCELLED, message="cancelled on request"
     )
     logger.info("job cancelled", extra={"request_id": request_id})
+    job_ended(cancelled.job_type, JobState.CANCELLED)
     publish_job_state(rt, cancelled, JobState.CANCELLED)
     rt.request_ended(rt, cancelled)
     current = cancelled.walk.current

@@ -40,6 +40,7 @@ from formica.runtime.executions import (
     begin_execution,
     execution_name,
 )
+from formica.runtime.metrics import job_started
 from formica.runtime.walker import Walker
 from formica.store.definitions import DefinitionHeadItem, DefinitionRepository, DefinitionStoreError
 from formica.store.idempotency import IdempotencyRepository, IdempotencyStoreError
@@ -215,6 +216,7 @@ def try_start(
         return AdmissionResult(request_id, Admission.WAITING_FOR_SLOT)
     if outcome != AdmitOutcome.STARTED:
         return AdmissionResult(request_id, Admission.NOT_PENDING)
+    job_started(request.job_type, created_at=request.created_at, started_at=started_at)
     started = request.model_copy(
         update={
             "job_state": JobState.STARTED,

@@ -63,6 +63,7 @@ from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.events import publish_job_state, publish_transition
+from formica.runtime.metrics import attempt_ended, job_ended
 from formica.store.blobs import BlobStoreError
 from formica.store.logs import TaskLogs, live_prefix
 from formica.store.requests import (
@@ -342,6 +343,7 @@ class Walker:
             raise
         publish_transition(self.rt, request, transition, decision.step)
         if transition.job_state.is_final:
+            job_ended(request.job_type, transition.job_state)
             self.finished(request)
         logger.info(
             "walk step committed",
@@ -589,6 +591,7 @@ class Walker:
             )
             failed = request.model_copy(update={"error_code": ERR_INTERNAL, "step": decision.step})
             publish_job_state(self.rt, failed, JobState.FAILED)
+            job_ended(request.job_type, JobState.FAILED)
             self.finished(request)
             return answer(request.request_id, decision)
         raise WalkError(f"could not mark request {request.request_id} failed")
@@ -634,6 +637,11 @@ class Walker:
             log_flush_seconds=self.rt.settings.log_flush_seconds,
         )
         outcome = run(task, ctx, AttemptScope(self.rt, request, step))
+        attempt_ended(
+            str(task.method),
+            seconds=(self.rt.now() - started).total_seconds(),
+            succeeded=attempt_succeeded(task, outcome),
+        )
         artifacts, fields = self.keep_outputs(request, step, current.task_type, outcome)
         result = AttemptResult(
             exit_code=outcome.exit_code,
