@@ -65,7 +65,7 @@ from formica.api.openapi import (
     text_response,
 )
 from formica.api.services import get_services
-from formica.api.webhooks import WebhookDeliveryListResponse
+from formica.api.webhooks import WebhookDeliveryListResponse, WebhookSecretResponse, webhook_secret
 from formica.api.webhooks import list_webhook_deliveries as webhook_deliveries
 from formica.jobs.limits import DEFINITION_MAX_BYTES, DEFINITION_PARSED_MAX_BYTES
 from formica.runtime.metrics import handler_metrics
@@ -439,6 +439,11 @@ def request_graph(request_id: Identifier) -> RequestGraphResponse:
 @app.get("/api/jobs/requests/<request_id>/webhooks", tags=["requests"])
 def list_webhook_deliveries(request_id: Identifier) -> WebhookDeliveryListResponse:
     return webhook_deliveries(get_services(), _org(), request_id)
+
+
+@app.get("/api/webhooks/secret", tags=["requests"])
+def get_webhook_secret() -> WebhookSecretResponse:
+    return webhook_secret(get_services(), _org())
 
 
 @app.get("/api/jobs/requests/<request_id>/artifacts", tags=["artifacts"])

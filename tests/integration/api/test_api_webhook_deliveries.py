@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import boto3
 from formica.api.services import use_services
 from formica.store.deliveries import DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
 from formica.store.requests import now_iso
+from formica.store.webhook_secrets import SecretsManagerWebhookSecrets
 
 from tests.integration.api.conftest import ApiWorld
 from tests.integration.api.tables import TABLE
@@ -78,3 +80,19 @@ def test_a_second_claim_of_the_same_attempt_is_refused(defined: ApiWorld) -> Non
         request_id, "e1#job", 1, status=DeliveryStatus.FAILED, result="x", now=now_iso()
     )
     assert not deliveries.claim_attempt(request_id, "e1#job", 2, now_iso())  # settled: no more attempts
+
+
+def test_each_organisation_reads_its_own_signing_secret_created_on_first_use(world: ApiWorld) -> None:
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    use_services(
+        dataclasses.replace(
+            world.services, webhook_secrets=SecretsManagerWebhookSecrets("formica/webhooks/", secrets)
+        )
+    )
+    first = world.call("GET", "/api/webhooks/secret")
+    assert first.status == 200, first.body
+    acme = first.json()["secret"]
+    assert len(acme) == 64 and first.json()["signature_header"] == "X-Formica-Signature-256"
+    assert world.call("GET", "/api/webhooks/secret").json()["secret"] == acme  # created once
+    assert world.call("GET", "/api/webhooks/secret", token=world.other_token).json()["secret"] != acme
+    assert secrets.get_secret_value(SecretId="formica/webhooks/acme")["SecretString"] == acme

@@ -58,6 +58,7 @@ ROUTE_SCOPES: dict[tuple[str, str], TokenScope | None] = {
     ("GET", "/api/jobs/requests/<request_id>/artifacts/<artifact_id>/download"): TokenScope.READ,
     ("GET", "/api/jobs/requests/<request_id>/tasks/<task_type>/logs"): TokenScope.READ,
     ("GET", "/api/jobs/requests/<request_id>/webhooks"): TokenScope.READ,
+    ("GET", "/api/webhooks/secret"): TokenScope.ADMIN,
     ("POST", "/api/jobs/requests/<request_id>/tasks/<task_type>/approve"): TokenScope.APPROVE,
     ("POST", "/api/jobs/requests/<request_id>/tasks/<task_type>/reject"): TokenScope.APPROVE,
     ("GET", "/api/approvals/pending"): TokenScope.READ,

@@ -15,6 +15,7 @@ from formica.store.grants import DynamoGrantRepository, GrantRepository
 from formica.store.idempotency import IdempotencyRepository
 from formica.store.requests import RequestRepository
 from formica.store.tokens import TokenRepository
+from formica.store.webhook_secrets import SecretsManagerWebhookSecrets, WebhookSecrets
 
 
 class RequestRuntime(Protocol):
@@ -91,6 +92,8 @@ class ApiServices:
     presign_seconds: int = 300
     deliveries: DeliveryRepository | None = None
     """Webhook deliveries (``GET .../webhooks``); None: none are listed."""
+    webhook_secrets: WebhookSecrets | None = None
+    """The organisations' webhook signing secrets (``GET /api/webhooks/secret``)."""
     region: str = "us-east-1"
     """The stack's region: whose list prices a request's cost is given at."""
 
@@ -121,6 +124,7 @@ def _from_settings() -> ApiServices:
         grants=DynamoGrantRepository(settings.table_name),
         presign_seconds=settings.presign_seconds,
         deliveries=DeliveryRepository(settings.table_name),
+        webhook_secrets=SecretsManagerWebhookSecrets(settings.webhook_secret_prefix),
         region=settings.region,
     )
 

@@ -2,7 +2,8 @@
 
 Each delivery is one lifecycle event sent to one webhook: where it went, which event, its status and
 how many attempts it took. Headers, query and body are not shown (headers may carry a receiver's
-credentials rendered from configs).
+credentials rendered from configs). ``GET /api/webhooks/secret`` (admin) answers the organisation's
+signing secret, which receivers use to check ``X-Formica-Signature-256``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 
 from formica.api.errors import ResourceNotFoundError
 from formica.api.services import ApiServices
+from formica.jobs.notify_rules import WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER
 
 
 class WebhookDeliveryResponse(BaseModel):
@@ -55,3 +57,19 @@ def list_webhook_deliveries(services: ApiServices, org: str, request_id: str) ->
             if item.org == org
         ]
     )
+
+
+class WebhookSecretResponse(BaseModel):
+    """The organisation's webhook signing secret (docs/api.md shows how a receiver checks a delivery)."""
+
+    secret: str
+    signature_header: str = WEBHOOK_SIGNATURE_HEADER
+    timestamp_header: str = WEBHOOK_TIMESTAMP_HEADER
+
+
+def webhook_secret(services: ApiServices, org: str) -> WebhookSecretResponse:
+    """The organisation's signing secret, created when first asked for (or first used)."""
+    if services.webhook_secrets is None:  # a host without Secrets Manager (some tests)
+        raise ResourceNotFoundError("webhook signing is not configured here")
+    # A store error is the API's 500 like any other (api.errors): the secret is never in a message.
+    return WebhookSecretResponse(secret=services.webhook_secrets.secret_for(org))
