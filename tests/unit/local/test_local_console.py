@@ -77,6 +77,7 @@ class _Requests:
 class _Runtime:
     requests: _Requests
     released: list[str] = field(default_factory=list)
+    stats: None = None  # no statistics counted here
 
 
 def test_every_request_the_runtime_ends_writes_its_line(monkeypatch: pytest.MonkeyPatch) -> None:

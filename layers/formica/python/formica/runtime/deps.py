@@ -27,6 +27,7 @@ from formica.store.functions import FunctionInvoker
 from formica.store.grants import GrantRepository
 from formica.store.requests import JobRequestItem, RequestRepository
 from formica.store.state_machine import StateMachine
+from formica.store.stats import JobStatsRepository
 
 
 class ContainerRuntimeError(RuntimeError):
@@ -115,6 +116,8 @@ class Runtime:
     the forked requests whose end their parent missed)."""
     events: EventPublisher | None = None
     """Where lifecycle events are published (``formica.runtime.events``); None: nowhere."""
+    stats: JobStatsRepository | None = None
+    """Where a request's end is counted in its organisation's statistics; None: not counted."""
     _raw_yaml: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -22,6 +22,7 @@ from formica.store.functions import LambdaFunctionInvoker
 from formica.store.grants import DynamoGrantRepository
 from formica.store.requests import JobRequestItem, RequestRepository
 from formica.store.state_machine import StepFunctionsStateMachine
+from formica.store.stats import JobStatsRepository
 
 if TYPE_CHECKING:
     from formica.runners.ecs import EcsRunner
@@ -83,6 +84,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         repairs=(_sweep_children, _repair_lost_answers),
         container_factory=_process_containers,
         events=EventBridgePublisher(resolved.event_bus_name) if resolved.event_bus_name else None,
+        stats=JobStatsRepository(resolved.table_name),
         functions=LambdaFunctionInvoker() if resolved.shell_sandbox_function else None,
         grants=DynamoGrantRepository(resolved.table_name) if resolved.shell_sandbox_function else None,
     )
