@@ -464,9 +464,7 @@ class _TransitionBuilder:
 
     def run_decision(self, run: TaskRun, wait_seconds: float) -> Decision:
         if run.runner == RunnerKind.FORK:
-            waits = self.task(run.task_type)
-            awaits = waits.method == TaskMethod.AWAIT_FORKED_JOB or waits.fan_out is not None
-            action = Action.AWAIT_FORKS if awaits else Action.RUN_FORK
+            action = Action.AWAIT_FORKS if self.task(run.task_type).awaits_children else Action.RUN_FORK
         elif run.runner == RunnerKind.MANUAL:
             return self.approval_decision(run, wait_seconds)
         else:

@@ -385,6 +385,22 @@ class FanOutDefinition(_Strict):
     """Its version: a version number, latest (the default), or a sem_version to match."""
 
 
+class SubWorkflowParam(_Strict):
+    name: GoStr
+    """The child's param name (letters, digits and '_', not starting with a digit)."""
+    value: GoStr
+    """Its value: rendered with the parent's context; a secret config renders as ****."""
+
+
+class SubWorkflowDefinition(_Strict):
+    input_params: list[SubWorkflowParam] = Field(default_factory=list)
+    """The child's params ({name, value} each): the only params it receives besides its lineage."""
+    output_variables: dict[GoStr, GoStr] = Field(default_factory=dict)
+    """Child's context name (a param, <task>_<Name>, an output) -> the name the fork task publishes it as."""
+    wait_for_completion: bool = False
+    """Fork and wait for the child's end in this one task (needed by output_variables)."""
+
+
 class RetryBackoffPolicy(_Strict):
     min: Duration
     """The delay before the first retry."""
@@ -502,6 +518,8 @@ class TaskDefinition(_Strict):
     """PAUSE_JOB: resume by itself this long after the pause (none: wait for POST .../resume)."""
     fan_out: FanOutDefinition | None = None
     """Fork one child job per item of a JSON array and wait for them all (method FORK_JOB or none)."""
+    sub_workflow: SubWorkflowDefinition | None = None
+    """FORK_JOB: the child's params, the values it hands back, and whether the task waits for its end."""
     # Kubernetes pod settings formicary accepts on a task.
     pod_labels: dict[GoStr, GoStr] = Field(default_factory=dict)
     """Kubernetes pod labels."""
@@ -616,6 +634,13 @@ class TaskDefinition(_Strict):
             if target:
                 seen.setdefault(target, None)
         return list(seen)
+
+    @property
+    def awaits_children(self) -> bool:
+        """It waits for forked jobs to end (AWAIT_FORKED_JOB, a fan_out, a sub_workflow that waits
+        for completion): the walk waits on a task token for it."""
+        waits = self.sub_workflow is not None and self.sub_workflow.wait_for_completion
+        return self.method is TaskMethod.AWAIT_FORKED_JOB or self.fan_out is not None or waits
 
     @property
     def waits_for_approval(self) -> bool:

@@ -17,6 +17,7 @@ from formica.jobs.errors import Problem
 from formica.jobs.limits import (
     FAN_OUT_ITEM_VAR_MAX_CHARS,
     FAN_OUT_MAX_PARALLEL,
+    OUTPUT_NAME_MAX_CHARS,
     OUTPUT_NAME_PATTERN,
     artifact_path_problem,
     name_problem,
@@ -219,6 +220,7 @@ _METHOD_FIELDS = frozenset(
         "await_forked_tasks",
         "fan_out",
         "approval_policy",
+        "sub_workflow",
     }
 )
 
@@ -287,6 +289,7 @@ def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
             yield problem(reason, "fork_job_type")
     if method is TaskMethod.AWAIT_FORKED_JOB and not task.await_forked_tasks:
         yield problem("method AWAIT_FORKED_JOB needs await_forked_tasks", "method")
+    yield from _sub_workflow_rules(task, problem)
     yield from _manual_rules(task, problem)
 
 
@@ -333,8 +336,74 @@ def _manual_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
         )
 
 
+SUB_WORKFLOW_PARAMS_RESERVED = frozenset({"ForkedJob", "ParentJobID", "ParentJobType"})
+"""Params every forked job receives from Formica: no input_params entry may name them."""
+SUB_WORKFLOW_OUTPUTS_RESERVED = frozenset({"ForkedJobID", "JobState"})
+"""Outputs a sub_workflow task publishes itself: no output_variables entry may take their names."""
+
+
+def _sub_workflow_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
+    """sub_workflow sits on a FORK_JOB task; its names are template identifiers, each once;
+    output_variables needs wait_for_completion (a fork that does not wait never sees the end)."""
+    sub = task.sub_workflow
+    if sub is None:
+        return
+    if task.method is not TaskMethod.FORK_JOB:
+        yield problem("sub_workflow is for FORK_JOB tasks", "sub_workflow")
+    seen: set[str] = set()
+    for position, param in enumerate(sub.input_params):
+        where: tuple[str | int, ...] = ("sub_workflow", "input_params", position, "name")
+        if not _ITEM_VAR.fullmatch(param.name) or len(param.name) > OUTPUT_NAME_MAX_CHARS:
+            yield problem(
+                f"sub_workflow.input_params name {shown(param.name)} is not a template identifier: use "
+                f"letters, digits and '_' ({OUTPUT_NAME_PATTERN}), at most {OUTPUT_NAME_MAX_CHARS} "
+                "characters",
+                *where,
+            )
+        elif param.name in SUB_WORKFLOW_PARAMS_RESERVED:
+            yield problem(f"sub_workflow.input_params name {param.name} is set by Formica itself", *where)
+        elif param.name in seen:
+            yield problem(f"sub_workflow.input_params names {param.name} twice", *where)
+        seen.add(param.name)
+    if sub.output_variables and not sub.wait_for_completion:
+        yield problem(
+            "sub_workflow.output_variables needs wait_for_completion: true (the task must wait for the "
+            "child's end to read its values)",
+            "sub_workflow",
+            "output_variables",
+        )
+    published: set[str] = set()
+    for child_name, name in sub.output_variables.items():
+        where = ("sub_workflow", "output_variables", child_name)
+        if not _ITEM_VAR.fullmatch(child_name):
+            yield problem(
+                f"sub_workflow.output_variables key {shown(child_name)} is not a name of the child's "
+                f"context: use letters, digits and '_' ({OUTPUT_NAME_PATTERN})",
+                *where,
+            )
+        if not _ITEM_VAR.fullmatch(name) or len(name) > OUTPUT_NAME_MAX_CHARS:
+            yield problem(
+                f"sub_workflow.output_variables value {shown(name)} is not an output name: use letters, "
+                f"digits and '_' ({OUTPUT_NAME_PATTERN}), at most {OUTPUT_NAME_MAX_CHARS} characters",
+                *where,
+            )
+        elif name in SUB_WORKFLOW_OUTPUTS_RESERVED:
+            yield problem(f"sub_workflow.output_variables value {name} is published by the task", *where)
+        elif name in published:
+            yield problem(f"sub_workflow.output_variables publishes {name} twice", *where)
+        published.add(name)
+
+
 _ITEM_VAR = re.compile(OUTPUT_NAME_PATTERN)
-_FAN_OUT_RUNS_NOTHING = ("script", "before_script", "after_script", "url", "container", "await_forked_tasks")
+_FAN_OUT_RUNS_NOTHING = (
+    "script",
+    "before_script",
+    "after_script",
+    "url",
+    "container",
+    "await_forked_tasks",
+    "sub_workflow",
+)
 
 
 def _fan_out_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:

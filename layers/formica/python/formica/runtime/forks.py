@@ -30,10 +30,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from formica.engine.outputs import environment_variables
 from formica.engine.walk import ERR_TASK_TIMED_OUT, AttemptResult, JobState
 from formica.jobs.fanout import FanOutSourceError, fan_out_items
 from formica.jobs.limits import PARAMS_MAX_BYTES, params_size
-from formica.jobs.models import RunnerKind, TaskDefinition, TaskMethod, wanted_version
+from formica.jobs.models import RunnerKind, TaskDefinition, wanted_version
 from formica.runners.base import TaskContext, TaskOutcome
 from formica.runtime.attempts import TaskEvent
 from formica.runtime.completion import complete_container_attempt
@@ -70,6 +71,8 @@ ERR_FAN_OUT = "ERR_FAN_OUT"
 ERR_FORK_NOT_FOUND = "ERR_FORK_NOT_FOUND"
 """An awaited FORK_JOB task has not forked anything in this walk."""
 FORK_ID_OUTPUT = "ForkedJobID"
+SUB_WORKFLOW_STATE_OUTPUT = "JobState"
+"""A waiting sub_workflow task's output: its child's final state."""
 MAX_AWAIT_ARTIFACTS = 1000
 """Artifacts of all awaited children an await takes on (the rest are named in a warning)."""
 
@@ -204,12 +207,36 @@ def run_fork_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope
             step=scope.step,
             job_type=job_type,
             wanted_version=task.fork_version,
-            params=dict(task.variables),
+            params=_fork_params(runtime, parent, task),
         )
     except ForkRefusedError as exc:
         return _refused(exc.code, str(exc))
     log = f"[forked {job_type} as request {child_id}]\n"
     return TaskOutcome(exit_code="0", outputs={FORK_ID_OUTPUT: child_id}, log=log)
+
+
+def _fork_params(runtime: Runtime, parent: JobRequestItem, task: TaskDefinition) -> dict[str, Any]:
+    """The child's params: the task's variables, or with ``sub_workflow`` its ``input_params`` only,
+    taken from the definition rendered without secrets (a secret config renders as ``****``), so a
+    forked job never receives a secret of its parent's in its params (``task`` is rendered with
+    them: it is the attempt's)."""
+    if task.sub_workflow is None:
+        return dict(task.variables)
+    current = parent.walk.current
+    masked = Walker(runtime).render(
+        parent,
+        task_type=task.task_type,
+        task_retry=current.task_retry if current is not None else 0,
+        now=runtime.now(),
+    )
+    return _input_params(masked.task(task.task_type))
+
+
+def _input_params(task: TaskDefinition) -> dict[str, Any]:
+    """A sub_workflow's ``input_params`` as params (the task rendered without secrets)."""
+    sub = task.sub_workflow
+    assert sub is not None  # noqa: S101 - the callers check it
+    return {param.name: param.value for param in sub.input_params}
 
 
 def _completed_child(runtime: Runtime, parent: JobRequestItem, task: TaskDefinition) -> ChildItem | None:
@@ -277,12 +304,8 @@ def await_result(
         if child is None or not child.is_final:
             return None
         ended.append((fork_task, child))
-    deadline = request.walk.current.deadline if request.walk.current is not None else None
-    if deadline is not None and runtime.now() >= datetime.fromisoformat(deadline):
-        late = AttemptResult(
-            error_code=ERR_TASK_TIMED_OUT,
-            error_message=f"task {task.task_type} timed out before its forked jobs ended",
-        )
+    late = _timed_out(runtime, request, task)
+    if late is not None:
         return late, []
     outputs: dict[str, str] = {f"{fork_task}_JobState": str(child.job_state) for fork_task, child in ended}
     # Then the children's own outputs, as far as the task's outputs have room (the rest is dropped
@@ -308,6 +331,18 @@ def await_result(
         )
         return failure, artifacts
     return AttemptResult(exit_code="0", outputs=outputs, warnings=warnings), artifacts
+
+
+def _timed_out(runtime: Runtime, request: JobRequestItem, task: TaskDefinition) -> AttemptResult | None:
+    """ERR_TASK_TIMED_OUT when the children ended after the task's deadline (the state's own timeout
+    may not have fired yet), else None."""
+    deadline = request.walk.current.deadline if request.walk.current is not None else None
+    if deadline is None or runtime.now() < datetime.fromisoformat(deadline):
+        return None
+    return AttemptResult(
+        error_code=ERR_TASK_TIMED_OUT,
+        error_message=f"task {task.task_type} timed out before its forked jobs ended",
+    )
 
 
 def _children_artifacts(
@@ -363,6 +398,8 @@ def await_children(runtime: Runtime, request: JobRequestItem, step: int, task: T
     give_slot_back(runtime, request)
     if task.fan_out is not None:
         return fan_out_step(runtime, request, step, task)
+    if task.sub_workflow is not None:
+        return sub_workflow_step(runtime, request, step, task)
     answer = await_result(runtime, request, task)
     if answer is None:
         logger.info("awaiting forked jobs", extra={"request_id": request.request_id, "step": step})
@@ -405,6 +442,8 @@ def answer_parent(runtime: Runtime, parent_id: str) -> bool:
         return False
     if task.fan_out is not None:
         return fan_out_step(runtime, parent, parent.step, task)
+    if task.sub_workflow is not None:
+        return sub_workflow_step(runtime, parent, parent.step, task)
     answer = await_result(runtime, parent, task)
     if answer is None:
         return False
@@ -447,7 +486,83 @@ def _current_await(runtime: Runtime, request: JobRequestItem) -> TaskDefinition 
         request, task_type=current.task_type, task_retry=current.task_retry, now=runtime.now()
     )
     task = definition.task(current.task_type)
-    return task if task.method == TaskMethod.AWAIT_FORKED_JOB or task.fan_out is not None else None
+    return task if task.awaits_children else None
+
+
+# -- sub_workflow with wait_for_completion ---------------------------------------------------------
+
+
+def sub_workflow_step(runtime: Runtime, request: JobRequestItem, step: int, task: TaskDefinition) -> bool:
+    """One look at a FORK_JOB task whose ``sub_workflow`` waits for completion: fork its child at the
+    first look (its id derives from (parent, step), so two looks fork it once), and answer the token
+    once the child has ended, with its state and the ``output_variables`` promoted. A restarted
+    parent reuses the child this task forked in an earlier run when that one completed."""
+    children = {child.child_id: child for child in runtime.requests.list_children(request.request_id)}
+    child = children.get(child_request_id(request.request_id, step))
+    if child is None:
+        child = _completed_child(runtime, request, task)
+    if child is None:
+        try:
+            fork_child(
+                runtime,
+                request,
+                fork_task=task.task_type,
+                step=step,
+                job_type=(task.fork_job_type or "").strip(),
+                wanted_version=task.fork_version,
+                params=_input_params(task),
+            )
+        except ForkRefusedError as exc:
+            refused = AttemptResult(error_code=exc.code, error_message=str(exc))
+            return _complete(runtime, request.request_id, step, (refused, []))
+        logger.info("awaiting a sub_workflow", extra={"request_id": request.request_id, "step": step})
+        return False
+    if not child.is_final:
+        return False
+    return _complete(runtime, request.request_id, step, _sub_workflow_result(runtime, request, task, child))
+
+
+def _child_context(child: JobRequestItem) -> dict[str, str]:
+    """The names a child's templates saw at its end: its params, then its outputs (bare and
+    ``<task>_<Name>``, as ``engine.outputs.environment_variables`` names them)."""
+    context = {
+        name: value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        for name, value in child.params.items()
+    }
+    context.update(environment_variables(child.walk.outputs))
+    return context
+
+
+def _sub_workflow_result(
+    runtime: Runtime, request: JobRequestItem, task: TaskDefinition, child: ChildItem
+) -> tuple[AttemptResult, list[ArtifactItem]]:
+    sub = task.sub_workflow
+    assert sub is not None  # noqa: S101 - the caller's condition
+    late = _timed_out(runtime, request, task)
+    if late is not None:
+        return late, []
+    outputs = {FORK_ID_OUTPUT: child.child_id, SUB_WORKFLOW_STATE_OUTPUT: str(child.job_state)}
+    warnings: list[str] = []
+    ended = runtime.requests.get(child.child_id)
+    context = _child_context(ended) if ended is not None else {}
+    for child_name, name in sub.output_variables.items():
+        if child_name in context:
+            outputs[name] = context[child_name]
+        elif child.job_state == JobState.COMPLETED:
+            warnings.append(f"output_variables: the forked job has no {child_name}: {name} not published")
+    artifacts, more = _children_artifacts(runtime, request, task, [child])
+    warnings.extend(more)
+    if child.job_state == JobState.COMPLETED:
+        return AttemptResult(exit_code="0", outputs=outputs, warnings=warnings[:20]), artifacts
+    code = child.error_code or ERR_FORKED_JOB_FAILED
+    message = (
+        f"forked job {child.job_type} ({child.child_id}) ended {child.job_state}: "
+        f"{child.error_message or code}"
+    )
+    failed = AttemptResult(
+        error_code=code, error_message=message[:2000], outputs=outputs, warnings=warnings[:20]
+    )
+    return failed, artifacts
 
 
 # -- fan_out ----------------------------------------------------------------------------------------
