@@ -29,6 +29,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("sandbox", "bench.sandbox"),
     ("forks", "bench.forks"),
     ("approvals", "bench.approvals"),
+    ("task_fanout", "bench.task_fanout"),
 )
 """(name, module with ``run(quick) -> list[Figure]``), in the order they run and print.
 
