@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.api import approvals, audit, definitions, grants, requests, tokens
+from formica.api import approvals, audit, dashboard, definitions, grants, requests, tokens
 from formica.api import stats as stats_routes
 from formica.api.auth import Principal, principal_from_authorizer_context, route_scope
 from formica.api.cors import add_cors_headers, cors_headers, parse_origins, request_origin
@@ -217,6 +217,24 @@ def exchange_grant(body: grants.GrantExchangeRequest) -> Response[Any]:
 @app.get("/api/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[str]:
     return _text(app.get_openapi_json_schema(), content_types.APPLICATION_JSON)
+
+
+# -- the dashboard (public: the page holds no data; it calls the routes below with the token) -------
+
+
+def _dashboard_file(name: str) -> Response[str]:
+    file = dashboard.dashboard_file(name)
+    return Response(status_code=200, content_type=file.media_type, body=file.text, headers=file.headers)
+
+
+@app.get("/", include_in_schema=False)
+def dashboard_page() -> Response[str]:
+    return _dashboard_file(dashboard.PAGE)
+
+
+@app.get("/ui/<name>", include_in_schema=False)
+def dashboard_static(name: Annotated[str, Path(min_length=1, max_length=64)]) -> Response[str]:
+    return _dashboard_file(name)
 
 
 # -- definitions ----------------------------------------------------------------------------------
@@ -459,6 +477,12 @@ def list_artifacts(request_id: Identifier) -> ArtifactListResponse:
 def download_artifact(request_id: Identifier, artifact_id: Identifier) -> Response[str]:
     url = requests.artifact_download_url(get_services(), _org(), request_id, artifact_id)
     return Response(status_code=302, headers={"Location": url, "Cache-Control": "no-store"}, body="")
+
+
+@app.get("/api/jobs/requests/<request_id>/artifacts/<artifact_id>/link", tags=["artifacts"])
+def artifact_link(request_id: Identifier, artifact_id: Identifier) -> dashboard.ArtifactLinkResponse:
+    # The download route's presigned URL as JSON: a browser cannot read a cross-origin redirect.
+    return dashboard.artifact_link(get_services(), _org(), request_id, artifact_id)
 
 
 @app.get(

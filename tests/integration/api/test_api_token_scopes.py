@@ -89,6 +89,8 @@ def test_public_routes_need_no_scope(world: ApiWorld) -> None:
         ("GET", "/api/openapi.json"),
         ("GET", "/api/docs"),
         ("POST", "/api/grants"),
+        ("GET", "/"),
+        ("GET", "/ui/<name>"),
     }
     assert world.call("GET", "/api/health", token=None).status == 200
 

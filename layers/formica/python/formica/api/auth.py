@@ -35,6 +35,8 @@ ROUTE_SCOPES: dict[tuple[str, str], TokenScope | None] = {
     ("GET", "/api/openapi.json"): None,
     ("GET", "/api/docs"): None,
     ("POST", "/api/grants"): None,  # the body's capability is the credential
+    ("GET", "/"): None,  # the dashboard's page and files: no data, the page calls the API with its token
+    ("GET", "/ui/<name>"): None,
     ("POST", "/api/jobs/definitions"): TokenScope.ADMIN,
     ("GET", "/api/jobs/definitions"): TokenScope.READ,
     ("GET", "/api/jobs/definitions/<job_type>"): TokenScope.READ,
@@ -56,6 +58,7 @@ ROUTE_SCOPES: dict[tuple[str, str], TokenScope | None] = {
     ("GET", "/api/jobs/requests/<request_id>/graph"): TokenScope.READ,
     ("GET", "/api/jobs/requests/<request_id>/artifacts"): TokenScope.READ,
     ("GET", "/api/jobs/requests/<request_id>/artifacts/<artifact_id>/download"): TokenScope.READ,
+    ("GET", "/api/jobs/requests/<request_id>/artifacts/<artifact_id>/link"): TokenScope.READ,
     ("GET", "/api/jobs/requests/<request_id>/tasks/<task_type>/logs"): TokenScope.READ,
     ("GET", "/api/jobs/requests/<request_id>/webhooks"): TokenScope.READ,
     ("GET", "/api/webhooks/secret"): TokenScope.ADMIN,
