@@ -11,6 +11,7 @@ from cdk.config import DeploymentConfig
 from cdk.constructs.api import Api
 from cdk.constructs.containers import ContainerCompletion, ContainerPlatform
 from cdk.constructs.lambdas import FunctionDefaults, FunctionsRuntime
+from cdk.constructs.notifications import Notifications
 from cdk.constructs.orchestration import Orchestration, executions_arn, state_machine_arn
 from cdk.constructs.scheduling import Scheduling
 from cdk.constructs.storage import Storage
@@ -128,6 +129,18 @@ class FormicaStack(Stack):
         # attempt's capability at the API's grants route: the functions that mint them name it.
         for minter in (orchestration.shell_task, orchestration.launch):
             minter.function.add_environment("FORMICA_API_URL", api.url)
+        # Lifecycle events: every function that walks, starts or cancels requests publishes them;
+        # the notify function delivers their webhooks, the API hands out the signing secrets.
+        notifications = Notifications(
+            self,
+            "Notifications",
+            bus_name=f"formica-{config.stage}",
+            secret_prefix=f"formica/{config.stage}/webhooks/",
+            storage=storage,
+            defaults=defaults,
+        )
+        notifications.grant_publish_to_functions(self)
+        notifications.grant_signing_secrets(api.handler)
 
         outputs = {
             "ApiUrl": (api.url, "FORMICA_SERVER: $URL/api/... and $URL/jobs/requests (no trailing slash)"),
