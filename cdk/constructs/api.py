@@ -28,6 +28,11 @@ from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults
 from cdk.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from cdk.constructs.scheduling import Scheduling
 from cdk.constructs.storage import Storage
+from cdk.constructs.workers import API_ACTIONS as WORKER_API_ACTIONS
+from cdk.constructs.workers import grant_worker_queues
+
+LOG_OBJECTS = "*/logs/*"
+"""Attempts' logs: the worker routes store a reported attempt's log."""
 
 AUTHORIZER_CACHE_TTL = Duration.seconds(30)
 PUBLIC_ROUTES = ("health", "openapi.json", "docs")  # GET /api/<route>, no token
@@ -226,6 +231,17 @@ class Api(Construct):
             executions_arn,
             "Execution names are chosen per request at run time; StopExecution is limited to executions of "
             "this stack's job state machine.",
+        )
+        # WEBSOCKET tasks: the worker routes lease, extend and delete messages on workers' behalf,
+        # and store the attempt's log as the task Lambdas do.
+        grant_worker_queues(self, role, WORKER_API_ACTIONS)
+        log_objects = storage.bucket.arn_for_objects(LOG_OBJECTS)
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[log_objects]))
+        acknowledge_wildcard_resource(
+            role,
+            log_objects,
+            "A worker's report stores its attempt's log under {org}/{request_id}/{task_type}/logs/; keys "
+            "are known only at run time.",
         )
         platform.grant_task_control(self.handler)
         platform.grant_read_logs(self.handler)

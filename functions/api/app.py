@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.api import approvals, audit, dashboard, definitions, grants, requests, tokens
 from formica.api import stats as stats_routes
+from formica.api import workers as worker_routes
 from formica.api.auth import Principal, principal_from_authorizer_context, route_scope
 from formica.api.cors import add_cors_headers, cors_headers, parse_origins, request_origin
 from formica.api.errors import (
@@ -537,6 +538,30 @@ def reject_task(
 @app.get("/api/approvals/pending", tags=["approvals"])
 def pending_approvals() -> approvals.ApprovalListResponse:
     return approvals.list_pending(get_services(), _org())
+
+
+# -- workers (WEBSOCKET tasks) -----------------------------------------------------------------------
+
+WorkerTags = Annotated[str | None, Query(max_length=500, description="the worker's tags, comma-separated")]
+LEASED = {
+    404: json_response("No such lease in this organisation (NOT_FOUND)", ErrorResponse),
+    409: json_response("The lease went to another worker, or its attempt is over (CONFLICT)", ErrorResponse),
+}
+
+
+@app.post("/api/workers/poll", tags=["workers"])
+def worker_poll(tags: WorkerTags = None) -> worker_routes.WorkerAttemptResponse:
+    return worker_routes.poll(_org(), tags or "")
+
+
+@app.post("/api/workers/heartbeat", tags=["workers"], responses=LEASED)
+def worker_heartbeat(body: worker_routes.LeaseRequest) -> worker_routes.HeartbeatResponse:
+    return worker_routes.heartbeat(_org(), body)
+
+
+@app.post("/api/workers/report", tags=["workers"], responses=LEASED)
+def worker_report(body: worker_routes.WorkerReportRequest) -> worker_routes.WorkerReportResponse:
+    return worker_routes.report(_org(), body)
 
 
 # -- statistics ------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/jobs/requests"): {"job_type": "hello-job"},
     ("PUT", "/api/jobs/definitions/<job_type>/concurrency"): {"max_concurrency": 1},
     ("POST", "/api/auth/tokens"): {"name": "made-by-the-table"},
+    ("POST", "/api/workers/heartbeat"): {"lease": "fgl_unknown"},
+    ("POST", "/api/workers/report"): {"lease": "fgl_unknown", "outcome": {"exit_code": "0"}},
 }
 SCOPED = sorted((route, scope) for route, scope in ROUTE_SCOPES.items() if scope is not None)
 

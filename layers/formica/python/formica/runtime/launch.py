@@ -117,6 +117,8 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
         from formica.runtime.approvals import await_approval  # noqa: PLC0415 - cold start: containers never wait for approvers
 
         return await_approval(rt, request, parsed.step)
+    if current is not None and current.runner == RunnerKind.WORKER:
+        return _queue_for_workers(rt, request, parsed.step)
     if current is None or current.runner != RunnerKind.CONTAINER:
         raise ContainerLaunchError(f"request {parsed.request_id} has no container task at step {parsed.step}")
     launcher = CONTAINER_LAUNCHERS.get(rt.settings.container_runtime)
@@ -129,6 +131,19 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
         complete_container_attempt(rt, parsed.request_id, parsed.step, failed)
     logger.info("container attempt launched", extra={"request_id": parsed.request_id, "step": parsed.step})
     return {"request_id": parsed.request_id, "step": parsed.step, "launched": True}
+
+
+def _queue_for_workers(runtime: Runtime, request: JobRequestItem, step: int) -> dict[str, Any]:
+    """A WEBSOCKET task waits on Launch's token too: queued for the organisation's workers, answered
+    by the report of the worker that leased it (``formica.runtime.workers``)."""
+    from formica.runtime.workers import queue_attempt  # noqa: PLC0415 - cold start: containers never queue for workers
+
+    try:
+        return queue_attempt(runtime, request, step)
+    except DefinitionError as exc:
+        failed = AttemptResult(error_code=ERR_INVALID_DEFINITION, error_message=str(exc))
+        complete_container_attempt(runtime, request.request_id, step, failed)
+        return {"request_id": request.request_id, "step": step, "launched": True}
 
 
 def _await_forks(runtime: Runtime, request: JobRequestItem, step: int) -> dict[str, Any]:
