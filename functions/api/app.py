@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from formica.api import approvals, audit, dashboard, definitions, grants, requests, tokens
+from formica.api import configs as config_routes
 from formica.api import stats as stats_routes
 from formica.api import workers as worker_routes
 from formica.api.auth import Principal, principal_from_authorizer_context, route_scope
@@ -605,6 +606,76 @@ def list_audits(
         limit=limit,
         next_token=next_token,
     )
+
+
+# -- configs (an organisation's and a job type's; a config's id is its name) -----------------------
+
+OrgName = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
+ConfigId = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
+CONFIG_CREATED = {
+    201: json_response("The config (a secret without its value)", config_routes.ConfigResponse),
+    400: json_response("A bad name, a value too long, a short secret (VALIDATION_ERROR)", ErrorResponse),
+    404: json_response("Not your organisation, or no such job type (NOT_FOUND)", ErrorResponse),
+    409: json_response("A config of this name exists in this scope (CONFLICT)", ErrorResponse),
+}
+
+
+@app.get("/api/orgs/<org>/configs", tags=["configs"])
+def list_org_configs(org: OrgName) -> config_routes.ConfigListResponse:
+    return config_routes.list_configs(get_services(), _org(), path_org=org)
+
+
+@app.post("/api/orgs/<org>/configs", tags=["configs"], responses=CONFIG_CREATED)
+def create_org_config(
+    org: OrgName, body: config_routes.CreateConfigRequest
+) -> Response[config_routes.ConfigResponse]:
+    return _json(201, config_routes.create_config(get_services(), _org(), body, path_org=org))
+
+
+@app.get("/api/orgs/<org>/configs/<config_id>", tags=["configs"])
+def get_org_config(org: OrgName, config_id: ConfigId) -> config_routes.ConfigResponse:
+    return config_routes.get_config(get_services(), _org(), config_id, path_org=org)
+
+
+@app.put("/api/orgs/<org>/configs/<config_id>", tags=["configs"])
+def update_org_config(
+    org: OrgName, config_id: ConfigId, body: config_routes.UpdateConfigRequest
+) -> config_routes.ConfigResponse:
+    return config_routes.update_config(get_services(), _org(), config_id, body, path_org=org)
+
+
+@app.delete("/api/orgs/<org>/configs/<config_id>", tags=["configs"])
+def delete_org_config(org: OrgName, config_id: ConfigId) -> config_routes.ConfigResponse:
+    return config_routes.delete_config(get_services(), _org(), config_id, path_org=org)
+
+
+@app.get("/api/jobs/definitions/<job_type>/configs", tags=["configs"])
+def list_job_configs(job_type: JobType) -> config_routes.ConfigListResponse:
+    return config_routes.list_configs(get_services(), _org(), job_type=job_type)
+
+
+@app.post("/api/jobs/definitions/<job_type>/configs", tags=["configs"], responses=CONFIG_CREATED)
+def create_job_config(
+    job_type: JobType, body: config_routes.CreateConfigRequest
+) -> Response[config_routes.ConfigResponse]:
+    return _json(201, config_routes.create_config(get_services(), _org(), body, job_type=job_type))
+
+
+@app.get("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"])
+def get_job_config(job_type: JobType, config_id: ConfigId) -> config_routes.ConfigResponse:
+    return config_routes.get_config(get_services(), _org(), config_id, job_type=job_type)
+
+
+@app.put("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"])
+def update_job_config(
+    job_type: JobType, config_id: ConfigId, body: config_routes.UpdateConfigRequest
+) -> config_routes.ConfigResponse:
+    return config_routes.update_config(get_services(), _org(), config_id, body, job_type=job_type)
+
+
+@app.delete("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"])
+def delete_job_config(job_type: JobType, config_id: ConfigId) -> config_routes.ConfigResponse:
+    return config_routes.delete_config(get_services(), _org(), config_id, job_type=job_type)
 
 
 # -- tokens ---------------------------------------------------------------------------------------

@@ -73,6 +73,16 @@ ROUTE_SCOPES: dict[tuple[str, str], TokenScope | None] = {
     ("POST", "/api/auth/tokens"): TokenScope.ADMIN,
     ("GET", "/api/auth/tokens"): TokenScope.ADMIN,
     ("DELETE", "/api/auth/tokens/<token_id>"): TokenScope.ADMIN,
+    ("GET", "/api/orgs/<org>/configs"): TokenScope.READ,
+    ("POST", "/api/orgs/<org>/configs"): TokenScope.ADMIN,
+    ("GET", "/api/orgs/<org>/configs/<config_id>"): TokenScope.READ,
+    ("PUT", "/api/orgs/<org>/configs/<config_id>"): TokenScope.ADMIN,
+    ("DELETE", "/api/orgs/<org>/configs/<config_id>"): TokenScope.ADMIN,
+    ("GET", "/api/jobs/definitions/<job_type>/configs"): TokenScope.READ,
+    ("POST", "/api/jobs/definitions/<job_type>/configs"): TokenScope.ADMIN,
+    ("GET", "/api/jobs/definitions/<job_type>/configs/<config_id>"): TokenScope.READ,
+    ("PUT", "/api/jobs/definitions/<job_type>/configs/<config_id>"): TokenScope.ADMIN,
+    ("DELETE", "/api/jobs/definitions/<job_type>/configs/<config_id>"): TokenScope.ADMIN,
 }
 
 

@@ -69,7 +69,9 @@ def _launch_cloud(runtime: Runtime, request: JobRequestItem, step: int, task_tok
     assert current is not None  # noqa: S101 - checked by launch_container
     walker = Walker(runtime)
     now = runtime.now()
-    definition = walker.render(request, task_type=current.task_type, task_retry=current.task_retry, now=now)
+    definition = walker.render(
+        request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
+    )
     ctx = walker.context(request, step, now)
     runtime.containers.launch(request.request_id, step, definition.task(current.task_type), ctx, task_token)
 
@@ -173,7 +175,7 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
     try:
         now = runtime.now()
         definition = walker.render(
-            request, task_type=current.task_type, task_retry=current.task_retry, now=now
+            request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
         )
         task = definition.task(current.task_type)
         ctx = walker.context(request, step, now)
@@ -184,6 +186,7 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
     except Exception as exc:  # the walk must hear back even when the runner breaks
         logger.exception("container attempt failed", extra={"request_id": request.request_id, "step": step})
         outcome = TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=f"{type(exc).__name__}: {exc}")
+    walker.mask_outcome(request, outcome)
     artifacts, fields = walker.keep_outputs(request, step, current.task_type, outcome)
     for artifact in artifacts:
         runtime.requests.put_artifact(artifact)
