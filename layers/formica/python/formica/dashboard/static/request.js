@@ -61,33 +61,43 @@ function timeline(tasks) {
 }
 
 class LogTail {
-  // One task's log, re-read while the task can still write; only new text is appended, and the
-  // view follows the end unless the reader scrolled up.
+  // One task's log, read by byte offset (`?since=N`: only the new text, with `next_since` and
+  // `finished`), appended as it arrives; the view follows the end unless the reader scrolled up.
+  // No `follow=true` long poll: a browser keeps at most six connections to one origin, and a page
+  // with several tasks would spend them all waiting.
   constructor(requestId, taskType, index) {
     this.path = apiPath("jobs", "requests", requestId, "tasks", taskType, "logs");
-    this.text = "";
+    this.since = 0;
+    this.finished = false;
     this.pre = h("pre", { class: "log", tabindex: 0, "aria-label": `Log of ${taskType}`, "data-task": taskType });
     this.element = h("section", { class: "log-tail", "aria-labelledby": `log-${index}` }, h("h3", { id: `log-${index}` }, `Log: ${taskType}`), this.pre);
     this.pre.textContent = "(waiting for output)";
   }
 
   async refresh() {
-    let text;
+    if (this.finished) return;
+    let chunk;
     try {
-      text = await api(this.path);
+      chunk = await api(this.path, { query: { since: this.since } });
     } catch (error) {
       if (error.status === 404) return;
       throw error;
     }
-    if (text === this.text) return;
-    const following = this.pre.scrollTop + this.pre.clientHeight >= this.pre.scrollHeight - 4;
-    if (this.text && text.startsWith(this.text) && this.pre.firstChild) {
-      this.pre.append(document.createTextNode(text.slice(this.text.length)));
-    } else {
-      this.pre.textContent = text || "(empty log)";
+    this.finished = Boolean(chunk.finished);
+    if (!chunk.text) {
+      if (this.finished && this.since === 0) this.pre.textContent = "(empty log)";
+      return;
     }
-    this.text = text;
+    const following = this.pre.scrollTop + this.pre.clientHeight >= this.pre.scrollHeight - 4;
+    if (this.since === 0) this.pre.textContent = "";
+    this.pre.append(document.createTextNode(chunk.text));
+    this.since = chunk.next_since;
     if (following) this.pre.scrollTop = this.pre.scrollHeight;
+  }
+
+  reopen() {
+    // A restart runs tasks again: their new sections follow what was read.
+    this.finished = false;
   }
 }
 
@@ -201,15 +211,14 @@ export async function requestPage([id], signal, main) {
         : h("p", { class: "muted" }, "No artifacts yet."),
     );
     fill(approvalsBox, approvalsPanel(pending.approvals.filter((a) => a.request_id === id && a.state === "PENDING"), start));
-    const unfinished = [...tails.entries()].filter(([type]) => {
-      const task = request.tasks.filter((t) => t.task_type === type).pop();
-      return !FINAL.has(request.job_state) || finalReads === 0 || (task && !task.ended_at);
-    });
-    await Promise.all(unfinished.map(([, tail]) => tail.refresh()));
-    fill(live, FINAL.has(request.job_state) ? "Finished." : `Live: updated ${new Date().toLocaleTimeString()}`);
-    if (FINAL.has(request.job_state)) finalReads += 1;
-    // Keep reading a little after the end: the last log lands with the final commit.
-    return finalReads < 2;
+    await Promise.all([...tails.values()].map((tail) => tail.refresh()));
+    const final = FINAL.has(request.job_state);
+    const logsDone = [...tails.values()].every((tail) => tail.finished);
+    if (final) finalReads += 1;
+    // After the end, read on until every log says finished (a few reads at most).
+    const settled = final && (logsDone || finalReads > 5);
+    fill(live, settled ? "Finished." : `Live: updated ${new Date().toLocaleTimeString()}`);
+    return !settled;
   };
   let polling = false;
   const tick = async () => {
@@ -222,6 +231,7 @@ export async function requestPage([id], signal, main) {
     if (polling) return;
     polling = true;
     finalReads = 0;
+    for (const tail of tails.values()) tail.reopen();
     lastState = null;
     poll(tick, 1500, signal);
   }
