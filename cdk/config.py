@@ -13,6 +13,7 @@ Context comes from cdk.json (defaults) and ``npx cdk synth|deploy -c key=value``
 | artifact_expiry_days | artifacts, task logs and their table items (TTL) expire after these days | 30 |
 | reserved_concurrency | apply reserved concurrency caps (false for accounts with a 10 quota) | true |
 | http_allowed_networks | non-public networks HTTP tasks may call, CIDRs comma-separated | none: public only |
+| alarm_topic_arn | the SNS topic every alarm notifies | a topic made by the stack (output) |
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from aws_cdk import aws_logs as logs
 
 STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+TOPIC_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 ORIGIN_PATTERN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d+)?)$")
 # The retention periods CloudWatch Logs accepts, in days.
 RETENTION_BY_DAYS = {
@@ -75,6 +77,7 @@ class DeploymentConfig:
     artifact_expiry_days: int = 30
     reserved_concurrency: bool = True
     http_allowed_networks: tuple[str, ...] = ()
+    alarm_topic_arn: str | None = None
 
     @property
     def stack_name(self) -> str:
@@ -109,6 +112,7 @@ class DeploymentConfig:
                 "reserved_concurrency", get("reserved_concurrency"), defaults.reserved_concurrency
             ),
             http_allowed_networks=_networks(get("http_allowed_networks")),
+            alarm_topic_arn=_topic_arn(get("alarm_topic_arn")),
         )
 
 
@@ -193,3 +197,10 @@ def _networks(value: object) -> tuple[str, ...]:
                 f"http_allowed_networks {entry!r}: expected a CIDR such as 10.0.0.0/8 ({exc})"
             ) from exc
     return tuple(networks)
+
+
+def _topic_arn(value: object) -> str | None:
+    text = _text(value)
+    if text is not None and not TOPIC_ARN_PATTERN.match(text):
+        raise ContextError(f"alarm_topic_arn {text!r}: expected arn:aws:sns:<region>:<account>:<name>")
+    return text

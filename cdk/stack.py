@@ -5,15 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.config import DeploymentConfig
 from cdk.constructs.api import Api
-from cdk.constructs.containers import ContainerCompletion, ContainerPlatform
-from cdk.constructs.lambdas import FunctionDefaults, FunctionsRuntime
-from cdk.constructs.notifications import Notifications
+from cdk.constructs.containers import (
+    RECONCILE_EVERY,
+    RECONCILE_EVERY_WITH_EKS,
+    ContainerCompletion,
+    ContainerPlatform,
+)
+from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults, FunctionsRuntime
+from cdk.constructs.monitoring import Monitoring
 from cdk.constructs.orchestration import Orchestration, executions_arn, state_machine_arn
-from cdk.constructs.scheduling import Scheduling
+from cdk.constructs.scheduling import SWEEP_EVERY, Scheduling
 from cdk.constructs.storage import Storage
 
 API_THROTTLE_RATE = 50  # requests per second, steady state, for the whole stage
@@ -129,18 +135,33 @@ class FormicaStack(Stack):
         # attempt's capability at the API's grants route: the functions that mint them name it.
         for minter in (orchestration.shell_task, orchestration.launch):
             minter.function.add_environment("FORMICA_API_URL", api.url)
-        # Lifecycle events: every function that walks, starts or cancels requests publishes them;
-        # the notify function delivers their webhooks, the API hands out the signing secrets.
-        notifications = Notifications(
+
+        monitoring = Monitoring(
             self,
-            "Notifications",
-            bus_name=f"formica-{config.stage}",
-            secret_prefix=f"formica/{config.stage}/webhooks/",
-            storage=storage,
-            defaults=defaults,
+            "Monitoring",
+            functions=[node for node in self.node.find_all() if isinstance(node, FormicaFunction)],
+            async_functions=[scheduling.function, completion.container_events, completion.reconciler],
+            periodic_functions=[
+                (scheduling.function, SWEEP_EVERY),
+                (
+                    completion.reconciler,
+                    RECONCILE_EVERY_WITH_EKS if config.eks_cluster_name else RECONCILE_EVERY,
+                ),
+            ],
+            state_machine=orchestration.state_machine,
+            rest_api=api.rest_api,
+            table=storage.table,
+            dead_letter_queues=[
+                node.dead_letter_queue.queue
+                for node in self.node.find_all()
+                if isinstance(node, sqs.Queue) and node.dead_letter_queue is not None
+            ],
+            alarm_topic_arn=config.alarm_topic_arn,
         )
-        notifications.grant_publish_to_functions(self)
-        notifications.grant_signing_secrets(api.handler)
+        if config.alarm_topic_arn is None:
+            CfnOutput(
+                self, "AlarmTopicArn", value=monitoring.topic.topic_arn, description="Subscribe to the alarms"
+            )
 
         outputs = {
             "ApiUrl": (api.url, "FORMICA_SERVER: $URL/api/... and $URL/jobs/requests (no trailing slash)"),

@@ -17,6 +17,9 @@ BASE = LOGS | XRAY
 TASK_RESPONSE = {"states:SendTaskSuccess", "states:SendTaskFailure"}
 ECS_TASKS = {"ecs:StopTask", "ecs:DescribeTasks"}
 BUCKET_READ_WRITE = {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload"}
+# Invoked asynchronously (EventBridge rules, schedules): a failed invocation goes to the monitoring
+# construct's dead-letter queue (the Lambda service sends it as the function's role).
+ASYNC_DLQ = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
 
 EXPECTED_ACTIONS: dict[str, set[str]] = {
     # s3:PutObject: the grants route signs an attempt's upload (under */artifacts/* only).
@@ -34,9 +37,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "scheduler:GetSchedule",
     }
     | {"iam:PassRole"}
-    | {"secretsmanager:GetSecretValue"}  # the cursor key (test_cursor_key_secret.py)
-    # The worker routes: lease, extend and delete worker queue messages.
-    | {"sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"},
+    | {"secretsmanager:GetSecretValue"},  # the cursor key (test_cursor_key_secret.py)
     "authorizer": BASE | TABLE_READ,
     # A request ending in these starts the next PENDING ones (max_concurrency): StartExecution.
     # Container completions commit the walk's step themselves (D13), so they can end a request too.
@@ -64,38 +65,25 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask", "iam:PassRole"}
     | {"s3:PutObject"}
     | TASK_RESPONSE
-    | {"states:StartExecution"}
-    | {"sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:SendMessage"},  # WEBSOCKET tasks' worker queues
+    | {"states:StartExecution"},
     "continue_execution": BASE | TABLE | {"states:StartExecution"},
     "container_events": BASE
     | TABLE
     | BUCKET_READ_WRITE
     | {"logs:GetLogEvents"}
     | TASK_RESPONSE
-    | {"states:StartExecution"},
+    | {"states:StartExecution"}
+    | ASYNC_DLQ,
     "reconciler": BASE
     | TABLE
     | BUCKET_READ_WRITE
     | {"logs:GetLogEvents"}
     | TASK_RESPONSE
     | ECS_TASKS
-    | {"states:StartExecution"},
-    "scheduler": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE,
+    | {"states:StartExecution"}
+    | ASYNC_DLQ,
+    "scheduler": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE | ASYNC_DLQ,
 }
-# The webhook signing secrets, formica/<stage>/webhooks/*: one per organisation.
-SIGNING_SECRETS = {"secretsmanager:GetSecretValue", "secretsmanager:CreateSecret"}
-# The notify function: deliveries in the table, its queue (consumed; a retry sent back with a delay).
-EXPECTED_ACTIONS["notify"] = (
-    BASE
-    | TABLE
-    | {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage"}
-    | {"sqs:GetQueueAttributes", "sqs:SendMessage"}
-    | SIGNING_SECRETS
-)
-EXPECTED_ACTIONS["api"] = EXPECTED_ACTIONS["api"] | SIGNING_SECRETS  # GET /api/webhooks/secret
-# Every function that walks, starts or cancels requests puts lifecycle events on the bus.
-for _folder in set(EXPECTED_ACTIONS) - {"shell_sandbox", "authorizer", "notify"}:
-    EXPECTED_ACTIONS[_folder] = EXPECTED_ACTIONS[_folder] | {"events:PutEvents"}
 EKS_USERS = {"api", "launch", "reconciler"}
 
 # Actions IAM only grants on "*": they have no resource-level permissions.
@@ -189,14 +177,11 @@ def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
         f"<{bucket}.Arn>/*/artifacts/*",  # Launch: the artifacts it presigns for container helpers
         f"<{bucket}.Arn>/*/grants/*",  # Launch: the helpers' grant files
         f"<{bucket}.Arn>/*/grants/*.env",  # the ECS agent: a helper's grant (.env)
-        f"<{bucket}.Arn>/*/logs/*",  # the API: a worker's reported attempt's log
-        prefix.format(service="sqs") + "formica-work-*",  # worker queues, one per organisation and pool
         prefix.format(service="ecs") + "task-definition/formica-test-*",  # families Launch registers
         prefix.format(service="ecs") + f"task/<{cluster}>/*",  # tasks of this cluster
         prefix.format(service="states") + "execution:formica-test-job:*",  # executions named per request
         prefix.format(service="scheduler") + "schedule/formica-test/*",  # schedules named per definition
         prefix.format(service="ecr") + "repository/*",  # images named by jobs
-        prefix.format(service="secretsmanager") + "secret:formica/test/webhooks/*",  # one per organisation
     }
     patterns = {
         resource
@@ -360,16 +345,3 @@ def test_the_sandbox_role_holds_no_data_action(synth: Synth) -> None:
     assert not [action for action in actions if action.startswith(forbidden)]
     role = synth.of_type("AWS::IAM::Role")[synth.role_of("shell_sandbox")]["Properties"]
     assert not role.get("ManagedPolicyArns"), "no managed policy may widen it"
-
-
-
-def test_worker_queues_are_granted_by_the_stacks_prefix_to_launch_and_the_api_only(
-    synth: Synth,
-) -> None:
-    users = {
-        folder
-        for folder in synth.functions()
-        for statement in synth.statements_of_role(synth.role_of(folder))
-        if any(resource.endswith(":formica-work-*") for resource in resources_of(statement))
-    }
-    assert users == {"api", "launch"}

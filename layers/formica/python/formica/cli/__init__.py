@@ -14,12 +14,7 @@ from collections.abc import Sequence
 
 from formica.jobs.errors import DefinitionError
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "formica.cli.language",
-    "formica.cli.dev",
-    "formica.cli.remote",
-    "formica.cli.worker",
-)
+COMMAND_MODULES: tuple[str, ...] = ("formica.cli.language", "formica.cli.dev", "formica.cli.remote")
 """Modules that register subcommands, in help order."""
 
 

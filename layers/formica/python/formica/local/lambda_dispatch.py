@@ -27,6 +27,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,11 +143,16 @@ class LocalLambdaContext:
         return max(0, int(left * 1000))
 
 
+INVOKED_FUNCTION: ContextVar[str | None] = ContextVar("formica_invoked_function", default=None)
+"""The functions/ folder whose handler runs in this context (tests tie AWS calls to a function's role)."""
+
+
 def invoke_handler(folder: str, body: bytes | str | None, region: str = "us-east-1") -> tuple[bytes, bool]:
     """Run a handler with a JSON payload; returns (response bytes, True when the handler raised)."""
     handler = load_handler(folder)
     raw = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
     event = json.loads(raw) if raw.strip() else {}
+    invoked = INVOKED_FUNCTION.set(folder)
     try:
         result = handler(event, LocalLambdaContext(function_name(folder), region))
     except Exception as exc:  # Lambda turns any exception into an error response
@@ -160,6 +166,8 @@ def invoke_handler(folder: str, body: bytes | str | None, region: str = "us-east
             "stackTrace": traceback.format_exception(exc)[-5:],
         }
         return json.dumps(error).encode("utf-8"), True
+    finally:
+        INVOKED_FUNCTION.reset(invoked)
     return json.dumps(result).encode("utf-8"), False
 
 

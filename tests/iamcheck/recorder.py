@@ -1,0 +1,259 @@
+"""Record every AWS operation a Formica function makes while the tests run it in-process.
+
+Each botocore client gets a ``before-parameter-build`` hook (the event fires for API calls and for
+presigned URLs, which the signer's permissions authorize just the same). A call made while a
+function's handler runs (``INVOKED_FUNCTION``, set by ``formica.local.lambda_dispatch`` and by the
+wrappers ``wrap_handlers`` puts around the handlers tests call directly) is resolved to the IAM
+actions and resource ARNs it needs and kept as a ``Call``. Calls outside any handler (a test's own
+setup) are not a function's and are not kept. An operation this module cannot resolve is kept as
+``Unresolved``: the cross-check fails on it rather than pass it.
+
+Names are canonical on both sides (``canonical``): the settings' table, bucket and state machine of
+the test become ``<TABLE>``, ``<BUCKET>`` and ``<STATEMACHINE>``, as the template's resources do in
+``tests/iamcheck/policies.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+from formica.local.lambda_dispatch import INVOKED_FUNCTION
+
+ACCOUNT = "123456789012"
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+
+
+@dataclass(frozen=True, order=True)
+class Call:
+    """One IAM authorization a function's call needs."""
+
+    function: str
+    action: str
+    resource: str
+
+
+@dataclass(frozen=True, order=True)
+class Unresolved:
+    """An operation whose IAM action or resource this recorder does not know."""
+
+    function: str
+    operation: str
+    reason: str
+
+
+_lock = threading.Lock()
+CALLS: set[Call] = set()
+UNRESOLVED: set[Unresolved] = set()
+
+
+def canonical(resource: str) -> str:
+    """Replace the test's table, bucket and state machine names by their template placeholders."""
+    table = os.environ.get("FORMICA_TABLE_NAME")
+    bucket = os.environ.get("FORMICA_BUCKET_NAME")
+    machine_arn = os.environ.get("FORMICA_STATE_MACHINE_ARN")
+    if table:
+        resource = resource.replace(f":table/{table}", ":table/<TABLE>")
+    if bucket:
+        resource = resource.replace(f":::{bucket}", ":::<BUCKET>")
+    if machine_arn:
+        name = machine_arn.rsplit(":", 1)[-1]
+        resource = resource.replace(f":stateMachine:{name}", ":stateMachine:<STATEMACHINE>")
+        resource = resource.replace(f":execution:{name}:", ":execution:<STATEMACHINE>:")
+    return resource
+
+
+# -- operations -> (action, resource) ----------------------------------------------------------
+
+_S3_ACTIONS = {
+    "HeadObject": "s3:GetObject",
+    "GetObject": "s3:GetObject",
+    "PutObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "DeleteObject": "s3:DeleteObject",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+}
+_S3_BUCKET_LEVEL = {"ListObjectsV2", "ListObjects", "HeadBucket"}
+_DYNAMODB_TRANSACT = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+_STATES_BY_EXECUTION = {"StopExecution", "DescribeExecution", "GetExecutionHistory"}
+_STATES_BY_TOKEN = {"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"}
+
+
+def _arn(service: str, region: str, resource: str, account: str = ACCOUNT) -> str:
+    return f"arn:aws:{service}:{region}:{account}:{resource}"
+
+
+def _dynamodb(operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    def table(name: str, index: str | None = None) -> str:
+        return _arn("dynamodb", region, f"table/{name}" + (f"/index/{index}" if index else ""))
+
+    if operation in ("BatchWriteItem", "BatchGetItem"):
+        action = "dynamodb:" + operation
+        return [(action, table(name)) for name in params["RequestItems"]]
+    if operation == "TransactWriteItems":
+        needed = []
+        for item in params["TransactItems"]:
+            ((kind, body),) = item.items()
+            needed.append(("dynamodb:" + _DYNAMODB_TRANSACT[kind], table(body["TableName"])))
+        return needed
+    if operation == "TransactGetItems":
+        return [("dynamodb:GetItem", table(item["Get"]["TableName"])) for item in params["TransactItems"]]
+    return [("dynamodb:" + operation, table(params["TableName"], params.get("IndexName")))]
+
+
+def _s3(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    bucket = params["Bucket"]
+    if operation == "CopyObject":
+        source = params["CopySource"]
+        source_arn = (
+            f"arn:aws:s3:::{source['Bucket']}/{source['Key']}"
+            if isinstance(source, dict)
+            else "arn:aws:s3:::" + source.lstrip("/").split("?")[0]
+        )
+        return [("s3:GetObject", source_arn), ("s3:PutObject", f"arn:aws:s3:::{bucket}/{params['Key']}")]
+    if operation == "DeleteObjects":
+        return [("s3:DeleteObject", f"arn:aws:s3:::{bucket}/{o['Key']}") for o in params["Delete"]["Objects"]]
+    action = _S3_ACTIONS[operation]
+    if operation in _S3_BUCKET_LEVEL:
+        return [(action, f"arn:aws:s3:::{bucket}")]
+    return [(action, f"arn:aws:s3:::{bucket}/{params['Key']}")]
+
+
+def _states(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    action = "states:" + operation
+    if operation in _STATES_BY_EXECUTION:
+        return [(action, params["executionArn"])]
+    if operation in _STATES_BY_TOKEN:
+        # The token names no ARN; IAM authorizes it against the state machine whose task waits,
+        # and the tests run one: the settings' state machine.
+        return [(action, os.environ["FORMICA_STATE_MACHINE_ARN"])]
+    return [(action, params["stateMachineArn"])]
+
+
+def _lambda(operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    name = params["FunctionName"]
+    arn = name if name.startswith("arn:") else _arn("lambda", region, f"function:{name}")
+    return [("lambda:" + ("InvokeFunction" if operation == "Invoke" else operation), arn)]
+
+
+def _secrets(operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    secret = params.get("SecretId") or params["Name"]
+    arn = secret if secret.startswith("arn:") else _arn("secretsmanager", region, f"secret:{secret}-AbCdEf")
+    return [("secretsmanager:" + operation, arn)]
+
+
+def resolve(service: str, operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs one operation needs; KeyError/ValueError when unknown."""
+    if service == "dynamodb":
+        return _dynamodb(operation, params, region)
+    if service == "s3":
+        return _s3(operation, params)
+    if service == "states":
+        return _states(operation, params)
+    if service == "lambda" and operation == "Invoke":
+        return _lambda(operation, params, region)
+    if service == "secretsmanager":
+        return _secrets(operation, params, region)
+    raise ValueError(f"no IAM resolution for {service}:{operation}")
+
+
+# -- the hooks ---------------------------------------------------------------------------------
+
+
+def _before_parameter_build(region: str, params: dict[str, Any], model: Any, **_: Any) -> None:
+    function = INVOKED_FUNCTION.get()
+    if function is None:
+        return
+    metadata = model.service_model.metadata
+    service = metadata.get("signingName") or metadata["endpointPrefix"]
+    try:
+        needed = resolve(service, model.name, params, region)
+    except (KeyError, ValueError, TypeError) as exc:
+        with _lock:
+            UNRESOLVED.add(Unresolved(function, f"{service}:{model.name}", f"{type(exc).__name__}: {exc}"))
+        return
+    with _lock:
+        CALLS.update(Call(function, action, canonical(resource)) for action, resource in needed)
+
+
+_original_create_client = botocore.session.Session.create_client
+
+
+@functools.wraps(_original_create_client)
+def _create_client(self: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
+    client = _original_create_client(self, *args, **kwargs)
+    hook = functools.partial(_before_parameter_build, client.meta.region_name or "us-east-1")
+    client.meta.events.register("before-parameter-build", hook, unique_id="formica-iamcheck")
+    return client
+
+
+def install() -> None:
+    """Hook every botocore client created from now on, and wrap the functions' handlers."""
+    botocore.session.Session.create_client = _create_client  # type: ignore[method-assign]
+    wrap_handlers()
+
+
+def _attributed(folder: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(handler)
+    def run(event: Any, context: Any) -> Any:
+        if INVOKED_FUNCTION.get() is not None:
+            return handler(event, context)
+        token = INVOKED_FUNCTION.set(folder)
+        try:
+            return handler(event, context)
+        finally:
+            INVOKED_FUNCTION.reset(token)
+
+    return run
+
+
+def folders() -> Iterator[str]:
+    for app in sorted(FUNCTIONS_DIR.glob("*/app.py")):
+        yield app.parent.name
+
+
+def wrap_handlers() -> None:
+    """Handlers the tests call directly (the API, the authorizer, the scheduler) run as their
+    function too: ``functions.<folder>.app.handler`` is wrapped to set ``INVOKED_FUNCTION``."""
+    for folder in folders():
+        try:
+            module = importlib.import_module(f"functions.{folder}.app")
+        except Exception as exc:
+            # Not fatal to the session (a handler being written elsewhere); the cross-check fails on it.
+            UNRESOLVED.add(Unresolved(folder, "import of the handler", f"{type(exc).__name__}: {exc}"))
+            continue
+        handler = getattr(module, "handler", None)
+        if handler is not None and not getattr(handler, "_formica_iamcheck", False):
+            wrapped = _attributed(folder, handler)
+            wrapped._formica_iamcheck = True  # type: ignore[attr-defined]
+            module.handler = wrapped
+
+
+SESSION_RECORDS = False
+"""True when this pytest session runs integration or workflow tests (their calls are recorded)."""
+
+
+def snapshot() -> dict[str, list[list[str]]]:
+    """What was recorded so far, as JSON-ready lists (sorted: deterministic)."""
+    with _lock:
+        return {
+            "calls": [[c.function, c.action, c.resource] for c in sorted(CALLS)],
+            "unresolved": [[u.function, u.operation, u.reason] for u in sorted(UNRESOLVED)],
+        }
