@@ -18,6 +18,7 @@ from cdk.constructs.containers import (
 )
 from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults, FunctionsRuntime
 from cdk.constructs.monitoring import Monitoring
+from cdk.constructs.notifications import Notifications
 from cdk.constructs.orchestration import Orchestration, executions_arn, state_machine_arn
 from cdk.constructs.scheduling import SWEEP_EVERY, Scheduling
 from cdk.constructs.storage import Storage
@@ -135,6 +136,18 @@ class FormicaStack(Stack):
         # attempt's capability at the API's grants route: the functions that mint them name it.
         for minter in (orchestration.shell_task, orchestration.launch):
             minter.function.add_environment("FORMICA_API_URL", api.url)
+        # Lifecycle events: every function that walks, starts or cancels requests publishes them;
+        # the notify function delivers their webhooks, the API hands out the signing secrets.
+        notifications = Notifications(
+            self,
+            "Notifications",
+            bus_name=f"formica-{config.stage}",
+            secret_prefix=f"formica/{config.stage}/webhooks/",
+            storage=storage,
+            defaults=defaults,
+        )
+        notifications.grant_publish_to_functions(self)
+        notifications.grant_signing_secrets(api.handler)
 
         monitoring = Monitoring(
             self,

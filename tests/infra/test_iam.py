@@ -84,6 +84,20 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | ASYNC_DLQ,
     "scheduler": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE | ASYNC_DLQ,
 }
+# The webhook signing secrets, formica/<stage>/webhooks/*: one per organisation.
+SIGNING_SECRETS = {"secretsmanager:GetSecretValue", "secretsmanager:CreateSecret"}
+# The notify function: deliveries in the table, its queue (consumed; a retry sent back with a delay).
+EXPECTED_ACTIONS["notify"] = (
+    BASE
+    | TABLE
+    | {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage"}
+    | {"sqs:GetQueueAttributes", "sqs:SendMessage"}
+    | SIGNING_SECRETS
+)
+EXPECTED_ACTIONS["api"] = EXPECTED_ACTIONS["api"] | SIGNING_SECRETS  # GET /api/webhooks/secret
+# Every function that walks, starts or cancels requests puts lifecycle events on the bus.
+for _folder in set(EXPECTED_ACTIONS) - {"shell_sandbox", "authorizer", "notify"}:
+    EXPECTED_ACTIONS[_folder] = EXPECTED_ACTIONS[_folder] | {"events:PutEvents"}
 EKS_USERS = {"api", "launch", "reconciler"}
 
 # Actions IAM only grants on "*": they have no resource-level permissions.
@@ -182,6 +196,7 @@ def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
         prefix.format(service="states") + "execution:formica-test-job:*",  # executions named per request
         prefix.format(service="scheduler") + "schedule/formica-test/*",  # schedules named per definition
         prefix.format(service="ecr") + "repository/*",  # images named by jobs
+        prefix.format(service="secretsmanager") + "secret:formica/test/webhooks/*",  # one per organisation
     }
     patterns = {
         resource

@@ -25,6 +25,7 @@ FOLDERS = {
     "container_events",
     "reconciler",
     "scheduler",
+    "notify",
 }
 # Settings every function gets (docs/architecture.md: "Environment of every function").
 COMMON_SETTINGS = {
@@ -34,9 +35,10 @@ COMMON_SETTINGS = {
     "FORMICA_ECS_CLUSTER_ARN",
     "FORMICA_CONTAINER_LOG_GROUP",
 }
-# Protects: ECS's RegisterTaskDefinition/RunTask rate limits, and one sweep at a time. Never on
+# Protects: ECS's RegisterTaskDefinition/RunTask rate limits, one sweep at a time, and webhook
+# receivers from a burst of deliveries. Never on
 # the long-running task Lambdas (a throttle there would outlast the ASL's retry budget).
-RESERVED_CONCURRENCY = {"launch": 10, "reconciler": 1, "scheduler": 2}
+RESERVED_CONCURRENCY = {"launch": 10, "reconciler": 1, "scheduler": 2, "notify": 10}
 # Tenants' SHELL scripts run here: no setting of the stack, no tracing (its role writes its logs only).
 SANDBOX = "shell_sandbox"
 

@@ -338,9 +338,9 @@ class ResourcesDefinition(_Strict):
 
 class WebhookDefinition(_Strict):
     url: GoStr
-    """URL called when the task / job finishes."""
+    """Where the lifecycle events are sent (http or https)."""
     method: GoStr = "POST"
-    """HTTP method of the call."""
+    """HTTP method of the call: POST (default), PUT, PATCH, GET or DELETE."""
     headers: dict[GoStr, GoStr] = Field(default_factory=dict)
     """HTTP headers of the call."""
     query: dict[GoStr, GoStr] = Field(default_factory=dict)
@@ -503,7 +503,7 @@ class TaskDefinition(_Strict):
     resources: ResourcesDefinition | None = None
     """Shared resources to reserve."""
     webhook: WebhookDefinition | None = None
-    """Webhook called when the task finishes."""
+    """Webhook sent this task's lifecycle events (each state change), signed."""
     report_stdout: bool = False
     """Keep the task's stdout as its report."""
     fork_job_type: OptGoStr = None
@@ -690,9 +690,9 @@ class JobDefinition(_Strict):
     tags: list[GoStr] = Field(default_factory=list)
     """Free tags."""
     notify: dict[str, NotifyChannel] = Field(default_factory=dict)
-    """Notification channels (email, slack, ...) -> recipients and when."""
+    """Notification channels (email, slack) -> recipients and when (validated; not sent yet)."""
     webhook: WebhookDefinition | None = None
-    """Webhook called when the job finishes."""
+    """Webhook sent the request's lifecycle events (each state change), signed."""
     public_plugin: bool = False
     """formicary's plugin flag: checked (bundle-id job_type, sem_version); forks stay in the organisation."""
     sem_version: OptGoStr = None

@@ -60,12 +60,15 @@ def create_event_plumbing(
 
 
 class LocalNotifyPoller:
-    """Receives the delivery queue's messages and runs the notify function's handler on each batch."""
+    """Receives a queue's messages and runs a function's handler on each batch, as an SQS event
+    source mapping does: the notify function on the delivery queue, or ``function`` on another."""
 
-    def __init__(self, queue_url: str, sqs: Any, *, wait_seconds: int = 1) -> None:
+    def __init__(self, queue_url: str, sqs: Any, *, wait_seconds: int = 1, function: str = "notify") -> None:
         self.queue_url = queue_url
         self._sqs = sqs
         self._wait = wait_seconds
+        self._function = function
+        self._queue_arn = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -80,12 +83,25 @@ class LocalNotifyPoller:
         ).get("Messages", [])
         if not received:
             return 0
+        if not self._queue_arn:
+            self._queue_arn = self._sqs.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+            )["Attributes"]["QueueArn"]
         records = [
-            {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"]}
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": self._queue_arn,
+            }
             for m in received
         ]
-        answer = load_handler("notify")(
-            {"Records": records}, LocalLambdaContext(function_name="formica-notify")
+        function_name = "formica-" + self._function.replace("_", "-")
+        answer = load_handler(self._function)(
+            {"Records": records}, LocalLambdaContext(function_name=function_name)
         )
         failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
         for record in records:
