@@ -3,7 +3,8 @@
 Routes reach the ``api`` function as a Lambda proxy under ``/api`` (``ANY /api`` and
 ``ANY /api/{proxy+}``), plus ``POST /jobs/requests``, formicary's path for submitting a request.
 Every route needs ``Authorization: Bearer <token>`` except ``GET /api/health``,
-``GET /api/openapi.json`` and ``GET /api/docs``.
+``GET /api/openapi.json``, ``GET /api/docs``, ``POST /api/grants`` and the dashboard's ``GET /`` and
+``GET /ui/{name}``.
 
 The authorizer's answer is cached for ``AUTHORIZER_CACHE_TTL`` per Authorization header value, so
 a revoked token keeps working for at most that long. Because one cached answer serves every route,
@@ -27,10 +28,16 @@ from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults
 from cdk.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from cdk.constructs.scheduling import Scheduling
 from cdk.constructs.storage import Storage
+from cdk.constructs.workers import API_ACTIONS as WORKER_API_ACTIONS
+from cdk.constructs.workers import grant_worker_queues
+
+LOG_OBJECTS = "*/logs/*"
+"""Attempts' logs: the worker routes store a reported attempt's log."""
 
 AUTHORIZER_CACHE_TTL = Duration.seconds(30)
 PUBLIC_ROUTES = ("health", "openapi.json", "docs")  # GET /api/<route>, no token
 GRANTS_ROUTE = "grants"  # POST /api/grants: the body's capability is the credential
+DASHBOARD_FILES = "ui"  # GET / and GET /ui/{name}: the dashboard's page and files, no token
 CORS_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Amz-Date", "X-Amz-Security-Token")
 API_TIMEOUT = Duration.seconds(29)  # API Gateway's integration timeout
 CURSOR_KEY_CHARS = 64  # the generated text that signs pagination cursors (formica.store.pagination)
@@ -225,6 +232,17 @@ class Api(Construct):
             "Execution names are chosen per request at run time; StopExecution is limited to executions of "
             "this stack's job state machine.",
         )
+        # WEBSOCKET tasks: the worker routes lease, extend and delete messages on workers' behalf,
+        # and store the attempt's log as the task Lambdas do.
+        grant_worker_queues(self, role, WORKER_API_ACTIONS)
+        log_objects = storage.bucket.arn_for_objects(LOG_OBJECTS)
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[log_objects]))
+        acknowledge_wildcard_resource(
+            role,
+            log_objects,
+            "A worker's report stores its attempt's log under {org}/{request_id}/{task_type}/logs/; keys "
+            "are known only at run time.",
+        )
         platform.grant_task_control(self.handler)
         platform.grant_read_logs(self.handler)
         platform.grant_eks(self.handler)
@@ -254,6 +272,16 @@ class Api(Construct):
         self.grants_method = api.add_resource(GRANTS_ROUTE).add_method(
             "POST", integration, authorization_type=apigw.AuthorizationType.NONE
         )
+        # The dashboard: a browser's first GET carries no Authorization header (the authorizer's
+        # identity source), so the page and its files are public; the page then calls /api with the token.
+        self.dashboard_methods = [
+            self.rest_api.root.add_method(
+                "GET", integration, authorization_type=apigw.AuthorizationType.NONE
+            ),
+            self.rest_api.root.add_resource(DASHBOARD_FILES)
+            .add_resource("{name}")
+            .add_method("GET", integration, authorization_type=apigw.AuthorizationType.NONE),
+        ]
         jobs = self.rest_api.root.add_resource("jobs")
         jobs.add_resource("requests").add_method(
             "POST",
@@ -284,6 +312,13 @@ class Api(Construct):
                 "AwsSolutions-APIG4",
                 "Deliberately public: the health check, the OpenAPI document and its docs page carry no "
                 "organisation data.",
+            )
+        for method in self.dashboard_methods:
+            acknowledge(
+                method,
+                "AwsSolutions-APIG4",
+                "Deliberately public: the dashboard's page, scripts and style sheet, the same files for "
+                "everyone; the page calls the API with the user's bearer token.",
             )
         acknowledge(
             self.grants_method,

@@ -24,6 +24,7 @@ from cdk.constructs.containers import ContainerPlatform
 from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults
 from cdk.constructs.nag import acknowledge
 from cdk.constructs.storage import Storage
+from cdk.constructs.workers import LAUNCH_ACTIONS, grant_worker_queues
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
@@ -213,6 +214,8 @@ class Orchestration(Construct):
         storage.grant_bucket(self.shell_task.role, read=True, write=True)
         storage.grant_expire(self.expire_task.role)
         platform.grant_launch(self.launch)
+        # WEBSOCKET tasks: Launch queues the attempt for the organisation's workers.
+        grant_worker_queues(self, self.launch.role, LAUNCH_ACTIONS)
         platform.grant_eks(self.launch)
         # Launch answers container and await tokens; the functions that can end a forked request
         # answer its parent's await (formica.runtime.forks.child_finished).

@@ -18,8 +18,10 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.api import approvals, audit, definitions, grants, requests, tokens
+from formica.api import approvals, audit, dashboard, definitions, grants, requests, tokens
+from formica.api import configs as config_routes
 from formica.api import stats as stats_routes
+from formica.api import workers as worker_routes
 from formica.api.auth import Principal, principal_from_authorizer_context, route_scope
 from formica.api.cors import add_cors_headers, cors_headers, parse_origins, request_origin
 from formica.api.errors import (
@@ -217,6 +219,24 @@ def exchange_grant(body: grants.GrantExchangeRequest) -> Response[Any]:
 @app.get("/api/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[str]:
     return _text(app.get_openapi_json_schema(), content_types.APPLICATION_JSON)
+
+
+# -- the dashboard (public: the page holds no data; it calls the routes below with the token) -------
+
+
+def _dashboard_file(name: str) -> Response[str]:
+    file = dashboard.dashboard_file(name)
+    return Response(status_code=200, content_type=file.media_type, body=file.text, headers=file.headers)
+
+
+@app.get("/", include_in_schema=False)
+def dashboard_page() -> Response[str]:
+    return _dashboard_file(dashboard.PAGE)
+
+
+@app.get("/ui/<name>", include_in_schema=False)
+def dashboard_static(name: Annotated[str, Path(min_length=1, max_length=64)]) -> Response[str]:
+    return _dashboard_file(name)
 
 
 # -- definitions ----------------------------------------------------------------------------------
@@ -461,6 +481,12 @@ def download_artifact(request_id: Identifier, artifact_id: Identifier) -> Respon
     return Response(status_code=302, headers={"Location": url, "Cache-Control": "no-store"}, body="")
 
 
+@app.get("/api/jobs/requests/<request_id>/artifacts/<artifact_id>/link", tags=["artifacts"])
+def artifact_link(request_id: Identifier, artifact_id: Identifier) -> dashboard.ArtifactLinkResponse:
+    # The download route's presigned URL as JSON: a browser cannot read a cross-origin redirect.
+    return dashboard.artifact_link(get_services(), _org(), request_id, artifact_id)
+
+
 @app.get(
     "/api/jobs/requests/<request_id>/tasks/<task_type>/logs",
     tags=["requests"],
@@ -515,6 +541,30 @@ def pending_approvals() -> approvals.ApprovalListResponse:
     return approvals.list_pending(get_services(), _org())
 
 
+# -- workers (WEBSOCKET tasks) -----------------------------------------------------------------------
+
+WorkerTags = Annotated[str | None, Query(max_length=500, description="the worker's tags, comma-separated")]
+LEASED = {
+    404: json_response("No such lease in this organisation (NOT_FOUND)", ErrorResponse),
+    409: json_response("The lease went to another worker, or its attempt is over (CONFLICT)", ErrorResponse),
+}
+
+
+@app.post("/api/workers/poll", tags=["workers"])
+def worker_poll(tags: WorkerTags = None) -> worker_routes.WorkerAttemptResponse:
+    return worker_routes.poll(_org(), tags or "")
+
+
+@app.post("/api/workers/heartbeat", tags=["workers"], responses=LEASED)
+def worker_heartbeat(body: worker_routes.LeaseRequest) -> worker_routes.HeartbeatResponse:
+    return worker_routes.heartbeat(_org(), body)
+
+
+@app.post("/api/workers/report", tags=["workers"], responses=LEASED)
+def worker_report(body: worker_routes.WorkerReportRequest) -> worker_routes.WorkerReportResponse:
+    return worker_routes.report(_org(), body)
+
+
 # -- statistics ------------------------------------------------------------------------------------
 
 StatsDay = Annotated[str | None, Query(min_length=10, max_length=10, description="a day, YYYY-MM-DD (UTC)")]
@@ -556,6 +606,76 @@ def list_audits(
         limit=limit,
         next_token=next_token,
     )
+
+
+# -- configs (an organisation's and a job type's; a config's id is its name) -----------------------
+
+OrgName = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
+ConfigId = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
+CONFIG_CREATED = {
+    201: json_response("The config (a secret without its value)", config_routes.ConfigResponse),
+    400: json_response("A bad name, a value too long, a short secret (VALIDATION_ERROR)", ErrorResponse),
+    404: json_response("Not your organisation, or no such job type (NOT_FOUND)", ErrorResponse),
+    409: json_response("A config of this name exists in this scope (CONFLICT)", ErrorResponse),
+}
+
+
+@app.get("/api/orgs/<org>/configs", tags=["configs"])
+def list_org_configs(org: OrgName) -> config_routes.ConfigListResponse:
+    return config_routes.list_configs(get_services(), _org(), path_org=org)
+
+
+@app.post("/api/orgs/<org>/configs", tags=["configs"], responses=CONFIG_CREATED)
+def create_org_config(
+    org: OrgName, body: config_routes.CreateConfigRequest
+) -> Response[config_routes.ConfigResponse]:
+    return _json(201, config_routes.create_config(get_services(), _org(), body, path_org=org))
+
+
+@app.get("/api/orgs/<org>/configs/<config_id>", tags=["configs"])
+def get_org_config(org: OrgName, config_id: ConfigId) -> config_routes.ConfigResponse:
+    return config_routes.get_config(get_services(), _org(), config_id, path_org=org)
+
+
+@app.put("/api/orgs/<org>/configs/<config_id>", tags=["configs"])
+def update_org_config(
+    org: OrgName, config_id: ConfigId, body: config_routes.UpdateConfigRequest
+) -> config_routes.ConfigResponse:
+    return config_routes.update_config(get_services(), _org(), config_id, body, path_org=org)
+
+
+@app.delete("/api/orgs/<org>/configs/<config_id>", tags=["configs"])
+def delete_org_config(org: OrgName, config_id: ConfigId) -> config_routes.ConfigResponse:
+    return config_routes.delete_config(get_services(), _org(), config_id, path_org=org)
+
+
+@app.get("/api/jobs/definitions/<job_type>/configs", tags=["configs"])
+def list_job_configs(job_type: JobType) -> config_routes.ConfigListResponse:
+    return config_routes.list_configs(get_services(), _org(), job_type=job_type)
+
+
+@app.post("/api/jobs/definitions/<job_type>/configs", tags=["configs"], responses=CONFIG_CREATED)
+def create_job_config(
+    job_type: JobType, body: config_routes.CreateConfigRequest
+) -> Response[config_routes.ConfigResponse]:
+    return _json(201, config_routes.create_config(get_services(), _org(), body, job_type=job_type))
+
+
+@app.get("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"])
+def get_job_config(job_type: JobType, config_id: ConfigId) -> config_routes.ConfigResponse:
+    return config_routes.get_config(get_services(), _org(), config_id, job_type=job_type)
+
+
+@app.put("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"])
+def update_job_config(
+    job_type: JobType, config_id: ConfigId, body: config_routes.UpdateConfigRequest
+) -> config_routes.ConfigResponse:
+    return config_routes.update_config(get_services(), _org(), config_id, body, job_type=job_type)
+
+
+@app.delete("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"])
+def delete_job_config(job_type: JobType, config_id: ConfigId) -> config_routes.ConfigResponse:
+    return config_routes.delete_config(get_services(), _org(), config_id, job_type=job_type)
 
 
 # -- tokens ---------------------------------------------------------------------------------------

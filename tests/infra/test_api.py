@@ -9,7 +9,15 @@ from tests.infra.synthesis import Synth
 
 PROTECTED = {("/api", "ANY"), ("/api/{proxy+}", "ANY"), ("/jobs/requests", "POST")}
 # The grants route's credential is the attempt's capability in its body (no token).
-PUBLIC = {("/api/health", "GET"), ("/api/openapi.json", "GET"), ("/api/docs", "GET"), ("/api/grants", "POST")}
+# The dashboard's page and files: a browser's first GET carries no Authorization header.
+PUBLIC = {
+    ("/api/health", "GET"),
+    ("/api/openapi.json", "GET"),
+    ("/api/docs", "GET"),
+    ("/api/grants", "POST"),
+    ("/", "GET"),
+    ("/ui/{name}", "GET"),
+}
 
 
 def paths(synth: Synth) -> dict[str, str]:

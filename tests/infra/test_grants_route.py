@@ -35,9 +35,10 @@ def test_the_functions_that_mint_capabilities_name_the_api(synth: Synth) -> None
 
 
 def test_the_api_signs_uploads_under_artifact_prefixes_only(synth: Synth) -> None:
+    # (and stores a worker's reported attempt's log, under logs/)
     puts = [statement for statement in _s3_statements(synth, "api") if "s3:PutObject" in statement["Action"]]
-    assert len(puts) == 1
-    assert json.dumps(puts[0]["Resource"]).endswith('"/*/artifacts/*"]]}')
+    ends = sorted(json.dumps(put["Resource"]).rsplit('"', 2)[-2] for put in puts)
+    assert ends == ["/*/artifacts/*", "/*/logs/*"]
 
 
 def test_launch_writes_grant_files_and_touches_no_artifact(synth: Synth) -> None:

@@ -37,7 +37,9 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "scheduler:GetSchedule",
     }
     | {"iam:PassRole"}
-    | {"secretsmanager:GetSecretValue"},  # the cursor key (test_cursor_key_secret.py)
+    | {"secretsmanager:GetSecretValue"}  # the cursor key (test_cursor_key_secret.py)
+    # The worker routes: lease, extend and delete worker queue messages.
+    | {"sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"},
     "authorizer": BASE | TABLE_READ,
     # A request ending in these starts the next PENDING ones (max_concurrency): StartExecution.
     # Container completions commit the walk's step themselves (D13), so they can end a request too.
@@ -65,7 +67,8 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | {"ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:RunTask", "iam:PassRole"}
     | {"s3:PutObject"}
     | TASK_RESPONSE
-    | {"states:StartExecution"},
+    | {"states:StartExecution"}
+    | {"sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:SendMessage"},  # WEBSOCKET tasks' worker queues
     "continue_execution": BASE | TABLE | {"states:StartExecution"},
     "container_events": BASE
     | TABLE
@@ -191,6 +194,8 @@ def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
         f"<{bucket}.Arn>/*/artifacts/*",  # Launch: the artifacts it presigns for container helpers
         f"<{bucket}.Arn>/*/grants/*",  # Launch: the helpers' grant files
         f"<{bucket}.Arn>/*/grants/*.env",  # the ECS agent: a helper's grant (.env)
+        f"<{bucket}.Arn>/*/logs/*",  # the API: a worker's reported attempt's log
+        prefix.format(service="sqs") + "formica-work-*",  # worker queues, one per organisation and pool
         prefix.format(service="ecs") + "task-definition/formica-test-*",  # families Launch registers
         prefix.format(service="ecs") + f"task/<{cluster}>/*",  # tasks of this cluster
         prefix.format(service="states") + "execution:formica-test-job:*",  # executions named per request
@@ -360,3 +365,16 @@ def test_the_sandbox_role_holds_no_data_action(synth: Synth) -> None:
     assert not [action for action in actions if action.startswith(forbidden)]
     role = synth.of_type("AWS::IAM::Role")[synth.role_of("shell_sandbox")]["Properties"]
     assert not role.get("ManagedPolicyArns"), "no managed policy may widen it"
+
+
+
+def test_worker_queues_are_granted_by_the_stacks_prefix_to_launch_and_the_api_only(
+    synth: Synth,
+) -> None:
+    users = {
+        folder
+        for folder in synth.functions()
+        for statement in synth.statements_of_role(synth.role_of(folder))
+        if any(resource.endswith(":formica-work-*") for resource in resources_of(statement))
+    }
+    assert users == {"api", "launch"}

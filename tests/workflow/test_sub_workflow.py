@@ -4,6 +4,7 @@ wait_for_completion (fork and await in one task, waiting on Launch's task token)
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import boto3
@@ -183,3 +184,73 @@ tasks:
     (child,) = get_runtime().requests.list_children(done.request_id)
     assert "symbol=XYZ venue=lse extra=[] secret=[none]" in walk.log(child.child_id, "price")
     assert done.walk.outputs["fetch"] == {"ForkedJobID": child.child_id}
+
+
+SLOW = """
+job_type: slow-quote
+tasks:
+- task_type: nap
+  method: SHELL
+  script:
+    - sleep {{ .Pause }}
+"""
+
+
+def test_a_waiting_sub_workflow_that_outlasts_its_timeout_fails_and_the_child_goes_on(walk: Walk) -> None:
+    walk.upload(SLOW)
+    walk.upload(
+        """
+job_type: impatient-portfolio
+tasks:
+- task_type: fetch
+  method: FORK_JOB
+  fork_job_type: slow-quote
+  timeout: 1s
+  sub_workflow:
+    input_params: [{name: Pause, value: "5"}]
+    wait_for_completion: true
+"""
+    )
+
+    done = walk.wait(walk.submit("impatient-portfolio"))
+
+    assert (done.job_state, done.error_code) == (JobState.FAILED, "ERR_TASK_TIMED_OUT")
+    (child,) = get_runtime().requests.list_children(done.request_id)
+    assert walk.wait(child.child_id).job_state == JobState.COMPLETED
+
+
+def test_a_retried_parent_reuses_the_completed_child_of_its_waiting_sub_workflow(walk: Walk) -> None:
+    walk.upload(QUOTE)
+    walk.upload(
+        """
+job_type: retried-portfolio
+retry: 1
+tasks:
+- task_type: fetch
+  method: FORK_JOB
+  fork_job_type: quote
+  sub_workflow:
+    input_params:
+      - {name: Symbol, value: ACME}
+      - {name: Venue, value: nyse}
+      - {name: Exit, value: "0"}
+      - {name: Key, value: none}
+    output_variables: {price_Price: QuotedPrice}
+    wait_for_completion: true
+  on_completed: flaky
+- task_type: flaky
+  method: SHELL
+  script:
+    - f=/tmp/formica-sub-{{ .Marker }}; n=$(cat $f 2>/dev/null || echo 0); echo $((n + 1)) > $f
+    - echo "price {{ .QuotedPrice }} run $n"
+    - if [ $n -eq 0 ]; then exit 5; fi
+"""
+    )
+
+    done = walk.wait(walk.submit("retried-portfolio", {"Marker": uuid.uuid4().hex}), timeout=90)
+
+    assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
+    assert done.job_retry == 1
+    (child,) = get_runtime().requests.list_children(done.request_id)  # forked once, reused
+    assert done.walk.outputs["fetch"]["ForkedJobID"] == child.child_id
+    assert "price 42.4 run 1" in walk.log(done.request_id, "flaky")

@@ -13,6 +13,7 @@ from formica.local.moto_locks import serialize_dynamodb
 from formica.settings import reset_settings
 from formica.store.aws import reset_clients
 from formica.store.blobs import S3BlobStore
+from formica.store.configs import ConfigRepository, SsmConfigSecretStore
 from formica.store.definitions import DefinitionRepository
 from formica.store.grants import DynamoGrantRepository
 from formica.store.idempotency import IdempotencyRepository
@@ -22,6 +23,9 @@ from moto import mock_aws
 
 from tests.integration.api.gateway import Gateway
 from tests.integration.api.tables import BUCKET, TABLE, create_formica_table
+
+CONFIGS_PREFIX = "/formica/api-test"
+CONFIGS_KMS_KEY = "alias/formica-api-test-configs"
 
 
 @pytest.fixture
@@ -120,6 +124,10 @@ def world(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiWorld]:
         grants=DynamoGrantRepository(TABLE, client=ddb),
         blobs=S3BlobStore(BUCKET, client=s3),
         runtime=runtime,
+        configs=ConfigRepository(TABLE, client=ddb),
+        config_secrets=SsmConfigSecretStore(
+            CONFIGS_PREFIX, CONFIGS_KMS_KEY, client=boto3.client("ssm", region_name="us-east-1")
+        ),
     )
     use_services(services)
     _, acme = tokens.create("acme", "tests")

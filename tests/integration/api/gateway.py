@@ -134,7 +134,9 @@ class Gateway:
             all_headers.setdefault("Content-Type", "application/json")
         query_strings = {key: str(value) for key, value in (query or {}).items() if value is not None}
         context: dict[str, Any] | None = None
-        if (method, path) not in PUBLIC_ROUTES:
+        # The dashboard's page and files are public too (cdk/constructs/api.py, formica.local.gateway).
+        dashboard = method == "GET" and (path == "/" or path.startswith("/ui/"))
+        if (method, path) not in PUBLIC_ROUTES and not dashboard:
             try:
                 decision = self.authorizer(
                     authorizer_event(method, path, authorization), LambdaContext("formica-authorizer")

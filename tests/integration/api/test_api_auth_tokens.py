@@ -34,6 +34,7 @@ PROTECTED = [
     ("GET", "/api/jobs/requests/r1/graph"),
     ("GET", "/api/jobs/requests/r1/artifacts"),
     ("GET", "/api/jobs/requests/r1/artifacts/a1/download"),
+    ("GET", "/api/jobs/requests/r1/artifacts/a1/link"),
     ("GET", "/api/jobs/requests/r1/tasks/t1/logs"),
     ("POST", "/api/jobs/requests/r1/tasks/t1/approve"),
     ("POST", "/api/jobs/requests/r1/tasks/t1/reject"),

@@ -28,6 +28,8 @@ SAMPLES = {
     "<artifact_id>": "a1",
     "<task_type>": "t1",
     "<token_id>": "tok_1",
+    "<org>": "acme",
+    "<config_id>": "SomeConfig",
 }
 # A body that passes validation, so the answer is the scope check's and nothing before it.
 BODIES: dict[tuple[str, str], Any] = {
@@ -35,6 +37,12 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/jobs/requests"): {"job_type": "hello-job"},
     ("PUT", "/api/jobs/definitions/<job_type>/concurrency"): {"max_concurrency": 1},
     ("POST", "/api/auth/tokens"): {"name": "made-by-the-table"},
+    ("POST", "/api/orgs/<org>/configs"): {"name": "SomeConfig", "value": "v"},
+    ("PUT", "/api/orgs/<org>/configs/<config_id>"): {"value": "v"},
+    ("POST", "/api/jobs/definitions/<job_type>/configs"): {"name": "SomeConfig", "value": "v"},
+    ("PUT", "/api/jobs/definitions/<job_type>/configs/<config_id>"): {"value": "v"},
+    ("POST", "/api/workers/heartbeat"): {"lease": "fgl_unknown"},
+    ("POST", "/api/workers/report"): {"lease": "fgl_unknown", "outcome": {"exit_code": "0"}},
 }
 SCOPED = sorted((route, scope) for route, scope in ROUTE_SCOPES.items() if scope is not None)
 
@@ -89,6 +97,9 @@ def test_public_routes_need_no_scope(world: ApiWorld) -> None:
         ("GET", "/api/openapi.json"),
         ("GET", "/api/docs"),
         ("POST", "/api/grants"),
+        ("POST", "/api/triggers/<org>/<job_type>/<name>"),
+        ("GET", "/"),
+        ("GET", "/ui/<name>"),
     }
     assert world.call("GET", "/api/health", token=None).status == 200
 

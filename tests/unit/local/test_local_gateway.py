@@ -97,6 +97,8 @@ def test_proxy_event_carries_headers_queries_and_context() -> None:
         ("GET", "/api", "/api", None, False),
         ("DELETE", "/api/jobs/definitions/x", "/api/{proxy+}", {"proxy": "jobs/definitions/x"}, False),
         ("POST", "/jobs/requests", "/jobs/requests", None, False),
+        ("GET", "/", "/", None, True),
+        ("GET", "/ui/main.js", "/ui/{name}", {"name": "main.js"}, True),
     ],
 )
 def test_routes_are_the_cdk_stacks(
@@ -111,7 +113,10 @@ def test_routes_are_the_cdk_stacks(
     ("method", "path"),
     [
         ("GET", "/jobs/requests"),
-        ("GET", "/"),
+        ("POST", "/"),
+        ("GET", "/ui/"),
+        ("GET", "/ui/a/b.js"),
+        ("POST", "/ui/main.js"),
         ("GET", "/apix"),
         ("TRACE", "/api/jobs/definitions"),
         ("CONNECT", "/api"),

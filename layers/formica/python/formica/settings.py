@@ -82,6 +82,11 @@ class FormicaSettings(BaseModel):
     # sets both from the artifact_expiry_days context value.
     retention_days: int = 30
 
+    # Secret configs: SSM SecureString parameters under this prefix ({prefix}/{org}/...), encrypted
+    # with this KMS key (unset: the account's alias/aws/ssm, as under moto). The stack sets both.
+    configs_parameter_prefix: str = "/formica/configs"
+    configs_kms_key_id: str | None = None
+
     # Lifecycle events and their deliveries: the EventBridge bus every state change is put on (unset:
     # none published), the delivery queue the notify function consumes and re-queues webhook retries
     # on, the first retry's delay (doubled each time) and the most attempts of one webhook delivery,

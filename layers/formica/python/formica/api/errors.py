@@ -202,6 +202,7 @@ def to_api_error(exc: BaseException) -> ApiError:
         return UnsupportedMediaTypeError("send JSON (Content-Type: application/json)")
     # Cold start: the authorizer maps its errors here and never loads the language or these stores.
     from formica.jobs.errors import DefinitionError, DefinitionTooLargeError  # noqa: PLC0415
+    from formica.store.configs import ConfigExistsError, ConfigNotFoundError  # noqa: PLC0415
     from formica.store.definitions import (  # noqa: PLC0415
         DefinitionNotFoundError,
         DefinitionTooLargeToStoreError,
@@ -228,6 +229,10 @@ def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, TokenNotFoundError):
         return ResourceNotFoundError(str(exc))
     if isinstance(exc, TokenNameTakenError):
+        return ConflictError(str(exc), [ErrorDetail(message=str(exc), field="name")])
+    if isinstance(exc, ConfigNotFoundError):
+        return ResourceNotFoundError(str(exc))
+    if isinstance(exc, ConfigExistsError):
         return ConflictError(str(exc), [ErrorDetail(message=str(exc), field="name")])
     if isinstance(exc, RequestNotFoundError):
         return ResourceNotFoundError(f"job request {exc.request_id!r} not found")

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from formica.settings import get_settings
 from formica.store.blobs import BlobStore, S3BlobStore
+from formica.store.configs import ConfigRepository, ConfigSecretStore, SsmConfigSecretStore
 from formica.store.definitions import DefinitionRepository
 from formica.store.deliveries import DeliveryRepository
 from formica.store.grants import DynamoGrantRepository, GrantRepository
@@ -96,6 +97,8 @@ class ApiServices:
     """The organisations' webhook signing secrets (``GET /api/webhooks/secret``)."""
     region: str = "us-east-1"
     """The stack's region: whose list prices a request's cost is given at."""
+    configs: ConfigRepository | None = None
+    config_secrets: ConfigSecretStore | None = None
 
 
 _override: ApiServices | None = None
@@ -126,6 +129,8 @@ def _from_settings() -> ApiServices:
         deliveries=DeliveryRepository(settings.table_name),
         webhook_secrets=SecretsManagerWebhookSecrets(settings.webhook_secret_prefix),
         region=settings.region,
+        configs=ConfigRepository(settings.table_name),
+        config_secrets=SsmConfigSecretStore(settings.configs_parameter_prefix, settings.configs_kms_key_id),
     )
 
 

@@ -14,7 +14,12 @@ from collections.abc import Sequence
 
 from formica.jobs.errors import DefinitionError
 
-COMMAND_MODULES: tuple[str, ...] = ("formica.cli.language", "formica.cli.dev", "formica.cli.remote")
+COMMAND_MODULES: tuple[str, ...] = (
+    "formica.cli.language",
+    "formica.cli.dev",
+    "formica.cli.remote",
+    "formica.cli.worker",
+)
 """Modules that register subcommands, in help order."""
 
 

@@ -7,7 +7,7 @@ FormicaApiError carrying the API's ``error``, ``message`` and ``details``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -117,6 +117,24 @@ class FormicaClient:
             return response.json()
         except ValueError as exc:
             raise FormicaClientError(f"{method} {path}: the server did not answer JSON") from exc
+
+    # workers (formica worker)
+    def worker_poll(self, tags: Sequence[str]) -> dict[str, Any]:
+        """Lease one waiting attempt for a worker with ``tags`` (``lease`` is null when none waits)."""
+        result: dict[str, Any] = self._json("POST", "/api/workers/poll", params={"tags": ",".join(tags)})
+        return result
+
+    def worker_heartbeat(self, lease: str) -> dict[str, Any]:
+        """Extend a lease (409: it is no longer this worker's)."""
+        result: dict[str, Any] = self._json("POST", "/api/workers/heartbeat", json={"lease": lease})
+        return result
+
+    def worker_report(self, lease: str, outcome: Mapping[str, Any]) -> dict[str, Any]:
+        """Report the leased attempt's outcome."""
+        result: dict[str, Any] = self._json(
+            "POST", "/api/workers/report", json={"lease": lease, "outcome": dict(outcome)}
+        )
+        return result
 
     # health
     def health(self) -> dict[str, Any]:

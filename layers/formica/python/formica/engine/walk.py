@@ -123,6 +123,8 @@ DEFAULT_CALLBACK_TIMEOUT_SECONDS = 24 * 3600
 """How long a container attempt may wait for its callback when neither task nor job sets a timeout."""
 CALLBACK_GRACE_SECONDS = 60
 """Extra time the state machine waits past a container's deadline for the runner's own report."""
+WORKER_GRACE_SECONDS = 5
+"""Extra time a worker task's state waits past its deadline for a worker's report."""
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 30 * 24 * 3600
 """How long a MANUAL task waits when neither its sla_deadline nor a task or job timeout is set."""
 DEFAULT_PAUSE_TIMEOUT_SECONDS = 30 * 24 * 3600
@@ -143,6 +145,8 @@ class Action(StrEnum):
     """MANUAL: wait on a task token until the approvers' verdict (or the sla_deadline)."""
     RUN_EXPIRE = "RUN_EXPIRE"
     """EXPIRE_ARTIFACTS: delete the organisation's old artifacts (a task Lambda, like RUN_FORK)."""
+    RUN_WORKER = "RUN_WORKER"
+    """WEBSOCKET: queue the attempt for the organisation's workers, wait on a task token for one's report."""
     AWAIT_RESUME = "AWAIT_RESUME"
     """PAUSE_JOB: wait on a task token until a resume (or the pause_time)."""
     CONTINUE = "CONTINUE"
@@ -158,13 +162,14 @@ RUN_ACTIONS = frozenset(
         Action.RUN_CONTAINER,
         Action.RUN_FORK,
         Action.RUN_EXPIRE,
+        Action.RUN_WORKER,
         Action.AWAIT_FORKS,
         Action.AWAIT_APPROVAL,
         Action.AWAIT_RESUME,
     }
 )
 CALLBACK_ACTIONS = frozenset(
-    {Action.RUN_CONTAINER, Action.AWAIT_FORKS, Action.AWAIT_APPROVAL, Action.AWAIT_RESUME}
+    {Action.RUN_CONTAINER, Action.RUN_WORKER, Action.AWAIT_FORKS, Action.AWAIT_APPROVAL, Action.AWAIT_RESUME}
 )
 """Decisions answered by a task token (Launch's state), not by the invoked Lambda's return."""
 
@@ -473,13 +478,17 @@ class _TransitionBuilder:
                 RunnerKind.SHELL: Action.RUN_SHELL,
                 RunnerKind.CONTAINER: Action.RUN_CONTAINER,
                 RunnerKind.EXPIRE: Action.RUN_EXPIRE,
+                RunnerKind.WORKER: Action.RUN_WORKER,
             }[run.runner]
         wait = _ceil_seconds(wait_seconds)
         timeout = 0
         if action in CALLBACK_ACTIONS:
             # A container's runner reports its own timeout (given a grace to arrive); an await
             # has no runner: its state gives up at the deadline.
-            grace = CALLBACK_GRACE_SECONDS if action == Action.RUN_CONTAINER else 1
+            grace = {
+                Action.RUN_CONTAINER: CALLBACK_GRACE_SECONDS,
+                Action.RUN_WORKER: WORKER_GRACE_SECONDS,
+            }.get(action, 1)
             if run.deadline is None:
                 timeout = DEFAULT_CALLBACK_TIMEOUT_SECONDS
             else:

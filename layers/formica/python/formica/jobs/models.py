@@ -118,9 +118,10 @@ class TaskMethod(StrEnum):
     AWAIT_FORKED_JOB = "AWAIT_FORKED_JOB"
     EXPIRE_ARTIFACTS = "EXPIRE_ARTIFACTS"
     """Delete the organisation's artifacts and logs older than an age (formicary's tasklet)."""
+    WEBSOCKET = "WEBSOCKET"
+    """Run by a worker of the organisation's own (formicary's ant) whose tags cover the task's."""
     # Parsed so that formicary definitions load, refused at validation: Formica does not run them.
     MESSAGING = "MESSAGING"
-    WEBSOCKET = "WEBSOCKET"
     PURGE_JOBS = "PURGE_JOBS"
     MANUAL = "MANUAL"
     """A manual approval: the walk waits (on a task token) for the verdict of approvers."""
@@ -140,7 +141,6 @@ CONTAINER_METHODS = frozenset({TaskMethod.DOCKER, TaskMethod.KUBERNETES})
 UNSUPPORTED_METHODS = frozenset(
     {
         TaskMethod.MESSAGING,
-        TaskMethod.WEBSOCKET,
         TaskMethod.PURGE_JOBS,
     }
 )
@@ -186,6 +186,7 @@ class RunnerKind(StrEnum):
     FORK = "FORK"
     MANUAL = "MANUAL"
     EXPIRE = "EXPIRE"
+    WORKER = "WORKER"
 
 
 class _Strict(BaseModel):
@@ -612,6 +613,8 @@ class TaskDefinition(_Strict):
             return RunnerKind.MANUAL
         if self.method is TaskMethod.EXPIRE_ARTIFACTS:
             return RunnerKind.EXPIRE
+        if self.method is TaskMethod.WEBSOCKET:
+            return RunnerKind.WORKER
         if self.method in (TaskMethod.FORK_JOB, TaskMethod.AWAIT_FORKED_JOB) or self.fan_out is not None:
             return RunnerKind.FORK
         if self.method in CONTAINER_METHODS or (self.method is None and self.container is not None):

@@ -131,10 +131,13 @@ def _probe_required_params(yaml_text: str) -> list[str]:
     return [str(name) for name in names if isinstance(name, str | int) and not isinstance(name, bool)]
 
 
-def load_definition(yaml_text: str, context: Mapping[str, Any]) -> JobDefinition:
+def load_definition(
+    yaml_text: str, context: Mapping[str, Any], *, configs: Mapping[str, Any] | None = None
+) -> JobDefinition:
     """Render with a runtime context (see ``templates.runtime_context``) and validate the result.
 
-    The definition's own job_variables are visible to its templates at the lowest precedence.
+    The definition's own job_variables are visible to its templates at the lowest precedence but
+    one: the job's ``configs`` (the organisation's, then the job type's) lie below them.
     When ``context["TaskType"]`` names a task with ``variables``, the text is rendered again
     with those variables (over params, outputs and job_variables, never over the built-ins), as
     formicary does when it renders the task to run: so the returned definition's current task
@@ -144,8 +147,9 @@ def load_definition(yaml_text: str, context: Mapping[str, Any]) -> JobDefinition
     definition built then (see the module's docstring): it may be shared between calls, so treat
     it as read-only.
     """
-    job_variables = _probe_job_variables(yaml_text, context, cache=_PROBED)
-    base = {**job_variables, **context} if job_variables else dict(context)
+    lowest = dict(configs or {})
+    job_variables = _probe_job_variables(yaml_text, {**lowest, **context}, cache=_PROBED)
+    base = {**lowest, **job_variables, **context}
     job = _built(yaml_text, base)
     current = context.get("TaskType")
     if not current or not uses_template(yaml_text):

@@ -40,7 +40,6 @@ from formica.jobs.yamlload import Path
 
 UNSUPPORTED_METHOD_REASON: dict[TaskMethod, str] = {
     TaskMethod.MESSAGING: "it needs formicary's message-queue ants; call the queue from a SHELL task",
-    TaskMethod.WEBSOCKET: "it needs a browser ant connected over a websocket",
     TaskMethod.PURGE_JOBS: "old jobs expire through the DynamoDB TTL, not a task",
 }
 """Why each method Formica parses but does not run is refused (part of the rejection message)."""
@@ -289,8 +288,28 @@ def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
             yield problem(reason, "fork_job_type")
     if method is TaskMethod.AWAIT_FORKED_JOB and not task.await_forked_tasks:
         yield problem("method AWAIT_FORKED_JOB needs await_forked_tasks", "method")
+    if method is TaskMethod.WEBSOCKET:
+        yield from _worker_rules(task, problem)
     yield from _sub_workflow_rules(task, problem)
     yield from _manual_rules(task, problem)
+
+
+MAX_WORKER_TAGS = 4
+"""The most tags a worker task names (a worker polls one queue per subset of its tags)."""
+
+
+def _worker_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
+    """A WEBSOCKET task goes to the pool its tags name: 1 to MAX_WORKER_TAGS tags, each a name."""
+    if not task.tags:
+        yield problem(
+            "method WEBSOCKET needs tags: the worker pool that runs it (formica worker --tags)", "tags"
+        )
+    if len(set(task.tags)) > MAX_WORKER_TAGS:
+        yield problem(f"method WEBSOCKET takes at most {MAX_WORKER_TAGS} tags", "tags")
+    for index, tag in enumerate(task.tags):
+        reason = name_problem("tag", tag)
+        if reason:
+            yield problem(reason, "tags", index)
 
 
 _MANUAL_RUNS_NOTHING = ("script", "before_script", "after_script", "url", "container", "fork_job_type")

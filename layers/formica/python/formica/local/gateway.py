@@ -43,6 +43,11 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {("GET", "/api/health"), ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("POST", "/api/grants")}
 )
 
+# The dashboard: its page at the stage's root and its files at /ui/{name}, also without the authorizer.
+DASHBOARD_PAGE = "/"
+DASHBOARD_FILES_PREFIX = "/ui/"
+DASHBOARD_FILES_RESOURCE = "/ui/{name}"
+
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
@@ -59,7 +64,8 @@ def resolve_route(method: str, path: str) -> Route | None:
     """The resource of the CDK stack's REST API that serves ``method path``, or None (no such route).
 
     ``ANY /api``, ``ANY /api/{proxy+}``, ``POST /jobs/requests`` (formicary's path), and the public
-    ``GET /api/health``, ``/api/openapi.json``, ``/api/docs`` and ``POST /api/grants``. A method outside
+    ``GET /api/health``, ``/api/openapi.json``, ``/api/docs`` and ``POST /api/grants``, and the
+    dashboard's ``GET /`` and ``GET /ui/{name}`` (public too). A method outside
     ``API_GATEWAY_METHODS`` has no route anywhere.
     """
     verb = method.upper()
@@ -67,6 +73,11 @@ def resolve_route(method: str, path: str) -> Route | None:
         return None
     if (verb, path) in PUBLIC_ROUTES:
         return Route(resource=path, path_parameters=None, public=True)
+    if verb == "GET" and path == DASHBOARD_PAGE:
+        return Route(resource=DASHBOARD_PAGE, path_parameters=None, public=True)
+    name = path[len(DASHBOARD_FILES_PREFIX) :] if path.startswith(DASHBOARD_FILES_PREFIX) else ""
+    if verb == "GET" and name and "/" not in name:
+        return Route(resource=DASHBOARD_FILES_RESOURCE, path_parameters={"name": name}, public=True)
     if path == "/api":
         return Route(resource="/api", path_parameters=None, public=False)
     if path.startswith("/api/") and len(path) > len("/api/"):

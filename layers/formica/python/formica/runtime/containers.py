@@ -66,9 +66,11 @@ from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.walker import Walker
 from formica.settings import FormicaSettings
 from formica.store.blobs import BlobStore, BlobStoreError
+from formica.store.configs import ConfigStoreError
 from formica.store.container_logs import ContainerLogs, LogStoreError
 from formica.store.container_runs import ContainerRunItem, ContainerRunRepository, ContainerRunStoreError
 from formica.store.grants import GrantRepository
+from formica.store.requests import JobRequestItem
 from formica.store.schema import log_key
 from formica.store.state_machine import StateMachine, StateMachineError, TaskTokenGoneError
 from formica.store.usage import counted_for_request
@@ -157,6 +159,7 @@ class WalkReporter:
         current = request.walk.current if request is not None else None
         stored_log_key: str | None = None
         if request is not None and request.step == run.step and current is not None:
+            outcome = _masked(walker, request, outcome)
             try:
                 artifacts, fields = walker.keep_outputs(request, run.step, run.task_type, outcome)
             except BlobStoreError as exc:
@@ -180,6 +183,20 @@ class WalkReporter:
             runtime, run.request_id, run.step, result, log_key=stored_log_key
         )
         return answered
+
+
+def _masked(walker: Walker, request: JobRequestItem, outcome: TaskOutcome) -> TaskOutcome:
+    """The outcome with the job's secrets masked; its log and message withheld when the secrets
+    cannot be read to mask them (the exit code still counts)."""
+    try:
+        walker.job_configs(request, with_secrets=True)
+    except ConfigStoreError as exc:
+        logger.warning(
+            "configs not read to mask a log", extra={"request_id": request.request_id, "error": str(exc)}
+        )
+        withheld = "[log withheld: the job's secret configs could not be read to mask it]\n"
+        return outcome.model_copy(update={"log": withheld, "error_message": None, "outputs": {}})
+    return walker.mask_outcome(request, outcome)
 
 
 def _iso(moment: datetime) -> str:

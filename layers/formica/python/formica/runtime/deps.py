@@ -22,6 +22,7 @@ from formica.jobs.models import TaskDefinition
 from formica.runners.base import TaskContext
 from formica.settings import FormicaSettings
 from formica.store.blobs import BlobStore
+from formica.store.configs import ConfigRepository, ConfigSecretStore
 from formica.store.events import EventPublisher
 from formica.store.functions import FunctionInvoker
 from formica.store.grants import GrantRepository
@@ -114,6 +115,10 @@ class Runtime:
     repairs: tuple[Callable[[Runtime], int], ...] = ()
     """What the minute sweep also repairs, each returning how many things it fixed (the wiring adds
     the forked requests whose end their parent missed)."""
+    configs: ConfigRepository | None = None
+    """The organisations' and job types' configs (``formica.runtime.configs``); None: no configs."""
+    config_secrets: ConfigSecretStore | None = None
+    """Where secret configs' values are read; None: secret configs are left out."""
     events: EventPublisher | None = None
     """Where lifecycle events are published (``formica.runtime.events``); None: nowhere."""
     stats: JobStatsRepository | None = None

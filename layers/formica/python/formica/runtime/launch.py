@@ -69,7 +69,9 @@ def _launch_cloud(runtime: Runtime, request: JobRequestItem, step: int, task_tok
     assert current is not None  # noqa: S101 - checked by launch_container
     walker = Walker(runtime)
     now = runtime.now()
-    definition = walker.render(request, task_type=current.task_type, task_retry=current.task_retry, now=now)
+    definition = walker.render(
+        request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
+    )
     ctx = walker.context(request, step, now)
     runtime.containers.launch(request.request_id, step, definition.task(current.task_type), ctx, task_token)
 
@@ -117,6 +119,8 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
         from formica.runtime.approvals import await_approval  # noqa: PLC0415 - cold start: containers never wait for approvers
 
         return await_approval(rt, request, parsed.step)
+    if current is not None and current.runner == RunnerKind.WORKER:
+        return _queue_for_workers(rt, request, parsed.step)
     if current is None or current.runner != RunnerKind.CONTAINER:
         raise ContainerLaunchError(f"request {parsed.request_id} has no container task at step {parsed.step}")
     launcher = CONTAINER_LAUNCHERS.get(rt.settings.container_runtime)
@@ -129,6 +133,19 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
         complete_container_attempt(rt, parsed.request_id, parsed.step, failed)
     logger.info("container attempt launched", extra={"request_id": parsed.request_id, "step": parsed.step})
     return {"request_id": parsed.request_id, "step": parsed.step, "launched": True}
+
+
+def _queue_for_workers(runtime: Runtime, request: JobRequestItem, step: int) -> dict[str, Any]:
+    """A WEBSOCKET task waits on Launch's token too: queued for the organisation's workers, answered
+    by the report of the worker that leased it (``formica.runtime.workers``)."""
+    from formica.runtime.workers import queue_attempt  # noqa: PLC0415 - cold start: containers never queue for workers
+
+    try:
+        return queue_attempt(runtime, request, step)
+    except DefinitionError as exc:
+        failed = AttemptResult(error_code=ERR_INVALID_DEFINITION, error_message=str(exc))
+        complete_container_attempt(runtime, request.request_id, step, failed)
+        return {"request_id": request.request_id, "step": step, "launched": True}
 
 
 def _await_forks(runtime: Runtime, request: JobRequestItem, step: int) -> dict[str, Any]:
@@ -158,7 +175,7 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
     try:
         now = runtime.now()
         definition = walker.render(
-            request, task_type=current.task_type, task_retry=current.task_retry, now=now
+            request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
         )
         task = definition.task(current.task_type)
         ctx = walker.context(request, step, now)
@@ -169,6 +186,7 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
     except Exception as exc:  # the walk must hear back even when the runner breaks
         logger.exception("container attempt failed", extra={"request_id": request.request_id, "step": step})
         outcome = TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=f"{type(exc).__name__}: {exc}")
+    walker.mask_outcome(request, outcome)
     artifacts, fields = walker.keep_outputs(request, step, current.task_type, outcome)
     for artifact in artifacts:
         runtime.requests.put_artifact(artifact)

@@ -61,10 +61,12 @@ from formica.jobs.errors import DefinitionError
 from formica.jobs.limits import OUTPUTS_PER_TASK_MAX
 from formica.jobs.models import JobDefinition, RunnerKind, TaskDefinition
 from formica.runners.base import TaskContext, TaskOutcome
+from formica.runtime.configs import NO_CONFIGS, JobConfigs, resolve_job_configs
 from formica.runtime.deps import ContainerRuntimeError, Runtime
 from formica.runtime.events import publish_job_state, publish_transition
 from formica.runtime.metrics import attempt_ended, job_ended
 from formica.store.blobs import BlobStoreError
+from formica.store.configs import ConfigStoreError
 from formica.store.logs import TaskLogs, live_prefix
 from formica.store.requests import (
     ArtifactItem,
@@ -91,6 +93,8 @@ ERR_RUNNER_FAILED = "ERR_RUNNER_FAILED"
 ERR_INVALID_DEFINITION = "ERR_INVALID_DEFINITION"
 ERR_INTERNAL = "ERR_INTERNAL"
 ERR_DEFINITION_MISSING = "ERR_DEFINITION_MISSING"
+ERR_CONFIGS_UNREADABLE = "ERR_CONFIGS_UNREADABLE"
+"""The job's configs (or a secret config's value) could not be read for an attempt."""
 
 DEFAULT_ATTEMPT_TIMEOUT_SECONDS = 3600.0
 """An attempt's timeout when neither the task nor the job sets one (a Lambda stops at 15 minutes)."""
@@ -164,13 +168,18 @@ def callback_result(result: dict[str, Any]) -> AttemptResult:
 
 
 def exported_variables(
-    params: dict[str, Any], job_variables: dict[str, Any], outputs: dict[str, dict[str, str]]
+    params: dict[str, Any],
+    job_variables: dict[str, Any],
+    outputs: dict[str, dict[str, str]],
+    configs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """What a SHELL or container task's environment gets from the job (``TaskContext.params``):
-    job_variables, then the request's params, then earlier tasks' outputs (bare names, then
-    ``<task>_<Name>``), each over the one before. job_variables and outputs whose names are not
-    environment variable names are left out; params keep the shell runner's own rule (sanitised)."""
-    exported: dict[str, Any] = {name: value for name, value in job_variables.items() if is_identifier(name)}
+    the job's configs (the organisation's, then the job type's), job_variables, then the request's
+    params, then earlier tasks' outputs (bare names, then ``<task>_<Name>``), each over the one
+    before. Configs, job_variables and outputs whose names are not environment variable names are
+    left out; params keep the shell runner's own rule (sanitised)."""
+    exported: dict[str, Any] = {name: value for name, value in (configs or {}).items() if is_identifier(name)}
+    exported.update({name: value for name, value in job_variables.items() if is_identifier(name)})
     exported.update(params)
     exported.update(environment_variables(outputs))
     return exported
@@ -187,6 +196,8 @@ class Walker:
         self._attempt_number: tuple[str, int, int] | None = None
         # The states entered before this invocation that its commit counts (Begin, a Catch's Advance).
         self._entry = StepEntry.DECIDED
+        # The request's configs as last resolved: (request id, with secrets, configs).
+        self._configs: tuple[str, bool, JobConfigs] | None = None
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -199,10 +210,46 @@ class Walker:
     def started_at(self, request: JobRequestItem) -> datetime:
         return datetime.fromisoformat(request.started_at or request.created_at)
 
+    def job_configs(self, request: JobRequestItem, *, with_secrets: bool) -> JobConfigs:
+        """The request's configs (``resolve_job_configs``), read once per invocation; secret values
+        only ``with_secrets`` (an attempt about to run), else they render as ``****``."""
+        cached = self._configs
+        if cached is not None and cached[0] == request.request_id and (cached[1] or not with_secrets):
+            return cached[2]
+        configs = resolve_job_configs(self.rt, request.org, request.job_type, with_secrets=with_secrets)
+        self._configs = (request.request_id, with_secrets, configs)
+        return configs
+
+    def attempt_configs(self, request: JobRequestItem) -> JobConfigs:
+        """The configs resolved with their secrets for ``request`` in this invocation (none if not)."""
+        cached = self._configs
+        if cached is None or cached[0] != request.request_id or not cached[1]:
+            return NO_CONFIGS
+        return cached[2]
+
+    def mask_outcome(self, request: JobRequestItem, outcome: TaskOutcome) -> TaskOutcome:
+        """The outcome with every form of the request's secrets masked in what is stored or shown:
+        log, error message, outputs and warnings (in place; returned for convenience)."""
+        masker = self.attempt_configs(request).masker
+        if not masker:
+            return outcome
+        outcome.log = masker.mask(outcome.log)
+        outcome.error_message = masker.mask_optional(outcome.error_message)
+        outcome.outputs = {name: masker.mask(value) for name, value in outcome.outputs.items()}
+        outcome.warnings = [masker.mask(warning) for warning in outcome.warnings]
+        return outcome
+
     def render(
-        self, request: JobRequestItem, *, task_type: str, task_retry: int, now: datetime
+        self,
+        request: JobRequestItem,
+        *,
+        task_type: str,
+        task_retry: int,
+        now: datetime,
+        with_secrets: bool = False,
     ) -> JobDefinition:
-        """The definition rendered for one attempt (fresh JobElapsedSecs, Nonce, TaskRetry...)."""
+        """The definition rendered for one attempt (fresh JobElapsedSecs, Nonce, TaskRetry...), the
+        job's configs below its job_variables (secrets as ``****`` unless ``with_secrets``)."""
         # Cold start: yaml and jinja2 load on the first render, not when a handler imports the walk.
         from formica.jobs import load_definition  # noqa: PLC0415
         from formica.jobs.templates import runtime_context  # noqa: PLC0415
@@ -227,7 +274,8 @@ class Walker:
             now=now,
             count_requests=self.request_counter(request.org),
         )
-        definition = load_definition(raw, context)
+        configs = self.job_configs(request, with_secrets=with_secrets)
+        definition = load_definition(raw, context, configs=configs.variables)
         self._rendered = (request.request_id, definition)
         return definition
 
@@ -625,10 +673,19 @@ class Walker:
         started = self.rt.now()
         try:
             definition = self.render(
-                request, task_type=current.task_type, task_retry=current.task_retry, now=started
+                request,
+                task_type=current.task_type,
+                task_retry=current.task_retry,
+                now=started,
+                with_secrets=True,
             )
         except DefinitionError as exc:
-            return self.fail_job(request, ERR_INVALID_DEFINITION, str(exc))
+            masker = self.attempt_configs(request).masker
+            return self.fail_job(request, ERR_INVALID_DEFINITION, masker.mask(str(exc)))
+        except ConfigStoreError as exc:
+            logger.warning("configs not read", extra={"request_id": request_id, "error": str(exc)})
+            unread = AttemptResult(error_code=ERR_CONFIGS_UNREADABLE, error_message=str(exc)[:2000])
+            return self.record(request, unread)
         task = definition.task(current.task_type)
         self.mark_executing(request)
         ctx = replace(
@@ -636,7 +693,7 @@ class Walker:
             live_log=self.live_log_sink(request),
             log_flush_seconds=self.rt.settings.log_flush_seconds,
         )
-        outcome = run(task, ctx, AttemptScope(self.rt, request, step))
+        outcome = self.mask_outcome(request, run(task, ctx, AttemptScope(self.rt, request, step)))
         attempt_ended(
             str(task.method),
             seconds=(self.rt.now() - started).total_seconds(),
@@ -688,7 +745,12 @@ class Walker:
             attempt=step,
             task_attempt=self.attempt_number(request),
             timeout_seconds=timeout,
-            params=exported_variables(request.params, self._job_variables(request), request.walk.outputs),
+            params=exported_variables(
+                request.params,
+                self._job_variables(request),
+                request.walk.outputs,
+                self.attempt_configs(request).variables,
+            ),
             is_cancelled=self.cancel_probe(request.request_id),
         )
 
@@ -770,7 +832,7 @@ class Walker:
             if start is None:
                 return  # a chunk was lost: readers wait for the whole log rather than skip bytes
             text = data.decode("utf-8", errors="replace")
-            masked = text.encode("utf-8")
+            masked = self.attempt_configs(request).masker.mask(text).encode("utf-8")
             try:
                 logs.write_chunk(prefix, start, masked)
             except BlobStoreError as exc:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from formica.runtime.deps import ContainerControl, Runtime
 from formica.settings import FormicaSettings, SettingsError, get_settings
 from formica.store.blobs import S3BlobStore
+from formica.store.configs import ConfigRepository, SsmConfigSecretStore
 from formica.store.definitions import DefinitionRepository
 from formica.store.events import EventBridgePublisher
 from formica.store.functions import LambdaFunctionInvoker
@@ -87,6 +88,8 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         stats=JobStatsRepository(resolved.table_name),
         functions=LambdaFunctionInvoker() if resolved.shell_sandbox_function else None,
         grants=DynamoGrantRepository(resolved.table_name) if resolved.shell_sandbox_function else None,
+        configs=ConfigRepository(resolved.table_name),
+        config_secrets=SsmConfigSecretStore(resolved.configs_parameter_prefix, resolved.configs_kms_key_id),
     )
 
 

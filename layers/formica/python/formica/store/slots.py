@@ -242,35 +242,10 @@ class SlotRepository(DynamoTable, SlotStore):
                 },
             }
         }
-        registry, values = self._registry_fields(org, job_type, now)
-        take_slot: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": self._counter_key(org, job_type),
-            "UpdateExpression": registry + " ADD running :one",
-            "ExpressionAttributeValues": {**values, ":one": {"N": "1"}},
-        }
-        if limit > 0:
-            take_slot["ConditionExpression"] = "attribute_not_exists(running) OR running < :limit"
-            take_slot["ExpressionAttributeValues"][":limit"] = {"N": str(limit)}
-        holder = {
-            "Put": {
-                "TableName": self._table,
-                "Item": {
-                    **self._holder_key(org, job_type, request.request_id),
-                    "kind": {"S": "SLOT_HOLDER"},
-                    "org": {"S": org},
-                    "job_type": {"S": job_type},
-                    "request_id": {"S": request.request_id},
-                    "acquired_at": {"S": now},
-                },
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
+        take_slot, holder = self._slot_writes(org, job_type, request.request_id, limit=limit, now=now)
         for attempt in range(_CONFLICT_RETRIES):
             try:
-                self._client.transact_write_items(
-                    TransactItems=[start_request, {"Update": take_slot}, holder]
-                )
+                self._client.transact_write_items(TransactItems=[start_request, take_slot, holder])
             except ClientError as exc:
                 if error_code(exc) != "TransactionCanceledException":
                     raise SlotStoreError(
@@ -496,34 +471,10 @@ class SlotRepository(DynamoTable, SlotStore):
     # -- retaking a slot -----------------------------------------------------------------------
 
     def take(self, org: str, job_type: str, request_id: str, *, limit: int) -> bool:
-        now = now_iso()
-        registry, values = self._registry_fields(org, job_type, now)
-        take_slot: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": self._counter_key(org, job_type),
-            "UpdateExpression": registry + " ADD running :one",
-            "ExpressionAttributeValues": {**values, ":one": {"N": "1"}},
-        }
-        if limit > 0:
-            take_slot["ConditionExpression"] = "attribute_not_exists(running) OR running < :limit"
-            take_slot["ExpressionAttributeValues"][":limit"] = {"N": str(limit)}
-        holder = {
-            "Put": {
-                "TableName": self._table,
-                "Item": {
-                    **self._holder_key(org, job_type, request_id),
-                    "kind": {"S": "SLOT_HOLDER"},
-                    "org": {"S": org},
-                    "job_type": {"S": job_type},
-                    "request_id": {"S": request_id},
-                    "acquired_at": {"S": now},
-                },
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
+        take_slot, holder = self._slot_writes(org, job_type, request_id, limit=limit, now=now_iso())
         for attempt in range(_CONFLICT_RETRIES):
             try:
-                self._client.transact_write_items(TransactItems=[{"Update": take_slot}, holder])
+                self._client.transact_write_items(TransactItems=[take_slot, holder])
             except ClientError as exc:
                 if error_code(exc) != "TransactionCanceledException":
                     raise SlotStoreError(f"could not take a slot for {request_id!r}: {exc}") from exc
@@ -588,6 +539,37 @@ class SlotRepository(DynamoTable, SlotStore):
         return answer
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _slot_writes(
+        self, org: str, job_type: str, request_id: str, *, limit: int, now: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The two writes of taking a slot: the counter's (under ``limit``; 0: no cap) and the
+        holder's (only if the request holds none)."""
+        registry, values = self._registry_fields(org, job_type, now)
+        take_slot: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": self._counter_key(org, job_type),
+            "UpdateExpression": registry + " ADD running :one",
+            "ExpressionAttributeValues": {**values, ":one": {"N": "1"}},
+        }
+        if limit > 0:
+            take_slot["ConditionExpression"] = "attribute_not_exists(running) OR running < :limit"
+            take_slot["ExpressionAttributeValues"][":limit"] = {"N": str(limit)}
+        holder = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    **self._holder_key(org, job_type, request_id),
+                    "kind": {"S": "SLOT_HOLDER"},
+                    "org": {"S": org},
+                    "job_type": {"S": job_type},
+                    "request_id": {"S": request_id},
+                    "acquired_at": {"S": now},
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        return {"Update": take_slot}, holder
 
     def _update_request(
         self, request_id: str, expression: str, values: dict[str, Any], condition: str

@@ -1,0 +1,82 @@
+"""formicary's web-job (three WEBSOCKET tasks tagged web, js, and both) run to COMPLETED against a real
+`formica dev` by `formica worker --tags web,js`, a subprocess started as a user would, holding a token
+with only the worker scope and no AWS credentials; a worker of the wrong tags takes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.devserver import Cli, DevHandle, formica_command, start_dev, submit, upload, wait_for
+
+CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "formicary-examples"
+WEB_JOB = CORPUS / "web-job.yaml"
+pytestmark = pytest.mark.skipif(not WEB_JOB.exists(), reason=f"formicary's corpus is not at {CORPUS}")
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
+    handle = start_dev(Path(tmp_path_factory.mktemp("dev-workers")))
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def worker(dev: DevHandle, token: str, tags: str, *args: str) -> subprocess.Popen[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
+    env.update({"FORMICA_SERVER": dev.url, "FORMICA_TOKEN": token})
+    return subprocess.Popen(
+        [*formica_command(), "worker", "--tags", tags, "--poll-interval", "0.3", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+
+def test_web_job_runs_to_completed_on_a_worker_of_the_users_own(dev: DevHandle) -> None:
+    # Given a token with only the worker scope, and formicary's web-job uploaded
+    admin = Cli(dev.url, dev.token)
+    created = admin.ok("tokens", "create", "--name", "ant", "--scope", "worker", "--json").json()
+    with dev.client() as client:
+        upload(client, WEB_JOB.read_text(encoding="utf-8"))
+        request_id = submit(client, "web-job")
+
+        # When a worker tagged web,js is attached, and one tagged only js beside it
+        ant = worker(dev, str(created["token"]), "web,js")
+        narrow = worker(dev, str(created["token"]), "js")
+        try:
+            done = wait_for(client, request_id, timeout=90)
+        finally:
+            outputs = {}
+            for name, process in (("ant", ant), ("narrow", narrow)):
+                process.terminate()
+                outputs[name] = process.communicate(timeout=20)
+
+        # Then the job completed, each task run by a worker whose tags cover it: init (web) and
+        # record (web, js) by the web,js worker, process (js) by whichever polled first
+        assert done["job_state"] == "COMPLETED", (done, outputs, dev.log()[-3000:])
+        out = outputs["ant"][0]
+        assert f"{request_id} init: exit code 0" in out, outputs
+        assert f"{request_id} record: exit code 0" in out, outputs
+        assert "init" not in outputs["narrow"][0] and "record" not in outputs["narrow"][0], outputs
+        assert f"{request_id} process: exit code 0" in out + outputs["narrow"][0], outputs
+        # And the last one's script ran on this host
+        log = client.get(f"/api/jobs/requests/{request_id}/tasks/record/logs")
+        assert log.status_code == 200
+        assert "monday" in log.text
+
+
+def test_a_token_without_the_worker_scope_cannot_poll(dev: DevHandle) -> None:
+    admin = Cli(dev.url, dev.token)
+    reader = admin.ok("tokens", "create", "--name", "reader", "--scope", "read", "--json").json()
+    process = worker(dev, str(reader["token"]), "web")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "worker scope" in err, (out, err)
