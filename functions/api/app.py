@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from formica.api import approvals, audit, dashboard, definitions, grants, requests, tokens
+from formica.api import approvals, audit, dashboard, definitions, grants, requests, tokens, triggers
 from formica.api import configs as config_routes
 from formica.api import stats as stats_routes
 from formica.api import workers as worker_routes
@@ -87,6 +87,8 @@ app.configure_openapi(title=API_TITLE, version=API_VERSION, description=API_DESC
 app.enable_swagger(path="/api/docs", title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
 
 JobType = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
+TriggerOrg = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX, pattern=JOB_TYPE_PATTERN)]
+TriggerName = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX, pattern=JOB_TYPE_PATTERN)]
 TaskType = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
 Identifier = Annotated[str, Path(min_length=1, max_length=ID_MAX)]
 Version = Annotated[int | None, Query(ge=1, description="a stored version; default: the latest")]
@@ -216,6 +218,32 @@ def exchange_grant(body: grants.GrantExchangeRequest) -> Response[Any]:
     return _json(200, grants.exchange(get_services(), body))
 
 
+@app.post(
+    "/api/triggers/<org>/<job_type>/<name>",
+    tags=["triggers"],
+    responses={
+        202: json_response(
+            "Started, filtered, a duplicate, or dropped by the rate limit", triggers.TriggerFiredResponse
+        ),
+        401: json_response("Missing or wrong signature (UNAUTHORIZED)", ErrorResponse),
+        404: json_response("No such job type or webhook trigger in the organisation", ErrorResponse),
+        413: json_response("Body over the webhook limit", ErrorResponse),
+    },
+)
+def fire_webhook_trigger(org: TriggerOrg, job_type: JobType, name: TriggerName) -> Response[Any]:
+    # No token: the signature over the raw body is the credential (runtime.triggers checks it).
+    event = app.current_event
+    answer = triggers.receive_webhook(
+        org,
+        job_type,
+        name,
+        body=_raw_body(),
+        headers=dict(event.headers or {}),
+        query=dict(event.query_string_parameters or {}),
+    )
+    return _json(202, answer)
+
+
 @app.get("/api/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[str]:
     return _text(app.get_openapi_json_schema(), content_types.APPLICATION_JSON)
@@ -320,6 +348,11 @@ def list_definition_versions(
 @app.delete("/api/jobs/definitions/<job_type>", tags=["definitions"])
 def delete_definition(job_type: JobType) -> DeletedResponse:
     return definitions.delete_definition(get_services(), _org(), job_type)
+
+
+@app.get("/api/jobs/definitions/<job_type>/triggers/dropped", tags=["triggers"])
+def list_dropped_trigger_events(job_type: JobType) -> triggers.DroppedEventListResponse:
+    return triggers.list_dropped(_org(), job_type)
 
 
 @app.post("/api/jobs/definitions/<job_type>/disable", tags=["definitions"])

@@ -38,7 +38,7 @@ def test_every_route_is_documented_with_the_error_shape() -> None:
         (method.upper(), path, op) for path, item in document["paths"].items() for method, op in item.items()
     ]
 
-    assert len(operations) == 48
+    assert len(operations) == 50
     for method, path, operation in operations:
         assert "500" in operation["responses"], (method, path)
         if path != "/api/health":

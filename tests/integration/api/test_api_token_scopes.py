@@ -98,6 +98,7 @@ def test_public_routes_need_no_scope(world: ApiWorld) -> None:
         ("GET", "/api/docs"),
         ("POST", "/api/grants"),
         ("POST", "/api/triggers/<org>/<job_type>/<name>"),
+        ("POST", "/api/triggers/<org>/<job_type>/<name>"),
         ("GET", "/"),
         ("GET", "/ui/<name>"),
     }

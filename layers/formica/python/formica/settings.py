@@ -97,6 +97,11 @@ class FormicaSettings(BaseModel):
     webhook_max_attempts: int = 5
     webhook_secret_prefix: str = "formica/webhooks/"  # noqa: S105 - a name prefix, not a secret
 
+    # S3 triggers: which organisations each bucket's object-created events reach, as JSON
+    # ({"bucket": ["org", ...]}); the stack sets it from the trigger_buckets context value, and
+    # `formica dev` grants every bucket to its organisation ({"*": ["local"]}). Unset: none.
+    trigger_buckets: str | None = None
+
     @field_validator("http_allowed_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

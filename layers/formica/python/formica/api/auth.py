@@ -35,6 +35,8 @@ ROUTE_SCOPES: dict[tuple[str, str], TokenScope | None] = {
     ("GET", "/api/openapi.json"): None,
     ("GET", "/api/docs"): None,
     ("POST", "/api/grants"): None,  # the body's capability is the credential
+    ("POST", "/api/triggers/<org>/<job_type>/<name>"): None,  # the webhook's signature is the credential
+    ("GET", "/api/jobs/definitions/<job_type>/triggers/dropped"): TokenScope.READ,
     ("GET", "/"): None,  # the dashboard's page and files: no data, the page calls the API with its token
     ("GET", "/ui/<name>"): None,
     ("POST", "/api/jobs/definitions"): TokenScope.ADMIN,

@@ -171,7 +171,7 @@ def _built(yaml_text: str, context: Mapping[str, Any]) -> JobDefinition:
         document = _load(yaml_text, context)
     else:
         _check_size(yaml_text)
-        rendered, origins = render_with_lines(yaml_text, context)
+        rendered, origins = _render(yaml_text, context)
         key = (yaml_text, rendered)
         cached = _BUILT.get(key)
         if cached is not None:
@@ -244,7 +244,7 @@ def _check_parsed_size(data: Any) -> None:
 
 def _load(yaml_text: str, context: Mapping[str, Any]) -> LoadedDocument:
     _check_size(yaml_text)
-    rendered, origins = render_with_lines(yaml_text, context)
+    rendered, origins = _render(yaml_text, context)
     return _load_rendered(yaml_text, rendered, origins)
 
 
@@ -278,7 +278,7 @@ def _probe_job_variables(
     _check_size(yaml_text)
     placeholders: dict[str, Any] = dict.fromkeys(variables_used(yaml_text), "placeholder")
     try:
-        rendered, origins = render_with_lines(yaml_text, {**placeholders, **context})
+        rendered, origins = _render(yaml_text, {**placeholders, **context})
     except DefinitionError:
         # A placeholder word broke a template ({{ Add .Count 1 }}): read the block as written when
         # it is plain YAML; otherwise the real render reports the problem with its line.
@@ -312,8 +312,47 @@ def _job_variables_alone(rendered: str) -> dict[str, Any] | None:
 
 def _top_level_block(rendered: str, key: str) -> Any:
     """The YAML of one top-level key's block alone (see ``_job_variables_alone``), or None."""
-    start_of_key = re.compile(rf"^{re.escape(key)}\s*:")
+    span = _top_level_span(rendered, key)
+    if span is None:
+        return None
     lines = rendered.split("\n")
+    try:
+        data, _ = load_yaml("\n".join(lines[span[0] : span[1]]) + "\n")
+    except DefinitionError:
+        return None
+    return data
+
+
+LITERAL_BLOCKS = ("triggers",)
+"""Top-level blocks kept as written when the definition renders: their templates see an event
+(a webhook's body, an S3 object, a queue message) when one arrives, not the job's context."""
+
+
+def _render(yaml_text: str, context: Mapping[str, Any]) -> tuple[str, list[int]]:
+    """``render_with_lines``, the ``LITERAL_BLOCKS`` left out of the render and appended as written
+    (their lines blanked in place, so every other line keeps its number)."""
+    spans = [span for key in LITERAL_BLOCKS if key in yaml_text and (span := _top_level_span(yaml_text, key))]
+    if not spans:
+        return render_with_lines(yaml_text, context)
+    lines = yaml_text.split("\n")
+    kept: list[str] = []
+    kept_origins: list[int] = []
+    for start, end in spans:
+        kept.extend(lines[start:end])
+        kept_origins.extend(range(start + 1, end + 1))
+        lines[start:end] = [""] * (end - start)
+    rendered, origins = render_with_lines("\n".join(lines), context)
+    if rendered and not rendered.endswith("\n"):
+        rendered += "\n"
+    count = rendered.count("\n")
+    origins = (origins + [origins[-1] if origins else 1] * count)[:count]
+    return rendered + "\n".join(kept) + "\n", [*origins, *kept_origins]
+
+
+def _top_level_span(text: str, key: str) -> tuple[int, int] | None:
+    """The lines [start, end) of one top-level key's block (see ``_job_variables_alone``), or None."""
+    start_of_key = re.compile(rf"^{re.escape(key)}\s*:")
+    lines = text.split("\n")
     starts = [index for index, line in enumerate(lines) if start_of_key.match(line)]
     if len(starts) != 1:
         return None
@@ -329,11 +368,7 @@ def _top_level_block(rendered: str, key: str) -> Any:
         ):
             break
         end += 1
-    try:
-        data, _ = load_yaml("\n".join(lines[starts[0] : end]) + "\n")
-    except DefinitionError:
-        return None
-    return data
+    return starts[0], end
 
 
 def _job_variables(data: Any) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from formica.jobs.models import (
     is_action,
 )
 from formica.jobs.notify_rules import notify_problems, webhook_problems
+from formica.jobs.trigger_rules import trigger_problems
 from formica.jobs.yamlload import Path
 
 UNSUPPORTED_METHOD_REASON: dict[TaskMethod, str] = {
@@ -151,6 +152,8 @@ def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
             )
     for message, path in [*notify_problems(job.notify), *webhook_problems(job.webhook)]:
         yield Problem(message, where.line(*path), field=".".join(path[:3]))
+    for message, place in trigger_problems(job.triggers):
+        yield Problem(message, where.line(*place), field=".".join(str(part) for part in place))
 
 
 BACKOFF_FACTOR_MAX = 100.0

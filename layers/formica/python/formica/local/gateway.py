@@ -48,6 +48,10 @@ DASHBOARD_PAGE = "/"
 DASHBOARD_FILES_PREFIX = "/ui/"
 DASHBOARD_FILES_RESOURCE = "/ui/{name}"
 
+# A trigger's webhook: its signature is its authentication, so no authorizer (cdk/constructs/triggers.py).
+TRIGGERS_PREFIX = "/api/triggers/"
+TRIGGERS_RESOURCE = "/api/triggers/{org}/{job_type}/{name}"
+
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
@@ -78,6 +82,10 @@ def resolve_route(method: str, path: str) -> Route | None:
     name = path[len(DASHBOARD_FILES_PREFIX) :] if path.startswith(DASHBOARD_FILES_PREFIX) else ""
     if verb == "GET" and name and "/" not in name:
         return Route(resource=DASHBOARD_FILES_RESOURCE, path_parameters={"name": name}, public=True)
+    segments = path[len(TRIGGERS_PREFIX) :].split("/") if path.startswith(TRIGGERS_PREFIX) else []
+    if verb == "POST" and len(segments) == 3 and all(segments):
+        parameters = dict(zip(("org", "job_type", "name"), segments, strict=True))
+        return Route(resource=TRIGGERS_RESOURCE, path_parameters=parameters, public=True)
     if path == "/api":
         return Route(resource="/api", path_parameters=None, public=False)
     if path.startswith("/api/") and len(path) > len("/api/"):

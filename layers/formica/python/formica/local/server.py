@@ -42,6 +42,7 @@ from formica.local.notify import local_notifications
 from formica.local.processes import descendant_pids, terminate_descendants
 from formica.local.statemachine import create_local_state_machine
 from formica.local.ticker import local_scheduling
+from formica.local.triggers import local_triggers
 from formica.settings import get_settings, reset_settings
 from formica.store.aws import get_client, reset_clients
 from formica.store.schema import create_bucket, create_table
@@ -285,6 +286,7 @@ class DevServer:
         self._token = self._create_token()
         self._start_scheduling()
         self._start_notifications()
+        self._start_triggers()
         self._start_front_door()
 
     def _start_moto(self, moto_port: int) -> None:
@@ -326,6 +328,11 @@ class DevServer:
         # Lifecycle events on moto's EventBridge bus, routed to the delivery queue, consumed by the
         # notify function's handler in-process (stopped before moto, restoring its settings).
         self._stack.enter_context(local_notifications())
+
+    def _start_triggers(self) -> None:
+        # S3 puts and trigger queues' messages on moto, handed to the trigger functions' handlers
+        # in-process (stopped before moto, restoring its settings).
+        self._stack.enter_context(local_triggers(self.options.org))
 
     def _create_token(self) -> str:
         repository = TokenRepository(get_settings().table_name)
