@@ -209,6 +209,10 @@ def health() -> HealthResponse:
     responses={
         200: json_response("The URLs the capability grants, signed now", grants.AttemptGrant),
         401: json_response("Unknown, malformed or expired capability (UNAUTHORIZED)", ErrorResponse),
+        409: json_response(
+            "A live chunk the capability may not write: out of order, too large, count spent (CONFLICT)",
+            ErrorResponse,
+        ),
     },
 )
 def exchange_grant(body: grants.GrantExchangeRequest) -> Response[Any]:

@@ -52,6 +52,9 @@ class InMemoryBlobStore(BlobStore):
         # Like S3, presigning does not check that the key exists.
         return f"memory://blobs/{key}?expires={expires_seconds}"
 
+    def presign_put(self, key: str, *, size: int, content_type: str, expires_seconds: int) -> str:
+        return f"memory://blobs/{key}?size={size}&expires={expires_seconds}"
+
     def presign_post(
         self, prefix: str, *, max_bytes: int, expires_seconds: int, metadata: Sequence[str] = ()
     ) -> PresignedPost:

@@ -20,6 +20,7 @@ class InMemoryGrantRepository(GrantRepository):
 
     def __init__(self) -> None:
         self.scopes: dict[str, AttemptGrantItem] = {}
+        self.live_counts: dict[str, tuple[int, int]] = {}  # live_next, live_used
         self._lock = threading.Lock()
 
     def create(self, scope: AttemptGrantItem) -> None:
@@ -35,3 +36,11 @@ class InMemoryGrantRepository(GrantRepository):
         if scope is None or not scope.is_active(now or datetime.now(UTC)):
             return None
         return scope
+
+    def take_live_chunk(self, scope: AttemptGrantItem, *, start: int, end: int) -> bool:
+        with self._lock:
+            next_start, used = self.live_counts.get(scope.secret_hash, (0, 0))
+            if scope.secret_hash not in self.scopes or start != next_start or used >= scope.live_chunks:
+                return False
+            self.live_counts[scope.secret_hash] = (end, used + 1)
+            return True

@@ -15,7 +15,7 @@ from typing import Any, cast
 import boto3
 import pytest
 from botocore.config import Config
-from formica.api.errors import UnauthorizedError
+from formica.api.errors import ApiError
 from formica.api.grants import GrantExchangeRequest, exchange, exchange_as_curl_config
 from formica.api.services import ApiServices
 from formica.local.server import free_port
@@ -80,8 +80,8 @@ def _grants_handler(route: GrantsRoute) -> type[BaseHTTPRequestHandler]:
                     status, text = 200, exchange_as_curl_config(services, request)
                 else:
                     status, text = 200, exchange(services, request).model_dump_json()
-            except UnauthorizedError as exc:
-                status, text = 401, json.dumps({"error": "UNAUTHORIZED", "message": str(exc)})
+            except ApiError as exc:
+                status, text = exc.status, json.dumps({"error": exc.code, "message": str(exc)})
             except ValueError as exc:
                 status, text = 400, json.dumps({"error": "VALIDATION_ERROR", "message": str(exc)})
             data = text.encode()

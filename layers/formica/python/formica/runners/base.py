@@ -74,6 +74,9 @@ class TaskContext:
     # Where a runner sends its log while the attempt runs (``LiveLog``); None: only at the end.
     live_log: Callable[[bytes], None] | None = None
     log_flush_seconds: float = 3.0
+    # The values of the job's secret configs (already in ``params``), for a runner that stores its
+    # live log where the trusted side cannot mask it first (the SHELL sandbox): it masks them itself.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def log_attempt(self) -> int:

@@ -11,7 +11,12 @@ margin. When they download or upload, they POST it to the API's grants route (``
 - ``upload``: one presigned POST whose policy allows keys under the task's own artifact prefix
   (trailing slash included), up to the capability's size, with the metadata it names (right
   ``upload``);
-- ``cancel_url``: a presigned GET of the request's cancel marker (right ``cancel``).
+- ``cancel_url``: a presigned GET of the request's cancel marker (right ``cancel``);
+- ``live_chunk``: asked for one chunk at a time (``exchange_live_chunk``), a presigned PUT of
+  exactly that chunk of the attempt's running log, at its key under the attempt's own live prefix
+  (right ``live_log``; ``store.logs``). The chunk must continue the last one taken, be at most
+  the capability's chunk size, and the capability's chunk count must not be spent: checked and
+  counted by one conditional write, so whoever holds the secret writes at most that many chunks.
 
 Each URL is signed at exchange time with the API function's current credentials and lives
 ``GRANT_URL_SECONDS`` at most (never past the capability's own expiry), so an attempt that runs for
@@ -24,10 +29,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from formica.runners.base import LOG_CAP_BYTES
 from formica.store.blobs import BlobStore, PresignedPost
 from formica.store.grants import (
     AttemptGrantItem,
@@ -36,6 +42,7 @@ from formica.store.grants import (
     hash_capability,
     new_capability,
 )
+from formica.store.logs import LOG_CONTENT_TYPE, chunk_key, live_prefix
 from formica.store.schema import artifact_key, cancel_marker_key
 
 logger = logging.getLogger(__name__)
@@ -44,10 +51,19 @@ GRANT_URL_SECONDS = 3600
 """How long an exchanged URL lives: long enough to start a large upload, short enough that a leaked
 URL is soon worthless."""
 MIN_URL_SECONDS = 1
+LIVE_CHUNK_URL_SECONDS = 300
+"""How long a live chunk's PUT lives: it is used at once, for one chunk."""
+LIVE_CHUNK_MAX_BYTES = LOG_CAP_BYTES
+"""The largest live chunk: only the first ``LOG_CAP_BYTES`` of a log ever reach its live prefix."""
 
 
 class CapabilityRefusedError(RuntimeError):
     """The capability is unknown, malformed or expired, or does not hold the right asked for."""
+
+
+class LiveChunkRefusedError(RuntimeError):
+    """The capability may write live chunks, but not this one: it does not continue the last chunk,
+    is empty or too large, or the capability's chunks are spent."""
 
 
 class GrantDownload(BaseModel):
@@ -91,6 +107,28 @@ class GrantUpload(BaseModel):
         )
 
 
+class LiveChunkRange(BaseModel):
+    """The bytes ``[start, end)`` of the attempt's log one live chunk holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: int = Field(ge=0, description="offset of the chunk's first byte in the attempt's log")
+    end: int = Field(gt=0, description="offset just past the chunk's last byte")
+
+
+class LiveChunkUpload(BaseModel):
+    """A presigned PUT of one live chunk: exactly ``end - start`` bytes of ``content_type`` at ``key``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    key: str
+    start: int
+    end: int
+    content_type: str
+    expires_at: datetime
+
+
 class AttemptGrant(BaseModel):
     """What a capability is exchanged for (each part present only with its right)."""
 
@@ -102,6 +140,7 @@ class AttemptGrant(BaseModel):
     downloads: list[GrantDownload] = Field(default_factory=list)
     upload: GrantUpload | None = None
     cancel_url: str | None = None
+    live_chunk: LiveChunkUpload | None = None
 
 
 def mint_capability(
@@ -118,10 +157,14 @@ def mint_capability(
     dependencies: Sequence[str] = (),
     max_bytes: int = 0,
     metadata: Sequence[str] = (),
+    log_attempt: int = 0,
+    live_chunks: int = 0,
 ) -> str:
     """Store the scope of a new capability and return its secret (shown only to the runner).
 
-    The upload prefix is always the task's own artifact prefix: nothing the attempt says can widen it.
+    The upload prefix is always the task's own artifact prefix, and the live log's the prefix of
+    the attempt's own log (``log_attempt``, the task's attempt number, with ``LIVE_LOG``, at most
+    ``live_chunks`` chunks): nothing the attempt says can widen them.
 
     Raises
     ------
@@ -146,6 +189,11 @@ def mint_capability(
             else None,
             max_bytes=max_bytes,
             metadata=tuple(metadata),
+            live_prefix=live_prefix(org, request_id, task_type, log_attempt)
+            if GrantRight.LIVE_LOG in rights
+            else None,
+            live_chunks=live_chunks,
+            live_chunk_max_bytes=LIVE_CHUNK_MAX_BYTES,
         )
     )
     return capability
@@ -219,6 +267,58 @@ def exchange_capability(
         },
     )
     return grant
+
+
+def exchange_live_chunk(
+    grants: GrantRepository,
+    blobs: BlobStore,
+    capability: str,
+    chunk: LiveChunkRange,
+    *,
+    now: datetime,
+) -> AttemptGrant:
+    """A presigned PUT of one chunk of the attempt's running log, counted against ``capability``.
+
+    Raises
+    ------
+    CapabilityRefusedError
+        Unknown, malformed or expired capability, or one without the ``live_log`` right.
+    LiveChunkRefusedError
+        The chunk is empty, too large, does not continue the last one, or the chunks are spent.
+    GrantStoreError, BlobStoreError
+        The count could not be written or the URL signed.
+    """
+    scope = grants.find_active(capability, now=now)
+    if scope is None:
+        raise CapabilityRefusedError("the capability is unknown or has expired")
+    if not scope.allows(GrantRight.LIVE_LOG) or not scope.live_prefix:
+        raise CapabilityRefusedError("the capability may not write a live log")
+    size = chunk.end - chunk.start
+    if size <= 0 or size > scope.live_chunk_max_bytes:
+        raise LiveChunkRefusedError(
+            f"a live chunk holds 1 to {scope.live_chunk_max_bytes} bytes, not {max(size, 0)}"
+        )
+    if not grants.take_live_chunk(scope, start=chunk.start, end=chunk.end):
+        raise LiveChunkRefusedError(
+            f"the chunk at byte {chunk.start} does not continue the log, "
+            f"or its {scope.live_chunks} chunks are spent"
+        )
+    key = chunk_key(scope.live_prefix, chunk.start, chunk.end)
+    seconds = min(LIVE_CHUNK_URL_SECONDS, _url_seconds(scope, now))
+    url = blobs.presign_put(key, size=size, content_type=LOG_CONTENT_TYPE, expires_seconds=seconds)
+    return AttemptGrant(
+        request_id=scope.request_id,
+        task_type=scope.task_type,
+        expires_at=scope.expires_at,
+        live_chunk=LiveChunkUpload(
+            url=url,
+            key=key,
+            start=chunk.start,
+            end=chunk.end,
+            content_type=LOG_CONTENT_TYPE,
+            expires_at=now + timedelta(seconds=seconds),
+        ),
+    )
 
 
 def curl_config(grant: AttemptGrant) -> str:

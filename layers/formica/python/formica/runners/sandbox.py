@@ -8,6 +8,12 @@ GET per dependency artifact and one of the request's cancel marker, and again wh
 one presigned POST limited to the task's artifact prefix and a size, signed at that moment. It runs
 the shell exactly as the shell runner does in-process and answers a ``TaskOutcome``.
 
+While the script runs, its new whole lines go out as the in-process runner's do (``LiveLog``, at
+most every ``log_flush_seconds``): each chunk is masked here with the job's secret values (which
+the script's environment holds anyway), exchanged for a presigned PUT of exactly that chunk under
+the attempt's live prefix (right ``live_log``), and PUT to S3. A chunk that cannot be sent stops
+the streaming for the attempt: readers wait for the whole log rather than skip bytes.
+
 After every attempt the sandbox leaves nothing behind for the next tenant that a warm execution
 environment will serve: ``scrub_environment`` kills every process of its user but itself and its
 ancestors (not only the script's process group) and empties every place it can write (the
@@ -35,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from formica.engine.masking import SecretMasker
 from formica.engine.outputs import bounded
 from formica.jobs.models import TaskDefinition
 from formica.runners.artifacts import (
@@ -44,7 +51,7 @@ from formica.runners.artifacts import (
     download_dependencies,
 )
 from formica.runners.base import LOG_CAP_BYTES, ArtifactInfo, TaskContext, TaskOutcome
-from formica.runners.grants import AttemptGrant
+from formica.runners.grants import AttemptGrant, LiveChunkUpload
 from formica.runners.shell import fresh_workdir, run_shell
 from formica.store.blobs import PresignedPost
 
@@ -56,6 +63,8 @@ logger = logging.getLogger(__name__)
 SCRUB_SETTING = "FORMICA_SANDBOX_SCRUB"
 """``all`` where the sandbox is alone with its user (the deployed function sets it)."""
 CANCEL_POLL_SECONDS = 2.0
+LIVE_CHUNK_TIMEOUT_SECONDS = 5.0
+"""A live chunk's exchange and PUT each give up after this: the script's output waits meanwhile."""
 MAX_ANSWER_ARTIFACTS = 1000
 MAX_ANSWER_WARNINGS = 20
 ERR_SANDBOX = "ERR_SANDBOX"
@@ -73,6 +82,7 @@ class SandboxContext(BaseModel):
     attempt: int
     timeout_seconds: float
     params: dict[str, Any] = Field(default_factory=dict)
+    log_flush_seconds: float = Field(default=3.0, gt=0)
 
 
 class SandboxRequest(BaseModel):
@@ -87,6 +97,10 @@ class SandboxRequest(BaseModel):
     capability: str | None = None
     success_exit_codes: list[str] = Field(default_factory=lambda: ["0"])
     """Exit codes the task's routing calls a success (artifacts' ``when`` depends on it)."""
+    live_log: bool = False
+    """Stream the log while the script runs (the capability holds the ``live_log`` right)."""
+    secrets: list[str] = Field(default_factory=list, repr=False)
+    """The job's secret values, masked in the live chunks (the trusted side masks the whole log)."""
 
 
 class GrantClient:
@@ -122,6 +136,31 @@ class GrantClient:
         except ValueError as exc:
             raise ArtifactError("the grants route answered something that is not a grant") from exc
 
+    def live_chunk(self, start: int, end: int) -> LiveChunkUpload:
+        """A presigned PUT of the live log's bytes ``[start, end)``, counted against the capability.
+
+        Raises
+        ------
+        ArtifactError
+            The grants route refused the chunk or could not be reached.
+        """
+        import httpx  # noqa: PLC0415 - see fetch
+
+        body = {"capability": self._capability, "live_chunk": {"start": start, "end": end}}
+        try:
+            response = self._client.post(str(self._url), json=body, timeout=LIVE_CHUNK_TIMEOUT_SECONDS)
+        except httpx.HTTPError as exc:
+            raise ArtifactError(f"the grants route could not be reached: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise ArtifactError(f"the grants route refused a live chunk: HTTP {response.status_code}")
+        try:
+            chunk = AttemptGrant.model_validate_json(response.content).live_chunk
+        except ValueError as exc:
+            raise ArtifactError("the grants route answered something that is not a grant") from exc
+        if chunk is None:
+            raise ArtifactError("the grants route answered no live chunk")
+        return chunk
+
     def upload_grant(self) -> PresignedPost | None:
         """A presigned POST for the attempt's artifacts, signed at this moment (None: none granted)."""
         grant = self.fetch()
@@ -152,6 +191,42 @@ def _cancel_probe(
     return is_cancelled
 
 
+def live_log_sink(
+    grants: GrantClient, client: httpx.Client, secrets: Iterable[str]
+) -> Callable[[bytes], None]:
+    """``TaskContext.live_log`` in the sandbox: each chunk masked, exchanged for its PUT and sent.
+    The offsets count the masked bytes, as the whole log the trusted side masks and stores does."""
+    import httpx  # noqa: PLC0415 - see GrantClient.fetch
+
+    masker = SecretMasker(secrets)
+    written: list[int | None] = [0]
+
+    def sink(data: bytes) -> None:
+        start = written[0]
+        if start is None:
+            return
+        masked = masker.mask(data.decode("utf-8", errors="replace")).encode("utf-8")
+        try:
+            upload = grants.live_chunk(start, start + len(masked))
+            response = client.put(
+                upload.url,
+                content=masked,
+                headers={"Content-Type": upload.content_type},
+                timeout=LIVE_CHUNK_TIMEOUT_SECONDS,
+            )
+            if response.status_code >= 300:
+                raise ArtifactError(f"the live chunk was refused: HTTP {response.status_code}")
+        except (ArtifactError, httpx.HTTPError) as exc:
+            # Never the URL or the capability: only what failed.
+            error = str(exc) if isinstance(exc, ArtifactError) else type(exc).__name__
+            logger.warning("live log chunk not sent", extra={"start": start, "error": error})
+            written[0] = None
+            return
+        written[0] = start + len(masked)
+
+    return sink
+
+
 def _download_failed(exc: ArtifactError) -> TaskOutcome:
     return TaskOutcome(error_code=ERR_ARTIFACTS_DOWNLOAD, error_message=str(exc), log=f"[{exc}]\n")
 
@@ -179,11 +254,13 @@ def run_sandboxed(request: SandboxRequest, *, work_root: Path | None = None) -> 
             fresh = grants.fetch()
             return fresh.cancel_url if fresh is not None else None
 
+        live = request.live_log and grant is not None
         ctx = TaskContext(
             **request.context.model_dump(),
             is_cancelled=_cancel_probe(
                 grant.cancel_url if grant is not None else None, fresh_cancel_url, client, httpx.HTTPError
             ),
+            live_log=live_log_sink(grants, client, request.secrets) if live else None,
         )
         workdir = fresh_workdir(ctx, work_root)
         try:

@@ -126,10 +126,17 @@ def _sandbox_seconds(ctx: TaskContext) -> int:
     return min(math.ceil(ctx.timeout_seconds), SANDBOX_MAX_SECONDS)
 
 
+def sandbox_live_chunks(ctx: TaskContext) -> int:
+    """How many live chunks a sandboxed attempt may write: one per flush interval (never under a
+    second) of its longest run, and two more."""
+    return math.ceil(_sandbox_seconds(ctx) / max(ctx.log_flush_seconds, 1.0)) + 2
+
+
 def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> SandboxRequest:
     """What the sandbox gets for one attempt: the task, its context, and a capability for this
     attempt only (its dependencies' artifacts, uploads under the task's artifact prefix, the cancel
-    marker), which it exchanges at the API's grants route when it moves files.
+    marker, and when the walk streams logs, the chunks of its live log), which it exchanges at the
+    API's grants route when it moves files.
 
     Raises
     ------
@@ -146,6 +153,9 @@ def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope)
         rights.append(GrantRight.DOWNLOAD)
     if task.artifacts is not None and task.artifacts.paths:
         rights.append(GrantRight.UPLOAD)
+    live = ctx.live_log is not None
+    if live:
+        rights.append(GrantRight.LIVE_LOG)
     now = runtime.now()
     capability = mint_capability(
         runtime.grants,
@@ -159,6 +169,8 @@ def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope)
         execution=scope.request.execution_name,
         dependencies=task.dependencies,
         max_bytes=SANDBOX_ARTIFACT_MAX_BYTES,
+        log_attempt=ctx.log_attempt,
+        live_chunks=sandbox_live_chunks(ctx),
     )
     return SandboxRequest(
         task=task.model_dump(mode="json", exclude_none=True, by_alias=True),
@@ -170,12 +182,15 @@ def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope)
             attempt=ctx.attempt,
             timeout_seconds=ctx.timeout_seconds,
             params=ctx.params,
+            log_flush_seconds=ctx.log_flush_seconds,
         ),
         grants_url=runtime.settings.api_url.rstrip("/") + GRANTS_ROUTE,
         capability=capability,
         success_exit_codes=[
             code for code in map(str, range(256)) if attempt_succeeded(task, TaskOutcome(exit_code=code))
         ],
+        live_log=live,
+        secrets=list(ctx.secrets) if live else [],
     )
 
 

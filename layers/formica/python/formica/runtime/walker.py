@@ -692,6 +692,7 @@ class Walker:
             self.context(request, step, started, time_left_seconds),
             live_log=self.live_log_sink(request),
             log_flush_seconds=self.rt.settings.log_flush_seconds,
+            secrets=self.attempt_configs(request).secrets,
         )
         outcome = self.mask_outcome(request, run(task, ctx, AttemptScope(self.rt, request, step)))
         attempt_ended(

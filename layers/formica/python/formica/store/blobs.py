@@ -101,6 +101,11 @@ class BlobStore(ABC):
         """A URL that downloads the blob without credentials until it expires."""
 
     @abstractmethod
+    def presign_put(self, key: str, *, size: int, content_type: str, expires_seconds: int) -> str:
+        """A URL that stores one blob at ``key`` without credentials until it expires: a PUT of
+        exactly ``size`` bytes of ``content_type`` (both are signed, so S3 refuses any other)."""
+
+    @abstractmethod
     def presign_post(
         self, prefix: str, *, max_bytes: int, expires_seconds: int, metadata: Sequence[str] = ()
     ) -> PresignedPost:
@@ -197,6 +202,22 @@ class S3BlobStore(BlobStore):
             )
         except (ClientError, BotoCoreError) as exc:
             raise BlobStoreError(f"could not presign {key!r}: {exc}") from exc
+        return url
+
+    def presign_put(self, key: str, *, size: int, content_type: str, expires_seconds: int) -> str:
+        try:
+            url: str = self._client.generate_presigned_url(
+                "put_object",
+                Params={
+                    "Bucket": self._bucket,
+                    "Key": key,
+                    "ContentLength": size,
+                    "ContentType": content_type,
+                },
+                ExpiresIn=expires_seconds,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise BlobStoreError(f"could not presign an upload to {key!r}: {exc}") from exc
         return url
 
     def presign_post(

@@ -11,6 +11,11 @@ URLs signed at that moment (``formica.runners.grants``).
 Item (docs/architecture.md): ``pk=GRANT#{sha256(secret)}``, ``sk=GRANT``, the scope as attributes,
 ``expires_at`` (epoch seconds) for TTL. Since TTL may lag by days, expiry is also checked on every
 exchange.
+
+A capability with the ``live_log`` right also carries a count on its item: ``live_next``, the byte
+offset its next chunk must start at, and ``live_used``, the chunks taken so far. Each chunk is
+taken by one conditional update (``take_live_chunk``), so chunks are contiguous and their number
+bounded whoever holds the secret.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ class GrantRight(StrEnum):
     """One presigned POST limited to the task's own artifact prefix."""
     CANCEL = "cancel"
     """A presigned GET of the request's cancel marker (404 until the job is cancelled)."""
+    LIVE_LOG = "live_log"
+    """A presigned PUT per chunk of the attempt's running log, under its own live prefix: each chunk
+    continues the last, holds at most ``live_chunk_max_bytes``, and at most ``live_chunks`` of them."""
 
 
 def new_capability() -> str:
@@ -84,6 +92,12 @@ class AttemptGrantItem(BaseModel):
     """The largest file one upload may carry."""
     metadata: tuple[str, ...] = ()
     """``x-amz-meta-*`` names an upload may set (any value)."""
+    live_prefix: str | None = None
+    """Where ``LIVE_LOG`` writes the attempt's chunks (``store.logs.live_prefix``)."""
+    live_chunks: int = 0
+    """How many chunks ``LIVE_LOG`` may write."""
+    live_chunk_max_bytes: int = 0
+    """The largest chunk ``LIVE_LOG`` may write."""
 
     def allows(self, right: GrantRight) -> bool:
         return right in self.rights
@@ -119,6 +133,12 @@ class GrantRepository(ABC):
     @abstractmethod
     def find_active(self, capability: str, *, now: datetime | None = None) -> AttemptGrantItem | None:
         """The unexpired scope of this capability, or None (unknown, malformed or expired)."""
+
+    @abstractmethod
+    def take_live_chunk(self, scope: AttemptGrantItem, *, start: int, end: int) -> bool:
+        """Count one chunk ``[start, end)`` of the attempt's live log against ``scope``: True when it
+        starts where the last one ended (0 for the first) and ``scope.live_chunks`` are not spent,
+        else False and nothing changes. ``GrantStoreError`` when the count cannot be read or written."""
 
 
 def is_capability(capability: str) -> bool:
@@ -166,3 +186,25 @@ class DynamoGrantRepository(DynamoTable, GrantRepository):
         if not hmac.compare_digest(scope.secret_hash, secret_hash):
             return None
         return scope if scope.is_active(now or datetime.now(UTC)) else None
+
+    def take_live_chunk(self, scope: AttemptGrantItem, *, start: int, end: int) -> bool:
+        """One conditional update: the chunk continues the last one and the count is not spent."""
+        try:
+            return self._update_if(
+                Key={"pk": {"S": grant_pk(scope.secret_hash)}, "sk": {"S": GRANT_SK}},
+                UpdateExpression="SET live_next = :end ADD live_used :one",
+                ConditionExpression=(
+                    "attribute_exists(pk) "
+                    "AND (live_next = :start OR (attribute_not_exists(live_next) AND :start = :zero)) "
+                    "AND ((attribute_not_exists(live_used) AND :zero < :max) OR live_used < :max)"
+                ),
+                ExpressionAttributeValues={
+                    ":start": {"N": str(start)},
+                    ":end": {"N": str(end)},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":max": {"N": str(scope.live_chunks)},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise GrantStoreError("could not count a live log chunk") from exc

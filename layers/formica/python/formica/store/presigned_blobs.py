@@ -106,6 +106,9 @@ class PresignedBlobStore(BlobStore):
     def presign_get(self, key: str, expires_seconds: int) -> str:
         raise BlobStoreError("a sandbox cannot grant access to anything")
 
+    def presign_put(self, key: str, *, size: int, content_type: str, expires_seconds: int) -> str:
+        raise BlobStoreError("a sandbox cannot grant access to anything")
+
     def presign_post(
         self, prefix: str, *, max_bytes: int, expires_seconds: int, metadata: Sequence[str] = ()
     ) -> PresignedPost:
