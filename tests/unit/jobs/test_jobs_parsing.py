@@ -82,7 +82,9 @@ RULES: list[tuple[str, int | None, str | None, str]] = [
     ("unknown key", 8, "first", "unknown key 'scirpt' (did you mean 'script'?)"),
     ("duplicate task", 13, "second", "used by another task too (line 8)"),
     ("unknown method", 4, "first", "unknown method 'SHEL'"),
-    ("unsupported method", 4, "first", "Formica does not run MESSAGING tasks"),
+    ("unsupported method", 4, "first", "Formica does not run PURGE_JOBS tasks"),
+    ("messaging without queues", 3, "first", "method MESSAGING needs messaging_request_queue"),
+    ("messaging queue name", 5, "first", "messaging_reply_queue 'my.queue.fifo' is not a queue name"),
     ("bad exit key", 8, "first", "on_exit_code key 'sometimes'"),
     ("bad exit target", 9, "first", 'on_exit_code 3 names unknown task "thrid"'),
     ("unreachable", 13, "orphan", "is not reachable"),
@@ -105,7 +107,13 @@ EDITS = {
     "unknown key": lambda t: t.replace(ADD_TO_FIRST, ADD_TO_FIRST + "  scirpt: x\n"),
     "duplicate task": lambda t: t + "- task_type: second\n  method: SHELL\n",
     "unknown method": lambda t: t.replace("method: SHELL", "method: SHEL"),
-    "unsupported method": lambda t: t.replace("method: SHELL", "method: MESSAGING"),
+    "unsupported method": lambda t: t.replace("method: SHELL", "method: PURGE_JOBS"),
+    "messaging without queues": lambda t: t.replace("method: SHELL", "method: MESSAGING"),
+    "messaging queue name": lambda t: t.replace(
+        "method: SHELL\n",
+        "method: MESSAGING\n  messaging_reply_queue: my.queue.fifo\n  messaging_request_queue: ok-q\n",
+        1,
+    ),
     "bad exit key": lambda t: t.replace(
         ADD_TO_FIRST, ADD_TO_FIRST + "  on_exit_code:\n    sometimes: FAILED\n"
     ),

@@ -102,6 +102,13 @@ class FormicaSettings(BaseModel):
     # `formica dev` grants every bucket to its organisation ({"*": ["local"]}). Unset: none.
     trigger_buckets: str | None = None
 
+    # MESSAGING tasks: queues the stack does not own that an organisation may name, as JSON
+    # ({"org": ["queue-name", ...]}; the stack sets it from the messaging_queues context value), and
+    # the reply consumer function Launch subscribes to each reply queue it creates (unset, as in
+    # `formica dev`, whose poller plays that part: no subscription).
+    messaging_granted_queues: str | None = None
+    messaging_reply_function_arn: str | None = None
+
     @field_validator("http_allowed_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

@@ -147,6 +147,8 @@ class Action(StrEnum):
     """EXPIRE_ARTIFACTS: delete the organisation's old artifacts (a task Lambda, like RUN_FORK)."""
     RUN_WORKER = "RUN_WORKER"
     """WEBSOCKET: queue the attempt for the organisation's workers, wait on a task token for one's report."""
+    AWAIT_MESSAGE = "AWAIT_MESSAGE"
+    """MESSAGING: send the task's request to its queue, wait on a task token for the correlated reply."""
     AWAIT_RESUME = "AWAIT_RESUME"
     """PAUSE_JOB: wait on a task token until a resume (or the pause_time)."""
     CONTINUE = "CONTINUE"
@@ -163,13 +165,21 @@ RUN_ACTIONS = frozenset(
         Action.RUN_FORK,
         Action.RUN_EXPIRE,
         Action.RUN_WORKER,
+        Action.AWAIT_MESSAGE,
         Action.AWAIT_FORKS,
         Action.AWAIT_APPROVAL,
         Action.AWAIT_RESUME,
     }
 )
 CALLBACK_ACTIONS = frozenset(
-    {Action.RUN_CONTAINER, Action.RUN_WORKER, Action.AWAIT_FORKS, Action.AWAIT_APPROVAL, Action.AWAIT_RESUME}
+    {
+        Action.RUN_CONTAINER,
+        Action.RUN_WORKER,
+        Action.AWAIT_MESSAGE,
+        Action.AWAIT_FORKS,
+        Action.AWAIT_APPROVAL,
+        Action.AWAIT_RESUME,
+    }
 )
 """Decisions answered by a task token (Launch's state), not by the invoked Lambda's return."""
 
@@ -479,6 +489,7 @@ class _TransitionBuilder:
                 RunnerKind.CONTAINER: Action.RUN_CONTAINER,
                 RunnerKind.EXPIRE: Action.RUN_EXPIRE,
                 RunnerKind.WORKER: Action.RUN_WORKER,
+                RunnerKind.MESSAGING: Action.AWAIT_MESSAGE,
             }[run.runner]
         wait = _ceil_seconds(wait_seconds)
         timeout = 0
@@ -488,6 +499,7 @@ class _TransitionBuilder:
             grace = {
                 Action.RUN_CONTAINER: CALLBACK_GRACE_SECONDS,
                 Action.RUN_WORKER: WORKER_GRACE_SECONDS,
+                Action.AWAIT_MESSAGE: WORKER_GRACE_SECONDS,
             }.get(action, 1)
             if run.deadline is None:
                 timeout = DEFAULT_CALLBACK_TIMEOUT_SECONDS

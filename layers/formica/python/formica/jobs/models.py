@@ -120,8 +120,9 @@ class TaskMethod(StrEnum):
     """Delete the organisation's artifacts and logs older than an age (formicary's tasklet)."""
     WEBSOCKET = "WEBSOCKET"
     """Run by a worker of the organisation's own (formicary's ant) whose tags cover the task's."""
-    # Parsed so that formicary definitions load, refused at validation: Formica does not run them.
     MESSAGING = "MESSAGING"
+    """Send formicary's task request to an SQS queue and wait for the reply with its correlation id."""
+    # Parsed so that formicary definitions load, refused at validation: Formica does not run it.
     PURGE_JOBS = "PURGE_JOBS"
     MANUAL = "MANUAL"
     """A manual approval: the walk waits (on a task token) for the verdict of approvers."""
@@ -140,7 +141,6 @@ HTTP_METHODS = frozenset(
 CONTAINER_METHODS = frozenset({TaskMethod.DOCKER, TaskMethod.KUBERNETES})
 UNSUPPORTED_METHODS = frozenset(
     {
-        TaskMethod.MESSAGING,
         TaskMethod.PURGE_JOBS,
     }
 )
@@ -187,6 +187,7 @@ class RunnerKind(StrEnum):
     MANUAL = "MANUAL"
     EXPIRE = "EXPIRE"
     WORKER = "WORKER"
+    MESSAGING = "MESSAGING"
 
 
 class _Strict(BaseModel):
@@ -619,9 +620,9 @@ class TaskDefinition(_Strict):
     debug: bool = False
     """Verbose logs for this task."""
     messaging_request_queue: OptGoStr = None
-    """MESSAGING tasks (not run by Formica): request queue."""
+    """MESSAGING tasks: the SQS queue the task's request is sent to (the organisation's own)."""
     messaging_reply_queue: OptGoStr = None
-    """MESSAGING tasks (not run by Formica): reply queue."""
+    """MESSAGING tasks: the SQS queue the reply carrying the request's correlation id comes back on."""
 
     @field_validator("on_exit_code", mode="after")
     @classmethod
@@ -677,6 +678,8 @@ class TaskDefinition(_Strict):
             return RunnerKind.EXPIRE
         if self.method is TaskMethod.WEBSOCKET:
             return RunnerKind.WORKER
+        if self.method is TaskMethod.MESSAGING:
+            return RunnerKind.MESSAGING
         if self.method in (TaskMethod.FORK_JOB, TaskMethod.AWAIT_FORKED_JOB) or self.fan_out is not None:
             return RunnerKind.FORK
         if self.method in CONTAINER_METHODS or (self.method is None and self.container is not None):

@@ -40,7 +40,6 @@ from formica.jobs.trigger_rules import trigger_problems
 from formica.jobs.yamlload import Path
 
 UNSUPPORTED_METHOD_REASON: dict[TaskMethod, str] = {
-    TaskMethod.MESSAGING: "it needs formicary's message-queue ants; call the queue from a SHELL task",
     TaskMethod.PURGE_JOBS: "old jobs expire through the DynamoDB TTL, not a task",
 }
 """Why each method Formica parses but does not run is refused (part of the rejection message)."""
@@ -293,6 +292,8 @@ def _method_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
         yield problem("method AWAIT_FORKED_JOB needs await_forked_tasks", "method")
     if method is TaskMethod.WEBSOCKET:
         yield from _worker_rules(task, problem)
+    if method is TaskMethod.MESSAGING:
+        yield from _messaging_rules(task, problem)
     yield from _sub_workflow_rules(task, problem)
     yield from _manual_rules(task, problem)
 
@@ -313,6 +314,35 @@ def _worker_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
         reason = name_problem("tag", tag)
         if reason:
             yield problem(reason, "tags", index)
+
+
+MAX_MESSAGING_QUEUE_NAME = 51
+"""The longest queue name a MESSAGING task names: SQS's 80 characters less the organisation's prefix
+(``formica-msg-`` and a 16-character digest, ``formica.store.messages.message_queue_name``)."""
+_MESSAGING_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _messaging_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
+    """A MESSAGING task names both queues, each an SQS queue name (templates are checked when
+    rendered: Launch fails the attempt naming the field)."""
+    for name in ("messaging_request_queue", "messaging_reply_queue"):
+        reason = messaging_queue_problem(name, getattr(task, name))
+        if reason:
+            yield problem(reason, name)
+
+
+def messaging_queue_problem(field: str, value: str | None) -> str | None:
+    """Why ``value`` cannot be the MESSAGING queue ``field``, or None (a template passes)."""
+    if value is None or not value.strip():
+        return f"method MESSAGING needs {field}: the SQS queue name"
+    if "{{" in value:
+        return None
+    if len(value) > MAX_MESSAGING_QUEUE_NAME or not _MESSAGING_QUEUE_NAME.fullmatch(value):
+        return (
+            f"{field} {value!r} is not a queue name: 1-{MAX_MESSAGING_QUEUE_NAME} letters, digits, "
+            "'-' or '_' (standard SQS queues; FIFO queues are not supported)"
+        )
+    return None
 
 
 _MANUAL_RUNS_NOTHING = ("script", "before_script", "after_script", "url", "container", "fork_job_type")

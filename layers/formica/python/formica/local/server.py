@@ -37,6 +37,7 @@ from formica.local.console import announce_finished_jobs, moto_interpreter_at_de
 from formica.local.front_door import FrontDoor
 from formica.local.gateway import ApiGateway, Handler
 from formica.local.lambda_dispatch import dispatch_lambda_invocations, load_handler, load_handler_instances
+from formica.local.messaging import local_messaging
 from formica.local.moto_locks import serialize_dynamodb
 from formica.local.notify import local_notifications
 from formica.local.processes import descendant_pids, terminate_descendants
@@ -286,6 +287,7 @@ class DevServer:
         self._token = self._create_token()
         self._start_scheduling()
         self._start_notifications()
+        self._start_messaging()
         self._start_triggers()
         self._start_front_door()
 
@@ -323,6 +325,11 @@ class DevServer:
         # Cron schedules kept in moto's EventBridge Scheduler and an in-process ticker that
         # fires them and sweeps PENDING requests (stopped before moto, restoring its settings).
         self._stack.enter_context(local_scheduling(self.options.region))
+
+    def _start_messaging(self) -> None:
+        # MESSAGING replies: the reply queues Launch subscribes, received in-process and handed to
+        # the messaging_reply function's handler (stopped before moto).
+        self._stack.enter_context(local_messaging())
 
     def _start_notifications(self) -> None:
         # Lifecycle events on moto's EventBridge bus, routed to the delivery queue, consumed by the

@@ -121,6 +121,10 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
         return await_approval(rt, request, parsed.step)
     if current is not None and current.runner == RunnerKind.WORKER:
         return _queue_for_workers(rt, request, parsed.step)
+    if current is not None and current.runner == RunnerKind.MESSAGING:
+        from formica.runtime.messaging import send_request  # noqa: PLC0415 - cold start: containers never message
+
+        return send_request(rt, request, parsed.step)
     if current is None or current.runner != RunnerKind.CONTAINER:
         raise ContainerLaunchError(f"request {parsed.request_id} has no container task at step {parsed.step}")
     launcher = CONTAINER_LAUNCHERS.get(rt.settings.container_runtime)
