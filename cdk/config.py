@@ -14,6 +14,8 @@ Context comes from cdk.json (defaults) and ``npx cdk synth|deploy -c key=value``
 | reserved_concurrency | apply reserved concurrency caps (false for accounts with a 10 quota) | true |
 | http_allowed_networks | non-public networks HTTP tasks may call, CIDRs comma-separated | none: public only |
 | alarm_topic_arn | the SNS topic every alarm notifies | a topic made by the stack (output) |
+| trigger_buckets | S3 triggers: JSON `{"bucket": ["org", ...]}` (docs/deploy.md) | none |
+| trigger_queues | queue triggers: JSON `[{"org", "topic"[, "queue_arn"]}]` (docs/deploy.md) | none |
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ class ContextError(ValueError):
     """A context value is malformed; the message names the key and what it accepts."""
 
 
+@dataclass(frozen=True)
+class TriggerQueueSpec:
+    """A trigger queue: made by the stack (``queue_arn`` None) or the operator's own, granted."""
+
+    org: str
+    topic: str
+    queue_arn: str | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeploymentConfig:
     """One deployment's choices (see the module docstring for the context keys)."""
@@ -78,6 +89,8 @@ class DeploymentConfig:
     reserved_concurrency: bool = True
     http_allowed_networks: tuple[str, ...] = ()
     alarm_topic_arn: str | None = None
+    trigger_buckets: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    trigger_queues: tuple[TriggerQueueSpec, ...] = ()
 
     @property
     def stack_name(self) -> str:
@@ -113,6 +126,8 @@ class DeploymentConfig:
             ),
             http_allowed_networks=_networks(get("http_allowed_networks")),
             alarm_topic_arn=_topic_arn(get("alarm_topic_arn")),
+            trigger_buckets=_trigger_buckets(get("trigger_buckets")),
+            trigger_queues=_trigger_queues(get("trigger_queues")),
         )
 
 
@@ -204,3 +219,52 @@ def _topic_arn(value: object) -> str | None:
     if text is not None and not TOPIC_ARN_PATTERN.match(text):
         raise ContextError(f"alarm_topic_arn {text!r}: expected arn:aws:sns:<region>:<account>:<name>")
     return text
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+QUEUE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}$")
+
+
+def _json(key: str, value: object) -> object:
+    if value is None or isinstance(value, dict | list):
+        return value
+    try:
+        return json.loads(str(value))
+    except ValueError as exc:
+        raise ContextError(f"{key}: not JSON ({exc})") from exc
+
+
+def _trigger_buckets(value: object) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    data = _json("trigger_buckets", value)
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        raise ContextError('trigger_buckets: expected {"bucket": ["org", ...]}')
+    grants = []
+    for bucket, orgs in data.items():
+        if not BUCKET_PATTERN.match(str(bucket)):
+            raise ContextError(f"trigger_buckets {bucket!r}: not a bucket name")
+        if not isinstance(orgs, list) or not orgs or not all(NAME_PATTERN.match(str(o)) for o in orgs):
+            raise ContextError(f"trigger_buckets {bucket!r}: expected a list of organisation names")
+        grants.append((str(bucket), tuple(str(org) for org in orgs)))
+    return tuple(grants)
+
+
+def _trigger_queues(value: object) -> tuple[TriggerQueueSpec, ...]:
+    data = _json("trigger_queues", value)
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ContextError('trigger_queues: expected [{"org": ..., "topic": ...}, ...]')
+    specs = []
+    for entry in data:
+        if not isinstance(entry, dict) or set(entry) - {"org", "topic", "queue_arn"}:
+            raise ContextError(f"trigger_queues {entry!r}: expected org, topic and optionally queue_arn")
+        org, topic, arn = str(entry.get("org", "")), str(entry.get("topic", "")), entry.get("queue_arn")
+        if not NAME_PATTERN.match(org) or not NAME_PATTERN.match(topic):
+            raise ContextError(f"trigger_queues {entry!r}: org and topic are names ([A-Za-z0-9._-])")
+        if arn is not None and not QUEUE_ARN_PATTERN.match(str(arn)):
+            raise ContextError(f"trigger_queues {entry!r}: queue_arn is not an SQS queue ARN")
+        specs.append(TriggerQueueSpec(org, topic, None if arn is None else str(arn)))
+    return tuple(specs)

@@ -22,6 +22,7 @@ from cdk.constructs.notifications import Notifications
 from cdk.constructs.orchestration import Orchestration, executions_arn, state_machine_arn
 from cdk.constructs.scheduling import SWEEP_EVERY, Scheduling
 from cdk.constructs.storage import Storage
+from cdk.constructs.triggers import Triggers
 
 API_THROTTLE_RATE = 50  # requests per second, steady state, for the whole stage
 API_THROTTLE_BURST = 100
@@ -136,6 +137,18 @@ class FormicaStack(Stack):
         # attempt's capability at the API's grants route: the functions that mint them name it.
         for minter in (orchestration.shell_task, orchestration.launch):
             minter.function.add_environment("FORMICA_API_URL", api.url)
+        # Jobs that start themselves: the public webhook route, the listed buckets' S3 events and
+        # the organisations' trigger queues.
+        Triggers(
+            self,
+            "Triggers",
+            api=api,
+            buckets=config.trigger_buckets,
+            queues=config.trigger_queues,
+            storage=storage,
+            defaults=defaults,
+            state_machine_arn=job_state_machine_arn,
+        )
         # Lifecycle events: every function that walks, starts or cancels requests publishes them;
         # the notify function delivers their webhooks, the API hands out the signing secrets.
         notifications = Notifications(

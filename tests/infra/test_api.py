@@ -17,6 +17,7 @@ PUBLIC = {
     ("/api/grants", "POST"),
     ("/", "GET"),
     ("/ui/{name}", "GET"),
+    ("/api/triggers/{org}/{job_type}/{name}", "POST"),  # a trigger's webhook: its HMAC is its credential
 }
 
 
