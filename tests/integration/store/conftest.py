@@ -8,9 +8,12 @@ from typing import Any
 import boto3
 import pytest
 from formica.local.moto_locks import serialize_dynamodb
+from formica.store.grants import DynamoGrantRepository, GrantRepository
 from formica.store.requests import RequestRepository
 from formica.store.schema import create_table
 from moto import mock_aws
+
+from tests.fakes.grants import InMemoryGrantRepository
 
 TABLE = "formica-store-test"
 
@@ -32,3 +35,11 @@ def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @pytest.fixture
 def repo(ddb: Any) -> RequestRepository:
     return RequestRepository(TABLE, client=ddb)
+
+
+@pytest.fixture(params=["dynamodb", "fake"])
+def grants(request: pytest.FixtureRequest, ddb: Any) -> GrantRepository:
+    """Attempt capabilities in the table, and the in-memory fake held to the same rules."""
+    return (
+        DynamoGrantRepository(TABLE, client=ddb) if request.param == "dynamodb" else InMemoryGrantRepository()
+    )

@@ -17,17 +17,9 @@ from formica.store.grants import (
     new_capability,
 )
 
-from tests.fakes.grants import InMemoryGrantRepository
 from tests.integration.store.conftest import TABLE
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["dynamodb", "fake"])
-def grants(request: pytest.FixtureRequest, ddb: Any) -> GrantRepository:
-    return (
-        DynamoGrantRepository(TABLE, client=ddb) if request.param == "dynamodb" else InMemoryGrantRepository()
-    )
 
 
 def _scope(capability: str, **changes: Any) -> AttemptGrantItem:

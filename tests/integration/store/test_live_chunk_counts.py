@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from formica.store.grants import (
     AttemptGrantItem,
     DynamoGrantRepository,
@@ -17,17 +16,9 @@ from formica.store.grants import (
     new_capability,
 )
 
-from tests.fakes.grants import InMemoryGrantRepository
 from tests.integration.store.conftest import TABLE
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["dynamodb", "fake"])
-def grants(request: pytest.FixtureRequest, ddb: Any) -> GrantRepository:
-    return (
-        DynamoGrantRepository(TABLE, client=ddb) if request.param == "dynamodb" else InMemoryGrantRepository()
-    )
 
 
 def _stored(grants: GrantRepository, *, live_chunks: int) -> AttemptGrantItem:
