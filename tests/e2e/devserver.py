@@ -190,7 +190,8 @@ class Cli:
     url: str
     token: str
 
-    def __call__(self, *args: str, timeout: float = CLI_TIMEOUT) -> Ran:
+    def __call__(self, *args: str, timeout: float = CLI_TIMEOUT, stdin: str | None = None) -> Ran:
+        """Run one command; ``stdin`` is its standard input (none: an empty one)."""
         env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
         env.update({"FORMICA_SERVER": self.url, "FORMICA_TOKEN": self.token})
         done = subprocess.run(
@@ -198,14 +199,14 @@ class Cli:
             capture_output=True,
             text=True,
             env=env,
-            stdin=subprocess.DEVNULL,
+            input=stdin or "",
             timeout=timeout,
             check=False,
         )
         return Ran(done.returncode, done.stdout, done.stderr)
 
-    def ok(self, *args: str, timeout: float = CLI_TIMEOUT) -> Ran:
-        ran = self(*args, timeout=timeout)
+    def ok(self, *args: str, timeout: float = CLI_TIMEOUT, stdin: str | None = None) -> Ran:
+        ran = self(*args, timeout=timeout, stdin=stdin)
         assert ran.code == 0, (args, ran)
         return ran
 

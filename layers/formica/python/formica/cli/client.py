@@ -339,6 +339,39 @@ class FormicaClient:
         result: dict[str, Any] = self._json("DELETE", f"/api/auth/tokens/{_segment(token_id)}")
         return result
 
+    # configs (an organisation's with ``org``, a job type's with ``job_type``; exactly one of them)
+    def list_configs(self, *, org: str | None = None, job_type: str | None = None) -> list[dict[str, Any]]:
+        """The scope's configs by name; a secret's ``value`` is null (the API never answers it)."""
+        result: dict[str, Any] = self._json("GET", _configs_path(org, job_type))
+        return [dict(record) for record in result.get("records", [])]
+
+    def get_config(self, name: str, *, org: str | None = None, job_type: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"{_configs_path(org, job_type)}/{_segment(name)}")
+        return result
+
+    def create_config(
+        self, name: str, value: str, *, secret: bool, org: str | None = None, job_type: str | None = None
+    ) -> dict[str, Any]:
+        """A new config (409 CONFLICT when the name is taken in its scope)."""
+        body = {"name": name, "value": value, "secret": secret}
+        result: dict[str, Any] = self._json("POST", _configs_path(org, job_type), json=body)
+        return result
+
+    def update_config(
+        self, name: str, value: str, *, secret: bool, org: str | None = None, job_type: str | None = None
+    ) -> dict[str, Any]:
+        """A config's new value (a secret's: from the next attempt on)."""
+        path = f"{_configs_path(org, job_type)}/{_segment(name)}"
+        result: dict[str, Any] = self._json("PUT", path, json={"value": value, "secret": secret})
+        return result
+
+    def delete_config(
+        self, name: str, *, org: str | None = None, job_type: str | None = None
+    ) -> dict[str, Any]:
+        """Delete a config (a secret's stored value too); answers what was deleted."""
+        result: dict[str, Any] = self._json("DELETE", f"{_configs_path(org, job_type)}/{_segment(name)}")
+        return result
+
     @staticmethod
     def _pages(fetch: Any) -> Iterator[dict[str, Any]]:
         token: str | None = None
@@ -352,3 +385,11 @@ class FormicaClient:
 
 def _params(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _configs_path(org: str | None, job_type: str | None) -> str:
+    if job_type:
+        return f"/api/jobs/definitions/{_segment(job_type)}/configs"
+    if not org:
+        raise FormicaClientError("an organisation's configs need its name")
+    return f"/api/orgs/{_segment(org)}/configs"

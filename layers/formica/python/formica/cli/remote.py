@@ -1,12 +1,13 @@
 """The `formica` subcommands that talk to the API: definitions, submit, status, logs, artifacts,
-cancel, restart, resume, approve, reject, approvals, tokens. Human output by default, ``--json`` for
-scripts; errors print the API's message and exit 1, never a traceback.
+cancel, restart, resume, approve, reject, approvals, tokens, configs. Human output by default,
+``--json`` for scripts; errors print the API's message and exit 1, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -212,6 +213,50 @@ def register(subparsers: Any) -> None:
     revoke = tokens_sub.add_parser("revoke", parents=[common], help="revoke a token by id")
     revoke.add_argument("token_id")
     _bind(revoke, cmd_tokens_revoke)
+
+    _register_configs(subparsers, common)
+
+
+def _register_configs(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    configs = subparsers.add_parser(
+        "configs",
+        help="set, list and delete the configs and secrets jobs see",
+        description="An organisation's configs (or, with --job, one job type's) become template "
+        "variables and environment variables of its jobs; a job type's win over the organisation's. "
+        "A secret is kept in the parameter store, never printed, and masked in task logs.",
+    )
+    configs_sub = configs.add_subparsers(dest="configs_command", required=True, metavar="COMMAND")
+    scope = argparse.ArgumentParser(add_help=False)
+    scope.add_argument("--job", default=None, metavar="JOB_TYPE", help="a job type's configs")
+    scope.add_argument(
+        "--org",
+        default=None,
+        help="the organisation (default: $FORMICA_ORG, else the one your token's listing shows)",
+    )
+    setting = configs_sub.add_parser(
+        "set",
+        parents=[common, scope],
+        help="create or change a config",
+        description="Create a config, or change the value of an existing one. Give VALUE as '-' to "
+        "read it from standard input (e.g. `formica configs set DB_PASSWORD - --secret < file`), so "
+        "that a secret is not left in your shell's history or the process list; one trailing "
+        "newline is dropped. A secret's value is never printed.",
+    )
+    setting.add_argument("name", metavar="NAME")
+    setting.add_argument("value", metavar="VALUE", help="the value, or '-' to read it from stdin")
+    setting.add_argument(
+        "--secret", action="store_true", help="keep it secret (at least 8 characters; masked in logs)"
+    )
+    _bind(setting, cmd_configs_set)
+    listing = configs_sub.add_parser(
+        "list", parents=[common, scope], help="list configs (secrets without their values)"
+    )
+    _bind(listing, cmd_configs_list)
+    deleting = configs_sub.add_parser(
+        "delete", parents=[common, scope], help="delete a config (a secret's stored value too)"
+    )
+    deleting.add_argument("name", metavar="NAME")
+    _bind(deleting, cmd_configs_delete)
 
 
 def _scopes(text: str) -> list[str]:
@@ -953,6 +998,111 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
         _print_json(result)
     else:
         print(f"revoked token {args.token_id}")
+    return EXIT_OK
+
+
+# configs
+CONFIG_VALUE_SHOWN = 60
+"""``formica configs list`` shows at most this many characters of a plain value (``--json``: all)."""
+
+
+def _config_scope(args: argparse.Namespace, client: FormicaClient) -> tuple[dict[str, str], str]:
+    """The client's scope arguments for ``--job`` / ``--org``, and how output names the scope."""
+    if args.job:
+        if args.org:
+            raise CliUsageError("--org and --job: a job type's configs are your token's organisation's")
+        return {"job_type": args.job}, f"job type {args.job}"
+    org = args.org or os.environ.get("FORMICA_ORG") or _token_org(client)
+    return {"org": org}, f"organisation {org}"
+
+
+def _token_org(client: FormicaClient) -> str:
+    """The calling token's organisation, as the token listing shows it (an admin token's)."""
+    hint = "name the organisation with --org ORG or FORMICA_ORG"
+    try:
+        records = client.list_tokens(limit=1).get("records", [])
+    except FormicaApiError as exc:
+        if exc.status in (401, 403):
+            raise CliUsageError(f"cannot tell your token's organisation ({exc.message}): {hint}") from exc
+        raise
+    if not records or not records[0].get("org"):
+        raise CliUsageError(f"cannot tell your token's organisation: {hint}")
+    return str(records[0]["org"])
+
+
+def _config_value(text: str) -> str:
+    """VALUE as given, or standard input for ``-`` less one trailing newline (``echo`` adds one)."""
+    if text != "-":
+        return text
+    value = sys.stdin.read()
+    for ending in ("\r\n", "\n"):
+        if value.endswith(ending):
+            return value[: -len(ending)]
+    return value
+
+
+def cmd_configs_set(args: argparse.Namespace) -> int:
+    value = _config_value(args.value)
+    with _client(args) as client:
+        scope, where = _config_scope(args, client)
+        try:
+            result = client.create_config(args.name, value, secret=args.secret, **scope)
+            action = "created"
+        except FormicaApiError as exc:
+            if exc.status != 409:
+                raise
+            # Leaving out --secret when rotating a secret would otherwise store it as plain text.
+            if client.get_config(args.name, **scope).get("secret") and not args.secret:
+                raise CliUsageError(
+                    f"config {args.name} of {where} is a secret: give --secret to change its value "
+                    "(to make it a plain config, delete it first)"
+                ) from exc
+            result = client.update_config(args.name, value, secret=args.secret, **scope)
+            action = "changed"
+    if args.json:
+        _print_json(result)
+    else:
+        kind = "secret" if result.get("secret") else "plain"
+        print(f"{action} config {result.get('name', args.name)} ({kind}) of {where}")
+    return EXIT_OK
+
+
+def cmd_configs_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        scope, where = _config_scope(args, client)
+        records = client.list_configs(**scope)
+    if args.json:
+        _print_json(records)
+        return EXIT_OK
+    if not records:
+        print(f"no configs of {where}")
+        return EXIT_OK
+    rows = [
+        [
+            str(r.get("name")),
+            "secret" if r.get("secret") else "plain",
+            "****" if r.get("secret") else _shown_value(str(r.get("value") or "")),
+            str(r.get("updated_at") or ""),
+        ]
+        for r in records
+    ]
+    print(_table(["NAME", "KIND", "VALUE", "UPDATED"], rows))
+    return EXIT_OK
+
+
+def _shown_value(value: str) -> str:
+    shown = value.replace("\n", "\\n")
+    return shown if len(shown) <= CONFIG_VALUE_SHOWN else shown[: CONFIG_VALUE_SHOWN - 3] + "..."
+
+
+def cmd_configs_delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        scope, where = _config_scope(args, client)
+        result = client.delete_config(args.name, **scope)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"deleted config {result.get('name', args.name)} of {where}")
     return EXIT_OK
 
 
