@@ -16,6 +16,7 @@ Context comes from cdk.json (defaults) and ``npx cdk synth|deploy -c key=value``
 | alarm_topic_arn | the SNS topic every alarm notifies | a topic made by the stack (output) |
 | trigger_buckets | S3 triggers: JSON `{"bucket": ["org", ...]}` (docs/deploy.md) | none |
 | trigger_queues | queue triggers: JSON `[{"org", "topic"[, "queue_arn"]}]` (docs/deploy.md) | none |
+| messaging_queues | MESSAGING queues the stack does not own: JSON `{"org": ["queue", ...]}` | none |
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class DeploymentConfig:
     alarm_topic_arn: str | None = None
     trigger_buckets: tuple[tuple[str, tuple[str, ...]], ...] = ()
     trigger_queues: tuple[TriggerQueueSpec, ...] = ()
+    messaging_queues: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def stack_name(self) -> str:
@@ -128,6 +130,7 @@ class DeploymentConfig:
             alarm_topic_arn=_topic_arn(get("alarm_topic_arn")),
             trigger_buckets=_trigger_buckets(get("trigger_buckets")),
             trigger_queues=_trigger_queues(get("trigger_queues")),
+            messaging_queues=_messaging_queues(get("messaging_queues")),
         )
 
 
@@ -233,6 +236,28 @@ def _json(key: str, value: object) -> object:
         return json.loads(str(value))
     except ValueError as exc:
         raise ContextError(f"{key}: not JSON ({exc})") from exc
+
+
+MESSAGING_QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+def _messaging_queues(value: object) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    data = _json("messaging_queues", value)
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        raise ContextError('messaging_queues: expected {"org": ["queue", ...]}')
+    grants = []
+    for org, names in data.items():
+        if not NAME_PATTERN.match(str(org)):
+            raise ContextError(f"messaging_queues {org!r}: not an organisation name")
+        if not isinstance(names, list) or not names:
+            raise ContextError(f"messaging_queues {org!r}: expected a list of queue names")
+        for name in names:
+            if not MESSAGING_QUEUE_PATTERN.match(str(name)) or str(name).startswith("formica-"):
+                raise ContextError(f"messaging_queues {org!r}: {name!r} is not a queue name of its own")
+        grants.append((str(org), tuple(str(name) for name in names)))
+    return tuple(grants)
 
 
 def _trigger_buckets(value: object) -> tuple[tuple[str, tuple[str, ...]], ...]:

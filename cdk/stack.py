@@ -17,6 +17,7 @@ from cdk.constructs.containers import (
     ContainerPlatform,
 )
 from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults, FunctionsRuntime
+from cdk.constructs.messaging import Messaging
 from cdk.constructs.monitoring import Monitoring
 from cdk.constructs.notifications import Notifications
 from cdk.constructs.orchestration import Orchestration, executions_arn, state_machine_arn
@@ -102,6 +103,17 @@ class FormicaStack(Stack):
             platform=platform,
             defaults=defaults,
             http_allowed_networks=config.http_allowed_networks,
+        )
+        # MESSAGING tasks: Launch sends requests to the organisations' queues and subscribes the
+        # reply function to their reply queues.
+        Messaging(
+            self,
+            "Messaging",
+            storage=storage,
+            defaults=defaults,
+            launch=orchestration.launch,
+            state_machine_arn=job_state_machine_arn,
+            granted_queues=config.messaging_queues,
         )
         completion = ContainerCompletion(
             self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -68,7 +69,16 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | {"s3:PutObject"}
     | TASK_RESPONSE
     | {"states:StartExecution"}
-    | {"sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:SendMessage"},  # WEBSOCKET tasks' worker queues
+    | {"sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:SendMessage"}  # WEBSOCKET tasks' worker queues
+    # MESSAGING tasks: the reply queue's ARN, and the reply function subscribed to it.
+    | {"sqs:GetQueueAttributes", "lambda:CreateEventSourceMapping", "lambda:ListEventSourceMappings"},
+    # MESSAGING replies: received from the reply queues, committed, the attempt's log written.
+    "messaging_reply": BASE
+    | TABLE
+    | {"s3:PutObject", "s3:AbortMultipartUpload"}
+    | {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    | TASK_RESPONSE
+    | {"states:StartExecution"},
     "continue_execution": BASE | TABLE | {"states:StartExecution"},
     "container_events": BASE
     | TABLE
@@ -106,6 +116,8 @@ EKS_USERS = {"api", "launch", "reconciler"}
 # Actions IAM only grants on "*": they have no resource-level permissions.
 WILDCARD_ONLY_ACTIONS = {
     *XRAY,
+    "lambda:CreateEventSourceMapping",  # conditioned on the reply function (test below)
+    "lambda:ListEventSourceMappings",
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
     "logs:CreateLogDelivery",
@@ -196,6 +208,7 @@ def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
         f"<{bucket}.Arn>/*/grants/*.env",  # the ECS agent: a helper's grant (.env)
         f"<{bucket}.Arn>/*/logs/*",  # the API: a worker's reported attempt's log
         prefix.format(service="sqs") + "formica-work-*",  # worker queues, one per organisation and pool
+        prefix.format(service="sqs") + "formica-msg-*",  # MESSAGING queues, per organisation and name
         prefix.format(service="ecs") + "task-definition/formica-test-*",  # families Launch registers
         prefix.format(service="ecs") + f"task/<{cluster}>/*",  # tasks of this cluster
         prefix.format(service="states") + "execution:formica-test-job:*",  # executions named per request
@@ -367,7 +380,6 @@ def test_the_sandbox_role_holds_no_data_action(synth: Synth) -> None:
     assert not role.get("ManagedPolicyArns"), "no managed policy may widen it"
 
 
-
 def test_worker_queues_are_granted_by_the_stacks_prefix_to_launch_and_the_api_only(
     synth: Synth,
 ) -> None:
@@ -378,3 +390,36 @@ def test_worker_queues_are_granted_by_the_stacks_prefix_to_launch_and_the_api_on
         if any(resource.endswith(":formica-work-*") for resource in resources_of(statement))
     }
     assert users == {"api", "launch"}
+
+
+def test_messaging_queues_are_granted_to_launch_and_the_reply_function_only(synth: Synth) -> None:
+    users = {
+        folder
+        for folder in synth.functions()
+        for statement in synth.statements_of_role(synth.role_of(folder))
+        if any(resource.endswith(":formica-msg-*") for resource in resources_of(statement))
+    }
+    assert users == {"launch", "messaging_reply"}
+    # Launch may create event source mappings for the reply function only
+    (create,) = [
+        statement
+        for statement in synth.statements_of_role(synth.role_of("launch"))
+        if "lambda:CreateEventSourceMapping" in actions_of(statement)
+    ]
+    (function_arn,) = create["Condition"]["StringEquals"].values()
+    assert synth.role_of("messaging_reply") in json.dumps(function_arn) or "MessagingReply" in json.dumps(
+        function_arn
+    )
+
+
+def test_granted_messaging_queues_are_named_one_by_one() -> None:
+    from cdk.config import ContextError, DeploymentConfig
+
+    config = DeploymentConfig.from_context(
+        {"messaging_queues": '{"acme": ["formicary-message-ant-request"]}'}.get
+    )
+    assert config.messaging_queues == (("acme", ("formicary-message-ant-request",)),)
+    with pytest.raises(ContextError, match="messaging_queues"):
+        DeploymentConfig.from_context({"messaging_queues": '{"acme": ["formica-work-x"]}'}.get)
+    with pytest.raises(ContextError, match="messaging_queues"):
+        DeploymentConfig.from_context({"messaging_queues": '{"acme": ["a.fifo"]}'}.get)

@@ -26,6 +26,7 @@ FOLDERS = {
     "reconciler",
     "scheduler",
     "notify",
+    "messaging_reply",
 }
 # Settings every function gets (docs/architecture.md: "Environment of every function").
 COMMON_SETTINGS = {
