@@ -10,6 +10,7 @@ from constructs import Construct
 
 from cdk.config import DeploymentConfig
 from cdk.constructs.api import Api
+from cdk.constructs.configs import Configs
 from cdk.constructs.containers import (
     RECONCILE_EVERY,
     RECONCILE_EVERY_WITH_EKS,
@@ -161,6 +162,15 @@ class FormicaStack(Stack):
             defaults=defaults,
             state_machine_arn=job_state_machine_arn,
         )
+        # Secret configs: the API stores them, the functions that run or settle attempts read them.
+        configs = Configs(
+            self,
+            "Configs",
+            parameter_prefix=f"/formica/{config.stage}/configs",
+            key_alias=f"alias/formica-{config.stage}-configs",
+            removal_policy=removal_policy,
+        )
+        configs.grant_to_functions(self)
         # Lifecycle events: every function that walks, starts or cancels requests publishes them;
         # the notify function delivers their webhooks, the API hands out the signing secrets.
         notifications = Notifications(

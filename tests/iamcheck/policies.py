@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.iamcheck.recorder import ACCOUNT, Call
+from tests.iamcheck.recorder import ACCOUNT, CONFIGS_PLACEHOLDER, Call
 
 REGION = "us-east-1"
 PSEUDO = {
@@ -66,6 +66,13 @@ class Resolver:
     def __init__(self, template: dict[str, Any], state_machine_name: str) -> None:
         self.resources: dict[str, dict[str, Any]] = template["Resources"]
         self.state_machine_name = state_machine_name
+        # The secret configs' parameters, named under the prefix the stack tells its functions.
+        self.configs_prefixes = {
+            str(resource["Properties"]["Environment"]["Variables"]["FORMICA_CONFIGS_PARAMETER_PREFIX"])
+            for resource in self.resources.values()
+            if "FORMICA_CONFIGS_PARAMETER_PREFIX"
+            in resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        }
 
     def _function_name(self, logical_id: str) -> str:
         handler = self.resources[logical_id]["Properties"].get("Handler", "")
@@ -101,6 +108,7 @@ class Resolver:
             "AWS::ECS::Cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{name}",
             "AWS::SQS::Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}",
             "AWS::Events::EventBus": f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}",
+            "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}",
         }
         if kind not in arns:
             raise UnresolvedReferenceError(f"the ARN of {logical_id} ({kind})")
@@ -108,6 +116,8 @@ class Resolver:
 
     def value(self, node: Any) -> str:
         if isinstance(node, str):
+            for prefix in self.configs_prefixes:
+                node = node.replace(f":parameter{prefix}/", f":parameter{CONFIGS_PLACEHOLDER}/")
             return node.replace(self.state_machine_name, "<STATEMACHINE>")
         if not isinstance(node, dict) or len(node) != 1:
             raise UnresolvedReferenceError(f"{node!r}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,8 +55,16 @@ CALLS: set[Call] = set()
 UNRESOLVED: set[Unresolved] = set()
 
 
+CONFIGS_PLACEHOLDER = "/<CONFIGS>"
+"""Secret configs' parameter prefix: each suite chooses its own, the stack one per stage."""
+# A secret config's parameter, as formica.store.configs names it: {prefix}/{org}/org/{name} or
+# {prefix}/{org}/job/{job_type}/{name}; the prefix is what precedes that tail.
+_CONFIG_PARAMETER = re.compile(r":parameter/.+?(/[^/]+/(?:org/[^/]+|job/[^/]+/[^/]+))$")
+
+
 def canonical(resource: str) -> str:
-    """Replace the test's table, bucket and state machine names by their template placeholders."""
+    """Replace the test's table, bucket, state machine and secret configs' parameter prefix by their
+    template placeholders."""
     table = os.environ.get("FORMICA_TABLE_NAME")
     bucket = os.environ.get("FORMICA_BUCKET_NAME")
     machine_arn = os.environ.get("FORMICA_STATE_MACHINE_ARN")
@@ -67,7 +76,7 @@ def canonical(resource: str) -> str:
         name = machine_arn.rsplit(":", 1)[-1]
         resource = resource.replace(f":stateMachine:{name}", ":stateMachine:<STATEMACHINE>")
         resource = resource.replace(f":execution:{name}:", ":execution:<STATEMACHINE>:")
-    return resource
+    return _CONFIG_PARAMETER.sub(rf":parameter{CONFIGS_PLACEHOLDER}\1", resource)
 
 
 # -- operations -> (action, resource) ----------------------------------------------------------
@@ -159,6 +168,11 @@ def _secrets(operation: str, params: dict[str, Any], region: str) -> list[tuple[
     return [("secretsmanager:" + operation, arn)]
 
 
+def _ssm(operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    names = params["Names"] if operation == "GetParameters" else [params["Name"]]
+    return [("ssm:" + operation, _arn("ssm", region, "parameter" + name)) for name in names]
+
+
 def resolve(service: str, operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
     """The (IAM action, resource ARN) pairs one operation needs; KeyError/ValueError when unknown."""
     if service == "dynamodb":
@@ -171,6 +185,8 @@ def resolve(service: str, operation: str, params: dict[str, Any], region: str) -
         return _lambda(operation, params, region)
     if service == "secretsmanager":
         return _secrets(operation, params, region)
+    if service == "ssm" and operation in ("GetParameters", "PutParameter", "DeleteParameter"):
+        return _ssm(operation, params, region)
     raise ValueError(f"no IAM resolution for {service}:{operation}")
 
 

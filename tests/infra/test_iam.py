@@ -111,6 +111,21 @@ EXPECTED_ACTIONS["api"] = EXPECTED_ACTIONS["api"] | SIGNING_SECRETS  # GET /api/
 # Every function that walks, starts or cancels requests puts lifecycle events on the bus.
 for _folder in set(EXPECTED_ACTIONS) - {"shell_sandbox", "authorizer", "notify"}:
     EXPECTED_ACTIONS[_folder] = EXPECTED_ACTIONS[_folder] | {"events:PutEvents"}
+# Secret configs (cdk/constructs/configs.py): the functions that run or settle attempts read the
+# parameters (decrypting through SSM); the API also stores and deletes them.
+CONFIG_READ = {"ssm:GetParameters", "kms:Decrypt"}
+CONFIG_READERS = {
+    "http_task",
+    "shell_task",
+    "fork_task",
+    "expire_task",
+    "launch",
+    "container_events",
+    "reconciler",
+}
+for _folder in CONFIG_READERS:
+    EXPECTED_ACTIONS[_folder] = EXPECTED_ACTIONS[_folder] | CONFIG_READ
+EXPECTED_ACTIONS["api"] |= CONFIG_READ | {"ssm:PutParameter", "ssm:DeleteParameter", "kms:Encrypt"}
 EKS_USERS = {"api", "launch", "reconciler"}
 
 # Actions IAM only grants on "*": they have no resource-level permissions.
@@ -215,6 +230,7 @@ def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
         prefix.format(service="scheduler") + "schedule/formica-test/*",  # schedules named per definition
         prefix.format(service="ecr") + "repository/*",  # images named by jobs
         prefix.format(service="secretsmanager") + "secret:formica/test/webhooks/*",  # one per organisation
+        prefix.format(service="ssm") + "parameter/formica/test/configs/*",  # secret configs, per org and name
     }
     patterns = {
         resource

@@ -23,6 +23,7 @@ import pytest
 from formica.api import configs as config_routes
 from formica.api.services import ApiServices
 from formica.engine.walk import JobState
+from formica.local.lambda_dispatch import INVOKED_FUNCTION
 from formica.runtime import get_runtime
 from formica.settings import reset_settings
 from formica.store.blobs import S3BlobStore
@@ -275,7 +276,12 @@ def test_a_rotated_secret_is_read_from_the_next_attempt_on(walk: Walk, configure
             if not rotated:
                 rotated.append(True)
                 body = config_routes.UpdateConfigRequest(value=ROTATED, secret=True)
-                config_routes.update_config(configured, ORG, "ApiToken", body, job_type="rotation-job")
+                # The API's PUT, made while the task function runs: its calls are the API's (IAM).
+                acting = INVOKED_FUNCTION.set("api")
+                try:
+                    config_routes.update_config(configured, ORG, "ApiToken", body, job_type="rotation-job")
+                finally:
+                    INVOKED_FUNCTION.reset(acting)
             return found
 
     get_runtime().config_secrets = RotateAfterFirstRead(
