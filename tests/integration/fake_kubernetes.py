@@ -8,6 +8,7 @@ It keeps Jobs and their Pods in memory. What a Pod does is chosen by the main co
 - ``:slow``          Pending, then Running for ever
 - ``:unschedulable`` Pending for ever, PodScheduled False (Unschedulable)
 - ``:pullfail``      Pending with the main container waiting in ImagePullBackOff
+- ``:printenv``      as ``:ok``, and its log prints the container's environment (``NAME=value`` lines)
 
 Each list of a Job's pods moves its pod one step along. Requests without a ``k8s-aws-v1.`` bearer
 token get 401, like an EKS API server given no IAM token.
@@ -135,6 +136,14 @@ class FakeKubernetes:
         }
         return 201, job
 
+    def pod_log(self, namespace: str, pod: str, container: str) -> str:
+        log = f"$ echo hello\nhello from {pod} ({container})\n"
+        spec = self.pods[(namespace, pod)]["spec"]
+        (main,) = [c for c in spec["containers"] if c["name"] == container] or [spec["containers"][0]]
+        if str(main["image"]).rsplit(":", 1)[-1] == "printenv":
+            log += "".join(f"{env['name']}={env.get('value', '')}\n" for env in main.get("env", []))
+        return log
+
     def list_pods(self, namespace: str, selector: str) -> dict[str, Any]:
         key, _, value = selector.partition("=")
         items = []
@@ -233,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if (namespace, pod) not in cluster.pods:
                     self._reply(404, _status(404, "NotFound", f'pods "{pod}" not found'))
                 else:
-                    self._reply(200, f"$ echo hello\nhello from {pod} ({query.get('container')})\n")
+                    self._reply(200, cluster.pod_log(namespace, pod, str(query.get("container"))))
             else:
                 self._reply(404, _status(404, "NotFound", "the server could not find the requested resource"))
 

@@ -40,6 +40,7 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from formica.engine.masking import SecretMasker
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome
 from formica.runners.container_grants import ContainerGrants, GrantIssueError, GrantIssuer, issue_grants
@@ -708,6 +709,11 @@ class EksJobRunner:
         outcome.log = self.read_log(state)
         if needs_deletion(state):
             self.delete(name)
+        # Stored here, so masked here (as the container reporter masks a settled run's log): every
+        # form of the job's secrets, which the walker hands its runners in ``ctx.secrets``.
+        masker = SecretMasker(ctx.secrets)
+        outcome.log = masker.mask(outcome.log)
+        outcome.error_message = masker.mask_optional(outcome.error_message)
         self.store_log(log_key(ctx.org, ctx.request_id, task.task_type, ctx.attempt), outcome.log)
         logger.info(
             "kubernetes job finished",

@@ -1,0 +1,95 @@
+"""The EKS runner stores a Job's log with the job's secrets masked, as the container reporter masks
+an ECS run's log: against the fake Kubernetes API server on 127.0.0.1, a pod that prints its
+environment (where the job's secret configs are) leaves ``****`` in the stored log and the outcome."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+from formica.jobs.models import ContainerDefinition, TaskDefinition, TaskMethod
+from formica.runners.base import TaskContext
+from formica.runners.ecs_events import RunKey
+from formica.runners.eks import (
+    AwsCredentials,
+    ClusterInfo,
+    EksJobRunner,
+    EksLaunchConfig,
+    EksTokenProvider,
+    KubernetesApi,
+)
+
+from tests.fakes.blobs import InMemoryBlobStore
+from tests.integration.fake_kubernetes import FakeKubernetes, fake_kubernetes
+
+REQUEST_ID = "0c9e6a1d-52f4-4c1b-8d0e-7a6b5c4d3e2f"
+SECRET = "kube-Secret/Value+42"
+LOG_KEY = f"acme/{REQUEST_ID}/kubby/logs/attempt-2.log"
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeKubernetes]:
+    with fake_kubernetes() as fake:
+        yield fake
+
+
+@pytest.fixture
+def runner(cluster: FakeKubernetes) -> EksJobRunner:
+    token = EksTokenProvider("formica-eks", "us-east-1", credentials=lambda: AwsCredentials("AKID", "SECRET"))
+    api = KubernetesApi(ClusterInfo(endpoint=cluster.base_url), token)
+    config = EksLaunchConfig(namespace="formica", bucket="formica-artifacts")
+    return EksJobRunner(api, config, blobs=InMemoryBlobStore(), poll_seconds=0.01)
+
+
+def _task() -> TaskDefinition:
+    return TaskDefinition.model_validate(
+        {
+            "task_type": "kubby",
+            "method": TaskMethod.KUBERNETES,
+            "container": ContainerDefinition(image="busybox:printenv"),
+            "script": ["env"],
+        }
+    )
+
+
+def _ctx(secrets: tuple[str, ...]) -> TaskContext:
+    # As the walker builds it: the secret configs' values in params (exported to the container) and
+    # in ``secrets``.
+    encoded = base64.b64encode(SECRET.encode()).decode()
+    return TaskContext(
+        org="acme",
+        request_id=REQUEST_ID,
+        job_type="kube-example",
+        task_type="kubby",
+        attempt=2,
+        timeout_seconds=10,
+        params={"ApiToken": SECRET, "ApiTokenB64": encoded, "Region": "eu-west-1"},
+        secrets=secrets,
+    )
+
+
+def stored_log(runner: EksJobRunner) -> str:
+    blobs = runner.blobs
+    assert isinstance(blobs, InMemoryBlobStore)
+    return blobs.get_bytes(LOG_KEY).decode()
+
+
+def test_a_jobs_secrets_are_masked_in_the_log_the_runner_stores(runner: EksJobRunner) -> None:
+    # When: the pod prints its environment, which holds the secret raw and base64-encoded
+    outcome = runner.run(_task(), _ctx((SECRET,)), RunKey(REQUEST_ID, 2))
+
+    # Then: stored and returned, every form of it is ****, the rest of the log as it was
+    assert outcome.exit_code == "0"
+    for log in (stored_log(runner), outcome.log):
+        assert "ApiToken=****\n" in log
+        assert "ApiTokenB64=****\n" in log
+        assert "Region=eu-west-1\n" in log
+        assert SECRET not in log
+        assert base64.b64encode(SECRET.encode()).decode() not in log
+
+
+def test_without_secrets_the_log_is_stored_as_the_pod_wrote_it(runner: EksJobRunner) -> None:
+    outcome = runner.run(_task(), _ctx(()), RunKey(REQUEST_ID, 2))
+
+    assert f"ApiToken={SECRET}\n" in stored_log(runner) == outcome.log
