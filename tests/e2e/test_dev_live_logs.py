@@ -75,7 +75,9 @@ def test_a_running_tasks_log_is_read_before_it_ends_and_followed_by_the_cli(dev:
     with dev.client() as client:
         request_id = submit(client, "e2e-talker")
         # While the script sleeps, the task and the request are EXECUTING and its first line is there
-        until(lambda: task_state(client, request_id, "talk") == "EXECUTING", "the task never showed EXECUTING")
+        until(
+            lambda: task_state(client, request_id, "talk") == "EXECUTING", "the task never showed EXECUTING"
+        )
         piece = until(
             lambda: (p := log_piece(client, request_id, "talk")) and "first line" in p["text"] and p,
             "the first line never arrived while the task ran",

@@ -47,7 +47,7 @@ def _resource_path(synth: Synth, resource_id: str) -> str:
         properties = resources[resource_id]["Properties"]
         parts.append(properties["PathPart"])
         parent = properties["ParentId"]
-        resource_id = parent["Ref"] if "Ref" in parent else ""
+        resource_id = parent.get("Ref", "")
     return "/" + "/".join(reversed(parts))
 
 

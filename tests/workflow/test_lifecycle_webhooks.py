@@ -116,10 +116,7 @@ def test_a_failing_receiver_gets_the_event_again_with_backoff_until_it_answers(
     completed = [d for d in receiver.deliveries if d.event["job_state"] == "COMPLETED"]
     assert [d.answered for d in completed] == [503, 503, 200]
     assert len({d.body for d in completed}) == 1  # the same event each time
-    gaps = [
-        later.received_at - earlier.received_at
-        for earlier, later in itertools.pairwise(completed)
-    ]
+    gaps = [later.received_at - earlier.received_at for earlier, later in itertools.pairwise(completed)]
     assert gaps[0] >= 0.9 and gaps[1] >= 1.9  # 1 s, then 2 s (FORMICA_WEBHOOK_BACKOFF_SECONDS=1)
     deliveries = DeliveryRepository(TABLE, client=walk.ddb).list_for_request(request_id)
     done = next(d for d in deliveries if d.event == "JOB COMPLETED")

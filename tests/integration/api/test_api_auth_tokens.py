@@ -44,6 +44,22 @@ PROTECTED = [
     ("POST", "/api/auth/tokens"),
     ("GET", "/api/auth/tokens"),
     ("DELETE", "/api/auth/tokens/tok_1"),
+    ("GET", "/api/jobs/requests/r1/webhooks"),
+    ("GET", "/api/webhooks/secret"),
+    ("GET", "/api/jobs/definitions/hello-job/triggers/dropped"),
+    ("GET", "/api/orgs/tok_1/configs"),
+    ("POST", "/api/orgs/tok_1/configs"),
+    ("GET", "/api/orgs/tok_1/configs/tok_1"),
+    ("PUT", "/api/orgs/tok_1/configs/tok_1"),
+    ("DELETE", "/api/orgs/tok_1/configs/tok_1"),
+    ("GET", "/api/jobs/definitions/hello-job/configs"),
+    ("POST", "/api/jobs/definitions/hello-job/configs"),
+    ("GET", "/api/jobs/definitions/hello-job/configs/tok_1"),
+    ("PUT", "/api/jobs/definitions/hello-job/configs/tok_1"),
+    ("DELETE", "/api/jobs/definitions/hello-job/configs/tok_1"),
+    ("POST", "/api/workers/poll"),
+    ("POST", "/api/workers/heartbeat"),
+    ("POST", "/api/workers/report"),
 ]
 
 

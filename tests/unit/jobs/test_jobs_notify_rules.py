@@ -111,3 +111,18 @@ def test_a_wrong_task_webhook_names_the_task() -> None:
 def test_when_never_needs_no_recipients() -> None:
     job = parse_definition(JOB.format(job="notify:\n  email:\n    when: never\n", task=""))
     assert job.notify["email"].recipients == []
+
+
+def test_formicary_spellings_from_its_examples_are_accepted() -> None:
+    # `when: none` reads as never; a webhook URL rendering empty (a variable not set at upload) is
+    # kept and sends nothing, but its other fields are still checked.
+    job = parse_definition(
+        JOB.format(job="notify:\n  email:\n    recipients: [a@example.com]\n    when: none\n", task="")
+    )
+    assert job.notify["email"].when == "none"
+    parsed = parse_definition(JOB.format(job="", task="  webhook:\n    url: '{{ .WebhookURL }}'\n"))
+    assert parsed.task("a").webhook is not None and parsed.task("a").webhook.url == ""
+    bad = problems_of(task="  webhook:\n    url: '{{ .WebhookURL }}'\n    method: BREW\n")
+    assert [message for *_, message in bad] == [
+        "webhook.method 'BREW' is not one of POST, PUT, PATCH, GET, DELETE"
+    ]

@@ -37,7 +37,13 @@ API_DESCRIPTION = (
 )
 SECURITY_SCHEME = "bearerAuth"
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
-    {("GET", "/api/health"), ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("POST", "/api/grants")}
+    {
+        ("GET", "/api/health"),
+        ("GET", "/api/openapi.json"),
+        ("GET", "/api/docs"),
+        ("POST", "/api/grants"),  # the body's capability is the credential
+        ("POST", "/api/triggers/{org}/{job_type}/{name}"),  # the webhook's signature is the credential
+    }
 )
 
 _SCHEMA_REF = "#/components/schemas/{model}"

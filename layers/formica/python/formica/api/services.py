@@ -68,7 +68,6 @@ class ModuleRuntime:
         approvals = importlib.import_module("formica.runtime.approvals")
         return approvals.answer_verdict(_runtime().get_runtime(), outcome)
 
-
     def resume(self, org: str, request_id: str, *, by: str) -> Any:
         # A PAUSED request goes on (formica.runtime.pauses): the resume answers the waiting walk.
         pauses = importlib.import_module("formica.runtime.pauses")

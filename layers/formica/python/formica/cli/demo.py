@@ -228,6 +228,7 @@ def curl_commands(
             f"  {_formica()} artifacts {rid} --download ./artifacts",
             "",
             f"  API docs: {server}/api/docs",
+            f"  dashboard: {server}/   (sign in with the token above)",
         ]
     )
 

@@ -99,6 +99,7 @@ def banner(server: DevServer) -> str:
             f"  Single-user: it runs every task on this host as you ({_user_name()}), so a task can read",
             f"  whatever you can read. Do not share it or its token with anyone. See {SECURITY_DOC}.",
             f"  API docs:  {server.url}/api/docs",
+            f"  dashboard: {server.url}/   (sign in with the token below)",
             f"  token:     {server.token}   (organisation {server.options.org})",
             f"  AWS (moto): {server.moto_url}   table {server.options.table_name}, "
             f"bucket {server.options.bucket_name}",

@@ -1065,7 +1065,9 @@ def wait_for_slot(walk: WalkState, result: AttemptResult, clock: Clock, *, pause
     if clock.job_deadline is not None:
         limits.append((clock.job_deadline - clock.now).total_seconds())
     decision = Decision(
-        action=Action.AWAIT_RESUME, task_type=run.task_type, timeout_seconds=max(1, _ceil_seconds(min(limits)))
+        action=Action.AWAIT_RESUME,
+        task_type=run.task_type,
+        timeout_seconds=max(1, _ceil_seconds(min(limits))),
     )
     state = JobState.PAUSED if paused else JobState.EXECUTING
     return _charged(Transition(walk=waited, decision=decision, job_state=state, rule="waiting for a slot"))

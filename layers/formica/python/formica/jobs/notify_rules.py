@@ -24,6 +24,10 @@ class NotifyWhen(StrEnum):
     NEVER = "never"
 
 
+NOTIFY_WHEN_NONE = "none"
+"""formicary's examples also write ``when: none``: read as ``never``."""
+
+
 class NotifyChannelKind(StrEnum):
     """The channels Formica delivers: email (SES; an .eml outbox locally) and Slack (incoming webhook)."""
 
@@ -95,13 +99,13 @@ def notify_problems(notify: Mapping[str, NotifyChannel]) -> Iterator[tuple[str, 
                 where,
             )
             continue
-        if channel.when not in whens:
+        if channel.when not in whens and channel.when != NOTIFY_WHEN_NONE:
             yield (
                 f"notify.{name}.when {shown(channel.when)} is not one of {', '.join(whens)}"
                 f"{_closest(channel.when, whens)}",
                 (*where, "when"),
             )
-        if channel.when != NotifyWhen.NEVER and not channel.recipients:
+        if channel.when not in (NotifyWhen.NEVER, NOTIFY_WHEN_NONE) and not channel.recipients:
             yield f"notify.{name} has no recipients", (*where, "recipients")
         if len(channel.recipients) > NOTIFY_RECIPIENTS_MAX:
             yield (
@@ -127,15 +131,16 @@ def notify_problems(notify: Mapping[str, NotifyChannel]) -> Iterator[tuple[str, 
 def webhook_problems(webhook: WebhookDefinition | None) -> Iterator[tuple[str, tuple[str, ...]]]:
     """What is wrong with a ``webhook`` block (a job's or a task's): (message, field path) pairs.
 
-    The URL is checked as rendered at upload: a scheme other than http(s), spaces or an empty URL
-    are refused; where it sends is judged at delivery by the egress guard.
+    The URL is checked as rendered at upload: a scheme other than http(s) or spaces are refused; an
+    empty URL (a template whose variable is not set yet, as in formicary's examples) is accepted and
+    sends nothing while it renders empty; where it sends is judged at delivery by the egress guard.
     """
     if webhook is None:
         return
     url = webhook.url.strip()
     scheme = _SCHEME.match(url)
     if not url:
-        yield "webhook.url is empty", ("webhook", "url")
+        pass  # nothing to check until it renders to something
     elif len(url) > WEBHOOK_URL_MAX_CHARS:
         yield (
             f"webhook.url is {len(url)} characters; the limit is {WEBHOOK_URL_MAX_CHARS}",

@@ -161,7 +161,9 @@ def _type_name(annotation: Any, field_name: str) -> str:
     if origin is dict:
         return f"map of {_type_name(args[0], field_name)} to {_type_name(args[1], field_name)}"
     if isinstance(annotation, type) and issubclass(annotation, Enum):
-        return "method" if annotation.__name__ == "TaskMethod" else " or ".join(str(m.value) for m in annotation)
+        return (
+            "method" if annotation.__name__ == "TaskMethod" else " or ".join(str(m.value) for m in annotation)
+        )
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _MODEL_NAMES.get(annotation.__name__, annotation.__name__)
     if annotation is Any:

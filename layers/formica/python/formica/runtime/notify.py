@@ -114,9 +114,11 @@ def handle_event(runtime: Runtime, services: NotifyServices, detail: Mapping[str
 
 def _webhooks_for(definition: JobDefinition, task_type: str) -> list[tuple[str, WebhookDefinition]]:
     if not task_type:
-        return [("job", definition.webhook)] if definition.webhook is not None else []
+        # A URL that renders empty (a config not set yet) sends nothing.
+        hook = definition.webhook
+        return [("job", hook)] if hook is not None and hook.url.strip() else []
     for task in definition.tasks:
-        if task.task_type == task_type and task.webhook is not None:
+        if task.task_type == task_type and task.webhook is not None and task.webhook.url.strip():
             return [(f"task-{task_type}", task.webhook)]
     return []
 
