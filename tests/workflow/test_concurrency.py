@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -16,7 +17,7 @@ from formica.local.moto_locks import serialize_dynamodb
 from formica.runtime import get_runtime, start_request
 from formica.runtime.scheduling import sweep, trigger_now
 from formica.store.definitions import DefinitionRepository
-from formica.store.requests import JobRequestItem, now_iso
+from formica.store.requests import JobRequestItem, RequestFinishedError, now_iso
 from formica.store.schema import requests_gsi1pk
 from formica.store.slots import SlotRepository
 
@@ -51,7 +52,9 @@ def _submit(walk: Walk, lock: threading.Lock, job_type: str, **fields: Any) -> s
     )
     with lock:
         walk.submitted.append(request_id)
-    start_request(request_id, get_runtime())
+    # Another submit's wake-up may admit it first (as the API tolerates): it is running.
+    with contextlib.suppress(RequestFinishedError):
+        start_request(request_id, get_runtime())
     return request_id
 
 

@@ -21,6 +21,8 @@ NOT_ACTIONS = {
     ("POST", "/api/workers/poll"),
     ("POST", "/api/workers/heartbeat"),
     ("POST", "/api/workers/report"),
+    # A trigger's caller is a signed webhook, not a token: its starts are the requests it makes.
+    ("POST", "/api/triggers/<org>/<job_type>/<name>"),
 }
 
 
