@@ -64,7 +64,8 @@ def test_web_job_runs_to_completed_on_a_worker_of_the_users_own(dev: DevHandle) 
         assert done["job_state"] == "COMPLETED", (done, outputs, dev.log()[-3000:])
         out = outputs["ant"][0]
         assert f"{request_id} init: exit code 0" in out, outputs
-        assert f"{request_id} record: exit code 0" in out, outputs
+        # (record is the last task: the job can complete before its worker prints that line and is
+        # stopped, so its line is not awaited; the narrow worker never ran it, as asserted below)
         assert "init" not in outputs["narrow"][0] and "record" not in outputs["narrow"][0], outputs
         assert f"{request_id} process: exit code 0" in out + outputs["narrow"][0], outputs
         # And the last one's script ran on this host
