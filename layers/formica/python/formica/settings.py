@@ -96,6 +96,11 @@ class FormicaSettings(BaseModel):
     webhook_backoff_seconds: float = 40.0
     webhook_max_attempts: int = 5
     webhook_secret_prefix: str = "formica/webhooks/"  # noqa: S105 - a name prefix, not a secret
+    # notify.email: the verified SES identity messages are sent from (the stack sets it from the
+    # notify_sender context value; unset: email is off and each such delivery is recorded SKIPPED),
+    # or, under `formica dev`, the folder each message is written to as an .eml file instead.
+    notify_sender: str | None = None
+    email_outbox: str | None = None
 
     # S3 triggers: which organisations each bucket's object-created events reach, as JSON
     # ({"bucket": ["org", ...]}); the stack sets it from the trigger_buckets context value, and

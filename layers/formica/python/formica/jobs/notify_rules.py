@@ -27,6 +27,21 @@ class NotifyWhen(StrEnum):
 NOTIFY_WHEN_NONE = "none"
 """formicary's examples also write ``when: none``: read as ``never``."""
 
+_WHEN_STATES: dict[str, frozenset[str]] = {
+    NotifyWhen.ALWAYS: frozenset({"COMPLETED", "FAILED", "CANCELLED"}),
+    NotifyWhen.ON_SUCCESS: frozenset({"COMPLETED"}),
+    NotifyWhen.ON_FAILURE: frozenset({"FAILED"}),
+}
+
+
+def notify_wanted(when: str, job_state: str) -> bool:
+    """Whether a channel with ``when`` is told about a request that ended in ``job_state``.
+
+    ``always``: every final state (COMPLETED, FAILED, CANCELLED); ``onSuccess``: COMPLETED;
+    ``onFailure``: FAILED; ``never`` (or ``none``), and any state that is not final: no.
+    """
+    return job_state in _WHEN_STATES.get(when, frozenset())
+
 
 class NotifyChannelKind(StrEnum):
     """The channels Formica delivers: email (SES; an .eml outbox locally) and Slack (incoming webhook)."""

@@ -1,4 +1,4 @@
-"""The notify function's service: lifecycle events in, webhook deliveries (and notifications) out.
+"""The notify function's service: lifecycle events in, webhook deliveries and notifications out.
 
 Messages come from the delivery queue: the bus's lifecycle events (an EventBridge envelope, routed
 there by the stack's rule) and this module's own webhook retries. For an event it renders the
@@ -14,17 +14,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from formica.engine.walk import JobState
 from formica.jobs.errors import DefinitionError
 from formica.jobs.models import JobDefinition, WebhookDefinition
 from formica.runners.egress import EgressPolicy
 from formica.runners.webhook import WebhookCall, WebhookOutcome, send_webhook
 from formica.runtime.deps import Runtime
+from formica.runtime.notify_channels import (
+    ChannelOutcome,
+    ChannelServices,
+    attempt_email,
+    attempt_slack,
+    notify_deliveries,
+)
 from formica.runtime.walker import Walker
-from formica.store.deliveries import DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
+from formica.store.deliveries import DeliveryChannel, DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
 from formica.store.events import (
     EVENT_SOURCE,
     JOB_STATE_CHANGE,
@@ -37,6 +45,8 @@ from formica.store.secrets import SecretStoreError
 from formica.store.webhook_secrets import WebhookSecrets
 
 logger = logging.getLogger(__name__)
+
+_FINAL_STATES = frozenset(str(state) for state in JobState if state.is_final)
 
 RETRY_MESSAGE = "webhook-retry"
 """The ``formica`` field of a retry message on the delivery queue."""
@@ -59,6 +69,8 @@ class NotifyServices:
     backoff_seconds: float = 40.0
     max_attempts: int = 5
     send: Sender = _send
+    channels: ChannelServices = field(default_factory=ChannelServices)
+    """Email and Slack (``notify``): email off unless an EmailSender is given."""
 
 
 def retry_delay_seconds(services: NotifyServices, attempt: int) -> int:
@@ -109,6 +121,16 @@ def handle_event(runtime: Runtime, services: NotifyServices, detail: Mapping[str
         delivery = _new_delivery(request, detail, target, hook)
         if services.deliveries.create(delivery):
             attempts += attempt_delivery(runtime, services, request.request_id, delivery.delivery_id, 1)
+    if not task_type and str(detail.get("job_state")) in _FINAL_STATES:
+        for delivery in notify_deliveries(runtime, services.channels, request, definition, detail):
+            created = services.deliveries.create(delivery)
+            if created and delivery.status == DeliveryStatus.PENDING:
+                attempts += attempt_delivery(runtime, services, request.request_id, delivery.delivery_id, 1)
+            elif created:
+                logger.info(
+                    "notification skipped",
+                    extra={"request_id": request.request_id, "channel": str(delivery.channel)},
+                )
     return attempts
 
 
@@ -159,8 +181,15 @@ def attempt_delivery(
     delivery = deliveries.get(request_id, delivery_id)
     if delivery is None:
         return 0
-    outcome = _attempt(runtime, services, delivery, now)
-    log = {"request_id": request_id, "delivery_id": delivery_id, "attempt": attempt, "result": outcome.result}
+    sent = _attempt(runtime, services, delivery, now)
+    outcome = sent.outcome
+    log = {
+        "request_id": request_id,
+        "delivery_id": delivery_id,
+        "channel": str(delivery.channel),
+        "attempt": attempt,
+        "result": outcome.result,
+    }
     if outcome.delivered:
         status = DeliveryStatus.DELIVERED
     elif outcome.retryable and attempt < services.max_attempts:
@@ -181,13 +210,29 @@ def attempt_delivery(
     else:
         status = DeliveryStatus.FAILED
     deliveries.settle_attempt(
-        request_id, delivery_id, attempt, status=status, result=outcome.result, now=now_iso()
+        request_id,
+        delivery_id,
+        attempt,
+        status=status,
+        result=outcome.result,
+        now=now_iso(),
+        outbox_file=sent.outbox_file,
     )
     logger.info("webhook attempt", extra={**log, "status": str(status)})
     return 1
 
 
 def _attempt(
+    runtime: Runtime, services: NotifyServices, delivery: WebhookDeliveryItem, now: datetime
+) -> ChannelOutcome:
+    if delivery.channel == DeliveryChannel.EMAIL:
+        return attempt_email(services.channels, delivery)
+    if delivery.channel == DeliveryChannel.SLACK:
+        return attempt_slack(runtime, services.channels, delivery)
+    return ChannelOutcome(_attempt_webhook(runtime, services, delivery, now))
+
+
+def _attempt_webhook(
     runtime: Runtime, services: NotifyServices, delivery: WebhookDeliveryItem, now: datetime
 ) -> WebhookOutcome:
     try:

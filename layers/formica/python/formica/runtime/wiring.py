@@ -11,6 +11,7 @@ with fakes, or by hand) and pass it explicitly.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from formica.runtime.deps import ContainerControl, Runtime
@@ -106,22 +107,37 @@ def reset_runtime() -> None:
 
 
 def build_notify_services(settings: FormicaSettings | None = None) -> NotifyServices:
-    """The notify function's deliveries, delivery queue and webhook secrets, from the settings."""
+    """The notify function's deliveries, delivery queue, webhook secrets and email sender, from the
+    settings: an outbox folder (`formica dev`) wins over SES; neither: email is off."""
     # Only the notify function (and `formica dev`) delivers: the other handlers never load this.
     from formica.runtime.notify import NotifyServices  # noqa: PLC0415
+    from formica.runtime.notify_channels import ChannelServices  # noqa: PLC0415
     from formica.store.deliveries import DeliveryRepository  # noqa: PLC0415
     from formica.store.events import SqsDeliveryQueue  # noqa: PLC0415
+    from formica.store.mail import SesEmailSender  # noqa: PLC0415
+    from formica.store.outbox import LOCAL_SENDER, OutboxEmailSender  # noqa: PLC0415
     from formica.store.webhook_secrets import SecretsManagerWebhookSecrets  # noqa: PLC0415
 
     resolved = settings or get_settings()
     if not resolved.notify_queue_url:
         raise SettingsError("invalid or missing settings: FORMICA_NOTIFY_QUEUE_URL")
+    if resolved.email_outbox:
+        channels = ChannelServices(
+            email=OutboxEmailSender(Path(resolved.email_outbox)),
+            email_sender=resolved.notify_sender or LOCAL_SENDER,
+            email_to_outbox=True,
+        )
+    elif resolved.notify_sender:
+        channels = ChannelServices(email=SesEmailSender(), email_sender=resolved.notify_sender)
+    else:
+        channels = ChannelServices()
     return NotifyServices(
         deliveries=DeliveryRepository(resolved.table_name),
         queue=SqsDeliveryQueue(resolved.notify_queue_url),
         secrets=SecretsManagerWebhookSecrets(resolved.webhook_secret_prefix),
         backoff_seconds=resolved.webhook_backoff_seconds,
         max_attempts=resolved.webhook_max_attempts,
+        channels=channels,
     )
 
 

@@ -1,9 +1,11 @@
-"""Webhook deliveries: one item per (event, webhook) under the request's partition.
+"""Deliveries: one item per (event, webhook) and per (final state, notify channel) under the
+request's partition.
 
-``REQ#{request_id}`` / ``HOOK#{delivery_id}``: where it goes, what it sends, its status and how many
-attempts it took. The id is derived from the event's id and the target, so an event delivered
-twice by EventBridge or SQS creates one delivery; each attempt is claimed with a conditional
-update on the attempt count, so a redelivered queue message never sends an attempt twice.
+``REQ#{request_id}`` / ``HOOK#{delivery_id}``: the channel (webhook, email, slack), where it goes,
+what it sends, its status and how many attempts it took. The id is derived from the event's id
+and the target, so an event delivered twice by EventBridge or SQS creates one delivery; each
+attempt is claimed with a conditional update on the attempt count, so a redelivered queue message
+never sends an attempt twice.
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ class DeliveryStatus(StrEnum):
     """The receiver answered 2xx."""
     FAILED = "FAILED"
     """Every attempt failed, or the URL is refused (egress guard, not http(s))."""
+    SKIPPED = "SKIPPED"
+    """Never sent: the channel is not set up here (no email sender, no SlackWebhookURL config)."""
+
+
+class DeliveryChannel(StrEnum):
+    WEBHOOK = "webhook"
+    """A job's or task's ``webhook``: the lifecycle event JSON, signed."""
+    EMAIL = "email"
+    """``notify.email``: one message to its recipients (SES; the outbox folder under `formica dev`)."""
+    SLACK = "slack"
+    """``notify.slack``: one message to the SlackWebhookURL config's incoming webhook."""
 
 
 class DeliveryStoreError(RuntimeError):
@@ -35,7 +48,7 @@ class DeliveryStoreError(RuntimeError):
 
 
 class WebhookDeliveryItem(BaseModel):
-    """One webhook delivery of one lifecycle event."""
+    """One delivery of one lifecycle event: to a webhook, or a notify channel's message."""
 
     request_id: str
     delivery_id: str
@@ -43,11 +56,18 @@ class WebhookDeliveryItem(BaseModel):
     event: str
     """What it reports: ``JOB COMPLETED`` or ``TASK build COMPLETED``."""
     url: str
+    """A webhook's URL; for a notify channel ``email:`` or ``slack:`` and its recipients (never the
+    Slack webhook URL, a secret read from the configs at each attempt)."""
+    channel: DeliveryChannel = DeliveryChannel.WEBHOOK
+    recipients: list[str] = Field(default_factory=list)
+    """A notify channel's recipients (addresses, or Slack channels and users)."""
+    outbox_file: str | None = None
+    """The ``.eml`` file an email was written to (the local outbox); None elsewhere."""
     method: str = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str] = Field(default_factory=dict)
     body: str
-    """The event JSON, exactly as signed and sent."""
+    """The event JSON, exactly as signed and sent; a notify channel's message as composed."""
     status: DeliveryStatus = DeliveryStatus.PENDING
     attempts: int = 0
     last_result: str | None = None
@@ -73,6 +93,8 @@ class WebhookDeliveryItem(BaseModel):
             data["last_result"] = item["last_result"]["S"]
         if "updated_at" in item:
             data["updated_at"] = item["updated_at"]["S"]
+        if "outbox_file" in item:
+            data["outbox_file"] = item["outbox_file"]["S"]
         return cls.model_validate(data)
 
 
@@ -126,20 +148,27 @@ class DeliveryRepository(DynamoTable):
         status: DeliveryStatus,
         result: str,
         now: str,
+        outbox_file: str | None = None,
     ) -> bool:
-        """Record how attempt ``attempt`` went (the status stays PENDING when another follows)."""
+        """Record how attempt ``attempt`` went (the status stays PENDING when another follows) and,
+        for an email written to the local outbox, the file's name."""
+        update = "SET #status = :status, last_result = :result, updated_at = :now"
+        values = {
+            ":n": {"N": str(attempt)},
+            ":status": {"S": str(status)},
+            ":result": {"S": result[:500]},
+            ":now": {"S": now},
+        }
+        if outbox_file is not None:
+            update += ", outbox_file = :file"
+            values[":file"] = {"S": outbox_file}
         try:
             return self._update_if(
                 Key=self._key(request_id, delivery_id),
-                UpdateExpression="SET #status = :status, last_result = :result, updated_at = :now",
+                UpdateExpression=update,
                 ConditionExpression="attempts = :n",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":n": {"N": str(attempt)},
-                    ":status": {"S": str(status)},
-                    ":result": {"S": result[:500]},
-                    ":now": {"S": now},
-                },
+                ExpressionAttributeValues=values,
             )
         except (ClientError, BotoCoreError) as exc:
             raise DeliveryStoreError(f"could not record attempt of {delivery_id!r}: {exc}") from exc
