@@ -17,6 +17,7 @@ Context comes from cdk.json (defaults) and ``npx cdk synth|deploy -c key=value``
 | trigger_buckets | S3 triggers: JSON `{"bucket": ["org", ...]}` (docs/deploy.md) | none |
 | trigger_queues | queue triggers: JSON `[{"org", "topic"[, "queue_arn"]}]` (docs/deploy.md) | none |
 | messaging_queues | MESSAGING queues the stack does not own: JSON `{"org": ["queue", ...]}` | none |
+| notify_sender | the verified SES address notify.email messages are sent from | none: email is off |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aws_cdk import aws_logs as logs
 
 STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 TOPIC_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+SENDER_PATTERN = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 ORIGIN_PATTERN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d+)?)$")
 # The retention periods CloudWatch Logs accepts, in days.
 RETENTION_BY_DAYS = {
@@ -93,6 +95,7 @@ class DeploymentConfig:
     trigger_buckets: tuple[tuple[str, tuple[str, ...]], ...] = ()
     trigger_queues: tuple[TriggerQueueSpec, ...] = ()
     messaging_queues: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    notify_sender: str | None = None
 
     @property
     def stack_name(self) -> str:
@@ -131,6 +134,7 @@ class DeploymentConfig:
             trigger_buckets=_trigger_buckets(get("trigger_buckets")),
             trigger_queues=_trigger_queues(get("trigger_queues")),
             messaging_queues=_messaging_queues(get("messaging_queues")),
+            notify_sender=_sender(get("notify_sender")),
         )
 
 
@@ -139,6 +143,16 @@ def _text(value: object) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _sender(value: object) -> str | None:
+    address = _text(value)
+    if address is not None and not SENDER_PATTERN.match(address):
+        raise ContextError(
+            f"notify_sender {value!r}: expected an email address (an SES identity: the address or "
+            "its domain verified)"
+        )
+    return address
 
 
 def _flag(key: str, value: object, default: bool) -> bool:

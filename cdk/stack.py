@@ -170,7 +170,6 @@ class FormicaStack(Stack):
             key_alias=f"alias/formica-{config.stage}-configs",
             removal_policy=removal_policy,
         )
-        configs.grant_to_functions(self)
         # Lifecycle events: every function that walks, starts or cancels requests publishes them;
         # the notify function delivers their webhooks, the API hands out the signing secrets.
         notifications = Notifications(
@@ -180,9 +179,14 @@ class FormicaStack(Stack):
             secret_prefix=f"formica/{config.stage}/webhooks/",
             storage=storage,
             defaults=defaults,
+            notify_sender=config.notify_sender,
         )
         notifications.grant_publish_to_functions(self)
         notifications.grant_signing_secrets(api.handler)
+        # A notification links to the request's page of the dashboard, which the API serves.
+        notifications.function.function.add_environment("FORMICA_API_URL", api.url)
+        # Every function that uses secret configs exists now (notify reads the SlackWebhookURL).
+        configs.grant_to_functions(self)
 
         monitoring = Monitoring(
             self,

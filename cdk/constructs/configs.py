@@ -34,6 +34,7 @@ READERS: Mapping[str, str] = {
     "launch": "renders a container attempt with the job's secrets (its environment)",
     "container_events": "masks the job's secrets in a finished container's log",
     "reconciler": "masks the job's secrets in the log of a container it settles",
+    "notify": "reads the SlackWebhookURL config to post a job's Slack notification",
 }
 """The functions that read secret values, and why: every caller of ``resolve_job_configs`` with
 secrets (``Walker.run_attempt``, ``launch``, ``containers.WalkReporter``, ``triggers``)."""

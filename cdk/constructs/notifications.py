@@ -5,8 +5,11 @@ state change on this stack's EventBridge bus (``source: formica``, detail-type `
 ``Task State Change``). A rule sends them to the delivery queue (SQS, a dead-letter queue after
 ``MAX_RECEIVE_COUNT`` receives), which invokes the ``notify`` function: it sends webhooks signed with
 each organisation's secret (Secrets Manager, ``formica/webhooks/{org}``, created on first use) and
-re-queues a failed attempt with a delay. Other rules on the bus fan events out to SNS, SQS or Lambda
-(docs/deploy.md gives one that mails failures through SNS).
+re-queues a failed attempt with a delay. With a sender (the ``notify_sender`` context value) it
+also mails a job's ``notify.email`` through SES, allowed to send from that one address only; its
+Slack messages need no grant here (the URL is a secret config: ``Configs`` grants the read).
+Other rules on the bus fan events out to SNS, SQS or Lambda (docs/deploy.md gives one that mails
+failures through SNS).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ MAX_RECEIVE_COUNT = 5
 DLQ_RETENTION = Duration.days(14)
 NOT_PUBLISHING = frozenset({"shell_sandbox", "authorizer", "notify"})
 """Functions that never change a request's state: they hold no events:PutEvents."""
+SES_SEND_ACTIONS = ("ses:SendEmail",)
+"""What the notify function may do in SES: the adapter calls SendEmail only (plain text, no
+attachments), so SendRawEmail is not granted."""
 NOTIFY_CONCURRENCY = 10
 """Caps parallel deliveries, so a burst of events cannot flood receivers (or the account)."""
 
@@ -47,6 +53,8 @@ class Notifications(Construct):
         The name prefix of the organisations' signing secrets (``{prefix}{org}``), one per stage.
     storage
         The table where deliveries are recorded.
+    notify_sender
+        The SES address ``notify.email`` is sent from (verified, or its domain is); None: email off.
     """
 
     def __init__(
@@ -58,9 +66,11 @@ class Notifications(Construct):
         secret_prefix: str,
         storage: Storage,
         defaults: FunctionDefaults,
+        notify_sender: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.secret_prefix = secret_prefix
+        self.notify_sender = notify_sender
         self.bus = events.EventBus(self, "Bus", event_bus_name=bus_name)
         self.dead_letters = sqs.Queue(
             self,
@@ -116,7 +126,26 @@ class Notifications(Construct):
         self.queue.grant_send_messages(notify.role)  # a failed attempt's retry, with a delay
         storage.grant_table_read_write(notify.role)  # deliveries; the request and its definition
         self.grant_signing_secrets(notify)
+        if self.notify_sender:
+            self._grant_send_email(notify, self.notify_sender)
         return notify
+
+    def _grant_send_email(self, notify: FormicaFunction, sender: str) -> None:
+        """SES SendEmail from ``sender`` only: on its identity (the address, or its domain when
+        the domain is what was verified), with ``ses:FromAddress`` pinned to the address."""
+        notify.function.add_environment("FORMICA_NOTIFY_SENDER", sender)
+        stack = Stack.of(self)
+        identities = [
+            stack.format_arn(service="ses", resource="identity", resource_name=name)
+            for name in (sender, sender.rsplit("@", 1)[1])
+        ]
+        notify.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=list(SES_SEND_ACTIONS),
+                resources=identities,
+                conditions={"StringEquals": {"ses:FromAddress": sender}},
+            )
+        )
 
     def grant_publish(self, function: FormicaFunction) -> None:
         """Let ``function`` put lifecycle events on the bus (and tell it the bus's name)."""

@@ -69,6 +69,7 @@ VARIANT_CONTEXT: dict[str, object] = {
     "artifact_expiry_days": "7",
     "reserved_concurrency": "false",
     "http_allowed_networks": "10.0.0.0/8, fd00::/8",
+    "notify_sender": "builds@example.com",
 }
 VARIANT_ENV = Environment(account="123456789012", region="eu-west-1")
 

@@ -70,6 +70,8 @@ def test_json_lists_and_booleans_are_accepted() -> None:
         ("deletion_protection", "maybe", "expected true or false"),
         ("artifact_expiry_days", "0", "at least 1"),
         ("cors_origins", "example.com", "scheme://host"),
+        ("notify_sender", "builds", "expected an email address"),
+        ("notify_sender", "Builds <builds@example.com>", "expected an email address"),
     ],
 )
 def test_malformed_values_name_the_key(key: str, value: str, message: str) -> None:
@@ -85,6 +87,12 @@ def test_every_context_key_is_documented_and_has_a_cdk_json_default() -> None:
     for key in keys:
         assert f"| `{key}` |" in deploy_doc, f"docs/deploy.md context table lacks {key}"
     assert set(context) <= keys
+
+
+def test_notify_sender_is_an_address_and_unset_means_email_off() -> None:
+    assert config(notify_sender=" builds@example.com ").notify_sender == "builds@example.com"
+    assert config(notify_sender="").notify_sender is None
+    assert config().notify_sender is None
 
 
 def test_http_allowed_networks_are_cidrs_normalized() -> None:

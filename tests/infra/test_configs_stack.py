@@ -63,8 +63,8 @@ def test_the_functions_that_use_secrets_are_told_the_prefix_and_the_key_and_no_o
         assert environment["FORMICA_CONFIGS_PARAMETER_PREFIX"] == "/formica/test/configs"
         assert environment["FORMICA_CONFIGS_KMS_KEY_ID"] == {"Fn::GetAtt": [key_id, "Arn"]}
     assert users == set(READERS) | {WRITER}
-    assert {"http_task", "shell_task", "launch", "container_events", "reconciler", "api"} <= users
-    assert not users & {"shell_sandbox", "authorizer", "advance", "notify"}
+    assert {"http_task", "shell_task", "launch", "container_events", "reconciler", "api", "notify"} <= users
+    assert not users & {"shell_sandbox", "authorizer", "advance"}
 
 
 @pytest.mark.parametrize("folder", sorted({*READERS, WRITER}))

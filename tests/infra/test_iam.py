@@ -122,6 +122,7 @@ CONFIG_READERS = {
     "launch",
     "container_events",
     "reconciler",
+    "notify",  # the SlackWebhookURL config
 }
 for _folder in CONFIG_READERS:
     EXPECTED_ACTIONS[_folder] = EXPECTED_ACTIONS[_folder] | CONFIG_READ

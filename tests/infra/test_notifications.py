@@ -1,5 +1,6 @@
 """The lifecycle events' bus, its rule to the delivery queue (with a DLQ), the notify function on the
-queue, who may publish, and the signing secrets' grant scoped to this stage's prefix."""
+queue, who may publish, the signing secrets' grant scoped to this stage's prefix, and SES sending
+scoped to the notify_sender identity."""
 
 from __future__ import annotations
 
@@ -71,3 +72,38 @@ def test_signing_secrets_are_granted_by_this_stages_prefix_to_notify_and_the_api
                 "secretsmanager:CreateSecret",
             }
     assert holders == {"notify", "api"}
+
+
+def ses_statements(synth: Synth, folder: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for statement in synth.statements_of_role(synth.role_of(folder))
+        if any(str(action).startswith("ses:") for action in _actions(statement))
+    ]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def test_without_a_sender_no_function_may_send_email_and_email_is_off(synth: Synth) -> None:
+    for folder, (_, properties) in synth.functions().items():
+        assert ses_statements(synth, folder) == [], folder
+        assert "FORMICA_NOTIFY_SENDER" not in properties.get("Environment", {}).get("Variables", {})
+
+
+def test_with_a_sender_notify_may_send_from_that_identity_only(variant: Synth) -> None:
+    (statement,) = ses_statements(variant, "notify")
+    assert _actions(statement) == ["ses:SendEmail"]
+    resources = json.dumps(statement["Resource"])
+    assert resources.count(":identity/builds@example.com") == 1
+    assert resources.count(":identity/example.com") == 1
+    assert "*" not in resources
+    assert statement["Condition"] == {"StringEquals": {"ses:FromAddress": "builds@example.com"}}
+    _, notify = variant.functions()["notify"]
+    environment = notify["Environment"]["Variables"]
+    assert environment["FORMICA_NOTIFY_SENDER"] == "builds@example.com"
+    assert "FORMICA_API_URL" in environment  # the dashboard link
+    holders = {folder for folder in variant.functions() if ses_statements(variant, folder)}
+    assert holders == {"notify"}

@@ -21,7 +21,6 @@ from formica.settings import get_settings, reset_settings
 from formica.store.configs import ConfigItem, ConfigRepository, SsmConfigSecretStore
 from formica.store.deliveries import DeliveryChannel, DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
 from formica.store.requests import now_iso
-from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver
@@ -177,7 +176,8 @@ def test_with_a_verified_sender_the_message_goes_through_ses(
     assert walk.wait(request_id).job_state == "COMPLETED"
     (delivery,) = settled(walk, poller, request_id, 1)
 
-    sent = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
+    account = boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
+    sent = ses_backends[account][REGION].sent_messages
     (message,) = [m for m in sent if request_id in m.subject]
     assert message.source == SENDER and message.destinations["ToAddresses"] == ["ana@example.com"]
     assert "State:       COMPLETED" in message.body

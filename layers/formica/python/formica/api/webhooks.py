@@ -1,8 +1,10 @@
-"""``GET /api/jobs/requests/{id}/webhooks``: the request's webhook deliveries (the route's logic).
+"""``GET /api/jobs/requests/{id}/webhooks``: the request's deliveries (the route's logic).
 
-Each delivery is one lifecycle event sent to one webhook: where it went, which event, its status and
-how many attempts it took. Headers, query and body are not shown (headers may carry a receiver's
-credentials rendered from configs). ``GET /api/webhooks/secret`` (admin) answers the organisation's
+Each delivery is one lifecycle event sent to one webhook, or one ``notify`` message (``channel``
+email or slack) about the request's end: where it went, which event, its status and how many
+attempts it took; under `formica dev` an email names the ``.eml`` file it was written to.
+Headers, query and body are not shown (headers may carry a receiver's credentials rendered from
+configs). ``GET /api/webhooks/secret`` (admin) answers the organisation's
 signing secret, which receivers use to check ``X-Formica-Signature-256``.
 """
 
@@ -16,14 +18,22 @@ from formica.jobs.notify_rules import WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAM
 
 
 class WebhookDeliveryResponse(BaseModel):
-    """One webhook delivery of one lifecycle event."""
+    """One delivery of one lifecycle event: to a webhook, or a notify channel's message."""
 
+    channel: str = "webhook"
+    """webhook, email or slack."""
     url: str
+    """A webhook's URL; ``email:`` or ``slack:`` and the recipients for a notify channel."""
+    recipients: list[str] = []
+    """A notify channel's recipients."""
+    outbox_file: str | None = None
+    """`formica dev`: the ``.eml`` file in the outbox folder an email was written to."""
     method: str
     event: str
     """``JOB COMPLETED``, ``TASK build FAILED``..."""
     status: str
-    """PENDING (not sent yet, or waiting for its next attempt), DELIVERED or FAILED."""
+    """PENDING (not sent yet, or waiting for its next attempt), DELIVERED, FAILED or SKIPPED (the
+    channel is not set up here: ``last_result`` says why)."""
     attempts: int
     last_result: str | None
     """The last attempt's HTTP status (``HTTP 200``) or why it was not delivered."""
@@ -44,7 +54,10 @@ def list_webhook_deliveries(services: ApiServices, org: str, request_id: str) ->
     return WebhookDeliveryListResponse(
         records=[
             WebhookDeliveryResponse(
+                channel=str(item.channel),
                 url=item.url,
+                recipients=list(item.recipients),
+                outbox_file=item.outbox_file,
                 method=item.method,
                 event=item.event,
                 status=str(item.status),

@@ -413,9 +413,9 @@ class TriggerDefinition(_Strict):
 
 class NotifyChannel(_Strict):
     recipients: list[GoStr] = Field(default_factory=list)
-    """Who to notify (emails, channels)."""
+    """Who to notify: email addresses, or Slack channels (#builds) and users (@ana)."""
     when: GoStr = "always"
-    """always, onSuccess, onFailure or never."""
+    """always (any end), onSuccess (COMPLETED), onFailure (FAILED) or never."""
 
     @model_validator(mode="before")
     @classmethod
@@ -758,7 +758,7 @@ class JobDefinition(_Strict):
     tags: list[GoStr] = Field(default_factory=list)
     """Free tags."""
     notify: dict[str, NotifyChannel] = Field(default_factory=dict)
-    """Notification channels (email, slack) -> recipients and when (validated; not sent yet)."""
+    """Notification channels (email, slack) -> recipients and when: one message when the request ends."""
     webhook: WebhookDefinition | None = None
     """Webhook sent the request's lifecycle events (each state change), signed."""
     public_plugin: bool = False
