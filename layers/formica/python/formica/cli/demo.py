@@ -144,12 +144,14 @@ class DevProcess:
         return int(self.process.returncode or 0)
 
 
-def start_dev_process(port: int, token: str, log_path: Path) -> DevProcess:
+def start_dev_process(port: int, token: str, log_path: Path, email_outbox: Path | None = None) -> DevProcess:
     """Start `formica dev` on ``port`` with a fixed token; returns once /api/health answers.
 
     The token travels in the child's environment (``FORMICA_DEV_TOKEN``), never on its command line.
     """
     command = [sys.executable, "-m", "formica.cli.dev", "--port", str(port)]
+    if email_outbox is not None:
+        command += ["--email-outbox", str(email_outbox)]
     env = {**os.environ, DEV_TOKEN_ENV: token}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -229,6 +231,7 @@ def curl_commands(
             "",
             f"  API docs: {server}/api/docs",
             f"  dashboard: {server}/   (sign in with the token above)",
+            f"  email outbox (notify.email, one .eml file each): {work_dir / 'outbox'}",
         ]
     )
 
@@ -297,7 +300,9 @@ def run_demo(*, port: int | None, once: bool, token: str | None, out: TextIO) ->
             file=out,
             flush=True,
         )
-        dev = start_dev_process(chosen_port, secret, work_dir / "formica-dev.log")
+        dev = start_dev_process(
+            chosen_port, secret, work_dir / "formica-dev.log", email_outbox=work_dir / "outbox"
+        )
         try:
             print(f"formica dev is up at {dev.url}\n", file=out, flush=True)
             request_id: str | None = None

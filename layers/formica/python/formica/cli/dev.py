@@ -19,6 +19,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, MutableMapping, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
@@ -66,6 +67,13 @@ def add_dev_arguments(parser: argparse.ArgumentParser) -> None:
         help="HTTP tasks may not call loopback, private or link-local addresses, as in AWS "
         "(default: loopback is allowed)",
     )
+    parser.add_argument(
+        "--email-outbox",
+        default=None,
+        metavar="DIR",
+        help="write notify.email messages as .eml files into DIR (default: an outbox folder in the "
+        "server's temporary directory, printed at start)",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -104,6 +112,7 @@ def banner(server: DevServer) -> str:
             f"  AWS (moto): {server.moto_url}   table {server.options.table_name}, "
             f"bucket {server.options.bucket_name}",
             f"  egress:    {egress}",
+            f"  email:     {server.email_outbox}   (notify.email: one .eml file per message, none sent)",
             "",
             "Use it from another shell:",
             f"  export SERVER={server.url}",
@@ -248,6 +257,7 @@ def run_dev(args: argparse.Namespace) -> int:
         org=args.org,
         container_runtime=args.container_runtime,
         strict_egress=bool(getattr(args, "strict_egress", False)),
+        email_outbox=Path(args.email_outbox) if getattr(args, "email_outbox", None) else None,
         announce=lambda line: print(line, flush=True),
     )
     return serve_until_signalled(DevServer(options), out=sys.stdout)

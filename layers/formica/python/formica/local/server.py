@@ -91,6 +91,9 @@ class DevOptions:
     bucket_name: str = DEFAULT_BUCKET
     # False: HTTP tasks may also call loopback (the demo's stub, local servers); True: AWS's rules.
     strict_egress: bool = False
+    # Where notify.email messages are written as .eml files; None: an "outbox" folder in the
+    # server's temporary work root (gone when it stops).
+    email_outbox: Path | None = None
     # Where the line of each finished job goes (the console); None: nowhere.
     announce: Callable[[str], Any] | None = field(default=None, repr=False, compare=False)
 
@@ -183,6 +186,7 @@ class DevServer:
         self._moto_url: str | None = None
         self._token: str | None = None
         self._work_root: Path | None = None
+        self._email_outbox: Path | None = None
         self._stopped = threading.Event()
         # Children this process had before the server started are not the server's to end.
         self._children_before: frozenset[int] = frozenset()
@@ -213,6 +217,13 @@ class DevServer:
         if self._work_root is None:
             raise DevServerError("the server is not started")
         return self._work_root
+
+    @property
+    def email_outbox(self) -> Path:
+        """The folder notify.email messages are written to, one ``.eml`` file each."""
+        if self._email_outbox is None:
+            raise DevServerError("the server is not started")
+        return self._email_outbox
 
     def __enter__(self) -> DevServer:
         self.start()
@@ -248,6 +259,8 @@ class DevServer:
         moto_port = free_port()
         self._moto_url = f"http://127.0.0.1:{moto_port}"
         self._work_root = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="formica-dev-")))
+        self._email_outbox = (options.email_outbox or self._work_root / "outbox").resolve()
+        self._email_outbox.mkdir(parents=True, exist_ok=True)
         self._stack.enter_context(
             _environment(
                 {
@@ -265,6 +278,8 @@ class DevServer:
                     "FORMICA_WORK_ROOT": str(self._work_root),
                     # Where a sandboxed attempt exchanges its capability: this server's grants route.
                     "FORMICA_API_URL": self.url,
+                    # notify.email: no mail leaves this host, each message is an .eml file here.
+                    "FORMICA_EMAIL_OUTBOX": str(self._email_outbox),
                     **egress_environment(options.strict_egress),
                     "POWERTOOLS_SERVICE_NAME": "formica",
                     "POWERTOOLS_METRICS_NAMESPACE": "formica",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from email import policy
 from email.message import EmailMessage as MimeMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -21,6 +22,9 @@ LOCAL_SENDER = "formica@localhost"
 """The From: of outbox messages when no sender is configured."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Headers unfolded up to RFC 5322's hard limit: Python folds a subject longer than 78 characters
+# onto a continuation line, which some readers then show with a leading space.
+_POLICY = policy.default.clone(max_line_length=998)
 
 
 def outbox_file_name(key: str) -> str:
@@ -36,7 +40,7 @@ class OutboxEmailSender:
 
     def send(self, message: EmailMessage) -> str:
         """Write ``message``; raises EmailSendError (retryable) when the folder cannot be written."""
-        mime = MimeMessage()
+        mime = MimeMessage(policy=_POLICY)
         mime["From"] = message.sender
         mime["To"] = ", ".join(message.recipients)
         mime["Subject"] = message.subject
