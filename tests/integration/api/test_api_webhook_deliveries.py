@@ -7,7 +7,7 @@ import dataclasses
 
 import boto3
 from formica.api.services import use_services
-from formica.store.deliveries import DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
+from formica.store.deliveries import DeliveryChannel, DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
 from formica.store.requests import now_iso
 from formica.store.webhook_secrets import SecretsManagerWebhookSecrets
 
@@ -96,3 +96,61 @@ def test_each_organisation_reads_its_own_signing_secret_created_on_first_use(wor
     assert world.call("GET", "/api/webhooks/secret").json()["secret"] == acme  # created once
     assert world.call("GET", "/api/webhooks/secret", token=world.other_token).json()["secret"] != acme
     assert secrets.get_secret_value(SecretId="formica/webhooks/acme")["SecretString"] == acme
+
+
+def test_notify_messages_are_listed_with_their_channel_recipients_and_outbox_file(defined: ApiWorld) -> None:
+    world = defined
+    deliveries = DeliveryRepository(TABLE, client=world.ddb)
+    use_services(dataclasses.replace(world.services, deliveries=deliveries))
+    request_id = submit(world, {"job_type": "hello-job"}).json()["id"]
+    now = now_iso()
+    email = WebhookDeliveryItem(
+        request_id=request_id,
+        delivery_id="e9#email",
+        org="acme",
+        event="JOB FAILED",
+        url="email:ana@example.com",
+        channel=DeliveryChannel.EMAIL,
+        recipients=["ana@example.com"],
+        body='{"subject": "s", "text": "t"}',
+        created_at=now,
+        updated_at=now,
+    )
+    slack = email.model_copy(
+        update={
+            "delivery_id": "e9#slack",
+            "url": "slack:#builds",
+            "channel": DeliveryChannel.SLACK,
+            "recipients": ["#builds"],
+            "status": DeliveryStatus.SKIPPED,
+            "last_result": "slack is off for this job: no SlackWebhookURL config",
+        }
+    )
+    assert deliveries.create(email) and deliveries.create(slack)
+    assert deliveries.claim_attempt(request_id, "e9#email", 1, now_iso())
+    deliveries.settle_attempt(
+        request_id,
+        "e9#email",
+        1,
+        status=DeliveryStatus.DELIVERED,
+        result="written to the outbox: e9-email.eml",
+        now=now_iso(),
+        outbox_file="e9-email.eml",
+    )
+
+    response = world.call("GET", f"/api/jobs/requests/{request_id}/webhooks")
+
+    assert response.status == 200, response.body
+    records = {r["channel"]: r for r in response.json()["records"]}
+    assert set(records) == {"email", "slack"}
+    assert (records["email"]["status"], records["email"]["outbox_file"], records["email"]["recipients"]) == (
+        "DELIVERED",
+        "e9-email.eml",
+        ["ana@example.com"],
+    )
+    assert (records["slack"]["status"], records["slack"]["attempts"], records["slack"]["url"]) == (
+        "SKIPPED",
+        0,
+        "slack:#builds",
+    )
+    assert records["slack"]["outbox_file"] is None
