@@ -67,5 +67,9 @@ def test_demo_once_runs_the_sensor_job_to_a_final_state(tmp_path: Path) -> None:
     assert (
         """--data '{"job_type": "sensor-job", "params": { "Key": "Value" } }' $SERVER/jobs/requests""" in out
     )
+    # make run shows where formica dev writes notify.email messages (and formica dev made it)
+    outbox = re.search(r"^  email outbox \(notify.email, one .eml file each\): (\S+)$", out, flags=re.M)
+    assert outbox is not None, out
+    assert Path(outbox.group(1)).is_dir() and Path(outbox.group(1)).parent == Path(folder.group(1))
     # Nothing is left running on the port
     assert not pids_running(f"--port {port}")
