@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import logging
 import re
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -234,8 +235,12 @@ def slack_posts(receiver: WebhookReceiver) -> list[dict[str, str]]:
 
 
 def test_slack_gets_the_json_payload_naming_the_recipients_and_the_url_is_never_recorded(
-    walk: Walk, poller: LocalNotifyPoller
+    walk: Walk,
+    poller: LocalNotifyPoller,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="formica")
     with webhook_receiver() as receiver:
         hook = f"{receiver.url}/services/T0/B0/s3cr3t"
         set_slack_url(walk, hook)
@@ -260,6 +265,9 @@ def test_slack_gets_the_json_payload_naming_the_recipients_and_the_url_is_never_
     assert delivery.url == "slack:#builds,@ana"
     stored = walk.ddb.scan(TableName=TABLE)["Items"]
     assert "s3cr3t" not in json.dumps(stored)
+    printed = capsys.readouterr()
+    assert "s3cr3t" not in caplog.text + printed.out + printed.err
+    assert "notify" in caplog.text + printed.out  # the handler did log (its lines hold no URL)
 
 
 def test_a_slack_receiver_failing_twice_gets_the_message_on_the_third_attempt(
