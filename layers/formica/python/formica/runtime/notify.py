@@ -102,7 +102,8 @@ def handle_message(runtime: Runtime, services: NotifyServices, body: Mapping[str
 
 
 def handle_event(runtime: Runtime, services: NotifyServices, detail: Mapping[str, Any]) -> int:
-    """Record and attempt the webhook deliveries one lifecycle event calls for."""
+    """Record and attempt the webhook deliveries one lifecycle event calls for and, for a request's
+    final job event, its ``notify`` messages (a channel not set up here is recorded SKIPPED)."""
     request = runtime.requests.get(str(detail.get("job_request_id", "")))
     if request is None or request.org != detail.get("organization_id"):
         logger.warning("lifecycle event dropped: no such request", extra={"event_id": detail.get("id")})
@@ -218,7 +219,7 @@ def attempt_delivery(
         now=now_iso(),
         outbox_file=sent.outbox_file,
     )
-    logger.info("webhook attempt", extra={**log, "status": str(status)})
+    logger.info("delivery attempt", extra={**log, "status": str(status)})
     return 1
 
 
