@@ -13,10 +13,12 @@ from typing import Any
 import boto3
 import pytest
 from formica.local.notify import LIFECYCLE_RULE, LOCAL_BUS, LocalNotifyPoller, create_event_plumbing
-from formica.runtime import reset_runtime
+from formica.runtime import get_runtime, reset_runtime
 from formica.runtime.events import events_not_published
-from formica.settings import reset_settings
+from formica.settings import get_settings, reset_settings
+from formica.store.configs import ConfigItem, ConfigRepository, SsmConfigSecretStore
 from formica.store.deliveries import DeliveryRepository, DeliveryStatus
+from formica.store.requests import now_iso
 
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver
 from tests.workflow.conftest import ORG, REGION, TABLE, Walk
@@ -169,3 +171,57 @@ def test_a_bus_that_refuses_events_never_fails_the_walk(walk: Walk, monkeypatch:
     walk.upload("job_type: quiet\ntasks:\n- task_type: a\n  method: SHELL\n  script: [echo ok]\n")
     assert walk.wait(walk.submit("quiet")).job_state == "COMPLETED"
     assert events_not_published() > before
+
+
+HOOK_TOKEN = "hook-token-7f3a9c21"
+
+
+def set_secret_config(walk: Walk, name: str, value: str) -> None:
+    """An organisation's secret config, in moto's SSM and the table as the API stores it."""
+    runtime = get_runtime()
+    secrets = SsmConfigSecretStore(
+        get_settings().configs_parameter_prefix, client=boto3.client("ssm", region_name=REGION)
+    )
+    runtime.configs = ConfigRepository(TABLE, client=walk.ddb)
+    runtime.config_secrets = secrets
+    reference = secrets.reference(ORG, None, name)
+    secrets.put(reference, value)
+    now = now_iso()
+    item = ConfigItem(
+        org=ORG,
+        job_type=None,
+        name=name,
+        secret=True,
+        value=None,
+        secret_ref=reference,
+        created_at=now,
+        updated_at=now,
+    )
+    runtime.configs.create(item)
+
+
+def test_a_secret_config_in_a_webhook_header_is_sent_and_never_recorded(
+    walk: Walk, poller: LocalNotifyPoller
+) -> None:
+    # Given: a job whose webhook header names a secret config
+    set_secret_config(walk, "HookToken", HOOK_TOKEN)
+    with webhook_receiver() as receiver:
+        walk.upload(
+            f"job_type: tokened\nwebhook:\n  url: {receiver.url}/job\n  headers:\n"
+            '    Authorization: "Bearer {{.HookToken}}"\n'
+            "tasks:\n- task_type: build\n  method: SHELL\n  script: [echo ok]\n"
+        )
+        request_id = walk.submit("tokened")
+        assert walk.wait(request_id).job_state == "COMPLETED"
+        receiver.wait_for(
+            lambda r: "COMPLETED" in job_states(r), timeout=20, poll=lambda: poller.poll_once(0)
+        )
+
+    # Then: the receiver got the secret's value, rendered at the attempt
+    assert {d.headers["authorization"] for d in receiver.delivered()} == {f"Bearer {HOOK_TOKEN}"}
+    # And: the deliveries keep the header as the walk rendered it, the secret masked, and nothing
+    # in the table holds the value
+    deliveries = DeliveryRepository(TABLE, client=walk.ddb).list_for_request(request_id)
+    assert {d.headers["Authorization"] for d in deliveries} == {"Bearer ****"}
+    stored = json.dumps(walk.ddb.scan(TableName=TABLE)["Items"])
+    assert HOOK_TOKEN not in stored

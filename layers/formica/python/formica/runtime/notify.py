@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from formica.engine.masking import MASK, NO_SECRETS, SecretMasker
 from formica.engine.walk import JobState
 from formica.jobs.errors import DefinitionError
 from formica.jobs.models import JobDefinition, WebhookDefinition
@@ -247,5 +248,38 @@ def _attempt_webhook(
         query=delivery.query,
         body=delivery.body.encode("utf-8"),
     )
+    try:
+        call, masker = _with_secret_configs(runtime, delivery, call, now)
+    except DefinitionError as exc:
+        return WebhookOutcome(False, f"the webhook does not render: {exc}"[:300], retryable=False)
     egress = EgressPolicy(runtime.settings.http_allowed_networks)
-    return services.send(call, secret, int(now.timestamp()), egress)
+    outcome = services.send(call, secret, int(now.timestamp()), egress)
+    return replace(outcome, result=masker.mask(outcome.result))
+
+
+def _with_secret_configs(
+    runtime: Runtime, delivery: WebhookDeliveryItem, call: WebhookCall, now: datetime
+) -> tuple[WebhookCall, SecretMasker]:
+    """The call with the secret configs its URL, headers or query name.
+
+    A delivery is recorded with the webhook rendered as the walk renders (a secret config as
+    ``****``), so no secret is ever stored; where one was, each attempt renders the webhook again
+    with the secrets read afresh (a rotated secret applies from the next attempt on) and masks
+    them in what it records.
+    """
+    stored = [delivery.url, *delivery.headers.values(), *delivery.query.values()]
+    if not any(MASK in value for value in stored):
+        return call, NO_SECRETS
+    request = runtime.requests.get(delivery.request_id)
+    target = delivery.delivery_id.rsplit("#", 1)[-1]
+    task_type = target.removeprefix("task-") if target.startswith("task-") else ""
+    if request is None:
+        return call, NO_SECRETS
+    walker = Walker(runtime)
+    definition = walker.render(request, task_type=task_type, task_retry=0, now=now, with_secrets=True)
+    hooks = _webhooks_for(definition, task_type)
+    if not hooks:
+        return call, NO_SECRETS
+    hook = hooks[0][1]
+    rendered = replace(call, url=hook.url.strip(), headers=dict(hook.headers), query=dict(hook.query))
+    return rendered, walker.attempt_configs(request).masker
