@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from formica.api.errors import ResourceNotFoundError
+from formica.api.logs import follow_task_log
+from formica.api.services import get_services, reset_services
 from formica.engine.routing import TaskState
 from formica.engine.walk import JobState
 from formica.local.lambda_dispatch import invoke_handler
 from formica.runtime import cancel_request, get_runtime, restart_request
 from formica.store.requests import RequestFinishedError
+from formica.store.schema import log_key
 
 from tests.workflow.conftest import ORG, Walk
 
@@ -56,6 +60,50 @@ tasks:
     assert walk.execution_status(done) in ("FAILED", "ABORTED")
     with pytest.raises(RequestFinishedError):
         cancel_request(ORG, request_id, get_runtime())
+
+
+def _task_log(request_id: str, task_type: str, attempt: int | None = None) -> str:
+    """The task's log as the API answers it ("" while the attempt has none)."""
+    try:
+        return follow_task_log(get_services(), ORG, request_id, task_type, attempt=attempt).text
+    except ResourceNotFoundError:
+        return ""
+
+
+def test_a_cancelled_attempts_log_is_named_by_its_record_and_read_through_the_api(walk: Walk) -> None:
+    # Given a SHELL task whose first attempt failed and whose second wrote a line and sleeps
+    walk.upload(
+        """
+job_type: cancelled-talker
+tasks:
+- task_type: talk
+  method: SHELL
+  retry: 1
+  script:
+    - echo "try {{.TaskRetry}} says hello"
+    - if [ "{{.TaskRetry}}" = "0" ]; then exit 3; fi
+    - sleep 60
+"""
+    )
+    reset_services()
+    request_id = walk.submit("cancelled-talker")
+    walk.wait_for(request_id, lambda r: "try 1 says hello" in _task_log(request_id, "talk", attempt=2))
+    # When the job is cancelled while attempt 2 runs
+    cancel_request(ORG, request_id, get_runtime())
+    walk.wait(request_id, timeout=15)
+    # Then its record counts it and names its log, as a committed attempt's record does
+    [talk] = walk.tasks(request_id)
+    assert (talk.task_state, talk.attempts) == (TaskState.CANCELLED, 2)
+    assert talk.log_key == log_key(ORG, request_id, "talk", 2)
+    # and the API answers it as attempt 2's section, after attempt 1's, with what it wrote kept
+    text = _task_log(request_id, "talk")
+    assert text.startswith("--- attempt 1 ---\n")
+    first, second = text.removeprefix("--- attempt 1 ---\n").split("--- attempt 2 ---\n")
+    assert "try 0 says hello\n" in first and "try 1" not in first
+    assert "try 1 says hello\n" in second and "try 0" not in second
+    assert "try 1 says hello\n" in _task_log(request_id, "talk", attempt=2)
+    answer = follow_task_log(get_services(), ORG, request_id, "talk")
+    assert answer.finished
 
 
 def test_cancelling_a_waiting_container_task_completes_its_token(walk: Walk) -> None:

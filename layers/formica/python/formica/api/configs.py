@@ -9,6 +9,8 @@ path naming another organisation, or a job type it does not have, answers 404.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, Field
 
 from formica.api.errors import ErrorDetail, ResourceNotFoundError, ValidationApiError
@@ -74,18 +76,41 @@ def config_response(item: ConfigItem) -> ConfigResponse:
     )
 
 
-def _stores(services: ApiServices) -> tuple[ConfigRepository, ConfigSecretStore]:
-    if services.configs is None or services.config_secrets is None:
-        raise ConfigStoreError("no config store is configured")
-    return services.configs, services.config_secrets
+@dataclass(frozen=True)
+class _Scope:
+    """The stores and the scope (the organisation, or one of its job types) a config route uses."""
+
+    configs: ConfigRepository
+    secrets: ConfigSecretStore
+    org: str
+    job_type: str | None
+
+    def item(self, name: str, value: str, *, secret: bool, created_at: str, updated_at: str) -> ConfigItem:
+        """The config item of ``name`` in this scope: a secret's holds its parameter's name, not its value."""
+        return ConfigItem(
+            org=self.org,
+            job_type=self.job_type,
+            name=name,
+            secret=secret,
+            value=None if secret else value,
+            secret_ref=self.secrets.reference(self.org, self.job_type, name) if secret else None,
+            created_at=created_at,
+            updated_at=updated_at,
+        )
 
 
-def check_scope(services: ApiServices, org: str, path_org: str | None, job_type: str | None) -> None:
-    """404 for an organisation other than the caller's, or a job type it does not have."""
+def _scope(services: ApiServices, org: str, path_org: str | None, job_type: str | None) -> _Scope:
+    """The scope a config route works in, with its stores; every config route starts here.
+
+    404 for an organisation other than the caller's, or a job type it does not have.
+    """
     if path_org is not None and path_org != org:
         raise ResourceNotFoundError(f"organisation {path_org!r} not found")
     if job_type is not None and services.definitions.get_head(org, job_type) is None:
         raise ResourceNotFoundError(f"job type {job_type!r} not found")
+    if services.configs is None or services.config_secrets is None:
+        raise ConfigStoreError("no config store is configured")
+    return _Scope(services.configs, services.config_secrets, org, job_type)
 
 
 def _check_value(value: str, *, secret: bool) -> None:
@@ -112,9 +137,10 @@ def list_configs(
     services: ApiServices, org: str, *, path_org: str | None = None, job_type: str | None = None
 ) -> ConfigListResponse:
     """The configs of the organisation, or of one of its job types, by name."""
-    check_scope(services, org, path_org, job_type)
-    configs, _ = _stores(services)
-    return ConfigListResponse(records=[config_response(item) for item in configs.list(org, job_type)])
+    scope = _scope(services, org, path_org, job_type)
+    return ConfigListResponse(
+        records=[config_response(item) for item in scope.configs.list(scope.org, scope.job_type)]
+    )
 
 
 def get_config(
@@ -126,9 +152,8 @@ def get_config(
     job_type: str | None = None,
 ) -> ConfigResponse:
     """One config (a secret without its value); ConfigNotFoundError (404) when absent."""
-    check_scope(services, org, path_org, job_type)
-    configs, _ = _stores(services)
-    return config_response(configs.get(org, job_type, config_id))
+    scope = _scope(services, org, path_org, job_type)
+    return config_response(scope.configs.get(scope.org, scope.job_type, config_id))
 
 
 def create_config(
@@ -144,28 +169,17 @@ def create_config(
     A secret's item is written first (the conditional put that settles a race on the name), then
     its value in the parameter store; when that fails the item is removed again.
     """
-    check_scope(services, org, path_org, job_type)
+    scope = _scope(services, org, path_org, job_type)
     _check_name(body.name)
     _check_value(body.value, secret=body.secret)
-    configs, secrets = _stores(services)
     now = now_iso()
-    reference = secrets.reference(org, job_type, body.name) if body.secret else None
-    item = ConfigItem(
-        org=org,
-        job_type=job_type,
-        name=body.name,
-        secret=body.secret,
-        value=None if body.secret else body.value,
-        secret_ref=reference,
-        created_at=now,
-        updated_at=now,
-    )
-    configs.create(item)
-    if reference is not None:
+    item = scope.item(body.name, body.value, secret=body.secret, created_at=now, updated_at=now)
+    scope.configs.create(item)
+    if item.secret_ref is not None:
         try:
-            secrets.put(reference, body.value)
+            scope.secrets.put(item.secret_ref, body.value)
         except ConfigStoreError:
-            configs.delete(org, job_type, body.name)
+            scope.configs.delete(scope.org, scope.job_type, body.name)
             raise
     return config_response(item)
 
@@ -181,29 +195,20 @@ def update_config(
 ) -> ConfigResponse:
     """A config's new value (and secrecy); 404 when absent. A secret's new value is written to the
     parameter store before its item, so the next attempt reads it (rotation)."""
-    check_scope(services, org, path_org, job_type)
+    scope = _scope(services, org, path_org, job_type)
     if body.name is not None and body.name != config_id:
         message = "a config cannot be renamed: create one of the new name and delete this one"
         raise ValidationApiError(message, [ErrorDetail(message=message, field="name")])
     _check_value(body.value, secret=body.secret)
-    configs, secrets = _stores(services)
-    current = configs.get(org, job_type, config_id)
-    reference = secrets.reference(org, job_type, config_id) if body.secret else None
-    item = ConfigItem(
-        org=org,
-        job_type=job_type,
-        name=config_id,
-        secret=body.secret,
-        value=None if body.secret else body.value,
-        secret_ref=reference,
-        created_at=current.created_at,
-        updated_at=now_iso(),
+    current = scope.configs.get(scope.org, scope.job_type, config_id)
+    item = scope.item(
+        config_id, body.value, secret=body.secret, created_at=current.created_at, updated_at=now_iso()
     )
-    if reference is not None:
-        secrets.put(reference, body.value)
-    configs.replace(item)
-    if current.secret_ref is not None and current.secret_ref != reference:
-        secrets.delete(current.secret_ref)
+    if item.secret_ref is not None:
+        scope.secrets.put(item.secret_ref, body.value)
+    scope.configs.replace(item)
+    if current.secret_ref is not None and current.secret_ref != item.secret_ref:
+        scope.secrets.delete(current.secret_ref)
     return config_response(item)
 
 
@@ -216,9 +221,8 @@ def delete_config(
     job_type: str | None = None,
 ) -> ConfigResponse:
     """Delete a config (and a secret's value); 404 when absent. Answers what was deleted."""
-    check_scope(services, org, path_org, job_type)
-    configs, secrets = _stores(services)
-    item = configs.delete(org, job_type, config_id)
+    scope = _scope(services, org, path_org, job_type)
+    item = scope.configs.delete(scope.org, scope.job_type, config_id)
     if item.secret_ref is not None:
-        secrets.delete(item.secret_ref)
+        scope.secrets.delete(item.secret_ref)
     return config_response(item)

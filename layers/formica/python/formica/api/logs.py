@@ -23,7 +23,6 @@ from formica.engine.routing import TaskState
 from formica.store.blobs import BlobNotFoundError
 from formica.store.logs import TaskLogs, live_prefix
 from formica.store.requests import TaskExecutionItem
-from formica.store.schema import log_key
 
 FOLLOW_WAIT_SECONDS = 20.0
 """How long ``follow=true`` waits for new text: well within API Gateway's 29 s integration timeout."""
@@ -54,7 +53,6 @@ class _Section:
     attempt: int
     key: str | None  # the ended attempt's whole log; None: it runs, its chunks hold what it wrote
     size: int | None  # the whole log's size when known without reading it
-    cancelled: bool = False  # a cancelled attempt: no record names its log; its chunks until it is stored
 
 
 def follow_task_log(
@@ -115,14 +113,13 @@ def task_sections(
 def section_bytes(
     services: ApiServices, org: str, request_id: str, task_type: str, section: _Section
 ) -> bytes:
-    """What an attempt's log holds now: its whole log, or what a running (or just cancelled) attempt
-    has sent so far."""
+    """What an attempt's log holds now: its whole log, or what a running attempt (or one whose whole
+    log is not stored yet: a cancelled attempt's runner stores it when it stops) has sent so far."""
     if section.key is not None:
         try:
             return services.blobs.get_bytes(section.key)
         except BlobNotFoundError:
-            if not section.cancelled:
-                return b""
+            pass
     prefix = live_prefix(org, request_id, task_type, section.attempt)
     return TaskLogs(services.blobs).read_live(prefix, 0).data
 
@@ -194,12 +191,6 @@ def _sections(
     if running:
         number = sum(task.attempts for task in tasks) + 1
         found.setdefault(number, _Section(number, None, None))
-    elif tasks[-1].task_state == TaskState.CANCELLED and tasks[-1].attempts:
-        # A cancelled attempt counts and keeps what it wrote, but its step was never committed: no
-        # record names its log, which is where every attempt's log is (``log_key``).
-        number = sum(task.attempts for task in tasks)
-        key = log_key(org, request_id, task_type, number)
-        found.setdefault(number, _Section(number, key, None, cancelled=True))
     return [found[number] for number in sorted(found)]
 
 

@@ -10,28 +10,27 @@ queues are never read here: they are the replier's.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from formica.local.notify import LocalNotifyPoller
+from formica.local.pollers import PollingThread
 from formica.runtime.messaging import use_in_process_subscriptions
 from formica.store.aws import get_client
 from formica.store.messages import ReplySubscriptions
 
-logger = logging.getLogger(__name__)
 
-
-class LocalReplyPoller(ReplySubscriptions):
+class LocalReplyPoller(ReplySubscriptions, PollingThread):
     """The reply queues Launch subscribed, each drained into the messaging_reply handler."""
 
     def __init__(self, sqs: Any) -> None:
+        super().__init__(
+            name="formica-messaging", failure_message="messaging reply poll failed", idle_wait=0.2
+        )
         self._sqs = sqs
         self._queues: dict[str, LocalNotifyPoller] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def subscribe(self, queue_arn: str) -> None:
         with self._lock:
@@ -48,27 +47,8 @@ class LocalReplyPoller(ReplySubscriptions):
             pollers = list(self._queues.values())
         return sum(poller.poll_once(0) for poller in pollers)
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="formica-messaging", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if not self.poll_once():
-                    self._stop.wait(0.2)
-            except Exception:  # the loop outlives one bad round; the cause is logged
-                logger.exception("messaging reply poll failed")
-                self._stop.wait(1.0)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def poll_pass(self) -> int:
+        return self.poll_once()
 
 
 @contextlib.contextmanager

@@ -14,12 +14,12 @@ import contextlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from formica.api.services import reset_services
 from formica.local.lambda_dispatch import LocalLambdaContext, load_handler
+from formica.local.pollers import PollingThread
 from formica.runtime import reset_runtime
 from formica.settings import reset_settings
 from formica.store.aws import get_client
@@ -59,18 +59,18 @@ def create_event_plumbing(
     return str(queue_url)
 
 
-class LocalNotifyPoller:
+class LocalNotifyPoller(PollingThread):
     """Receives a queue's messages and runs a function's handler on each batch, as an SQS event
     source mapping does: the notify function on the delivery queue, or ``function`` on another."""
 
     def __init__(self, queue_url: str, sqs: Any, *, wait_seconds: int = 1, function: str = "notify") -> None:
+        # The receive itself waits up to ``wait_seconds``, so the thread goes again at once.
+        super().__init__(name="formica-notify", failure_message="delivery poll failed", idle_wait=0.0)
         self.queue_url = queue_url
         self._sqs = sqs
         self._wait = wait_seconds
         self._function = function
         self._queue_arn = ""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def poll_once(self, wait_seconds: int | None = None) -> int:
         """Receive up to 10 messages and hand them to the handler; returns how many were received.
@@ -109,26 +109,8 @@ class LocalNotifyPoller:
                 self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=record["receiptHandle"])
         return len(records)
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="formica-notify", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # the loop outlives one bad batch; the cause is logged
-                logger.exception("delivery poll failed")
-                self._stop.wait(1.0)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def poll_pass(self) -> int:
+        return self.poll_once()
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from typing import Any
 
 from formica.api.services import reset_services
 from formica.jobs.cron import CronError, parse_cron
+from formica.local.pollers import PollingThread
 from formica.runtime import get_runtime, handle_event, reset_runtime
 from formica.runtime.scheduling import sweep
 from formica.settings import get_settings, reset_settings
@@ -60,7 +60,7 @@ class TickReport:
     swept: bool
 
 
-class LocalTicker:
+class LocalTicker(PollingThread):
     """Fires due cron slots and runs the sweep, once per ``tick()`` (or on a thread every ``interval``)."""
 
     def __init__(
@@ -73,16 +73,24 @@ class LocalTicker:
         interval: float = 1.0,
         sweep_every: float = 2.0,
     ) -> None:
+        super().__init__(
+            name="formica-ticker",
+            failure_message="scheduler tick failed",
+            idle_wait=interval,
+            error_wait=interval,
+        )
         self._schedules = schedules
         self._fire = fire
         self._sweep = sweep
         self._clock = clock
-        self.interval = interval
         self.sweep_every = sweep_every
         self._last: datetime | None = None
         self._last_sweep: datetime | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+
+    @property
+    def interval(self) -> float:
+        """Seconds between the thread's ticks."""
+        return self.idle_wait
 
     def tick(self) -> TickReport:
         """Fire every slot in (previous tick, now] of every enabled schedule; sweep when it is time.
@@ -112,27 +120,10 @@ class LocalTicker:
             return []
         return expression.fire_times_between(after, until, limit=MAX_CATCH_UP)
 
-    def start(self) -> None:
-        """Tick on a daemon thread every ``interval`` seconds until ``stop()``."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="formica-ticker", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # the loop outlives one bad tick; the cause is logged
-                logger.exception("scheduler tick failed")
-            self._stop.wait(self.interval)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def poll_pass(self) -> int:
+        """The thread's pass: one tick, then ``interval`` seconds' rest (it never reports work waiting)."""
+        self.tick()
+        return 0
 
 
 @contextlib.contextmanager

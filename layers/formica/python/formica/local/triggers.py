@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from formica.api.services import reset_services
 from formica.local.notify import MAX_RECEIVE_COUNT, LocalNotifyPoller
+from formica.local.pollers import PollingThread
 from formica.runtime import reset_runtime
 from formica.runtime.triggers import S3_OBJECT_CREATED, forget_org_triggers
 from formica.settings import get_settings, reset_settings
 from formica.store.aws import get_client
 from formica.store.triggers import TriggerQueueDirectory
-
-logger = logging.getLogger(__name__)
 
 S3_EVENTS_QUEUE = "formica-local-s3-events"
 S3_EVENTS_DLQ = "formica-local-s3-events-dlq"
@@ -56,10 +53,11 @@ def create_s3_event_plumbing(events: Any, sqs: Any) -> str:
     return str(queue_url)
 
 
-class LocalTriggerPoller:
+class LocalTriggerPoller(PollingThread):
     """Hands the S3 events queue's and the trigger queues' messages to their functions' handlers."""
 
     def __init__(self, s3_queue_url: str, *, own_bucket: str, sqs: Any, s3: Any) -> None:
+        super().__init__(name="formica-triggers", failure_message="trigger poll failed", idle_wait=0.5)
         self._sqs = sqs
         self._s3 = s3
         self._own_bucket = own_bucket
@@ -67,8 +65,6 @@ class LocalTriggerPoller:
         self._queues: dict[str, LocalNotifyPoller] = {}
         self._enabled: set[str] = set()
         self._refreshed = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def poll_once(self) -> int:
         """One round: refresh buckets and queues when due, then drain each queue once; returns how
@@ -99,27 +95,8 @@ class LocalTriggerPoller:
                     queue.url, self._sqs, wait_seconds=0, function="trigger_queue"
                 )
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="formica-triggers", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if not self.poll_once():
-                    self._stop.wait(0.5)
-            except Exception:  # the loop outlives one bad round; the cause is logged
-                logger.exception("trigger poll failed")
-                self._stop.wait(1.0)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def poll_pass(self) -> int:
+        return self.poll_once()
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from formica.store.requests import (
     RequestStoreError,
     now_iso,
 )
-from formica.store.schema import cancel_marker_key
+from formica.store.schema import cancel_marker_key, log_key
 from formica.store.state_machine import StateMachineError
 
 logger = logging.getLogger(__name__)
@@ -186,6 +186,8 @@ def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestIte
         # Conditional: a COMPLETED or SKIPPED record keeps its state, and a missing one is never
         # created as a partial item.
         # An attempt that was running counts: it ran, and its log keeps what it wrote.
+        # The record names its log as a committed attempt's does (the runner stores the whole log
+        # there when it stops; until then its live chunks hold what it wrote).
         running = cancelled.claimed_step == cancelled.step and current.waiting is None
         rt.requests.cancel_task(
             request_id,
@@ -193,6 +195,11 @@ def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestIte
             error_code=ERR_TASK_CANCELLED,
             ended_at=now_iso(),
             attempts=current.attempts + 1 if running else current.attempts,
+            log_key=(
+                log_key(org, request_id, current.task_type, Walker(rt).attempt_number(cancelled))
+                if running
+                else None
+            ),
         )
     if rt.settings.shell_sandbox_function:
         _mark_cancelled_for_sandboxes(rt, cancelled)

@@ -217,19 +217,20 @@ def run_fork_attempt(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope
 
 def _fork_params(runtime: Runtime, parent: JobRequestItem, task: TaskDefinition) -> dict[str, Any]:
     """The child's params: the task's variables, or with ``sub_workflow`` its ``input_params`` only,
-    taken from the definition rendered without secrets (a secret config renders as ``****``), so a
-    forked job never receives a secret of its parent's in its params (``task`` is rendered with
-    them: it is the attempt's)."""
-    if task.sub_workflow is None:
-        return dict(task.variables)
+    both taken from the definition rendered without secrets (a secret config renders as ``****``),
+    so a forked job never receives a secret of its parent's in its params (``task`` is rendered
+    with them: it is the attempt's, and the parent's own templates see the values)."""
     current = parent.walk.current
-    masked = Walker(runtime).render(
+    rendered = Walker(runtime).render(
         parent,
         task_type=task.task_type,
         task_retry=current.task_retry if current is not None else 0,
         now=runtime.now(),
     )
-    return _input_params(masked.task(task.task_type))
+    masked = rendered.task(task.task_type)
+    if task.sub_workflow is None:
+        return dict(masked.variables)
+    return _input_params(masked)
 
 
 def _input_params(task: TaskDefinition) -> dict[str, Any]:

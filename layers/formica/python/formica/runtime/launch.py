@@ -191,15 +191,5 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
         logger.exception("container attempt failed", extra={"request_id": request.request_id, "step": step})
         outcome = TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=f"{type(exc).__name__}: {exc}")
     walker.mask_outcome(request, outcome)
-    artifacts, fields = walker.keep_outputs(request, step, current.task_type, outcome)
-    for artifact in artifacts:
-        runtime.requests.put_artifact(artifact)
-    result = AttemptResult(
-        exit_code=outcome.exit_code,
-        error_code=outcome.error_code,
-        error_message=outcome.error_message,
-        outputs=outcome.outputs,
-        log_key=fields["log_key"],
-        warnings=fields["warnings"],
-    )
+    result = walker.keep_reported_attempt(request, step, current.task_type, outcome)
     complete_container_attempt(runtime, request.request_id, step, result)

@@ -303,17 +303,7 @@ def handle_reply(runtime: Runtime, queue: str, body: str) -> str:
     outcome.log = f"request sent; reply received on {queue}:\n{json.dumps(json.loads(body), indent=2)}\n"
     walker = Walker(runtime)
     walker.mask_outcome(request, outcome)
-    artifacts, fields = walker.keep_outputs(request, step, current.task_type, outcome)
-    for artifact in artifacts:
-        runtime.requests.put_artifact(artifact)
-    result = AttemptResult(
-        exit_code=outcome.exit_code,
-        error_code=outcome.error_code,
-        error_message=outcome.error_message,
-        outputs=outcome.outputs,
-        log_key=fields["log_key"],
-        warnings=fields["warnings"],
-    )
+    result = walker.keep_reported_attempt(request, step, current.task_type, outcome)
     if not complete_container_attempt(runtime, request_id, step, result):
         return "late"
     logger.info("messaging reply counted", extra={"request_id": request_id, "step": step})

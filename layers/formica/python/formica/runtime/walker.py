@@ -700,15 +700,7 @@ class Walker:
             seconds=(self.rt.now() - started).total_seconds(),
             succeeded=attempt_succeeded(task, outcome),
         )
-        artifacts, fields = self.keep_outputs(request, step, current.task_type, outcome)
-        result = AttemptResult(
-            exit_code=outcome.exit_code,
-            error_code=outcome.error_code,
-            error_message=outcome.error_message,
-            outputs=outcome.outputs,
-            log_key=fields["log_key"],
-            warnings=fields["warnings"],
-        )
+        artifacts, result = self.kept_result(request, step, current.task_type, outcome)
         return self.record(request, result, definition=definition, artifacts=artifacts, log_text=outcome.log)
 
     def after_lost_claim(self, request_id: str, step: int) -> dict[str, Any]:
@@ -898,6 +890,33 @@ class Walker:
             outcome.outputs = published.outputs
             warnings.extend(published.notes)
         return items, {"log_key": key, "warnings": warnings}
+
+    def kept_result(
+        self, request: JobRequestItem, step: int, task_type: str, outcome: TaskOutcome
+    ) -> tuple[list[ArtifactItem], AttemptResult]:
+        """The attempt's outputs kept (``keep_outputs``) and its result to record: the artifact items
+        to write with it, and the result naming its stored log."""
+        artifacts, fields = self.keep_outputs(request, step, task_type, outcome)
+        result = AttemptResult(
+            exit_code=outcome.exit_code,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            outputs=outcome.outputs,
+            log_key=fields["log_key"],
+            warnings=fields["warnings"],
+        )
+        return artifacts, result
+
+    def keep_reported_attempt(
+        self, request: JobRequestItem, step: int, task_type: str, outcome: TaskOutcome
+    ) -> AttemptResult:
+        """An attempt that ran outside ``run_attempt`` (a local container, a worker, a messaging
+        reply) before it is completed: its outputs kept and its artifact items written now (its
+        completion commits no artifacts); returns the result to complete it with."""
+        artifacts, result = self.kept_result(request, step, task_type, outcome)
+        for artifact in artifacts:
+            self.rt.requests.put_artifact(artifact)
+        return result
 
     def artifact_url(self, key: str) -> str:
         """A download URL of one artifact that needs no token (``ArtifactURL_<n>``): a presigned GET

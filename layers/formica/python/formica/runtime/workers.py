@@ -32,7 +32,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from formica.engine.walk import AttemptResult
 from formica.jobs.limits import is_name
 from formica.jobs.models import RunnerKind
 from formica.runners.sandbox import trusted_outcome
@@ -255,17 +254,7 @@ def complete(runtime: Runtime, org: str, lease: str, answer: dict[str, Any]) -> 
     if not ports.leases.finish(item):
         raise LeaseLostError("the lease was given to another worker or its attempt was reported")
     walker = Walker(runtime)
-    artifacts, fields = walker.keep_outputs(request, item.step, task_type, outcome)
-    for artifact in artifacts:
-        runtime.requests.put_artifact(artifact)
-    result = AttemptResult(
-        exit_code=outcome.exit_code,
-        error_code=outcome.error_code,
-        error_message=outcome.error_message,
-        outputs=outcome.outputs,
-        log_key=fields["log_key"],
-        warnings=fields["warnings"],
-    )
+    result = walker.keep_reported_attempt(request, item.step, task_type, outcome)
     complete_container_attempt(runtime, item.request_id, item.step, result)
     ports.queues.delete(item.queue, item.receipt)
     logger.info("worker attempt reported", extra={"request_id": item.request_id, "step": item.step})

@@ -15,8 +15,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
-from formica.store.dynamo import MAX_LIST_LIMIT, DynamoTable
-from formica.store.pagination import Page, decode_cursor, encode_cursor
+from formica.store.dynamo import DynamoTable
+from formica.store.pagination import Page
 from formica.store.requests import now_iso
 from formica.store.schema import expires_at
 
@@ -115,12 +115,10 @@ class AuditRepository(DynamoTable):
         bound ``at`` (ISO-8601, inclusive). A filtered page may hold fewer than ``limit`` records and
         still have a next page. Raises ``InvalidCursorError`` for another partition's cursor.
         """
-        partition = audit_pk(org)
-        start = decode_cursor(next_token, partition_attribute="pk", partition_value=partition)
-        values: dict[str, Any] = {":pk": {"S": partition}}
-        condition = "pk = :pk"
+        values: dict[str, Any] = {}
+        sort_condition = None
         if since is not None or until is not None:
-            condition += " AND sk BETWEEN :from AND :to"
+            sort_condition = "sk BETWEEN :from AND :to"
             values[":from"] = {"S": since or "0"}
             values[":to"] = {"S": (until or "9999") + "#\uffff"}
         filters = []
@@ -130,24 +128,17 @@ class AuditRepository(DynamoTable):
         if actor is not None:
             filters.append("(actor_token_id = :actor OR actor_token_name = :actor)")
             values[":actor"] = {"S": actor}
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": False,
-            "Limit": max(1, min(limit, MAX_LIST_LIMIT)),
-        }
-        if filters:
-            query["FilterExpression"] = " AND ".join(filters)
-        if action is not None:
-            query["ExpressionAttributeNames"] = {"#action": "action"}
-        if start is not None:
-            query["ExclusiveStartKey"] = start
         try:
-            response = self._client.query(**query)
+            items, cursor = self._query_page(
+                audit_pk(org),
+                limit=limit,
+                next_token=next_token,
+                sort_condition=sort_condition,
+                filter_expression=" AND ".join(filters),
+                values=values,
+                names={"#action": "action"} if action is not None else None,
+                newest_first=True,
+            )
         except (ClientError, BotoCoreError) as exc:
             raise AuditStoreError(f"could not list the audit log: {exc}") from exc
-        return Page(
-            records=[AuditItem.from_item(item) for item in response.get("Items", [])],
-            next_token=encode_cursor(response.get("LastEvaluatedKey")),
-        )
+        return Page(records=[AuditItem.from_item(item) for item in items], next_token=cursor)

@@ -8,7 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from formica.store.pagination import decode_cursor, encode_cursor
-from formica.store.schema import GSI2
+from formica.store.schema import GSI1, GSI2
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
 MAX_LIST_LIMIT = 100
@@ -35,6 +35,48 @@ class DynamoTable:
 
         return get_client("dynamodb")
 
+    def _query_page(
+        self,
+        partition: str,
+        *,
+        limit: int,
+        next_token: str | None,
+        index: str | None = None,
+        sort_condition: str | None = None,
+        filter_expression: str | None = None,
+        values: Mapping[str, Any] | None = None,
+        names: Mapping[str, str] | None = None,
+        newest_first: bool = False,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a partition of the table (or of ``index``): (raw items, the next page's cursor).
+
+        ``sort_condition`` narrows the sort key (its placeholders in ``values``); ``filter_expression``
+        filters the page (a filtered page may hold fewer than ``limit`` items and still have a next
+        page), with ``values`` and ``names`` for its placeholders. The cursor is signed and bound to
+        the partition: one of another partition raises ``InvalidCursorError``. Botocore errors pass
+        through for the caller to wrap in its own ``...Error``.
+        """
+        key = f"{index}pk" if index is not None else "pk"
+        start = decode_cursor(next_token, partition_attribute=key, partition_value=partition)
+        condition = f"{key} = :pk" + (f" AND {sort_condition}" if sort_condition else "")
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": {":pk": {"S": partition}, **(values or {})},
+            "ScanIndexForward": not newest_first,
+            "Limit": max(1, min(limit, MAX_LIST_LIMIT)),
+        }
+        if index is not None:
+            query["IndexName"] = index
+        if filter_expression:
+            query["FilterExpression"] = filter_expression
+        if names:
+            query["ExpressionAttributeNames"] = dict(names)
+        if start is not None:
+            query["ExclusiveStartKey"] = start
+        response = self._client.query(**query)
+        return list(response.get("Items", [])), encode_cursor(response.get("LastEvaluatedKey"))
+
     def _gsi1_page(
         self,
         partition: str,
@@ -44,33 +86,24 @@ class DynamoTable:
         newest_first: bool = False,
         equals: Mapping[str, str] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of a gsi1 partition: (raw items, the next page's cursor).
-
-        ``equals`` filters the page on attributes (a filtered page may hold fewer than ``limit``
-        items and still have a next page). Raises ``InvalidCursorError`` for a cursor of another
-        partition; botocore errors pass through for the caller to wrap in its own ``...Error``.
-        """
-        start = decode_cursor(next_token, partition_attribute="gsi1pk", partition_value=partition)
-        values: dict[str, Any] = {":pk": {"S": partition}}
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :pk",
-            "ScanIndexForward": not newest_first,
-            "Limit": max(1, min(limit, MAX_LIST_LIMIT)),
-        }
-        filters = []
-        for index, (attribute, value) in enumerate((equals or {}).items()):
-            filters.append(f"#f{index} = :f{index}")
-            query.setdefault("ExpressionAttributeNames", {})[f"#f{index}"] = attribute
-            values[f":f{index}"] = {"S": value}
-        if filters:
-            query["FilterExpression"] = " AND ".join(filters)
-        query["ExpressionAttributeValues"] = values
-        if start is not None:
-            query["ExclusiveStartKey"] = start
-        response = self._client.query(**query)
-        return list(response.get("Items", [])), encode_cursor(response.get("LastEvaluatedKey"))
+        """One page of a gsi1 partition (``_query_page``), filtered on attributes equal to ``equals``."""
+        filters: list[str] = []
+        values: dict[str, Any] = {}
+        names: dict[str, str] = {}
+        for position, (attribute, value) in enumerate((equals or {}).items()):
+            filters.append(f"#f{position} = :f{position}")
+            names[f"#f{position}"] = attribute
+            values[f":f{position}"] = {"S": value}
+        return self._query_page(
+            partition,
+            limit=limit,
+            next_token=next_token,
+            index=GSI1,
+            filter_expression=" AND ".join(filters),
+            values=values,
+            names=names,
+            newest_first=newest_first,
+        )
 
     def _query_prefix_items(
         self, partition: str, prefix: str, *, count: bool = False

@@ -519,15 +519,27 @@ class RequestRepository(ApprovalRecords, DynamoTable):
             raise RequestStoreError(f"could not mark task {seq} of {request_id!r} executing: {exc}") from exc
 
     def cancel_task(
-        self, request_id: str, seq: int, *, error_code: str, ended_at: str, attempts: int | None = None
+        self,
+        request_id: str,
+        seq: int,
+        *,
+        error_code: str,
+        ended_at: str,
+        attempts: int | None = None,
+        log_key: str | None = None,
     ) -> bool:
         """Mark a task execution CANCELLED if it exists and has not completed: READY, EXECUTING,
         FAILED awaiting its retry, PAUSED or MANUAL_APPROVAL_REQUIRED (conditional); False when it
-        is missing, COMPLETED or SKIPPED. ``attempts``: its attempts, the cancelled one counted."""
+        is missing, COMPLETED or SKIPPED. ``attempts``: its attempts, the cancelled one counted;
+        ``log_key``: where the cancelled attempt's log is (as a committed attempt's record names it)."""
         expression = "SET task_state = :cancelled, error_code = :code, ended_at = :ended"
-        counted = {} if attempts is None else {":attempts": {"N": str(attempts)}}
+        counted: dict[str, Any] = {}
         if attempts is not None:
             expression += ", attempts = :attempts"
+            counted[":attempts"] = {"N": str(attempts)}
+        if log_key is not None:
+            expression += ", log_key = :log_key"
+            counted[":log_key"] = {"S": log_key}
         try:
             self._client.update_item(
                 TableName=self._table,
