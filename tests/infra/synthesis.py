@@ -73,6 +73,7 @@ VARIANT_CONTEXT: dict[str, object] = {
     "artifact_expiry_days": "7",
     "reserved_concurrency": "false",
     "http_allowed_networks": "10.0.0.0/8, fd00::/8",
+    "oldest_started_alarm_seconds": "1800",
     # The answer of the existing VPC's lookup, as `cdk synth` caches it in cdk.context.json; without
     # it CDK synthesizes a dummy "vpc-12345" that cfn-lint rightly rejects (E1151).
     VARIANT_VPC_LOOKUP: {
