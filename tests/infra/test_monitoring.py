@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from formica.runtime.metrics import NAMESPACE, OLDEST_STARTED_AGE, SERVICE
 
 from cdk.constructs.monitoring import (
     API_5XX_THRESHOLD,
@@ -14,7 +15,6 @@ from cdk.constructs.monitoring import (
     FAILED_EXECUTIONS_THRESHOLD,
     OLDEST_STARTED_THRESHOLD,
 )
-from formica.runtime.metrics import NAMESPACE, OLDEST_STARTED_AGE, SERVICE
 from tests.infra.synthesis import DEFAULT_CONTEXT, Synth, definition_file, synthesize
 
 GIVEN_TOPIC = "arn:aws:sns:eu-west-1:123456789012:ops-pager"
