@@ -29,11 +29,11 @@ def require_checker(name: str, *, present: bool, fix: str) -> None:
     present
         Whether it was found.
     fix
-        The command that installs it.
+        The command that installs it, as the message should say it (``"`make install`"``).
     """
     if present:
         return
-    message = f"{name} is not installed: run `{fix}` (or set {OPT_OUT}=1 to skip this check knowingly)"
+    message = f"{name} is not installed: run {fix}; set {OPT_OUT}=1 only to skip this check knowingly"
     if os.environ.get(OPT_OUT) == "1":
         pytest.skip(message)
     pytest.fail(message, pytrace=False)

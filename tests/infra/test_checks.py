@@ -65,7 +65,7 @@ CFN_LINT_FINDING_CODES = frozenset(range(0, 16, 2))
 
 @pytest.mark.parametrize("which", ["synth", "variant"])
 def test_cfn_lint_is_clean(which: str, request: pytest.FixtureRequest) -> None:
-    require_checker("cfn-lint", present=cfn_lint_installed(), fix="make install")
+    require_checker("cfn-lint", present=cfn_lint_installed(), fix="`make install`")
     synthesized: Synth = request.getfixturevalue(which)
     result = subprocess.run(
         [

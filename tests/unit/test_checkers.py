@@ -14,8 +14,8 @@ from tests.checkers import OPT_OUT, asl_validator_installed, cfn_lint_installed,
 def test_a_missing_checker_fails_with_the_command_that_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(OPT_OUT, raising=False)
     with pytest.raises(pytest.fail.Exception) as failed:
-        require_checker("asl-validator", present=False, fix="make install (npm install)")
-    assert "asl-validator is not installed: run `make install (npm install)`" in str(failed.value)
+        require_checker("asl-validator", present=False, fix="`make install` (or `npm install`)")
+    assert "asl-validator is not installed: run `make install` (or `npm install`)" in str(failed.value)
     assert OPT_OUT in str(failed.value)
 
 
@@ -23,19 +23,19 @@ def test_a_missing_checker_fails_with_the_command_that_installs_it(monkeypatch: 
 def test_only_the_exact_opt_out_skips(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(OPT_OUT, value)
     with pytest.raises(pytest.fail.Exception):
-        require_checker("cfn-lint", present=False, fix="make install")
+        require_checker("cfn-lint", present=False, fix="`make install`")
 
 
 def test_the_opt_out_skips_and_still_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(OPT_OUT, "1")
     with pytest.raises(pytest.skip.Exception) as skipped:
-        require_checker("cfn-lint", present=False, fix="make install")
+        require_checker("cfn-lint", present=False, fix="`make install`")
     assert "run `make install`" in str(skipped.value)
 
 
 def test_a_present_checker_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(OPT_OUT, raising=False)
-    require_checker("cfn-lint", present=True, fix="make install")
+    require_checker("cfn-lint", present=True, fix="`make install`")
 
 
 def test_the_asl_validator_is_looked_for_in_the_checkouts_node_modules(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ def asl() -> dict[str, Any]:
 
 
 def test_asl_validator_accepts_the_file() -> None:
-    require_checker("asl-validator", present=asl_validator_installed(ROOT), fix="make install (npm install)")
+    require_checker(
+        "asl-validator", present=asl_validator_installed(ROOT), fix="`make install` (or `npm install`)"
+    )
     result = subprocess.run(
         ["npx", "asl-validator", "--json-path", str(ASL_PATH)],
         cwd=ROOT,
