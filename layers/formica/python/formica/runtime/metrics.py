@@ -124,7 +124,7 @@ def oldest_started(seconds: float) -> None:
 
     A request is STARTED from its admission until its first attempt is claimed: minutes in that
     state mean its execution never began and the sweep could not start it again (the
-    ``OldestStartedAge`` alarm of cdk/constructs/monitoring.py). Only the ``service`` dimension:
+    ``OldestStarted`` alarm of cdk/constructs/monitoring.py). Only the ``service`` dimension:
     one series for the whole deployment, emitted 0 when nothing is STARTED so the graph is whole.
 
     Parameters
