@@ -30,6 +30,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("forks", "bench.forks"),
     ("approvals", "bench.approvals"),
     ("task_fanout", "bench.task_fanout"),
+    ("package_sizes", "bench.package_sizes"),
 )
 """(name, module with ``run(quick) -> list[Figure]``), in the order they run and print.
 

@@ -14,6 +14,7 @@ Context comes from cdk.json (defaults) and ``npx cdk synth|deploy -c key=value``
 | reserved_concurrency | apply reserved concurrency caps (false for accounts with a 10 quota) | true |
 | http_allowed_networks | non-public networks HTTP tasks may call, CIDRs comma-separated | none: public only |
 | alarm_topic_arn | the SNS topic every alarm notifies | a topic made by the stack (output) |
+| oldest_started_alarm_seconds | alarm on a request STARTED (walk not begun) this long, >= 120 | 900 |
 | trigger_buckets | S3 triggers: JSON `{"bucket": ["org", ...]}` (docs/deploy.md) | none |
 | trigger_queues | queue triggers: JSON `[{"org", "topic"[, "queue_arn"]}]` (docs/deploy.md) | none |
 | messaging_queues | MESSAGING queues the stack does not own: JSON `{"org": ["queue", ...]}` | none |
@@ -59,6 +60,9 @@ RETENTION_BY_DAYS = {
     3288: logs.RetentionDays.NINE_YEARS,
     3653: logs.RetentionDays.TEN_YEARS,
 }
+# The sweep restarts a lost start after 60 s and runs every minute: below two minutes the alarm
+# would ring for requests it is about to repair.
+MIN_OLDEST_STARTED_ALARM_SECONDS = 120
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
 
@@ -92,6 +96,7 @@ class DeploymentConfig:
     reserved_concurrency: bool = True
     http_allowed_networks: tuple[str, ...] = ()
     alarm_topic_arn: str | None = None
+    oldest_started_alarm_seconds: int = 900
     trigger_buckets: tuple[tuple[str, tuple[str, ...]], ...] = ()
     trigger_queues: tuple[TriggerQueueSpec, ...] = ()
     messaging_queues: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -131,6 +136,13 @@ class DeploymentConfig:
             ),
             http_allowed_networks=_networks(get("http_allowed_networks")),
             alarm_topic_arn=_topic_arn(get("alarm_topic_arn")),
+            oldest_started_alarm_seconds=_at_least(
+                "oldest_started_alarm_seconds",
+                get("oldest_started_alarm_seconds"),
+                defaults.oldest_started_alarm_seconds,
+                minimum=MIN_OLDEST_STARTED_ALARM_SECONDS,
+                unit="seconds",
+            ),
             trigger_buckets=_trigger_buckets(get("trigger_buckets")),
             trigger_queues=_trigger_queues(get("trigger_queues")),
             messaging_queues=_messaging_queues(get("messaging_queues")),
@@ -169,14 +181,18 @@ def _flag(key: str, value: object, default: bool) -> bool:
 
 
 def _positive(key: str, value: object, default: int) -> int:
+    return _at_least(key, value, default, minimum=1, unit="days")
+
+
+def _at_least(key: str, value: object, default: int, *, minimum: int, unit: str) -> int:
     if value is None:
         return default
     try:
         number = int(str(value))
     except ValueError as exc:
-        raise ContextError(f"{key} {value!r}: expected a whole number of days") from exc
-    if number < 1:
-        raise ContextError(f"{key} {value!r}: expected at least 1")
+        raise ContextError(f"{key} {value!r}: expected a whole number of {unit}") from exc
+    if number < minimum:
+        raise ContextError(f"{key} {value!r}: expected at least {minimum}")
     return number
 
 

@@ -209,6 +209,7 @@ class FormicaStack(Stack):
                 if isinstance(node, sqs.Queue) and node.dead_letter_queue is not None
             ],
             alarm_topic_arn=config.alarm_topic_arn,
+            oldest_started_threshold=Duration.seconds(config.oldest_started_alarm_seconds),
         )
         if config.alarm_topic_arn is None:
             CfnOutput(

@@ -12,13 +12,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cdk.assets import ASSET_EXCLUDES
 from cdk.constructs.nag import acknowledge
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
 SERVICE_NAME = "formica"
-# Never shipped: caches, and the metadata `pip install -e` leaves next to the library.
-ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "**/.mypy_cache", "**/.pytest_cache"]
 
 
 class FunctionsRuntime(Construct):

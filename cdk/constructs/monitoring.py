@@ -25,6 +25,7 @@ from cdk.constructs.lambdas import FormicaFunction
 from cdk.constructs.nag import acknowledge
 
 NAMESPACE = "Formica"
+SERVICE_DIMENSION = "formica"  # formica.runtime.metrics.SERVICE: every Formica metric's ``service``
 PERIOD = Duration.minutes(5)
 # A job that fails is a failed execution (its Fail state): alarm on a surge, not on one.
 FAILED_EXECUTIONS_THRESHOLD = 10
@@ -34,6 +35,11 @@ FUNCTION_THROTTLES_THRESHOLD = 1
 API_5XX_THRESHOLD = 5
 DYNAMODB_THROTTLES_THRESHOLD = 10
 DLQ_DEPTH_THRESHOLD = 1
+# The sweep's OldestStartedAge (formica.runtime.metrics): a request admitted whose walk never began
+# and that the sweep could not start again. The threshold comes from context
+# (``oldest_started_alarm_seconds``); this is its default.
+OLDEST_STARTED_METRIC = "OldestStartedAge"
+OLDEST_STARTED_THRESHOLD = Duration.seconds(900)
 # A periodic function that runs longer than this share of its timeout is falling behind.
 BEHIND_SHARE_OF_TIMEOUT = 0.8
 ASYNC_RETRY_ATTEMPTS = 2
@@ -58,6 +64,9 @@ class Monitoring(Construct):
         Other dead-letter queues of the stack; each gets a depth alarm like this construct's own.
     alarm_topic_arn
         An existing SNS topic for the alarms; None: a topic is created (``topic``).
+    oldest_started_threshold
+        How long a request may stay STARTED (admitted, its walk not begun) before the
+        ``OldestStarted`` alarm rings.
     """
 
     def __init__(
@@ -73,6 +82,7 @@ class Monitoring(Construct):
         table: dynamodb.ITable,
         dead_letter_queues: Sequence[sqs.IQueue] = (),
         alarm_topic_arn: str | None = None,
+        oldest_started_threshold: Duration = OLDEST_STARTED_THRESHOLD,
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = self._build_topic(alarm_topic_arn)
@@ -86,6 +96,8 @@ class Monitoring(Construct):
             self._alarm_periodic(function, every)
         self._alarm_api(rest_api)
         self._alarm_table(table)
+        self.oldest_started_threshold_seconds = oldest_started_threshold.to_seconds()
+        self.oldest_started = self._alarm_oldest_started(oldest_started_threshold)
         for queue in (self.async_dlq, *dead_letter_queues):
             self._alarm_dead_letters(queue)
         self.dashboard = self._build_dashboard(functions, state_machine, rest_api, table)
@@ -217,6 +229,26 @@ class Monitoring(Construct):
             description="The table throttled reads or writes (on-demand limits, a hot partition)",
         )
 
+    def _alarm_oldest_started(self, threshold: Duration) -> cloudwatch.Alarm:
+        self.oldest_started_age = metric = cloudwatch.Metric(
+            namespace=NAMESPACE,
+            metric_name=OLDEST_STARTED_METRIC,
+            dimensions_map={"service": SERVICE_DIMENSION},
+            period=PERIOD,
+            statistic="Maximum",
+        )
+        # Missing data is not breaching: the sweep emits every minute (0 when nothing is STARTED),
+        # and the sweep not running at all is the scheduler's NotRunning alarm.
+        return self._alarm(
+            "OldestStarted",
+            metric,
+            threshold=threshold.to_seconds(),
+            description=(
+                f"A request has been STARTED (admitted, its walk not begun) for {threshold.to_seconds()} s "
+                "or more: its execution never began and the sweep could not start it"
+            ),
+        )
+
     def _alarm_dead_letters(self, queue: sqs.IQueue) -> None:
         self._alarm(
             f"{queue.node.id}Depth",
@@ -256,6 +288,16 @@ class Monitoring(Construct):
             ),
             cloudwatch.GraphWidget(
                 title="Queue wait (s, max)", left=[search("QueueWait", "job_type", "Maximum")], width=12
+            ),
+            cloudwatch.GraphWidget(
+                title="Oldest STARTED request (s, max)",
+                left=[self.oldest_started_age.with_(label="Oldest STARTED request (s)")],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(
+                        value=self.oldest_started_threshold_seconds, label="alarm threshold"
+                    )
+                ],
+                width=12,
             ),
             cloudwatch.GraphWidget(
                 title="Task attempts by method",

@@ -58,6 +58,10 @@ PLACEHOLDER_ASL = {
 }
 
 DEFAULT_CONTEXT: dict[str, object] = {"stage": "test"}
+VARIANT_VPC_LOOKUP = (
+    "vpc-provider:account=123456789012:filter.vpc-id=vpc-0123456789abcdef0:region=eu-west-1"
+    ":returnAsymmetricSubnets=true"
+)
 # Everything optional switched on; context values as the CLI passes them (strings).
 VARIANT_CONTEXT: dict[str, object] = {
     "stage": "prod",
@@ -70,6 +74,43 @@ VARIANT_CONTEXT: dict[str, object] = {
     "reserved_concurrency": "false",
     "http_allowed_networks": "10.0.0.0/8, fd00::/8",
     "notify_sender": "builds@example.com",
+    "oldest_started_alarm_seconds": "1800",
+    # The answer of the existing VPC's lookup, as `cdk synth` caches it in cdk.context.json; without
+    # it CDK synthesizes a dummy "vpc-12345" that cfn-lint rightly rejects (E1151).
+    VARIANT_VPC_LOOKUP: {
+        "vpcId": "vpc-0123456789abcdef0",
+        "vpcCidrBlock": "10.20.0.0/16",
+        "ownerAccountId": "123456789012",
+        "availabilityZones": [],
+        "subnetGroups": [
+            {
+                "name": "Public",
+                "type": "Public",
+                "subnets": [
+                    {
+                        "subnetId": f"subnet-0000000000000000{index}",
+                        "cidr": f"10.20.{index}.0/24",
+                        "availabilityZone": f"eu-west-1{zone}",
+                        "routeTableId": f"rtb-0000000000000000{index}",
+                    }
+                    for index, zone in ((1, "a"), (2, "b"))
+                ],
+            },
+            {
+                "name": "Private",
+                "type": "Private",
+                "subnets": [
+                    {
+                        "subnetId": f"subnet-0000000000000001{index}",
+                        "cidr": f"10.20.1{index}.0/24",
+                        "availabilityZone": f"eu-west-1{zone}",
+                        "routeTableId": f"rtb-0000000000000001{index}",
+                    }
+                    for index, zone in ((1, "a"), (2, "b"))
+                ],
+            },
+        ],
+    },
 }
 VARIANT_ENV = Environment(account="123456789012", region="eu-west-1")
 

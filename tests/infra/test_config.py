@@ -72,6 +72,8 @@ def test_json_lists_and_booleans_are_accepted() -> None:
         ("cors_origins", "example.com", "scheme://host"),
         ("notify_sender", "builds", "expected an email address"),
         ("notify_sender", "Builds <builds@example.com>", "expected an email address"),
+        ("oldest_started_alarm_seconds", "60", "at least 120"),
+        ("oldest_started_alarm_seconds", "15m", "whole number of seconds"),
     ],
 )
 def test_malformed_values_name_the_key(key: str, value: str, message: str) -> None:
@@ -111,3 +113,9 @@ def test_http_allowed_networks_are_cidrs_normalized() -> None:
 def test_malformed_http_allowed_networks_name_the_key(value: str) -> None:
     with pytest.raises(ContextError, match="http_allowed_networks"):
         config(http_allowed_networks=value)
+
+
+def test_the_oldest_started_alarm_threshold_defaults_to_15_minutes() -> None:
+    assert config().oldest_started_alarm_seconds == 900
+    assert config(oldest_started_alarm_seconds="1800").oldest_started_alarm_seconds == 1800
+    assert config(oldest_started_alarm_seconds=120).oldest_started_alarm_seconds == 120

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from formica.runtime.metrics import NAMESPACE, OLDEST_STARTED_AGE, SERVICE
 
 from cdk.constructs.monitoring import (
     API_5XX_THRESHOLD,
     DYNAMODB_THROTTLES_THRESHOLD,
     FAILED_EXECUTIONS_THRESHOLD,
+    OLDEST_STARTED_THRESHOLD,
 )
 from tests.infra.synthesis import DEFAULT_CONTEXT, Synth, definition_file, synthesize
 
@@ -110,6 +112,28 @@ def test_async_functions_fail_into_a_dead_letter_queue_and_every_dlq_is_alarmed(
         assert synth.resources[queue]["Properties"]["SqsManagedSseEnabled"] is True
 
 
+def test_a_request_left_started_is_alarmed_at_the_context_threshold(synth: Synth, variant: Synth) -> None:
+    # Given the metric the sweep publishes (formica.runtime.metrics.oldest_started)
+    expected = {
+        "Namespace": NAMESPACE,
+        "MetricName": OLDEST_STARTED_AGE,
+        "Dimensions": [{"Name": "service", "Value": SERVICE}],
+        "Statistic": "Maximum",
+        "Period": 300,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+        "EvaluationPeriods": 1,
+    }
+    # Then the default stack alarms on it at the default threshold (15 minutes) ...
+    default = alarm(synth, "OldestStarted")
+    assert {key: default[key] for key in expected} == expected
+    assert default["Threshold"] == OLDEST_STARTED_THRESHOLD.to_seconds() == 900
+    # ... and a deployment's oldest_started_alarm_seconds moves it (the variant says 1800)
+    configured = alarm(variant, "OldestStarted")
+    assert {key: configured[key] for key in expected} == expected
+    assert configured["Threshold"] == 1800
+
+
 def test_every_alarm_notifies_the_stacks_topic(synth: Synth) -> None:
     (topic,) = synth.of_type("AWS::SNS::Topic")
     for props in alarms(synth).values():
@@ -131,3 +155,6 @@ def test_the_dashboard_shows_the_walks_metrics(synth: Synth) -> None:
     body = str(dashboard["Properties"]["DashboardBody"])
     for metric in ("JobsCompleted", "JobsFailed", "QueueWait", "TaskAttempts", "TaskAttemptDuration"):
         assert metric in body
+    # The oldest STARTED request's age, with the alarm's threshold drawn on it
+    assert f'"{NAMESPACE}","{OLDEST_STARTED_AGE}","service","{SERVICE}"' in body
+    assert '{"value":900,"label":"alarm threshold"' in body

@@ -27,6 +27,7 @@ MODULES = [
     "bench.floor_handler",
     "bench.local_runs",
     "bench.forks",
+    "bench.package_sizes",
 ]
 
 

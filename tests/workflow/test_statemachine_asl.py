@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from formica.engine.walk import Action
 from formica.local.statemachine import ASL_PATH, PLACEHOLDER_FUNCTIONS, local_definition
+
+from tests.checkers import asl_validator_installed, require_checker
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_ERRORS = {
@@ -27,11 +27,10 @@ def asl() -> dict[str, Any]:
     return loaded
 
 
-@pytest.mark.skipif(
-    shutil.which("npx") is None or not (ROOT / "node_modules" / "asl-validator").exists(),
-    reason="asl-validator is not installed (npm install)",
-)
 def test_asl_validator_accepts_the_file() -> None:
+    require_checker(
+        "asl-validator", present=asl_validator_installed(ROOT), fix="`make install` (or `npm install`)"
+    )
     result = subprocess.run(
         ["npx", "asl-validator", "--json-path", str(ASL_PATH)],
         cwd=ROOT,

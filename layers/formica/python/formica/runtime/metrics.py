@@ -16,6 +16,7 @@ Container attempts are not timed here (their run time is the container's, in ECS
 | TaskAttempts | Count | method, service | an HTTP or SHELL attempt ends (whatever its result) |
 | TaskAttemptsFailed | Count | method, service | such an attempt ends without succeeding |
 | TaskAttemptDuration | Milliseconds | method, service | such an attempt ends: its run time |
+| OldestStartedAge | Seconds | service | each minute's sweep: the oldest STARTED request's age (0: none) |
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ JOBS_ENDED = {"COMPLETED": "JobsCompleted", "FAILED": "JobsFailed", "CANCELLED":
 TASK_ATTEMPTS = "TaskAttempts"
 TASK_ATTEMPTS_FAILED = "TaskAttemptsFailed"
 TASK_ATTEMPT_DURATION = "TaskAttemptDuration"
+OLDEST_STARTED_AGE = "OldestStartedAge"
 
 __all__ = [
     "NAMESPACE",
@@ -48,6 +50,7 @@ __all__ = [
     "handler_metrics",
     "job_ended",
     "job_started",
+    "oldest_started",
 ]
 
 
@@ -114,3 +117,26 @@ def attempt_ended(method: str, *, seconds: float, succeeded: bool) -> None:
     _emit(TASK_ATTEMPT_DURATION, MetricUnit.Milliseconds, max(0.0, seconds) * 1000, "method", method)
     if not succeeded:
         _emit(TASK_ATTEMPTS_FAILED, MetricUnit.Count, 1, "method", method)
+
+
+def oldest_started(seconds: float) -> None:
+    """The sweep's finding: ``OldestStartedAge``, how long the oldest STARTED request has been so.
+
+    A request is STARTED from its admission until its first attempt is claimed: minutes in that
+    state mean its execution never began and the sweep could not start it again (the
+    ``OldestStarted`` alarm of cdk/constructs/monitoring.py). Only the ``service`` dimension:
+    one series for the whole deployment, emitted 0 when nothing is STARTED so the graph is whole.
+
+    Parameters
+    ----------
+    seconds
+        The oldest STARTED request's age, from its admission (``started_at``).
+    """
+    with single_metric(
+        name=OLDEST_STARTED_AGE,
+        unit=MetricUnit.Seconds,
+        value=max(0.0, seconds),
+        namespace=NAMESPACE,
+        default_dimensions={"service": SERVICE},
+    ):
+        pass

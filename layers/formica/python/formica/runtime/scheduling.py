@@ -40,7 +40,7 @@ from formica.runtime.executions import (
     begin_execution,
     execution_name,
 )
-from formica.runtime.metrics import job_started
+from formica.runtime.metrics import job_started, oldest_started
 from formica.runtime.walker import Walker
 from formica.store.definitions import DefinitionHeadItem, DefinitionRepository, DefinitionStoreError
 from formica.store.idempotency import IdempotencyRepository, IdempotencyStoreError
@@ -53,7 +53,7 @@ from formica.store.requests import (
     now_iso,
 )
 from formica.store.schedules import CRON_FIRE
-from formica.store.slots import AdmitOutcome, SlotRepository, SlotStore, SlotStoreError
+from formica.store.slots import AdmitOutcome, SlotCounter, SlotRepository, SlotStore, SlotStoreError
 from formica.store.state_machine import StateMachineError
 
 __all__ = [
@@ -122,13 +122,20 @@ class AdmissionResult:
 
 @dataclass
 class SweepReport:
-    """What one sweep did."""
+    """What one sweep did, and the age of the oldest request it found STARTED (0: none)."""
 
     job_types: int = 0
     released: int = 0
     restarted: int = 0
     started: list[str] = field(default_factory=list)
     repaired: int = 0
+    oldest_started_seconds: float = 0.0
+
+    def saw_started(self, request: JobRequestItem, now: datetime) -> None:
+        """Count a STARTED request's age (from its admission) towards ``oldest_started_seconds``."""
+        since = _moment(request.started_at)
+        if since is not None:
+            self.oldest_started_seconds = max(self.oldest_started_seconds, (now - since).total_seconds())
 
 
 def slot_store(runtime: Runtime) -> SlotStore:
@@ -505,15 +512,21 @@ def restart_request(
 # -- the sweep ----------------------------------------------------------------------------------
 
 
-def _repair_holders(rt: Runtime, store: SlotStore, org: str, job_type: str, now: datetime) -> tuple[int, int]:
-    released = restarted = 0
+def _repair_holders(
+    rt: Runtime, store: SlotStore, counter: SlotCounter, now: datetime, report: SweepReport
+) -> None:
+    org, job_type = counter.org, counter.job_type
     for request_id in store.holders(org, job_type):
         request = rt.requests.get(request_id)
         if request is None or request.is_final or request.job_state == JobState.PENDING:
             if store.release(org, job_type, request_id):
-                released += 1
+                report.released += 1
                 logger.warning("leaked slot released", extra={"request_id": request_id, "job_type": job_type})
             continue
+        if request.job_state == JobState.STARTED:
+            # Every STARTED request holds a slot (admission takes both in one transaction), so the
+            # holders the sweep reads anyway find them all: no Scan, no index of its own.
+            report.saw_started(request, now)
         if awaiting_execution(request) and request.execution_name and _stale(request, now):
             # Admitted (or continued), but its StartExecution may never have happened (a crash in
             # between): the name is deterministic, so starting again is a no-op if it did happen.
@@ -522,8 +535,7 @@ def _repair_holders(rt: Runtime, store: SlotStore, org: str, job_type: str, now:
             except ExecutionError as exc:
                 logger.warning("lost start not repaired", extra={"request_id": request_id, "error": str(exc)})
             else:
-                restarted += 1
-    return released, restarted
+                report.restarted += 1
 
 
 def _stale(request: JobRequestItem, now: datetime) -> bool:
@@ -538,7 +550,10 @@ def _stale(request: JobRequestItem, now: datetime) -> bool:
 
 def sweep(runtime: Runtime, *, slots: SlotStore | None = None, now: datetime | None = None) -> SweepReport:
     """For every known job type: release slots of finished requests, restart lost starts, and start
-    due PENDING requests while slots are free (missed wake-ups, scheduled_at that came due)."""
+    due PENDING requests while slots are free (missed wake-ups, scheduled_at that came due).
+
+    The report also carries the age of the oldest request still STARTED (``handle_event``
+    publishes it as the ``OldestStartedAge`` metric)."""
     rt = runtime
     store = slots or slot_store(rt)
     moment = now or rt.now()
@@ -547,9 +562,7 @@ def sweep(runtime: Runtime, *, slots: SlotStore | None = None, now: datetime | N
         report.job_types += 1
         try:
             if counter.running > 0:
-                released, restarted = _repair_holders(rt, store, counter.org, counter.job_type, moment)
-                report.released += released
-                report.restarted += restarted
+                _repair_holders(rt, store, counter, moment, report)
             report.started.extend(fill_slots(rt, counter.org, counter.job_type, slots=store, now=moment))
         except _RECOVERABLE as exc:
             logger.warning(
@@ -679,11 +692,14 @@ def handle_event(event: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
         }
     if event.get("detail-type") == "Scheduled Event" or event.get("source") == "aws.events":
         report = sweep(runtime)
+        # Published here, once a minute, not by ``sweep``: `formica dev` sweeps every 2 seconds.
+        oldest_started(report.oldest_started_seconds)
         return {
             "job_types": report.job_types,
             "released": report.released,
             "restarted": report.restarted,
             "started": len(report.started),
             "repaired": report.repaired,
+            "oldest_started_seconds": round(report.oldest_started_seconds, 3),
         }
     raise SchedulerEventError("the scheduler function takes a Scheduled Event or a cron fire")
