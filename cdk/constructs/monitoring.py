@@ -39,6 +39,10 @@ DLQ_DEPTH_THRESHOLD = 1
 # and that the sweep could not start again. The threshold comes from context
 # (``oldest_started_alarm_seconds``); this is its default.
 OLDEST_STARTED_METRIC = "OldestStartedAge"
+# The notify function's DeliveriesFailed (formica.runtime.metrics), one series per channel: a
+# webhook, email or Slack message given up after its last attempt.
+DELIVERIES_FAILED_METRIC = "DeliveriesFailed"
+DELIVERY_CHANNELS = ("webhook", "email", "slack")
 OLDEST_STARTED_THRESHOLD = Duration.seconds(900)
 # A periodic function that runs longer than this share of its timeout is falling behind.
 BEHIND_SHARE_OF_TIMEOUT = 0.8
@@ -98,6 +102,7 @@ class Monitoring(Construct):
         self._alarm_table(table)
         self.oldest_started_threshold_seconds = oldest_started_threshold.to_seconds()
         self.oldest_started = self._alarm_oldest_started(oldest_started_threshold)
+        self.deliveries_failed = self._alarm_deliveries_failed()
         for queue in (self.async_dlq, *dead_letter_queues):
             self._alarm_dead_letters(queue)
         self.dashboard = self._build_dashboard(functions, state_machine, rest_api, table)
@@ -249,6 +254,33 @@ class Monitoring(Construct):
             ),
         )
 
+    def _alarm_deliveries_failed(self) -> cloudwatch.Alarm:
+        per_channel = {
+            f"{channel}": cloudwatch.Metric(
+                namespace=NAMESPACE,
+                metric_name=DELIVERIES_FAILED_METRIC,
+                dimensions_map={"channel": channel, "service": SERVICE_DIMENSION},
+                period=PERIOD,
+                statistic="Sum",
+            )
+            for channel in DELIVERY_CHANNELS
+        }
+        self.deliveries_failed_total = total = cloudwatch.MathExpression(
+            expression=" + ".join(f"FILL({channel}, 0)" for channel in per_channel),
+            using_metrics=per_channel,
+            label="Deliveries given up",
+            period=PERIOD,
+        )
+        return self._alarm(
+            "DeliveriesFailed",
+            total,
+            threshold=1,
+            description=(
+                "A webhook, email or Slack message was given up after its last attempt: "
+                "GET /api/jobs/requests/{id}/webhooks shows which and why"
+            ),
+        )
+
     def _alarm_dead_letters(self, queue: sqs.IQueue) -> None:
         self._alarm(
             f"{queue.node.id}Depth",
@@ -296,6 +328,14 @@ class Monitoring(Construct):
                     cloudwatch.HorizontalAnnotation(
                         value=self.oldest_started_threshold_seconds, label="alarm threshold"
                     )
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Deliveries failed by channel",
+                left=[
+                    search("DeliveryAttemptsFailed", "channel"),
+                    search(DELIVERIES_FAILED_METRIC, "channel"),
                 ],
                 width=12,
             ),

@@ -158,3 +158,18 @@ def test_the_dashboard_shows_the_walks_metrics(synth: Synth) -> None:
     # The oldest STARTED request's age, with the alarm's threshold drawn on it
     assert f'"{NAMESPACE}","{OLDEST_STARTED_AGE}","service","{SERVICE}"' in body
     assert '{"value":900,"label":"alarm threshold"' in body
+
+
+def test_a_given_up_delivery_of_any_channel_rings_the_deliveries_alarm(synth: Synth) -> None:
+    props = alarm(synth, "DeliveriesFailed")
+    assert (props["Threshold"], props["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    stats = [m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m]
+    assert {(s["Metric"]["Namespace"], s["Metric"]["MetricName"], s["Stat"]) for s in stats} == {
+        (NAMESPACE, "DeliveriesFailed", "Sum")
+    }
+    channels = {tuple(sorted((d["Name"], d["Value"]) for d in s["Metric"]["Dimensions"])) for s in stats}
+    assert channels == {
+        (("channel", channel), ("service", SERVICE)) for channel in ("webhook", "email", "slack")
+    }
+    (expression,) = [m["Expression"] for m in props["Metrics"] if "Expression" in m]
+    assert all(f"FILL({channel}, 0)" in expression for channel in ("webhook", "email", "slack"))

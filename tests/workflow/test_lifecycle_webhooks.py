@@ -22,6 +22,7 @@ from formica.store.requests import now_iso
 
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver
 from tests.workflow.conftest import ORG, REGION, TABLE, Walk
+from tests.workflow.test_job_metrics_emf import emf_metrics, named
 
 FAILURES_RULE = {
     "source": ["formica"],
@@ -105,7 +106,7 @@ def test_a_job_sends_signed_job_and_task_events_started_to_completed(
 
 
 def test_a_failing_receiver_gets_the_event_again_with_backoff_until_it_answers(
-    walk: Walk, poller: LocalNotifyPoller
+    walk: Walk, poller: LocalNotifyPoller, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with webhook_receiver(fail_first=2) as receiver:
         walk.upload(job("flaky", receiver.url))
@@ -123,10 +124,14 @@ def test_a_failing_receiver_gets_the_event_again_with_backoff_until_it_answers(
     deliveries = DeliveryRepository(TABLE, client=walk.ddb).list_for_request(request_id)
     done = next(d for d in deliveries if d.event == "JOB COMPLETED")
     assert (done.status, done.attempts, done.last_result) == (DeliveryStatus.DELIVERED, 3, "HTTP 200")
+    # And the two failed attempts are counted, no delivery as given up
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert len(named(metrics, "DeliveryAttemptsFailed")) >= 2
+    assert named(metrics, "DeliveriesFailed") == []
 
 
 def test_a_webhook_the_egress_rule_refuses_fails_at_once_and_the_job_is_unaffected(
-    walk: Walk, poller: LocalNotifyPoller
+    walk: Walk, poller: LocalNotifyPoller, capsys: pytest.CaptureFixture[str]
 ) -> None:
     walk.upload(job("metadata", "http://169.254.169.254/latest"))
     request_id = walk.submit("metadata")
@@ -139,6 +144,10 @@ def test_a_webhook_the_egress_rule_refuses_fails_at_once_and_the_job_is_unaffect
             break
     assert {(d.status, d.attempts) for d in deliveries} == {(DeliveryStatus.FAILED, 1)}
     assert all("egress" in (d.last_result or "") for d in deliveries)
+    # And each given-up delivery is counted for the DeliveriesFailed alarm, by channel
+    metrics = emf_metrics(capsys.readouterr().out)
+    for name in ("DeliveryAttemptsFailed", "DeliveriesFailed"):
+        assert named(metrics, name) == [({"channel": "webhook", "service": "formica"}, 1.0)] * 2
 
 
 def test_the_failures_rule_matches_failed_jobs_only(walk: Walk, poller: LocalNotifyPoller) -> None:

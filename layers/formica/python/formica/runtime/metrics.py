@@ -17,6 +17,8 @@ Container attempts are not timed here (their run time is the container's, in ECS
 | TaskAttemptsFailed | Count | method, service | such an attempt ends without succeeding |
 | TaskAttemptDuration | Milliseconds | method, service | such an attempt ends: its run time |
 | OldestStartedAge | Seconds | service | each minute's sweep: the oldest STARTED request's age (0: none) |
+| DeliveryAttemptsFailed | Count | channel, service | a webhook, email or Slack attempt fails |
+| DeliveriesFailed | Count | channel, service | a delivery is given up (FAILED after its last attempt) |
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ TASK_ATTEMPTS = "TaskAttempts"
 TASK_ATTEMPTS_FAILED = "TaskAttemptsFailed"
 TASK_ATTEMPT_DURATION = "TaskAttemptDuration"
 OLDEST_STARTED_AGE = "OldestStartedAge"
+DELIVERY_ATTEMPTS_FAILED = "DeliveryAttemptsFailed"
+DELIVERIES_FAILED = "DeliveriesFailed"
 
 __all__ = [
     "NAMESPACE",
     "attempt_ended",
+    "delivery_failed",
     "handler_metrics",
     "job_ended",
     "job_started",
@@ -140,3 +145,19 @@ def oldest_started(seconds: float) -> None:
         default_dimensions={"service": SERVICE},
     ):
         pass
+
+
+def delivery_failed(channel: str, *, given_up: bool) -> None:
+    """A delivery attempt failed: ``DeliveryAttemptsFailed``, and ``DeliveriesFailed`` when it was
+    the last one (the delivery is FAILED: the receiver never got it).
+
+    Parameters
+    ----------
+    channel
+        ``webhook``, ``email`` or ``slack`` (the metrics' dimension).
+    given_up
+        No attempt follows this one.
+    """
+    _emit(DELIVERY_ATTEMPTS_FAILED, MetricUnit.Count, 1, "channel", channel)
+    if given_up:
+        _emit(DELIVERIES_FAILED, MetricUnit.Count, 1, "channel", channel)

@@ -25,6 +25,7 @@ from formica.jobs.models import JobDefinition, WebhookDefinition
 from formica.runners.egress import EgressPolicy
 from formica.runners.webhook import WebhookCall, WebhookOutcome, send_webhook
 from formica.runtime.deps import Runtime
+from formica.runtime.metrics import delivery_failed
 from formica.runtime.notify_channels import (
     ChannelOutcome,
     ChannelServices,
@@ -211,6 +212,8 @@ def attempt_delivery(
             )
     else:
         status = DeliveryStatus.FAILED
+    if not outcome.delivered:
+        delivery_failed(str(delivery.channel), given_up=status == DeliveryStatus.FAILED)
     deliveries.settle_attempt(
         request_id,
         delivery_id,
