@@ -4,6 +4,7 @@ reports; a worker that stops heartbeating loses it to the next; another organisa
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -168,3 +169,44 @@ def test_a_worker_task_nobody_takes_times_out(walk: Walk) -> None:
 def test_a_poll_with_bad_tags_is_refused(walk: Walk, tags: list[str]) -> None:
     with pytest.raises(workers.WorkerRequestError, match="tags"):
         workers.poll(get_runtime(), ORG, tags)
+
+
+def test_a_retried_worker_attempt_waits_its_delay_between_retries_first(walk: Walk) -> None:
+    # Given a worker task retried once, 2 s apart
+    walk.upload(
+        """
+job_type: flaky-web
+tasks:
+- task_type: init
+  method: WEBSOCKET
+  timeout: 30s
+  tags: [web]
+  retry: 1
+  delay_between_retries: 2s
+"""
+    )
+    request_id = walk.submit("flaky-web")
+
+    # When the worker's first attempt fails and its second succeeds
+    report(lease_one(ORG, ["web"]), exit_code="1")
+    report(lease_one(ORG, ["web"]))
+
+    # Then the job completed after the execution waited 2 s in a Wait state before the retry
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done
+    entered = [
+        (event["type"], event["stateEnteredEventDetails"]["name"])
+        for event in walk.history(done.execution_name or "")
+        if event["type"] in ("WaitStateEntered", "TaskStateEntered")
+    ]
+    assert entered == [
+        ("TaskStateEntered", "AwaitWorker"),
+        ("WaitStateEntered", "WaitThenAwaitWorker"),
+        ("TaskStateEntered", "AwaitWorker"),
+    ]
+    waits = [
+        json.loads(event["stateEnteredEventDetails"]["input"])["wait_seconds"]
+        for event in walk.history(done.execution_name or "")
+        if event["type"] == "WaitStateEntered"
+    ]
+    assert waits == [2]
