@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.devserver import Cli, DevHandle, formica_command, start_dev, submit, upload, wait_for
+from tests.e2e.devserver import CORPUS, Cli, DevHandle, formica_command, start_dev, submit, upload, wait_for
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "formicary-examples"
 WEB_JOB = CORPUS / "web-job.yaml"
 pytestmark = pytest.mark.skipif(not WEB_JOB.exists(), reason=f"formicary's corpus is not at {CORPUS}")
 
