@@ -217,9 +217,8 @@ def test_a_retried_messaging_attempt_waits_its_delay_between_retries_first(
     walk: Walk, replies: LocalReplyPoller
 ) -> None:
     # Given a MESSAGING task retried once, 2 s apart
-    walk.upload(
-        MESSAGING_JOB.replace("  timeout: 30s\n", "  timeout: 30s\n  retry: 1\n  delay_between_retries: 2s\n", 1)
-    )
+    retried = "  timeout: 30s\n  retry: 1\n  delay_between_retries: 2s\n"
+    walk.upload(MESSAGING_JOB.replace("  timeout: 30s\n", retried, 1))
     request_id = walk.submit("messaging-job")
 
     # When the first request's reply fails (exit code 1) and the retried request's reply succeeds

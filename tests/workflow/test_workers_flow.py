@@ -210,3 +210,49 @@ tasks:
         if event["type"] == "WaitStateEntered"
     ]
     assert waits == [2]
+
+
+POOLED_JOB = """
+job_type: pooled-build
+worker_pools: [builder]
+tasks:
+- task_type: compile
+  method: SHELL
+  timeout: 30s
+  tags: [builder]
+  script:
+    - echo compiled
+  on_completed: publish
+- task_type: publish
+  method: SHELL
+  tags: [pulsar]
+  script:
+    - echo published
+"""
+
+
+def test_a_shell_task_tagged_with_a_declared_pool_waits_for_that_pools_worker(walk: Walk) -> None:
+    # Given a job declaring the pool builder: compile is tagged builder, publish only pulsar
+    walk.upload(POOLED_JOB)
+    request_id = walk.submit("pooled-build")
+
+    # When a worker of the builder pool leases the first attempt
+    leased = lease_one(ORG, ["builder"])
+
+    # Then it is the SHELL task compile, as the sandbox would get it
+    assert leased["attempt"]["context"]["task_type"] == "compile"
+    assert leased["attempt"]["task"]["script"] == ["echo compiled"]
+    report(leased, log="compiled\n")
+
+    # And publish (its tag is no declared pool) ran on Formica's own shell runner, not a worker
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done
+    assert "compiled" in walk.log(request_id, "compile")
+    assert "published" in walk.log(request_id, "publish")
+    entered = [
+        event["stateEnteredEventDetails"]["name"]
+        for event in walk.history(done.execution_name or "")
+        if event["type"] == "TaskStateEntered"
+    ]
+    assert entered == ["AwaitWorker", "RunShell"]
+    assert workers.poll(get_runtime(), ORG, ["pulsar"]) is None
