@@ -3,16 +3,19 @@ before it reaches SQS (the e2e suite runs it against `formica dev`)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from formica.cli import main
-from formica.cli.messaging import ReplySpec, ReplyUsageError, parse_context, reply_body
+from formica.cli.messaging import Replier, ReplySpec, ReplyUsageError, parse_context, reply_body
 
-REQUEST = {
+REPLY_QUEUE = "formica-msg-0123456789abcdef-replies"
+REQUEST: dict[str, object] = {
     "correlation_id": "req-1:4",
     "job_request_id": "req-1",
     "task_execution_id": "req-1-trigger",
     "task_type": "trigger",
-    "response_topic": "formica-msg-0123456789abcdef-replies",
+    "response_topic": REPLY_QUEUE,
     "retry": 0,
 }
 
@@ -69,3 +72,43 @@ def test_bad_flags_exit_1_with_the_flag_named(
 def test_the_queue_needs_an_organisation_or_exact(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["messaging", "reply", "--queue", "q"]) == 2
     assert "--org" in capsys.readouterr().err
+
+
+class FakeSqs:
+    """Queues by name, in memory: what the replier calls of SQS."""
+
+    def __init__(self, queues: list[str]) -> None:
+        self.sent: dict[str, list[str]] = {name: [] for name in queues}
+        self.deleted: list[str] = []
+
+    def get_queue_url(self, QueueName: str) -> dict[str, str]:
+        assert QueueName in self.sent, QueueName
+        return {"QueueUrl": f"url/{QueueName}"}
+
+    def send_message(self, QueueUrl: str, MessageBody: str) -> None:
+        self.sent[QueueUrl.removeprefix("url/")].append(MessageBody)
+
+    def delete_message(self, QueueUrl: str, ReceiptHandle: str) -> None:
+        self.deleted.append(ReceiptHandle)
+
+
+def test_the_replier_answers_on_the_organisations_reply_queue_and_deletes_the_request() -> None:
+    prefix = "formica-msg-0123456789abcdef-"
+    sqs = FakeSqs([prefix + "requests", REPLY_QUEUE])
+    replier = Replier(sqs=sqs, request_queue=prefix + "requests", org_prefix=prefix, spec=ReplySpec())
+    line = replier.answer({"Body": json.dumps(REQUEST), "ReceiptHandle": "r-1"})
+    assert (
+        line == f"replied to req-1 trigger (retry 0): COMPLETED, exit code 0, on {REQUEST['response_topic']}"
+    )
+    (sent,) = sqs.sent[REPLY_QUEUE]
+    assert json.loads(sent)["correlation_id"] == "req-1:4"
+    assert sqs.deleted == ["r-1"]
+
+
+def test_the_replier_refuses_a_reply_queue_outside_the_organisation() -> None:
+    prefix = "formica-msg-fedcba9876543210-"
+    sqs = FakeSqs([prefix + "requests", REPLY_QUEUE])
+    replier = Replier(sqs=sqs, request_queue=prefix + "requests", org_prefix=prefix, spec=ReplySpec())
+    with pytest.raises(ValueError, match="not one of the organisation's"):
+        replier.answer({"Body": json.dumps(REQUEST), "ReceiptHandle": "r-1"})
+    assert sqs.sent[REPLY_QUEUE] == [] and sqs.deleted == []
