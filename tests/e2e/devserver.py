@@ -19,6 +19,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_SEED = REPO.parent / "shared" / "seed-sensor-job.md"
+CORPUS = Path(os.environ.get("FORMICA_CORPUS_DIR") or REPO.parent / "shared" / "formicary-examples")
+"""formicary's examples: beside the repository, or where FORMICA_CORPUS_DIR says (a git worktree)."""
 STARTUP_SECONDS = 90.0
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 CLI_TIMEOUT = 60.0

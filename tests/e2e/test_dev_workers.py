@@ -11,11 +11,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.devserver import Cli, DevHandle, formica_command, start_dev, submit, upload, wait_for
+from tests.e2e.devserver import CORPUS, Cli, DevHandle, formica_command, start_dev, submit, upload, wait_for
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "formicary-examples"
 WEB_JOB = CORPUS / "web-job.yaml"
-pytestmark = pytest.mark.skipif(not WEB_JOB.exists(), reason=f"formicary's corpus is not at {CORPUS}")
+needs_corpus = pytest.mark.skipif(not WEB_JOB.exists(), reason=f"formicary's corpus is not at {CORPUS}")
+POOLED_JOB = """
+job_type: pooled-build
+worker_pools: [builder]
+tasks:
+- task_type: compile
+  method: SHELL
+  timeout: 30s
+  tags: [builder]
+  script:
+    - echo "compiled on a worker of the builder pool"
+  on_completed: publish
+- task_type: publish
+  method: SHELL
+  tags: [pulsar]
+  script:
+    - echo published
+"""
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +56,7 @@ def worker(dev: DevHandle, token: str, tags: str, *args: str) -> subprocess.Pope
     )
 
 
+@needs_corpus
 def test_web_job_runs_to_completed_on_a_worker_of_the_users_own(dev: DevHandle) -> None:
     # Given a token with only the worker scope, and formicary's web-job uploaded
     admin = Cli(dev.url, dev.token)
@@ -81,3 +98,30 @@ def test_a_token_without_the_worker_scope_cannot_poll(dev: DevHandle) -> None:
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1
     assert "worker scope" in err, (out, err)
+
+
+def test_a_shell_task_tagged_with_the_jobs_worker_pool_runs_on_formica_worker(dev: DevHandle) -> None:
+    # Given a job that declares the pool builder, its first SHELL task tagged builder
+    admin = Cli(dev.url, dev.token)
+    created = admin.ok("tokens", "create", "--name", "builder-ant", "--scope", "worker", "--json").json()
+    with dev.client() as client:
+        upload(client, POOLED_JOB)
+        request_id = submit(client, "pooled-build")
+
+        # When a worker of the builder pool is attached
+        ant = worker(dev, str(created["token"]), "builder", "--max-tasks", "1")
+        try:
+            done = wait_for(client, request_id, timeout=90)
+            out, err = ant.communicate(timeout=60)
+        finally:
+            if ant.poll() is None:
+                ant.kill()
+                ant.communicate(timeout=10)
+
+        # Then the worker ran compile (and only it), and Formica's own runner ran publish
+        assert done["job_state"] == "COMPLETED", (done, out, err, dev.log()[-3000:])
+        assert f"{request_id} compile: exit code 0" in out, (out, err)
+        assert "publish" not in out, out
+        compile_log = client.get(f"/api/jobs/requests/{request_id}/tasks/compile/logs")
+        assert "compiled on a worker of the builder pool" in compile_log.text
+        assert "published" in client.get(f"/api/jobs/requests/{request_id}/tasks/publish/logs").text

@@ -211,3 +211,36 @@ def test_queue_names_are_the_organisations_own() -> None:
     assert message_queue_name(ORG, "shared-q", {ORG: frozenset({"shared-q"})}) == "shared-q"
     assert message_queue_name("globex", "shared-q", {ORG: frozenset({"shared-q"})}).startswith("formica-msg-")
     assert len(message_queue_name(ORG, "x" * 51, {})) <= 80
+
+
+def test_a_retried_messaging_attempt_waits_its_delay_between_retries_first(
+    walk: Walk, replies: LocalReplyPoller
+) -> None:
+    # Given a MESSAGING task retried once, 2 s apart
+    retried = "  timeout: 30s\n  retry: 1\n  delay_between_retries: 2s\n"
+    walk.upload(MESSAGING_JOB.replace("  timeout: 30s\n", retried, 1))
+    request_id = walk.submit("messaging-job")
+
+    # When the first request's reply fails (exit code 1) and the retried request's reply succeeds
+    first = take_request()
+    send_reply({"correlation_id": first["correlation_id"], "exit_code": "1"})
+    second = take_request()
+    assert second["retry"] == 1 and second["correlation_id"] != first["correlation_id"]
+    send_reply({"correlation_id": second["correlation_id"], "exit_code": "0"})
+
+    # Then the job completed, and the execution waited 2 s in a Wait state before the second request
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done
+    history = walk.history(done.execution_name or "")
+    entered = [
+        event["stateEnteredEventDetails"]["name"]
+        for event in history
+        if event["type"] in ("WaitStateEntered", "TaskStateEntered")
+    ]
+    assert entered[:3] == ["AwaitMessage", "WaitThenAwaitMessage", "AwaitMessage"], entered
+    waits = [
+        json.loads(event["stateEnteredEventDetails"]["input"])["wait_seconds"]
+        for event in history
+        if event["type"] == "WaitStateEntered"
+    ]
+    assert waits == [2]

@@ -99,6 +99,8 @@ def test_waits_go_straight_to_the_runner() -> None:
         ("WaitThenRunHttp", "RunHttp"),
         ("WaitThenRunShell", "RunShell"),
         ("WaitThenLaunch", "Launch"),
+        ("WaitThenAwaitWorker", "AwaitWorker"),
+        ("WaitThenAwaitMessage", "AwaitMessage"),
     ):
         assert states[wait] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": runner}
     # Task Lambdas and container completions advance the walk themselves: their result (for a

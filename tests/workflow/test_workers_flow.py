@@ -4,6 +4,7 @@ reports; a worker that stops heartbeating loses it to the next; another organisa
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -168,3 +169,90 @@ def test_a_worker_task_nobody_takes_times_out(walk: Walk) -> None:
 def test_a_poll_with_bad_tags_is_refused(walk: Walk, tags: list[str]) -> None:
     with pytest.raises(workers.WorkerRequestError, match="tags"):
         workers.poll(get_runtime(), ORG, tags)
+
+
+def test_a_retried_worker_attempt_waits_its_delay_between_retries_first(walk: Walk) -> None:
+    # Given a worker task retried once, 2 s apart
+    walk.upload(
+        """
+job_type: flaky-web
+tasks:
+- task_type: init
+  method: WEBSOCKET
+  timeout: 30s
+  tags: [web]
+  retry: 1
+  delay_between_retries: 2s
+"""
+    )
+    request_id = walk.submit("flaky-web")
+
+    # When the worker's first attempt fails and its second succeeds
+    report(lease_one(ORG, ["web"]), exit_code="1")
+    report(lease_one(ORG, ["web"]))
+
+    # Then the job completed after the execution waited 2 s in a Wait state before the retry
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done
+    entered = [
+        (event["type"], event["stateEnteredEventDetails"]["name"])
+        for event in walk.history(done.execution_name or "")
+        if event["type"] in ("WaitStateEntered", "TaskStateEntered")
+    ]
+    assert entered == [
+        ("TaskStateEntered", "AwaitWorker"),
+        ("WaitStateEntered", "WaitThenAwaitWorker"),
+        ("TaskStateEntered", "AwaitWorker"),
+    ]
+    waits = [
+        json.loads(event["stateEnteredEventDetails"]["input"])["wait_seconds"]
+        for event in walk.history(done.execution_name or "")
+        if event["type"] == "WaitStateEntered"
+    ]
+    assert waits == [2]
+
+
+POOLED_JOB = """
+job_type: pooled-build
+worker_pools: [builder]
+tasks:
+- task_type: compile
+  method: SHELL
+  timeout: 30s
+  tags: [builder]
+  script:
+    - echo compiled
+  on_completed: publish
+- task_type: publish
+  method: SHELL
+  tags: [pulsar]
+  script:
+    - echo published
+"""
+
+
+def test_a_shell_task_tagged_with_a_declared_pool_waits_for_that_pools_worker(walk: Walk) -> None:
+    # Given a job declaring the pool builder: compile is tagged builder, publish only pulsar
+    walk.upload(POOLED_JOB)
+    request_id = walk.submit("pooled-build")
+
+    # When a worker of the builder pool leases the first attempt
+    leased = lease_one(ORG, ["builder"])
+
+    # Then it is the SHELL task compile, as the sandbox would get it
+    assert leased["attempt"]["context"]["task_type"] == "compile"
+    assert leased["attempt"]["task"]["script"] == ["echo compiled"]
+    report(leased, log="compiled\n")
+
+    # And publish (its tag is no declared pool) ran on Formica's own shell runner, not a worker
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED, done
+    assert "compiled" in walk.log(request_id, "compile")
+    assert "published" in walk.log(request_id, "publish")
+    entered = [
+        event["stateEnteredEventDetails"]["name"]
+        for event in walk.history(done.execution_name or "")
+        if event["type"] == "TaskStateEntered"
+    ]
+    assert entered == ["AwaitWorker", "RunShell"]
+    assert workers.poll(get_runtime(), ORG, ["pulsar"]) is None

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "formica.cli.dev",
     "formica.cli.remote",
     "formica.cli.worker",
+    "formica.cli.messaging",
 )
 """Modules that register subcommands, in help order."""
 

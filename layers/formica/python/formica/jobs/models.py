@@ -11,7 +11,15 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from formica.jobs.durations import Duration
 from formica.jobs.limits import FAN_OUT_DEFAULT_PARALLEL
@@ -557,7 +565,8 @@ class TaskDefinition(_Strict):
     Keys become decimal strings; COMPLETED / FAILED keys move to on_completed / on_failed.
     """
     tags: list[GoStr] = Field(default_factory=list)
-    """Routing tags (formicary ants); kept, not used for placement."""
+    """Worker pool tags: a WEBSOCKET task, or a SHELL task tagged with one of the job's worker_pools,
+    runs on a worker (formica worker --tags) whose tags cover all of them; other tasks keep them."""
     dependencies: list[GoStr] = Field(default_factory=list)
     """Tasks of this job whose artifacts this task downloads first."""
     artifacts: ArtifactsDefinition | None = None
@@ -623,6 +632,8 @@ class TaskDefinition(_Strict):
     """MESSAGING tasks: the SQS queue the task's request is sent to (the organisation's own)."""
     messaging_reply_queue: OptGoStr = None
     """MESSAGING tasks: the SQS queue the reply carrying the request's correlation id comes back on."""
+    # Set by the job (``JobDefinition.worker_pools``), never written in YAML: see ``runner``.
+    _in_worker_pool: bool = PrivateAttr(default=False)
 
     @field_validator("on_exit_code", mode="after")
     @classmethod
@@ -676,7 +687,7 @@ class TaskDefinition(_Strict):
             return RunnerKind.MANUAL
         if self.method is TaskMethod.EXPIRE_ARTIFACTS:
             return RunnerKind.EXPIRE
-        if self.method is TaskMethod.WEBSOCKET:
+        if self.method is TaskMethod.WEBSOCKET or self.in_worker_pool:
             return RunnerKind.WORKER
         if self.method is TaskMethod.MESSAGING:
             return RunnerKind.MESSAGING
@@ -685,6 +696,11 @@ class TaskDefinition(_Strict):
         if self.method in CONTAINER_METHODS or (self.method is None and self.container is not None):
             return RunnerKind.CONTAINER
         return RunnerKind.SHELL
+
+    @property
+    def in_worker_pool(self) -> bool:
+        """A SHELL task tagged with one of its job's ``worker_pools``: a worker runs it (D55)."""
+        return self._in_worker_pool
 
     @property
     def method_name(self) -> str:
@@ -773,8 +789,22 @@ class JobDefinition(_Strict):
     """Events that start the job by themselves (webhook, s3, queue); their templates see the event."""
     methods: list[GoStr] = Field(default_factory=list)
     """formicary's list of the methods the job's tasks use (accepted; the tasks' methods decide)."""
+    worker_pools: list[GoStr] = Field(default_factory=list)
+    """Tags that name the organisation's worker pools: a SHELL task tagged with one runs on a worker
+    (formica worker --tags) whose tags cover all the task's tags, not on Formica's runners."""
     tasks: list[TaskDefinition]
     """The tasks (at least one, at most 100)."""
+
+    @model_validator(mode="after")
+    def _tasks_into_worker_pools(self) -> JobDefinition:
+        # formicary's ants take every task by its tags; Formica runs SHELL on its own sandbox unless
+        # the job names the tag as a pool, so a job's placement is read from the job alone (D55).
+        pools = set(self.worker_pools)
+        for task in self.tasks:
+            task._in_worker_pool = (
+                bool(pools & set(task.tags)) and task.method is TaskMethod.SHELL and task.fan_out is None
+            )
+        return self
 
     @property
     def skipped(self) -> bool:

@@ -153,6 +153,23 @@ def _job_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
         yield Problem(message, where.line(*path), field=".".join(path[:3]))
     for message, place in trigger_problems(job.triggers):
         yield Problem(message, where.line(*place), field=".".join(str(part) for part in place))
+    yield from _worker_pool_rules(job, where)
+
+
+def _worker_pool_rules(job: JobDefinition, where: Locator) -> Iterator[Problem]:
+    """Each of ``worker_pools`` is a name that some task's tags use (a pool no task names is a typo)."""
+    tags = {tag for task in job.tasks for tag in task.tags}
+    for index, pool in enumerate(job.worker_pools):
+        line = where.line("worker_pools", index)
+        reason = name_problem("worker_pools entry", pool)
+        if reason:
+            yield Problem(reason, line, field="worker_pools")
+        elif pool not in tags:
+            yield Problem(
+                f"worker_pools names {pool!r}, which no task's tags use{did_you_mean(pool, tags)}",
+                line,
+                field="worker_pools",
+            )
 
 
 BACKOFF_FACTOR_MAX = 100.0
@@ -250,6 +267,7 @@ def _task_rules(
             yield problem(f'task_type "{name}" is reserved: it names an exit-code action', "task_type")
         if not any((index, field) in refused for field in _METHOD_FIELDS):
             yield from _method_rules(task, problem)
+        yield from _pooled_task_rules(job, task, problem)
         if task.retry < 0:
             yield problem("retry must not be negative", "retry")
         for message, field in backoff_problems(task.retry_backoff_policy):
@@ -308,8 +326,31 @@ def _worker_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Pr
         yield problem(
             "method WEBSOCKET needs tags: the worker pool that runs it (formica worker --tags)", "tags"
         )
+    yield from _worker_tag_rules(task, problem, "method WEBSOCKET takes")
+
+
+def _pooled_task_rules(
+    job: JobDefinition, task: TaskDefinition, problem: _ProblemFactory
+) -> Iterator[Problem]:
+    """A task tagged with one of the job's ``worker_pools`` must be one a worker can run (SHELL), and
+    its tags must name a pool a worker can poll."""
+    pools = [tag for tag in task.tags if tag in set(job.worker_pools)]
+    if not pools or task.method is TaskMethod.WEBSOCKET or (task.method is None and task.container is None):
+        return  # a WEBSOCKET task has its own rules; a task without a method, its own problem
+    if task.method is not TaskMethod.SHELL or task.fan_out is not None:
+        kind = "a fan_out" if task.fan_out is not None else f"method {task.method_name}"
+        yield problem(
+            f"tags name the worker pool {pools[0]!r} (worker_pools), but {kind} does not run on "
+            "workers: only SHELL and WEBSOCKET tasks do; remove the tag or the pool",
+            "tags",
+        )
+        return
+    yield from _worker_tag_rules(task, problem, "a SHELL task on a worker pool takes")
+
+
+def _worker_tag_rules(task: TaskDefinition, problem: _ProblemFactory, what: str) -> Iterator[Problem]:
     if len(set(task.tags)) > MAX_WORKER_TAGS:
-        yield problem(f"method WEBSOCKET takes at most {MAX_WORKER_TAGS} tags", "tags")
+        yield problem(f"{what} at most {MAX_WORKER_TAGS} tags", "tags")
     for index, tag in enumerate(task.tags):
         reason = name_problem("tag", tag)
         if reason:
