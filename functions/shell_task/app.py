@@ -23,5 +23,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         correlation_id=context.aws_request_id, request_id=task.request_id, step=task.step
     )
     return run_shell_task(
-        task, get_runtime(), time_left_seconds=context.get_remaining_time_in_millis() / 1000
+        task,
+        get_runtime(),
+        time_left_seconds=context.get_remaining_time_in_millis() / 1000,
+        function_name=context.function_name,
     )

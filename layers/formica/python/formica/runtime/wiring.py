@@ -86,7 +86,8 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         container_factory=_process_containers,
         events=EventBridgePublisher(resolved.event_bus_name) if resolved.event_bus_name else None,
         stats=JobStatsRepository(resolved.table_name),
-        functions=LambdaFunctionInvoker() if resolved.shell_sandbox_function else None,
+        # Lazy (a client on first use): the SHELL sandbox and a task fan-out's instances.
+        functions=LambdaFunctionInvoker(),
         grants=DynamoGrantRepository(resolved.table_name) if resolved.shell_sandbox_function else None,
         configs=ConfigRepository(resolved.table_name),
         config_secrets=SsmConfigSecretStore(resolved.configs_parameter_prefix, resolved.configs_kms_key_id),
