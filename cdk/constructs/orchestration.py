@@ -182,6 +182,7 @@ class Orchestration(Construct):
             # second or two) instead of failing on ECS's ThrottlingException.
             reserved_concurrency=10,
         )
+        self._grant_task_fan_out()
         self.fork_task = FormicaFunction(
             self,
             "ForkTask",
@@ -310,6 +311,37 @@ class Orchestration(Construct):
             "Step Functions logging and tracing require use '*'; neither supports resource-level "
             "permissions.",
         )
+
+    def _grant_task_fan_out(self) -> None:
+        """A task fan-out's instances run in the task functions, invoked asynchronously by its looks
+        (D42): Launch takes the first look and invokes either function (it is told their names); every
+        instance's end looks again and invokes the next instances in its own function, which its
+        handler names from its context. Each function itself only (not its versions or aliases)."""
+        for variable, function in (
+            ("FORMICA_HTTP_TASK_FUNCTION", self.http_task),
+            ("FORMICA_SHELL_TASK_FUNCTION", self.shell_task),
+        ):
+            self.launch.function.add_environment(variable, function.function.function_name)
+        self.launch.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                resources=[self.http_task.function_arn, self.shell_task.function_arn],
+            )
+        )
+        # A policy of its own, not the role's default policy: the function waits for its default
+        # policy, which could then not name the function's own ARN without a dependency cycle.
+        for construct_id, function in (
+            ("HttpTaskInvokesItself", self.http_task),
+            ("ShellTaskInvokesItself", self.shell_task),
+        ):
+            iam.Policy(
+                self,
+                construct_id,
+                roles=[function.role],
+                statements=[
+                    iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[function.function_arn])
+                ],
+            )
 
     @property
     def functions(self) -> tuple[FormicaFunction, ...]:

@@ -114,10 +114,12 @@ def task_fan_out_step(
     task: TaskDefinition,
     *,
     functions: InstanceFunctions | None = None,
+    keeps_log: bool = False,
 ) -> bool:
     """One look at a task fan-out at ``step``: start the next instances, or answer the token once
     every instance has ended (the first failure with ``fail_fast``). Returns True when this look
-    answered it."""
+    answered it. ``keeps_log``: the answer stores the task's log, a line per instance (an instance's
+    look; Launch's first look may write no log, and it answers only an empty source)."""
     spec = task.fan_out
     assert spec is not None  # noqa: S101 - the callers check it
     try:
@@ -135,7 +137,9 @@ def task_fan_out_step(
     ended = [instance for instance in instances if instance.is_final]
     failures = [instance for instance in ended if not instance.succeeded]
     if failures and spec.fail_fast:
-        return _answer(runtime, request, step, task, instances=instances, outputs=outputs)
+        return _answer(
+            runtime, request, step, task, instances=instances, outputs=outputs, keeps_log=keeps_log
+        )
     started = _start_instances(
         runtime,
         request,
@@ -147,10 +151,10 @@ def task_fan_out_step(
         functions=functions or instance_functions(runtime),
     )
     if started is None:  # an instance could not be started: it ended FAILED, look again
-        return task_fan_out_step(runtime, request, step, task, functions=functions)
+        return task_fan_out_step(runtime, request, step, task, functions=functions, keeps_log=keeps_log)
     if started or len(by_index) < len(items) or len(ended) < len(by_index):
         return False
-    return _answer(runtime, request, step, task, instances=instances, outputs=outputs)
+    return _answer(runtime, request, step, task, instances=instances, outputs=outputs, keeps_log=keeps_log)
 
 
 def _start_instances(
@@ -218,6 +222,7 @@ def _answer(
     *,
     instances: list[InstanceItem],
     outputs: dict[str, str],
+    keeps_log: bool,
 ) -> bool:
     """Answer the token: 0 when every instance succeeded, else the first failure's exit code (or
     error code), routed by the task's on_exit_code / on_failed as any attempt's."""
@@ -225,8 +230,7 @@ def _answer(
         (instance for instance in instances if instance.is_final and not instance.succeeded),
         key=lambda instance: instance.index,
     )
-    summary = _summary(task, instances)
-    log = _keep_summary(runtime, request, step, task, summary)
+    log = _keep_summary(runtime, request, step, task, _summary(task, instances)) if keeps_log else None
     if not failures:
         done = AttemptResult(exit_code="0", outputs=outputs, log_key=log)
         return complete_container_attempt(runtime, request.request_id, step, done)
@@ -485,4 +489,5 @@ def _look_after(
         failed = AttemptResult(error_code=ERR_INVALID_DEFINITION, error_message=str(exc))
         complete_container_attempt(runtime, request.request_id, event.step, failed)
         return
-    task_fan_out_step(runtime, request, event.step, definition.task(current.task_type), functions=functions)
+    task = definition.task(current.task_type)
+    task_fan_out_step(runtime, request, event.step, task, functions=functions, keeps_log=True)
