@@ -211,6 +211,14 @@ class InstanceRecords(DynamoTable):
             raise RequestStoreError(f"could not list the instances of {request_id!r}: {exc}") from exc
         return [InstanceItem.from_item(item) for item in items]
 
+    def list_all_instances(self, request_id: str) -> list[InstanceItem]:
+        """Every instance of every task fan-out of the request, by step and index (one Query)."""
+        try:
+            items, _ = self._query_prefix_items(request_pk(request_id), INSTANCE_SK_PREFIX)
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not list the instances of {request_id!r}: {exc}") from exc
+        return [InstanceItem.from_item(item) for item in items]
+
     def get_instance(self, request_id: str, step: int, index: int) -> InstanceItem | None:
         try:
             response = self._client.get_item(
