@@ -10,6 +10,7 @@ import time
 from formica.engine.walk import JobState
 from formica.runtime import get_runtime
 from formica.runtime.attempts import run_shell_task
+from formica.runtime.task_fanout import INSTANCE_CHECK_SECONDS, sweep_instances
 from formica.store.requests import InstanceItem, InstanceState
 
 from tests.workflow.conftest import Walk
@@ -119,7 +120,9 @@ def test_fail_fast_starts_nothing_after_the_failure_and_routes_its_exit_code(wal
     failed = instances[1]
     assert failed.exit_code == "9"
     assert failed.ended_at is not None
-    assert all(i.started_at is not None and i.started_at <= failed.ended_at for i in instances)
+    # (each was created by a look before the failure ended; one may be claimed by its invocation
+    # after it, and then ends at once, cancelled, without running)
+    assert all(i.created_at <= failed.ended_at for i in instances)
 
 
 def test_a_replayed_instance_invocation_runs_nothing_twice(walk: Walk) -> None:
@@ -179,3 +182,34 @@ def test_an_empty_source_runs_nothing_and_completes(walk: Walk) -> None:
     assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
     assert _instances(done.request_id, _fan_out_step(walk, done.request_id)) == []
     assert walk.log(done.request_id, "report").strip().endswith(" 0")
+
+
+def test_the_sweep_ends_an_instance_running_past_its_limit_and_the_fan_out_goes_on(walk: Walk) -> None:
+    # Given a fan-out whose first three instances are running (max_parallel 3) and a fourth waits
+    walk.upload(EACH)
+    items = json.dumps(["slow-0", "slow-1", "slow-2", "i3"])
+    request_id = walk.submit("task-fan", {"Items": items, "FailFast": "false"})
+    walk.wait_for(
+        request_id,
+        lambda request: (
+            sum(i.state == InstanceState.RUNNING for i in _instances(request_id, request.step)) == 3
+        ),
+    )
+    step = walk.request(request_id).step
+
+    # When the minute sweep takes them for lost (over its limit: here 0 s, in AWS 16 minutes, past any
+    # Lambda invocation), and sweeps again
+    first = sweep_instances(get_runtime(), lost_after_seconds=0)
+    again = sweep_instances(get_runtime(), lost_after_seconds=3600)
+
+    # Then each was ended once, FAILED as a lost attempt, and the sweep's look started the next item
+    assert (first, again) == (3, 0)
+    done = walk.wait(request_id, timeout=60)
+    instances = _instances(request_id, step)
+    assert [i.state for i in instances] == [InstanceState.FAILED] * 3 + [InstanceState.COMPLETED]
+    assert {i.error_code for i in instances[:3]} == {"ERR_TASK_ATTEMPT_LOST"}
+    # And the task failed with the lost instance's error, naming its item
+    assert (done.job_state, done.error_code) == (JobState.FAILED, "ERR_TASK_ATTEMPT_LOST")
+    assert "item 0" in (done.error_message or "")
+    # (The three scripts, still sleeping, stop at their next stop check: let them before moto goes.)
+    time.sleep(2 * INSTANCE_CHECK_SECONDS)

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -77,6 +78,10 @@ FAN_OUT_INDEX_PARAM = "FanOutIndex"
 INSTANCE_CHECK_SECONDS = 1.0
 """How often a running instance reads the request to learn that it should stop."""
 SUMMARY_LINES = 1000
+LOST_AFTER_SECONDS = 16 * 60.0
+"""An instance RUNNING this long has lost its invocation: a Lambda runs 15 minutes at most, and an
+instance's runner stops before its invocation's time is up (``Walker.context``)."""
+ERR_INSTANCE_LOST = "ERR_TASK_ATTEMPT_LOST"
 
 InstanceFunctions = dict[RunnerKind, str | None]
 
@@ -241,7 +246,7 @@ def _answer(
         f"{said or 'no result'}"
     )
     failed = AttemptResult(
-        exit_code=first.exit_code,
+        exit_code=first.exit_code or "",
         error_code=first.error_code or (None if first.exit_code else ERR_FAN_OUT),
         error_message=message[:2000],
         outputs=outputs,
@@ -472,7 +477,12 @@ def _end(runtime: Runtime, instance: InstanceItem, end: InstanceEnd) -> None:
 
 
 def _look_after(
-    runtime: Runtime, walker: Walker, event: InstanceEvent, *, functions: InstanceFunctions
+    runtime: Runtime,
+    walker: Walker,
+    event: InstanceEvent,
+    *,
+    functions: InstanceFunctions,
+    keeps_log: bool = True,
 ) -> None:
     """The look an instance's end takes, when the walk still waits at its step."""
     request = walker.load(event.request_id)
@@ -490,4 +500,43 @@ def _look_after(
         complete_container_attempt(runtime, request.request_id, event.step, failed)
         return
     task = definition.task(current.task_type)
-    task_fan_out_step(runtime, request, event.step, task, functions=functions, keeps_log=True)
+    task_fan_out_step(runtime, request, event.step, task, functions=functions, keeps_log=keeps_log)
+
+
+# -- the minute sweep -------------------------------------------------------------------------------
+
+
+def sweep_instances(runtime: Runtime, *, lost_after_seconds: float = LOST_AFTER_SECONDS) -> int:
+    """The minute sweep's repair: an instance still RUNNING ``lost_after_seconds`` after it started
+    lost its invocation (it died between its claim and its end: a retry finds it claimed and runs
+    nothing). It is ended FAILED (ERR_TASK_ATTEMPT_LOST) and the fan-out looked at, so the task does
+    not wait for its timeout. Returns how many were ended."""
+    ended = 0
+    now = runtime.now()
+    for instance in runtime.requests.running_instances():
+        if instance.started_at is None:
+            continue
+        if (now - datetime.fromisoformat(instance.started_at)).total_seconds() < lost_after_seconds:
+            continue
+        end = InstanceEnd(
+            state=InstanceState.FAILED,
+            error_code=ERR_INSTANCE_LOST,
+            error_message=(
+                f"instance {instance.index} ran over {int(lost_after_seconds)} s without ending: its "
+                "invocation was lost; it is not run twice"
+            ),
+            ended_at=now_iso(),
+        )
+        try:
+            if not runtime.requests.end_instance(instance.request_id, instance.step, instance.index, end):
+                continue
+            ended += 1
+            event = InstanceEvent(request_id=instance.request_id, step=instance.step, index=instance.index)
+            _look_after(
+                runtime, Walker(runtime), event, functions=instance_functions(runtime), keeps_log=False
+            )
+        except Exception as exc:  # one request's trouble must not stop the sweep of the others
+            logger.warning(
+                "lost instance not swept", extra={"request_id": instance.request_id, "error": str(exc)}
+            )
+    return ended

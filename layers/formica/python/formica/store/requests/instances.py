@@ -1,6 +1,7 @@
 """A task fan-out's instances: one item each under the request's partition (docs/decisions.md, D42).
 
-- instance  ``pk=REQ#{id}``, ``sk=INST#{step:06d}#{index:04d}``
+- instance  ``pk=REQ#{id}``, ``sk=INST#{step:06d}#{index:04d}``; gsi2 ``INSTANCES#RUNNING`` /
+            ``{started_at}#{id}#{step}#{index}`` while RUNNING
 
 An instance is created STARTING by the look whose conditional put wins (only that look invokes
 it), claimed RUNNING by the invocation that runs it (a replayed invocation finds it claimed and
@@ -23,6 +24,9 @@ from formica.store.requests.errors import RequestStoreError
 from formica.store.schema import request_pk
 
 INSTANCE_SK_PREFIX = "INST#"
+RUNNING_INSTANCES_GSI2PK = "INSTANCES#RUNNING"
+"""While an instance runs its item is in this (sparse) gsi2 partition: the sweep finds instances whose
+invocation died without ending them, without a scan."""
 
 
 def instance_sk(step: int, index: int) -> str:
@@ -154,12 +158,16 @@ class InstanceRecords(DynamoTable):
             response = self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": instance_sk(step, index)}},
-                UpdateExpression="SET instance_state = :running, started_at = :at",
+                UpdateExpression=(
+                    "SET instance_state = :running, started_at = :at, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
+                ),
                 ConditionExpression="instance_state = :starting",
                 ExpressionAttributeValues={
                     ":running": {"S": str(InstanceState.RUNNING)},
                     ":starting": {"S": str(InstanceState.STARTING)},
                     ":at": {"S": started_at},
+                    ":gsi2pk": {"S": RUNNING_INSTANCES_GSI2PK},
+                    ":gsi2sk": {"S": f"{started_at}#{request_id}#{step}#{index}"},
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -193,6 +201,7 @@ class InstanceRecords(DynamoTable):
             if value is not None:
                 values[f":{name}"] = {"S": value}
                 expression += f", {name} = :{name}"
+        expression += " REMOVE gsi2pk, gsi2sk"
         try:
             return self._update_if(
                 Key={"pk": {"S": request_pk(request_id)}, "sk": {"S": instance_sk(step, index)}},
@@ -217,6 +226,14 @@ class InstanceRecords(DynamoTable):
             items, _ = self._query_prefix_items(request_pk(request_id), INSTANCE_SK_PREFIX)
         except (ClientError, BotoCoreError) as exc:
             raise RequestStoreError(f"could not list the instances of {request_id!r}: {exc}") from exc
+        return [InstanceItem.from_item(item) for item in items]
+
+    def running_instances(self, *, max_items: int = 500) -> list[InstanceItem]:
+        """Instances of any request still RUNNING, longest running first (gsi2, eventually consistent)."""
+        try:
+            items = self._gsi2_items(RUNNING_INSTANCES_GSI2PK, max_items=max_items)
+        except (ClientError, BotoCoreError) as exc:
+            raise RequestStoreError(f"could not list running instances: {exc}") from exc
         return [InstanceItem.from_item(item) for item in items]
 
     def get_instance(self, request_id: str, step: int, index: int) -> InstanceItem | None:
