@@ -1,5 +1,6 @@
 """HttpTask: runs one attempt of an HTTP task (claimed, so never twice), records it, advances the
-walk and returns the next decision."""
+walk and returns the next decision; or, with ``index``, one instance of a task fan-out (its own
+name passed on: the instance's look invokes the next instances here)."""
 
 from typing import Any
 

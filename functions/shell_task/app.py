@@ -1,5 +1,6 @@
 """ShellTask: runs one attempt of a SHELL task in a fresh working directory (claimed, so never
-twice), records it, advances the walk and returns the next decision."""
+twice), records it, advances the walk and returns the next decision; or, with ``index``, one
+instance of a task fan-out (its own name passed on: the instance's look invokes the next ones here)."""
 
 from typing import Any
 
