@@ -8,12 +8,12 @@ import json
 import time
 
 from formica.engine.walk import JobState
-from formica.runtime import get_runtime
+from formica.runtime import cancel_request, get_runtime
 from formica.runtime.attempts import run_shell_task
 from formica.runtime.task_fanout import INSTANCE_CHECK_SECONDS, sweep_instances
 from formica.store.requests import InstanceItem, InstanceState
 
-from tests.workflow.conftest import Walk
+from tests.workflow.conftest import ORG, Walk
 
 EACH = """
 job_type: task-fan
@@ -213,3 +213,29 @@ def test_the_sweep_ends_an_instance_running_past_its_limit_and_the_fan_out_goes_
     assert "item 0" in (done.error_message or "")
     # (The three scripts, still sleeping, stop at their next stop check: let them before moto goes.)
     time.sleep(2 * INSTANCE_CHECK_SECONDS)
+
+
+def test_cancelling_the_request_stops_its_running_instances(walk: Walk) -> None:
+    # Given three instances sleeping for seconds and three more waiting
+    walk.upload(EACH)
+    items = json.dumps([f"slow-{n}" for n in range(6)])
+    request_id = walk.submit("task-fan", {"Items": items, "FailFast": "false"})
+    walk.wait_for(
+        request_id,
+        lambda request: (
+            sum(i.state == InstanceState.RUNNING for i in _instances(request_id, request.step)) == 3
+        ),
+    )
+    step = walk.request(request_id).step
+
+    # When the request is cancelled
+    cancel_request(ORG, request_id, get_runtime())
+
+    # Then the job ends CANCELLED, the running instances stop through their stop check (well before
+    # their 4 s sleep ends) and no waiting instance starts
+    assert walk.wait(request_id, timeout=30).job_state == JobState.CANCELLED
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not all(i.is_final for i in _instances(request_id, step)):
+        time.sleep(0.1)
+    instances = _instances(request_id, step)
+    assert [(i.index, i.state) for i in instances] == [(n, InstanceState.CANCELLED) for n in range(3)]
