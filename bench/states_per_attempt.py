@@ -110,6 +110,9 @@ def _walk_host() -> Iterator[Any]:
             "FORMICA_CONTAINER_RUNTIME": "local",
             "FORMICA_LOCAL_CONTAINER_MODE": "host",
             "FORMICA_WORK_ROOT": work.name,
+            # A task fan-out's instances run in the task functions, dispatched in-process.
+            "FORMICA_HTTP_TASK_FUNCTION": "formica-http-task",
+            "FORMICA_SHELL_TASK_FUNCTION": "formica-shell-task",
             # The jobs' web server is on 127.0.0.1: open loopback to HTTP tasks (AWS refuses it).
             "FORMICA_HTTP_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
             "POWERTOOLS_TRACE_DISABLED": "true",

@@ -132,6 +132,8 @@ class FormicaStack(Stack):
             defaults=defaults,
             state_machine_arn=job_state_machine_arn,
         )
+        # The minute sweep ends a task fan-out's lost instance and looks: it may start the next ones.
+        orchestration.grant_task_fan_out_starts(scheduling.function)
         api = Api(
             self,
             "Api",

@@ -182,6 +182,7 @@ class Orchestration(Construct):
             # second or two) instead of failing on ECS's ThrottlingException.
             reserved_concurrency=10,
         )
+        self._grant_task_fan_out()
         self.fork_task = FormicaFunction(
             self,
             "ForkTask",
@@ -309,6 +310,44 @@ class Orchestration(Construct):
             "Only the CloudWatch Logs delivery actions (logs:CreateLogDelivery, ...) and X-Ray actions that "
             "Step Functions logging and tracing require use '*'; neither supports resource-level "
             "permissions.",
+        )
+
+    def _grant_task_fan_out(self) -> None:
+        """A task fan-out's instances run in the task functions, invoked asynchronously by its looks
+        (D42): Launch takes the first look and invokes either function (it is told their names, as the
+        scheduler is, whose sweep looks after ending a lost instance: ``grant_task_fan_out_starts``); every
+        instance's end looks again and invokes the next instances in its own function, which its
+        handler names from its context. Each function itself only (not its versions or aliases)."""
+        self.grant_task_fan_out_starts(self.launch)
+        # A policy of its own, not the role's default policy: the function waits for its default
+        # policy, which could then not name the function's own ARN without a dependency cycle.
+        for construct_id, function in (
+            ("HttpTaskInvokesItself", self.http_task),
+            ("ShellTaskInvokesItself", self.shell_task),
+        ):
+            iam.Policy(
+                self,
+                construct_id,
+                roles=[function.role],
+                statements=[
+                    iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[function.function_arn])
+                ],
+            )
+
+    def grant_task_fan_out_starts(self, starter: FormicaFunction) -> None:
+        """Let ``starter`` start a task fan-out's instances in either task function: their names in
+        its environment, and InvokeFunction on the two functions themselves (Launch's first look;
+        the minute sweep's look after it ended a lost instance)."""
+        for variable, function in (
+            ("FORMICA_HTTP_TASK_FUNCTION", self.http_task),
+            ("FORMICA_SHELL_TASK_FUNCTION", self.shell_task),
+        ):
+            starter.function.add_environment(variable, function.function.function_name)
+        starter.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                resources=[self.http_task.function_arn, self.shell_task.function_arn],
+            )
         )
 
     @property

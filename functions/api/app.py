@@ -536,12 +536,23 @@ def artifact_link(request_id: Identifier, artifact_id: Identifier) -> dashboard.
 def task_logs(
     request_id: Identifier,
     task_type: TaskType,
+    *,
     attempt: Annotated[int | None, Query(ge=1, le=10_000, description="one attempt; default: all")] = None,
     since: Annotated[
         int | None, Query(ge=0, le=10**12, description="byte offset: answer JSON from there (next_since)")
     ] = None,
     follow: Annotated[bool, Query(description="wait up to 20 s for more (JSON, from since or 0)")] = False,
+    instance: Annotated[
+        int | None,
+        Query(ge=0, le=999, description="a task fan-out's instance (its item, from 0): that instance's log"),
+    ] = None,
 ) -> Response[str]:
+    if instance is not None:
+        if since is not None or follow or attempt is not None:
+            raise ValidationApiError(
+                "instance reads one ended instance's whole log: without attempt, since or follow"
+            )
+        return _text(requests.instance_log(get_services(), _org(), request_id, task_type, instance))
     if since is None and not follow:
         return _text(requests.task_log(get_services(), _org(), request_id, task_type, attempt=attempt))
     followed = follow_task_log(

@@ -1,5 +1,6 @@
 """HttpTask: runs one attempt of an HTTP task (claimed, so never twice), records it, advances the
-walk and returns the next decision."""
+walk and returns the next decision; or, with ``index``, one instance of a task fan-out (its own
+name passed on: the instance's look invokes the next instances here)."""
 
 from typing import Any
 
@@ -22,4 +23,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.thread_safe_append_keys(
         correlation_id=context.aws_request_id, request_id=task.request_id, step=task.step
     )
-    return run_http_task(task, get_runtime(), time_left_seconds=context.get_remaining_time_in_millis() / 1000)
+    return run_http_task(
+        task,
+        get_runtime(),
+        time_left_seconds=context.get_remaining_time_in_millis() / 1000,
+        function_name=context.function_name,
+    )

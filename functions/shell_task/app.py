@@ -1,5 +1,6 @@
 """ShellTask: runs one attempt of a SHELL task in a fresh working directory (claimed, so never
-twice), records it, advances the walk and returns the next decision."""
+twice), records it, advances the walk and returns the next decision; or, with ``index``, one
+instance of a task fan-out (its own name passed on: the instance's look invokes the next ones here)."""
 
 from typing import Any
 
@@ -23,5 +24,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         correlation_id=context.aws_request_id, request_id=task.request_id, step=task.step
     )
     return run_shell_task(
-        task, get_runtime(), time_left_seconds=context.get_remaining_time_in_millis() / 1000
+        task,
+        get_runtime(),
+        time_left_seconds=context.get_remaining_time_in_millis() / 1000,
+        function_name=context.function_name,
     )

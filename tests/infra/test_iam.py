@@ -46,7 +46,12 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     # Container completions commit the walk's step themselves (D13), so they can end a request too.
     # A forked request ending in these answers its parent's await: TASK_RESPONSE.
     "advance": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE,
-    "http_task": BASE | TABLE | BUCKET_READ_WRITE | {"states:StartExecution"} | TASK_RESPONSE,
+    # A task fan-out's instances: the task functions invoke themselves (the next instances).
+    "http_task": BASE
+    | TABLE
+    | BUCKET_READ_WRITE
+    | {"states:StartExecution", "lambda:InvokeFunction"}
+    | TASK_RESPONSE,
     "shell_task": BASE
     | TABLE
     | BUCKET_READ_WRITE
@@ -71,7 +76,9 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | {"states:StartExecution"}
     | {"sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:SendMessage"}  # WEBSOCKET tasks' worker queues
     # MESSAGING tasks: the reply queue's ARN, and the reply function subscribed to it.
-    | {"sqs:GetQueueAttributes", "lambda:CreateEventSourceMapping", "lambda:ListEventSourceMappings"},
+    | {"sqs:GetQueueAttributes", "lambda:CreateEventSourceMapping", "lambda:ListEventSourceMappings"}
+    # A task fan-out's first look invokes its instances in the task functions.
+    | {"lambda:InvokeFunction"},
     # MESSAGING replies: received from the reply queues, committed, the attempt's log written.
     "messaging_reply": BASE
     | TABLE
@@ -95,7 +102,12 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | ECS_TASKS
     | {"states:StartExecution"}
     | ASYNC_DLQ,
-    "scheduler": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE | ASYNC_DLQ,
+    # The sweep ends a task fan-out's lost instance and looks: it may invoke the next instances.
+    "scheduler": BASE
+    | TABLE
+    | {"states:StartExecution", "lambda:InvokeFunction"}
+    | TASK_RESPONSE
+    | ASYNC_DLQ,
 }
 # The webhook signing secrets, formica/<stage>/webhooks/*: one per organisation.
 SIGNING_SECRETS = {"secretsmanager:GetSecretValue", "secretsmanager:CreateSecret"}
@@ -387,6 +399,30 @@ def test_only_the_shell_task_function_may_invoke_the_sandbox(synth: Synth) -> No
         and any(sandbox_id in resource for resource in resources_of(statement))
     ]
     assert len(machine_statements) == 1
+
+
+def test_task_fan_out_instances_are_invoked_by_launch_the_sweep_and_their_own_function_only(
+    synth: Synth,
+) -> None:
+    functions = synth.functions()
+    http_id, shell_id = functions["http_task"][0], functions["shell_task"][0]
+    sandbox_id = functions["shell_sandbox"][0]
+    invoked: dict[str, set[str]] = {}
+    for folder in functions:
+        for statement in synth.statements_granting(synth.role_of(folder), "lambda:InvokeFunction"):
+            assert actions_of(statement) == {"lambda:InvokeFunction"}
+            invoked.setdefault(folder, set()).update(resources_of(statement))
+    assert invoked["launch"] == {f"<{http_id}.Arn>", f"<{shell_id}.Arn>"}
+    assert invoked["scheduler"] == {f"<{http_id}.Arn>", f"<{shell_id}.Arn>"}
+    assert invoked["http_task"] == {f"<{http_id}.Arn>"}
+    assert invoked["shell_task"] == {f"<{shell_id}.Arn>", f"<{sandbox_id}.Arn>"}
+    everyone_else = set(invoked) - {"launch", "scheduler", "http_task", "shell_task", "api"}
+    assert not [r for folder in everyone_else for r in invoked[folder] if http_id in r or shell_id in r]
+    # Launch is told the two functions' names; the task functions name themselves at run time.
+    for starter in ("launch", "scheduler"):
+        environment = functions[starter][1]["Environment"]["Variables"]
+        assert environment["FORMICA_HTTP_TASK_FUNCTION"] == {"Ref": http_id}
+        assert environment["FORMICA_SHELL_TASK_FUNCTION"] == {"Ref": shell_id}
 
 
 def test_the_sandbox_role_holds_no_data_action(synth: Synth) -> None:

@@ -150,6 +150,9 @@ def walk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Walk]:
         "FORMICA_CONTAINER_RUNTIME": "local",
         "FORMICA_LOCAL_CONTAINER_MODE": "host",
         "FORMICA_WORK_ROOT": str(tmp_path / "work"),
+        # A task fan-out's instances run in the task functions, dispatched in-process.
+        "FORMICA_HTTP_TASK_FUNCTION": "formica-http-task",
+        "FORMICA_SHELL_TASK_FUNCTION": "formica-shell-task",
         # The test web server is on 127.0.0.1: open loopback to HTTP tasks (AWS's default refuses it).
         "FORMICA_HTTP_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "POWERTOOLS_TRACE_DISABLED": "true",

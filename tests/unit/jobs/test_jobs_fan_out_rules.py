@@ -148,3 +148,75 @@ def test_an_await_of_a_fan_out_task_is_refused() -> None:
 
     assert [(p[1], p[2]) for p in problems] == [("report", "await_forked_tasks")]
     assert 'names "each", a fan_out task: it waits for its own children' in problems[0][3]
+
+
+# -- task fan-out: fan_out without fork_job_type runs the task itself per item ----------------------
+
+
+@pytest.mark.parametrize(
+    ("task_extra", "runner"),
+    [
+        ("method: SHELL\nscript: ['echo {{ .item }}']", RunnerKind.SHELL),
+        ("method: HTTP_GET\nurl: 'https://example.com/{{ .item }}'", RunnerKind.HTTP),
+        ("method: HTTP_POST_JSON\nurl: https://example.com/items", RunnerKind.HTTP),
+    ],
+)
+def test_a_task_fan_out_of_a_shell_or_http_task_parses_and_waits_on_the_fork_runner(
+    task_extra: str, runner: RunnerKind
+) -> None:
+    job = parse_definition(fan_out_job('source: \'["a", "b"]\'\nmax_parallel: 2', task_extra))
+
+    task = job.task("each")
+    assert task.fan_out is not None and not task.fan_out.forks_jobs
+    assert task.runner is RunnerKind.FORK  # the step waits for its instances
+    assert task.method_runner is runner  # each instance runs the task's own method
+    assert task.awaits_children
+
+
+@pytest.mark.parametrize(
+    ("fan_out", "task_extra", "expected"),
+    [
+        (
+            "source: '[1]'",
+            "container:\n  image: alpine",
+            (6, "container", "a task fan-out (fan_out without fork_job_type) runs SHELL and HTTP tasks only"),
+        ),
+        (
+            "source: '[1]'",
+            "method: KUBERNETES\ncontainer:\n  image: alpine",
+            (7, "container", "a container task cannot fan out"),
+        ),
+        (
+            "source: '[1]'",
+            "method: FORK_JOB",
+            (6, "method", "runs SHELL and HTTP tasks only, not FORK_JOB"),
+        ),
+        (
+            "source: '[1]'",
+            "method: MANUAL",
+            (6, "method", "runs SHELL and HTTP tasks only, not MANUAL"),
+        ),
+        ("source: '[1]'", "script: [echo hi]", (3, "method", "set method SHELL or an HTTP method")),
+        ("source: '[1]'", "method: HTTP_GET", (6, "method", "method HTTP_GET needs a URL")),
+        (
+            "source: '[1]'\nfork_job_version: 2",
+            "method: SHELL\nscript: [echo hi]",
+            (6, "fan_out.fork_job_version", "set fan_out.fork_job_type too"),
+        ),
+        (
+            "source: '[1]'\nmax_parallel: 0",
+            "method: SHELL\nscript: [echo hi]",
+            (6, "fan_out.max_parallel", "is out of range"),
+        ),
+    ],
+)
+def test_a_task_fan_out_that_cannot_run_is_refused_naming_the_field_the_task_and_the_line(
+    fan_out: str, task_extra: str, expected: tuple[int, str, str]
+) -> None:
+    problems = problems_of(fan_out_job(fan_out, task_extra))
+
+    assert len(problems) == 1, problems
+    line, task_type, field, message = problems[0]
+    assert (task_type, field) == ("each", expected[1]), problems
+    assert expected[2] in message
+    assert line == expected[0], problems

@@ -48,6 +48,12 @@ class FormicaSettings(BaseModel):
     work_root: str | None = None
     # The function SHELL attempts run in (a sandbox holding no data credentials); unset: in-process.
     shell_sandbox_function: str | None = None
+    # The functions a task fan-out's first look (Launch) invokes, asynchronously, to run one instance
+    # each of an HTTP or SHELL task (a task function's own later looks invoke itself: its handler
+    # passes its own name). The stack sets both on Launch; `formica dev` names its local functions.
+    # Unset: a task fan-out fails with ERR_FAN_OUT, naming the setting.
+    http_task_function: str | None = None
+    shell_task_function: str | None = None
     # The API's base URL (e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/prod): runners that
     # hold no credentials (the SHELL sandbox, the container helpers) exchange their attempt's
     # capability at its grants route. The stack sets it on the functions that mint capabilities;

@@ -269,9 +269,11 @@ class FormicaClient:
         result: dict[str, Any] = self._json("GET", "/api/approvals/pending")
         return list(result.get("approvals", []))
 
-    def logs(self, request_id: str, task_type: str) -> str:
+    def logs(self, request_id: str, task_type: str, *, instance: int | None = None) -> str:
+        """The task's log; with ``instance``, that instance's of a task fan-out."""
         path = f"/api/jobs/requests/{_segment(request_id)}/tasks/{_segment(task_type)}/logs"
-        return self._send("GET", path).text
+        params = {"instance": instance} if instance is not None else None
+        return self._send("GET", path, params=params).text
 
     def follow_logs(self, request_id: str, task_type: str, since: int) -> dict[str, Any]:
         """One long-poll of the task's log from byte ``since``: ``text``, ``next_since``, ``finished``."""

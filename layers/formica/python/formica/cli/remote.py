@@ -134,6 +134,9 @@ def register(subparsers: Any) -> None:
     logs.add_argument(
         "-f", "--follow", action="store_true", help="print the log as the task writes it, until it ends"
     )
+    logs.add_argument(
+        "--instance", type=int, metavar="N", help="a task fan-out's instance N (its item, from 0): its log"
+    )
     _bind(logs, cmd_logs)
 
     artifacts = subparsers.add_parser(
@@ -797,10 +800,11 @@ def format_request(request: Mapping[str, Any], now: datetime | None = None) -> s
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    if getattr(args, "follow", False):
+    instance = getattr(args, "instance", None)
+    if getattr(args, "follow", False) and instance is None:
         return _follow_logs(args)
     with _client(args) as client:
-        text = client.logs(args.request_id, args.task_type)
+        text = client.logs(args.request_id, args.task_type, instance=instance)
     if args.json:
         _print_json({"request_id": args.request_id, "task_type": args.task_type, "log": text})
     else:

@@ -451,10 +451,16 @@ class FanOutDefinition(_Strict):
     """Most children running at once (1 to 100)."""
     fail_fast: bool = False
     """On the first failed child, cancel the rest and fail the task."""
-    fork_job_type: GoStr
-    """The job type each child runs (a job type of the same organisation)."""
+    fork_job_type: OptGoStr = None
+    """The job type each child runs (a job type of the same organisation); none: the task itself
+    (SHELL or HTTP) runs once per item, the item under item_var in its templates."""
     fork_job_version: ForkVersion = None
     """Its version: a version number, latest (the default), or a sem_version to match."""
+
+    @property
+    def forks_jobs(self) -> bool:
+        """Job fan-out (a child request per item), rather than task fan-out (the task per item)."""
+        return self.fork_job_type is not None
 
 
 class SubWorkflowParam(_Strict):
@@ -590,7 +596,7 @@ class TaskDefinition(_Strict):
     pause_time: Duration | None = None
     """PAUSE_JOB: resume by itself this long after the pause (none: wait for POST .../resume)."""
     fan_out: FanOutDefinition | None = None
-    """Fork one child job per item of a JSON array and wait for them all (method FORK_JOB or none)."""
+    """Run the task (SHELL or HTTP), or fork a child job, per item of a JSON array; wait for them all."""
     sub_workflow: SubWorkflowDefinition | None = None
     """FORK_JOB: the child's params, the values it hands back, and whether the task waits for its end."""
     # Kubernetes pod settings formicary accepts on a task.
@@ -680,7 +686,17 @@ class TaskDefinition(_Strict):
 
     @property
     def runner(self) -> RunnerKind:
-        """The runner that executes this task (a task with ``container`` and no method is a container)."""
+        """The runner that executes this task (a task with ``container`` and no method is a container).
+
+        A fan_out task's step runs on the fork runner (it waits for its children or instances);
+        ``method_runner`` is what runs each instance of a task fan-out."""
+        if self.fan_out is not None:
+            return RunnerKind.FORK
+        return self.method_runner
+
+    @property
+    def method_runner(self) -> RunnerKind:
+        """The runner of the task's method, whether or not it fans out."""
         if self.method in HTTP_METHODS:
             return RunnerKind.HTTP
         if self.method is TaskMethod.MANUAL:
@@ -691,7 +707,7 @@ class TaskDefinition(_Strict):
             return RunnerKind.WORKER
         if self.method is TaskMethod.MESSAGING:
             return RunnerKind.MESSAGING
-        if self.method in (TaskMethod.FORK_JOB, TaskMethod.AWAIT_FORKED_JOB) or self.fan_out is not None:
+        if self.method in (TaskMethod.FORK_JOB, TaskMethod.AWAIT_FORKED_JOB):
             return RunnerKind.FORK
         if self.method in CONTAINER_METHODS or (self.method is None and self.container is not None):
             return RunnerKind.CONTAINER

@@ -502,9 +502,21 @@ _FAN_OUT_RUNS_NOTHING = (
 def _fan_out_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
     fan_out = task.fan_out
     assert fan_out is not None  # noqa: S101 - the caller's condition
+    if fan_out.forks_jobs:
+        yield from _job_fan_out_rules(task, problem)
+    else:
+        yield from _task_fan_out_rules(task, problem)
+    yield from _fan_out_shared_rules(task, problem)
+
+
+def _job_fan_out_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
+    fan_out = task.fan_out
+    assert fan_out is not None  # noqa: S101 - the caller's condition
     if task.method not in (None, TaskMethod.FORK_JOB):
         yield problem(
-            f"a fan_out task forks jobs: its method is FORK_JOB or none, not {task.method}", "method"
+            f"a fan_out task forks jobs: its method is FORK_JOB or none, not {task.method} (without "
+            "fan_out.fork_job_type, the task itself runs per item)",
+            "method",
         )
     for field_name in _FAN_OUT_RUNS_NOTHING:
         if getattr(task, field_name):
@@ -517,12 +529,59 @@ def _fan_out_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[P
                 f"a fan_out task names its job in fan_out.{field_name}: remove the task's {field_name}",
                 field_name,
             )
-    if not fan_out.fork_job_type.strip():
+    fork_job_type = fan_out.fork_job_type or ""
+    if not fork_job_type.strip():
         yield problem("fan_out needs fork_job_type", "fan_out", "fork_job_type")
     else:
-        reason = name_problem("fan_out.fork_job_type", fan_out.fork_job_type)
+        reason = name_problem("fan_out.fork_job_type", fork_job_type)
         if reason:
             yield problem(reason, "fan_out", "fork_job_type")
+
+
+_TASK_FAN_OUT_METHODS = frozenset({TaskMethod.SHELL, *HTTP_METHODS})
+
+
+def _task_fan_out_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
+    """A fan_out without fork_job_type runs the task itself per item: a SHELL or HTTP task only."""
+    fan_out = task.fan_out
+    assert fan_out is not None  # noqa: S101 - the caller's condition
+    method = task.method
+    if task.container is not None:
+        yield problem(
+            "a task fan-out (fan_out without fork_job_type) runs SHELL and HTTP tasks only: a container "
+            "task cannot fan out (each instance would need a container of its own); remove container, "
+            "or name a job to fork per item in fan_out.fork_job_type",
+            "container",
+        )
+    elif method is None:
+        yield problem(
+            "a task fan-out (fan_out without fork_job_type) runs the task per item: set method SHELL "
+            "or an HTTP method, or name a job to fork per item in fan_out.fork_job_type",
+            "method",
+        )
+    elif method not in _TASK_FAN_OUT_METHODS:
+        yield problem(
+            f"a task fan-out (fan_out without fork_job_type) runs SHELL and HTTP tasks only, not {method}; "
+            "to fan out another kind of work, fork a job per item with fan_out.fork_job_type",
+            "method",
+        )
+    if method in HTTP_METHODS and task.url is None and not task.script:
+        yield problem(f"method {method} needs a URL: set url (or script, as formicary allows)", "method")
+    if fan_out.fork_job_version:
+        yield problem(
+            "fan_out.fork_job_version names the version of a job to fork: set fan_out.fork_job_type too, "
+            "or remove it",
+            "fan_out",
+            "fork_job_version",
+        )
+    for field_name in ("fork_job_type", "fork_job_version", "await_forked_tasks", "sub_workflow"):
+        if getattr(task, field_name):
+            yield problem(f"a task fan-out runs the task itself per item: remove {field_name}", field_name)
+
+
+def _fan_out_shared_rules(task: TaskDefinition, problem: _ProblemFactory) -> Iterator[Problem]:
+    fan_out = task.fan_out
+    assert fan_out is not None  # noqa: S101 - the caller's condition
     if not 1 <= fan_out.max_parallel <= FAN_OUT_MAX_PARALLEL:
         yield problem(
             f"fan_out.max_parallel {fan_out.max_parallel} is out of range: 1 to {FAN_OUT_MAX_PARALLEL}",

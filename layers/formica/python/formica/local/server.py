@@ -36,7 +36,12 @@ import formica
 from formica.local.console import announce_finished_jobs, moto_interpreter_at_debug
 from formica.local.front_door import FrontDoor
 from formica.local.gateway import ApiGateway, Handler
-from formica.local.lambda_dispatch import dispatch_lambda_invocations, load_handler, load_handler_instances
+from formica.local.lambda_dispatch import (
+    dispatch_lambda_invocations,
+    function_name,
+    load_handler,
+    load_handler_instances,
+)
 from formica.local.messaging import local_messaging
 from formica.local.moto_locks import serialize_dynamodb
 from formica.local.notify import local_notifications
@@ -280,6 +285,9 @@ class DevServer:
                     "FORMICA_API_URL": self.url,
                     # notify.email: no mail leaves this host, each message is an .eml file here.
                     "FORMICA_EMAIL_OUTBOX": str(self._email_outbox),
+                    # A task fan-out's instances: the local functions, run by the in-process dispatch.
+                    "FORMICA_HTTP_TASK_FUNCTION": function_name("http_task"),
+                    "FORMICA_SHELL_TASK_FUNCTION": function_name("shell_task"),
                     **egress_environment(options.strict_egress),
                     "POWERTOOLS_SERVICE_NAME": "formica",
                     "POWERTOOLS_METRICS_NAMESPACE": "formica",

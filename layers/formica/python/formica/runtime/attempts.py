@@ -36,7 +36,8 @@ from formica.runners.sandbox import (
 )
 from formica.runners.shell import fresh_workdir, run_shell
 from formica.runtime.deps import Runtime
-from formica.runtime.walker import AttemptScope, attempt_succeeded, run_task_attempt
+from formica.runtime.task_fanout import InstanceEvent, run_task_instance
+from formica.runtime.walker import AttemptRunner, AttemptScope, attempt_succeeded, run_task_attempt
 from formica.store.functions import FunctionInvokeError
 from formica.store.grants import GrantRight, GrantStoreError
 from formica.store.schema import artifact_key
@@ -228,16 +229,38 @@ def local_container_runner(mode: str) -> Callable[[TaskDefinition, TaskContext, 
 
 
 class TaskEvent(BaseModel):
-    """What a task Lambda receives: the request and the step of the decision to run."""
+    """What a task Lambda receives: the request and the step of the decision to run; with ``index``,
+    one instance of the task fan-out at that step (``formica.runtime.task_fanout``)."""
 
     model_config = ConfigDict(extra="ignore")
 
     request_id: str
     step: int
+    index: int | None = None
 
 
 def _task_event(event: TaskEvent | dict[str, Any]) -> TaskEvent:
     return event if isinstance(event, TaskEvent) else TaskEvent.model_validate(event)
+
+
+def _run_instance(
+    event: TaskEvent,
+    runtime: Runtime,
+    runner: RunnerKind,
+    run: AttemptRunner,
+    *,
+    time_left_seconds: float | None,
+    function_name: str | None,
+) -> dict[str, Any]:
+    assert event.index is not None  # noqa: S101 - the callers check it
+    return run_task_instance(
+        InstanceEvent(request_id=event.request_id, step=event.step, index=event.index),
+        runtime,
+        runner,
+        run,
+        time_left_seconds=time_left_seconds,
+        function_name=function_name,
+    )
 
 
 def run_http_task(
@@ -245,9 +268,20 @@ def run_http_task(
     runtime: Runtime,
     *,
     time_left_seconds: float | None = None,
+    function_name: str | None = None,
 ) -> dict[str, Any]:
-    """The HttpTask Lambda's service: one HTTP attempt, then the next decision."""
+    """The HttpTask Lambda's service: one HTTP attempt, then the next decision; or one instance of a
+    task fan-out (``function_name``: this function's, which invokes the next instances)."""
     parsed = _task_event(event)
+    if parsed.index is not None:
+        return _run_instance(
+            parsed,
+            runtime,
+            RunnerKind.HTTP,
+            run_http_attempt,
+            time_left_seconds=time_left_seconds,
+            function_name=function_name,
+        )
     return run_task_attempt(
         parsed.request_id,
         parsed.step,
@@ -263,9 +297,20 @@ def run_shell_task(
     runtime: Runtime,
     *,
     time_left_seconds: float | None = None,
+    function_name: str | None = None,
 ) -> dict[str, Any]:
-    """The ShellTask Lambda's service: one shell attempt in a fresh directory, then the next decision."""
+    """The ShellTask Lambda's service: one shell attempt in a fresh directory, then the next decision;
+    or one instance of a task fan-out (``function_name`` as for ``run_http_task``)."""
     parsed = _task_event(event)
+    if parsed.index is not None:
+        return _run_instance(
+            parsed,
+            runtime,
+            RunnerKind.SHELL,
+            run_shell_attempt,
+            time_left_seconds=time_left_seconds,
+            function_name=function_name,
+        )
     return run_task_attempt(
         parsed.request_id,
         parsed.step,

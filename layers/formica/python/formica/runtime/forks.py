@@ -41,6 +41,7 @@ from formica.runtime.completion import complete_container_attempt
 from formica.runtime.deps import Runtime
 from formica.runtime.executions import cancel_request
 from formica.runtime.scheduling import give_slot_back, start_request
+from formica.runtime.task_fanout import ERR_FAN_OUT, task_fan_out_step
 from formica.runtime.walker import (
     FAN_OUT_ITEMS_OUTPUT,
     FAN_OUT_VAR_OUTPUT,
@@ -66,8 +67,6 @@ ERR_FORK_LIMIT = "ERR_FORK_LIMIT"
 """A fork over the depth or the children-per-request limit."""
 ERR_FORKED_JOB_FAILED = "ERR_FORKED_JOB_FAILED"
 """An awaited child ended without completing, and said no error code of its own."""
-ERR_FAN_OUT = "ERR_FAN_OUT"
-"""A fan_out's source did not render to a JSON array of at most FAN_OUT_MAX_ITEMS items."""
 ERR_FORK_NOT_FOUND = "ERR_FORK_NOT_FOUND"
 """An awaited FORK_JOB task has not forked anything in this walk."""
 FORK_ID_OUTPUT = "ForkedJobID"
@@ -397,6 +396,8 @@ def await_children(runtime: Runtime, request: JobRequestItem, step: int, task: T
     """The Launch Lambda's AWAIT_FORKED_JOB (and fan_out): give the slot back, then answer now if
     the children have all ended (True), else leave the recorded token to the last child's end."""
     give_slot_back(runtime, request)
+    if task.fan_out is not None and not task.fan_out.forks_jobs:
+        return task_fan_out_step(runtime, request, step, task)
     if task.fan_out is not None:
         return fan_out_step(runtime, request, step, task)
     if task.sub_workflow is not None:
@@ -439,7 +440,7 @@ def answer_parent(runtime: Runtime, parent_id: str) -> bool:
     if parent.task_token is None or parent.task_token_step != parent.step:
         return False
     task = _current_await(runtime, parent)
-    if task is None:
+    if task is None or (task.fan_out is not None and not task.fan_out.forks_jobs):
         return False
     if task.fan_out is not None:
         return fan_out_step(runtime, parent, parent.step, task)
@@ -579,7 +580,7 @@ def fan_out_step(runtime: Runtime, request: JobRequestItem, step: int, task: Tas
     ``fail_fast``, cancelling the rest). Called when the task starts and at each child's end; the
     children's ids derive from (parent, step, item), so two looks at once fork nothing twice."""
     spec = task.fan_out
-    assert spec is not None  # noqa: S101 - the callers check it
+    assert spec is not None and spec.fork_job_type is not None  # noqa: S101 - the callers check it
     try:
         items = fan_out_items(spec.source)
     except FanOutSourceError as exc:

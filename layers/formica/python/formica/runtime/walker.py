@@ -87,6 +87,8 @@ FAN_OUT_ITEMS_OUTPUT = "FanOutItems"
 """A fan_out task's output: how many items it forked."""
 FAN_OUT_VAR_OUTPUT = "FanOutVar"
 """A fan_out task's output: its item_var, under which templates read its children's results."""
+FAN_OUT_STEP_OUTPUT = "FanOutStep"
+"""A task fan-out's output: the step whose instances later templates read the results of."""
 
 ERR_TASK_ATTEMPT_LOST = "ERR_TASK_ATTEMPT_LOST"
 ERR_RUNNER_FAILED = "ERR_RUNNER_FAILED"
@@ -280,16 +282,24 @@ class Walker:
         return definition
 
     def fan_out_results(self, request: JobRequestItem) -> dict[str, str]:
-        """What a fan_out task's children ended as, for later templates: ``{item_var}_{i}_status``,
-        ``_id`` and ``_error`` per item (read from the parent's child records, one Query, only when
-        a fan_out task has run: a thousand items do not fit the request item's outputs)."""
+        """What a fan_out task's children or instances ended as, for later templates.
+
+        Job fan-out: ``{item_var}_{i}_status``, ``_id`` and ``_error`` per item, from the parent's
+        child records. Task fan-out: ``{item_var}_{i}_status``, ``_exit_code``, ``_error`` and each
+        of the instance's outputs as ``{item_var}_{i}_{Name}``, from its instance items. One Query
+        each, only when a fan_out task has run: a thousand items do not fit the request's outputs.
+        """
         fanned = {
             task_type: outputs[FAN_OUT_VAR_OUTPUT]
             for task_type, outputs in request.walk.outputs.items()
-            if FAN_OUT_VAR_OUTPUT in outputs
+            if FAN_OUT_VAR_OUTPUT in outputs and FAN_OUT_STEP_OUTPUT not in outputs
         }
+        results: dict[str, str] = {}
+        for outputs in request.walk.outputs.values():
+            if FAN_OUT_STEP_OUTPUT in outputs and FAN_OUT_VAR_OUTPUT in outputs:
+                results.update(self.instance_results(request, outputs))
         if not fanned:
-            return {}
+            return results
         latest: dict[tuple[str, int], ChildItem] = {}
         for child in self.rt.requests.list_children(request.request_id):
             if child.fork_task not in fanned or child.index is None:
@@ -297,12 +307,28 @@ class Walker:
             key = (child.fork_task, child.index)
             if key not in latest or child.step > latest[key].step:
                 latest[key] = child
-        results: dict[str, str] = {}
         for (task_type, index), child in sorted(latest.items()):
             prefix = f"{fanned[task_type]}_{index}"
             results[f"{prefix}_status"] = str(child.job_state)
             results[f"{prefix}_id"] = child.child_id
             results[f"{prefix}_error"] = child.error_code or ""
+        return results
+
+    def instance_results(self, request: JobRequestItem, outputs: dict[str, str]) -> dict[str, str]:
+        """One task fan-out's per-instance results (see ``fan_out_results``)."""
+        try:
+            step = int(outputs[FAN_OUT_STEP_OUTPUT])
+        except ValueError:
+            return {}
+        item_var = outputs[FAN_OUT_VAR_OUTPUT]
+        results: dict[str, str] = {}
+        for instance in self.rt.requests.list_instances(request.request_id, step):
+            prefix = f"{item_var}_{instance.index}"
+            for name, value in instance.outputs.items():
+                results[f"{prefix}_{name}"] = value
+            results[f"{prefix}_status"] = str(instance.state)
+            results[f"{prefix}_exit_code"] = instance.exit_code or ""
+            results[f"{prefix}_error"] = instance.error_code or ""
         return results
 
     def request_counter(self, org: str) -> Callable[[str, tuple[str, ...]], int]:

@@ -68,6 +68,12 @@ def _sweep_children(runtime: Runtime) -> int:
     return sweep_children(runtime)
 
 
+def _sweep_instances(runtime: Runtime) -> int:
+    from formica.runtime.task_fanout import sweep_instances  # noqa: PLC0415 - cold start, see above
+
+    return sweep_instances(runtime)
+
+
 def _process_containers(runtime: Runtime) -> ContainerControl:
     return default_container_service()
 
@@ -83,11 +89,12 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),
         request_ended=_request_finished,
         take_slot=_take_slot,
-        repairs=(_sweep_children, _repair_lost_answers),
+        repairs=(_sweep_children, _repair_lost_answers, _sweep_instances),
         container_factory=_process_containers,
         events=EventBridgePublisher(resolved.event_bus_name) if resolved.event_bus_name else None,
         stats=JobStatsRepository(resolved.table_name),
-        functions=LambdaFunctionInvoker() if resolved.shell_sandbox_function else None,
+        # Lazy (a client on first use): the SHELL sandbox and a task fan-out's instances.
+        functions=LambdaFunctionInvoker(),
         grants=DynamoGrantRepository(resolved.table_name) if resolved.shell_sandbox_function else None,
         configs=ConfigRepository(resolved.table_name),
         config_secrets=SsmConfigSecretStore(resolved.configs_parameter_prefix, resolved.configs_kms_key_id),

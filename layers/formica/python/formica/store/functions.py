@@ -1,8 +1,9 @@
-"""Other Lambda functions as a port: invoke one and wait for its answer.
+"""Other Lambda functions as a port: invoke one and wait for its answer, or start it and go on.
 
 The trusted shell-task function hands a SHELL attempt to the sandbox function through
-``FunctionInvoker``; ``LambdaFunctionInvoker`` is the boto3 adapter (AWS, and moto's Lambda with
-``formica dev``'s in-process dispatch locally).
+``FunctionInvoker``, and a task fan-out's looks start its instances asynchronously;
+``LambdaFunctionInvoker`` is the boto3 adapter (AWS, and moto's Lambda with ``formica dev``'s
+in-process dispatch locally).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class FunctionInvoker(ABC):
     @abstractmethod
     def invoke(self, function_name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """The function's JSON answer; ``FunctionInvokeError`` when it failed or was unreachable."""
+
+    @abstractmethod
+    def invoke_async(self, function_name: str, payload: Mapping[str, Any]) -> None:
+        """Queue an invocation (Lambda's ``Event`` type) and return; ``FunctionInvokeError`` when
+        Lambda did not accept it."""
 
 
 class LambdaFunctionInvoker(FunctionInvoker):
@@ -69,3 +75,13 @@ class LambdaFunctionInvoker(FunctionInvoker):
         if not isinstance(answer, dict):
             raise FunctionInvokeError(f"{function_name} answered {type(answer).__name__}, not an object")
         return answer
+
+    def invoke_async(self, function_name: str, payload: Mapping[str, Any]) -> None:
+        try:
+            self._lambda().invoke(
+                FunctionName=function_name,
+                InvocationType="Event",
+                Payload=json.dumps(dict(payload)).encode(),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise FunctionInvokeError(f"could not invoke {function_name}: {exc}") from exc

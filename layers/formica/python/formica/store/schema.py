@@ -165,6 +165,12 @@ def log_key(org: str, request_id: str, task_type: str, attempt: int) -> str:
     return f"{task_prefix(org, request_id, task_type)}logs/attempt-{attempt}.log"
 
 
+def instance_log_key(org: str, request_id: str, task_type: str, step: int, index: int) -> str:
+    """``{org}/{request_id}/{task_type}/logs/instances/step-{step}/item-{index}.log``: one instance
+    of a task fan-out."""
+    return f"{task_prefix(org, request_id, task_type)}logs/instances/step-{step}/item-{index}.log"
+
+
 def cancel_marker_key(org: str, request_id: str, execution: str | None) -> str:
     """``{org}/{request_id}/_control/cancelled-{execution}``: written when the request is cancelled,
     so a runner that holds no credentials (the SHELL sandbox) learns it through a presigned GET. Per

@@ -19,6 +19,7 @@ from formica.store.requests.errors import (
     RequestStoreError,
     StepConflictError,
 )
+from formica.store.requests.instances import InstanceEnd, InstanceItem, InstanceState
 from formica.store.requests.items import (
     ArtifactItem,
     ChildItem,
@@ -37,6 +38,9 @@ __all__ = [
     "ApprovalItem",
     "ArtifactItem",
     "ChildItem",
+    "InstanceEnd",
+    "InstanceItem",
+    "InstanceState",
     "JobRequestItem",
     "JobState",
     "RequestFinishedError",

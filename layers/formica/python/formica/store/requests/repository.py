@@ -26,6 +26,7 @@ from formica.store.requests.errors import (
     RequestStoreError,
     StepConflictError,
 )
+from formica.store.requests.instances import InstanceRecords
 from formica.store.requests.items import (
     CHILD_SK_PREFIX,
     RUNNING_CHILDREN_GSI2PK,
@@ -57,7 +58,7 @@ from formica.store.usage import usage_adds
 __all__ = ["RequestRepository"]
 
 
-class RequestRepository(ApprovalRecords, DynamoTable):
+class RequestRepository(ApprovalRecords, InstanceRecords, DynamoTable):
     """Adapter: requests in the single table. ``client`` defaults to the process's DynamoDB client.
 
     ``retention_days``: the request, its task records, artifact and log items and its children get
