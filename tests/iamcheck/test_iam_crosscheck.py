@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 
 from tests.iamcheck import recorder
-from tests.iamcheck.policies import FunctionPolicy, Statement, denied, function_policies
+from tests.iamcheck.policies import FunctionPolicy, Statement, denied
 from tests.iamcheck.recorder import Call
-from tests.infra.synthesis import DEFAULT_CONTEXT, definition_file, synthesize
 
 REPO = Path(__file__).resolve().parents[2]
-STATE_MACHINE_NAME = f"formica-{DEFAULT_CONTEXT['stage']}-job"
 # Run alone, these record the calls: the walk's HTTP and SHELL Lambdas (artifacts, logs), the API
 # and its authorizer, admission. The whole integration and workflow suites record far more.
 SUBSET = (
@@ -33,13 +31,6 @@ SUBSET = (
 )
 # The subset runs in a subprocess before the first test here: more than pytest's default timeout.
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="module")
-def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FunctionPolicy]:
-    root = tmp_path_factory.mktemp("iam-cdk")
-    synth = synthesize(root / "cdk.out", definition_file(root), DEFAULT_CONTEXT)
-    return function_policies(synth.template, STATE_MACHINE_NAME)
 
 
 @pytest.fixture(scope="module")
