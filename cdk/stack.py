@@ -21,7 +21,12 @@ from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults, FunctionsR
 from cdk.constructs.messaging import Messaging
 from cdk.constructs.monitoring import Monitoring
 from cdk.constructs.notifications import Notifications
-from cdk.constructs.orchestration import Orchestration, executions_arn, state_machine_arn
+from cdk.constructs.orchestration import (
+    Orchestration,
+    executions_arn,
+    grant_stop_executions,
+    state_machine_arn,
+)
 from cdk.constructs.scheduling import SWEEP_EVERY, Scheduling
 from cdk.constructs.storage import Storage
 from cdk.constructs.triggers import Triggers
@@ -107,7 +112,7 @@ class FormicaStack(Stack):
         )
         # MESSAGING tasks: Launch sends requests to the organisations' queues and subscribes the
         # reply function to their reply queues.
-        Messaging(
+        messaging = Messaging(
             self,
             "Messaging",
             storage=storage,
@@ -148,6 +153,24 @@ class FormicaStack(Stack):
             throttle_rate=API_THROTTLE_RATE,
             throttle_burst=API_THROTTLE_BURST,
         )
+        # A request ending can fail its parent's fan_out, which cancels the other children
+        # (formica.runtime.forks), and Advance stops a container whose Launch state timed out: every
+        # function that commits walk steps may stop executions and ECS tasks (the API cancels on
+        # request and holds both; the reconciler holds task control).
+        for walker in (
+            orchestration.advance,
+            orchestration.http_task,
+            orchestration.shell_task,
+            orchestration.launch,
+            orchestration.fork_task,
+            orchestration.expire_task,
+            completion.container_events,
+            messaging.reply,
+            scheduling.function,
+        ):
+            grant_stop_executions(walker, executions_arn(self, job_state_machine))
+            platform.grant_stop_tasks(walker)
+        grant_stop_executions(completion.reconciler, executions_arn(self, job_state_machine))
         # Runners that hold no credentials (the SHELL sandbox, the container helpers) exchange their
         # attempt's capability at the API's grants route: the functions that mint them name it.
         for minter in (orchestration.shell_task, orchestration.launch):

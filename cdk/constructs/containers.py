@@ -255,6 +255,21 @@ class ContainerPlatform(Construct):
             "ECS task ids are generated at run time; the grant covers tasks of this cluster only.",
         )
 
+    def grant_stop_tasks(self, grantee: FormicaFunction) -> None:
+        """StopTask on tasks of this cluster only: a request's cancel stops its running containers."""
+        grantee.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:StopTask"],
+                resources=[self.task_arns],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+            )
+        )
+        acknowledge_wildcard_resource(
+            grantee.role,
+            self.task_arns,
+            "ECS task ids are generated at run time; the grant covers tasks of this cluster only.",
+        )
+
     def grant_read_logs(self, grantee: FormicaFunction) -> None:
         """GetLogEvents on the container log group's streams."""
         self.log_group.grant(grantee.role, "logs:GetLogEvents")

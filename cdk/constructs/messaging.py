@@ -76,7 +76,9 @@ class Messaging(Construct):
             timeout=REPLY_TIMEOUT,
         )
         storage.grant_table_read_write(reply.role)  # the wait, the request, the walk's step
-        storage.grant_bucket(reply.role, write=True)  # the attempt's log (request and reply)
+        # The attempt's log (request and reply), read back when its failure fails the job (the job's
+        # error message quotes its last lines: Walker.explain_failure).
+        storage.grant_attempt_logs(reply.role, read=True)
         reply.role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:StartExecution"],

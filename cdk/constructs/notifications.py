@@ -4,10 +4,11 @@ Every function that commits walk steps (or cancels, or starts requests) puts eac
 state change on this stack's EventBridge bus (``source: formica``, detail-type ``Job State Change`` /
 ``Task State Change``). A rule sends them to the delivery queue (SQS, a dead-letter queue after
 ``MAX_RECEIVE_COUNT`` receives), which invokes the ``notify`` function: it sends webhooks signed with
-each organisation's secret (Secrets Manager, ``formica/webhooks/{org}``, created on first use) and
-re-queues a failed attempt with a delay. With a sender (the ``notify_sender`` context value) it
-also mails a job's ``notify.email`` through SES, allowed to send from that one address only; its
-Slack messages need no grant here (the URL is a secret config: ``Configs`` grants the read).
+each organisation's secret (Secrets Manager, ``{secret_prefix}{org}``, the stack's prefix being
+``formica/<stage>/webhooks/``, created on first use) and re-queues a failed attempt with a delay.
+With a sender (the ``notify_sender`` context value) it also mails a job's ``notify.email`` through
+SES, allowed to send from that one address only; its Slack messages need no grant here (the URL is
+a secret config: ``Configs`` grants the read).
 Other rules on the bus fan events out to SNS, SQS or Lambda (docs/deploy.md gives one that mails
 failures through SNS).
 """

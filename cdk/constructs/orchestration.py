@@ -22,7 +22,7 @@ from constructs import Construct
 
 from cdk.constructs.containers import ContainerPlatform
 from cdk.constructs.lambdas import FormicaFunction, FunctionDefaults
-from cdk.constructs.nag import acknowledge
+from cdk.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from cdk.constructs.storage import Storage
 from cdk.constructs.workers import LAUNCH_ACTIONS, grant_worker_queues
 
@@ -52,6 +52,19 @@ def executions_arn(scope: Construct, name: str) -> str:
         resource="execution",
         resource_name=f"{name}:*",
         arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+def grant_stop_executions(function: FormicaFunction, executions: str) -> None:
+    """StopExecution on the job state machine's executions (``executions_arn``): a request's cancel
+    stops its execution (best effort: ``cancel_request``)."""
+    function.role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["states:StopExecution"], resources=[executions])
+    )
+    acknowledge_wildcard_resource(
+        function.role,
+        executions,
+        "Executions are named per request at run time; the grant covers this state machine's only.",
     )
 
 
@@ -213,6 +226,9 @@ class Orchestration(Construct):
             storage.grant_table_read_write(function.role)
         storage.grant_bucket(self.http_task.role, read=True, write=True)
         storage.grant_bucket(self.shell_task.role, read=True, write=True)
+        for live in (self.http_task, self.shell_task):
+            storage.grant_discard_live_logs(live.role)
+        storage.grant_attempt_logs(self.fork_task.role)  # a FORK_JOB attempt's log
         storage.grant_expire(self.expire_task.role)
         platform.grant_launch(self.launch)
         # WEBSOCKET tasks: Launch queues the attempt for the organisation's workers.

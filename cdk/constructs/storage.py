@@ -152,6 +152,34 @@ class Storage(Construct):
             "the code lists and deletes under the organisation's own prefix only.",
         )
 
+    def grant_attempt_logs(self, role: iam.IRole, *, read: bool = False) -> None:
+        """Store attempts' whole logs (``*/logs/*``; with ``read``, read them back), and list the
+        bucket: storing an attempt's whole log lists its live chunks to discard (``Walker.keep_outputs``)."""
+        logs = self.bucket.arn_for_objects("*/logs/*")
+        actions = ["s3:PutObject", *(BUCKET_READ_ACTIONS if read else ())]
+        role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[logs]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(BUCKET_LIST_ACTIONS), resources=[self.bucket.bucket_arn])
+        )
+        acknowledge_wildcard_resource(
+            role,
+            logs,
+            "An attempt's log is keyed {org}/{request_id}/{task_type}/logs/..., known only at run time; "
+            "the grant covers logs in this one bucket.",
+        )
+
+    def grant_discard_live_logs(self, role: iam.IRole) -> None:
+        """Delete live log chunks (``*/logs/live/*``): HTTP and SHELL attempts write them while they
+        run, and storing the attempt's whole log deletes them."""
+        live = self.bucket.arn_for_objects("*/logs/live/*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[live]))
+        acknowledge_wildcard_resource(
+            role,
+            live,
+            "Live chunks are keyed {org}/{request_id}/{task_type}/logs/live/..., known only at run time; "
+            "the grant deletes nothing but live chunks in this one bucket.",
+        )
+
     def grant_bucket(self, role: iam.IRole, *, read: bool = False, write: bool = False) -> None:
         """Object access on the artifacts bucket; reading comes with listing (a missing key is a 404)."""
         actions: list[str] = []

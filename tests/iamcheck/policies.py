@@ -2,8 +2,10 @@
 
 ``Fn::GetAtt``, ``Ref``, ``Fn::Join``, ``Fn::Select``/``Fn::Split`` and the pseudo parameters are
 resolved in moto's account and region; the stack's table, artifacts bucket and job state machine
-become the placeholders ``<TABLE>``, ``<BUCKET>`` and ``<STATEMACHINE>`` (the recorder writes the
-tests' names the same way), a function's ARN is its local name ``formica-<folder>``. A resource
+become the placeholders ``<TABLE>``, ``<BUCKET>`` and ``<STATEMACHINE>``, and so do its ECS cluster,
+task family prefix, delivery queue, event bus and the name prefixes of secret configs and webhook
+secrets (the recorder writes the tests' names the same way: ``recorder.canonical``); a function's
+ARN is its local name ``formica-<folder>``. A resource
 that does not resolve makes its statement grant nothing (reported by ``FunctionPolicy.unresolved``):
 the check may then fail where IAM would allow, never pass where it would deny.
 """
@@ -15,7 +17,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.iamcheck.recorder import ACCOUNT, CONFIGS_PLACEHOLDER, Call
+from tests.iamcheck.recorder import (
+    ACCOUNT,
+    BUS_PLACEHOLDER,
+    CLUSTER_PLACEHOLDER,
+    CONFIGS_PLACEHOLDER,
+    FAMILY_PLACEHOLDER,
+    NOTIFY_QUEUE_PLACEHOLDER,
+    WEBHOOKS_PLACEHOLDER,
+    Call,
+)
 
 REGION = "us-east-1"
 PSEUDO = {
@@ -32,9 +43,13 @@ class UnresolvedReferenceError(ValueError):
 
 @dataclass
 class Statement:
+    """One statement, its resources resolved; its condition is kept as written and not evaluated
+    here (``FunctionPolicy.allows``); moto's check leaves conditioned statements out."""
+
     effect: str
     actions: list[str]
     resources: list[str]
+    condition: dict[str, Any] | None = None
 
     def matches(self, call: Call) -> bool:
         action = any(fnmatch.fnmatchcase(call.action.lower(), pattern.lower()) for pattern in self.actions)
@@ -66,12 +81,30 @@ class Resolver:
     def __init__(self, template: dict[str, Any], state_machine_name: str) -> None:
         self.resources: dict[str, dict[str, Any]] = template["Resources"]
         self.state_machine_name = state_machine_name
-        # The secret configs' parameters, named under the prefix the stack tells its functions.
-        self.configs_prefixes = {
-            str(resource["Properties"]["Environment"]["Variables"]["FORMICA_CONFIGS_PARAMETER_PREFIX"])
+        # Names under prefixes the stack tells its functions: the secret configs' parameters, Launch's
+        # task definition families, the webhook signing secrets.
+        self.configs_prefixes = self._settings("FORMICA_CONFIGS_PARAMETER_PREFIX")
+        self.family_prefixes = self._settings("FORMICA_ECS_TASK_FAMILY_PREFIX")
+        self.webhook_prefixes = self._settings("FORMICA_WEBHOOK_SECRET_PREFIX")
+        # The notify function's delivery queue, by the reference its URL setting makes.
+        self.notify_queues = {
+            str(url["Ref"])
             for resource in self.resources.values()
-            if "FORMICA_CONFIGS_PARAMETER_PREFIX"
-            in resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+            if isinstance(url := self._environment(resource).get("FORMICA_NOTIFY_QUEUE_URL"), dict)
+            and "Ref" in url
+        }
+
+    @staticmethod
+    def _environment(resource: dict[str, Any]) -> dict[str, Any]:
+        variables: dict[str, Any] = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        return variables
+
+    def _settings(self, name: str) -> set[str]:
+        """The literal values of one setting across the functions."""
+        return {
+            value
+            for resource in self.resources.values()
+            if isinstance(value := self._environment(resource).get(name), str)
         }
 
     def _function_name(self, logical_id: str) -> str:
@@ -91,6 +124,12 @@ class Resolver:
             return "<BUCKET>" if "ArtifactsBucket" in logical_id else f"<{logical_id}>"
         if kind == "AWS::Lambda::Function":
             return self._function_name(logical_id)
+        if kind == "AWS::ECS::Cluster":
+            return CLUSTER_PLACEHOLDER
+        if kind == "AWS::Events::EventBus":
+            return BUS_PLACEHOLDER
+        if kind == "AWS::SQS::Queue" and logical_id in self.notify_queues:
+            return NOTIFY_QUEUE_PLACEHOLDER
         return f"<{logical_id}>"
 
     def _arn(self, logical_id: str) -> str:
@@ -118,6 +157,10 @@ class Resolver:
         if isinstance(node, str):
             for prefix in self.configs_prefixes:
                 node = node.replace(f":parameter{prefix}/", f":parameter{CONFIGS_PLACEHOLDER}/")
+            for prefix in self.family_prefixes:
+                node = node.replace(f":task-definition/{prefix}", f":task-definition/{FAMILY_PLACEHOLDER}")
+            for prefix in self.webhook_prefixes:
+                node = node.replace(f":secret:{prefix}", f":secret:{WEBHOOKS_PLACEHOLDER}")
             return node.replace(self.state_machine_name, "<STATEMACHINE>")
         if not isinstance(node, dict) or len(node) != 1:
             raise UnresolvedReferenceError(f"{node!r}")
@@ -179,7 +222,9 @@ def function_policies(template: dict[str, Any], state_machine_name: str) -> dict
                         resolved.append(resolver.value(item))
                     except UnresolvedReferenceError as exc:
                         policy.unresolved.append(f"{raw.get('Action')}: {exc}")
-                policy.statements.append(Statement(raw["Effect"], _as_list(raw.get("Action", [])), resolved))
+                policy.statements.append(
+                    Statement(raw["Effect"], _as_list(raw.get("Action", [])), resolved, raw.get("Condition"))
+                )
         policies[folder] = policy
     return policies
 

@@ -21,6 +21,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,32 @@ CONFIGS_PLACEHOLDER = "/<CONFIGS>"
 _CONFIG_PARAMETER = re.compile(r":parameter/.+?(/[^/]+/(?:org/[^/]+|job/[^/]+/[^/]+))$")
 
 
+WEBHOOKS_PLACEHOLDER = "<WEBHOOKS>/"
+"""The webhook signing secrets' name prefix: ``formica/webhooks/`` in the suites, one per stage in
+the stack (``FORMICA_WEBHOOK_SECRET_PREFIX``, as the secret configs' prefix)."""
+DEFAULT_WEBHOOK_PREFIX = "formica/webhooks/"
+NOTIFY_QUEUE_PLACEHOLDER = "<NOTIFY_QUEUE>"
+BUS_PLACEHOLDER = "<BUS>"
+"""The notify function's delivery queue, and the lifecycle events' bus."""
+CLUSTER_PLACEHOLDER = "<CLUSTER>"
+FAMILY_PLACEHOLDER = "<FAMILY>"
+"""The ECS cluster, and the prefix of the task definition families Launch registers."""
+DEFAULT_FAMILY_PREFIX = "formica-"
+"""As ``FormicaSettings.ecs_task_family_prefix``'s default."""
+
+
 def canonical(resource: str) -> str:
-    """Replace the test's table, bucket, state machine and secret configs' parameter prefix by their
-    template placeholders."""
+    """Replace the test's table, bucket, state machine, ECS cluster and task family prefix, delivery
+    queue, event bus, and the secret configs' and webhook secrets' name prefixes by their template
+    placeholders."""
     table = os.environ.get("FORMICA_TABLE_NAME")
     bucket = os.environ.get("FORMICA_BUCKET_NAME")
     machine_arn = os.environ.get("FORMICA_STATE_MACHINE_ARN")
+    cluster_arn = os.environ.get("FORMICA_ECS_CLUSTER_ARN")
+    family_prefix = os.environ.get("FORMICA_ECS_TASK_FAMILY_PREFIX", DEFAULT_FAMILY_PREFIX)
+    webhook_prefix = os.environ.get("FORMICA_WEBHOOK_SECRET_PREFIX", DEFAULT_WEBHOOK_PREFIX)
+    notify_queue = os.environ.get("FORMICA_NOTIFY_QUEUE_URL", "").rstrip("/").rsplit("/", 1)[-1]
+    bus = os.environ.get("FORMICA_EVENT_BUS_NAME")
     if table:
         resource = resource.replace(f":table/{table}", ":table/<TABLE>")
     if bucket:
@@ -76,6 +97,16 @@ def canonical(resource: str) -> str:
         name = machine_arn.rsplit(":", 1)[-1]
         resource = resource.replace(f":stateMachine:{name}", ":stateMachine:<STATEMACHINE>")
         resource = resource.replace(f":execution:{name}:", ":execution:<STATEMACHINE>:")
+    if cluster_arn:
+        cluster = cluster_arn.rsplit("/", 1)[-1]
+        resource = resource.replace(f":cluster/{cluster}", f":cluster/{CLUSTER_PLACEHOLDER}")
+        resource = resource.replace(f":task/{cluster}/", f":task/{CLUSTER_PLACEHOLDER}/")
+    resource = resource.replace(f":task-definition/{family_prefix}", f":task-definition/{FAMILY_PLACEHOLDER}")
+    resource = resource.replace(f":secret:{webhook_prefix}", f":secret:{WEBHOOKS_PLACEHOLDER}")
+    if notify_queue and resource.startswith("arn:aws:sqs:") and resource.endswith(f":{notify_queue}"):
+        resource = resource.removesuffix(notify_queue) + NOTIFY_QUEUE_PLACEHOLDER
+    if bus:
+        resource = resource.replace(f":event-bus/{bus}", f":event-bus/{BUS_PLACEHOLDER}")
     return _CONFIG_PARAMETER.sub(rf":parameter{CONFIGS_PLACEHOLDER}\1", resource)
 
 
@@ -173,6 +204,59 @@ def _ssm(operation: str, params: dict[str, Any], region: str) -> list[tuple[str,
     return [("ssm:" + operation, _arn("ssm", region, "parameter" + name)) for name in names]
 
 
+# Batch operations are authorized as their single form.
+_SQS_ACTIONS = {
+    "SendMessageBatch": "SendMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
+_SQS_BY_NAME = {"CreateQueue", "GetQueueUrl"}
+
+
+def _sqs(operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    action = "sqs:" + _SQS_ACTIONS.get(operation, operation)
+    if operation in _SQS_BY_NAME:
+        owner = params.get("QueueOwnerAWSAccountId", ACCOUNT)
+        return [(action, _arn("sqs", region, params["QueueName"], owner))]
+    # https://sqs.<region>.amazonaws.com/<account>/<name> (moto's and AWS's form alike)
+    *_, account, name = str(params["QueueUrl"]).rstrip("/").split("/")
+    return [(action, _arn("sqs", region, name, account))]
+
+
+# ECS grants these on "*" only: they have no resource-level permissions.
+_ECS_UNSCOPED = {"RegisterTaskDefinition", "DescribeTaskDefinition"}
+
+
+def _ecs(operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    action = "ecs:" + operation
+    if operation in _ECS_UNSCOPED:
+        return [(action, "*")]
+    if operation == "RunTask":
+        # A task definition is named by ARN, family:revision or family (its latest revision).
+        definition = str(params["taskDefinition"])
+        if not definition.startswith("arn:"):
+            definition = _arn("ecs", region, f"task-definition/{definition}")
+        return [(action, definition)]
+    if operation in ("StopTask", "DescribeTasks"):
+        cluster = str(params.get("cluster", "default")).rsplit("/", 1)[-1]
+        tasks = params["tasks"] if operation == "DescribeTasks" else [params["task"]]
+        return [
+            (action, task if task.startswith("arn:") else _arn("ecs", region, f"task/{cluster}/{task}"))
+            for task in tasks
+        ]
+    raise ValueError(f"no IAM resolution for ecs:{operation}")
+
+
+def _events(operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    if operation != "PutEvents":
+        raise ValueError(f"no IAM resolution for events:{operation}")
+    buses = {str(entry.get("EventBusName") or "default") for entry in params["Entries"]}
+    return [
+        ("events:PutEvents", bus if bus.startswith("arn:") else _arn("events", region, f"event-bus/{bus}"))
+        for bus in sorted(buses)
+    ]
+
+
 def resolve(service: str, operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
     """The (IAM action, resource ARN) pairs one operation needs; KeyError/ValueError when unknown."""
     if service == "dynamodb":
@@ -187,15 +271,26 @@ def resolve(service: str, operation: str, params: dict[str, Any], region: str) -
         return _secrets(operation, params, region)
     if service == "ssm" and operation in ("GetParameters", "PutParameter", "DeleteParameter"):
         return _ssm(operation, params, region)
+    if service == "sqs":
+        return _sqs(operation, params, region)
+    if service == "ecs":
+        return _ecs(operation, params, region)
+    if service == "events":
+        return _events(operation, params, region)
     raise ValueError(f"no IAM resolution for {service}:{operation}")
 
 
 # -- the hooks ---------------------------------------------------------------------------------
 
 
+_PRESIGNING_POST: ContextVar[bool] = ContextVar("formica_iamcheck_presigning_post", default=False)
+"""botocore builds a presigned POST from the CreateBucket operation's model: that event is not a
+CreateBucket call (the POST's own authorization is recorded by ``_recording_presigned_post``)."""
+
+
 def _before_parameter_build(region: str, params: dict[str, Any], model: Any, **_: Any) -> None:
     function = INVOKED_FUNCTION.get()
-    if function is None:
+    if function is None or _PRESIGNING_POST.get():
         return
     metadata = model.service_model.metadata
     service = metadata.get("signingName") or metadata["endpointPrefix"]
@@ -217,7 +312,28 @@ def _create_client(self: botocore.session.Session, *args: Any, **kwargs: Any) ->
     client = _original_create_client(self, *args, **kwargs)
     hook = functools.partial(_before_parameter_build, client.meta.region_name or "us-east-1")
     client.meta.events.register("before-parameter-build", hook, unique_id="formica-iamcheck")
+    if hasattr(client, "generate_presigned_post"):
+        client.generate_presigned_post = _recording_presigned_post(client.generate_presigned_post)
     return client
+
+
+def _recording_presigned_post(generate: Callable[..., Any]) -> Callable[..., Any]:
+    """A presigned POST is authorized as s3:PutObject of its key (``${filename}`` included) by the
+    signer's permissions."""
+
+    @functools.wraps(generate)
+    def presign(Bucket: str, Key: str, *args: Any, **kwargs: Any) -> Any:
+        function = INVOKED_FUNCTION.get()
+        if function is not None:
+            with _lock:
+                CALLS.add(Call(function, "s3:PutObject", canonical(f"arn:aws:s3:::{Bucket}/{Key}")))
+        token = _PRESIGNING_POST.set(True)
+        try:
+            return generate(Bucket, Key, *args, **kwargs)
+        finally:
+            _PRESIGNING_POST.reset(token)
+
+    return presign
 
 
 def install() -> None:

@@ -21,6 +21,12 @@ BUCKET_READ_WRITE = {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortM
 # Invoked asynchronously (EventBridge rules, schedules): a failed invocation goes to the monitoring
 # construct's dead-letter queue (the Lambda service sends it as the function's role).
 ASYNC_DLQ = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+# Storing an attempt's whole log lists (and, for HTTP and SHELL attempts, deletes) its live chunks.
+ATTEMPT_LOGS = {"s3:PutObject", "s3:ListBucket"}
+LIVE_DISCARD = {"s3:DeleteObject"}
+# Cancelling a request: a failed fan_out cancels the other children from whichever function ended
+# the failing one, and Advance stops a container whose Launch state timed out.
+CANCEL = {"states:StopExecution", "ecs:StopTask"}
 
 EXPECTED_ACTIONS: dict[str, set[str]] = {
     # s3:PutObject: the grants route signs an attempt's upload (under */artifacts/* only).
@@ -46,19 +52,23 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     # Container completions commit the walk's step themselves (D13), so they can end a request too.
     # A forked request ending in these answers its parent's await: TASK_RESPONSE.
     "advance": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE,
-    # A task fan-out's instances: the task functions invoke themselves (the next instances).
+    # A task fan-out's instances: the task functions invoke themselves (the next instances); the
+    # live log's chunks are deleted once the attempt's whole log is stored.
     "http_task": BASE
     | TABLE
     | BUCKET_READ_WRITE
     | {"states:StartExecution", "lambda:InvokeFunction"}
-    | TASK_RESPONSE,
+    | TASK_RESPONSE
+    | LIVE_DISCARD,
     "shell_task": BASE
     | TABLE
     | BUCKET_READ_WRITE
+    | LIVE_DISCARD
     | {"states:StartExecution", "lambda:InvokeFunction"}
     | TASK_RESPONSE,
-    # FORK_JOB: starts the child it creates; a child may end at once and answer an await.
-    "fork_task": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE,
+    # FORK_JOB: starts the child it creates; a child may end at once and answer an await. Its attempt's
+    # log is stored.
+    "fork_task": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE | ATTEMPT_LOGS,
     # EXPIRE_ARTIFACTS: lists and deletes the organisation's old objects, writes the attempt's log.
     "expire_task": BASE
     | TABLE
@@ -79,10 +89,12 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | {"sqs:GetQueueAttributes", "lambda:CreateEventSourceMapping", "lambda:ListEventSourceMappings"}
     # A task fan-out's first look invokes its instances in the task functions.
     | {"lambda:InvokeFunction"},
-    # MESSAGING replies: received from the reply queues, committed, the attempt's log written.
+    # MESSAGING replies: received from the reply queues, committed, the attempt's log written (and
+    # read back when its failure fails the job).
     "messaging_reply": BASE
     | TABLE
-    | {"s3:PutObject", "s3:AbortMultipartUpload"}
+    | ATTEMPT_LOGS
+    | {"s3:GetObject"}
     | {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
     | TASK_RESPONSE
     | {"states:StartExecution"},
@@ -138,6 +150,20 @@ CONFIG_READERS = {
 }
 for _folder in CONFIG_READERS:
     EXPECTED_ACTIONS[_folder] = EXPECTED_ACTIONS[_folder] | CONFIG_READ
+CANCELLERS = {
+    "advance",
+    "http_task",
+    "shell_task",
+    "launch",
+    "fork_task",
+    "expire_task",
+    "container_events",
+    "messaging_reply",
+    "scheduler",
+}
+for _folder in CANCELLERS:
+    EXPECTED_ACTIONS[_folder] = EXPECTED_ACTIONS[_folder] | CANCEL
+EXPECTED_ACTIONS["reconciler"] |= {"states:StopExecution"}  # its task control includes StopTask
 EXPECTED_ACTIONS["api"] |= CONFIG_READ | {"ssm:PutParameter", "ssm:DeleteParameter", "kms:Encrypt"}
 EKS_USERS = {"api", "launch", "reconciler"}
 
@@ -234,7 +260,8 @@ def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
         f"<{bucket}.Arn>/*/artifacts/*",  # Launch: the artifacts it presigns for container helpers
         f"<{bucket}.Arn>/*/grants/*",  # Launch: the helpers' grant files
         f"<{bucket}.Arn>/*/grants/*.env",  # the ECS agent: a helper's grant (.env)
-        f"<{bucket}.Arn>/*/logs/*",  # the API: a worker's reported attempt's log
+        f"<{bucket}.Arn>/*/logs/*",  # the API: a worker's reported attempt's log; attempts' logs
+        f"<{bucket}.Arn>/*/logs/live/*",  # HTTP and SHELL attempts' live chunks, deleted when stored
         prefix.format(service="sqs") + "formica-work-*",  # worker queues, one per organisation and pool
         prefix.format(service="sqs") + "formica-msg-*",  # MESSAGING queues, per organisation and name
         prefix.format(service="ecs") + "task-definition/formica-test-*",  # families Launch registers
@@ -287,8 +314,10 @@ def test_state_machine_actions_name_this_state_machine(synth: Synth) -> None:
         (respond,) = synth.statements_granting(synth.role_of(folder), "states:SendTaskSuccess")
         assert actions_of(respond) == TASK_RESPONSE
         assert resources_of(respond) == [STATE_MACHINE], folder
-    (stop,) = synth.statements_granting(synth.role_of("api"), "states:StopExecution")
-    assert resources_of(stop) == [STATE_MACHINE.replace(":stateMachine:", ":execution:") + ":*"]
+    for folder in ("api", "reconciler", *CANCELLERS):
+        (stop,) = synth.statements_granting(synth.role_of(folder), "states:StopExecution")
+        assert actions_of(stop) == {"states:StopExecution"}, folder
+        assert resources_of(stop) == [STATE_MACHINE.replace(":stateMachine:", ":execution:") + ":*"], folder
 
 
 def test_launch_runs_only_this_stacks_families_on_this_cluster_and_passes_the_execution_role(
@@ -321,10 +350,22 @@ def test_launch_runs_only_this_stacks_families_on_this_cluster_and_passes_the_ex
 
 def test_task_control_is_conditioned_on_the_cluster(synth: Synth) -> None:
     cluster = logical_id(synth, "AWS::ECS::Cluster", "Cluster")
-    for folder in ("api", "reconciler"):
+    for folder in ("api", "reconciler", *CANCELLERS):
         (control,) = synth.statements_granting(synth.role_of(folder), "ecs:StopTask")
-        assert actions_of(control) == ECS_TASKS
+        assert actions_of(control) == (ECS_TASKS if folder in ("api", "reconciler") else {"ecs:StopTask"})
         assert control["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
+
+
+def test_attempt_logs_are_written_under_logs_and_only_live_chunks_are_deleted(synth: Synth) -> None:
+    bucket = logical_id(synth, "AWS::S3::Bucket", "ArtifactsBucket")
+    for folder in ("fork_task", "messaging_reply"):
+        (write,) = synth.statements_granting(synth.role_of(folder), "s3:PutObject")
+        assert resources_of(write) == [f"<{bucket}.Arn>/*/logs/*"], folder
+        assert synth.statements_granting(synth.role_of(folder), "s3:DeleteObject") == [], folder
+    for folder in ("http_task", "shell_task"):
+        (delete,) = synth.statements_granting(synth.role_of(folder), "s3:DeleteObject")
+        assert actions_of(delete) == {"s3:DeleteObject"}
+        assert resources_of(delete) == [f"<{bucket}.Arn>/*/logs/live/*"], folder
 
 
 def test_container_logs_are_read_from_the_container_log_group_only(synth: Synth) -> None:

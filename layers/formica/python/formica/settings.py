@@ -96,7 +96,8 @@ class FormicaSettings(BaseModel):
     # Lifecycle events and their deliveries: the EventBridge bus every state change is put on (unset:
     # none published), the delivery queue the notify function consumes and re-queues webhook retries
     # on, the first retry's delay (doubled each time) and the most attempts of one webhook delivery,
-    # and the name prefix of each organisation's webhook signing secret (Secrets Manager).
+    # and the name prefix of each organisation's webhook signing secret (Secrets Manager; the stack
+    # sets formica/<stage>/webhooks/ on the functions that read them, the API and notify).
     event_bus_name: str | None = None
     notify_queue_url: str | None = None
     webhook_backoff_seconds: float = 40.0
