@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -72,7 +73,12 @@ def _launch_cloud(runtime: Runtime, request: JobRequestItem, step: int, task_tok
     definition = walker.render(
         request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
     )
-    ctx = walker.context(request, step, now)
+    # The logs helper masks the job's secrets in its live chunks and flushes as the other runners do.
+    ctx = replace(
+        walker.context(request, step, now),
+        secrets=walker.attempt_configs(request).secrets,
+        log_flush_seconds=runtime.settings.log_flush_seconds,
+    )
     runtime.containers.launch(request.request_id, step, definition.task(current.task_type), ctx, task_token)
 
 
