@@ -204,11 +204,11 @@ def issue_grants(
                 log_attempt=ctx.log_attempt,
                 live_chunks=live_chunk_count(seconds, ctx.log_flush_seconds),
             )
-            settings = ((LOG_FLUSH_ENV, f"{ctx.log_flush_seconds:g}"),)
+            settings = [(LOG_FLUSH_ENV, f"{ctx.log_flush_seconds:g}")]
             mask = encoded_mask_script(ctx.secrets)
-            logs = _helper_grant(
-                issuer, where + LOGS_ENV_FILE, capability, settings + (((LOG_MASK_ENV, mask),) if mask else ())
-            )
+            if mask:
+                settings.append((LOG_MASK_ENV, mask))
+            logs = _helper_grant(issuer, where + LOGS_ENV_FILE, capability, tuple(settings))
     except (GrantStoreError, BlobStoreError) as exc:
         raise GrantIssueError(f"could not grant the helper containers their files: {exc}") from exc
     return ContainerGrants(dependencies=dependencies, artifacts=artifacts, expires_at=expires_at, logs=logs)

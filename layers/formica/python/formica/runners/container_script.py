@@ -150,7 +150,7 @@ def build_script(task: TaskDefinition, workspace: str | None = None) -> str:
         'if [ -n "$formica_tee" ]; then',
         "  exec 1>&3 2>&4 3>&- 4>&-",
         f'  ( sleep {TEE_GRACE_SECONDS}; kill "$formica_tee" 2>/dev/null ) > /dev/null 2>&1 &',
-        '  wait "$formica_tee"',
+        '  wait "$formica_tee" 2>/dev/null',
         f"  rm -f {fifo}",
         "fi",
         f'echo "$formica_rc" > {shlex.quote(exit_code_file(workspace))}',
