@@ -188,7 +188,13 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
             request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
         )
         task = definition.task(current.task_type)
-        ctx = walker.context(request, step, now)
+        # Its output streams to the live log as a SHELL attempt's does (masked by the walker's sink).
+        ctx = replace(
+            walker.context(request, step, now),
+            live_log=walker.live_log_sink(request),
+            log_flush_seconds=runtime.settings.log_flush_seconds,
+            secrets=walker.attempt_configs(request).secrets,
+        )
         runner = local_container_runner(runtime.settings.local_container_mode)
         outcome = runner(task, ctx, AttemptScope(runtime, request, step))
     except DefinitionError as exc:
