@@ -21,12 +21,15 @@ BUCKET_READ_WRITE = {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortM
 # Invoked asynchronously (EventBridge rules, schedules): a failed invocation goes to the monitoring
 # construct's dead-letter queue (the Lambda service sends it as the function's role).
 ASYNC_DLQ = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+# Settling a container attempt deletes its live chunks and its helpers' .env files (only those).
+SETTLE_CLEANUP = {"s3:DeleteObject"}
 
 EXPECTED_ACTIONS: dict[str, set[str]] = {
     # s3:PutObject: the grants route signs an attempt's upload (under */artifacts/* only).
     "api": BASE
     | TABLE
     | {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}
+    | SETTLE_CLEANUP  # a cancelled container attempt is settled by the API
     | {"states:StartExecution", "states:StopExecution"}
     | TASK_RESPONSE
     | ECS_TASKS
@@ -83,6 +86,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "container_events": BASE
     | TABLE
     | BUCKET_READ_WRITE
+    | SETTLE_CLEANUP
     | {"logs:GetLogEvents"}
     | TASK_RESPONSE
     | {"states:StartExecution"}
@@ -90,6 +94,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "reconciler": BASE
     | TABLE
     | BUCKET_READ_WRITE
+    | SETTLE_CLEANUP
     | {"logs:GetLogEvents"}
     | TASK_RESPONSE
     | ECS_TASKS
@@ -221,6 +226,7 @@ def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
         f"<{bucket}.Arn>/*/artifacts/*",  # Launch: the artifacts it presigns for container helpers
         f"<{bucket}.Arn>/*/grants/*",  # Launch: the helpers' grant files
         f"<{bucket}.Arn>/*/grants/*.env",  # the ECS agent: a helper's grant (.env)
+        f"<{bucket}.Arn>/*/logs/live/*",  # a settled container attempt's live chunks, deleted
         f"<{bucket}.Arn>/*/logs/*",  # the API: a worker's reported attempt's log
         prefix.format(service="sqs") + "formica-work-*",  # worker queues, one per organisation and pool
         prefix.format(service="sqs") + "formica-msg-*",  # MESSAGING queues, per organisation and name
