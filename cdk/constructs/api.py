@@ -245,6 +245,7 @@ class Api(Construct):
         )
         platform.grant_task_control(self.handler)
         platform.grant_read_logs(self.handler)
+        platform.grant_settle_cleanup(self.handler)  # a cancelled container attempt is settled here
         platform.grant_eks(self.handler)
 
     def _add_routes(self) -> None:

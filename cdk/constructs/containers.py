@@ -47,6 +47,7 @@ ECS_TASK_ACTIONS = ("ecs:StopTask", "ecs:DescribeTasks")
 ARTIFACT_OBJECTS = "*/artifacts/*"
 GRANT_OBJECTS = "*/grants/*"
 GRANT_ENV_FILES = "*/grants/*.env"
+LIVE_LOG_OBJECTS = "*/logs/live/*"
 RECONCILE_EVERY = Duration.minutes(5)
 # EKS Jobs have no completion event: the reconciler's sweep is their only way back, so it runs at
 # EventBridge's shortest rate (about 43,000 short invocations a month) when EKS is configured.
@@ -144,6 +145,7 @@ class ContainerPlatform(Construct):
 
         # No task role (see the module's docstring): the containers get no AWS credentials at all.
         self.grant_objects = storage.bucket.arn_for_objects(GRANT_OBJECTS)
+        self.live_log_objects = storage.bucket.arn_for_objects(LIVE_LOG_OBJECTS)
         self.bucket_arn = storage.bucket.bucket_arn
 
         self.task_definition_arns = stack.format_arn(
@@ -270,6 +272,22 @@ class ContainerPlatform(Construct):
             "ECS task ids are generated at run time; the grant covers tasks of this cluster only.",
         )
 
+    def grant_settle_cleanup(self, grantee: FormicaFunction) -> None:
+        """DeleteObject on what a settled container attempt leaves behind: its live log's chunks
+        (the whole log replaces them) and its helpers' ``.env`` grant files (the ``logs`` helper's
+        holds the secrets' masking script)."""
+        objects = [self.live_log_objects, self.grant_env_files]
+        statement = iam.PolicyStatement(actions=["s3:DeleteObject"], resources=objects)
+        grantee.role.add_to_principal_policy(statement)
+        for resource in objects:
+            acknowledge_wildcard_resource(
+                grantee.role,
+                resource,
+                "A settled attempt's live chunks and .env grant files live under "
+                "{org}/{request_id}/{task_type}/ (keys known only at run time); only those two kinds "
+                "of object may be deleted.",
+            )
+
     def grant_read_logs(self, grantee: FormicaFunction) -> None:
         """GetLogEvents on the container log group's streams."""
         self.log_group.grant(grantee.role, "logs:GetLogEvents")
@@ -347,6 +365,7 @@ class ContainerCompletion(Construct):
             # uploaded (ListObjectsV2 under the task's prefix, HeadObject for their sha256).
             storage.grant_bucket(function.role, read=True, write=True)
             platform.grant_read_logs(function)
+            platform.grant_settle_cleanup(function)
             function.role.add_to_principal_policy(
                 iam.PolicyStatement(
                     actions=["states:SendTaskSuccess", "states:SendTaskFailure"],

@@ -189,3 +189,18 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 def _resources(statement: dict[str, Any]) -> list[Any]:
     resource = statement["Resource"]
     return resource if isinstance(resource, list) else [resource]
+
+
+def test_the_functions_that_settle_containers_delete_only_live_chunks_and_grant_files(synth: Synth) -> None:
+    # A settled attempt's live chunks give way to its whole log, and the logs helper's .env file
+    # (the secrets' masking script) is deleted: the functions that settle runs may delete those only.
+    bucket = next(key for key in synth.of_type("AWS::S3::Bucket") if "ArtifactsBucket" in key)
+
+    def objects(pattern: str) -> dict[str, Any]:
+        return {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, pattern]]}
+
+    for folder in ("container_events", "reconciler", "api"):
+        deletes = synth.statements_granting(synth.role_of(folder), "s3:DeleteObject")
+        assert [_resources(statement) for statement in deletes] == [
+            [objects("/*/logs/live/*"), objects("/*/grants/*.env")]
+        ], folder

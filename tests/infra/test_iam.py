@@ -27,12 +27,15 @@ LIVE_DISCARD = {"s3:DeleteObject"}
 # Cancelling a request: a failed fan_out cancels the other children from whichever function ended
 # the failing one, and Advance stops a container whose Launch state timed out.
 CANCEL = {"states:StopExecution", "ecs:StopTask"}
+# Settling a container attempt deletes its live chunks and its helpers' .env files (only those).
+SETTLE_CLEANUP = {"s3:DeleteObject"}
 
 EXPECTED_ACTIONS: dict[str, set[str]] = {
     # s3:PutObject: the grants route signs an attempt's upload (under */artifacts/* only).
     "api": BASE
     | TABLE
     | {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}
+    | SETTLE_CLEANUP  # a cancelled container attempt is settled by the API
     | {"states:StartExecution", "states:StopExecution"}
     | TASK_RESPONSE
     | ECS_TASKS
@@ -102,6 +105,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "container_events": BASE
     | TABLE
     | BUCKET_READ_WRITE
+    | SETTLE_CLEANUP
     | {"logs:GetLogEvents"}
     | TASK_RESPONSE
     | {"states:StartExecution"}
@@ -109,6 +113,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "reconciler": BASE
     | TABLE
     | BUCKET_READ_WRITE
+    | SETTLE_CLEANUP
     | {"logs:GetLogEvents"}
     | TASK_RESPONSE
     | ECS_TASKS

@@ -30,6 +30,7 @@ from formica.runners.container_script import (
     upload_arguments,
 )
 from formica.store.blobs import S3BlobStore
+from formica.store.grants import GrantRight
 
 from tests.integration.conftest import GrantsRoute, bucket_store, serve_grants
 
@@ -175,7 +176,7 @@ def test_a_helper_whose_capability_expired_moves_nothing(
     assert list(workspace.iterdir()) == []
 
 
-def test_nothing_to_move_means_no_grant_and_no_files(
+def test_nothing_to_move_means_no_file_grant_only_the_live_logs(
     store: S3BlobStore, issuer: GrantIssuer, route: GrantsRoute
 ) -> None:
     task = TaskDefinition.model_validate(
@@ -183,5 +184,7 @@ def test_nothing_to_move_means_no_grant_and_no_files(
     )
     grants = issue_grants(issuer, task, _ctx("idle"), 1)
     assert (grants.dependencies, grants.artifacts) == (None, None)
-    assert store.list_blobs(f"{ORG}/{REQUEST}/idle/") == []
-    assert route.grants.scopes == {}
+    assert grants.logs is not None
+    assert [blob.key for blob in store.list_blobs(f"{ORG}/{REQUEST}/idle/")] == [grants.logs.env_file_key]
+    [scope] = route.grants.scopes.values()
+    assert scope.rights == (GrantRight.LIVE_LOG,)

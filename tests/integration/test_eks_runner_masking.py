@@ -1,15 +1,19 @@
 """The EKS runner stores a Job's log with the job's secrets masked, as the container reporter masks
 an ECS run's log: against the fake Kubernetes API server on 127.0.0.1, a pod that prints its
-environment (where the job's secret configs are) leaves ``****`` in the stored log and the outcome."""
+environment (where the job's secret configs are) leaves ``****`` in the stored log and the outcome;
+and the pod's ``logs`` sidecar, which streams the live log, gets the sed script masking them."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 from formica.jobs.models import ContainerDefinition, TaskDefinition, TaskMethod
-from formica.runners.base import TaskContext
+from formica.runners.base import LOG_CAP_BYTES, TaskContext
+from formica.runners.container_grants import GrantIssuer
+from formica.runners.container_script import LOG_PROGRAM, LOGS_PROGRAM_NAME, build_mask_script
 from formica.runners.ecs_events import RunKey
 from formica.runners.eks import (
     AwsCredentials,
@@ -19,8 +23,11 @@ from formica.runners.eks import (
     EksTokenProvider,
     KubernetesApi,
 )
+from formica.store.grants import GrantRight
+from formica.store.logs import live_prefix
 
 from tests.fakes.blobs import InMemoryBlobStore
+from tests.fakes.grants import InMemoryGrantRepository
 from tests.integration.fake_kubernetes import FakeKubernetes, fake_kubernetes
 
 REQUEST_ID = "0c9e6a1d-52f4-4c1b-8d0e-7a6b5c4d3e2f"
@@ -93,3 +100,37 @@ def test_without_secrets_the_log_is_stored_as_the_pod_wrote_it(runner: EksJobRun
     outcome = runner.run(_task(), _ctx(()), RunKey(REQUEST_ID, 2))
 
     assert f"ApiToken={SECRET}\n" in stored_log(runner) == outcome.log
+
+
+def test_the_pods_logs_sidecar_gets_its_live_log_grant_and_the_secrets_mask_and_main_gets_neither(
+    cluster: FakeKubernetes, runner: EksJobRunner
+) -> None:
+    # Given a runner that mints the helpers' capabilities (as the container service does at launch)
+    grants = InMemoryGrantRepository()
+    issuing = dataclasses.replace(
+        runner, issuer=GrantIssuer(grants=grants, blobs=InMemoryBlobStore(), api_url="https://api.example")
+    )
+
+    # When a job with a secret runs on the cluster
+    issuing.run(_task(), _ctx((SECRET,)), RunKey(REQUEST_ID, 2))
+
+    # Then the pod has a native sidecar (an init container restarted Always) running the logs program
+    [job] = cluster.created
+    spec = job["spec"]["template"]["spec"]
+    [logs] = [c for c in spec["initContainers"] if c["name"] == "logs"]
+    assert logs["restartPolicy"] == "Always"
+    assert logs["command"] == ["sh", "-c", LOG_PROGRAM, LOGS_PROGRAM_NAME]
+    env = {item["name"]: item["value"] for item in logs["env"]}
+    assert env["FORMICA_GRANTS_URL"] == "https://api.example/api/grants"
+    # And its capability may write this attempt's live log only
+    [scope] = grants.scopes.values()
+    assert scope.rights == (GrantRight.LIVE_LOG,)
+    assert scope.live_prefix == live_prefix("acme", REQUEST_ID, "kubby", 2)
+    assert scope.live_max_bytes == LOG_CAP_BYTES
+    # And its masking script masks the secret (decoded, it is the sed script the program runs)
+    script = base64.b64decode(env["FORMICA_LOG_MASK"]).decode()
+    assert script == build_mask_script([SECRET])
+    # And the main container holds neither the capability nor the grants endpoint
+    [main] = [c for c in spec["containers"] if c["name"] == "main"]
+    main_env = {item["name"] for item in main["env"]}
+    assert not main_env & {"FORMICA_CAPABILITY", "FORMICA_GRANTS_URL", "FORMICA_LOG_MASK"}

@@ -31,6 +31,20 @@ tasks:
     - sleep 4
 """
 
+CONTAINER = """
+job_type: contained
+tasks:
+- task_type: stream
+  method: DOCKER
+  container:
+    image: alpine:3.19
+  script:
+    - echo first line
+    - sleep 4
+    - echo second line
+    - sleep 2
+"""
+
 RETRIED = """
 job_type: retried
 tasks:
@@ -71,6 +85,29 @@ def test_a_running_task_is_executing_and_its_output_is_readable_before_it_ends(w
     assert b"second line" not in text
     assert not walk.request(request_id).is_final
 
+    done = walk.wait(request_id)
+    assert done.job_state == JobState.COMPLETED
+    whole = walk.blob(log_key(ORG, request_id, "stream", 1)).decode()
+    assert whole.startswith(text.decode()) and "second line" in whole
+    assert walk.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("KeyCount", 0) == 0
+
+
+def test_a_local_container_attempts_output_is_readable_before_it_ends(walk: Walk) -> None:
+    # Given a container task, run by `formica dev`'s local launcher (on the host here: no Docker)
+    walk.upload(CONTAINER)
+    request_id = walk.submit("contained")
+
+    # Then its first line is stored as a chunk of attempt 1 while it still runs
+    prefix = live_prefix(ORG, request_id, "stream", 1)
+    deadline = time.monotonic() + 20
+    text = b""
+    while time.monotonic() < deadline and b"first line" not in text:
+        text = TaskLogs(get_runtime().blobs).read_live(prefix, 0).data
+        time.sleep(0.2)
+    assert b"first line" in text and b"second line" not in text
+    assert not walk.request(request_id).is_final
+
+    # And the whole log, stored when it ends, begins with those bytes and replaces the chunks
     done = walk.wait(request_id)
     assert done.job_state == JobState.COMPLETED
     whole = walk.blob(log_key(ORG, request_id, "stream", 1)).decode()

@@ -72,7 +72,7 @@ def test_task_definition_layout() -> None:
     assert "taskRoleArn" not in request
     assert request["executionRoleArn"] == CONFIG.execution_role_arn
     assert request["volumes"] == [{"name": "workspace"}]
-    assert list(containers) == ["dependencies", "main", "artifacts"]
+    assert list(containers) == ["dependencies", "main", "logs", "artifacts"]
     main = containers["main"]
     assert main["image"] == "alpine:3.19"
     assert main["entryPoint"] == ["sh", "-c"]
@@ -82,6 +82,9 @@ def test_task_definition_layout() -> None:
     assert containers["artifacts"]["dependsOn"] == [{"containerName": "main", "condition": "COMPLETE"}]
     assert containers["artifacts"]["essential"] is True
     assert containers["dependencies"]["essential"] is False
+    # The live log's helper runs beside main and never holds the task up.
+    assert containers["logs"]["essential"] is False
+    assert containers["logs"]["dependsOn"] == [{"containerName": "dependencies", "condition": "SUCCESS"}]
     for container in containers.values():
         assert container["mountPoints"] == [
             {"sourceVolume": "workspace", "containerPath": "/workspace", "readOnly": False}
@@ -96,7 +99,7 @@ def test_task_definition_layout() -> None:
         }
     assert sum(1 for c in containers.values() if c["essential"]) == 1
     assert sum(c["memoryReservation"] for c in containers.values()) <= 1024  # type: ignore[misc]
-    assert main["memoryReservation"] == 1024 - 2 * 64
+    assert main["memoryReservation"] == 1024 - 3 * 64
     assert all("memory" not in c for c in containers.values())  # no hard limit below the task's
 
 

@@ -74,8 +74,14 @@ class FakeLogs:
 
 
 class FakeS3:
+    def __init__(self) -> None:
+        self.puts: list[str] = []
+
     def get_paginator(self, _: str) -> Any:
         return type("Paginator", (), {"paginate": staticmethod(lambda **__: [{"Contents": []}])})()
+
+    def put_object(self, **kwargs: Any) -> None:
+        self.puts.append(str(kwargs["Key"]))
 
 
 class FakeSfn:
@@ -392,13 +398,26 @@ def test_the_launch_mints_one_capability_per_helper_until_the_deadline(parts: di
     assert grants.artifacts.capability not in repr(grants_store.scopes)
 
 
-def test_a_task_with_nothing_to_move_gets_no_grants(parts: dict[str, Any]) -> None:
+def test_a_task_with_nothing_to_move_gets_only_its_live_log_grant(parts: dict[str, Any]) -> None:
     blobs, grants_store = InMemoryBlobStore(), InMemoryGrantRepository()
     service = _service_with(parts, blobs, grants_store)
     service.launch(REQUEST_ID, 7, _task(), _ctx(), "token-1")
     (grants,) = parts["ecs"].grants
     assert grants is not None and (grants.dependencies, grants.artifacts) == (None, None)
-    assert blobs.blobs == {} and grants_store.scopes == {}
+    assert grants.logs is not None
+    assert list(blobs.blobs) == [grants.logs.env_file_key]
+    [scope] = grants_store.scopes.values()
+    assert scope.rights == (GrantRight.LIVE_LOG,) and scope.live_prefix is not None
+
+
+def test_without_an_api_url_a_task_with_nothing_to_move_still_starts(parts: dict[str, Any]) -> None:
+    service = _service_with(
+        parts, InMemoryBlobStore(), settings=SETTINGS.model_copy(update={"api_url": None})
+    )
+    run = service.launch(REQUEST_ID, 7, _task(), _ctx(), "token-1")
+    assert not run.is_finished and len(parts["ecs"].launched) == 1
+    (grants,) = parts["ecs"].grants
+    assert grants is not None and grants.logs is None
 
 
 def test_without_an_api_url_the_helpers_cannot_be_granted_and_the_start_fails(parts: dict[str, Any]) -> None:

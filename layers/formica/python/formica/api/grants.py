@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from formica.api.errors import ConflictError, UnauthorizedError, ValidationApiError
+from formica.api.errors import ConflictError, UnauthorizedError
 from formica.api.services import ApiServices
 from formica.runners.grants import (
     AttemptGrant,
@@ -43,7 +43,7 @@ class GrantExchangeRequest(BaseModel):
     )
     live_chunk: LiveChunkRange | None = Field(
         default=None,
-        description="ask for a presigned PUT of this chunk of the attempt's running log only (json)",
+        description="ask for a presigned PUT of this chunk of the attempt's running log only",
     )
 
 
@@ -66,9 +66,8 @@ def exchange(
 
 
 def exchange_as_curl_config(services: ApiServices, request: GrantExchangeRequest) -> str:
-    """The grant as a curl config file: a helper holds either a download or an upload capability."""
-    if request.live_chunk is not None:
-        raise ValidationApiError("a live chunk's grant is answered as json only")
+    """The grant as a curl config file: a helper holds a download, an upload or a live log
+    capability (a live chunk's answer is its PUT: the URL and the content type to send)."""
     grant = exchange(services, request)
     try:
         return curl_config(grant)

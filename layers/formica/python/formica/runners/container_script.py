@@ -21,12 +21,14 @@ image (``public.ecr.aws/aws-cli/aws-cli``, built on Amazon Linux 2, whose base i
 
 from __future__ import annotations
 
+import base64
 import shlex
 from collections.abc import Iterable, Mapping
 
+from formica.engine.masking import MASK, secret_forms
 from formica.jobs.models import TaskDefinition
 from formica.runners.artifacts import normalize_when
-from formica.runners.base import TaskContext
+from formica.runners.base import LIVE_LOG_HOLD_BYTES, LOG_CAP_BYTES, TaskContext
 from formica.runners.shell import build_script as build_shell_program
 from formica.runners.shell import task_environment
 from formica.store.blobs import DEFAULT_CONTENT_TYPE, PresignedPost
@@ -34,6 +36,18 @@ from formica.store.blobs import DEFAULT_CONTENT_TYPE, PresignedPost
 DEFAULT_WORKSPACE = "/workspace"
 STATUS_DIR_NAME = ".formica"
 EXIT_CODE_FILE_NAME = "exit-code"
+OUTPUT_FILE_NAME = "output.log"
+"""The main script's output, copied by ``tee`` for the ``logs`` helper (in the status directory)."""
+OUTPUT_FIFO_NAME = "output.fifo"
+TEE_GRACE_SECONDS = 5
+"""How long ``tee`` may go on copying once the script ended (a background process keeps it open)."""
+LOG_FLUSH_ENV = "FORMICA_LOG_FLUSH_SECONDS"
+"""The ``logs`` helper's flush interval (seconds)."""
+LOG_MASK_ENV = "FORMICA_LOG_MASK"
+"""The ``logs`` helper's sed script masking the job's secrets, base64-encoded (``build_mask_script``)."""
+LOGS_PROGRAM_NAME = "formica-logs"
+LIVE_LOG_CAP_BYTES = LOG_CAP_BYTES
+"""The ``logs`` helper sends at most this much (the capability refuses a chunk ending past it)."""
 GRANTS_URL_ENV = "FORMICA_GRANTS_URL"
 """A helper container's grants endpoint: the API's ``POST /api/grants`` (never in main's environment)."""
 CAPABILITY_ENV = "FORMICA_CAPABILITY"
@@ -76,8 +90,21 @@ def exit_code_file(workspace: str) -> str:
     return f"{workspace.rstrip('/')}/{STATUS_DIR_NAME}/{EXIT_CODE_FILE_NAME}"
 
 
+def output_file(workspace: str) -> str:
+    """Where the main script also writes its output, for the ``logs`` helper to stream."""
+    return f"{workspace.rstrip('/')}/{STATUS_DIR_NAME}/{OUTPUT_FILE_NAME}"
+
+
 def build_script(task: TaskDefinition, workspace: str | None = None) -> str:
     """The main container's script (run as ``sh -c <script>``) for a rendered task.
+
+    Its output (stdout and stderr, merged as the container's log shows them) goes to the
+    container's stdout as before and, through ``tee``, to ``{workspace}/.formica/output.log``,
+    which the ``logs`` helper streams while the task runs (``LOG_PROGRAM``). ``tee`` reads a FIFO
+    rather than a pipe so that a process the script leaves running in the background, which keeps
+    the FIFO open, cannot hold the container up: after the script, ``tee`` gets
+    ``TEE_GRACE_SECONDS`` to copy what is left. An image without ``tee`` or ``mkfifo`` runs the
+    script as before, and its log arrives when the run ends.
 
     Parameters
     ----------
@@ -92,13 +119,21 @@ def build_script(task: TaskDefinition, workspace: str | None = None) -> str:
         A POSIX sh script whose exit status is the task's exit code.
     """
     workspace = workspace or workspace_of(task)
-    status_dir = shlex.quote(f"{workspace.rstrip('/')}/{STATUS_DIR_NAME}")
+    status_dir = f"{workspace.rstrip('/')}/{STATUS_DIR_NAME}"
+    fifo = shlex.quote(f"{status_dir}/{OUTPUT_FIFO_NAME}")
     lines = [
-        f"mkdir -p {status_dir}",
+        f"mkdir -p {shlex.quote(status_dir)}",
         f"cd {shlex.quote(workspace)} || exit 1",
+        "formica_tee=",
+        "if command -v tee >/dev/null 2>&1 && command -v mkfifo >/dev/null 2>&1"
+        f" && rm -f {fifo} && mkfifo {fifo}; then",
+        f"  tee -a {shlex.quote(output_file(workspace))} < {fifo} &",
+        "  formica_tee=$!",
+        f"  exec 3>&1 4>&2 > {fifo} 2>&1",
+        "fi",
         "(",
         build_shell_program([*task.before_script, *task.script]).rstrip("\n"),
-        ")",
+        ") 3>&- 4>&-",
         "formica_rc=$?",
     ]
     if any(line.strip() for line in task.after_script):
@@ -106,12 +141,21 @@ def build_script(task: TaskDefinition, workspace: str | None = None) -> str:
             "echo '$ # after_script'",
             "(",
             build_shell_program(task.after_script, stop_on_error=False).rstrip("\n"),
-            ")",
+            ") 3>&- 4>&-",
             "after_rc=$?",
             '[ "$after_rc" -eq 0 ] || echo "[after_script failed with exit code $after_rc;'
             ' the result is unchanged]"',
         ]
-    lines += [f'echo "$formica_rc" > {shlex.quote(exit_code_file(workspace))}', 'exit "$formica_rc"']
+    lines += [
+        'if [ -n "$formica_tee" ]; then',
+        "  exec 1>&3 2>&4 3>&- 4>&-",
+        f'  ( sleep {TEE_GRACE_SECONDS}; kill "$formica_tee" 2>/dev/null ) > /dev/null 2>&1 &',
+        '  wait "$formica_tee" 2>/dev/null',
+        f"  rm -f {fifo}",
+        "fi",
+        f'echo "$formica_rc" > {shlex.quote(exit_code_file(workspace))}',
+        'exit "$formica_rc"',
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -323,6 +367,115 @@ patterns match (directories taken recursively) once, with its key under the pref
 guessed from its name and its sha256 as ``x-amz-meta-sha256``. A file that resolves outside the
 workspace (a symlink) is skipped, and so is a path with a ``.``, ``..`` or empty segment. It always
 exits 0: the sidecar never decides the task's exit code (failures are in its log).
+"""
+
+
+def build_live_chunk_config(url: str, content_type: str) -> str:
+    """The ``logs`` helper's curl config for one live chunk: its presigned PUT and content type.
+
+    The helper adds the chunk's file (``-T``), whose length the URL's signature names.
+    """
+    lines = [
+        "# Formica: one chunk of this attempt's live log, a presigned PUT (curl --config)",
+        f"url = {curl_config_value(url)}",
+        f"header = {curl_config_value('Content-Type: ' + content_type)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_SED_SPECIAL = frozenset("\\/.[]*^$")
+
+
+def _sed_literal(text: str) -> str:
+    """``text`` as a POSIX basic regular expression matching exactly it (``/`` as the delimiter)."""
+    return "".join("\\" + char if char in _SED_SPECIAL else char for char in text)
+
+
+def build_mask_script(secrets: Iterable[str]) -> str:
+    """A sed script replacing every form of every secret with ``****`` (``engine.masking``), longest
+    forms first, as the trusted side masks the whole log. A form that spans lines (a secret with a
+    line break) is left to the whole log: the helper's chunks hold whole lines and sed reads one
+    at a time. Run with ``LC_ALL=C``, so that matching is byte for byte."""
+    forms: set[str] = set()
+    for secret in secrets:
+        forms.update(form for form in secret_forms(secret) if "\n" not in form and "\r" not in form)
+    ordered = sorted(forms, key=lambda form: (-len(form), form))
+    return "".join(f"s/{_sed_literal(form)}/{MASK}/g\n" for form in ordered)
+
+
+def encoded_mask_script(secrets: Iterable[str]) -> str:
+    """``build_mask_script`` base64-encoded, the value of ``FORMICA_LOG_MASK`` ("" without secrets)."""
+    script = build_mask_script(secrets)
+    return base64.b64encode(script.encode("utf-8")).decode("ascii") if script else ""
+
+
+LOG_PROGRAM = _program(
+    [
+        "# formica: stream the main container's output (.formica/output.log) to this attempt's live log",
+        f'[ -n "${{{GRANTS_URL_ENV}:-}}" ] || {{ echo "formica: no live log grant"; exit 0; }}',
+        "ws=$(pwd -P)",
+        f'out="$ws/{STATUS_DIR_NAME}/{OUTPUT_FILE_NAME}"',
+        f'status="$ws/{STATUS_DIR_NAME}/{EXIT_CODE_FILE_NAME}"',
+        "t=$(mktemp -d) || exit 0",
+        f'printf \'%s\' "${{{LOG_MASK_ENV}:-}}" | base64 -d > "$t/mask.sed" 2>/dev/null || : > "$t/mask.sed"',
+        f"interval=${{{LOG_FLUSH_ENV}:-3}}",
+        f"cap={LIVE_LOG_CAP_BYTES}; hold={LIVE_LOG_HOLD_BYTES}",
+        # sent: bytes of output.log taken; written: bytes of the live log (masked) sent so far.
+        "sent=0; written=0; stopped=",
+        "flush() {",
+        '  [ -z "$stopped" ] && [ -f "$out" ] || return 0',
+        '  size=$(wc -c < "$out") || return 0',
+        '  [ "$size" -gt "$sent" ] || return 0',
+        "  take=$((size - sent))",
+        '  tail -c +"$((sent + 1))" "$out" | head -c "$take" > "$t/new"',
+        # Whole lines only until the end (a chunk never splits a character or a secret), unless
+        # one line has grown past the hold.
+        '  if [ "$1" != all ] && [ -n "$(tail -c 1 "$t/new")" ]; then',
+        '    part=$(tail -n 1 "$t/new" | wc -c)',
+        '    if [ "$take" -gt "$part" ]; then take=$((take - part))',
+        '    elif [ "$take" -lt "$hold" ]; then return 0; fi',
+        "  fi",
+        '  head -c "$take" "$t/new" | LC_ALL=C sed -f "$t/mask.sed" > "$t/chunk"',
+        "  sent=$((sent + take))",
+        '  n=$(wc -c < "$t/chunk")',
+        '  if [ $((written + n)) -gt "$cap" ]; then',
+        "    n=$((cap - written)); stopped=1",
+        '    [ "$n" -gt 0 ] || return 0',
+        '    head -c "$n" "$t/chunk" > "$t/cut" && mv "$t/cut" "$t/chunk"',
+        "  fi",
+        '  [ "$n" -gt 0 ] || return 0',
+        '  printf \'{"capability":"%s","format":"curl","live_chunk":{"start":%s,"end":%s}}\' \\',
+        f'    "${CAPABILITY_ENV}" "$written" "$((written + n))" |',
+        '    curl -fsS -m 10 -H "Content-Type: application/json" --data-binary @- -o "$t/put.curl"'
+        f' "${GRANTS_URL_ENV}" &&',
+        '    curl -fsS -m 30 -o /dev/null --config "$t/put.curl" -T "$t/chunk" ||',
+        '    { echo "formica: live log stopped at byte $written (a chunk was refused or not sent)";',
+        "      stopped=1; return 0; }",
+        "  written=$((written + n))",
+        "}",
+        # ECS stops this container when the task ends, EKS when the pod's main containers have.
+        "term=",
+        "trap 'term=1' TERM INT",
+        'while [ ! -f "$status" ] && [ -z "$term" ]; do',
+        '  sleep "$interval" & wait $!',
+        "  flush",
+        "done",
+        "flush all",
+        'rm -rf "$t"',
+        "exit 0",
+    ]
+)
+"""The ``logs`` helper's program, the same for every task (part of the task definition):
+``sh -c LOG_PROGRAM formica-logs``, run in the workspace beside the main container. Every
+``FORMICA_LOG_FLUSH_SECONDS`` (3) it takes the whole lines the main script added to
+``.formica/output.log`` since the last flush, masks them with the sed script of
+``FORMICA_LOG_MASK`` (the job's secrets in every form, ``build_mask_script``), exchanges its
+capability (right ``live_log``) for a presigned PUT of exactly that chunk under the attempt's live
+prefix, and PUTs it; offsets count the masked bytes, as the whole log's do. When the main script's
+exit-code file appears (or the container is told to stop) it sends the rest, a last partial line
+included, and exits 0. It stops at the log cap, and a chunk refused or not sent stops the
+streaming (readers then wait for the whole log rather than skip bytes); it never decides the
+task's exit code. It uses sh, printf, base64, wc, tail, head, sed, mv, mktemp and curl.
 """
 
 

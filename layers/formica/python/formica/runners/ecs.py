@@ -3,7 +3,7 @@
 It does not wait: the task's STOPPED event (EventBridge -> functions/container_events) or the
 reconciler reports the exit code back to the waiting Launch state (formica.runtime.containers).
 
-One task, three containers sharing one ephemeral volume mounted at the workspace (/workspace or the
+One task, four containers sharing one ephemeral volume mounted at the workspace (/workspace or the
 task's working_dir), and no task role: no container of the task can obtain AWS credentials (there
 is no credentials endpoint to ask), so a tenant's image holds nothing that reaches Formica's table,
 bucket, state machine or anything else.
@@ -22,8 +22,13 @@ bucket, state machine or anything else.
     non-essential container and needs one essential container, so this one is essential: its exit
     ends the task once the artifacts are up. It never decides the exit code: completion reads
     ``main`` only and the program exits 0.
+``logs`` (helper image, non-essential, starts after ``dependencies`` SUCCESS, beside ``main``)
+    streams what ``main`` writes (the script tees it to ``.formica/output.log``) to the attempt's
+    live log every few seconds, each chunk masked and PUT through its grant, a presigned PUT per
+    chunk (``container_script.LOG_PROGRAM``). It ends with ``main``'s exit-code file, or when ECS
+    stops it as the task ends (SIGTERM: it sends the rest first).
 
-The grants (``formica.runners.container_grants``) reach the two helpers as ``environmentFiles``
+The grants (``formica.runners.container_grants``) reach the three helpers as ``environmentFiles``
 container overrides: each names the S3 ``.env`` file holding that helper's ``FORMICA_GRANTS_URL``,
 which the ECS agent reads with the execution role. The URL itself is never in RunTask's parameters,
 so the overrides stay a few hundred characters and the same for a retried Launch (RunTask's client
@@ -59,6 +64,8 @@ from formica.runners.container_script import (
     ARTIFACTS_PROGRAM_NAME,
     DEPENDENCIES_PROGRAM,
     DEPENDENCIES_PROGRAM_NAME,
+    LOG_PROGRAM,
+    LOGS_PROGRAM_NAME,
     UPLOAD_PROGRAM,
     build_script,
     container_environment,
@@ -68,6 +75,7 @@ from formica.runners.container_script import (
 from formica.runners.ecs_events import (
     ARTIFACTS_CONTAINER,
     DEPENDENCIES_CONTAINER,
+    LOGS_CONTAINER,
     MAIN_CONTAINER,
     RUN_KEY_ENV,
     RunKey,
@@ -76,9 +84,10 @@ from formica.settings import FormicaSettings
 
 logger = logging.getLogger(__name__)
 
-LAYOUT_VERSION = "2"
+LAYOUT_VERSION = "3"
 """Bump when the container layout above changes: every image then gets a new task definition.
-2: no task role; the helpers use curl and their grants instead of the AWS CLI and the role."""
+2: no task role; the helpers use curl and their grants instead of the AWS CLI and the role.
+3: the ``logs`` helper streams the live log."""
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.15.0"
 """The helper image (Amazon Linux 2: sh, curl, coreutils); only its curl is used, never the AWS CLI."""
 WORKSPACE_VOLUME = "workspace"
@@ -337,12 +346,20 @@ def task_definition_request(
             "name": MAIN_CONTAINER,
             "image": image,
             "essential": False,
-            "memoryReservation": size.memory - 2 * HELPER_MEMORY_RESERVATION_MIB,
+            "memoryReservation": size.memory - 3 * HELPER_MEMORY_RESERVATION_MIB,
             "entryPoint": ["sh", "-c"],
             "command": ["exit 0"],
             "workingDirectory": workspace,
             "mountPoints": mount,
             "logConfiguration": logs,
+            "dependsOn": [{"containerName": DEPENDENCIES_CONTAINER, "condition": "SUCCESS"}],
+        },
+        {
+            "name": LOGS_CONTAINER,
+            "essential": False,
+            **helper,
+            "entryPoint": ["sh", "-c", LOG_PROGRAM],
+            "command": [LOGS_PROGRAM_NAME],
             "dependsOn": [{"containerName": DEPENDENCIES_CONTAINER, "condition": "SUCCESS"}],
         },
         {
@@ -442,6 +459,8 @@ def run_task_request(
             **_env_files(grants.artifacts if grants else None, config),
         },
     ]
+    if grants is not None and grants.logs is not None:
+        containers.append({"name": LOGS_CONTAINER, **_env_files(grants.logs, config)})
     overrides = {"containerOverrides": containers}
     size = len(json.dumps(overrides, separators=(",", ":")))
     if size > OVERRIDES_MAX_CHARS:

@@ -35,6 +35,7 @@ from formica.runners.base import EXIT_CODE_NONE
 MAIN_CONTAINER = "main"
 DEPENDENCIES_CONTAINER = "dependencies"
 ARTIFACTS_CONTAINER = "artifacts"
+LOGS_CONTAINER = "logs"
 RUN_KEY_ENV = "FORMICA_RUN_KEY"
 STARTED_BY_PREFIX = "formica"
 STARTED_BY_MAX = 36  # ECS: up to 36 letters, digits, '-', '/', '_'

@@ -9,8 +9,10 @@
   and annotations, service account, ``backoffLimit: 0``, ``activeDeadlineSeconds`` from the timeout,
   ``ttlSecondsAfterFinished``. ``dependencies`` are downloaded by an init container and
   ``artifacts.paths`` uploaded by a second container that waits for the main script's exit-code file
-  (both the helper image, with curl). Neither needs AWS credentials: each gets its grant, a presigned
-  URL (``formica.runners.container_grants``), as ``FORMICA_GRANTS_URL`` in its own environment; the
+  (both the helper image, with curl); a ``logs`` native sidecar (an init container with
+  ``restartPolicy: Always``, Kubernetes 1.29+) streams the main script's output to the attempt's
+  live log while it runs. None needs AWS credentials: each gets its grant, a capability
+  (``formica.runners.container_grants``), with ``FORMICA_GRANTS_URL`` in its own environment; the
   main container gets none, and the pod needs no service account access to S3.
 - ``job_status`` (pure) reads the Job and its Pod: the exit code is the main container's
   ``state.terminated.exitCode``; an image that cannot be pulled is ERR_CONTAINER_START; a Job killed by
@@ -48,6 +50,8 @@ from formica.runners.container_script import (
     ARTIFACTS_PROGRAM_NAME,
     DEPENDENCIES_PROGRAM,
     DEPENDENCIES_PROGRAM_NAME,
+    LOG_PROGRAM,
+    LOGS_PROGRAM_NAME,
     UPLOAD_PROGRAM,
     WAIT_FOR_MAIN_ENV,
     build_script,
@@ -62,6 +66,7 @@ from formica.runners.ecs_events import (
     ERR_CONTAINER_START,
     ERR_TASK_CANCELLED,
     ERR_TASK_TIMED_OUT,
+    LOGS_CONTAINER,
     MAIN_CONTAINER,
     RUN_KEY_ENV,
     RunKey,
@@ -468,8 +473,9 @@ def job_manifest(
         "containers": containers,
         "volumes": [{"name": WORKSPACE_VOLUME, "emptyDir": {}}],
     }
+    init_containers: list[dict[str, Any]] = []
     if grants is not None and grants.dependencies is not None:
-        pod_spec["initContainers"] = [
+        init_containers.append(
             {
                 "name": DEPENDENCIES_CONTAINER,
                 "image": config.helper_image,
@@ -478,7 +484,24 @@ def job_manifest(
                 "env": _env(grants.dependencies.environment),
                 "volumeMounts": mounts,
             }
-        ]
+        )
+    if grants is not None and grants.logs is not None:
+        # A native sidecar (an init container that restarts Always, Kubernetes 1.29+): it starts
+        # before main and the kubelet stops it (SIGTERM: it sends the rest) once main has ended, so
+        # it never holds the pod up.
+        init_containers.append(
+            {
+                "name": LOGS_CONTAINER,
+                "image": config.helper_image,
+                "command": ["sh", "-c", LOG_PROGRAM, LOGS_PROGRAM_NAME],
+                "workingDir": workspace,
+                "env": _env(grants.logs.environment),
+                "volumeMounts": mounts,
+                "restartPolicy": "Always",
+            }
+        )
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
     if task.service_account:
         pod_spec["serviceAccountName"] = task.service_account
     if task.node_selector:

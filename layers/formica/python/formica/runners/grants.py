@@ -15,8 +15,10 @@ margin. When they download or upload, they POST it to the API's grants route (``
 - ``live_chunk``: asked for one chunk at a time (``exchange_live_chunk``), a presigned PUT of
   exactly that chunk of the attempt's running log, at its key under the attempt's own live prefix
   (right ``live_log``; ``store.logs``). The chunk must continue the last one taken, be at most
-  the capability's chunk size, and the capability's chunk count must not be spent: checked and
-  counted by one conditional write, so whoever holds the secret writes at most that many chunks.
+  the capability's chunk size, end within the log cap, and the capability's chunk count must not
+  be spent: checked and counted by one conditional write, so whoever holds the secret writes at
+  most that many chunks and at most the log cap in all. A container's ``logs`` helper asks for it
+  as a curl config (``url`` and ``header`` lines; it adds the chunk's file with ``-T``).
 
 Each URL is signed at exchange time with the API function's current credentials and lives
 ``GRANT_URL_SECONDS`` at most (never past the capability's own expiry), so an attempt that runs for
@@ -194,6 +196,7 @@ def mint_capability(
             else None,
             live_chunks=live_chunks,
             live_chunk_max_bytes=LIVE_CHUNK_MAX_BYTES,
+            live_max_bytes=LOG_CAP_BYTES if GrantRight.LIVE_LOG in rights else 0,
         )
     )
     return capability
@@ -298,6 +301,10 @@ def exchange_live_chunk(
         raise LiveChunkRefusedError(
             f"a live chunk holds 1 to {scope.live_chunk_max_bytes} bytes, not {max(size, 0)}"
         )
+    if scope.live_max_bytes and chunk.end > scope.live_max_bytes:
+        raise LiveChunkRefusedError(
+            f"a live log holds at most {scope.live_max_bytes} bytes: the chunk ends at byte {chunk.end}"
+        )
     if not grants.take_live_chunk(scope, start=chunk.start, end=chunk.end):
         raise LiveChunkRefusedError(
             f"the chunk at byte {chunk.start} does not continue the log, "
@@ -323,7 +330,7 @@ def exchange_live_chunk(
 
 def curl_config(grant: AttemptGrant) -> str:
     """The grant as the helper containers read it (``curl --config``): the downloads' url/output
-    pairs, or the upload's URL and policy fields.
+    pairs, the upload's URL and policy fields, or a live chunk's PUT (its URL and content type).
 
     Raises
     ------
@@ -332,9 +339,12 @@ def curl_config(grant: AttemptGrant) -> str:
     """
     from formica.runners.container_script import (  # noqa: PLC0415 - cold start, see _downloads
         build_downloads_config,
+        build_live_chunk_config,
         build_upload_config,
     )
 
+    if grant.live_chunk is not None:
+        return build_live_chunk_config(grant.live_chunk.url, grant.live_chunk.content_type)
     if grant.upload is not None and not grant.downloads:
         return build_upload_config(grant.upload.post())
     if grant.upload is None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from formica.jobs.models import TaskDefinition
-from formica.runners.base import EXIT_CODE_NONE, TaskContext, TaskOutcome
+from formica.runners.base import EXIT_CODE_NONE, LiveLog, TaskContext, TaskOutcome
 from formica.runners.shell import (
     ERR_TASK_CANCELLED,
     ERR_TASK_TIMED_OUT,
@@ -183,9 +183,13 @@ def run_local_container(
     if not use_docker:
         warning = _host_warning(image, mode)
         logger.warning("container task ran on the host", extra={"task_type": ctx.task_type, "image": image})
+        banner = f"[warning: {warning}]\n"
+        if ctx.live_log is not None:
+            # The live log begins as the whole log will: the warning first, then the output.
+            ctx.live_log(banner.encode())
         outcome = run_shell(task, ctx, workdir=workdir, env=env)
         outcome.warnings.insert(0, warning)
-        outcome.log = f"[warning: {warning}]\n{outcome.log}"
+        outcome.log = banner + outcome.log
         return outcome
     return _run_docker(task, image, ctx, workdir=workdir, env=env)
 
@@ -211,7 +215,7 @@ def _run_docker(
     argv = docker_command(
         task, workdir=workdir, env_names=by_name, name=name, docker=docker, inline_env=inline
     )
-    log = CappedLog()
+    log = CappedLog(live=LiveLog(ctx))
     logger.info("docker run", extra={"task_type": ctx.task_type, "container": name})
     result = run_process(
         argv, cwd=workdir, env=cli_env, deadline=Deadline(ctx.timeout_seconds), ctx=ctx, log=log

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -72,7 +73,12 @@ def _launch_cloud(runtime: Runtime, request: JobRequestItem, step: int, task_tok
     definition = walker.render(
         request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
     )
-    ctx = walker.context(request, step, now)
+    # The logs helper masks the job's secrets in its live chunks and flushes as the other runners do.
+    ctx = replace(
+        walker.context(request, step, now),
+        secrets=walker.attempt_configs(request).secrets,
+        log_flush_seconds=runtime.settings.log_flush_seconds,
+    )
     runtime.containers.launch(request.request_id, step, definition.task(current.task_type), ctx, task_token)
 
 
@@ -182,7 +188,13 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
             request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
         )
         task = definition.task(current.task_type)
-        ctx = walker.context(request, step, now)
+        # Its output streams to the live log as a SHELL attempt's does (masked by the walker's sink).
+        ctx = replace(
+            walker.context(request, step, now),
+            live_log=walker.live_log_sink(request),
+            log_flush_seconds=runtime.settings.log_flush_seconds,
+            secrets=walker.attempt_configs(request).secrets,
+        )
         runner = local_container_runner(runtime.settings.local_container_mode)
         outcome = runner(task, ctx, AttemptScope(runtime, request, step))
     except DefinitionError as exc:

@@ -15,7 +15,8 @@ exchange.
 A capability with the ``live_log`` right also carries a count on its item: ``live_next``, the byte
 offset its next chunk must start at, and ``live_used``, the chunks taken so far. Each chunk is
 taken by one conditional update (``take_live_chunk``), so chunks are contiguous and their number
-bounded whoever holds the secret.
+bounded whoever holds the secret; and no chunk may end past ``live_max_bytes`` (the log cap), so
+neither is their size in all.
 """
 
 from __future__ import annotations
@@ -98,6 +99,10 @@ class AttemptGrantItem(BaseModel):
     """How many chunks ``LIVE_LOG`` may write."""
     live_chunk_max_bytes: int = 0
     """The largest chunk ``LIVE_LOG`` may write."""
+    live_max_bytes: int = 0
+    """The offset no chunk may end past: the log cap, so whoever holds the secret writes at most
+    that much in all (0: a capability minted before the bound was recorded; its chunk size and
+    count bound it)."""
 
     def allows(self, right: GrantRight) -> bool:
         return right in self.rights
