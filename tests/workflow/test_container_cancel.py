@@ -13,6 +13,7 @@ from formica.engine.routing import TaskState
 from formica.engine.walk import JobState
 from formica.runtime import cancel_request, default_container_service, get_runtime
 from formica.runtime.walker import CANCELLED_ERROR
+from formica.store.logs import TaskLogs, live_prefix
 
 from tests.workflow.conftest import ORG, REGION, Walk
 from tests.workflow.test_container_ecs import _launched, ecs_walk
@@ -59,6 +60,27 @@ def test_cancel_stops_the_ecs_task_and_answers_the_token_with_cancelled(ecs_walk
     answers = [(e["type"], e.get("taskFailedEventDetails", {}).get("error")) for e in callbacks]
     assert ("TaskFailed", CANCELLED_ERROR) in answers
     assert not any(kind == "TaskSucceeded" for kind, _ in answers)
+
+
+def test_a_cancelled_container_keeps_the_lines_it_streamed_as_its_log(ecs_walk: Walk) -> None:
+    # Given a container task on ECS whose logs helper has streamed two chunks (masked, as it sends them)
+    ecs_walk.upload(LONG)
+    request_id = ecs_walk.submit("long-box")
+    _launched(request_id)
+    runtime = get_runtime()
+    chunks = live_prefix(ORG, request_id, "boxed", 1)
+    TaskLogs(runtime.blobs).write_chunk(chunks, 0, b"compiling\n")
+    TaskLogs(runtime.blobs).write_chunk(chunks, 10, b"linking\n")
+
+    # When the job is cancelled
+    cancel_request(ORG, request_id, runtime)
+    ecs_walk.wait(request_id)
+
+    # Then the attempt's stored log is what it streamed, and its chunks are gone
+    [boxed] = ecs_walk.tasks(request_id)
+    assert boxed.task_state == TaskState.CANCELLED and boxed.log_key
+    assert runtime.blobs.get_bytes(boxed.log_key) == b"compiling\nlinking\n"
+    assert runtime.blobs.list_blobs(chunks) == []
 
 
 def test_a_launch_timeout_stops_the_ecs_task_at_once(ecs_walk: Walk, monkeypatch: pytest.MonkeyPatch) -> None:

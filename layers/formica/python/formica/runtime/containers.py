@@ -70,6 +70,7 @@ from formica.store.configs import ConfigStoreError
 from formica.store.container_logs import ContainerLogs, LogStoreError
 from formica.store.container_runs import ContainerRunItem, ContainerRunRepository, ContainerRunStoreError
 from formica.store.grants import GrantRepository
+from formica.store.logs import TaskLogs, live_prefix
 from formica.store.requests import JobRequestItem
 from formica.store.schema import log_key
 from formica.store.state_machine import StateMachine, StateMachineError, TaskTokenGoneError
@@ -400,6 +401,22 @@ class ContainerService:
                 "log grant file not deleted", extra={"request_id": run.request_id, "error": str(exc)}
             )
 
+    def _streamed_log(self, run: ContainerRunItem) -> str:
+        """What a cancelled attempt's logs helper streamed (masked chunks): its log, since a stopped
+        container's whole log is not collected. Best effort: nothing when the chunks cannot be read."""
+        logs = TaskLogs(self._blobs)
+        prefix = live_prefix(run.org, run.request_id, run.task_type, run.attempt)
+        data = bytearray()
+        try:
+            while True:
+                read = logs.read_live(prefix, len(data))
+                data += read.data
+                if not read.more or not read.data:
+                    break
+        except BlobStoreError as exc:
+            logger.warning("streamed log not read", extra={"request_id": run.request_id, "error": str(exc)})
+        return bytes(data).decode("utf-8", errors="replace")
+
     def _log_text(self, run: ContainerRunItem, pod_name: str | None) -> str:
         """Best effort: a missing log never blocks the walk."""
         try:
@@ -562,7 +579,8 @@ class ContainerService:
         except (EcsRunnerError, EksRunnerError) as exc:
             failure = exc  # the walk still gets its answer; the caller hears of the failed stop
         if answer:
-            self.reporter(finished, TaskOutcome(error_code=code, error_message=reason))
+            outcome = TaskOutcome(error_code=code, error_message=reason, log=self._streamed_log(finished))
+            self.reporter(finished, outcome)
         if failure is not None:
             raise ContainerRuntimeError(
                 f"could not stop the container of {run.request_id}/{run.step}: {failure}"
