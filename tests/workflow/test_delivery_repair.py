@@ -131,7 +131,8 @@ def test_a_delivery_mid_retry_is_not_repaired_and_a_late_retry_and_a_repair_send
     request_id = finished_request(walk)
     with webhook_receiver(fail_first=1) as receiver:
         delivery = recorded(request_id, receiver.url)
-        assert attempt_delivery(get_runtime(), get_notify_services(), request_id, delivery.delivery_id, 1) == 1
+        services = get_notify_services()
+        assert attempt_delivery(get_runtime(), services, request_id, delivery.delivery_id, 1) == 1
         waiting = stored(walk, delivery)
         assert (waiting.status, waiting.attempts) == (DeliveryStatus.PENDING, 1)
         settled_at = datetime.now().astimezone()
