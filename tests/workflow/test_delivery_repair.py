@@ -8,6 +8,7 @@ function's handler (the local poller, as `formica dev` runs it) send to a receiv
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 import boto3
 import pytest
 from formica.local.notify import LOCAL_BUS, LocalNotifyPoller, create_event_plumbing
+from formica.local.ticker import local_scheduling
 from formica.runtime import get_runtime, reset_runtime
 from formica.runtime.notify import attempt_delivery
 from formica.runtime.scheduling import sweep
@@ -29,6 +31,8 @@ from tests.workflow.conftest import ORG, REGION, TABLE, Walk
 
 GRACE = 300.0
 """FORMICA_DELIVERY_REPAIR_GRACE_SECONDS here (the backoff is 1 s: the largest delay 8 s)."""
+SWEEP_GAP = timedelta(seconds=10)
+"""Between two ticks of the local ticker's clock: more than its 2 s between sweeps."""
 
 
 @pytest.fixture
@@ -181,3 +185,21 @@ def test_only_pending_deliveries_are_in_the_index(walk: Walk, poller: LocalNotif
         request_id, pending.delivery_id, 0, status=DeliveryStatus.FAILED, result="refused", now=now_iso()
     )
     assert deliveries.idle_pending(before="9999") == []
+
+
+def test_formica_dev_runs_the_same_repair_from_its_ticker(walk: Walk, poller: LocalNotifyPoller) -> None:
+    # Given a delivery recorded and never attempted, as a crash of `formica dev` would leave it
+    request_id = finished_request(walk)
+    with webhook_receiver() as receiver:
+        delivery = recorded(request_id, receiver.url)
+        later = datetime.now().astimezone() + timedelta(seconds=GRACE + 5)
+        # When `formica dev`'s ticker sweeps past the grace period
+        ticks = itertools.count()
+        with local_scheduling(REGION, interval=3600, clock=lambda: later + next(ticks) * SWEEP_GAP) as ticker:
+            get_runtime().now = lambda: later
+            assert ticker.tick().swept  # a tick of its own thread may have come first: both sweep
+        # Then its notify poller sends it
+        drain(poller, receiver, until=1)
+
+    assert [d.answered for d in receiver.deliveries] == [200]
+    assert stored(walk, delivery).status == DeliveryStatus.DELIVERED
