@@ -208,6 +208,8 @@ class FormicaStack(Stack):
         )
         notifications.grant_publish_to_functions(self)
         notifications.grant_signing_secrets(api.handler)
+        # The minute sweep queues again a delivery whose attempt was lost (notify.repair_lost_deliveries).
+        notifications.grant_repair(scheduling.function)
         # A notification links to the request's page of the dashboard, which the API serves.
         notifications.function.function.add_environment("FORMICA_API_URL", api.url)
         # Every function that uses secret configs exists now (notify reads the SlackWebhookURL).

@@ -148,6 +148,14 @@ class Notifications(Construct):
             )
         )
 
+    def grant_repair(self, function: FormicaFunction) -> None:
+        """Let ``function`` (the minute sweep) queue again a delivery whose attempt was lost: SendMessage
+        on the delivery queue only (its reads and writes of deliveries are the table's grants)."""
+        function.function.add_environment("FORMICA_NOTIFY_QUEUE_URL", self.queue.queue_url)
+        function.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.queue.queue_arn])
+        )
+
     def grant_publish(self, function: FormicaFunction) -> None:
         """Let ``function`` put lifecycle events on the bus (and tell it the bus's name)."""
         self.bus.grant_put_events_to(function.role)

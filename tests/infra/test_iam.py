@@ -119,7 +119,9 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     | ECS_TASKS
     | {"states:StartExecution"}
     | ASYNC_DLQ,
-    # The sweep ends a task fan-out's lost instance and looks: it may invoke the next instances.
+    # The sweep ends a task fan-out's lost instance and looks: it may invoke the next instances. It
+    # also queues again a delivery whose attempt was lost: sqs:SendMessage on the delivery queue
+    # (test_the_sweep_sends_only_to_the_delivery_queue_and_its_dead_letters).
     "scheduler": BASE
     | TABLE
     | {"states:StartExecution", "lambda:InvokeFunction"}
@@ -522,3 +524,24 @@ def test_granted_messaging_queues_are_named_one_by_one() -> None:
         DeploymentConfig.from_context({"messaging_queues": '{"acme": ["formica-work-x"]}'}.get)
     with pytest.raises(ContextError, match="messaging_queues"):
         DeploymentConfig.from_context({"messaging_queues": '{"acme": ["a.fifo"]}'}.get)
+
+
+def test_the_sweep_sends_only_to_the_delivery_queue_and_its_dead_letters(synth: Synth) -> None:
+    # The lost deliveries' repair sends to the delivery queue; a failed invocation goes to the
+    # monitoring construct's dead-letter queue. Nothing else.
+    role = synth.role_of("scheduler")
+    (delivery_queue,) = [
+        key
+        for key in synth.of_type("AWS::SQS::Queue")
+        if "NotificationsDeliveries" in key and "Dlq" not in key
+    ]
+    sent_to = {
+        resource
+        for statement in synth.statements_granting(role, "sqs:SendMessage")
+        for resource in resources_of(statement)
+    }
+    assert f"<{delivery_queue}.Arn>" in sent_to
+    granting = synth.statements_granting(role, "sqs:SendMessage")
+    (repair,) = [statement for statement in granting if actions_of(statement) == {"sqs:SendMessage"}]
+    assert resources_of(repair) == [f"<{delivery_queue}.Arn>"]
+    assert len(sent_to) == 2

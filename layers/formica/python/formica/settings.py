@@ -11,7 +11,7 @@ from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 
 class SettingsError(RuntimeError):
@@ -103,6 +103,10 @@ class FormicaSettings(BaseModel):
     webhook_backoff_seconds: float = 40.0
     webhook_max_attempts: int = 5
     webhook_secret_prefix: str = "formica/webhooks/"  # noqa: S105 - a name prefix, not a secret
+    # How long a PENDING delivery may show no activity before the minute sweep queues its next
+    # attempt again (its attempt was lost in a crash). It must exceed the longest legitimate gap:
+    # the largest retry delay plus the notify function's timeout (320 s + 60 s with the defaults).
+    delivery_repair_grace_seconds: float = 900.0
     # notify.email: the verified SES identity messages are sent from (the stack sets it from the
     # notify_sender context value; unset: email is off and each such delivery is recorded SKIPPED),
     # or, under `formica dev`, the folder each message is written to as an .eml file instead.
@@ -120,6 +124,17 @@ class FormicaSettings(BaseModel):
     # `formica dev`, whose poller plays that part: no subscription).
     messaging_granted_queues: str | None = None
     messaging_reply_function_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _grace_beyond_the_backoff(self) -> FormicaSettings:
+        # The largest delay is the one after the next-to-last attempt (runtime.notify.retry_delay_seconds).
+        largest = self.webhook_backoff_seconds * 2 ** max(0, self.webhook_max_attempts - 2)
+        if self.delivery_repair_grace_seconds <= largest:
+            raise ValueError(
+                f"FORMICA_DELIVERY_REPAIR_GRACE_SECONDS ({self.delivery_repair_grace_seconds:g}) must "
+                f"exceed the largest webhook retry delay ({largest:g} s) plus the notify function's timeout"
+            )
+        return self
 
     @field_validator("http_allowed_networks", mode="before")
     @classmethod
@@ -145,7 +160,9 @@ def get_settings() -> FormicaSettings:
     try:
         return FormicaSettings.model_validate(_from_environment())
     except ValidationError as exc:
-        missing = ", ".join("FORMICA_" + str(err["loc"][0]).upper() for err in exc.errors())
+        missing = ", ".join(
+            "FORMICA_" + str(err["loc"][0]).upper() if err["loc"] else str(err["msg"]) for err in exc.errors()
+        )
         raise SettingsError(f"invalid or missing settings: {missing}") from exc
 
 

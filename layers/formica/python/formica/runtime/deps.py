@@ -114,7 +114,7 @@ class Runtime:
     None: it goes on without one."""
     repairs: tuple[Callable[[Runtime], int], ...] = ()
     """What the minute sweep also repairs, each returning how many things it fixed (the wiring adds
-    the forked requests whose end their parent missed)."""
+    the forked requests whose end their parent missed, lost answers and lost deliveries)."""
     configs: ConfigRepository | None = None
     """The organisations' and job types' configs (``formica.runtime.configs``); None: no configs."""
     config_secrets: ConfigSecretStore | None = None

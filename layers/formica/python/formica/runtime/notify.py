@@ -7,6 +7,8 @@ task's events; each delivery is recorded under the request (``store.deliveries``
 attempt. A failed attempt goes back on the queue with an exponential delay (``webhook_backoff_seconds``
 doubled each time, at most ``webhook_max_attempts`` attempts: 40 s and 5 attempts span about ten
 minutes). Nothing here runs in the walk: a slow or failing receiver delays only its own deliveries.
+A delivery whose attempt was lost (the process died before claiming or settling it, with no retry
+queued) is queued again by the minute sweep (``repair_lost_deliveries``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from formica.engine.masking import MASK, NO_SECRETS, SecretMasker
@@ -70,6 +72,8 @@ class NotifyServices:
     secrets: WebhookSecrets
     backoff_seconds: float = 40.0
     max_attempts: int = 5
+    repair_grace_seconds: float = 900.0
+    """How long a PENDING delivery may show no activity before the sweep queues its next attempt."""
     send: Sender = _send
     channels: ChannelServices = field(default_factory=ChannelServices)
     """Email and Slack (``notify``): email off unless an EmailSender is given."""
@@ -286,3 +290,51 @@ def _with_secret_configs(
     hook = hooks[0][1]
     rendered = replace(call, url=hook.url.strip(), headers=dict(hook.headers), query=dict(hook.query))
     return rendered, walker.attempt_configs(request).masker
+
+
+def repair_lost_deliveries(runtime: Runtime, services: NotifyServices) -> int:
+    """The sweep: a PENDING delivery with no activity for ``repair_grace_seconds`` lost its attempt
+    (its process died after recording it and before claiming attempt 1, or after claiming an
+    attempt and before queueing the next). Its next attempt is queued again, with no delay; one
+    whose last attempt was lost is settled FAILED. Returns how many were repaired.
+
+    The grace exceeds the largest retry delay plus the function's timeout, so a retry on its way is
+    not pre-empted; if one is late all the same, both messages name the same attempt and its claim
+    (conditional on the attempt count) lets one send.
+    """
+    deliveries = services.deliveries
+    now = runtime.now()
+    moment = now.isoformat(timespec="microseconds")
+    before = (now - timedelta(seconds=services.repair_grace_seconds)).isoformat(timespec="microseconds")
+    repaired = 0
+    for delivery in deliveries.idle_pending(before=before):
+        where = {
+            "request_id": delivery.request_id,
+            "delivery_id": delivery.delivery_id,
+            "channel": str(delivery.channel),
+            "attempts": delivery.attempts,
+        }
+        if delivery.attempts >= services.max_attempts:
+            result = f"attempt {delivery.attempts} lost: the notify function stopped before recording it"
+            if deliveries.give_up_lost(delivery, result, moment):
+                delivery_failed(str(delivery.channel), given_up=True)
+                logger.warning("a lost delivery given up", extra=where)
+                repaired += 1
+            continue
+        if not deliveries.mark_requeued(delivery, moment):
+            continue  # it moved on since the index was read
+        retry = {
+            "formica": RETRY_MESSAGE,
+            "request_id": delivery.request_id,
+            "delivery_id": delivery.delivery_id,
+            "attempt": delivery.attempts + 1,
+        }
+        try:
+            services.queue.send(retry, delay_seconds=0)
+        except DeliveryQueueError as exc:
+            # Marked but not queued: the next sweep after the grace period tries again.
+            logger.warning("a lost delivery not queued again", extra={**where, "error": str(exc)[:300]})
+            continue
+        logger.warning("a lost delivery queued again", extra=where)
+        repaired += 1
+    return repaired

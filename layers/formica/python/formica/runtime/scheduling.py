@@ -43,6 +43,7 @@ from formica.runtime.executions import (
 from formica.runtime.metrics import job_started, oldest_started
 from formica.runtime.walker import Walker
 from formica.store.definitions import DefinitionHeadItem, DefinitionRepository, DefinitionStoreError
+from formica.store.deliveries import DeliveryStoreError
 from formica.store.idempotency import IdempotencyRepository, IdempotencyStoreError
 from formica.store.requests import (
     JobRequestItem,
@@ -91,6 +92,7 @@ _RECOVERABLE = (
     DefinitionStoreError,
     ExecutionError,
     StateMachineError,
+    DeliveryStoreError,  # the lost deliveries' repair (notify.repair_lost_deliveries)
 )
 _filling = threading.local()
 

@@ -62,6 +62,14 @@ def _repair_lost_answers(runtime: Runtime) -> int:
     return repair_lost_answers(runtime)
 
 
+def _repair_lost_deliveries(runtime: Runtime) -> int:
+    if not runtime.settings.notify_queue_url:
+        return 0  # no delivery queue: nothing is delivered here
+    from formica.runtime.notify import repair_lost_deliveries  # noqa: PLC0415 - cold start, see above
+
+    return repair_lost_deliveries(runtime, get_notify_services())
+
+
 def _sweep_children(runtime: Runtime) -> int:
     from formica.runtime.forks import sweep_children  # noqa: PLC0415 - cold start, see above
 
@@ -89,7 +97,7 @@ def build_runtime(settings: FormicaSettings | None = None) -> Runtime:
         state_machine=StepFunctionsStateMachine(resolved.state_machine_arn),
         request_ended=_request_finished,
         take_slot=_take_slot,
-        repairs=(_sweep_children, _repair_lost_answers, _sweep_instances),
+        repairs=(_sweep_children, _repair_lost_answers, _sweep_instances, _repair_lost_deliveries),
         container_factory=_process_containers,
         events=EventBridgePublisher(resolved.event_bus_name) if resolved.event_bus_name else None,
         stats=JobStatsRepository(resolved.table_name),
@@ -144,6 +152,7 @@ def build_notify_services(settings: FormicaSettings | None = None) -> NotifyServ
         secrets=SecretsManagerWebhookSecrets(resolved.webhook_secret_prefix),
         backoff_seconds=resolved.webhook_backoff_seconds,
         max_attempts=resolved.webhook_max_attempts,
+        repair_grace_seconds=resolved.delivery_repair_grace_seconds,
         channels=channels,
     )
 

@@ -6,6 +6,12 @@ what it sends, its status and how many attempts it took. The id is derived from 
 and the target, so an event delivered twice by EventBridge or SQS creates one delivery; each
 attempt is claimed with a conditional update on the attempt count, so a redelivered queue message
 never sends an attempt twice.
+
+While PENDING, a delivery is in gsi2 ``DELIVERIES#PENDING`` / ``{updated_at}#{request_id}#{delivery_id}``
+(its last activity first: created, claimed, settled with a retry queued, queued again by the sweep);
+settled DELIVERED or FAILED it leaves the index, and a SKIPPED one never enters it. So the minute sweep
+finds, with one Query on the sort key, the deliveries whose attempt was lost in a crash
+(``formica.runtime.notify.repair_lost_deliveries``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,13 @@ from formica.store.dynamo import DynamoTable
 from formica.store.schema import request_pk
 
 DELIVERY_SK_PREFIX = "HOOK#"
+PENDING_DELIVERIES = "DELIVERIES#PENDING"
+"""gsi2pk of a delivery while it is PENDING."""
+
+
+def pending_sk(at: str, request_id: str, delivery_id: str) -> str:
+    """gsi2sk of a PENDING delivery whose last activity was at ``at``."""
+    return f"{at}#{request_id}#{delivery_id}"
 
 
 class DeliveryStatus(StrEnum):
@@ -82,6 +95,14 @@ class WebhookDeliveryItem(BaseModel):
             "data": {"S": self.model_dump_json()},
             "status": {"S": str(self.status)},
             "attempts": {"N": str(self.attempts)},
+            **(
+                {
+                    "gsi2pk": {"S": PENDING_DELIVERIES},
+                    "gsi2sk": {"S": pending_sk(self.updated_at, self.request_id, self.delivery_id)},
+                }
+                if self.status == DeliveryStatus.PENDING
+                else {}
+            ),
         }
 
     @classmethod
@@ -126,7 +147,7 @@ class DeliveryRepository(DynamoTable):
         try:
             return self._update_if(
                 Key=self._key(request_id, delivery_id),
-                UpdateExpression="SET attempts = :n, updated_at = :now",
+                UpdateExpression="SET attempts = :n, updated_at = :now, gsi2pk = :index, gsi2sk = :since",
                 ConditionExpression="attempts = :previous AND #status = :pending",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
@@ -134,6 +155,8 @@ class DeliveryRepository(DynamoTable):
                     ":previous": {"N": str(attempt - 1)},
                     ":pending": {"S": str(DeliveryStatus.PENDING)},
                     ":now": {"S": now},
+                    ":index": {"S": PENDING_DELIVERIES},
+                    ":since": {"S": pending_sk(now, request_id, delivery_id)},
                 },
             )
         except (ClientError, BotoCoreError) as exc:
@@ -151,7 +174,7 @@ class DeliveryRepository(DynamoTable):
         outbox_file: str | None = None,
     ) -> bool:
         """Record how attempt ``attempt`` went (the status stays PENDING when another follows) and,
-        for an email written to the local outbox, the file's name."""
+        for an email written to the local outbox, the file's name. Settled, it leaves gsi2."""
         update = "SET #status = :status, last_result = :result, updated_at = :now"
         values = {
             ":n": {"N": str(attempt)},
@@ -162,6 +185,12 @@ class DeliveryRepository(DynamoTable):
         if outbox_file is not None:
             update += ", outbox_file = :file"
             values[":file"] = {"S": outbox_file}
+        if status == DeliveryStatus.PENDING:
+            update += ", gsi2pk = :index, gsi2sk = :since"
+            values[":index"] = {"S": PENDING_DELIVERIES}
+            values[":since"] = {"S": pending_sk(now, request_id, delivery_id)}
+        else:
+            update += " REMOVE gsi2pk, gsi2sk"
         try:
             return self._update_if(
                 Key=self._key(request_id, delivery_id),
@@ -181,3 +210,48 @@ class DeliveryRepository(DynamoTable):
             raise DeliveryStoreError(f"could not list deliveries of {request_id!r}: {exc}") from exc
         deliveries = [WebhookDeliveryItem.from_item(item) for item in items]
         return sorted(deliveries, key=lambda d: (d.created_at, d.delivery_id))
+
+    def idle_pending(self, *, before: str, max_items: int = 100) -> list[WebhookDeliveryItem]:
+        """PENDING deliveries whose last activity was before ``before``, oldest first (gsi2,
+        eventually consistent: the caller's writes are conditional on what it read)."""
+        try:
+            items = self._gsi2_items(PENDING_DELIVERIES, max_items=max_items, sort_below=before)
+        except (ClientError, BotoCoreError) as exc:
+            raise DeliveryStoreError(f"could not list pending deliveries: {exc}") from exc
+        return [WebhookDeliveryItem.from_item(item) for item in items]
+
+    def mark_requeued(self, delivery: WebhookDeliveryItem, now: str) -> bool:
+        """The sweep takes a lost delivery to queue its next attempt again: its last activity
+        becomes ``now``. False when it moved on since it was read (claimed, settled, or taken by
+        another sweep), so one lost attempt is queued again once."""
+        since = pending_sk(now, delivery.request_id, delivery.delivery_id)
+        return self._repair(delivery, "SET updated_at = :now, gsi2sk = :since", {":since": {"S": since}}, now)
+
+    def give_up_lost(self, delivery: WebhookDeliveryItem, result: str, now: str) -> bool:
+        """Settle FAILED a delivery whose last attempt was claimed and never recorded; False when it
+        moved on since it was read."""
+        return self._repair(
+            delivery,
+            "SET #status = :failed, last_result = :result, updated_at = :now REMOVE gsi2pk, gsi2sk",
+            {":failed": {"S": str(DeliveryStatus.FAILED)}, ":result": {"S": result[:500]}},
+            now,
+        )
+
+    def _repair(self, delivery: WebhookDeliveryItem, update: str, values: dict[str, Any], now: str) -> bool:
+        seen = pending_sk(delivery.updated_at, delivery.request_id, delivery.delivery_id)
+        try:
+            return self._update_if(
+                Key=self._key(delivery.request_id, delivery.delivery_id),
+                UpdateExpression=update,
+                ConditionExpression="#status = :pending AND attempts = :n AND gsi2sk = :seen",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    **values,
+                    ":pending": {"S": str(DeliveryStatus.PENDING)},
+                    ":n": {"N": str(delivery.attempts)},
+                    ":seen": {"S": seen},
+                    ":now": {"S": now},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise DeliveryStoreError(f"could not repair delivery {delivery.delivery_id!r}: {exc}") from exc

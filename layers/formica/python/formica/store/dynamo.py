@@ -125,15 +125,23 @@ class DynamoTable:
             total += int(page.get("Count", 0))
         return items, total
 
-    def _gsi2_items(self, partition: str, *, max_items: int) -> list[dict[str, Any]]:
+    def _gsi2_items(
+        self, partition: str, *, max_items: int, sort_below: str | None = None
+    ) -> list[dict[str, Any]]:
         """Up to ``max_items`` items of a (sparse) gsi2 partition, in its sort order (eventually
-        consistent). Botocore errors pass through to be wrapped."""
+        consistent); with ``sort_below``, only those whose gsi2sk sorts before it. Botocore errors
+        pass through to be wrapped."""
         items: list[dict[str, Any]] = []
+        condition = "gsi2pk = :pk"
+        values: dict[str, Any] = {":pk": {"S": partition}}
+        if sort_below is not None:
+            condition += " AND gsi2sk < :below"
+            values[":below"] = {"S": sort_below}
         for page in self._client.get_paginator("query").paginate(
             TableName=self._table,
             IndexName=GSI2,
-            KeyConditionExpression="gsi2pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": partition}},
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
         ):
             items.extend(page.get("Items", []))
             if len(items) >= max_items:
