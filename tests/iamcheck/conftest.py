@@ -21,6 +21,8 @@ TRIGGER_QUEUES = {
 # queues: without them the suites' calls of those functions would be checked against no policy.
 CHECK_CONTEXT: dict[str, object] = {
     **DEFAULT_CONTEXT,
+    # The sender the notify suites verify and send from (tests/workflow/test_notify_channels.py).
+    "notify_sender": "formica@example.com",
     "trigger_buckets": json.dumps({"formica-uploads": ["acme"]}),
     "trigger_queues": json.dumps(
         [

@@ -257,6 +257,13 @@ def _events(operation: str, params: dict[str, Any], region: str) -> list[tuple[s
     ]
 
 
+def _ses(operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    # SES authorizes a send on the identity it sends from (the address; a policy may name its domain).
+    if operation != "SendEmail":
+        raise ValueError(f"no IAM resolution for ses:{operation}")
+    return [("ses:SendEmail", _arn("ses", region, f"identity/{params['Source']}"))]
+
+
 def resolve(service: str, operation: str, params: dict[str, Any], region: str) -> list[tuple[str, str]]:
     """The (IAM action, resource ARN) pairs one operation needs; KeyError/ValueError when unknown."""
     if service == "dynamodb":
@@ -277,6 +284,8 @@ def resolve(service: str, operation: str, params: dict[str, Any], region: str) -
         return _ecs(operation, params, region)
     if service == "events":
         return _events(operation, params, region)
+    if service in ("ses", "email"):
+        return _ses(operation, params, region)
     raise ValueError(f"no IAM resolution for {service}:{operation}")
 
 

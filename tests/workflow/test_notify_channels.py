@@ -189,7 +189,8 @@ def test_with_a_verified_sender_the_message_goes_through_ses(
 def test_an_unverified_sender_fails_the_delivery_at_once(
     walk: Walk, poller: LocalNotifyPoller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FORMICA_NOTIFY_SENDER", "nobody@unverified.example")
+    # The stack's sender (the one its role may send from), not verified in SES yet
+    monkeypatch.setenv("FORMICA_NOTIFY_SENDER", SENDER)
     reset_settings()
     reset_runtime()
     walk.upload(notified("ses-refused", channel="email", when="always", recipients="ana@example.com"))
