@@ -24,8 +24,9 @@ from formica.local.lambda_dispatch import dispatch_lambda_invocations
 from formica.local.moto_locks import serialize_dynamodb
 from formica.local.statemachine import create_local_state_machine
 from formica.runtime import get_runtime, reset_runtime, start_request
-from formica.settings import reset_settings
+from formica.settings import get_settings, reset_settings
 from formica.store.aws import reset_clients
+from formica.store.configs import ConfigItem, ConfigRepository, SsmConfigSecretStore
 from formica.store.definitions import DefinitionRepository
 from formica.store.requests import JobRequestItem, TaskExecutionItem, now_iso
 from formica.store.schema import create_bucket, create_table
@@ -236,3 +237,29 @@ def web() -> Iterator[_Web]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def put_secret_config(walk: Walk, name: str, value: str, *, prefix: str | None = None) -> None:
+    """An organisation's secret config as the API stores it: the value in moto's SSM under
+    ``prefix`` (the settings' by default), the item in the table; the walk's runtime reads both."""
+    runtime = get_runtime()
+    secrets = SsmConfigSecretStore(
+        prefix or get_settings().configs_parameter_prefix, client=boto3.client("ssm", region_name=REGION)
+    )
+    runtime.configs = ConfigRepository(TABLE, client=walk.ddb)
+    runtime.config_secrets = secrets
+    reference = secrets.reference(ORG, None, name)
+    secrets.put(reference, value)
+    now = now_iso()
+    runtime.configs.create(
+        ConfigItem(
+            org=ORG,
+            job_type=None,
+            name=name,
+            secret=True,
+            value=None,
+            secret_ref=reference,
+            created_at=now,
+            updated_at=now,
+        )
+    )

@@ -13,15 +13,13 @@ from typing import Any
 import boto3
 import pytest
 from formica.local.notify import LIFECYCLE_RULE, LOCAL_BUS, LocalNotifyPoller, create_event_plumbing
-from formica.runtime import get_runtime, reset_runtime
+from formica.runtime import reset_runtime
 from formica.runtime.events import events_not_published
-from formica.settings import get_settings, reset_settings
-from formica.store.configs import ConfigItem, ConfigRepository, SsmConfigSecretStore
+from formica.settings import reset_settings
 from formica.store.deliveries import DeliveryRepository, DeliveryStatus
-from formica.store.requests import now_iso
 
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver
-from tests.workflow.conftest import ORG, REGION, TABLE, Walk
+from tests.workflow.conftest import ORG, REGION, TABLE, Walk, put_secret_config
 from tests.workflow.test_job_metrics_emf import emf_metrics, named
 
 FAILURES_RULE = {
@@ -185,35 +183,11 @@ def test_a_bus_that_refuses_events_never_fails_the_walk(walk: Walk, monkeypatch:
 HOOK_TOKEN = "hook-token-7f3a9c21"
 
 
-def set_secret_config(walk: Walk, name: str, value: str) -> None:
-    """An organisation's secret config, in moto's SSM and the table as the API stores it."""
-    runtime = get_runtime()
-    secrets = SsmConfigSecretStore(
-        get_settings().configs_parameter_prefix, client=boto3.client("ssm", region_name=REGION)
-    )
-    runtime.configs = ConfigRepository(TABLE, client=walk.ddb)
-    runtime.config_secrets = secrets
-    reference = secrets.reference(ORG, None, name)
-    secrets.put(reference, value)
-    now = now_iso()
-    item = ConfigItem(
-        org=ORG,
-        job_type=None,
-        name=name,
-        secret=True,
-        value=None,
-        secret_ref=reference,
-        created_at=now,
-        updated_at=now,
-    )
-    runtime.configs.create(item)
-
-
 def test_a_secret_config_in_a_webhook_header_is_sent_and_never_recorded(
     walk: Walk, poller: LocalNotifyPoller
 ) -> None:
     # Given: a job whose webhook header names a secret config
-    set_secret_config(walk, "HookToken", HOOK_TOKEN)
+    put_secret_config(walk, "HookToken", HOOK_TOKEN)
     with webhook_receiver() as receiver:
         walk.upload(
             f"job_type: tokened\nwebhook:\n  url: {receiver.url}/job\n  headers:\n"

@@ -17,15 +17,13 @@ from pathlib import Path
 import boto3
 import pytest
 from formica.local.notify import LOCAL_BUS, LocalNotifyPoller, create_event_plumbing
-from formica.runtime import get_runtime, reset_runtime
-from formica.settings import get_settings, reset_settings
-from formica.store.configs import ConfigItem, ConfigRepository, SsmConfigSecretStore
+from formica.runtime import reset_runtime
+from formica.settings import reset_settings
 from formica.store.deliveries import DeliveryChannel, DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
-from formica.store.requests import now_iso
 from moto.ses.models import ses_backends
 
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver
-from tests.workflow.conftest import ORG, REGION, TABLE, Walk
+from tests.workflow.conftest import REGION, TABLE, Walk, put_secret_config
 
 API_URL = "http://127.0.0.1:8080"
 SENDER = "formica@example.com"
@@ -208,27 +206,7 @@ def test_an_unverified_sender_fails_the_delivery_at_once(
 
 def set_slack_url(walk: Walk, url: str) -> None:
     """The organisation's secret config SlackWebhookURL, in moto's SSM as the API stores it."""
-    runtime = get_runtime()
-    secrets = SsmConfigSecretStore(
-        get_settings().configs_parameter_prefix, client=boto3.client("ssm", region_name=REGION)
-    )
-    runtime.configs = ConfigRepository(TABLE, client=walk.ddb)
-    runtime.config_secrets = secrets
-    reference = secrets.reference(ORG, None, "SlackWebhookURL")
-    secrets.put(reference, url)
-    now = now_iso()
-    runtime.configs.create(
-        ConfigItem(
-            org=ORG,
-            job_type=None,
-            name="SlackWebhookURL",
-            secret=True,
-            value=None,
-            secret_ref=reference,
-            created_at=now,
-            updated_at=now,
-        )
-    )
+    put_secret_config(walk, "SlackWebhookURL", url)
 
 
 def slack_posts(receiver: WebhookReceiver) -> list[dict[str, str]]:

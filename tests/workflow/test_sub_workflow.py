@@ -7,14 +7,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-import boto3
 import pytest
 from formica.engine.walk import JobState
 from formica.runtime import get_runtime
-from formica.store.configs import ConfigItem, ConfigRepository, SsmConfigSecretStore
-from formica.store.requests import now_iso
 
-from tests.workflow.conftest import ORG, REGION, TABLE, Walk
+from tests.workflow.conftest import Walk, put_secret_config
 
 QUOTE = """
 job_type: quote
@@ -75,27 +72,7 @@ SECRET = "sk-live-9f8e7d"
 @pytest.fixture
 def secret_config(walk: Walk) -> None:
     """The organisation holds a secret config ApiKey (in moto's SSM) that the parent can render."""
-    runtime = get_runtime()
-    secrets = SsmConfigSecretStore(
-        "/formica/test-sub-workflow", client=boto3.client("ssm", region_name=REGION)
-    )
-    runtime.configs = ConfigRepository(TABLE, client=walk.ddb)
-    runtime.config_secrets = secrets
-    reference = secrets.reference(ORG, None, "ApiKey")
-    secrets.put(reference, SECRET)
-    now = now_iso()
-    runtime.configs.create(
-        ConfigItem(
-            org=ORG,
-            job_type=None,
-            name="ApiKey",
-            secret=True,
-            value=None,
-            secret_ref=reference,
-            created_at=now,
-            updated_at=now,
-        )
-    )
+    put_secret_config(walk, "ApiKey", SECRET, prefix="/formica/test-sub-workflow")
 
 
 def test_sub_workflow_passes_input_params_waits_and_promotes_output_variables(
