@@ -1,7 +1,7 @@
-"""`make run`: start `formica dev` and run the brief's sensor job end to end, then keep serving.
+"""`make run`: start `formica dev` and run the sensor job end to end, then keep serving.
 
 The sensor job polls two jsonplaceholder URLs, which need the internet; the demo serves the same two
-paths from a stub on loopback and uploads the brief's YAML with only the host replaced. It shows
+paths from a stub on loopback and uploads the sensor job's YAML with only the host replaced. It shows
 each task's progress, the final state (the job's second task exits with a random code, so FAILED is
 a legitimate ending too), the artifact, and the curl commands to try next.
 
@@ -53,7 +53,7 @@ class DemoError(RuntimeError):
 
 
 def extract_seed_yaml(markdown: str) -> str:
-    """The job definition of the brief: its first ```yaml block, with a final newline."""
+    """The sensor job's definition: its first ```yaml block, with a final newline."""
     marker = "```yaml\n"
     start = markdown.index(marker) + len(marker)
     end = markdown.index("\n```", start)
@@ -66,13 +66,13 @@ def _repository_root() -> Path:
 
 
 def seed_yaml() -> tuple[str, str]:
-    """The brief's sensor job and where it came from: ../shared when present, else the packaged copy."""
+    """The sensor job and where it came from: ../shared when present, else the packaged copy."""
     candidates = [_repository_root().parent / SEED_DOC, Path.cwd().parent / SEED_DOC]
     for candidate in candidates:
         if candidate.is_file():
             return extract_seed_yaml(candidate.read_text(encoding="utf-8")), str(candidate)
     text = resources.files("formica.local").joinpath(EMBEDDED_YAML).read_text(encoding="utf-8")
-    return text, f"formica/local/{EMBEDDED_YAML} (packaged copy of the brief's job)"
+    return text, f"formica/local/{EMBEDDED_YAML} (packaged copy of the sensor job)"
 
 
 def local_yaml(yaml_text: str, stub_url: str) -> str:
@@ -197,7 +197,7 @@ def curl_commands(
     request_id: str | None,
     artifacts: Sequence[Mapping[str, object]] = (),
 ) -> str:
-    """The brief's two curl commands, as written, plus a few more to explore the job."""
+    """The sensor job's two curl commands, as written, plus a few more to explore the job."""
     rid = request_id or "REQUEST_ID"
     auth = '-H "Authorization: Bearer $TOKEN"'
     return "\n".join(
@@ -206,12 +206,12 @@ def curl_commands(
             f"  export SERVER={server}",
             f"  export TOKEN={token}",
             "",
-            "  # upload the definition (the brief's command)",
+            "  # upload the definition (the sensor job's command)",
             f"  curl -v {auth} \\",
             '    -H "Content-Type: application/yaml" \\',
             "    --data-binary @sensor-job.yaml $SERVER/api/jobs/definitions",
             "",
-            "  # submit a request (the brief's command)",
+            "  # submit a request (the sensor job's command)",
             f"  curl -v {auth} \\",
             '    -H "Content-Type: application/json" \\',
             "    --data '"
