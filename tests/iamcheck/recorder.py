@@ -20,7 +20,7 @@ import importlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,18 +77,38 @@ DEFAULT_FAMILY_PREFIX = "formica-"
 """As ``FormicaSettings.ecs_task_family_prefix``'s default."""
 
 
+NAMING_SETTINGS = (
+    "FORMICA_TABLE_NAME",
+    "FORMICA_BUCKET_NAME",
+    "FORMICA_STATE_MACHINE_ARN",
+    "FORMICA_ECS_CLUSTER_ARN",
+    "FORMICA_ECS_TASK_FAMILY_PREFIX",
+    "FORMICA_WEBHOOK_SECRET_PREFIX",
+    "FORMICA_NOTIFY_QUEUE_URL",
+    "FORMICA_EVENT_BUS_NAME",
+)
+"""The settings that name the resources ``canonical`` replaces by placeholders."""
+
+_INVOKED_NAMES: ContextVar[dict[str, str] | None] = ContextVar("formica_iamcheck_names", default=None)
+"""``NAMING_SETTINGS`` as they were when the running handler was invoked: a handler that outlives its
+test (a dispatched invocation still writing after the test's environment was restored) names the
+resources its invocation was given, and its calls are compared as those."""
+
+
 def canonical(resource: str) -> str:
     """Replace the test's table, bucket, state machine, ECS cluster and task family prefix, delivery
     queue, event bus, and the secret configs' and webhook secrets' name prefixes by their template
     placeholders."""
-    table = os.environ.get("FORMICA_TABLE_NAME")
-    bucket = os.environ.get("FORMICA_BUCKET_NAME")
-    machine_arn = os.environ.get("FORMICA_STATE_MACHINE_ARN")
-    cluster_arn = os.environ.get("FORMICA_ECS_CLUSTER_ARN")
-    family_prefix = os.environ.get("FORMICA_ECS_TASK_FAMILY_PREFIX", DEFAULT_FAMILY_PREFIX)
-    webhook_prefix = os.environ.get("FORMICA_WEBHOOK_SECRET_PREFIX", DEFAULT_WEBHOOK_PREFIX)
-    notify_queue = os.environ.get("FORMICA_NOTIFY_QUEUE_URL", "").rstrip("/").rsplit("/", 1)[-1]
-    bus = os.environ.get("FORMICA_EVENT_BUS_NAME")
+    invoked = _INVOKED_NAMES.get()
+    names: Mapping[str, str] = os.environ if invoked is None else invoked
+    table = names.get("FORMICA_TABLE_NAME")
+    bucket = names.get("FORMICA_BUCKET_NAME")
+    machine_arn = names.get("FORMICA_STATE_MACHINE_ARN")
+    cluster_arn = names.get("FORMICA_ECS_CLUSTER_ARN")
+    family_prefix = names.get("FORMICA_ECS_TASK_FAMILY_PREFIX", DEFAULT_FAMILY_PREFIX)
+    webhook_prefix = names.get("FORMICA_WEBHOOK_SECRET_PREFIX", DEFAULT_WEBHOOK_PREFIX)
+    notify_queue = names.get("FORMICA_NOTIFY_QUEUE_URL", "").rstrip("/").rsplit("/", 1)[-1]
+    bus = names.get("FORMICA_EVENT_BUS_NAME")
     if table:
         resource = resource.replace(f":table/{table}", ":table/<TABLE>")
     if bucket:
@@ -354,13 +374,13 @@ def install() -> None:
 def _attributed(folder: str, handler: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(handler)
     def run(event: Any, context: Any) -> Any:
-        if INVOKED_FUNCTION.get() is not None:
-            return handler(event, context)
-        token = INVOKED_FUNCTION.set(folder)
+        names = _INVOKED_NAMES.set({name: os.environ[name] for name in NAMING_SETTINGS if name in os.environ})
+        token = INVOKED_FUNCTION.set(INVOKED_FUNCTION.get() or folder)
         try:
             return handler(event, context)
         finally:
             INVOKED_FUNCTION.reset(token)
+            _INVOKED_NAMES.reset(names)
 
     return run
 
