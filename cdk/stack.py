@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -171,6 +172,12 @@ class FormicaStack(Stack):
             grant_stop_executions(walker, executions_arn(self, job_state_machine))
             platform.grant_stop_tasks(walker)
         grant_stop_executions(completion.reconciler, executions_arn(self, job_state_machine))
+        # Advance settles a container whose Launch state timed out: it lists that attempt's live
+        # chunks and deletes them and its helpers' .env files, as the other settlers do.
+        platform.grant_settle_cleanup(orchestration.advance)
+        orchestration.advance.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn])
+        )
         # Runners that hold no credentials (the SHELL sandbox, the container helpers) exchange their
         # attempt's capability at the API's grants route: the functions that mint them name it.
         for minter in (orchestration.shell_task, orchestration.launch):

@@ -139,6 +139,7 @@ class Api(Construct):
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=defaults.log_retention, removal_policy=defaults.removal_policy
         )
+        self.stage_name = stage_name
         self.rest_api = apigw.RestApi(
             self,
             "RestApi",
@@ -365,9 +366,14 @@ class Api(Construct):
 
     @property
     def url(self) -> str:
-        """The base URL without a trailing slash (``FORMICA_SERVER``): ``$URL/api/...``."""
+        """The base URL without a trailing slash (``FORMICA_SERVER``): ``$URL/api/...``.
+
+        Built from the API's id and the stage's name as given, not from the stage resource: the
+        functions that are told the URL (shell_task, launch, notify) must not wait for the stage,
+        which waits for the API function, which waits for the scheduler it schedules, which names
+        the task functions (a dependency cycle CloudFormation refuses)."""
         stack = Stack.of(self)
         return (
             f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}/"
-            f"{self.rest_api.deployment_stage.stage_name}"
+            f"{self.stage_name}"
         )

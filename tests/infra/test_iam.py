@@ -54,7 +54,8 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     # A request ending in these starts the next PENDING ones (max_concurrency): StartExecution.
     # Container completions commit the walk's step themselves (D13), so they can end a request too.
     # A forked request ending in these answers its parent's await: TASK_RESPONSE.
-    "advance": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE,
+    # It settles a container whose Launch state timed out: lists and deletes what the run left.
+    "advance": BASE | TABLE | {"states:StartExecution"} | TASK_RESPONSE | SETTLE_CLEANUP | {"s3:ListBucket"},
     # A task fan-out's instances: the task functions invoke themselves (the next instances); the
     # live log's chunks are deleted once the attempt's whole log is stored.
     "http_task": BASE
