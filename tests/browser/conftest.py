@@ -93,8 +93,19 @@ def page(browser: Any, dev: DevHandle) -> Iterator[Any]:
 
 
 def sign_in(page: Any, dev: DevHandle) -> None:
-    """Open the dashboard and sign in with the dev server's token."""
+    """Open the dashboard and sign in with the dev server's token.
+
+    The form is filled once it is rendered and holds the token before it is sent; a refusal shown
+    by the page fails at once with its text.
+    """
     page.goto(dev.url + "/")
-    page.get_by_label("API token").fill(dev.token)
+    field = page.get_by_label("API token")
+    field.wait_for()
+    field.fill(dev.token)
+    if field.input_value() != dev.token:  # the form was rendered again under the fill
+        field.fill(dev.token)
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("heading", name="Requests").wait_for()
+    requests = page.get_by_role("heading", name="Requests")
+    refused = page.get_by_role("alert").filter(has_text="token")
+    requests.or_(refused).first.wait_for(timeout=60_000)
+    assert requests.is_visible(), f"sign-in refused: {refused.inner_text()} at {page.url}"
