@@ -25,7 +25,7 @@ from formica.runners.artifacts import (
     download_dependencies,
 )
 from formica.runners.base import TaskContext, TaskOutcome
-from formica.runners.container_grants import GRANTS_ROUTE
+from formica.runners.container_grants import GRANTS_ROUTE, live_chunk_count
 from formica.runners.grants import mint_capability
 from formica.runners.local_container import LocalContainerMode, run_local_container
 from formica.runners.sandbox import (
@@ -128,9 +128,9 @@ def _sandbox_seconds(ctx: TaskContext) -> int:
 
 
 def sandbox_live_chunks(ctx: TaskContext) -> int:
-    """How many live chunks a sandboxed attempt may write: one per flush interval (never under a
-    second) of its longest run, and two more."""
-    return math.ceil(_sandbox_seconds(ctx) / max(ctx.log_flush_seconds, 1.0)) + 2
+    """How many live chunks a sandboxed attempt may write over its longest run, counted as a
+    container attempt's are (``live_chunk_count``)."""
+    return live_chunk_count(_sandbox_seconds(ctx), ctx.log_flush_seconds)
 
 
 def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> SandboxRequest:
