@@ -183,14 +183,42 @@ def walk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Walk]:
         try:
             yield harness
         finally:
-            # Let running executions drain before moto goes away (cancel anything still walking).
-            for request_id in harness.submitted:
-                request = get_runtime().requests.get(request_id)
-                if request is not None and not request.is_final:
-                    from formica.runtime import cancel_request
-
-                    cancel_request(ORG, request_id, get_runtime())
+            _drain(harness)
             reset()
+
+
+def _walked_requests(harness: Walk) -> list[str]:
+    """Every request the test started: those it submitted and, level by level, their children."""
+    found: list[str] = []
+    level = list(harness.submitted)
+    while level:
+        found.extend(level)
+        level = [child.child_id for parent in level for child in get_runtime().requests.list_children(parent)]
+    return found
+
+
+def _drain(harness: Walk, timeout: float = 30.0) -> None:
+    """Cancel whatever the test left walking (children included) and wait, bounded, for moto's
+    executions to stop, so that no walk of this test writes after its settings are gone (or into
+    the next test's moto)."""
+    from formica.runtime import cancel_request
+    from formica.store.requests import RequestFinishedError
+
+    for request_id in _walked_requests(harness):
+        request = get_runtime().requests.get(request_id)
+        if request is not None and not request.is_final:
+            try:
+                cancel_request(ORG, request_id, get_runtime())
+            except RequestFinishedError:
+                pass  # it ended between the read and the cancel
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = harness.sfn.list_executions(
+            stateMachineArn=harness.state_machine_arn, statusFilter="RUNNING"
+        )["executions"]
+        if not running:
+            return
+        time.sleep(0.2)
 
 
 class _Web:
