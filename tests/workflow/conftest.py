@@ -7,6 +7,7 @@ of it) and ``web`` (an HTTP server on 127.0.0.1 that the HTTP tasks call).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -207,10 +208,8 @@ def _drain(harness: Walk, timeout: float = 30.0) -> None:
     for request_id in _walked_requests(harness):
         request = get_runtime().requests.get(request_id)
         if request is not None and not request.is_final:
-            try:
+            with contextlib.suppress(RequestFinishedError):  # it ended between the read and the cancel
                 cancel_request(ORG, request_id, get_runtime())
-            except RequestFinishedError:
-                pass  # it ended between the read and the cancel
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         running = harness.sfn.list_executions(
