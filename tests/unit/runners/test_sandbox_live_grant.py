@@ -13,19 +13,19 @@ from formica.runners.base import TaskContext
 from formica.runtime.attempts import sandbox_live_chunks, sandbox_request
 from formica.runtime.walker import AttemptScope
 from formica.store.grants import GrantRight
-from formica.store.logs import live_prefix
+from formica.store.logs import instance_live_prefix, live_prefix
 
 from tests.fakes.grants import InMemoryGrantRepository
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 
-def _scope(grants: InMemoryGrantRepository) -> AttemptScope:
+def _scope(grants: InMemoryGrantRepository, instance: int | None = None) -> AttemptScope:
     runtime = SimpleNamespace(
         grants=grants, settings=SimpleNamespace(api_url="https://api.example/"), now=lambda: NOW
     )
     request = SimpleNamespace(execution_name="r-1-1")
-    return cast(AttemptScope, SimpleNamespace(runtime=runtime, request=request, step=9))
+    return cast(AttemptScope, SimpleNamespace(runtime=runtime, request=request, step=9, instance=instance))
 
 
 def _ctx(**changes: Any) -> TaskContext:
@@ -59,6 +59,16 @@ def test_a_streamed_attempt_gets_the_live_log_right_on_its_own_log() -> None:
     assert scope.live_chunks == 60 // 3 + 2
     assert request.live_log and request.secrets == ["s3cr3t-value"]
     assert request.context.log_flush_seconds == 3.0
+
+
+def test_a_fan_out_instance_gets_the_live_log_right_on_its_own_instances_log_with_the_same_bounds() -> None:
+    grants = InMemoryGrantRepository()
+
+    sandbox_request(TASK, _ctx(live_log=lambda data: None), _scope(grants, instance=4))
+
+    [scope] = grants.scopes.values()
+    assert scope.live_prefix == instance_live_prefix("acme", "r-1", "build", 9, 4)
+    assert scope.live_chunks == 60 // 3 + 2  # as many as a single attempt of the same timeout
 
 
 def test_an_attempt_not_streamed_gets_no_live_right_and_no_secrets_list() -> None:

@@ -11,8 +11,9 @@ asynchronously, with ``{request_id, step, index}``.
 
 ``run_task_instance`` is that invocation (``http_task`` / ``shell_task``): it claims the instance
 (STARTING -> RUNNING; a replayed invocation finds it claimed and runs nothing), renders the task
-with the item under ``item_var`` (and ``FanOutIndex``), runs one attempt, keeps its log under its
-index, ends the instance from RUNNING, and looks. An instance never writes the request item: the
+with the item under ``item_var`` (and ``FanOutIndex``) by ``Walker.render_attempt``, runs one
+attempt whose output streams to the instance's own live log while it runs, keeps its whole log
+under its index, ends the instance from RUNNING, and looks. An instance never writes the request item: the
 step is committed once, by ``complete_container_attempt`` from the look that sees the end (a
 conditional write on the step number that one concurrent look wins).
 
@@ -57,6 +58,7 @@ from formica.runtime.walker import (
 )
 from formica.store.blobs import BlobStoreError
 from formica.store.functions import FunctionInvokeError
+from formica.store.logs import TaskLogs, instance_live_prefix
 from formica.store.requests import (
     ArtifactItem,
     InstanceEnd,
@@ -360,6 +362,8 @@ def _run(
             now=runtime.now(),
             time_left_seconds=time_left_seconds,
             variables=variables,
+            live_log=True,
+            instance=instance.index,
         )
     except AttemptNotRenderedError as exc:
         return TaskOutcome(error_code=exc.error_code, error_message=exc.message), runner, request
@@ -369,7 +373,7 @@ def _run(
         return TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=message), runner, itemized
     ctx = replace(rendered.ctx, is_cancelled=_stop_probe(runtime, request.request_id, instance.step))
     try:
-        outcome = run(task, ctx, AttemptScope(runtime, itemized, instance.step))
+        outcome = run(task, ctx, AttemptScope(runtime, itemized, instance.step, instance=instance.index))
     except Exception as exc:  # the instance must end, so the fan-out hears of it
         logger.exception("task fan-out instance failed", extra={"request_id": request.request_id})
         outcome = TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=f"{type(exc).__name__}: {exc}")
@@ -418,6 +422,12 @@ def _keep(
     except BlobStoreError as exc:
         logger.warning("instance log not stored", extra={"request_id": request.request_id, "error": str(exc)})
         key = None
+    else:
+        TaskLogs(runtime.blobs).discard_live(
+            instance_live_prefix(
+                request.org, request.request_id, instance.task_type, instance.step, instance.index
+            )
+        )
     for artifact in outcome.artifacts:
         runtime.requests.put_artifact(
             ArtifactItem(

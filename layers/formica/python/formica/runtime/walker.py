@@ -67,7 +67,7 @@ from formica.runtime.events import publish_job_state, publish_transition
 from formica.runtime.metrics import attempt_ended, job_ended
 from formica.store.blobs import BlobStoreError
 from formica.store.configs import ConfigStoreError
-from formica.store.logs import TaskLogs, live_prefix
+from formica.store.logs import TaskLogs, instance_live_prefix, live_prefix
 from formica.store.requests import (
     ArtifactItem,
     ChildItem,
@@ -150,12 +150,16 @@ class AdvanceEvent(BaseModel):
 
 
 class AttemptScope:
-    """What a runner adapter may use besides the task and its context: the runtime, the request."""
+    """What a runner adapter may use besides the task and its context: the runtime, the request;
+    ``instance``, the item's index when the attempt is an instance of a task fan-out."""
 
-    def __init__(self, runtime: Runtime, request: JobRequestItem, step: int) -> None:
+    def __init__(
+        self, runtime: Runtime, request: JobRequestItem, step: int, *, instance: int | None = None
+    ) -> None:
         self.runtime = runtime
         self.request = request
         self.step = step
+        self.instance = instance
 
 
 def answer(request_id: str, decision: Decision) -> dict[str, Any]:
@@ -750,12 +754,13 @@ class Walker:
         time_left_seconds: float | None = None,
         variables: Mapping[str, str] | None = None,
         live_log: bool = False,
+        instance: int | None = None,
     ) -> RenderedAttempt:
         """Render the current task for one attempt that runs now: its templates with the request's
         params (and ``variables``: a fan-out instance's item under its ``item_var`` and its
         ``FanOutIndex``), the job's configs with their secrets, earlier tasks' outputs; its context
         (``context``) with the secrets a runner masks; with ``live_log``, its output streamed to the
-        attempt's live log while it runs (``live_log_sink``).
+        attempt's live log while it runs (``live_log_sink``: an ``instance``'s own).
 
         Raises
         ------
@@ -785,7 +790,7 @@ class Walker:
             task = task.model_copy(update={"fan_out": None})
         ctx = replace(
             self.context(request, step, now, time_left_seconds),
-            live_log=self.live_log_sink(request) if live_log else None,
+            live_log=self.live_log_sink(request, instance=instance) if live_log else None,
             log_flush_seconds=self.rt.settings.log_flush_seconds,
             secrets=self.attempt_configs(request).secrets,
         )
@@ -898,14 +903,24 @@ class Walker:
                 "task not marked executing", extra={"request_id": request.request_id, "error": str(exc)}
             )
 
-    def live_log_sink(self, request: JobRequestItem) -> Callable[[bytes], None]:
+    def live_log_sink(
+        self, request: JobRequestItem, *, instance: int | None = None
+    ) -> Callable[[bytes], None]:
         """Where the runner sends its output while the attempt runs: chunk objects read by the logs
-        route (``store.logs``), masked as the whole log is. A chunk not stored is a warning: the
+        route (``store.logs``), masked as the whole log is; an ``instance`` of a task fan-out at the
+        request's step, under that instance's own prefix. A chunk not stored is a warning: the
         whole log is still stored when the attempt ends."""
         current = request.walk.current
         assert current is not None  # noqa: S101 - a task attempt is running
         logs = TaskLogs(self.rt.blobs)
-        prefix = live_prefix(request.org, request.request_id, current.task_type, self.attempt_number(request))
+        if instance is not None:
+            prefix = instance_live_prefix(
+                request.org, request.request_id, current.task_type, request.step, instance
+            )
+        else:
+            prefix = live_prefix(
+                request.org, request.request_id, current.task_type, self.attempt_number(request)
+            )
         written: list[int | None] = [0]
 
         def sink(data: bytes) -> None:
