@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.devserver import DevHandle, start_dev, submit, upload, wait_for
 from tests.e2e.test_dev_live_logs import WAIT_SECONDS, log_piece, task_state, until
-from tests.e2e.test_dev_task_fan_out import instance_piece
+from tests.e2e.test_dev_task_fan_out import SAME_NAME_EACH, instance_piece
 
 TALKER = """\
 job_type: e2e-sandbox-talker
@@ -49,6 +49,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
     try:
         with handle.client() as client:
             jobs = ((TALKER, "e2e-sandbox-talker"), (TALK_EACH, "e2e-sandbox-talk-each"))
+            upload(client, SAME_NAME_EACH.format(job_type="e2e-sandbox-same-name"))
             for definition, job_type in jobs:
                 upload(client, definition)
                 created = client.post(
@@ -108,3 +109,20 @@ def test_a_sandboxed_fan_out_instances_first_line_is_read_under_its_own_instance
         whole = client.get(f"/api/jobs/requests/{request_id}/tasks/talk/logs", params={"instance": 1}).text
         assert whole.startswith(piece["text"]), (piece["text"], whole)
         assert "[ran in the SHELL sandbox formica-shell-sandbox]" in whole and SECRET not in whole
+
+
+def test_sandboxed_instances_writing_the_same_name_keep_each_their_own(dev: DevHandle) -> None:
+    with dev.client() as client:
+        # Given two sandboxed instances that upload out/result.txt, each through its own capability
+        request_id = submit(client, "e2e-sandbox-same-name")
+
+        # When the job runs (a task depending on them reads both)
+        done = wait_for(client, request_id, timeout=WAIT_SECONDS)
+
+        # Then each landed under its own instance's directory, and the dependent task saw both
+        assert done["job_state"] == "COMPLETED", (done, dev.log()[-3000:])
+        read = client.get(f"/api/jobs/requests/{request_id}/tasks/read/logs").text
+        assert "colour red\ncolour blue" in read, read
+        records = client.get(f"/api/jobs/requests/{request_id}/artifacts").json()["records"]
+        listed = sorted((record["instance"], record["name"]) for record in records)
+        assert listed == [(0, "instance-0/out/result.txt"), (1, "instance-1/out/result.txt")], records

@@ -52,6 +52,29 @@ tasks:
 """
 
 
+SAME_NAME_EACH = """\
+job_type: {job_type}
+tasks:
+- task_type: write
+  method: SHELL
+  fan_out:
+    source: '["red", "blue"]'
+    item_var: colour
+  script:
+    - mkdir -p out && echo "colour {{{{ .colour }}}}" > out/result.txt
+  artifacts:
+    paths: [out/result.txt]
+  on_completed: read
+- task_type: read
+  method: SHELL
+  dependencies: [write]
+  script:
+    - find . -name result.txt | sort
+    - cat instance-0/out/result.txt instance-1/out/result.txt
+"""
+"""Two instances that write the same file name; a dependent task that reads both."""
+
+
 def instance_piece(
     api: httpx.Client, request_id: str, task_type: str, index: int, since: int = 0
 ) -> dict[str, Any] | None:
@@ -150,3 +173,30 @@ def test_a_running_instances_lines_are_read_before_it_ends_and_followed_by_the_c
     assert "first line of slow" not in rest["text"] and rest["finished"] is True
     done = wait_for(api, request_id, timeout=WAIT_SECONDS)
     assert done["job_state"] == "COMPLETED", done
+
+
+def test_instances_writing_the_same_file_name_keep_each_their_own_and_a_dependent_task_sees_both(
+    api: httpx.Client,
+) -> None:
+    # Given a fan-out over two items whose instances each upload out/result.txt
+    upload(api, SAME_NAME_EACH.format(job_type="same-name-each"))
+
+    # When it runs, then a task depending on it runs
+    request_id = submit(api, "same-name-each")
+    done = wait_for(api, request_id, timeout=WAIT_SECONDS)
+
+    # Then the dependent task received both files, each under its instance's directory
+    assert done["job_state"] == "COMPLETED", done
+    read = api.get(f"/api/jobs/requests/{request_id}/tasks/read/logs").text
+    assert "./instance-0/out/result.txt" in read and "./instance-1/out/result.txt" in read, read
+    assert "colour red\ncolour blue" in read, read
+    # And the artifacts listing says which instance each came from
+    records = api.get(f"/api/jobs/requests/{request_id}/artifacts").json()["records"]
+    listed = sorted((record["instance"], record["name"]) for record in records)
+    assert listed == [(0, "instance-0/out/result.txt"), (1, "instance-1/out/result.txt")], records
+    # And each downloads as what its own instance wrote
+    for record in records:
+        link = api.get(f"/api/jobs/requests/{request_id}/artifacts/{record['id']}/link")
+        assert link.status_code == 200, link.text
+        body = httpx.get(link.json()["url"]).text
+        assert body == f"colour {'red' if record['instance'] == 0 else 'blue'}\n"

@@ -696,6 +696,7 @@ def _artifact_response(artifact: ArtifactItem) -> ArtifactResponse:
         sha256=artifact.sha256,
         content_type=artifact.content_type,
         download_url=artifact_route(artifact.request_id, artifact.artifact_id),
+        instance=artifact.instance,
     )
 
 

@@ -9,8 +9,8 @@ margin. When they download or upload, they POST it to the API's grants route (``
 - ``downloads``: a presigned GET per artifact of the task's dependencies, listed at that moment
   (right ``download``), each with the workspace-relative path it goes to;
 - ``upload``: one presigned POST whose policy allows keys under the task's own artifact prefix
-  (trailing slash included), up to the capability's size, with the metadata it names (right
-  ``upload``);
+  (trailing slash included; a task fan-out instance's: its own ``instance-{index}/`` below it), up
+  to the capability's size, with the metadata it names (right ``upload``);
 - ``cancel_url``: a presigned GET of the request's cancel marker (right ``cancel``);
 - ``live_chunk``: asked for one chunk at a time (``exchange_live_chunk``), a presigned PUT of
   exactly that chunk of the attempt's running log, at its key under the attempt's own live prefix
@@ -46,7 +46,7 @@ from formica.store.grants import (
     new_capability,
 )
 from formica.store.logs import LOG_CONTENT_TYPE, chunk_key, instance_live_prefix, live_prefix
-from formica.store.schema import artifact_key, cancel_marker_key
+from formica.store.schema import artifact_key, cancel_marker_key, instance_artifact_dir
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,8 @@ def mint_capability(
     The upload prefix is always the task's own artifact prefix, and the live log's the prefix of
     the attempt's own log (``log_attempt``, the task's attempt number, with ``LIVE_LOG``, at most
     ``live_chunks`` chunks): nothing the attempt says can widen them. An ``instance`` of a task
-    fan-out (its item's index at ``step``) streams under its own instance's live prefix instead.
+    fan-out (its item's index at ``step``) streams under its own instance's live prefix instead, and
+    uploads only under its own ``instance-{index}/`` below the task's artifact prefix.
 
     Raises
     ------
@@ -189,7 +190,9 @@ def mint_capability(
             created_at=now,
             execution=execution,
             dependencies=tuple(dependencies),
-            upload_prefix=artifact_key(org, request_id, task_type, "")
+            upload_prefix=artifact_key(
+                org, request_id, task_type, instance_artifact_dir(instance) if instance is not None else ""
+            )
             if GrantRight.UPLOAD in rights
             else None,
             max_bytes=max_bytes,

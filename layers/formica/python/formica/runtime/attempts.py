@@ -185,6 +185,7 @@ def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope)
             timeout_seconds=ctx.timeout_seconds,
             params=ctx.params,
             log_flush_seconds=ctx.log_flush_seconds,
+            artifact_dir=ctx.artifact_dir,
         ),
         grants_url=runtime.settings.api_url.rstrip("/") + GRANTS_ROUTE,
         capability=capability,
@@ -209,7 +210,7 @@ def run_in_sandbox(function: str, task: TaskDefinition, ctx: TaskContext, scope:
         answer = invoker.invoke(function, request.model_dump(mode="json"))
     except FunctionInvokeError as exc:
         return TaskOutcome(error_code=ERR_SANDBOX, error_message=str(exc), log=f"[{ERR_SANDBOX}: {exc}]\n")
-    prefix = artifact_key(ctx.org, ctx.request_id, ctx.task_type, "")
+    prefix = artifact_key(ctx.org, ctx.request_id, ctx.task_type, ctx.artifact_dir)
     try:
         outcome = trusted_outcome(answer, artifact_prefix=prefix)
     except ValueError as exc:

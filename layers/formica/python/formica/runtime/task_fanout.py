@@ -444,6 +444,7 @@ def _keep(
                 content_type=artifact.content_type,
                 kind="artifact",
                 created_at=now_iso(),
+                instance=instance.index,
             )
         )
     if outcome.error_code == ERR_TASK_CANCELLED:

@@ -78,7 +78,7 @@ from formica.store.requests import (
     StepConflictError,
     now_iso,
 )
-from formica.store.schema import log_key
+from formica.store.schema import instance_artifact_dir, log_key
 from formica.store.usage import current_meter
 
 logger = logging.getLogger(__name__)
@@ -760,7 +760,8 @@ class Walker:
         params (and ``variables``: a fan-out instance's item under its ``item_var`` and its
         ``FanOutIndex``), the job's configs with their secrets, earlier tasks' outputs; its context
         (``context``) with the secrets a runner masks; with ``live_log``, its output streamed to the
-        attempt's live log while it runs (``live_log_sink``: an ``instance``'s own).
+        attempt's live log while it runs (``live_log_sink``: an ``instance``'s own); an
+        ``instance``'s artifacts under its own ``instance-{index}/``.
 
         Raises
         ------
@@ -793,6 +794,7 @@ class Walker:
             live_log=self.live_log_sink(request, instance=instance) if live_log else None,
             log_flush_seconds=self.rt.settings.log_flush_seconds,
             secrets=self.attempt_configs(request).secrets,
+            artifact_dir=instance_artifact_dir(instance) if instance is not None else "",
         )
         return RenderedAttempt(request=request, definition=definition, task=task, ctx=ctx)
 
