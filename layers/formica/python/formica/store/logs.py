@@ -37,11 +37,12 @@ def live_prefix(org: str, request_id: str, task_type: str, attempt: int) -> str:
 
 
 def instance_live_prefix(org: str, request_id: str, task_type: str, step: int, index: int) -> str:
-    """``{org}/{request_id}/{task_type}/logs/instances/step-{step}/live/item-{index}/``: the chunks of
-    one running instance of a task fan-out (item ``index`` of the fan-out at ``step``), beside its
-    whole log (``schema.instance_log_key``). The trailing slash keeps item 1's chunks apart from
-    item 10's."""
-    return f"{task_prefix(org, request_id, task_type)}logs/instances/step-{step}/live/item-{index}/"
+    """``{org}/{request_id}/{task_type}/logs/live/instances/step-{step}/item-{index}/``: the chunks of
+    one running instance of a task fan-out (item ``index`` of the fan-out at ``step``). Under
+    ``logs/live/`` with every live chunk, so whoever may discard live chunks (``*/logs/live/*``)
+    may discard these; ``instances/`` keeps them apart from the attempts' ``attempt-{n}/``, and the
+    trailing slash item 1's from item 10's."""
+    return f"{task_prefix(org, request_id, task_type)}logs/live/instances/step-{step}/item-{index}/"
 
 
 def chunk_key(prefix: str, start: int, end: int) -> str:
