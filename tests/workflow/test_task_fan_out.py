@@ -14,6 +14,7 @@ from formica.runtime.task_fanout import INSTANCE_CHECK_SECONDS, sweep_instances
 from formica.store.logs import TaskLogs, instance_live_prefix, live_prefix
 from formica.store.requests import InstanceItem, InstanceState
 
+from tests.e2e.test_dev_task_fan_out import SAME_NAME_EACH
 from tests.workflow.conftest import ORG, Walk
 
 EACH = """
@@ -274,3 +275,24 @@ def test_a_running_instance_streams_under_its_own_live_prefix_and_its_whole_log_
     (ended,) = _instances(request_id, step)
     assert ended.log_key is not None and walk.blob(ended.log_key).startswith(live)
     assert get_runtime().blobs.list_keys(prefix) == []
+
+
+def test_instances_writing_the_same_name_keep_each_their_own_and_a_dependent_task_receives_both(
+    walk: Walk,
+) -> None:
+    # Given two instances that each upload out/result.txt, and a task that depends on them
+    walk.upload(SAME_NAME_EACH.format(job_type="same-name-each"))
+
+    # When the job runs
+    done = walk.wait(walk.submit("same-name-each"), timeout=60)
+
+    # Then each file is kept under its own instance's directory, its item naming the instance
+    assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
+    artifacts = [a for a in get_runtime().requests.list_artifacts(done.request_id) if a.kind == "artifact"]
+    assert sorted((a.instance, a.name) for a in artifacts) == [
+        (0, "instance-0/out/result.txt"),
+        (1, "instance-1/out/result.txt"),
+    ]
+    assert {walk.blob(a.key) for a in artifacts} == {b"colour red\n", b"colour blue\n"}
+    # And the dependent task received both, without collision
+    assert "colour red\ncolour blue" in walk.log(done.request_id, "read")
