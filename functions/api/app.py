@@ -33,7 +33,7 @@ from formica.api.errors import (
     to_api_error,
     validation_details,
 )
-from formica.api.logs import follow_task_log
+from formica.api.logs import follow_instance_log, follow_task_log
 from formica.api.models import (
     ID_MAX,
     JOB_TYPE_MAX,
@@ -547,12 +547,15 @@ def task_logs(
         Query(ge=0, le=999, description="a task fan-out's instance (its item, from 0): that instance's log"),
     ] = None,
 ) -> Response[str]:
-    if instance is not None:
-        if since is not None or follow or attempt is not None:
-            raise ValidationApiError(
-                "instance reads one ended instance's whole log: without attempt, since or follow"
-            )
+    if instance is not None and attempt is not None:
+        raise ValidationApiError("instance reads one instance's log, which has no attempts: without attempt")
+    if instance is not None and since is None and not follow:
         return _text(requests.instance_log(get_services(), _org(), request_id, task_type, instance))
+    if instance is not None:
+        piece = follow_instance_log(
+            get_services(), _org(), request_id, task_type, instance, since=since or 0, follow=follow
+        )
+        return _text(piece.model_dump_json(), content_types.APPLICATION_JSON)
     if since is None and not follow:
         return _text(requests.task_log(get_services(), _org(), request_id, task_type, attempt=attempt))
     followed = follow_task_log(

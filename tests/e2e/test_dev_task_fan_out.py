@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.devserver import Cli, DevHandle, start_dev, submit, upload, wait_for
+from tests.e2e.test_dev_live_logs import WAIT_SECONDS, until
 
 GREET_EACH = """\
 job_type: greet-each
@@ -33,6 +35,60 @@ tasks:
   script:
     - echo "{{ .name_0_Greeting }} {{ .name_2_status }} {{ .name_2_exit_code }} of {{ .FanOutItems }}"
 """
+
+
+TALK_EACH = """\
+job_type: talk-each
+tasks:
+- task_type: talk
+  method: SHELL
+  fan_out:
+    source: '["quick", "slow"]'
+    item_var: who
+  script:
+    - echo "first line of {{ .who }}"
+    - sleep {{ if eq .who "slow" }}8{{ else }}0{{ end }}
+    - echo "second line of {{ .who }}"
+"""
+
+
+SAME_NAME_EACH = """\
+job_type: {job_type}
+tasks:
+- task_type: write
+  method: SHELL
+  fan_out:
+    source: '["red", "blue"]'
+    item_var: colour
+  script:
+    - mkdir -p out && echo "colour {{{{ .colour }}}}" > out/result.txt
+  artifacts:
+    paths: [out/result.txt]
+  on_completed: read
+- task_type: read
+  method: SHELL
+  dependencies: [write]
+  script:
+    - find . -name result.txt | sort
+    - cat instance-0/out/result.txt instance-1/out/result.txt
+"""
+"""Two instances that write the same file name; a dependent task that reads both."""
+
+
+def instance_piece(
+    api: httpx.Client, request_id: str, task_type: str, index: int, since: int = 0
+) -> dict[str, Any] | None:
+    """One read of an instance's log from byte ``since`` (JSON), as ``formica logs -f`` reads it;
+    None while the instance is not started yet (404)."""
+    response = api.get(
+        f"/api/jobs/requests/{request_id}/tasks/{task_type}/logs",
+        params={"instance": index, "since": since},
+    )
+    if response.status_code == 404 and "ran no instance" in response.text:
+        return None
+    assert response.status_code == 200, response.text
+    piece: dict[str, Any] = response.json()
+    return piece
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +134,69 @@ def test_a_task_fans_out_in_formica_dev_and_each_instance_log_is_readable(
     # And an instance that never ran, or a selector mixed with since, is refused with the reason
     missing = api.get(f"{logs}/greet/logs", params={"instance": 9})
     assert missing.status_code == 404 and "ran no instance 9" in missing.text
-    mixed = api.get(f"{logs}/greet/logs", params={"instance": 0, "since": 0})
-    assert mixed.status_code == 400 and "without attempt, since or follow" in mixed.text
+    mixed = api.get(f"{logs}/greet/logs", params={"instance": 0, "attempt": 1})
+    assert mixed.status_code == 400 and "without attempt" in mixed.text
     # And the CLI prints one instance's log
     ran = Cli(dev.url, dev.token)("logs", request_id, "greet", "--instance", "1")
     assert ran.code == 0, ran.err
     assert "hello bob (item 1)" in ran.out
+
+
+def test_a_running_instances_lines_are_read_before_it_ends_and_followed_by_the_cli(
+    api: httpx.Client, dev: DevHandle
+) -> None:
+    # Given a SHELL task fanned out over two items, the second of which sleeps between two lines
+    upload(api, TALK_EACH)
+
+    # When it runs in formica dev, and instance 1's log is read from byte 0 while it runs
+    request_id = submit(api, "talk-each")
+    piece = until(
+        lambda: (p := instance_piece(api, request_id, "talk", 1)) and "first line of slow" in p["text"] and p,
+        "instance 1's first line never arrived while it ran",
+    )
+
+    # Then its first line is there before its second, the instance and the request still running
+    assert "second line of slow" not in piece["text"] and piece["finished"] is False, piece
+    assert piece["instance"] == 1
+    assert api.get(f"/api/jobs/requests/{request_id}").json()["job_state"] == "EXECUTING"
+    # And `formica logs -f --instance 1` prints the rest as it comes, each line once, and stops at its end
+    followed = Cli(dev.url, dev.token).ok(
+        "logs", "-f", request_id, "talk", "--instance", "1", timeout=WAIT_SECONDS
+    )
+    lines = followed.out.splitlines()
+    assert lines.index("first line of slow") < lines.index("second line of slow")
+    assert lines.count("first line of slow") == 1 and "first line of quick" not in lines
+    # And from where the first read stopped, the ended instance's whole log gives only what came after
+    rest = instance_piece(api, request_id, "talk", 1, since=piece["next_since"])
+    assert rest is not None
+    assert "second line of slow" in rest["text"].splitlines()
+    assert "first line of slow" not in rest["text"] and rest["finished"] is True
+    done = wait_for(api, request_id, timeout=WAIT_SECONDS)
+    assert done["job_state"] == "COMPLETED", done
+
+
+def test_instances_writing_the_same_file_name_keep_each_their_own_and_a_dependent_task_sees_both(
+    api: httpx.Client,
+) -> None:
+    # Given a fan-out over two items whose instances each upload out/result.txt
+    upload(api, SAME_NAME_EACH.format(job_type="same-name-each"))
+
+    # When it runs, then a task depending on it runs
+    request_id = submit(api, "same-name-each")
+    done = wait_for(api, request_id, timeout=WAIT_SECONDS)
+
+    # Then the dependent task received both files, each under its instance's directory
+    assert done["job_state"] == "COMPLETED", done
+    read = api.get(f"/api/jobs/requests/{request_id}/tasks/read/logs").text
+    assert "./instance-0/out/result.txt" in read and "./instance-1/out/result.txt" in read, read
+    assert "colour red\ncolour blue" in read, read
+    # And the artifacts listing says which instance each came from
+    records = api.get(f"/api/jobs/requests/{request_id}/artifacts").json()["records"]
+    listed = sorted((record["instance"], record["name"]) for record in records)
+    assert listed == [(0, "instance-0/out/result.txt"), (1, "instance-1/out/result.txt")], records
+    # And each downloads as what its own instance wrote
+    for record in records:
+        link = api.get(f"/api/jobs/requests/{request_id}/artifacts/{record['id']}/link")
+        assert link.status_code == 200, link.text
+        body = httpx.get(link.json()["url"]).text
+        assert body == f"colour {'red' if record['instance'] == 0 else 'blue'}\n"

@@ -29,7 +29,7 @@ from formica.runners.grants import (
 from formica.runners.sandbox import SandboxContext, SandboxRequest, handle
 from formica.store.blobs import S3BlobStore
 from formica.store.grants import GrantRight
-from formica.store.logs import LOG_CONTENT_TYPE, TaskLogs, chunk_key, live_prefix
+from formica.store.logs import LOG_CONTENT_TYPE, TaskLogs, chunk_key, instance_live_prefix, live_prefix
 
 from tests.integration.conftest import GrantsRoute, bucket_store, serve_grants
 
@@ -58,6 +58,7 @@ def _capability(
     rights: Sequence[GrantRight] = (GrantRight.CANCEL, GrantRight.LIVE_LOG),
     live_chunks: int = 50,
     org: str = ORG,
+    instance: int | None = None,
 ) -> str:
     now = datetime.now(UTC)
     return mint_capability(
@@ -72,6 +73,7 @@ def _capability(
         execution=f"{REQUEST}-1",
         log_attempt=ATTEMPT,
         live_chunks=live_chunks,
+        instance=instance,
     )
 
 
@@ -231,6 +233,37 @@ def test_another_organisations_capability_writes_only_under_its_own_prefix(
     assert grant.live_chunk is not None
     assert grant.live_chunk.key == chunk_key(live_prefix("other-org", REQUEST, TASK, ATTEMPT), 0, 4)
     assert not grant.live_chunk.key.startswith(f"{ORG}/")
+
+
+def test_a_fan_out_instances_capability_writes_only_under_its_own_instances_live_log(
+    store: S3BlobStore, route: GrantsRoute
+) -> None:
+    # Given the capabilities of instances 0 and 1 of a task fan-out at step 7, each good for 2 chunks
+    zero = _capability(route, instance=0, live_chunks=2)
+    one = _capability(route, instance=1, live_chunks=2)
+    prefix_zero = instance_live_prefix(ORG, REQUEST, TASK, 7, 0)
+    prefix_one = instance_live_prefix(ORG, REQUEST, TASK, 7, 1)
+
+    # When instance 0's sandbox runs a script with its capability (as a stolen one would be used)
+    request = _request(route, ["echo zero says", "sleep 0.5", "echo zero again"], capability=zero)
+    answer = handle(request.model_dump(mode="json"))
+
+    # Then its chunks are under its own instance's live prefix, and nothing is under instance 1's
+    # or the task's own attempt's
+    assert answer["exit_code"] == "0", answer
+    assert TaskLogs(store).read_live(prefix_zero, 0).data.startswith(b"$ echo zero says\nzero says\n")
+    assert store.list_keys(prefix_one) == [] and store.list_keys(PREFIX) == []
+    # And its holder cannot name another key at the route: a chunk is asked for by its range only
+    widened = httpx.post(
+        route.url,
+        json={"capability": zero, "live_chunk": {"start": 0, "end": 4}, "key": chunk_key(prefix_one, 0, 4)},
+    )
+    assert widened.status_code == 400  # nothing the holder sends names a key
+    # And its chunk count is its own: instance 1 still writes its first chunk where it belongs
+    grant = exchange_live_chunk(
+        route.grants, store, one, LiveChunkRange(start=0, end=4), now=datetime.now(UTC)
+    )
+    assert grant.live_chunk is not None and grant.live_chunk.key == chunk_key(prefix_one, 0, 4)
 
 
 def test_the_grants_route_answers_a_refused_chunk_409_and_a_refused_capability_401(

@@ -62,6 +62,7 @@ def _capability(
     dependencies: Sequence[str] = (),
     seconds: float = 600,
     max_bytes: int = 1024 * 1024,
+    instance: int | None = None,
 ) -> str:
     now = datetime.now(UTC)
     return mint_capability(
@@ -76,6 +77,7 @@ def _capability(
         execution=EXECUTION,
         dependencies=dependencies,
         max_bytes=max_bytes,
+        instance=instance,
     )
 
 
@@ -157,6 +159,44 @@ def test_an_exchanged_upload_grant_is_limited_to_the_prefix_a_size_and_a_time(
     assert 590 <= (expires - datetime.now(UTC)).total_seconds() <= 610  # never past the capability
     assert {"bucket": BUCKET} in conditions
     assert "key" not in grant.upload.fields, "each upload names its own key under the prefix"
+
+
+def test_a_fan_out_instances_upload_is_limited_to_its_own_instance_directory(
+    store: S3BlobStore, route: GrantsRoute, tmp_path: Path
+) -> None:
+    # Given the capability of instance 1 of a task fan-out
+    capability = _capability(route, rights=[GrantRight.UPLOAD], instance=1)
+    own = PREFIX + "instance-1/"
+
+    # When it is exchanged, the POST's policy allows keys under instance 1's directory only
+    grant = exchange_capability(route.grants, store, capability, now=datetime.now(UTC))
+    assert grant.upload is not None
+    conditions = json.loads(base64.b64decode(grant.upload.fields["policy"]))["conditions"]
+    key_conditions = [c for c in conditions if isinstance(c, list) and c[1] == "$key"]
+    # (not the task's prefix, nor instance-10/)
+    assert key_conditions and all(c == ["starts-with", "$key", own] for c in key_conditions)
+
+    # And the sandbox, told its directory, uploads there under an instance-scoped name
+    ran = _request(route, ["echo one > out.txt"], paths=["out.txt"], capability=capability)
+    ran.context.artifact_dir = "instance-1/"
+    answer = handle(ran.model_dump(mode="json"), work_root=tmp_path)
+    assert answer["exit_code"] == "0", answer
+    [artifact] = answer["artifacts"]
+    assert (artifact["name"], artifact["key"]) == ("instance-1/out.txt", own + "out.txt")
+    assert store.get_bytes(own + "out.txt") == b"one\n"
+
+    # And a sandbox that claims another instance's directory with it uploads nothing there
+    stolen = _request(route, ["echo two > out.txt"], paths=["out.txt"], capability=capability)
+    stolen.context.artifact_dir = "instance-0/"
+    refused = handle(stolen.model_dump(mode="json"), work_root=tmp_path)
+    assert refused["error_code"] == "ERR_ARTIFACTS_UPLOAD", refused
+    assert store.list_keys(PREFIX + "instance-0/") == []
+    # And the trusted side keeps only keys under the instance's own directory
+    kept = trusted_outcome(
+        {**answer, "artifacts": [*answer["artifacts"], {**artifact, "key": PREFIX + "x"}]},
+        artifact_prefix=own,
+    )
+    assert [a.key for a in kept.artifacts] == [own + "out.txt"]
 
 
 def test_a_long_attempts_urls_are_signed_when_exchanged_and_live_an_hour(

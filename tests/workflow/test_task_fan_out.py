@@ -11,8 +11,10 @@ from formica.engine.walk import JobState
 from formica.runtime import cancel_request, get_runtime
 from formica.runtime.attempts import run_shell_task
 from formica.runtime.task_fanout import INSTANCE_CHECK_SECONDS, sweep_instances
+from formica.store.logs import TaskLogs, instance_live_prefix, live_prefix
 from formica.store.requests import InstanceItem, InstanceState
 
+from tests.e2e.test_dev_task_fan_out import SAME_NAME_EACH
 from tests.workflow.conftest import ORG, Walk
 
 EACH = """
@@ -239,3 +241,58 @@ def test_cancelling_the_request_stops_its_running_instances(walk: Walk) -> None:
         time.sleep(0.1)
     instances = _instances(request_id, step)
     assert [(i.index, i.state) for i in instances] == [(n, InstanceState.CANCELLED) for n in range(3)]
+
+
+def test_a_running_instance_streams_under_its_own_live_prefix_and_its_whole_log_replaces_it(
+    walk: Walk,
+) -> None:
+    # Given one instance that prints, then sleeps past a live log flush (3 s), then prints again
+    walk.upload(EACH)
+    request_id = walk.submit("task-fan", {"Items": '["slow-only"]', "FailFast": "false"})
+    walk.wait_for(
+        request_id,
+        lambda request: any(i.state == InstanceState.RUNNING for i in _instances(request_id, request.step)),
+    )
+    step = walk.request(request_id).step
+    prefix = instance_live_prefix(ORG, request_id, "each", step, 0)
+    logs = TaskLogs(get_runtime().blobs)
+
+    # When its live log is read while it runs
+    deadline = time.monotonic() + 20
+    live = b""
+    while time.monotonic() < deadline and b"item slow-only" not in live:
+        live = logs.read_live(prefix, 0).data
+        time.sleep(0.2)
+
+    # Then its first line was there before it ended, under its own instance, not the task's attempt
+    assert b"item slow-only index 0" in live
+    (running,) = _instances(request_id, step)
+    assert running.state == InstanceState.RUNNING
+    assert get_runtime().blobs.list_keys(live_prefix(ORG, request_id, "each", 1)) == []
+    # And once it ended, its whole log begins with what the chunks held, and the chunks are gone
+    done = walk.wait(request_id, timeout=60)
+    assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
+    (ended,) = _instances(request_id, step)
+    assert ended.log_key is not None and walk.blob(ended.log_key).startswith(live)
+    assert get_runtime().blobs.list_keys(prefix) == []
+
+
+def test_instances_writing_the_same_name_keep_each_their_own_and_a_dependent_task_receives_both(
+    walk: Walk,
+) -> None:
+    # Given two instances that each upload out/result.txt, and a task that depends on them
+    walk.upload(SAME_NAME_EACH.format(job_type="same-name-each"))
+
+    # When the job runs
+    done = walk.wait(walk.submit("same-name-each"), timeout=60)
+
+    # Then each file is kept under its own instance's directory, its item naming the instance
+    assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
+    artifacts = [a for a in get_runtime().requests.list_artifacts(done.request_id) if a.kind == "artifact"]
+    assert sorted((a.instance, a.name) for a in artifacts) == [
+        (0, "instance-0/out/result.txt"),
+        (1, "instance-1/out/result.txt"),
+    ]
+    assert {walk.blob(a.key) for a in artifacts} == {b"colour red\n", b"colour blue\n"}
+    # And the dependent task received both, without collision
+    assert "colour red\ncolour blue" in walk.log(done.request_id, "read")

@@ -330,6 +330,7 @@ def test_artifacts_list_and_download_redirects_to_a_presigned_url(defined: ApiWo
             "sha256": hashlib.sha256(data).hexdigest(),
             "content_type": "text/plain",
             "download_url": f"/api/jobs/requests/{request_id}/artifacts/art-1/download",
+            "instance": None,  # an attempt of the task itself, not a task fan-out instance
         }
     ]
     assert download.status == 302

@@ -8,24 +8,25 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
 
-from formica.jobs.models import TaskDefinition
+from formica.jobs.models import ArtifactsDefinition, TaskDefinition
 from formica.runners.base import TaskContext
 from formica.runtime.attempts import sandbox_live_chunks, sandbox_request
 from formica.runtime.walker import AttemptScope
 from formica.store.grants import GrantRight
-from formica.store.logs import live_prefix
+from formica.store.logs import instance_live_prefix, live_prefix
+from formica.store.schema import artifact_key
 
 from tests.fakes.grants import InMemoryGrantRepository
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 
-def _scope(grants: InMemoryGrantRepository) -> AttemptScope:
+def _scope(grants: InMemoryGrantRepository, instance: int | None = None) -> AttemptScope:
     runtime = SimpleNamespace(
         grants=grants, settings=SimpleNamespace(api_url="https://api.example/"), now=lambda: NOW
     )
     request = SimpleNamespace(execution_name="r-1-1")
-    return cast(AttemptScope, SimpleNamespace(runtime=runtime, request=request, step=9))
+    return cast(AttemptScope, SimpleNamespace(runtime=runtime, request=request, step=9, instance=instance))
 
 
 def _ctx(**changes: Any) -> TaskContext:
@@ -59,6 +60,27 @@ def test_a_streamed_attempt_gets_the_live_log_right_on_its_own_log() -> None:
     assert scope.live_chunks == 60 // 3 + 2
     assert request.live_log and request.secrets == ["s3cr3t-value"]
     assert request.context.log_flush_seconds == 3.0
+
+
+def test_a_fan_out_instance_gets_the_live_log_right_on_its_own_instances_log_with_the_same_bounds() -> None:
+    grants = InMemoryGrantRepository()
+
+    sandbox_request(TASK, _ctx(live_log=lambda data: None), _scope(grants, instance=4))
+
+    [scope] = grants.scopes.values()
+    assert scope.live_prefix == instance_live_prefix("acme", "r-1", "build", 9, 4)
+    assert scope.live_chunks == 60 // 3 + 2  # as many as a single attempt of the same timeout
+
+
+def test_a_fan_out_instance_uploads_only_under_its_own_instance_directory() -> None:
+    grants = InMemoryGrantRepository()
+    task = TASK.model_copy(update={"artifacts": ArtifactsDefinition(paths=["out.txt"])})
+
+    request = sandbox_request(task, _ctx(artifact_dir="instance-4/"), _scope(grants, instance=4))
+
+    [scope] = grants.scopes.values()
+    assert scope.upload_prefix == artifact_key("acme", "r-1", "build", "instance-4/")
+    assert request.context.artifact_dir == "instance-4/"
 
 
 def test_an_attempt_not_streamed_gets_no_live_right_and_no_secrets_list() -> None:

@@ -6,6 +6,10 @@ that stream's UTF-8 text. Ended attempts are read from their whole log (their si
 artifact item, so sections before ``since`` are not downloaded); the running attempt from its chunk
 objects (``formica.store.logs``). ``follow`` waits a bounded time for something new (API Gateway
 ends an integration at 29 s), so a client loops on ``next_since`` until ``finished``.
+
+With ``instance=N`` the stream is one instance's of a task fan-out (its latest run): while it runs,
+what its chunks hold (``store.logs.instance_live_prefix``); once it ended, its whole log, which
+begins with the same bytes. It is ``finished`` when the instance has ended.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from formica.api.errors import ResourceNotFoundError
 from formica.api.services import ApiServices
 from formica.engine.routing import TaskState
 from formica.store.blobs import BlobNotFoundError
-from formica.store.logs import TaskLogs, live_prefix
-from formica.store.requests import TaskExecutionItem
+from formica.store.logs import TaskLogs, instance_live_prefix, live_prefix
+from formica.store.requests import InstanceItem, TaskExecutionItem
 
 FOLLOW_WAIT_SECONDS = 20.0
 """How long ``follow=true`` waits for new text: well within API Gateway's 29 s integration timeout."""
@@ -42,6 +46,9 @@ class TaskLogResponse(BaseModel):
     request_id: str
     task_type: str
     attempt: int | None = Field(default=None, description="the one attempt asked for; null: every attempt")
+    instance: int | None = Field(
+        default=None, description="the task fan-out's instance asked for; null: the task's own log"
+    )
     since: int
     next_since: int = Field(description="pass back as `since` for what follows")
     text: str
@@ -198,3 +205,81 @@ def attempt_of(key: str) -> int:
     """The attempt number in a log's key (``.../attempt-N.log``); 0 when it has none."""
     match = _ATTEMPT_IN_KEY.search(key)
     return int(match.group(1)) if match else 0
+
+
+# -- one instance of a task fan-out ----------------------------------------------------------------
+
+
+def latest_instance(
+    services: ApiServices, org: str, request_id: str, task_type: str, index: int
+) -> InstanceItem:
+    """The latest run of instance ``index`` of the task's fan-out; ``ResourceNotFoundError`` when the
+    request is not the organisation's or the task ran no such instance."""
+    request = services.requests.get_for_org(org, request_id)
+    if request is None:
+        raise ResourceNotFoundError(f"job request {request_id!r} not found")
+    runs = [
+        found
+        for found in services.requests.list_all_instances(request_id)
+        if found.task_type == task_type and found.index == index
+    ]
+    if not runs:
+        raise ResourceNotFoundError(
+            f"task {task_type!r} ran no instance {index} in job request {request_id!r}"
+        )
+    return max(runs, key=lambda found: found.step)
+
+
+@dataclass(frozen=True)
+class InstanceRead:
+    """What an instance's log holds from ``since``, and whether the instance will write no more."""
+
+    data: bytes
+    finished: bool
+
+
+def read_instance(services: ApiServices, org: str, instance: InstanceItem, *, since: int = 0) -> InstanceRead:
+    """The instance's log from byte ``since``: its whole log once it ended (the state is read first,
+    so an ended instance's whole log is stored), else what its live chunks hold so far."""
+    if instance.is_final and instance.log_key is not None:
+        try:
+            return InstanceRead(services.blobs.get_bytes(instance.log_key)[since:], True)
+        except BlobNotFoundError as exc:
+            raise ResourceNotFoundError(
+                f"the log of instance {instance.index} of task {instance.task_type!r} is gone"
+            ) from exc
+    prefix = instance_live_prefix(org, instance.request_id, instance.task_type, instance.step, instance.index)
+    read = TaskLogs(services.blobs).read_live(prefix, since)
+    return InstanceRead(read.data, instance.is_final and not read.more)
+
+
+def follow_instance_log(
+    services: ApiServices,
+    org: str,
+    request_id: str,
+    task_type: str,
+    instance: int,
+    *,
+    since: int = 0,
+    follow: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> TaskLogResponse:
+    """Instance ``instance``'s log from byte ``since`` (see the module); with ``follow``, wait up to
+    ``FOLLOW_WAIT_SECONDS`` for text after ``since`` or for the instance's end."""
+    deadline = clock() + (FOLLOW_WAIT_SECONDS if follow else 0.0)
+    while True:
+        found = latest_instance(services, org, request_id, task_type, instance)
+        read = read_instance(services, org, found, since=since)
+        answer = TaskLogResponse(
+            request_id=request_id,
+            task_type=task_type,
+            instance=instance,
+            since=since,
+            next_since=since + len(read.data),
+            text=read.data.decode("utf-8", errors="replace"),
+            finished=read.finished,
+        )
+        if answer.text or answer.finished or clock() + FOLLOW_POLL_SECONDS > deadline:
+            return answer
+        sleep(FOLLOW_POLL_SECONDS)

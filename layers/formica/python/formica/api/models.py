@@ -302,6 +302,11 @@ class ArtifactResponse(BaseModel):
     sha256: str
     content_type: str
     download_url: str = Field(description="the API route that redirects to a short-lived presigned URL")
+    instance: int | None = Field(
+        default=None,
+        description="the task fan-out instance (its item, from 0) that uploaded it, its name under "
+        "instance-N/; null: an attempt of the task itself",
+    )
 
 
 class ArtifactListResponse(BaseModel):

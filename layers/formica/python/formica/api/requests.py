@@ -47,7 +47,6 @@ from formica.engine.walk import JobState
 from formica.jobs.graph import to_mermaid
 from formica.jobs.limits import params_size
 from formica.jobs.models import JobDefinition, TaskDefinition
-from formica.store.blobs import BlobNotFoundError
 from formica.store.definitions import DefinitionHeadItem, DefinitionVersionItem
 from formica.store.pagination import InvalidCursorError, cursor_signer
 from formica.store.requests import (
@@ -697,6 +696,7 @@ def _artifact_response(artifact: ArtifactItem) -> ArtifactResponse:
         sha256=artifact.sha256,
         content_type=artifact.content_type,
         download_url=artifact_route(artifact.request_id, artifact.artifact_id),
+        instance=artifact.instance,
     )
 
 
@@ -717,32 +717,16 @@ def artifact_download_url(services: ApiServices, org: str, request_id: str, arti
 
 
 def instance_log(services: ApiServices, org: str, request_id: str, task_type: str, instance: int) -> str:
-    """The log of one instance (item ``instance``, from 0) of a task fan-out: the task's latest run's.
+    """The log of one instance (item ``instance``, from 0) of a task fan-out, the task's latest run's:
+    its whole log once it ended, what it has sent so far while it runs (``formica.api.logs``).
 
-    Raises ``ResourceNotFoundError`` when the request is not the organisation's, the task ran no
-    such instance, or the instance has no log yet (it has not ended)."""
-    request = services.requests.get_for_org(org, request_id)
-    if request is None:
-        raise ResourceNotFoundError(f"job request {request_id!r} not found")
-    runs = [
-        found
-        for found in services.requests.list_all_instances(request_id)
-        if found.task_type == task_type and found.index == instance
-    ]
-    if not runs:
-        raise ResourceNotFoundError(
-            f"task {task_type!r} ran no instance {instance} in job request {request_id!r}"
-        )
-    latest = max(runs, key=lambda found: found.step)
-    if latest.log_key is None:
-        raise ResourceNotFoundError(
-            f"instance {instance} of task {task_type!r} has no log yet ({latest.state})"
-        )
-    try:
-        data = services.blobs.get_bytes(latest.log_key)
-    except BlobNotFoundError as exc:
-        raise ResourceNotFoundError(f"the log of instance {instance} of task {task_type!r} is gone") from exc
-    return data.decode("utf-8", errors="replace")
+    Raises ``ResourceNotFoundError`` when the request is not the organisation's or the task ran no
+    such instance."""
+    # Cold start: the log reader loads only for this route.
+    from formica.api.logs import latest_instance, read_instance  # noqa: PLC0415
+
+    found = latest_instance(services, org, request_id, task_type, instance)
+    return read_instance(services, org, found).data.decode("utf-8", errors="replace")
 
 
 def task_log(

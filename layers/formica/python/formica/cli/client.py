@@ -275,10 +275,16 @@ class FormicaClient:
         params = {"instance": instance} if instance is not None else None
         return self._send("GET", path, params=params).text
 
-    def follow_logs(self, request_id: str, task_type: str, since: int) -> dict[str, Any]:
-        """One long-poll of the task's log from byte ``since``: ``text``, ``next_since``, ``finished``."""
+    def follow_logs(
+        self, request_id: str, task_type: str, since: int, *, instance: int | None = None
+    ) -> dict[str, Any]:
+        """One long-poll of the task's log (with ``instance``, that instance's of a task fan-out)
+        from byte ``since``: ``text``, ``next_since``, ``finished``."""
         path = f"/api/jobs/requests/{_segment(request_id)}/tasks/{_segment(task_type)}/logs"
-        result: dict[str, Any] = self._json("GET", path, params={"since": since, "follow": "true"})
+        params: dict[str, Any] = {"since": since, "follow": "true"}
+        if instance is not None:
+            params["instance"] = instance
+        result: dict[str, Any] = self._json("GET", path, params=params)
         return result
 
     # artifacts

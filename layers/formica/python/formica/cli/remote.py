@@ -801,8 +801,8 @@ def format_request(request: Mapping[str, Any], now: datetime | None = None) -> s
 
 def cmd_logs(args: argparse.Namespace) -> int:
     instance = getattr(args, "instance", None)
-    if getattr(args, "follow", False) and instance is None:
-        return _follow_logs(args)
+    if getattr(args, "follow", False):
+        return _follow_logs(args, instance)
     with _client(args) as client:
         text = client.logs(args.request_id, args.task_type, instance=instance)
     if args.json:
@@ -812,13 +812,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _follow_logs(args: argparse.Namespace) -> int:
+def _follow_logs(args: argparse.Namespace, instance: int | None) -> int:
     """``formica logs -f``: long-polls the logs route (each answer waits up to 20 s for more) and
-    prints each piece as it comes, until the task has ended and all of its log is printed."""
+    prints each piece as it comes, until the task (or its fan-out ``instance``) has ended and all of
+    its log is printed."""
     since = 0
     with _client(args) as client:
         while True:
-            piece = client.follow_logs(args.request_id, args.task_type, since)
+            piece = client.follow_logs(args.request_id, args.task_type, since, instance=instance)
             text = str(piece.get("text", ""))
             if args.json:
                 _print_json(piece)

@@ -8,7 +8,8 @@
   not followed.
 - ``artifacts.when`` is formicary's ``onSuccess`` (default), ``onFailed`` or ``always``,
   case-insensitive; ``never`` is accepted too.
-- Keys follow the S3 layout (docs/architecture.md): ``{org}/{request_id}/{task_type}/artifacts/{path}``.
+- Keys follow the S3 layout (docs/architecture.md): ``{org}/{request_id}/{task_type}/artifacts/{path}``;
+  an instance of a task fan-out's ``{path}`` begins with its ``instance-{index}/``.
   Each upload records its size and sha256; the content type is guessed from the file name.
 - ``dependencies`` of a task are its earlier tasks' artifacts, downloaded into the working directory at
   their relative paths before the script runs.
@@ -180,7 +181,8 @@ def guess_content_type(path: Path) -> str:
 def upload_artifacts(
     store: BlobStore, workdir: Path, files: Sequence[Path], ctx: TaskContext
 ) -> list[ArtifactInfo]:
-    """Upload ``files`` (from ``collect_artifacts``) under the attempt's artifact prefix.
+    """Upload ``files`` (from ``collect_artifacts``) under the attempt's artifact prefix (a task
+    fan-out instance's: its own ``ctx.artifact_dir`` below it, which its name begins with too).
 
     Raises
     ------
@@ -189,7 +191,7 @@ def upload_artifacts(
     """
     uploaded: list[ArtifactInfo] = []
     for path in files:
-        relative = path.relative_to(workdir).as_posix()
+        relative = ctx.artifact_dir + path.relative_to(workdir).as_posix()
         key = artifact_key(ctx.org, ctx.request_id, ctx.task_type, relative)
         content_type = guess_content_type(path)
         try:

@@ -77,6 +77,9 @@ class TaskContext:
     # The values of the job's secret configs (already in ``params``), for a runner that stores its
     # live log where the trusted side cannot mask it first (the SHELL sandbox): it masks them itself.
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Where under the task's artifact prefix this attempt's artifacts go (``instance-N/`` for an
+    # instance of a task fan-out, ``store.schema.instance_artifact_dir``); empty: the prefix itself.
+    artifact_dir: str = ""
 
     @property
     def log_attempt(self) -> int:

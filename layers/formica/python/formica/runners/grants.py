@@ -9,15 +9,16 @@ margin. When they download or upload, they POST it to the API's grants route (``
 - ``downloads``: a presigned GET per artifact of the task's dependencies, listed at that moment
   (right ``download``), each with the workspace-relative path it goes to;
 - ``upload``: one presigned POST whose policy allows keys under the task's own artifact prefix
-  (trailing slash included), up to the capability's size, with the metadata it names (right
-  ``upload``);
+  (trailing slash included; a task fan-out instance's: its own ``instance-{index}/`` below it), up
+  to the capability's size, with the metadata it names (right ``upload``);
 - ``cancel_url``: a presigned GET of the request's cancel marker (right ``cancel``);
 - ``live_chunk``: asked for one chunk at a time (``exchange_live_chunk``), a presigned PUT of
   exactly that chunk of the attempt's running log, at its key under the attempt's own live prefix
-  (right ``live_log``; ``store.logs``). The chunk must continue the last one taken, be at most
-  the capability's chunk size, end within the log cap, and the capability's chunk count must not
-  be spent: checked and counted by one conditional write, so whoever holds the secret writes at
-  most that many chunks and at most the log cap in all. A container's ``logs`` helper asks for it
+  (a task fan-out instance's: that instance's own; right ``live_log``; ``store.logs``). The chunk
+  must continue the last one taken, be at most the capability's chunk size, end within the log
+  cap, and the capability's chunk count must not be spent: checked and counted by one conditional
+  write, so whoever holds the secret writes at most that many chunks and at most the log cap in
+  all. A container's ``logs`` helper asks for it
   as a curl config (``url`` and ``header`` lines; it adds the chunk's file with ``-T``).
 
 Each URL is signed at exchange time with the API function's current credentials and lives
@@ -44,8 +45,8 @@ from formica.store.grants import (
     hash_capability,
     new_capability,
 )
-from formica.store.logs import LOG_CONTENT_TYPE, chunk_key, live_prefix
-from formica.store.schema import artifact_key, cancel_marker_key
+from formica.store.logs import LOG_CONTENT_TYPE, chunk_key, instance_live_prefix, live_prefix
+from formica.store.schema import artifact_key, cancel_marker_key, instance_artifact_dir
 
 logger = logging.getLogger(__name__)
 
@@ -161,12 +162,15 @@ def mint_capability(
     metadata: Sequence[str] = (),
     log_attempt: int = 0,
     live_chunks: int = 0,
+    instance: int | None = None,
 ) -> str:
     """Store the scope of a new capability and return its secret (shown only to the runner).
 
     The upload prefix is always the task's own artifact prefix, and the live log's the prefix of
     the attempt's own log (``log_attempt``, the task's attempt number, with ``LIVE_LOG``, at most
-    ``live_chunks`` chunks): nothing the attempt says can widen them.
+    ``live_chunks`` chunks): nothing the attempt says can widen them. An ``instance`` of a task
+    fan-out (its item's index at ``step``) streams under its own instance's live prefix instead, and
+    uploads only under its own ``instance-{index}/`` below the task's artifact prefix.
 
     Raises
     ------
@@ -186,12 +190,16 @@ def mint_capability(
             created_at=now,
             execution=execution,
             dependencies=tuple(dependencies),
-            upload_prefix=artifact_key(org, request_id, task_type, "")
+            upload_prefix=artifact_key(
+                org, request_id, task_type, instance_artifact_dir(instance) if instance is not None else ""
+            )
             if GrantRight.UPLOAD in rights
             else None,
             max_bytes=max_bytes,
             metadata=tuple(metadata),
-            live_prefix=live_prefix(org, request_id, task_type, log_attempt)
+            live_prefix=_live_prefix(
+                org, request_id, task_type, log_attempt=log_attempt, step=step, instance=instance
+            )
             if GrantRight.LIVE_LOG in rights
             else None,
             live_chunks=live_chunks,
@@ -200,6 +208,14 @@ def mint_capability(
         )
     )
     return capability
+
+
+def _live_prefix(
+    org: str, request_id: str, task_type: str, *, log_attempt: int, step: int, instance: int | None
+) -> str:
+    if instance is not None:
+        return instance_live_prefix(org, request_id, task_type, step, instance)
+    return live_prefix(org, request_id, task_type, log_attempt)
 
 
 def _url_seconds(scope: AttemptGrantItem, now: datetime) -> int:

@@ -83,6 +83,9 @@ class SandboxContext(BaseModel):
     timeout_seconds: float
     params: dict[str, Any] = Field(default_factory=dict)
     log_flush_seconds: float = Field(default=3.0, gt=0)
+    artifact_dir: str = Field(default="", pattern=r"^(instance-\d{1,4}/)?$")
+    """A task fan-out instance's own directory under the task's artifact prefix (its upload grant
+    allows nothing else)."""
 
 
 class SandboxRequest(BaseModel):

@@ -136,8 +136,8 @@ def sandbox_live_chunks(ctx: TaskContext) -> int:
 def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope) -> SandboxRequest:
     """What the sandbox gets for one attempt: the task, its context, and a capability for this
     attempt only (its dependencies' artifacts, uploads under the task's artifact prefix, the cancel
-    marker, and when the walk streams logs, the chunks of its live log), which it exchanges at the
-    API's grants route when it moves files.
+    marker, and when the walk streams logs, the chunks of its live log: a task fan-out instance's
+    own), which it exchanges at the API's grants route when it moves files.
 
     Raises
     ------
@@ -172,6 +172,7 @@ def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope)
         max_bytes=SANDBOX_ARTIFACT_MAX_BYTES,
         log_attempt=ctx.log_attempt,
         live_chunks=sandbox_live_chunks(ctx),
+        instance=scope.instance,
     )
     return SandboxRequest(
         task=task.model_dump(mode="json", exclude_none=True, by_alias=True),
@@ -184,6 +185,7 @@ def sandbox_request(task: TaskDefinition, ctx: TaskContext, scope: AttemptScope)
             timeout_seconds=ctx.timeout_seconds,
             params=ctx.params,
             log_flush_seconds=ctx.log_flush_seconds,
+            artifact_dir=ctx.artifact_dir,
         ),
         grants_url=runtime.settings.api_url.rstrip("/") + GRANTS_ROUTE,
         capability=capability,
@@ -208,7 +210,7 @@ def run_in_sandbox(function: str, task: TaskDefinition, ctx: TaskContext, scope:
         answer = invoker.invoke(function, request.model_dump(mode="json"))
     except FunctionInvokeError as exc:
         return TaskOutcome(error_code=ERR_SANDBOX, error_message=str(exc), log=f"[{ERR_SANDBOX}: {exc}]\n")
-    prefix = artifact_key(ctx.org, ctx.request_id, ctx.task_type, "")
+    prefix = artifact_key(ctx.org, ctx.request_id, ctx.task_type, ctx.artifact_dir)
     try:
         outcome = trusted_outcome(answer, artifact_prefix=prefix)
     except ValueError as exc:

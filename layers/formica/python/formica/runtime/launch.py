@@ -32,7 +32,13 @@ from formica.runners.base import TaskOutcome
 from formica.runtime.attempts import local_container_runner
 from formica.runtime.completion import SUPERSEDED_ERROR, complete_container_attempt, send_failure
 from formica.runtime.deps import Runtime
-from formica.runtime.walker import ERR_INVALID_DEFINITION, ERR_RUNNER_FAILED, AttemptScope, Walker
+from formica.runtime.walker import (
+    ERR_INVALID_DEFINITION,
+    ERR_RUNNER_FAILED,
+    AttemptNotRenderedError,
+    AttemptScope,
+    Walker,
+)
 from formica.store.requests import JobRequestItem
 
 logger = logging.getLogger(__name__)
@@ -183,22 +189,12 @@ def run_local_attempt(runtime: Runtime, request: JobRequestItem, step: int) -> N
     current = request.walk.current
     assert current is not None  # noqa: S101 - checked by launch_container
     try:
-        now = runtime.now()
-        definition = walker.render(
-            request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
-        )
-        task = definition.task(current.task_type)
         # Its output streams to the live log as a SHELL attempt's does (masked by the walker's sink).
-        ctx = replace(
-            walker.context(request, step, now),
-            live_log=walker.live_log_sink(request),
-            log_flush_seconds=runtime.settings.log_flush_seconds,
-            secrets=walker.attempt_configs(request).secrets,
-        )
+        rendered = walker.render_attempt(request, step, now=runtime.now(), live_log=True)
         runner = local_container_runner(runtime.settings.local_container_mode)
-        outcome = runner(task, ctx, AttemptScope(runtime, request, step))
-    except DefinitionError as exc:
-        outcome = TaskOutcome(error_code=ERR_INVALID_DEFINITION, error_message=str(exc))
+        outcome = runner(rendered.task, rendered.ctx, AttemptScope(runtime, request, step))
+    except AttemptNotRenderedError as exc:
+        outcome = TaskOutcome(error_code=exc.error_code, error_message=exc.message)
     except Exception as exc:  # the walk must hear back even when the runner breaks
         logger.exception("container attempt failed", extra={"request_id": request.request_id, "step": step})
         outcome = TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=f"{type(exc).__name__}: {exc}")

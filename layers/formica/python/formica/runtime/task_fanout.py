@@ -11,8 +11,9 @@ asynchronously, with ``{request_id, step, index}``.
 
 ``run_task_instance`` is that invocation (``http_task`` / ``shell_task``): it claims the instance
 (STARTING -> RUNNING; a replayed invocation finds it claimed and runs nothing), renders the task
-with the item under ``item_var`` (and ``FanOutIndex``), runs one attempt, keeps its log under its
-index, ends the instance from RUNNING, and looks. An instance never writes the request item: the
+with the item under ``item_var`` (and ``FanOutIndex``) by ``Walker.render_attempt``, runs one
+attempt whose output streams to the instance's own live log while it runs, keeps its whole log
+under its index, ends the instance from RUNNING, and looks. An instance never writes the request item: the
 step is committed once, by ``complete_container_attempt`` from the look that sees the end (a
 conditional write on the step number that one concurrent look wins).
 
@@ -44,19 +45,20 @@ from formica.runners.base import TaskOutcome
 from formica.runtime.completion import complete_container_attempt
 from formica.runtime.deps import Runtime
 from formica.runtime.walker import (
-    ERR_CONFIGS_UNREADABLE,
     ERR_INVALID_DEFINITION,
     ERR_RUNNER_FAILED,
+    FAN_OUT_INDEX_PARAM,
     FAN_OUT_ITEMS_OUTPUT,
     FAN_OUT_STEP_OUTPUT,
     FAN_OUT_VAR_OUTPUT,
+    AttemptNotRenderedError,
     AttemptRunner,
     AttemptScope,
     Walker,
 )
 from formica.store.blobs import BlobStoreError
-from formica.store.configs import ConfigStoreError
 from formica.store.functions import FunctionInvokeError
+from formica.store.logs import TaskLogs, instance_live_prefix
 from formica.store.requests import (
     ArtifactItem,
     InstanceEnd,
@@ -73,8 +75,6 @@ logger = logging.getLogger(__name__)
 ERR_FAN_OUT = "ERR_FAN_OUT"
 """A fan_out's source did not render to a JSON array of at most FAN_OUT_MAX_ITEMS items, or an
 instance could not be started."""
-FAN_OUT_INDEX_PARAM = "FanOutIndex"
-"""The item's position (from 0), in an instance's templates as in a forked child's params."""
 INSTANCE_CHECK_SECONDS = 1.0
 """How often a running instance reads the request to learn that it should stop."""
 SUMMARY_LINES = 1000
@@ -331,16 +331,10 @@ def run_task_instance(
     if request.is_final or request.step != event.step or current is None:
         _end(runtime, claimed, InstanceEnd(state=InstanceState.CANCELLED, ended_at=now_iso()))
         return {**answer, "ran": False, "state": str(InstanceState.CANCELLED)}
-    itemized = request.model_copy(
-        update={
-            "params": {
-                **request.params,
-                claimed.item_var: claimed.item,
-                FAN_OUT_INDEX_PARAM: str(event.index),
-            }
-        }
+    variables = {claimed.item_var: claimed.item, FAN_OUT_INDEX_PARAM: str(event.index)}
+    outcome, method_runner, itemized = _run(
+        walker, request, claimed, runner, run, variables=variables, time_left_seconds=time_left_seconds
     )
-    outcome, method_runner = _run(walker, itemized, claimed, runner, run, time_left_seconds=time_left_seconds)
     end = _keep(runtime, itemized, claimed, outcome, method_runner)
     _end(runtime, claimed, end)
     own = (runner, function_name) if function_name else None
@@ -355,41 +349,35 @@ def _run(
     runner: RunnerKind,
     run: AttemptRunner,
     *,
+    variables: dict[str, str],
     time_left_seconds: float | None,
-) -> tuple[TaskOutcome, RunnerKind]:
-    current = request.walk.current
-    assert current is not None  # noqa: S101 - checked by the caller
+) -> tuple[TaskOutcome, RunnerKind, JobRequestItem]:
+    """Run the instance's attempt; its outcome (masked), the method that ran it, and the request
+    as the instance saw it (its variables among the params)."""
     runtime = walker.rt
-    started = runtime.now()
     try:
-        definition = walker.render(
+        rendered = walker.render_attempt(
             request,
-            task_type=current.task_type,
-            task_retry=current.task_retry,
-            now=started,
-            with_secrets=True,
+            instance.step,
+            now=runtime.now(),
+            time_left_seconds=time_left_seconds,
+            variables=variables,
+            live_log=True,
+            instance=instance.index,
         )
-    except DefinitionError as exc:
-        message = walker.attempt_configs(request).masker.mask(str(exc))
-        return TaskOutcome(error_code=ERR_INVALID_DEFINITION, error_message=message), runner
-    except ConfigStoreError as exc:
-        return TaskOutcome(error_code=ERR_CONFIGS_UNREADABLE, error_message=str(exc)[:2000]), runner
-    # Each instance is one attempt of the task's own method: the fan_out block is the step's.
-    task = definition.task(current.task_type).model_copy(update={"fan_out": None})
+    except AttemptNotRenderedError as exc:
+        return TaskOutcome(error_code=exc.error_code, error_message=exc.message), runner, request
+    task, itemized = rendered.task, rendered.request
     if task.runner != runner:
         message = f"task {task.task_type} runs on {task.runner}, not {runner}"
-        return TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=message), runner
-    ctx = replace(
-        walker.context(request, instance.step, started, time_left_seconds),
-        is_cancelled=_stop_probe(runtime, request.request_id, instance.step),
-        secrets=walker.attempt_configs(request).secrets,
-    )
+        return TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=message), runner, itemized
+    ctx = replace(rendered.ctx, is_cancelled=_stop_probe(runtime, request.request_id, instance.step))
     try:
-        outcome = run(task, ctx, AttemptScope(runtime, request, instance.step))
+        outcome = run(task, ctx, AttemptScope(runtime, itemized, instance.step, instance=instance.index))
     except Exception as exc:  # the instance must end, so the fan-out hears of it
         logger.exception("task fan-out instance failed", extra={"request_id": request.request_id})
         outcome = TaskOutcome(error_code=ERR_RUNNER_FAILED, error_message=f"{type(exc).__name__}: {exc}")
-    return walker.mask_outcome(request, outcome), task.runner
+    return walker.mask_outcome(itemized, outcome), task.runner, itemized
 
 
 def _stop_probe(runtime: Runtime, request_id: str, step: int) -> Callable[[], bool]:
@@ -434,6 +422,12 @@ def _keep(
     except BlobStoreError as exc:
         logger.warning("instance log not stored", extra={"request_id": request.request_id, "error": str(exc)})
         key = None
+    else:
+        TaskLogs(runtime.blobs).discard_live(
+            instance_live_prefix(
+                request.org, request.request_id, instance.task_type, instance.step, instance.index
+            )
+        )
     for artifact in outcome.artifacts:
         runtime.requests.put_artifact(
             ArtifactItem(
@@ -450,6 +444,7 @@ def _keep(
                 content_type=artifact.content_type,
                 kind="artifact",
                 created_at=now_iso(),
+                instance=instance.index,
             )
         )
     if outcome.error_code == ERR_TASK_CANCELLED:

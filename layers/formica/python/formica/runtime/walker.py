@@ -22,8 +22,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -67,7 +67,7 @@ from formica.runtime.events import publish_job_state, publish_transition
 from formica.runtime.metrics import attempt_ended, job_ended
 from formica.store.blobs import BlobStoreError
 from formica.store.configs import ConfigStoreError
-from formica.store.logs import TaskLogs, live_prefix
+from formica.store.logs import TaskLogs, instance_live_prefix, live_prefix
 from formica.store.requests import (
     ArtifactItem,
     ChildItem,
@@ -78,7 +78,7 @@ from formica.store.requests import (
     StepConflictError,
     now_iso,
 )
-from formica.store.schema import log_key
+from formica.store.schema import instance_artifact_dir, log_key
 from formica.store.usage import current_meter
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ FAN_OUT_VAR_OUTPUT = "FanOutVar"
 """A fan_out task's output: its item_var, under which templates read its children's results."""
 FAN_OUT_STEP_OUTPUT = "FanOutStep"
 """A task fan-out's output: the step whose instances later templates read the results of."""
+FAN_OUT_INDEX_PARAM = "FanOutIndex"
+"""The item's position (from 0), in an instance's templates as in a forked child's params."""
 
 ERR_TASK_ATTEMPT_LOST = "ERR_TASK_ATTEMPT_LOST"
 ERR_RUNNER_FAILED = "ERR_RUNNER_FAILED"
@@ -112,6 +114,28 @@ CANCELLED_ERROR = "Formica.Cancelled"
 AttemptRunner = Callable[[TaskDefinition, TaskContext, "AttemptScope"], TaskOutcome]
 
 
+class AttemptNotRenderedError(Exception):
+    """An attempt's task could not be rendered: ``error_code`` is ERR_INVALID_DEFINITION (its
+    message masked of the request's secrets) or ERR_CONFIGS_UNREADABLE."""
+
+    def __init__(self, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RenderedAttempt:
+    """One attempt rendered and ready for its runner (``Walker.render_attempt``)."""
+
+    request: JobRequestItem
+    """The request as the attempt sees it: a fan-out instance's variables among its params."""
+    definition: JobDefinition
+    task: TaskDefinition
+    """The task as its runner runs it: its own method once (a ``fan_out`` block is the step's)."""
+    ctx: TaskContext
+
+
 class AdvanceEvent(BaseModel):
     """What the state machine passes to Advance (the decision's fields plus an error or result)."""
 
@@ -126,12 +150,16 @@ class AdvanceEvent(BaseModel):
 
 
 class AttemptScope:
-    """What a runner adapter may use besides the task and its context: the runtime, the request."""
+    """What a runner adapter may use besides the task and its context: the runtime, the request;
+    ``instance``, the item's index when the attempt is an instance of a task fan-out."""
 
-    def __init__(self, runtime: Runtime, request: JobRequestItem, step: int) -> None:
+    def __init__(
+        self, runtime: Runtime, request: JobRequestItem, step: int, *, instance: int | None = None
+    ) -> None:
         self.runtime = runtime
         self.request = request
         self.step = step
+        self.instance = instance
 
 
 def answer(request_id: str, decision: Decision) -> dict[str, Any]:
@@ -698,28 +726,16 @@ class Walker:
             raise WalkError(f"task {current.task_type} runs on {current.runner}, not {runner}")
         started = self.rt.now()
         try:
-            definition = self.render(
-                request,
-                task_type=current.task_type,
-                task_retry=current.task_retry,
-                now=started,
-                with_secrets=True,
+            rendered = self.render_attempt(
+                request, step, now=started, time_left_seconds=time_left_seconds, live_log=True
             )
-        except DefinitionError as exc:
-            masker = self.attempt_configs(request).masker
-            return self.fail_job(request, ERR_INVALID_DEFINITION, masker.mask(str(exc)))
-        except ConfigStoreError as exc:
-            logger.warning("configs not read", extra={"request_id": request_id, "error": str(exc)})
-            unread = AttemptResult(error_code=ERR_CONFIGS_UNREADABLE, error_message=str(exc)[:2000])
-            return self.record(request, unread)
-        task = definition.task(current.task_type)
+        except AttemptNotRenderedError as exc:
+            if exc.error_code == ERR_INVALID_DEFINITION:
+                return self.fail_job(request, ERR_INVALID_DEFINITION, exc.message)
+            logger.warning("configs not read", extra={"request_id": request_id, "error": exc.message})
+            return self.record(request, AttemptResult(error_code=exc.error_code, error_message=exc.message))
+        definition, task, ctx = rendered.definition, rendered.task, rendered.ctx
         self.mark_executing(request)
-        ctx = replace(
-            self.context(request, step, started, time_left_seconds),
-            live_log=self.live_log_sink(request),
-            log_flush_seconds=self.rt.settings.log_flush_seconds,
-            secrets=self.attempt_configs(request).secrets,
-        )
         outcome = self.mask_outcome(request, run(task, ctx, AttemptScope(self.rt, request, step)))
         attempt_ended(
             str(task.method),
@@ -728,6 +744,59 @@ class Walker:
         )
         artifacts, result = self.kept_result(request, step, current.task_type, outcome)
         return self.record(request, result, definition=definition, artifacts=artifacts, log_text=outcome.log)
+
+    def render_attempt(
+        self,
+        request: JobRequestItem,
+        step: int,
+        *,
+        now: datetime,
+        time_left_seconds: float | None = None,
+        variables: Mapping[str, str] | None = None,
+        live_log: bool = False,
+        instance: int | None = None,
+    ) -> RenderedAttempt:
+        """Render the current task for one attempt that runs now: its templates with the request's
+        params (and ``variables``: a fan-out instance's item under its ``item_var`` and its
+        ``FanOutIndex``), the job's configs with their secrets, earlier tasks' outputs; its context
+        (``context``) with the secrets a runner masks; with ``live_log``, its output streamed to the
+        attempt's live log while it runs (``live_log_sink``: an ``instance``'s own); an
+        ``instance``'s artifacts under its own ``instance-{index}/``.
+
+        Raises
+        ------
+        AttemptNotRenderedError
+            The definition does not render (ERR_INVALID_DEFINITION, its message masked) or the
+            configs cannot be read (ERR_CONFIGS_UNREADABLE).
+        """
+        current = request.walk.current
+        assert current is not None  # noqa: S101 - a task attempt is decided
+        if variables:
+            request = request.model_copy(update={"params": {**request.params, **variables}})
+        try:
+            definition = self.render(
+                request,
+                task_type=current.task_type,
+                task_retry=current.task_retry,
+                now=now,
+                with_secrets=True,
+            )
+        except DefinitionError as exc:
+            message = self.attempt_configs(request).masker.mask(str(exc))
+            raise AttemptNotRenderedError(ERR_INVALID_DEFINITION, message) from exc
+        except ConfigStoreError as exc:
+            raise AttemptNotRenderedError(ERR_CONFIGS_UNREADABLE, str(exc)[:2000]) from exc
+        task = definition.task(current.task_type)
+        if task.fan_out is not None:
+            task = task.model_copy(update={"fan_out": None})
+        ctx = replace(
+            self.context(request, step, now, time_left_seconds),
+            live_log=self.live_log_sink(request, instance=instance) if live_log else None,
+            log_flush_seconds=self.rt.settings.log_flush_seconds,
+            secrets=self.attempt_configs(request).secrets,
+            artifact_dir=instance_artifact_dir(instance) if instance is not None else "",
+        )
+        return RenderedAttempt(request=request, definition=definition, task=task, ctx=ctx)
 
     def after_lost_claim(self, request_id: str, step: int) -> dict[str, Any]:
         """Someone claimed this attempt already: never run it again; finish what they left."""
@@ -836,14 +905,24 @@ class Walker:
                 "task not marked executing", extra={"request_id": request.request_id, "error": str(exc)}
             )
 
-    def live_log_sink(self, request: JobRequestItem) -> Callable[[bytes], None]:
+    def live_log_sink(
+        self, request: JobRequestItem, *, instance: int | None = None
+    ) -> Callable[[bytes], None]:
         """Where the runner sends its output while the attempt runs: chunk objects read by the logs
-        route (``store.logs``), masked as the whole log is. A chunk not stored is a warning: the
+        route (``store.logs``), masked as the whole log is; an ``instance`` of a task fan-out at the
+        request's step, under that instance's own prefix. A chunk not stored is a warning: the
         whole log is still stored when the attempt ends."""
         current = request.walk.current
         assert current is not None  # noqa: S101 - a task attempt is running
         logs = TaskLogs(self.rt.blobs)
-        prefix = live_prefix(request.org, request.request_id, current.task_type, self.attempt_number(request))
+        if instance is not None:
+            prefix = instance_live_prefix(
+                request.org, request.request_id, current.task_type, request.step, instance
+            )
+        else:
+            prefix = live_prefix(
+                request.org, request.request_id, current.task_type, self.attempt_number(request)
+            )
         written: list[int | None] = [0]
 
         def sink(data: bytes) -> None:

@@ -7,6 +7,9 @@ for the bytes from offset ``since`` lists with StartAfter ``{since:012d}-~``: th
 is the one holding byte ``since``, and no chunk before it is listed or read. When the attempt ends,
 its whole log is stored at ``schema.log_key`` as before and the chunks are deleted; the whole log
 begins with the same bytes the chunks held, so an offset read from the chunks stays valid.
+
+A running instance of a task fan-out streams the same way under its own prefix
+(``instance_live_prefix``), and its whole log replaces its chunks when it ends.
 """
 
 from __future__ import annotations
@@ -31,6 +34,15 @@ _CHUNK_NAME = re.compile(r"/(\d{12})-(\d{12})\.log$")
 def live_prefix(org: str, request_id: str, task_type: str, attempt: int) -> str:
     """``{org}/{request_id}/{task_type}/logs/live/attempt-{n}/``: one running attempt's chunks."""
     return f"{task_prefix(org, request_id, task_type)}logs/live/attempt-{attempt}/"
+
+
+def instance_live_prefix(org: str, request_id: str, task_type: str, step: int, index: int) -> str:
+    """``{org}/{request_id}/{task_type}/logs/live/instances/step-{step}/item-{index}/``: the chunks of
+    one running instance of a task fan-out (item ``index`` of the fan-out at ``step``). Under
+    ``logs/live/`` with every live chunk, so whoever may discard live chunks (``*/logs/live/*``)
+    may discard these; ``instances/`` keeps them apart from the attempts' ``attempt-{n}/``, and the
+    trailing slash item 1's from item 10's."""
+    return f"{task_prefix(org, request_id, task_type)}logs/live/instances/step-{step}/item-{index}/"
 
 
 def chunk_key(prefix: str, start: int, end: int) -> str:

@@ -160,6 +160,12 @@ def artifact_key(org: str, request_id: str, task_type: str, path: str) -> str:
     return f"{task_prefix(org, request_id, task_type)}artifacts/{path.lstrip('/')}"
 
 
+def instance_artifact_dir(index: int) -> str:
+    """``instance-{index}/``: where under its task's artifact prefix an instance of a task fan-out
+    (item ``index``) keeps its artifacts, so instances that write the same name keep each their own."""
+    return f"instance-{index}/"
+
+
 def log_key(org: str, request_id: str, task_type: str, attempt: int) -> str:
     """``{org}/{request_id}/{task_type}/logs/attempt-{n}.log``."""
     return f"{task_prefix(org, request_id, task_type)}logs/attempt-{attempt}.log"

@@ -318,6 +318,8 @@ class ArtifactItem(BaseModel):
     kind: str = "artifact"  # artifact | log
     created_at: str
     expires_at: int | None = None
+    instance: int | None = None
+    """The task fan-out instance (its item's index) that uploaded it; None: the task's own attempt."""
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -338,6 +340,8 @@ class ArtifactItem(BaseModel):
         }
         if self.expires_at is not None:
             item["expires_at"] = {"N": str(self.expires_at)}
+        if self.instance is not None:
+            item["instance"] = {"N": str(self.instance)}
         return item
 
     @classmethod
@@ -355,6 +359,7 @@ class ArtifactItem(BaseModel):
             kind=item.get("artifact_kind", {}).get("S", "artifact"),
             created_at=item["created_at"]["S"],
             expires_at=int(item["expires_at"]["N"]) if "expires_at" in item else None,
+            instance=int(item["instance"]["N"]) if "instance" in item else None,
         )
 
 
