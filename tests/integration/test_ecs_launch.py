@@ -26,6 +26,7 @@ from formica.engine.masking import secret_forms
 from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.base import TaskContext
 from formica.runners.container_grants import ARTIFACT_MAX_BYTES, GRANT_MARGIN_SECONDS
+from formica.runners.container_secrets import SCRIPT_RUNNER
 from formica.runners.ecs_events import ERR_CONTAINER_START, ERR_TASK_CANCELLED, RunKey
 from formica.runners.grants import curl_config, exchange_capability
 from formica.runtime import (
@@ -588,9 +589,10 @@ def _main_env_file(key: str) -> str:
 
 
 def test_a_secret_config_reaches_the_container_through_its_env_file_only(aws: dict[str, Any]) -> None:
-    # Given a container task whose job has a secret config, used as itself and inside another variable
+    # Given a container task whose job has a secret config, used as itself, inside another variable
+    # and rendered into the script by a template
     execution, token = _waiting_token(aws, "secret-env")
-    task = _task(task_type="deploy", artifacts=None)
+    task = _task(task_type="deploy", artifacts=None, script=[f"echo 'deploy:{SECRET}' | wc -c"])
     basic = base64.b64encode(f"deploy:{SECRET}".encode()).decode()
     ctx = _secret_ctx(task, {"DB_PASSWORD": SECRET, "AUTH_HEADER": f"Basic {basic}"}, SECRET)
 
@@ -616,10 +618,10 @@ def test_a_secret_config_reaches_the_container_through_its_env_file_only(aws: di
         {"value": f"arn:aws:s3:::{BUCKET}/{grants_at}main.env", "type": "s3"}
     ]
     # The file holds them, as the ECS agent will read it, while the run is live
-    assert read_as_ecs_agent(_main_env_file(grants_at + "main.env")) == {
-        "DB_PASSWORD": SECRET,
-        "AUTH_HEADER": f"Basic {basic}",
-    }
+    carried = read_as_ecs_agent(_main_env_file(grants_at + "main.env"))
+    assert carried.items() >= {"DB_PASSWORD": SECRET, "AUTH_HEADER": f"Basic {basic}"}.items()
+    assert carried.keys() == {"DB_PASSWORD", "AUTH_HEADER", "FORMICA_SCRIPT"}
+    assert overrides["main"]["command"] == [SCRIPT_RUNNER]
 
     # And once the run is settled, the files holding a secret are gone
     default_container_service().complete(

@@ -8,6 +8,7 @@ import base64
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +17,14 @@ from formica.jobs.models import ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.container_grants import grants_prefix
 from formica.runners.container_secrets import (
     ENV_FILE_LINE_MAX_BYTES,
+    SCRIPT_RUNNER,
     SecretEnvironmentError,
     decode_prologue,
     env_file,
     secret_env_file_keys,
     split_secret_variables,
 )
-from formica.runners.ecs import EcsLaunchConfig, main_environment, run_task_request
+from formica.runners.ecs import EcsLaunchConfig, main_override, run_task_request
 from formica.runners.ecs_events import RunKey
 
 from tests.ecs_env_files import read_as_ecs_agent
@@ -165,7 +167,54 @@ def test_the_file_and_its_key_are_the_same_for_a_retried_launch() -> None:
         org="acme", request_id=REQUEST_ID, task_type="deploy", params={"K": PEM}, secrets=(PEM,)
     )
 
-    first, again = (main_environment(task, ctx, RunKey(REQUEST_ID, 9)) for _ in range(2))
+    first, again = (main_override(task, ctx, RunKey(REQUEST_ID, 9)) for _ in range(2))
 
     assert first == again
     assert first.env_file_key in secret_env_file_keys("acme", REQUEST_ID, "deploy", 9)
+
+
+def test_a_script_a_template_rendered_a_secret_into_travels_in_the_env_file(tmp_path: Path) -> None:
+    # Given a script holding a secret (a template rendered a config into it) and a multi-line secret
+    task = _task(
+        script=[f"printf '%s' '{SECRET}' > token.txt", 'printf "%s" "$TLS_KEY" > key.txt', "env > env.txt"],
+        working_dir=str(tmp_path),
+    )
+    ctx = make_context(
+        org="acme", request_id=REQUEST_ID, task_type="deploy", params={"TLS_KEY": PEM}, secrets=(SECRET, PEM)
+    )
+
+    # When the main container's override is built
+    main = main_override(task, ctx, RunKey(REQUEST_ID, 9))
+
+    # Then the command is the fixed runner (after the key's decoding) and holds no form of a secret
+    assert main.env_file is not None
+    assert main.command == decode_prologue(["TLS_KEY"]) + SCRIPT_RUNNER
+    assert read_as_ecs_agent(main.env_file.text).keys() == {"TLS_KEY", "FORMICA_SCRIPT"}
+    for form in secret_forms(SECRET) | secret_forms(PEM):
+        assert form not in json.dumps([main.command, main.environment])
+    # And run as the container runs it, the script does what it says, without FORMICA_SCRIPT around
+    environment = {**main.environment, **read_as_ecs_agent(main.env_file.text)}
+    result = subprocess.run(
+        ["sh", "-c", main.command],
+        env={"PATH": "/usr/bin:/bin", **environment},
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "token.txt").read_text() == SECRET
+    assert (tmp_path / "key.txt").read_bytes() == PEM.encode()
+    assert "FORMICA_SCRIPT" not in (tmp_path / "env.txt").read_text()
+    assert b"$ env > env.txt" in result.stdout  # the script's own echo of each line, as ever
+
+
+def test_a_script_without_a_secret_stays_the_command() -> None:
+    task = _task()
+    ctx = make_context(
+        org="acme", request_id=REQUEST_ID, task_type="deploy", params={"K": SECRET}, secrets=(SECRET,)
+    )
+
+    main = main_override(task, ctx, RunKey(REQUEST_ID, 9))
+
+    assert main.command.startswith("mkdir -p ") and 'echo "deploying to $STAGE"' in main.command
+    assert main.env_file is not None and main.env_file.escaped == ()

@@ -19,6 +19,10 @@ backslash, ``\\n`` and ``\\r`` for the breaks) and the main container's script s
 it in place with the shell's own ``printf '%b'`` (``decode_prologue``): the main container always
 runs ``sh -c <script>``, so no tool of the image is needed, and the script sees the exact value.
 A line that would still be too long is refused with an error naming the variable.
+
+The script is RunTask's ``command`` override, and a template may render a secret config into it
+(``{{ API_TOKEN }}``). Such a script travels in ``main.env`` too, as ``FORMICA_SCRIPT``; the
+command is then a fixed program that decodes it, unsets the variable and runs it with ``eval``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from formica.engine.masking import SecretMasker
 from formica.runners.container_grants import grants_prefix, log_env_file_key
 
 MAIN_ENV_FILE = "main.env"
+SCRIPT_ENV = "FORMICA_SCRIPT"
+"""The variable of ``main.env`` that carries a script holding a secret."""
 ENV_FILE_LINE_MAX_BYTES = 64 * 1024 - 1
 """The longest line the ECS agent reads from an env file (Go's ``bufio.MaxScanTokenSize``, the
 line break not counted, less one for safety)."""
@@ -87,9 +93,9 @@ class EnvFile:
         return self.text.encode("utf-8")
 
 
-def env_file(variables: Mapping[str, str], *, task_type: str) -> EnvFile:
+def env_file(variables: Mapping[str, str], *, task_type: str, escape: Iterable[str] = ()) -> EnvFile:
     """The env file holding ``variables``, one ``NAME=VALUE`` line each; a value with a line break
-    escaped (see the module's docstring).
+    (or named in ``escape``) escaped (see the module's docstring).
 
     Raises
     ------
@@ -99,17 +105,19 @@ def env_file(variables: Mapping[str, str], *, task_type: str) -> EnvFile:
     """
     lines: list[str] = []
     escaped: list[str] = []
+    always = frozenset(escape)
     for name, value in variables.items():
-        multiline = "\n" in value or "\r" in value
-        if multiline:
+        escape_it = name in always or "\n" in value or "\r" in value
+        if escape_it:
             escaped.append(name)
-        line = f"{name}={_escaped(value) if multiline else value}"
+        line = f"{name}={_escaped(value) if escape_it else value}"
         size = len(line.encode("utf-8"))
         if size > ENV_FILE_LINE_MAX_BYTES:
+            what = "its script holds" if name == SCRIPT_ENV else f"variable {name!r} holds"
             raise SecretEnvironmentError(
-                f"task {task_type!r}: variable {name!r} holds a secret and takes {size} bytes; the"
-                f" ECS agent reads at most {ENV_FILE_LINE_MAX_BYTES} bytes per variable from the"
-                " env file that carries secrets"
+                f"task {task_type!r}: {what} a secret and takes {size} bytes; the ECS agent reads"
+                f" at most {ENV_FILE_LINE_MAX_BYTES} bytes per variable from the env file that"
+                " carries secrets"
             )
         lines.append(line + "\n")
     return EnvFile(text="".join(lines), escaped=tuple(escaped))
@@ -124,4 +132,47 @@ def decode_prologue(names: Iterable[str]) -> str:
     return "".join(
         f"{name}=$(printf '%b{_DECODE_MARK}' \"${name}\"); {name}=${{{name}%{_DECODE_MARK}}}\n"
         for name in names
+    )
+
+
+SCRIPT_RUNNER = (
+    f"formica_script=$(printf '%b{_DECODE_MARK}' \"${SCRIPT_ENV}\");"
+    f" formica_script=${{formica_script%{_DECODE_MARK}}}; unset {SCRIPT_ENV}\n"
+    'eval "$formica_script"\n'
+)
+"""The main container's command when its script travels in ``main.env``: decode, unset, run."""
+
+
+@dataclass(frozen=True)
+class MainContainer:
+    """What the main container is given: ``environment`` and ``command`` go into RunTask's
+    override; ``env_file`` (None: nothing secret) into the attempt's ``main.env``."""
+
+    environment: dict[str, str]
+    command: str
+    env_file: EnvFile | None = None
+
+
+def main_container(
+    environment: Mapping[str, str], script: str, secrets: Iterable[str], *, task_type: str
+) -> MainContainer:
+    """The main container's variables and script with everything secret set apart for ``main.env``:
+    the variables ``split_secret_variables`` finds, and the script when it holds a secret.
+
+    Raises
+    ------
+    SecretEnvironmentError
+        A secret variable (or the script) is too long for an env file line.
+    """
+    values = tuple(secrets)
+    plain, secret = split_secret_variables(environment, values)
+    carried = bool(values) and SecretMasker(values).mask(script) != script
+    if carried:
+        secret[SCRIPT_ENV] = script
+    if not secret:
+        return MainContainer(environment=plain, command=script)
+    written = env_file(secret, task_type=task_type, escape=(SCRIPT_ENV,) if carried else ())
+    prologue = decode_prologue(name for name in written.escaped if name != SCRIPT_ENV)
+    return MainContainer(
+        environment=plain, command=prologue + (SCRIPT_RUNNER if carried else script), env_file=written
     )

@@ -78,10 +78,8 @@ from formica.runners.container_script import (
 from formica.runners.container_secrets import (
     EnvFile,
     SecretEnvironmentError,
-    decode_prologue,
-    env_file,
+    main_container,
     main_env_file_key,
-    split_secret_variables,
 )
 from formica.runners.ecs_events import (
     ARTIFACTS_CONTAINER,
@@ -429,34 +427,38 @@ def _env_files(grant: HelperGrant | None, config: EcsLaunchConfig) -> dict[str, 
 
 
 @dataclass(frozen=True)
-class MainEnvironment:
-    """The main container's environment, split: ``plain`` goes into RunTask's ``environment``
-    override; the secret variables into ``env_file``, stored at ``env_file_key`` (None: no secret)."""
+class MainOverride:
+    """The main container's part of RunTask: its ``environment`` and ``command`` overrides, and the
+    attempt's ``main.env`` (its key and text; None when nothing is secret), stored before RunTask."""
 
-    plain: dict[str, str]
+    environment: dict[str, str]
+    command: str
     env_file_key: str | None = None
     env_file: EnvFile | None = None
 
 
-def main_environment(task: TaskDefinition, ctx: TaskContext, run_key: RunKey) -> MainEnvironment:
-    """The main container's variables (``container_environment`` and Formica's own), those whose
-    value holds a form of one of ``ctx.secrets`` set apart for the attempt's ``main.env``.
+def main_override(task: TaskDefinition, ctx: TaskContext, run_key: RunKey) -> MainOverride:
+    """The main container's variables (``container_environment`` and Formica's own) and script, with
+    whatever holds a form of one of ``ctx.secrets`` set apart for ``main.env``
+    (``container_secrets.main_container``).
 
     Raises
     ------
     SecretEnvironmentError
-        A secret variable is too long for an env file line.
+        A secret variable, or the script holding a secret, is too long for an env file line.
     """
     environment = container_environment(
         task, ctx, {RUN_KEY_ENV: str(run_key), "FORMICA_TASK_TYPE": task.task_type}
     )
-    plain, secret = split_secret_variables(environment, ctx.secrets)
-    if not secret:
-        return MainEnvironment(plain=plain)
-    return MainEnvironment(
-        plain=plain,
+    script = build_script(task, workspace_of(task))
+    main = main_container(environment, script, ctx.secrets, task_type=task.task_type)
+    if main.env_file is None:
+        return MainOverride(environment=main.environment, command=main.command)
+    return MainOverride(
+        environment=main.environment,
+        command=main.command,
         env_file_key=main_env_file_key(ctx.org, ctx.request_id, task.task_type, run_key.step),
-        env_file=env_file(secret, task_type=task.task_type),
+        env_file=main.env_file,
     )
 
 
@@ -468,28 +470,23 @@ def run_task_request(
     task_definition_arn: str,
     config: EcsLaunchConfig,
     grants: ContainerGrants | None = None,
-    main_env: MainEnvironment | None = None,
+    main: MainOverride | None = None,
 ) -> dict[str, Any]:
     """The RunTask parameters for one attempt of ``task``; the helpers' ``grants`` as env files, and
-    the main container's secret variables as its env file (``main_env``, by default
-    ``main_environment``: its file must be stored before RunTask).
+    the main container's secrets as its own (``main``, by default ``main_override``: its file must
+    be stored before RunTask).
 
     Raises
     ------
     OverridesTooLargeError
         The overrides' JSON exceeds ECS's limit of 8,192 characters.
     SecretEnvironmentError
-        A secret variable is too long for an env file line.
+        A secret variable, or the script holding a secret, is too long for an env file line.
     """
-    workspace = workspace_of(task)
-    main_env = main_env or main_environment(task, ctx, run_key)
+    main = main or main_override(task, ctx, run_key)
     main_files: dict[str, Any] = {}
-    prologue = ""
-    if main_env.env_file_key is not None and main_env.env_file is not None:
-        main_files = {
-            "environmentFiles": [{"value": s3_object_arn(config, main_env.env_file_key), "type": "s3"}]
-        }
-        prologue = decode_prologue(main_env.env_file.escaped)
+    if main.env_file_key is not None:
+        main_files = {"environmentFiles": [{"value": s3_object_arn(config, main.env_file_key), "type": "s3"}]}
     artifacts = task.artifacts
     upload = upload_arguments(
         org=ctx.org,
@@ -504,8 +501,8 @@ def run_task_request(
     containers += [
         {
             "name": MAIN_CONTAINER,
-            "command": [prologue + build_script(task, workspace)],
-            "environment": _env_list(main_env.plain),
+            "command": [main.command],
+            "environment": _env_list(main.environment),
             **main_files,
         },
         {
@@ -619,7 +616,7 @@ class EcsRunner:
         if task.container is None or not task.container.image.strip():
             raise EcsLaunchError(f"task {task.task_type!r} has no container image")
         try:
-            main_env = main_environment(task, ctx, run_key)
+            main = main_override(task, ctx, run_key)
         except SecretEnvironmentError as exc:
             raise EcsLaunchError(str(exc)) from exc
         td_request = task_definition_request(
@@ -630,7 +627,7 @@ class EcsRunner:
             ephemeral_gib=ephemeral_storage_gib(task.container),
         )
         td_arn = self.ensure_task_definition(td_request)
-        self._store_main_env(main_env)
+        self._store_main_env(main)
         request = run_task_request(
             task=task,
             ctx=ctx,
@@ -638,7 +635,7 @@ class EcsRunner:
             task_definition_arn=td_arn,
             config=self.config,
             grants=grants,
-            main_env=main_env,
+            main=main,
         )
         try:
             response = self._ecs.run_task(**request)
@@ -659,14 +656,14 @@ class EcsRunner:
         )
         return task_arn
 
-    def _store_main_env(self, main_env: MainEnvironment) -> None:
+    def _store_main_env(self, main: MainOverride) -> None:
         """Write the main container's ``main.env`` (before RunTask: the agent reads it at start)."""
-        if main_env.env_file_key is None or main_env.env_file is None:
+        if main.env_file_key is None or main.env_file is None:
             return
         if self.blobs is None:
             raise EcsConfigError("the ECS runner has no bucket for the main container's secret variables")
         try:
-            self.blobs.put_bytes(main_env.env_file_key, main_env.env_file.data, ENV_FILE_CONTENT_TYPE)
+            self.blobs.put_bytes(main.env_file_key, main.env_file.data, ENV_FILE_CONTENT_TYPE)
         except BlobStoreError as exc:
             raise EcsLaunchError(f"could not store the main container's secret variables: {exc}") from exc
 
