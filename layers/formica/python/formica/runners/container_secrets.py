@@ -77,6 +77,18 @@ def split_secret_variables(
     return plain, secret
 
 
+def secret_parts(
+    environment: Mapping[str, str], script: str, secrets: Iterable[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``split_secret_variables``, and the script as ``SCRIPT_ENV`` among the secret part when a
+    mask would change it too (a template rendered a secret config into it)."""
+    values = tuple(secrets)
+    plain, secret = split_secret_variables(environment, values)
+    if values and SecretMasker(values).mask(script) != script:
+        secret[SCRIPT_ENV] = script
+    return plain, secret
+
+
 def _escaped(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
 
@@ -164,11 +176,8 @@ def main_container(
     SecretEnvironmentError
         A secret variable (or the script) is too long for an env file line.
     """
-    values = tuple(secrets)
-    plain, secret = split_secret_variables(environment, values)
-    carried = bool(values) and SecretMasker(values).mask(script) != script
-    if carried:
-        secret[SCRIPT_ENV] = script
+    plain, secret = secret_parts(environment, script, secrets)
+    carried = SCRIPT_ENV in secret
     if not secret:
         return MainContainer(environment=plain, command=script)
     written = env_file(secret, task_type=task_type, escape=(SCRIPT_ENV,) if carried else ())

@@ -392,9 +392,17 @@ class ContainerService:
     # -- what an attempt left behind --
 
     def _forget_secret_files(self, run: ContainerRunItem) -> None:
-        """Delete the attempt's ``.env`` files that hold a secret: the main container's secret
-        variables (ECS) and the ``logs`` helper's masking script. The ECS agent read them when the
-        containers started. Best effort: the request's files expire with it."""
+        """Delete what holds the attempt's secrets: on ECS its ``.env`` files of the main container's
+        secret variables and the ``logs`` helper's masking script (the ECS agent read them when the
+        containers started), on EKS the run's Kubernetes Secret. Best effort: the request's files
+        expire with it, and the Job owns the Secret."""
+        if run.runtime == "eks" and run.k8s_job_name:
+            try:
+                self.eks().forget_secret(run.k8s_job_name)
+            except EksRunnerError as exc:
+                logger.warning(
+                    "kubernetes secret not deleted", extra={"request_id": run.request_id, "error": str(exc)}
+                )
         for key in secret_env_file_keys(run.org, run.request_id, run.task_type, run.step):
             try:
                 self._blobs.delete_prefix(key)
