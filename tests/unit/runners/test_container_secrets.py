@@ -22,6 +22,7 @@ from formica.runners.container_secrets import (
     decode_prologue,
     env_file,
     secret_env_file_keys,
+    secret_parts,
     split_secret_variables,
 )
 from formica.runners.ecs import EcsLaunchConfig, main_override, run_task_request
@@ -218,3 +219,10 @@ def test_a_script_without_a_secret_stays_the_command() -> None:
 
     assert main.command.startswith("mkdir -p ") and 'echo "deploying to $STAGE"' in main.command
     assert main.env_file is not None and main.env_file.escaped == ()
+
+
+def test_the_script_is_formicas_script_variable_whatever_the_task_names_its_own() -> None:
+    plain, secret = secret_parts({"FORMICA_SCRIPT": "echo other", "A": "b"}, f"echo {SECRET}", [SECRET])
+
+    assert plain == {"A": "b"}
+    assert secret == {"FORMICA_SCRIPT": f"echo {SECRET}"}

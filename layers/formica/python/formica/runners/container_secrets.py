@@ -1,4 +1,8 @@
-"""The main container's secret variables on ECS: out of RunTask's parameters, into an env file.
+"""What of a container attempt holds a secret, and how it reaches the main container on ECS.
+
+``secret_parts`` finds it (ECS and EKS alike); the rest of this module carries it on ECS, out of
+RunTask's parameters and into an env file (EKS puts the same parts in a Kubernetes Secret,
+``formica.runners.eks``).
 
 RunTask's parameters, its container overrides included, are recorded by CloudTrail and answered by
 DescribeTasks to anyone allowed ecs:DescribeTasks in the account. So a variable of the main
@@ -85,6 +89,9 @@ def secret_parts(
     values = tuple(secrets)
     plain, secret = split_secret_variables(environment, values)
     if values and SecretMasker(values).mask(script) != script:
+        # Formica's variable wins over a task's own of that name (an override would win over the
+        # env file on ECS, and the runner would run that instead).
+        plain.pop(SCRIPT_ENV, None)
         secret[SCRIPT_ENV] = script
     return plain, secret
 
