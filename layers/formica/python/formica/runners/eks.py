@@ -477,6 +477,7 @@ class PodParts:
 def pod_parts(
     task: TaskDefinition, ctx: TaskContext, run_key: RunKey, grants: ContainerGrants | None
 ) -> PodParts:
+    """The attempt's ``PodParts``: ``job_manifest`` and ``job_secret_manifest`` split alike."""
     environment = container_environment(
         task, ctx, {RUN_KEY_ENV: str(run_key), "FORMICA_TASK_TYPE": task.task_type}
     )
