@@ -684,3 +684,20 @@ def test_a_multi_line_secret_is_one_line_of_the_env_file_and_the_script_sees_it_
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "key.txt").read_bytes() == PEM_SECRET.encode()
+
+
+def test_the_reconciler_settling_an_overdue_run_deletes_its_secret_env_file(aws: dict[str, Any]) -> None:
+    # Given a run with a secret variable whose deadline (one second) has passed
+    task = _task(task_type="deploy", artifacts=None)
+    ctx = TaskContext(**{**_secret_ctx(task, {"DB_PASSWORD": SECRET}, SECRET).__dict__, "timeout_seconds": 1})
+    default_container_service().launch(REQUEST_ID, 34, task, ctx, "token-overdue-secret")
+    grants_at = f"acme/{REQUEST_ID}/deploy/grants/attempt-34/"
+    assert grants_at + "main.env" in _bucket_keys(grants_at)
+    time.sleep(1.1)
+
+    # When the sweep finds it
+    report = default_container_service().reconcile(stale_after_seconds=0)
+
+    # Then it is stopped and settled, and its main.env is gone
+    assert (report.settled, report.stopped) == (1, 1)
+    assert grants_at + "main.env" not in _bucket_keys(grants_at)
