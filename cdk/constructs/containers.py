@@ -117,7 +117,8 @@ class ContainerPlatform(Construct):
             iam.PolicyStatement(actions=list(ECR_PULL_ACTIONS), resources=[private_repositories])
         )
         self.log_group.grant_write(self.execution_role)
-        # environmentFiles: the agent reads each helper's grant (.env) before starting it.
+        # environmentFiles: the agent reads each helper's grant (.env), and main's secret variables
+        # (main.env), before starting the container.
         self.grant_env_files = storage.bucket.arn_for_objects(GRANT_ENV_FILES)
         self.execution_role.add_to_principal_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.grant_env_files])
@@ -128,8 +129,9 @@ class ContainerPlatform(Construct):
         acknowledge_wildcard_resource(
             self.execution_role,
             self.grant_env_files,
-            "The ECS agent reads the .env file that hands a helper container its presigned URL; they "
-            "live under {org}/{request_id}/{task_type}/grants/, and only .env files there are readable.",
+            "The ECS agent reads the .env files that hand a helper container its capability and the main "
+            "container its secret variables; they live under {org}/{request_id}/{task_type}/grants/, and "
+            "only .env files there are readable.",
         )
         acknowledge(
             self.execution_role,
@@ -274,8 +276,8 @@ class ContainerPlatform(Construct):
 
     def grant_settle_cleanup(self, grantee: FormicaFunction) -> None:
         """DeleteObject on what a settled container attempt leaves behind: its live log's chunks
-        (the whole log replaces them) and its helpers' ``.env`` grant files (the ``logs`` helper's
-        holds the secrets' masking script)."""
+        (the whole log replaces them) and its ``.env`` files (``main.env`` holds the main
+        container's secret variables, the ``logs`` helper's the secrets' masking script)."""
         objects = [self.live_log_objects, self.grant_env_files]
         statement = iam.PolicyStatement(actions=["s3:DeleteObject"], resources=objects)
         grantee.role.add_to_principal_policy(statement)

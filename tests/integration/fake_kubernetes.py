@@ -9,13 +9,20 @@ It keeps Jobs and their Pods in memory. What a Pod does is chosen by the main co
 - ``:unschedulable`` Pending for ever, PodScheduled False (Unschedulable)
 - ``:pullfail``      Pending with the main container waiting in ImagePullBackOff
 - ``:printenv``      as ``:ok``, and its log prints the container's environment (``NAME=value`` lines)
+- ``:reject``        the Job is refused at creation (422 Invalid)
 
 Each list of a Job's pods moves its pod one step along. Requests without a ``k8s-aws-v1.`` bearer
 token get 401, like an EKS API server given no IAM token.
+
+Secrets (v1) are kept too: created, merge-patched (metadata), deleted, and deleted with the Job that
+owns them (``ownerReferences``), as Kubernetes' garbage collector does. As the kubelet does, a
+container's ``secretKeyRef`` variables are resolved when it starts (the pod's second step); a
+reference to a missing Secret or key leaves it waiting in ``CreateContainerConfigError``.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -30,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
 POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
+SECRETS = re.compile(r"^/api/v1/namespaces/([^/]+)/secrets(?:/([^/]+))?$")
 NOW = "2026-11-28T18:40:00Z"
 
 
@@ -51,6 +59,11 @@ class FakeKubernetes:
     created: list[dict[str, Any]] = field(default_factory=list)
     deletions: list[Deletion] = field(default_factory=list)
     auth_headers: list[str] = field(default_factory=list)
+    secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    secret_calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """(method, name, body) of every call on Secrets, in order, with Job creations as ("JOB", name)."""
+    started_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """A started pod's main container's environment, secretKeyRef values resolved (pod name ->)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- the pod's life, by image tag --
@@ -88,6 +101,17 @@ class FakeKubernetes:
         if step == 1:
             status["containerStatuses"] = [_main_status({"waiting": {"reason": "ContainerCreating"}})]
             return
+        if step >= 2 and name not in self.started_env:
+            resolved = self._resolve_env(pod)
+            if resolved is None:
+                status["containerStatuses"] = [
+                    _main_status(
+                        {"waiting": {"reason": "CreateContainerConfigError", "message": "secret not found"}}
+                    )
+                ]
+                self.steps[name] = 1
+                return
+            self.started_env[name] = resolved
         if step == 2 or behaviour == "slow":
             status["phase"] = "Running"
             status["containerStatuses"] = [_main_status({"running": {"startedAt": NOW}})]
@@ -104,13 +128,59 @@ class FakeKubernetes:
             ("failed" if code else "succeeded"): 1,
         }
 
+    def _resolve_env(self, pod: dict[str, Any]) -> dict[str, str] | None:
+        """The main container's variables as the kubelet sets them; None if a Secret is missing."""
+        namespace = pod["metadata"]["namespace"]
+        (main,) = [c for c in pod["spec"]["containers"] if c["name"] == "main"]
+        env: dict[str, str] = {}
+        for item in main.get("env", []):
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+            if ref is None:
+                env[item["name"]] = item.get("value", "")
+                continue
+            data = (self.secrets.get((namespace, ref["name"])) or {}).get("data") or {}
+            if ref["key"] not in data:
+                return None
+            env[item["name"]] = base64.b64decode(data[ref["key"]]).decode()
+        return env
+
     # -- API operations --
+
+    def create_secret(self, namespace: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        name = body["metadata"]["name"]
+        self.secret_calls.append(("POST", name, copy.deepcopy(body)))
+        if (namespace, name) in self.secrets:
+            return 409, _status(409, "AlreadyExists", f'secrets "{name}" already exists')
+        secret = copy.deepcopy(body)
+        secret["metadata"].update({"uid": f"uid-secret-{name}", "creationTimestamp": NOW})
+        self.secrets[(namespace, name)] = secret
+        return 201, secret
+
+    def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.secret_calls.append(("PATCH", name, copy.deepcopy(patch)))
+        secret = self.secrets.get((namespace, name))
+        if secret is None:
+            return 404, _status(404, "NotFound", f'secrets "{name}" not found')
+        if set(patch) - {"metadata"}:
+            return 422, _status(422, "Invalid", "field is immutable")  # an immutable Secret's data
+        secret["metadata"].update(patch.get("metadata") or {})
+        return 200, secret
+
+    def delete_secret(self, namespace: str, name: str) -> tuple[int, dict[str, Any]]:
+        self.secret_calls.append(("DELETE", name, {}))
+        secret = self.secrets.pop((namespace, name), None)
+        if secret is None:
+            return 404, _status(404, "NotFound", f'secrets "{name}" not found')
+        return 200, _status(200, "Success", "deleted") | {"status": "Success"}
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         name = body["metadata"]["name"]
         if (namespace, name) in self.jobs:
             return 409, _status(409, "AlreadyExists", f'jobs.batch "{name}" already exists')
+        if self._behaviour(body) == "reject":
+            return 422, _status(422, "Invalid", f'Job.batch "{name}" is invalid')
         self.created.append(copy.deepcopy(body))
+        self.secret_calls.append(("JOB", name, {}))
         job = copy.deepcopy(body)
         job["metadata"].update({"uid": f"uid-{name}", "creationTimestamp": NOW, "resourceVersion": "1"})
         job["status"] = {"active": 1, "startTime": NOW}
@@ -141,7 +211,8 @@ class FakeKubernetes:
         spec = self.pods[(namespace, pod)]["spec"]
         (main,) = [c for c in spec["containers"] if c["name"] == container] or [spec["containers"][0]]
         if str(main["image"]).rsplit(":", 1)[-1] == "printenv":
-            log += "".join(f"{env['name']}={env.get('value', '')}\n" for env in main.get("env", []))
+            started = self.started_env.get(pod) or {}
+            log += "".join(f"{name}={value}\n" for name, value in started.items())
         return log
 
     def list_pods(self, namespace: str, selector: str) -> dict[str, Any]:
@@ -160,6 +231,11 @@ class FakeKubernetes:
         if job is None:
             return 404, _status(404, "NotFound", f'jobs.batch "{name}" not found')
         self.deletions.append(Deletion(namespace, name, policy))
+        uid = job["metadata"]["uid"]
+        for key, secret in list(self.secrets.items()):
+            owners = secret["metadata"].get("ownerReferences") or []
+            if key[0] == namespace and any(owner.get("uid") == uid for owner in owners):
+                del self.secrets[key]  # the garbage collector follows the owner
         for key in [k for k, pod in self.pods.items() if pod["metadata"]["labels"].get("job-name") == name]:
             del self.pods[key]
         job["metadata"]["deletionTimestamp"] = NOW
@@ -218,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not authorization.startswith("Bearer k8s-aws-v1."):
             self._reply(401, _status(401, "Unauthorized", "Unauthorized"))
             return
-        body = self._body() if self.command in ("POST", "DELETE") else {}
+        body = self._body() if self.command in ("POST", "DELETE", "PATCH") else {}
         with cluster.lock:
             if match := JOBS.match(parts.path):
                 namespace, name = match.groups()
@@ -235,6 +311,19 @@ class _Handler(BaseHTTPRequestHandler):
                     self._reply(*cluster.delete_job(namespace, name, policy))
                 else:
                     self._reply(405, _status(405, "MethodNotAllowed", self.command))
+            elif match := SECRETS.match(parts.path):
+                namespace, name = match.groups()
+                if self.command == "POST" and name is None:
+                    self._reply(*cluster.create_secret(namespace, body))
+                elif self.command == "PATCH" and name:
+                    if self.headers.get("Content-Type") != "application/merge-patch+json":
+                        self._reply(415, _status(415, "UnsupportedMediaType", "not a merge patch"))
+                    else:
+                        self._reply(*cluster.patch_secret(namespace, name, body))
+                elif self.command == "DELETE" and name:
+                    self._reply(*cluster.delete_secret(namespace, name))
+                else:
+                    self._reply(405, _status(405, "MethodNotAllowed", self.command))
             elif (match := PODS.match(parts.path)) and self.command == "GET":
                 self._reply(200, cluster.list_pods(match.group(1), query.get("labelSelector", "")))
             elif (match := POD_LOG.match(parts.path)) and self.command == "GET":
@@ -248,6 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = _handle
     do_POST = _handle
+    do_PATCH = _handle
     do_DELETE = _handle
 
 

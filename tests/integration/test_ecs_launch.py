@@ -12,17 +12,21 @@ import base64
 import copy
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 import pytest
+from formica.engine.masking import secret_forms
 from formica.jobs.models import ArtifactsDefinition, ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.base import TaskContext
 from formica.runners.container_grants import ARTIFACT_MAX_BYTES, GRANT_MARGIN_SECONDS
+from formica.runners.container_secrets import SCRIPT_RUNNER
 from formica.runners.ecs_events import ERR_CONTAINER_START, ERR_TASK_CANCELLED, RunKey
 from formica.runners.grants import curl_config, exchange_capability
 from formica.runtime import (
@@ -40,6 +44,7 @@ from formica.store.schema import create_table
 from formica.store.state_machine import StepFunctionsStateMachine
 from moto import mock_aws
 
+from tests.ecs_env_files import read_as_ecs_agent
 from tests.event_samples import ecs_event, with_run
 
 REGION = "us-east-1"
@@ -558,3 +563,143 @@ def test_dependencies_are_granted_one_presigned_get_each(aws: dict[str, Any]) ->
     assert unquote(urlsplit(url).path).endswith(source + "bin/app")
     expires = int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0])
     assert 600 + GRANT_MARGIN_SECONDS - 30 <= expires <= 600 + GRANT_MARGIN_SECONDS
+
+
+# --- secret configs: in the attempt's main.env, never in RunTask's parameters ----------------
+
+SECRET = "s3cr3t-Pa55word/+="
+PEM_SECRET = "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\r\n0wq\\n 'q' $HOME\n-----END KEY-----\n"
+
+
+def _secret_ctx(task: TaskDefinition, params: dict[str, Any], *secrets: str) -> TaskContext:
+    """An attempt whose job has secret configs: their values are among its variables (exported
+    configs) and in ``secrets``, as the walk gives them."""
+    ctx = _ctx(task)
+    return TaskContext(**{**ctx.__dict__, "params": {**ctx.params, **params}, "secrets": secrets})
+
+
+def _bucket_keys(prefix: str) -> list[str]:
+    listed = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return [str(item["Key"]) for item in listed.get("Contents", [])]
+
+
+def _main_env_file(key: str) -> str:
+    s3 = boto3.client("s3", region_name=REGION)
+    return str(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode("utf-8"))
+
+
+def test_a_secret_config_reaches_the_container_through_its_env_file_only(aws: dict[str, Any]) -> None:
+    # Given a container task whose job has a secret config, used as itself, inside another variable
+    # and rendered into the script by a template
+    execution, token = _waiting_token(aws, "secret-env")
+    task = _task(task_type="deploy", artifacts=None, script=[f"echo 'deploy:{SECRET}' | wc -c"])
+    basic = base64.b64encode(f"deploy:{SECRET}".encode()).decode()
+    ctx = _secret_ctx(task, {"DB_PASSWORD": SECRET, "AUTH_HEADER": f"Basic {basic}"}, SECRET)
+
+    # When Launch starts it
+    run = default_container_service().launch(REQUEST_ID, 31, task, ctx, token)
+
+    # Then neither the RunTask request nor the task ECS describes holds any form of the secret
+    assert run.ecs_task_arn is not None
+    request = aws["captured"].calls["RunTask"][-1]
+    described = get_client("ecs").describe_tasks(cluster=request["cluster"], tasks=[run.ecs_task_arn])
+    (task_described,) = described["tasks"]
+    recorded = json.dumps(request) + json.dumps(task_described, default=str)
+    assert "main.env" in json.dumps(task_described["overrides"])  # moto keeps the overrides
+    for form in secret_forms(SECRET):
+        assert form not in recorded
+    # The other variables stay in the main container's environment; main.env is named instead.
+    grants_at = f"acme/{REQUEST_ID}/deploy/grants/attempt-31/"
+    overrides = {o["name"]: o for o in task_described["overrides"]["containerOverrides"]}
+    environment = {e["name"]: e["value"] for e in overrides["main"]["environment"]}
+    assert environment.items() >= {"Target": "prod", "STAGE": "test"}.items()
+    assert {"DB_PASSWORD", "AUTH_HEADER"}.isdisjoint(environment)
+    assert overrides["main"]["environmentFiles"] == [
+        {"value": f"arn:aws:s3:::{BUCKET}/{grants_at}main.env", "type": "s3"}
+    ]
+    # The file holds them, as the ECS agent will read it, while the run is live
+    carried = read_as_ecs_agent(_main_env_file(grants_at + "main.env"))
+    assert carried.items() >= {"DB_PASSWORD": SECRET, "AUTH_HEADER": f"Basic {basic}"}.items()
+    assert carried.keys() == {"DB_PASSWORD", "AUTH_HEADER", "FORMICA_SCRIPT"}
+    assert overrides["main"]["command"] == [SCRIPT_RUNNER]
+
+    # And once the run is settled, the files holding a secret are gone
+    default_container_service().complete(
+        with_run(ecs_event("task-stopped-exit-0"), task_arn=run.ecs_task_arn, request_id=REQUEST_ID, step=31)
+    )
+    assert _result(aws, execution)[0] == "SUCCEEDED"
+    remaining = _bucket_keys(grants_at)
+    assert grants_at + "main.env" not in remaining
+    assert grants_at + "logs.env" not in remaining
+
+
+def test_a_cancelled_runs_secret_env_file_is_deleted(aws: dict[str, Any]) -> None:
+    task = _task(task_type="deploy", artifacts=None)
+    ctx = _secret_ctx(task, {"DB_PASSWORD": SECRET}, SECRET)
+    default_container_service().launch(REQUEST_ID, 32, task, ctx, "token-cancel-secret")
+    grants_at = f"acme/{REQUEST_ID}/deploy/grants/attempt-32/"
+    assert grants_at + "main.env" in _bucket_keys(grants_at)
+
+    assert default_container_service().cancel_runs(REQUEST_ID) == 1
+
+    assert grants_at + "main.env" not in _bucket_keys(grants_at)
+
+
+def test_a_multi_line_secret_is_one_line_of_the_env_file_and_the_script_sees_it_whole(
+    aws: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given a secret holding line breaks (a key), and a task that prints it from its environment
+    task = _task(
+        task_type="sign",
+        artifacts=None,
+        after_script=[],
+        script=['printf "%s" "$SIGNING_KEY" > key.txt'],
+        working_dir=str(tmp_path),
+    )
+    ctx = _secret_ctx(task, {"SIGNING_KEY": PEM_SECRET}, PEM_SECRET)
+
+    # When Launch starts it
+    run = default_container_service().launch(REQUEST_ID, 33, task, ctx, "token-pem")
+
+    # Then the env file has one line per variable, and no line of the key is in the task ECS describes
+    assert run.ecs_task_arn is not None and run.error_code is None
+    grants_at = f"acme/{REQUEST_ID}/sign/grants/attempt-33/"
+    text = _main_env_file(grants_at + "main.env")
+    assert text.count("\n") == 1
+    (described,) = get_client("ecs").describe_tasks(
+        cluster=aws["captured"].calls["RunTask"][-1]["cluster"], tasks=[run.ecs_task_arn]
+    )["tasks"]
+    recorded = json.dumps(described, default=str)
+    assert all(line not in recorded for line in PEM_SECRET.splitlines() if line)
+    # And the main container (its override's command under `sh -c`, its override's environment and
+    # the env file as the agent reads them) writes the exact key
+    main = next(o for o in described["overrides"]["containerOverrides"] if o["name"] == "main")
+    environment = {e["name"]: e["value"] for e in main["environment"]} | read_as_ecs_agent(text)
+    result = subprocess.run(
+        ["sh", "-c", main["command"][0]],
+        env={"PATH": "/usr/bin:/bin", **environment},
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "key.txt").read_bytes() == PEM_SECRET.encode()
+
+
+def test_the_reconciler_settling_an_overdue_run_deletes_its_secret_env_file(aws: dict[str, Any]) -> None:
+    # Given a run with a secret variable whose deadline (one second) has passed
+    task = _task(task_type="deploy", artifacts=None)
+    ctx = TaskContext(**{**_secret_ctx(task, {"DB_PASSWORD": SECRET}, SECRET).__dict__, "timeout_seconds": 1})
+    default_container_service().launch(REQUEST_ID, 34, task, ctx, "token-overdue-secret")
+    grants_at = f"acme/{REQUEST_ID}/deploy/grants/attempt-34/"
+    assert grants_at + "main.env" in _bucket_keys(grants_at)
+    time.sleep(1.1)
+
+    # When the sweep finds it
+    report = default_container_service().reconcile(stale_after_seconds=0)
+
+    # Then it is stopped and settled, and its main.env is gone
+    assert report.stopped == 1
+    run = default_container_service().runs.get(REQUEST_ID, 34)
+    assert run is not None and run.is_finished and run.error_code == "ERR_TASK_TIMED_OUT"
+    assert grants_at + "main.env" not in _bucket_keys(grants_at)

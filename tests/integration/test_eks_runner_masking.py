@@ -120,15 +120,22 @@ def test_the_pods_logs_sidecar_gets_its_live_log_grant_and_the_secrets_mask_and_
     [logs] = [c for c in spec["initContainers"] if c["name"] == "logs"]
     assert logs["restartPolicy"] == "Always"
     assert logs["command"] == ["sh", "-c", LOG_PROGRAM, LOGS_PROGRAM_NAME]
-    env = {item["name"]: item["value"] for item in logs["env"]}
+    env = {item["name"]: item.get("value") for item in logs["env"]}
     assert env["FORMICA_GRANTS_URL"] == "https://api.example/api/grants"
     # And its capability may write this attempt's live log only
     [scope] = grants.scopes.values()
     assert scope.rights == (GrantRight.LIVE_LOG,)
     assert scope.live_prefix == live_prefix("acme", REQUEST_ID, "kubby", 2)
     assert scope.live_max_bytes == LOG_CAP_BYTES
-    # And its masking script masks the secret (decoded, it is the sed script the program runs)
-    script = base64.b64decode(env["FORMICA_LOG_MASK"]).decode()
+    # And its masking script masks the secret (decoded, it is the sed script the program runs); it
+    # comes from the run's Secret, not from the Job's spec
+    [mask] = [item for item in logs["env"] if item["name"] == "FORMICA_LOG_MASK"]
+    assert mask == {
+        "name": "FORMICA_LOG_MASK",
+        "valueFrom": {"secretKeyRef": {"name": job["metadata"]["name"], "key": "FORMICA_LOG_MASK"}},
+    }
+    [secret] = [body for method, _, body in cluster.secret_calls if method == "POST"]
+    script = base64.b64decode(base64.b64decode(secret["data"]["FORMICA_LOG_MASK"])).decode()
     assert script == build_mask_script([SECRET])
     # And the main container holds neither the capability nor the grants endpoint
     [main] = [c for c in spec["containers"] if c["name"] == "main"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from formica.runners.container_secrets import main_env_file_key
 
 from tests.infra.synthesis import Synth
 from tests.security.conftest import (
@@ -131,3 +132,20 @@ def test_the_check_is_real_the_api_role_signs_what_helpers_exchange_and_launch_w
         assert launch.denied(attempts["s3 get own artifact"])
         assert launch.denied(attempts["s3 put"])
         assert launch.denied(attempts["secret"])
+
+
+def test_main_env_is_written_by_launch_read_by_the_agent_deleted_by_the_settlers(
+    synth: Synth, aws: dict[str, str]
+) -> None:
+    # The main container's secret variables travel in the attempt's main.env (never in RunTask's
+    # parameters): Launch must be able to write it, the ECS agent to read it, a settler to delete it.
+    key = main_env_file_key("organisation-b", "req-b", "build", 3)
+    with as_role(role_policy(synth, synth.role_of("launch"), aws)) as launch:
+        assert not launch.denied(lambda s: s.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"A=b\n"))
+    with as_role(role_policy(synth, _execution_role(synth), aws)) as agent:
+        assert not agent.denied(lambda s: s.client("s3").get_object(Bucket=BUCKET, Key=key))
+        assert agent.denied(lambda s: s.client("s3").get_object(Bucket=BUCKET, Key=OWN))
+    for settler in ("container_events", "reconciler"):
+        with as_role(role_policy(synth, synth.role_of(settler), aws)) as role:
+            assert not role.denied(lambda s: s.client("s3").delete_object(Bucket=BUCKET, Key=key))
+            assert role.denied(lambda s: s.client("s3").delete_object(Bucket=BUCKET, Key=OWN))

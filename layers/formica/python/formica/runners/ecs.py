@@ -32,7 +32,10 @@ The grants (``formica.runners.container_grants``) reach the three helpers as ``e
 container overrides: each names the S3 ``.env`` file holding that helper's ``FORMICA_GRANTS_URL``,
 which the ECS agent reads with the execution role. The URL itself is never in RunTask's parameters,
 so the overrides stay a few hundred characters and the same for a retried Launch (RunTask's client
-token refuses a retry with other parameters).
+token refuses a retry with other parameters). The main container's variables that hold a secret
+config travel the same way (``formica.runners.container_secrets``): Launch writes them to the
+attempt's ``main.env`` before RunTask, and ``main``'s override names that file; only the other
+variables are in its ``environment``.
 
 Task definitions are registered once per content: the registration request (image, Fargate size,
 workspace, roles, log group, helper image and ``LAYOUT_VERSION``) is hashed, the family is
@@ -59,7 +62,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from formica.jobs.models import ContainerDefinition, TaskDefinition
 from formica.runners.base import TaskContext
-from formica.runners.container_grants import ContainerGrants, HelperGrant
+from formica.runners.container_grants import ENV_FILE_CONTENT_TYPE, ContainerGrants, HelperGrant
 from formica.runners.container_script import (
     ARTIFACTS_PROGRAM_NAME,
     DEPENDENCIES_PROGRAM,
@@ -72,6 +75,12 @@ from formica.runners.container_script import (
     upload_arguments,
     workspace_of,
 )
+from formica.runners.container_secrets import (
+    EnvFile,
+    SecretEnvironmentError,
+    main_container,
+    main_env_file_key,
+)
 from formica.runners.ecs_events import (
     ARTIFACTS_CONTAINER,
     DEPENDENCIES_CONTAINER,
@@ -81,6 +90,7 @@ from formica.runners.ecs_events import (
     RunKey,
 )
 from formica.settings import FormicaSettings
+from formica.store.blobs import BlobStore, BlobStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -416,6 +426,42 @@ def _env_files(grant: HelperGrant | None, config: EcsLaunchConfig) -> dict[str, 
     return {"environmentFiles": [{"value": s3_object_arn(config, grant.env_file_key), "type": "s3"}]}
 
 
+@dataclass(frozen=True)
+class MainOverride:
+    """The main container's part of RunTask: its ``environment`` and ``command`` overrides, and the
+    attempt's ``main.env`` (its key and text; None when nothing is secret), stored before RunTask."""
+
+    environment: dict[str, str]
+    command: str
+    env_file_key: str | None = None
+    env_file: EnvFile | None = None
+
+
+def main_override(task: TaskDefinition, ctx: TaskContext, run_key: RunKey) -> MainOverride:
+    """The main container's variables (``container_environment`` and Formica's own) and script, with
+    whatever holds a form of one of ``ctx.secrets`` set apart for ``main.env``
+    (``container_secrets.main_container``).
+
+    Raises
+    ------
+    SecretEnvironmentError
+        A secret variable, or the script holding a secret, is too long for an env file line.
+    """
+    environment = container_environment(
+        task, ctx, {RUN_KEY_ENV: str(run_key), "FORMICA_TASK_TYPE": task.task_type}
+    )
+    script = build_script(task, workspace_of(task))
+    main = main_container(environment, script, ctx.secrets, task_type=task.task_type)
+    if main.env_file is None:
+        return MainOverride(environment=main.environment, command=main.command)
+    return MainOverride(
+        environment=main.environment,
+        command=main.command,
+        env_file_key=main_env_file_key(ctx.org, ctx.request_id, task.task_type, run_key.step),
+        env_file=main.env_file,
+    )
+
+
 def run_task_request(
     *,
     task: TaskDefinition,
@@ -424,18 +470,23 @@ def run_task_request(
     task_definition_arn: str,
     config: EcsLaunchConfig,
     grants: ContainerGrants | None = None,
+    main: MainOverride | None = None,
 ) -> dict[str, Any]:
-    """The RunTask parameters for one attempt of ``task``; the helpers' ``grants`` as env files.
+    """The RunTask parameters for one attempt of ``task``; the helpers' ``grants`` as env files, and
+    the main container's secrets as its own (``main``, by default ``main_override``: its file must
+    be stored before RunTask).
 
     Raises
     ------
     OverridesTooLargeError
         The overrides' JSON exceeds ECS's limit of 8,192 characters.
+    SecretEnvironmentError
+        A secret variable, or the script holding a secret, is too long for an env file line.
     """
-    workspace = workspace_of(task)
-    environment = container_environment(
-        task, ctx, {RUN_KEY_ENV: str(run_key), "FORMICA_TASK_TYPE": task.task_type}
-    )
+    main = main or main_override(task, ctx, run_key)
+    main_files: dict[str, Any] = {}
+    if main.env_file_key is not None:
+        main_files = {"environmentFiles": [{"value": s3_object_arn(config, main.env_file_key), "type": "s3"}]}
     artifacts = task.artifacts
     upload = upload_arguments(
         org=ctx.org,
@@ -450,8 +501,9 @@ def run_task_request(
     containers += [
         {
             "name": MAIN_CONTAINER,
-            "command": [build_script(task, workspace)],
-            "environment": _env_list(environment),
+            "command": [main.command],
+            "environment": _env_list(main.environment),
+            **main_files,
         },
         {
             "name": ARTIFACTS_CONTAINER,
@@ -492,10 +544,13 @@ def run_task_request(
 
 @dataclass
 class EcsRunner:
-    """Starts, stops and describes Formica's Fargate tasks. ``client`` defaults to the cached ECS client."""
+    """Starts, stops and describes Formica's Fargate tasks. ``client`` defaults to the cached ECS client;
+    ``blobs`` is the bucket the main container's ``main.env`` goes to (without it, a task with a
+    secret variable is refused rather than given it in RunTask's parameters)."""
 
     config: EcsLaunchConfig
     client: Any | None = None
+    blobs: BlobStore | None = None
     _families: dict[str, str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -553,10 +608,17 @@ class EcsRunner:
         Raises
         ------
         ContainerSizeError, OverridesTooLargeError, EcsLaunchError
-            The task cannot be started as written, or ECS refused it.
+            The task cannot be started as written (a secret variable too long for an env file
+            among the reasons), or ECS refused it.
+        EcsConfigError
+            The task has a secret variable and the runner no bucket to put it in.
         """
         if task.container is None or not task.container.image.strip():
             raise EcsLaunchError(f"task {task.task_type!r} has no container image")
+        try:
+            main = main_override(task, ctx, run_key)
+        except SecretEnvironmentError as exc:
+            raise EcsLaunchError(str(exc)) from exc
         td_request = task_definition_request(
             image=task.container.image.strip(),
             size=fargate_size_for(task.container),
@@ -565,8 +627,15 @@ class EcsRunner:
             ephemeral_gib=ephemeral_storage_gib(task.container),
         )
         td_arn = self.ensure_task_definition(td_request)
+        self._store_main_env(main)
         request = run_task_request(
-            task=task, ctx=ctx, run_key=run_key, task_definition_arn=td_arn, config=self.config, grants=grants
+            task=task,
+            ctx=ctx,
+            run_key=run_key,
+            task_definition_arn=td_arn,
+            config=self.config,
+            grants=grants,
+            main=main,
         )
         try:
             response = self._ecs.run_task(**request)
@@ -586,6 +655,17 @@ class EcsRunner:
             extra={"request_id": ctx.request_id, "task_type": task.task_type, "task_arn": task_arn},
         )
         return task_arn
+
+    def _store_main_env(self, main: MainOverride) -> None:
+        """Write the main container's ``main.env`` (before RunTask: the agent reads it at start)."""
+        if main.env_file_key is None or main.env_file is None:
+            return
+        if self.blobs is None:
+            raise EcsConfigError("the ECS runner has no bucket for the main container's secret variables")
+        try:
+            self.blobs.put_bytes(main.env_file_key, main.env_file.data, ENV_FILE_CONTENT_TYPE)
+        except BlobStoreError as exc:
+            raise EcsLaunchError(f"could not store the main container's secret variables: {exc}") from exc
 
     def stop(self, task_arn: str, reason: str) -> None:
         """StopTask; a task ECS no longer knows is already stopped."""

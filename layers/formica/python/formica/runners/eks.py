@@ -14,6 +14,12 @@
   live log while it runs. None needs AWS credentials: each gets its grant, a capability
   (``formica.runners.container_grants``), with ``FORMICA_GRANTS_URL`` in its own environment; the
   main container gets none, and the pod needs no service account access to S3.
+- What holds a secret config (``job_secret_manifest``: the main container's variables a mask would
+  change, its script when a template rendered a secret into it, the ``logs`` helper's masking
+  script) is not in the Job: it is in a Kubernetes Secret named as the Job, created just before it,
+  referenced with ``secretKeyRef``, owned by the Job once that exists (so Kubernetes deletes it with
+  the Job) and deleted when the run is settled (``forget_secret``). A Job's spec is readable by
+  anyone allowed to get Jobs in the namespace; the Secret's data only by those allowed Secrets.
 - ``job_status`` (pure) reads the Job and its Pod: the exit code is the main container's
   ``state.terminated.exitCode``; an image that cannot be pulled is ERR_CONTAINER_START; a Job killed by
   its deadline is ERR_TASK_TIMED_OUT (ERR_CONTAINER_START if the pod never started).
@@ -28,13 +34,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import math
 import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,6 +57,7 @@ from formica.runners.container_script import (
     ARTIFACTS_PROGRAM_NAME,
     DEPENDENCIES_PROGRAM,
     DEPENDENCIES_PROGRAM_NAME,
+    LOG_MASK_ENV,
     LOG_PROGRAM,
     LOGS_PROGRAM_NAME,
     UPLOAD_PROGRAM,
@@ -59,6 +67,7 @@ from formica.runners.container_script import (
     upload_arguments,
     workspace_of,
 )
+from formica.runners.container_secrets import SCRIPT_ENV, secret_parts
 from formica.runners.ecs import AWS_CLI_IMAGE
 from formica.runners.ecs_events import (
     ARTIFACTS_CONTAINER,
@@ -92,6 +101,9 @@ RUN_LABEL = "formica.io/run"
 REQUEST_LABEL = "formica.io/request-id"
 STEP_LABEL = "formica.io/step"
 DEFAULT_POLL_SECONDS = 2.0
+SECRET_SCRIPT_RUNNER = f'formica_script=${SCRIPT_ENV}; unset {SCRIPT_ENV}; eval "$formica_script"\n'
+"""The main container's program when its script is in the run's Secret: take it, unset, run it."""
+MERGE_PATCH = "application/merge-patch+json"
 HTTP_TIMEOUT_SECONDS = 30.0
 # Waiting reasons of a container that will not start without someone changing something.
 START_FAILURE_REASONS = frozenset(
@@ -273,10 +285,14 @@ class KubernetesApi:
     def close(self) -> None:
         self._client.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, content_type: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
         import httpx  # noqa: PLC0415 - cold start: httpx only when an EKS cluster is used
 
         headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         try:
             return self._client.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
@@ -318,6 +334,27 @@ class KubernetesApi:
         if response.status_code >= 400:
             raise KubernetesApiError(f"pod log {pod}: {response.status_code}", response.status_code)
         return response.text
+
+    def create_secret(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/namespaces/{namespace}/secrets", json=manifest)
+
+    def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the Secret (its metadata: the Secret's data is immutable)."""
+        return self._json(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/secrets/{name}",
+            content=json.dumps(patch),
+            content_type=MERGE_PATCH,
+        )
+
+    def delete_secret(self, namespace: str, name: str) -> bool:
+        """Delete the Secret; False when it was already gone."""
+        response = self._request("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise KubernetesApiError(f"delete secret {name}: {response.status_code}", response.status_code)
+        return True
 
     def delete_job(self, namespace: str, name: str) -> bool:
         """Delete the Job and (Foreground propagation) its pods; False when it was already gone."""
@@ -412,6 +449,78 @@ def _env(values: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"name": key, "value": value} for key, value in values.items()]
 
 
+def _secret_refs(secret_name: str, names: Iterable[str]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": name}}} for name in names
+    ]
+
+
+@dataclass(frozen=True)
+class PodParts:
+    """One attempt's main container split by secrecy (``container_secrets.secret_parts``): ``plain``
+    variables go into the Job, ``secret`` ones (and the script, as ``FORMICA_SCRIPT``, when it holds
+    a secret) into the run's Secret, with the ``logs`` helper's masking script (``log_mask``)."""
+
+    plain: dict[str, str]
+    secret: dict[str, str]
+    script: str
+    log_mask: str | None
+
+    @property
+    def secret_data(self) -> dict[str, str]:
+        data = dict(self.secret)
+        if self.log_mask:
+            data[LOG_MASK_ENV] = self.log_mask
+        return data
+
+
+def pod_parts(
+    task: TaskDefinition, ctx: TaskContext, run_key: RunKey, grants: ContainerGrants | None
+) -> PodParts:
+    """The attempt's ``PodParts``: ``job_manifest`` and ``job_secret_manifest`` split alike."""
+    environment = container_environment(
+        task, ctx, {RUN_KEY_ENV: str(run_key), "FORMICA_TASK_TYPE": task.task_type}
+    )
+    script = build_script(task, workspace_of(task))
+    plain, secret = secret_parts(environment, script, ctx.secrets)
+    log_mask = dict(grants.logs.extra).get(LOG_MASK_ENV) if grants and grants.logs else None
+    return PodParts(plain=plain, secret=secret, script=script, log_mask=log_mask or None)
+
+
+def _labels(name: str, run_key: RunKey) -> dict[str, str]:
+    return {
+        MANAGED_BY_LABEL: "formica",
+        RUN_LABEL: name,
+        REQUEST_LABEL: label_value(run_key.request_id),
+        STEP_LABEL: str(run_key.step),
+    }
+
+
+def job_secret_manifest(
+    task: TaskDefinition,
+    ctx: TaskContext,
+    run_key: RunKey,
+    *,
+    name: str,
+    config: EksLaunchConfig,
+    grants: ContainerGrants | None = None,
+) -> dict[str, Any] | None:
+    """The v1 Secret of one attempt (named as its Job), holding what ``job_manifest`` references
+    with ``secretKeyRef``; None when nothing of the attempt is secret. Immutable: its data cannot be
+    changed once created (its metadata, the Job as owner, can)."""
+    data = pod_parts(task, ctx, run_key, grants).secret_data
+    if not data:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": config.namespace, "labels": _labels(name, run_key)},
+        "type": "Opaque",
+        "immutable": True,
+        "data": {key: base64.b64encode(value.encode("utf-8")).decode("ascii") for key, value in data.items()},
+    }
+
+
 def job_manifest(
     task: TaskDefinition,
     ctx: TaskContext,
@@ -421,26 +530,20 @@ def job_manifest(
     config: EksLaunchConfig,
     grants: ContainerGrants | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job for one attempt of ``task``; the helpers' ``grants`` in their own env only."""
+    """The batch/v1 Job for one attempt of ``task``; the helpers' ``grants`` in their own env only;
+    whatever holds a secret referenced from the run's Secret (``job_secret_manifest``)."""
     if task.container is None or not task.container.image.strip():
         raise EksRunnerError(f"task {task.task_type!r} has no container image")
     workspace = workspace_of(task)
-    environment = container_environment(
-        task, ctx, {RUN_KEY_ENV: str(run_key), "FORMICA_TASK_TYPE": task.task_type}
-    )
+    parts = pod_parts(task, ctx, run_key, grants)
     mounts = [{"name": WORKSPACE_VOLUME, "mountPath": workspace}]
-    formica_labels = {
-        MANAGED_BY_LABEL: "formica",
-        RUN_LABEL: name,
-        REQUEST_LABEL: label_value(run_key.request_id),
-        STEP_LABEL: str(run_key.step),
-    }
+    formica_labels = _labels(name, run_key)
     main: dict[str, Any] = {
         "name": MAIN_CONTAINER,
         "image": task.container.image.strip(),
-        "command": ["sh", "-c", build_script(task, workspace)],
+        "command": ["sh", "-c", SECRET_SCRIPT_RUNNER if SCRIPT_ENV in parts.secret else parts.script],
         "workingDir": workspace,
-        "env": _env(environment),
+        "env": _env(parts.plain) + _secret_refs(name, parts.secret),
         "volumeMounts": mounts,
     }
     resources = resources_of(task)
@@ -495,7 +598,8 @@ def job_manifest(
                 "image": config.helper_image,
                 "command": ["sh", "-c", LOG_PROGRAM, LOGS_PROGRAM_NAME],
                 "workingDir": workspace,
-                "env": _env(grants.logs.environment),
+                "env": _env({k: v for k, v in grants.logs.environment.items() if k != LOG_MASK_ENV})
+                + _secret_refs(name, [LOG_MASK_ENV] if parts.log_mask else []),
                 "volumeMounts": mounts,
                 "restartPolicy": "Always",
             }
@@ -657,14 +761,56 @@ class EksJobRunner:
         ``grants``: what the helper containers may download and upload (None: nothing)."""
         name = job_name(run_key.request_id, run_key.step)
         manifest = job_manifest(task, ctx, run_key, name=name, config=self.config, grants=grants)
+        secret = job_secret_manifest(task, ctx, run_key, name=name, config=self.config, grants=grants)
+        if secret is not None:
+            self._create_secret(name, secret)
+        created: dict[str, Any] | None = None
         try:
-            self.api.create_job(self.config.namespace, manifest)
+            created = self.api.create_job(self.config.namespace, manifest)
+        except KubernetesApiError as exc:
+            if exc.status != 409:
+                if secret is not None:
+                    self.forget_secret(name)
+                raise
+            logger.info("kubernetes job already exists", extra={"job_name": name})
+        if secret is not None:
+            self._own_secret(name, created)
+        logger.info("kubernetes job created", extra={"request_id": ctx.request_id, "job_name": name})
+        return name
+
+    def _create_secret(self, name: str, manifest: Mapping[str, Any]) -> None:
+        """Create the run's Secret before its Job (the pod's containers need it to start); one of
+        that name already there (a retried launch) is kept."""
+        try:
+            self.api.create_secret(self.config.namespace, manifest)
         except KubernetesApiError as exc:
             if exc.status != 409:
                 raise
-            logger.info("kubernetes job already exists", extra={"job_name": name})
-        logger.info("kubernetes job created", extra={"request_id": ctx.request_id, "job_name": name})
-        return name
+            logger.info("kubernetes secret already exists", extra={"job_name": name})
+
+    def _own_secret(self, name: str, job: Mapping[str, Any] | None) -> None:
+        """Make the Job the Secret's owner, so that Kubernetes deletes the Secret with the Job (its
+        TTL after finishing, or a deletion). Best effort: the run's settling deletes it anyway."""
+        try:
+            found = job if job is not None else self.api.get_job(self.config.namespace, name)
+            uid = ((found or {}).get("metadata") or {}).get("uid")
+            if not uid:
+                raise EksRunnerError(f"job {name} has no uid")
+            owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
+            self.api.patch_secret(self.config.namespace, name, {"metadata": {"ownerReferences": [owner]}})
+        except EksRunnerError as exc:
+            logger.warning(
+                "kubernetes secret not owned by its job", extra={"job_name": name, "error": str(exc)}
+            )
+
+    def forget_secret(self, name: str) -> bool:
+        """Delete the run's Secret (its containers have read it when they started); best effort,
+        False when there was none or it could not be deleted (the Job owns it: it goes with the Job)."""
+        try:
+            return self.api.delete_secret(self.config.namespace, name)
+        except EksRunnerError as exc:
+            logger.warning("kubernetes secret not deleted", extra={"job_name": name, "error": str(exc)})
+            return False
 
     def poll(self, name: str) -> KubernetesJobStatus:
         job = self.api.get_job(self.config.namespace, name)
@@ -730,6 +876,7 @@ class EksJobRunner:
             self.sleep(self.poll_seconds)
         # The log first: deleting the Job (Foreground) takes its pod and the pod's log with it.
         outcome.log = self.read_log(state)
+        self.forget_secret(name)
         if needs_deletion(state):
             self.delete(name)
         # Stored here, so masked here (as the container reporter masks a settled run's log): every

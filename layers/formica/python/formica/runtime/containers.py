@@ -46,8 +46,9 @@ from formica.engine.usage import RequestUsage
 from formica.engine.walk import AttemptResult
 from formica.jobs.models import TaskDefinition, TaskMethod
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, ArtifactInfo, TaskContext, TaskOutcome
-from formica.runners.container_grants import GrantIssueError, GrantIssuer, issue_grants, log_env_file_key
+from formica.runners.container_grants import GrantIssueError, GrantIssuer, issue_grants
 from formica.runners.container_script import artifacts_prefix
+from formica.runners.container_secrets import secret_env_file_keys
 from formica.runners.ecs import EcsRunner, EcsRunnerError, log_stream_name
 from formica.runners.ecs_events import (
     ERR_CONTAINER_START,
@@ -371,7 +372,7 @@ class ContainerService:
             logger.info("run already settled", extra={"request_id": run.request_id, "step": run.step})
             return False
         finished = finished.model_copy(update={"ecs_task_arn": finished.ecs_task_arn or run.ecs_task_arn})
-        self._forget_log_grant(finished)
+        self._forget_secret_files(finished)
         outcome = TaskOutcome(exit_code=exit_code, error_code=error_code, error_message=error_message)
         if collect:
             outcome.log = self._log_text(finished, pod_name)
@@ -390,16 +391,26 @@ class ContainerService:
 
     # -- what an attempt left behind --
 
-    def _forget_log_grant(self, run: ContainerRunItem) -> None:
-        """Delete the ``logs`` helper's ``.env`` file (it holds the secrets' masking script): the
-        container has read it at its start. Best effort: the request's files expire with it."""
-        key = log_env_file_key(run.org, run.request_id, run.task_type, run.step)
-        try:
-            self._blobs.delete_prefix(key)
-        except BlobStoreError as exc:
-            logger.warning(
-                "log grant file not deleted", extra={"request_id": run.request_id, "error": str(exc)}
-            )
+    def _forget_secret_files(self, run: ContainerRunItem) -> None:
+        """Delete what holds the attempt's secrets: on ECS its ``.env`` files of the main container's
+        secret variables and the ``logs`` helper's masking script (the ECS agent read them when the
+        containers started), on EKS the run's Kubernetes Secret. Best effort: the request's files
+        expire with it, and the Job owns the Secret."""
+        if run.runtime == "eks" and run.k8s_job_name:
+            try:
+                self.eks().forget_secret(run.k8s_job_name)
+            except EksRunnerError as exc:
+                logger.warning(
+                    "kubernetes secret not deleted", extra={"request_id": run.request_id, "error": str(exc)}
+                )
+        for key in secret_env_file_keys(run.org, run.request_id, run.task_type, run.step):
+            try:
+                self._blobs.delete_prefix(key)
+            except BlobStoreError as exc:
+                logger.warning(
+                    "secret env file not deleted",
+                    extra={"request_id": run.request_id, "key": key, "error": str(exc)},
+                )
 
     def _streamed_log(self, run: ContainerRunItem) -> str:
         """What a cancelled attempt's logs helper streamed (masked chunks): its log, since a stopped
@@ -569,7 +580,7 @@ class ContainerService:
         )
         if finished is None:
             return False
-        self._forget_log_grant(finished)
+        self._forget_secret_files(finished)
         failure: Exception | None = None
         try:
             if finished.runtime == "ecs" and finished.ecs_task_arn:

@@ -185,7 +185,7 @@ def build_container_service(
     blobs = S3BlobStore(resolved.bucket_name)
 
     def ecs() -> EcsRunner:
-        return EcsRunner(EcsLaunchConfig.from_settings(resolved))
+        return EcsRunner(EcsLaunchConfig.from_settings(resolved), blobs=blobs)
 
     def eks() -> EksJobRunner:
         if not resolved.eks_cluster_name:
