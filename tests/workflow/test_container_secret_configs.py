@@ -72,3 +72,36 @@ def test_a_container_tasks_secret_config_is_in_its_env_file_not_in_run_task(
     assert ecs_walk.wait(request_id).job_state == JobState.COMPLETED
     listed = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET, Prefix=key)
     assert listed.get("KeyCount", 0) == 0
+
+
+# Advance decides with secrets as `****`, so this renders there; only the attempt's render, with
+# the secret itself, reaches `gt`, whose error quotes the value it could not compare.
+FAILS_ONLY_WITH_THE_SECRET = """
+job_type: secret-render-fails
+tasks:
+- task_type: deploy
+  method: DOCKER
+  container:
+    image: alpine
+  script:
+    - 'echo {{ if eq .ApiToken "****" }}decided{{ else }}{{ if gt .ApiToken 5 }}big{{ end }}{{ end }}'
+"""
+
+
+def test_a_container_attempt_that_fails_to_render_names_no_secret(
+    ecs_walk: Walk, configured: ApiServices
+) -> None:
+    ecs_walk.upload(FAILS_ONLY_WITH_THE_SECRET)
+    _set(configured, "ApiToken", SECRET, secret=True)
+    run_tasks = _run_task_calls()
+
+    done = ecs_walk.wait(ecs_walk.submit("secret-render-fails"))
+
+    # The attempt fails on its template, before anything is started, and says so without the value
+    assert (done.job_state, done.error_code) == (JobState.FAILED, "ERR_INVALID_DEFINITION")
+    (task,) = ecs_walk.tasks(done.request_id)
+    assert "gt: cannot compare '****' with '5'" in (task.error_message or "")
+    assert run_tasks == []
+    recorded = json.dumps([done.model_dump(mode="json"), task.model_dump(mode="json")])
+    for form in _forms(SECRET):
+        assert form not in recorded

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -72,20 +71,10 @@ def _launch_local(runtime: Runtime, request: JobRequestItem, step: int, task_tok
 
 
 def _launch_cloud(runtime: Runtime, request: JobRequestItem, step: int, task_token: str) -> None:
-    current = request.walk.current
-    assert current is not None  # noqa: S101 - checked by launch_container
-    walker = Walker(runtime)
-    now = runtime.now()
-    definition = walker.render(
-        request, task_type=current.task_type, task_retry=current.task_retry, now=now, with_secrets=True
-    )
-    # The logs helper masks the job's secrets in its live chunks and flushes as the other runners do.
-    ctx = replace(
-        walker.context(request, step, now),
-        secrets=walker.attempt_configs(request).secrets,
-        log_flush_seconds=runtime.settings.log_flush_seconds,
-    )
-    runtime.containers.launch(request.request_id, step, definition.task(current.task_type), ctx, task_token)
+    # One render for an attempt, as a SHELL or HTTP attempt's (a failure arrives masked); the logs
+    # helper masks the job's secrets in its live chunks and flushes as the other runners do.
+    rendered = Walker(runtime).render_attempt(request, step, now=runtime.now())
+    runtime.containers.launch(request.request_id, step, rendered.task, rendered.ctx, task_token)
 
 
 CONTAINER_LAUNCHERS: dict[str, Launcher] = {"local": _launch_local, "ecs": _launch_cloud}
@@ -144,8 +133,8 @@ def launch_container(event: LaunchEvent | dict[str, Any], runtime: Runtime) -> d
         raise ContainerLaunchError(f"no launcher for container runtime {rt.settings.container_runtime!r}")
     try:
         launcher(rt, request, parsed.step, parsed.task_token)
-    except DefinitionError as exc:
-        failed = AttemptResult(error_code=ERR_INVALID_DEFINITION, error_message=str(exc))
+    except AttemptNotRenderedError as exc:
+        failed = AttemptResult(error_code=exc.error_code, error_message=exc.message)
         complete_container_attempt(rt, parsed.request_id, parsed.step, failed)
     logger.info("container attempt launched", extra={"request_id": parsed.request_id, "step": parsed.step})
     return {"request_id": parsed.request_id, "step": parsed.step, "launched": True}
