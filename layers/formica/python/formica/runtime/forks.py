@@ -43,6 +43,7 @@ from formica.runtime.executions import cancel_request
 from formica.runtime.scheduling import give_slot_back, start_request
 from formica.runtime.task_fanout import ERR_FAN_OUT, task_fan_out_step
 from formica.runtime.walker import (
+    FAN_OUT_INDEX_PARAM,
     FAN_OUT_ITEMS_OUTPUT,
     FAN_OUT_VAR_OUTPUT,
     AttemptScope,
@@ -612,7 +613,7 @@ def fan_out_step(runtime: Runtime, request: JobRequestItem, step: int, task: Tas
                 step=step,
                 job_type=spec.fork_job_type,
                 wanted_version=wanted_version(spec.fork_job_version),
-                params={spec.item_var: _item_param(items[index]), "FanOutIndex": str(index)},
+                params={spec.item_var: _item_param(items[index]), FAN_OUT_INDEX_PARAM: str(index)},
                 index=index,
             )
         except ForkRefusedError as exc:
