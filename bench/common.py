@@ -148,11 +148,62 @@ def replace_block(text: str, block: str) -> str:
     return text[:start] + block + text[end + len(FIGURES_END) :]
 
 
+def merged_block(
+    text: str, figures: Sequence[Figure], seconds: float, notes: Sequence[str], rerun: Sequence[str]
+) -> str:
+    """The figures block of ``text`` with only the ``rerun`` benchmarks' rows and notes replaced.
+
+    Rows and notes of every other benchmark stay as they were, and so does the line saying when
+    the whole run was taken; a line says what was re-run and when. New rows go where that
+    benchmark's rows were (at the end of the table when it had none).
+    """
+    start, end = text.find(FIGURES_START), text.find(FIGURES_END)
+    if start == -1 or end == -1 or end < start:
+        return figures_block(figures, seconds, notes)
+    lines = text[start + len(FIGURES_START) : end].strip("\n").splitlines()
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| benchmark |")]
+    stamps = [line for line in lines if line.startswith(("Taken ", "Re-run "))]
+    kept_notes = [line for line in lines if line.startswith("- ")]
+
+    def benchmark_of(row: str) -> str:
+        return row.split("|")[1].strip()
+
+    new_rows = table(figures).splitlines()[2:]
+    merged: list[str] = []
+    for row in rows:
+        if benchmark_of(row) not in rerun:
+            merged.append(row)
+        elif new_rows:
+            merged += new_rows
+            new_rows = []
+    merged += new_rows
+    kept_notes = [line for line in kept_notes if line[2:].split(":", 1)[0] not in rerun]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    stamps.append(f"Re-run {stamp} on {machine()}: {', '.join(rerun)} ({seconds:.0f} s).")
+    parts = [FIGURES_START, "  \n".join(stamps), "", *table([]).splitlines(), *merged]
+    if kept_notes or notes:
+        parts += ["", *kept_notes, *[f"- {note}" for note in notes]]
+    parts.append(FIGURES_END)
+    return "\n".join(parts)
+
+
 def write_figures(
-    figures: Sequence[Figure], seconds: float, notes: Sequence[str] = (), path: Path = README
+    figures: Sequence[Figure],
+    seconds: float,
+    notes: Sequence[str] = (),
+    path: Path = README,
+    *,
+    rerun: Sequence[str] = (),
 ) -> None:
+    """Write the figures block of the README: the whole block, or with ``rerun`` (the names of the
+    benchmarks that ran) only their rows and notes, keeping every other benchmark's."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Formica benchmarks\n"
-    path.write_text(replace_block(text, figures_block(figures, seconds, notes)), encoding="utf-8")
+    block = (
+        merged_block(text, figures, seconds, notes, rerun)
+        if rerun
+        else figures_block(figures, seconds, notes)
+    )
+    path.write_text(replace_block(text, block), encoding="utf-8")
 
 
 def standalone(run: Callable[[bool], list[Figure]], description: str) -> None:

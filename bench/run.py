@@ -2,7 +2,8 @@
 
 Each benchmark runs alone too (``python -m bench.cold_start`` ...). A benchmark that fails is
 reported in the table and the notes instead of stopping the others. ``--quick`` is a smoke run
-with fewer repetitions; ``--no-write`` leaves the README alone; ``--only NAME`` runs some.
+with fewer repetitions; ``--no-write`` leaves the README alone; ``--only NAME`` runs some and
+replaces only their figures in the README.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- {note}")
     print(f"\n{len(figures)} figures in {seconds:.0f} s")
     if not arguments.no_write:
-        write_figures(figures, seconds, notes)
+        # --only keeps the other benchmarks' figures (they were not measured in this run)
+        write_figures(figures, seconds, notes, rerun=arguments.only)
         print(f"figures written to {README}")
     return 0 if all(figure.value is not None or "skipped" in figure.note for figure in figures) else 1
 

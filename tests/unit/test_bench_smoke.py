@@ -180,3 +180,42 @@ def test_naive_script_and_history_count() -> None:
 
 def test_import_entry_is_plain_data() -> None:
     assert ImportEntry("x", 1, 2, 0) == ImportEntry("x", 1, 2, 0)
+
+
+def test_a_partial_run_replaces_only_its_benchmarks_figures() -> None:
+    old = [
+        common.Figure("states", "per attempt", 2.0, "states"),
+        common.Figure("forks", "per fork", 4.0, "states"),
+        common.Figure("forks", "per await", 8.0, "states"),
+        common.Figure("approvals", "per approval", 2.0, "states"),
+    ]
+    text = (
+        "# Title\n\n"
+        + common.figures_block(old, 100.0, ["states: how", "forks: old note"])
+        + "\n\n## After\n"
+    )
+    rerun = [common.Figure("forks", "per fork", 5.0, "states")]
+
+    block = common.merged_block(text, rerun, 7.0, ["forks: new note"], ["forks"])
+
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "benchmark |" not in line]
+    assert [row.split("|")[1:3] for row in rows] == [
+        [" states ", " per attempt "],
+        [" forks ", " per fork "],
+        [" approvals ", " per approval "],
+    ]
+    assert "| forks | per fork | 5 |" in block
+    assert "- states: how" in block and "- forks: new note" in block and "old note" not in block
+    assert "the whole run took 100 s" in block and ": forks (7 s)." in block
+    # A benchmark without rows before goes at the end; the rest of the README is kept
+    added = common.merged_block(text, [common.Figure("cost", "$", 1.0, "$")], 3.0, [], ["cost"])
+    added_rows = [line for line in added.splitlines() if line.startswith("| ") and "benchmark |" not in line]
+    assert [row.split("|")[1].strip() for row in added_rows] == [
+        "states",
+        "forks",
+        "forks",
+        "approvals",
+        "cost",
+    ]
+    written = common.replace_block(text, block)
+    assert written.startswith("# Title\n\n") and written.endswith("\n\n## After\n")
