@@ -83,11 +83,13 @@ def test_a_request_left_started_is_reported_with_its_age(
 def test_the_oldest_started_request_of_every_job_type_counts_and_executing_ones_do_not(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given three requests of two job types, admitted in order
+    # Given three requests of two job types, admitted in order a second apart
     world.define("alpha")
     world.define("beta", max_concurrency=2)
     walking = admitted(world, "alpha")
+    world.clock.advance(seconds=1)
     oldest_started = admitted(world, "beta")
+    world.clock.advance(seconds=1)
     newer = admitted(world, "alpha")
     # And the first one walking: its first attempt claimed, so EXECUTING
     assert world.runtime.requests.claim_attempt(walking, world.request(walking).step) is not None
