@@ -4,7 +4,6 @@ the scheduler function's own event handling, the metric read back from the EMF l
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,22 +12,10 @@ from formica.engine.walk import JobState
 from formica.runtime.metrics import NAMESPACE, OLDEST_STARTED_AGE
 from formica.runtime.scheduling import Admission, admit_request, handle_event
 
+from tests.emf import emf_documents
 from tests.integration.scheduling.conftest import World
 
 SCHEDULED_EVENT = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-
-
-def emf_documents(printed: str, metric: str) -> list[dict[str, Any]]:
-    """The EMF documents in ``printed`` (one JSON object a line) that carry ``metric``."""
-    found = []
-    for line in printed.splitlines():
-        if not line.startswith("{"):
-            continue
-        document = json.loads(line)
-        directives = document.get("_aws", {}).get("CloudWatchMetrics", [])
-        if any(entry["Name"] == metric for directive in directives for entry in directive["Metrics"]):
-            found.append(document)
-    return found
 
 
 def sweep_and_read_metric(
