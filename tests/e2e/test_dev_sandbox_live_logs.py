@@ -6,12 +6,12 @@ with the job's secret masked as in the whole log, which begins with what the chu
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.devserver import DevHandle, start_dev, submit, upload, wait_for
-from tests.e2e.test_dev_live_logs import WAIT_SECONDS, log_piece, task_state, until
+from tests.e2e.devserver import DevHandle, log_piece, poll, running_dev, submit, task_state, upload, wait_for
+
+WAIT_SECONDS = 90.0
 
 TALKER = """\
 job_type: e2e-sandbox-talker
@@ -28,11 +28,10 @@ SECRET = "live-secret-value-9876"
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(
-        Path(tmp_path_factory.mktemp("dev-sandbox-live")),
+    with running_dev(
+        tmp_path_factory.mktemp("dev-sandbox-live"),
         extra_env={"FORMICA_SHELL_SANDBOX_FUNCTION": "formica-shell-sandbox"},
-    )
-    try:
+    ) as handle:
         with handle.client() as client:
             upload(client, TALKER)
             created = client.post(
@@ -41,19 +40,20 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
             )
             assert created.status_code == 201, created.text
         yield handle
-    finally:
-        handle.stop()
 
 
 def test_a_sandboxed_tasks_first_line_is_read_before_it_ends(dev: DevHandle) -> None:
     with dev.client() as client:
         request_id = submit(client, "e2e-sandbox-talker")
-        until(
-            lambda: task_state(client, request_id, "talk") == "EXECUTING", "the task never showed EXECUTING"
+        poll(
+            lambda: task_state(client, request_id, "talk") == "EXECUTING",
+            WAIT_SECONDS,
+            "the task never showed EXECUTING",
         )
 
-        piece = until(
+        piece = poll(
             lambda: (p := log_piece(client, request_id, "talk")) and "first line" in p["text"] and p,
+            WAIT_SECONDS,
             "the sandbox's first line never arrived while the task ran",
         )
 

@@ -6,12 +6,10 @@ and the per-instance results in a later task's template."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.e2e.devserver import Cli, DevHandle, start_dev, submit, upload, wait_for
+from tests.e2e.devserver import DevHandle, submit, upload, wait_for
 
 GREET_EACH = """\
 job_type: greet-each
@@ -33,21 +31,6 @@ tasks:
   script:
     - echo "{{ .name_0_Greeting }} {{ .name_2_status }} {{ .name_2_exit_code }} of {{ .FanOutItems }}"
 """
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(tmp_path_factory.mktemp("dev-task-fan-out"))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def api(dev: DevHandle) -> Iterator[httpx.Client]:
-    with dev.client() as client:
-        yield client
 
 
 def test_a_task_fans_out_in_formica_dev_and_each_instance_log_is_readable(
@@ -81,6 +64,6 @@ def test_a_task_fans_out_in_formica_dev_and_each_instance_log_is_readable(
     mixed = api.get(f"{logs}/greet/logs", params={"instance": 0, "since": 0})
     assert mixed.status_code == 400 and "without attempt, since or follow" in mixed.text
     # And the CLI prints one instance's log
-    ran = Cli(dev.url, dev.token)("logs", request_id, "greet", "--instance", "1")
+    ran = dev.cli()("logs", request_id, "greet", "--instance", "1")
     assert ran.code == 0, ran.err
     assert "hello bob (item 1)" in ran.out
