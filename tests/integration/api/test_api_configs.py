@@ -10,9 +10,6 @@ import pytest
 from formica.api.services import use_services
 
 from tests.integration.api.conftest import CONFIGS_KMS_KEY, CONFIGS_PREFIX, ApiWorld
-from tests.integration.api.test_api_requests import defined
-
-__all__ = ["defined"]  # the fixture, imported for this module's tests
 
 SECRET = "hunter2-but-longer"
 ORG_CONFIGS = "/api/orgs/acme/configs"
