@@ -28,15 +28,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.devserver import CORPUS, DevHandle, running_dev, submit, tasks_by_type, upload, wait_for
+from tests.fakes.loopback import serving, url_of
 
 INTERNET_HOST = "https://jsonplaceholder.typicode.com"
 VIDEO = b"frame-0\nframe-1\n"
@@ -124,16 +124,8 @@ class _Stub(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def stub() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(_Stub) as server:
+        yield url_of(server)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from formica.store.definitions import DefinitionRepository
 from formica.store.requests import JobRequestItem, TaskExecutionItem, now_iso
 from formica.store.schema import create_bucket, create_table
 from moto import mock_aws
+
+from tests.fakes.loopback import serving, url_of
 
 TABLE = "formica-walk-test"
 BUCKET = "formica-walk-test-artifacts"
@@ -227,16 +229,9 @@ def web() -> Iterator[_Web]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
+        state.base_url = url_of(server)
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def put_secret_config(walk: Walk, name: str, value: str, *, prefix: str | None = None) -> None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -34,6 +33,7 @@ from formica.store.idempotency import IdempotencyRepository
 from formica.store.requests import RequestRepository
 from formica.store.tokens import TokenRepository
 
+from tests.fakes.loopback import serving, url_of
 from tests.workflow.conftest import BUCKET, ORG, REGION, TABLE, Walk
 
 SECRET = "s3cr3t/Token+with spaces&more=1"
@@ -84,16 +84,9 @@ def echo() -> Iterator[_Echo]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
+        state.base_url = url_of(server)
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
