@@ -23,10 +23,17 @@ from formica.jobs import parse_definition
 from formica.local.lambda_dispatch import dispatch_lambda_invocations
 from formica.local.moto_locks import serialize_dynamodb
 from formica.local.statemachine import create_local_state_machine
-from formica.runtime import get_runtime, reset_runtime, start_request
+from formica.runtime import (
+    default_container_service,
+    get_runtime,
+    reset_container_service,
+    reset_runtime,
+    start_request,
+)
 from formica.settings import get_settings, reset_settings
 from formica.store.aws import reset_clients
 from formica.store.configs import ConfigItem, ConfigRepository, SsmConfigSecretStore
+from formica.store.container_runs import ContainerRunItem
 from formica.store.definitions import DefinitionRepository
 from formica.store.requests import JobRequestItem, TaskExecutionItem, now_iso
 from formica.store.schema import create_bucket, create_table
@@ -258,3 +265,55 @@ def put_secret_config(walk: Walk, name: str, value: str, *, prefix: str | None =
             updated_at=now,
         )
     )
+
+
+SECRET = "sk-live-9f8e7d"
+"""The secret config ``ApiKey`` that ``secret_config`` stores."""
+
+
+@pytest.fixture
+def secret_config(walk: Walk) -> None:
+    """The organisation holds a secret config ApiKey (in moto's SSM) that a job can render."""
+    put_secret_config(walk, "ApiKey", SECRET, prefix="/formica/test-sub-workflow")
+
+
+@pytest.fixture
+def ecs_walk(walk: Walk, monkeypatch: pytest.MonkeyPatch) -> Iterator[Walk]:
+    """The walk fixture with containers on (moto's) ECS Fargate instead of the local runner."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
+    cluster = boto3.client("ecs", region_name=REGION).create_cluster(clusterName="formica")["cluster"]
+    boto3.client("logs", region_name=REGION).create_log_group(logGroupName="/formica/containers")
+    for name, value in {
+        "FORMICA_CONTAINER_RUNTIME": "ecs",
+        "FORMICA_ECS_CLUSTER_ARN": cluster["clusterArn"],
+        "FORMICA_ECS_SUBNET_IDS": subnet,
+        "FORMICA_ECS_SECURITY_GROUP_IDS": group,
+        "FORMICA_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/task",
+        "FORMICA_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/execution",
+        "FORMICA_CONTAINER_LOG_GROUP": "/formica/containers",
+        "FORMICA_API_URL": "https://abc123.execute-api.us-east-1.amazonaws.com/test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    reset_clients()
+    reset_runtime()
+    reset_container_service()
+    yield walk
+    reset_container_service()
+
+
+def launched_run(request_id: str, step_after: int = 0, timeout: float = 15.0) -> ContainerRunItem:
+    """The run Launch recorded for the request (the first one after ``step_after``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [
+            r for r in default_container_service().runs.list_for_request(request_id) if r.step > step_after
+        ]
+        if runs and runs[0].ecs_task_arn:
+            return runs[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no container launched for {request_id}")
