@@ -663,7 +663,16 @@ def list_audits(
 
 OrgName = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
 ConfigId = Annotated[str, Path(min_length=1, max_length=JOB_TYPE_MAX)]
+CONFIG_UNAVAILABLE = {
+    503: json_response("This API was built without a config store (SERVICE_UNAVAILABLE)", ErrorResponse)
+}
+CONFIG_LISTED = {**CONFIG_UNAVAILABLE, 200: json_response("The configs", config_routes.ConfigListResponse)}
+CONFIG_ANSWERED = {
+    **CONFIG_UNAVAILABLE,
+    200: json_response("The config (a secret without its value)", config_routes.ConfigResponse),
+}
 CONFIG_CREATED = {
+    **CONFIG_UNAVAILABLE,
     201: json_response("The config (a secret without its value)", config_routes.ConfigResponse),
     400: json_response("A bad name, a value too long, a short secret (VALIDATION_ERROR)", ErrorResponse),
     404: json_response("Not your organisation, or no such job type (NOT_FOUND)", ErrorResponse),
@@ -671,7 +680,7 @@ CONFIG_CREATED = {
 }
 
 
-@app.get("/api/orgs/<org>/configs", tags=["configs"])
+@app.get("/api/orgs/<org>/configs", tags=["configs"], responses=CONFIG_LISTED)
 def list_org_configs(org: OrgName) -> config_routes.ConfigListResponse:
     return config_routes.list_configs(get_services(), _org(), path_org=org)
 
@@ -683,24 +692,24 @@ def create_org_config(
     return _json(201, config_routes.create_config(get_services(), _org(), body, path_org=org))
 
 
-@app.get("/api/orgs/<org>/configs/<config_id>", tags=["configs"])
+@app.get("/api/orgs/<org>/configs/<config_id>", tags=["configs"], responses=CONFIG_ANSWERED)
 def get_org_config(org: OrgName, config_id: ConfigId) -> config_routes.ConfigResponse:
     return config_routes.get_config(get_services(), _org(), config_id, path_org=org)
 
 
-@app.put("/api/orgs/<org>/configs/<config_id>", tags=["configs"])
+@app.put("/api/orgs/<org>/configs/<config_id>", tags=["configs"], responses=CONFIG_ANSWERED)
 def update_org_config(
     org: OrgName, config_id: ConfigId, body: config_routes.UpdateConfigRequest
 ) -> config_routes.ConfigResponse:
     return config_routes.update_config(get_services(), _org(), config_id, body, path_org=org)
 
 
-@app.delete("/api/orgs/<org>/configs/<config_id>", tags=["configs"])
+@app.delete("/api/orgs/<org>/configs/<config_id>", tags=["configs"], responses=CONFIG_ANSWERED)
 def delete_org_config(org: OrgName, config_id: ConfigId) -> config_routes.ConfigResponse:
     return config_routes.delete_config(get_services(), _org(), config_id, path_org=org)
 
 
-@app.get("/api/jobs/definitions/<job_type>/configs", tags=["configs"])
+@app.get("/api/jobs/definitions/<job_type>/configs", tags=["configs"], responses=CONFIG_LISTED)
 def list_job_configs(job_type: JobType) -> config_routes.ConfigListResponse:
     return config_routes.list_configs(get_services(), _org(), job_type=job_type)
 
@@ -712,19 +721,21 @@ def create_job_config(
     return _json(201, config_routes.create_config(get_services(), _org(), body, job_type=job_type))
 
 
-@app.get("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"])
+@app.get("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"], responses=CONFIG_ANSWERED)
 def get_job_config(job_type: JobType, config_id: ConfigId) -> config_routes.ConfigResponse:
     return config_routes.get_config(get_services(), _org(), config_id, job_type=job_type)
 
 
-@app.put("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"])
+@app.put("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"], responses=CONFIG_ANSWERED)
 def update_job_config(
     job_type: JobType, config_id: ConfigId, body: config_routes.UpdateConfigRequest
 ) -> config_routes.ConfigResponse:
     return config_routes.update_config(get_services(), _org(), config_id, body, job_type=job_type)
 
 
-@app.delete("/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"])
+@app.delete(
+    "/api/jobs/definitions/<job_type>/configs/<config_id>", tags=["configs"], responses=CONFIG_ANSWERED
+)
 def delete_job_config(job_type: JobType, config_id: ConfigId) -> config_routes.ConfigResponse:
     return config_routes.delete_config(get_services(), _org(), config_id, job_type=job_type)
 

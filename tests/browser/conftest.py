@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.devserver import DevHandle, start_dev
+from tests.e2e.devserver import DevHandle, running_dev
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/chromium")
 CHROMIUM_ARGS = [
@@ -61,11 +61,10 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def dev(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[DevHandle]:
     # The browser first: without one, no server is started for nothing.
-    handle = start_dev(tmp_path_factory.mktemp("dashboard"), extra_args=["--container-runtime", "host"])
-    try:
+    with running_dev(
+        tmp_path_factory.mktemp("dashboard"), extra_args=["--container-runtime", "host"]
+    ) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from formica.cli.demo import SEED_HOST, extract_seed_yaml, local_yaml
 
-from tests.e2e.devserver import SHARED_SEED, free_port, pids_running
+from tests.e2e.devserver import SHARED_SEED, free_port, pids_running, user_env
 
 
 @pytest.mark.skipif(
@@ -33,12 +32,11 @@ def test_only_the_host_is_replaced() -> None:
 
 def test_demo_once_runs_the_sensor_job_to_a_final_state(tmp_path: Path) -> None:
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
     result = subprocess.run(
         [sys.executable, "-m", "formica.cli.demo", "--once", "--port", str(port)],
         capture_output=True,
         text=True,
-        env=env,
+        env=user_env(),
         cwd=tmp_path,
         timeout=280,
         check=False,

@@ -12,15 +12,12 @@ output and exit codes, and `formica status`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.devserver import Cli, DevHandle, start_dev
+from tests.e2e.devserver import FINAL_STATES, Cli, DevHandle, poll
 
 WAIT_SECONDS = 120.0
 """How long a request may take to reach its wait or its end (the machine may be busy)."""
@@ -48,18 +45,9 @@ tasks:
 
 
 @pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(Path(tmp_path_factory.mktemp("dev-approvals")))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
 def admin(dev: DevHandle, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """The CLI with formica dev's own (admin) token, the release job uploaded."""
-    cli = Cli(dev.url, dev.token)
+    cli = dev.cli()
     path = tmp_path_factory.mktemp("jobs") / "release.yaml"
     path.write_text(RELEASE, encoding="utf-8")
     uploaded = cli.ok("definitions", "upload", str(path))
@@ -97,25 +85,29 @@ def submit_and_reach_the_wait(submitter: Cli) -> tuple[str, dict[str, Any]]:
     submitted = submitter.ok("submit", JOB_TYPE)
     assert submitted.out.startswith(f"submitted {JOB_TYPE}: request "), submitted
     request_id = submitted.out.split("request ", 1)[1].split()[0]
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        for row in submitter.ok("approvals", "--json").json():
-            if row["request_id"] == request_id:
-                return request_id, row
-        time.sleep(0.3)
-    raise AssertionError(f"request {request_id} never waited for approval: {submitter('status', request_id)}")
+
+    def listed() -> dict[str, Any] | None:
+        rows = submitter.ok("approvals", "--json").json()
+        return next((row for row in rows if row["request_id"] == request_id), None)
+
+    row = poll(
+        listed,
+        WAIT_SECONDS,
+        lambda: f"request {request_id} never waited for approval: {submitter('status', request_id)}",
+    )
+    return request_id, row
 
 
 def final_status(cli: Cli, request_id: str, timeout: float = WAIT_SECONDS) -> dict[str, Any]:
     """`formica status --json` once the request has ended."""
-    deadline = time.monotonic() + timeout
     request: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def ended() -> dict[str, Any] | None:
+        nonlocal request
         request = cli.ok("status", request_id, "--json").json()
-        if request["job_state"] in {"COMPLETED", "FAILED", "CANCELLED"}:
-            return request
-        time.sleep(0.3)
-    raise AssertionError(f"request {request_id} did not end in {timeout}s: {request}")
+        return request if request["job_state"] in FINAL_STATES else None
+
+    return poll(ended, timeout, lambda: f"request {request_id} did not end in {timeout}s: {request}")
 
 
 def states_of(request: dict[str, Any]) -> dict[str, str]:

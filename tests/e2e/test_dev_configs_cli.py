@@ -4,15 +4,11 @@ nothing the CLI prints holds it, and local mode keeps it as a SecureString in mo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
-from tests.e2e.devserver import Cli, DevHandle, start_dev, upload, wait_for
+from tests.e2e.devserver import DevHandle, running_dev, upload, wait_for
 
 SECRET = "e2e-Secret-Value-7f3a"
 JOB = """\
@@ -30,29 +26,14 @@ tasks:
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(Path(tmp_path_factory.mktemp("dev-configs")))
-    try:
+    with running_dev(tmp_path_factory.mktemp("dev-configs")) as handle:
         with handle.client() as client:
             upload(client, JOB)
         yield handle
-    finally:
-        handle.stop()
-
-
-def _moto_ssm(dev: DevHandle) -> Any:
-    found = re.search(r"AWS \(moto\): (http://127\.0\.0\.1:\d+)", dev.log())
-    assert found is not None, dev.log()
-    return boto3.client(
-        "ssm",
-        endpoint_url=found.group(1),
-        region_name="us-east-1",
-        aws_access_key_id="formica-local",
-        aws_secret_access_key="formica-local",
-    )
 
 
 def test_a_secret_set_with_the_cli_is_used_by_a_shell_task_and_masked_in_its_log(dev: DevHandle) -> None:
-    cli = Cli(dev.url, dev.token)
+    cli = dev.cli()
 
     # Given: a secret of the organisation read from stdin, and a plain config of the job type
     created = cli.ok("configs", "set", "DbPassword", "-", "--secret", stdin=SECRET + "\n")
@@ -82,7 +63,7 @@ def test_a_secret_set_with_the_cli_is_used_by_a_shell_task_and_masked_in_its_log
     assert SECRET not in log
 
     # And: formica dev keeps the value as an encrypted parameter in moto's SSM, not in the table
-    ssm = _moto_ssm(dev)
+    ssm = dev.moto_client("ssm")
     parameter = ssm.get_parameter(Name="/formica/configs/local/org/DbPassword")["Parameter"]
     assert parameter["Type"] == "SecureString"
     decrypted = ssm.get_parameter(Name="/formica/configs/local/org/DbPassword", WithDecryption=True)

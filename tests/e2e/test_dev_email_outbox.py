@@ -8,30 +8,14 @@ import email
 import email.policy
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.devserver import DevHandle, start_dev, submit, upload, wait_for, wait_until
+from tests.e2e.devserver import DevHandle, submit, upload, wait_for, wait_until
 from tests.fakes.webhook_receiver import webhook_receiver
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(Path(tmp_path_factory.mktemp("dev-outbox")))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def api(dev: DevHandle) -> Iterator[httpx.Client]:
-    with dev.client() as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

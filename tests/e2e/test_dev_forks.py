@@ -28,17 +28,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.devserver import REPO, DevHandle, start_dev, submit, upload, wait_for
+from tests.e2e.devserver import CORPUS, DevHandle, running_dev, submit, tasks_by_type, upload, wait_for
+from tests.fakes.loopback import serving, url_of
 
-CORPUS = REPO.parent / "shared" / "formicary-examples"
 INTERNET_HOST = "https://jsonplaceholder.typicode.com"
 VIDEO = b"frame-0\nframe-1\n"
 
@@ -125,16 +124,8 @@ class _Stub(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def stub() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(_Stub) as server:
+        yield url_of(server)
 
 
 @pytest.fixture(scope="module")
@@ -144,21 +135,12 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
         script = guard / name
         script.write_text(PIP_GUARD, encoding="utf-8")
         script.chmod(0o755)
-    handle = start_dev(
+    with running_dev(
         tmp_path_factory.mktemp("dev-forks"),
         extra_args=["--container-runtime", "host"],
         extra_env={"PATH": f"{guard}{os.pathsep}{os.environ.get('PATH', '')}"},
-    )
-    try:
+    ) as handle:
         yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def api(dev: DevHandle) -> Iterator[httpx.Client]:
-    with dev.client() as client:
-        yield client
 
 
 def corpus(name: str) -> str:
@@ -177,10 +159,6 @@ def children(api: httpx.Client, request_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def tasks_of(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["task_type"]: task for task in request["tasks"]}
-
-
 def test_http_job_forks_bad_job_and_its_failure_fails_the_await_naming_the_child(
     api: httpx.Client, dev: DevHandle, stub: str
 ) -> None:
@@ -195,7 +173,7 @@ def test_http_job_forks_bad_job_and_its_failure_fails_the_await_naming_the_child
     parent = wait_for(api, submit(api, "http-job"), timeout=120)
 
     # Then the HTTP tasks called the stub, the fork created bad-job with the task's variables
-    tasks = tasks_of(parent)
+    tasks = tasks_by_type(parent)
     assert [tasks[name]["task_state"] for name in ("get", "post", "put", "delete")] == ["COMPLETED"] * 4
     assert set(_Stub.seen) >= {
         ("GET", "/todos/1"),
@@ -294,11 +272,11 @@ def test_plugin_client_forks_the_stock_plugin_by_sem_version(api: httpx.Client, 
     assert child["params"]["ParentJobID"] == parent["id"]
     assert child["params"]["ParentJobType"] == "plugin-client"
     # And the plugin stopped at pip (no internet here), failing the await that names it
-    extract = tasks_of(child)["extract"]
+    extract = tasks_by_type(child)["extract"]
     assert extract["task_state"] == "FAILED", child
     log = api.get(f"/api/jobs/requests/{child['id']}/tasks/extract/logs").text
     assert "pip is not available to this test" in log
-    wait = tasks_of(parent)["wait-plugin"]
+    wait = tasks_by_type(parent)["wait-plugin"]
     assert wait["task_state"] == "FAILED", (parent, dev.log()[-3000:])
     assert child["id"] in wait["error_message"] and "from task call-plugin" in wait["error_message"]
     assert parent["job_state"] == "FAILED"

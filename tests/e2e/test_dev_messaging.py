@@ -6,12 +6,10 @@ is routed by on_exit_code; with no request, the command says so and exits 1."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.devserver import CORPUS, Cli, DevHandle, start_dev, submit, upload, wait_for
+from tests.e2e.devserver import CORPUS, DevHandle, submit, upload, wait_for
 
 MESSAGING_JOB = CORPUS / "messaging-job.yaml"
 pytestmark = pytest.mark.skipif(
@@ -40,28 +38,18 @@ tasks:
 """
 
 
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(Path(tmp_path_factory.mktemp("dev-messaging")))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
 def moto_and_org(dev: DevHandle) -> tuple[str, str]:
     """The moto URL and the organisation, as `formica dev`'s banner prints them to its user."""
     banner = dev.log()
-    moto = re.search(r"AWS \(moto\): (http://127\.0\.0\.1:\d+)", banner)
     org = re.search(r"\(organisation ([\w.-]+)\)", banner)
-    assert moto and org, banner[-3000:]
-    return moto.group(1), org.group(1)
+    assert org, banner[-3000:]
+    return dev.moto_url(), org.group(1)
 
 
 def reply(dev: DevHandle, *args: str) -> tuple[int, str, str]:
     moto, org = moto_and_org(dev)
     where = ("--queue", REQUEST_QUEUE, "--org", org, "--endpoint-url", moto)
-    ran = Cli(dev.url, dev.token)("messaging", "reply", *where, *args, timeout=120)
+    ran = dev.cli()("messaging", "reply", *where, *args, timeout=120)
     return ran.code, ran.out, ran.err
 
 

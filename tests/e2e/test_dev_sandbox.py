@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.devserver import DevHandle, start_dev, submit, upload, wait_for
+from tests.e2e.devserver import DevHandle, running_dev, submit, upload, wait_for
 
 JOB = """
 job_type: sandboxed
@@ -46,20 +46,11 @@ tasks:
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(
+    with running_dev(
         tmp_path_factory.mktemp("dev-sandbox"),
         extra_env={"FORMICA_SHELL_SANDBOX_FUNCTION": "formica-shell-sandbox"},
-    )
-    try:
+    ) as handle:
         yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def api(dev: DevHandle) -> Iterator[httpx.Client]:
-    with dev.client() as client:
-        yield client
 
 
 def test_a_job_runs_through_the_sandbox_with_dependencies_and_artifacts(

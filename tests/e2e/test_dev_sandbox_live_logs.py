@@ -6,13 +6,23 @@ with the job's secret masked as in the whole log, which begins with what the chu
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.devserver import DevHandle, start_dev, submit, upload, wait_for
-from tests.e2e.test_dev_live_logs import WAIT_SECONDS, log_piece, task_state, until
-from tests.e2e.test_dev_task_fan_out import SAME_NAME_EACH, instance_piece
+from tests.e2e.devserver import (
+    DevHandle,
+    instance_piece,
+    log_piece,
+    poll,
+    running_dev,
+    submit,
+    task_state,
+    upload,
+    wait_for,
+)
+from tests.fanout_jobs import SAME_NAME_EACH
+
+WAIT_SECONDS = 90.0
 
 TALKER = """\
 job_type: e2e-sandbox-talker
@@ -42,11 +52,10 @@ SECRET = "live-secret-value-9876"
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(
-        Path(tmp_path_factory.mktemp("dev-sandbox-live")),
+    with running_dev(
+        tmp_path_factory.mktemp("dev-sandbox-live"),
         extra_env={"FORMICA_SHELL_SANDBOX_FUNCTION": "formica-shell-sandbox"},
-    )
-    try:
+    ) as handle:
         with handle.client() as client:
             jobs = ((TALKER, "e2e-sandbox-talker"), (TALK_EACH, "e2e-sandbox-talk-each"))
             upload(client, SAME_NAME_EACH.format(job_type="e2e-sandbox-same-name"))
@@ -58,19 +67,20 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
                 )
                 assert created.status_code == 201, created.text
         yield handle
-    finally:
-        handle.stop()
 
 
 def test_a_sandboxed_tasks_first_line_is_read_before_it_ends(dev: DevHandle) -> None:
     with dev.client() as client:
         request_id = submit(client, "e2e-sandbox-talker")
-        until(
-            lambda: task_state(client, request_id, "talk") == "EXECUTING", "the task never showed EXECUTING"
+        poll(
+            lambda: task_state(client, request_id, "talk") == "EXECUTING",
+            WAIT_SECONDS,
+            "the task never showed EXECUTING",
         )
 
-        piece = until(
+        piece = poll(
             lambda: (p := log_piece(client, request_id, "talk")) and "first line" in p["text"] and p,
+            WAIT_SECONDS,
             "the sandbox's first line never arrived while the task ran",
         )
 
@@ -94,8 +104,9 @@ def test_a_sandboxed_fan_out_instances_first_line_is_read_under_its_own_instance
         request_id = submit(client, "e2e-sandbox-talk-each")
 
         # When instance 1's log is read while it sleeps between its lines
-        piece = until(
+        piece = poll(
             lambda: (p := instance_piece(client, request_id, "talk", 1)) and "first line" in p["text"] and p,
+            WAIT_SECONDS,
             "instance 1's first line never arrived while it ran in the sandbox",
         )
 

@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.e2e.devserver import DevHandle, start_dev, submit, upload, wait_for
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(Path(tmp_path_factory.mktemp("dev-scheduling")))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def api(dev: DevHandle) -> Iterator[httpx.Client]:
-    with dev.client() as client:
-        yield client
+from tests.e2e.devserver import submit, upload, wait_for
 
 
 def test_a_cron_definition_shows_its_next_fire_times(api: httpx.Client) -> None:

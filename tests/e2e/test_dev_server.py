@@ -8,7 +8,6 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -65,21 +64,6 @@ tasks:
   script:
     - {SLEEP_MARKER}
 """
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(tmp_path_factory.mktemp("dev"))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def api(dev: DevHandle) -> Iterator[httpx.Client]:
-    with dev.client() as client:
-        yield client
 
 
 def test_health_is_public_and_everything_else_needs_the_token(dev: DevHandle) -> None:
@@ -153,40 +137,19 @@ def test_cancel_ends_the_running_shell_process(api: httpx.Client) -> None:
 def test_cli_submit_wait_exit_status_follows_the_job(dev: DevHandle, api: httpx.Client) -> None:
     upload(api, BUILD_JOB)
     upload(api, FAIL_JOB)
-    env = {**os.environ, "FORMICA_SERVER": dev.url, "FORMICA_TOKEN": dev.token}
-    ok = subprocess.run(
-        [*formica_command(), "submit", "e2e-build", "--param", "Who=e2e", "--wait", "--interval", "0.3"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert re.search(r"build\s+COMPLETED\s+attempt 1\s+exit 0", ok.stdout), ok.stdout
-    assert "COMPLETED after" in ok.stdout
-    failed = subprocess.run(
-        [*formica_command(), "submit", "e2e-fail", "--wait", "--interval", "0.3"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert re.search(r"boom\s+FAILED\s+attempt 1\s+exit 3", failed.stdout), failed.stdout
+    cli = dev.cli()
+    ok = cli("submit", "e2e-build", "--param", "Who=e2e", "--wait", "--interval", "0.3", timeout=120)
+    assert ok.code == 0, ok.out + ok.err
+    assert re.search(r"build\s+COMPLETED\s+attempt 1\s+exit 0", ok.out), ok.out
+    assert "COMPLETED after" in ok.out
+    failed = cli("submit", "e2e-fail", "--wait", "--interval", "0.3", timeout=120)
+    assert failed.code == 1, failed.out + failed.err
+    assert re.search(r"boom\s+FAILED\s+attempt 1\s+exit 3", failed.out), failed.out
     # An API error prints the API's message, not a traceback
-    missing = subprocess.run(
-        [*formica_command(), "status", "no-such-request"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert missing.returncode == 1
-    assert "NOT_FOUND" in missing.stderr
-    assert "Traceback" not in missing.stderr
+    missing = cli("status", "no-such-request")
+    assert missing.code == 1
+    assert "NOT_FOUND" in missing.err
+    assert "Traceback" not in missing.err
 
 
 @pytest.mark.skipif(
@@ -283,53 +246,47 @@ def test_repository_layout_assumption() -> None:
     assert (REPO / "pyproject.toml").is_file()
 
 
-def _formica(
-    dev: DevHandle, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "FORMICA_SERVER": dev.url, "FORMICA_TOKEN": dev.token, **(env or {})}
-    return subprocess.run(
-        [*formica_command(), *args], capture_output=True, text=True, env=environment, timeout=120, check=False
-    )
-
-
 def test_cli_client_commands(dev: DevHandle, api: httpx.Client, tmp_path: Path) -> None:
+    cli = dev.cli()
     job_file = tmp_path / "build.yaml"
     job_file.write_text(BUILD_JOB, encoding="utf-8")
-    uploaded = _formica(dev, "definitions", "upload", str(job_file))
-    assert uploaded.returncode == 0, uploaded.stderr
-    assert "uploaded e2e-build version" in uploaded.stdout
-    listed = _formica(dev, "definitions", "list", "--json")
-    assert "e2e-build" in [d["job_type"] for d in json.loads(listed.stdout)]
-    shown = _formica(dev, "definitions", "show", "e2e-build")
-    assert re.search(r"build\s+SHELL\s+check", shown.stdout), shown.stdout
-    submitted = _formica(dev, "submit", "e2e-build", "-p", "Who=e2e", "--wait", "--json", "--interval", "0.3")
-    assert submitted.returncode == 0, submitted.stderr
-    request_id = json.loads(submitted.stdout)["id"]
-    status = _formica(dev, "status", request_id)
-    assert "COMPLETED" in status.stdout and "build" in status.stdout
-    logs = _formica(dev, "logs", request_id, "build")
-    assert "built it" in logs.stdout
-    downloaded = _formica(dev, "artifacts", request_id, "--download", str(tmp_path / "got"))
-    assert downloaded.returncode == 0, downloaded.stderr
+    uploaded = cli("definitions", "upload", str(job_file))
+    assert uploaded.code == 0, uploaded.err
+    assert "uploaded e2e-build version" in uploaded.out
+    listed = cli("definitions", "list", "--json")
+    assert "e2e-build" in [d["job_type"] for d in listed.json()]
+    shown = cli("definitions", "show", "e2e-build")
+    assert re.search(r"build\s+SHELL\s+check", shown.out), shown.out
+    submitted = cli(
+        "submit", "e2e-build", "-p", "Who=e2e", "--wait", "--json", "--interval", "0.3", timeout=120
+    )
+    assert submitted.code == 0, submitted.err
+    request_id = submitted.json()["id"]
+    status = cli("status", request_id)
+    assert "COMPLETED" in status.out and "build" in status.out
+    logs = cli("logs", request_id, "build")
+    assert "built it" in logs.out
+    downloaded = cli("artifacts", request_id, "--download", str(tmp_path / "got"))
+    assert downloaded.code == 0, downloaded.err
     assert (tmp_path / "got" / "build" / "out.txt").read_text(encoding="utf-8") == "hello e2e\n"
-    restarted = _formica(dev, "restart", request_id, "--json")
-    assert restarted.returncode == 0, restarted.stderr
-    wait_for(api, json.loads(restarted.stdout).get("id", request_id))
-    refused = _formica(dev, "cancel", request_id)
-    assert refused.returncode == 1
-    assert "CONFLICT" in refused.stderr
+    restarted = cli("restart", request_id, "--json")
+    assert restarted.code == 0, restarted.err
+    wait_for(api, restarted.json().get("id", request_id))
+    refused = cli("cancel", request_id)
+    assert refused.code == 1
+    assert "CONFLICT" in refused.err
     # Tokens through the API: create, use, list, revoke
-    created = _formica(dev, "tokens", "create", "--name", "ci", "--scope", "admin", "--json")
-    assert created.returncode == 0, created.stderr
-    token = json.loads(created.stdout)
+    created = cli("tokens", "create", "--name", "ci", "--scope", "admin", "--json")
+    assert created.code == 0, created.err
+    token = created.json()
     assert (
         httpx.get(
             f"{dev.url}/api/auth/tokens", headers={"Authorization": f"Bearer {token['token']}"}
         ).status_code
         == 200
     )
-    assert token["id"] in _formica(dev, "tokens", "list").stdout
-    assert _formica(dev, "tokens", "revoke", token["id"]).returncode == 0
+    assert token["id"] in cli("tokens", "list").out
+    assert cli("tokens", "revoke", token["id"]).code == 0
     assert (
         httpx.get(
             f"{dev.url}/api/auth/tokens", headers={"Authorization": f"Bearer {token['token']}"}
@@ -339,6 +296,7 @@ def test_cli_client_commands(dev: DevHandle, api: httpx.Client, tmp_path: Path) 
 
 
 def test_tokens_create_direct_writes_an_organisations_first_token(dev: DevHandle) -> None:
+    cli = dev.cli()
     # The operator's path: straight to DynamoDB (here moto's, as printed by formica dev)
     moto = re.search(r"AWS \(moto\): (http://127\.0\.0\.1:\d+)\s+table (\S+),", dev.log())
     assert moto is not None, dev.log()
@@ -350,11 +308,9 @@ def test_tokens_create_direct_writes_an_organisations_first_token(dev: DevHandle
         "AWS_SECRET_ACCESS_KEY": "operator",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    created = _formica(
-        dev, "tokens", "create", "--org", "acme", "--direct", "--name", "first", "--json", env=env
-    )
-    assert created.returncode == 0, created.stderr
-    token = json.loads(created.stdout)
+    created = cli("tokens", "create", "--org", "acme", "--direct", "--name", "first", "--json", extra_env=env)
+    assert created.code == 0, created.err
+    token = created.json()
     assert token["org"] == "acme"
     assert token["token"].startswith("fmc_")
     # The new organisation sees none of the local organisation's data
@@ -362,9 +318,9 @@ def test_tokens_create_direct_writes_an_organisations_first_token(dev: DevHandle
     assert httpx.get(f"{dev.url}/api/jobs/definitions", headers=acme).json()["records"] == []
     assert httpx.get(f"{dev.url}/api/jobs/definitions/e2e-build", headers=acme).status_code == 404
     # --direct without --org is a usage error, not a traceback
-    missing = _formica(dev, "tokens", "create", "--direct", env=env)
-    assert missing.returncode == 1
-    assert "--org" in missing.stderr and "Traceback" not in missing.stderr
+    missing = cli("tokens", "create", "--direct", extra_env=env)
+    assert missing.code == 1
+    assert "--org" in missing.err and "Traceback" not in missing.err
 
 
 # -- the README's quick start, run as written ------------------------------------------------------

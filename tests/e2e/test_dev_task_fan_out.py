@@ -6,14 +6,13 @@ and the per-instance results in a later task's template."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
-import pytest
 
-from tests.e2e.devserver import Cli, DevHandle, start_dev, submit, upload, wait_for
-from tests.e2e.test_dev_live_logs import WAIT_SECONDS, until
+from tests.e2e.devserver import DevHandle, instance_piece, poll, submit, upload, wait_for
+from tests.fanout_jobs import SAME_NAME_EACH
+
+WAIT_SECONDS = 90.0
 
 GREET_EACH = """\
 job_type: greet-each
@@ -52,60 +51,6 @@ tasks:
 """
 
 
-SAME_NAME_EACH = """\
-job_type: {job_type}
-tasks:
-- task_type: write
-  method: SHELL
-  fan_out:
-    source: '["red", "blue"]'
-    item_var: colour
-  script:
-    - mkdir -p out && echo "colour {{{{ .colour }}}}" > out/result.txt
-  artifacts:
-    paths: [out/result.txt]
-  on_completed: read
-- task_type: read
-  method: SHELL
-  dependencies: [write]
-  script:
-    - find . -name result.txt | sort
-    - cat instance-0/out/result.txt instance-1/out/result.txt
-"""
-"""Two instances that write the same file name; a dependent task that reads both."""
-
-
-def instance_piece(
-    api: httpx.Client, request_id: str, task_type: str, index: int, since: int = 0
-) -> dict[str, Any] | None:
-    """One read of an instance's log from byte ``since`` (JSON), as ``formica logs -f`` reads it;
-    None while the instance is not started yet (404)."""
-    response = api.get(
-        f"/api/jobs/requests/{request_id}/tasks/{task_type}/logs",
-        params={"instance": index, "since": since},
-    )
-    if response.status_code == 404 and "ran no instance" in response.text:
-        return None
-    assert response.status_code == 200, response.text
-    piece: dict[str, Any] = response.json()
-    return piece
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(tmp_path_factory.mktemp("dev-task-fan-out"))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def api(dev: DevHandle) -> Iterator[httpx.Client]:
-    with dev.client() as client:
-        yield client
-
-
 def test_a_task_fans_out_in_formica_dev_and_each_instance_log_is_readable(
     api: httpx.Client, dev: DevHandle
 ) -> None:
@@ -137,7 +82,7 @@ def test_a_task_fans_out_in_formica_dev_and_each_instance_log_is_readable(
     mixed = api.get(f"{logs}/greet/logs", params={"instance": 0, "attempt": 1})
     assert mixed.status_code == 400 and "without attempt" in mixed.text
     # And the CLI prints one instance's log
-    ran = Cli(dev.url, dev.token)("logs", request_id, "greet", "--instance", "1")
+    ran = dev.cli()("logs", request_id, "greet", "--instance", "1")
     assert ran.code == 0, ran.err
     assert "hello bob (item 1)" in ran.out
 
@@ -150,8 +95,9 @@ def test_a_running_instances_lines_are_read_before_it_ends_and_followed_by_the_c
 
     # When it runs in formica dev, and instance 1's log is read from byte 0 while it runs
     request_id = submit(api, "talk-each")
-    piece = until(
+    piece = poll(
         lambda: (p := instance_piece(api, request_id, "talk", 1)) and "first line of slow" in p["text"] and p,
+        WAIT_SECONDS,
         "instance 1's first line never arrived while it ran",
     )
 
@@ -160,9 +106,7 @@ def test_a_running_instances_lines_are_read_before_it_ends_and_followed_by_the_c
     assert piece["instance"] == 1
     assert api.get(f"/api/jobs/requests/{request_id}").json()["job_state"] == "EXECUTING"
     # And `formica logs -f --instance 1` prints the rest as it comes, each line once, and stops at its end
-    followed = Cli(dev.url, dev.token).ok(
-        "logs", "-f", request_id, "talk", "--instance", "1", timeout=WAIT_SECONDS
-    )
+    followed = dev.cli().ok("logs", "-f", request_id, "talk", "--instance", "1", timeout=WAIT_SECONDS)
     lines = followed.out.splitlines()
     assert lines.index("first line of slow") < lines.index("second line of slow")
     assert lines.count("first line of slow") == 1 and "first line of quick" not in lines

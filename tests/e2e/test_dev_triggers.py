@@ -6,17 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 
-from tests.e2e.devserver import DevHandle, start_dev, upload, wait_for
+from tests.e2e.devserver import DevHandle, upload, wait_for
 
 ORG = "local"  # formica dev's organisation
 SECRET = "s3cr3t-webhook-key-for-tests"
@@ -85,15 +82,6 @@ tasks:
     script:
       - echo billing {{ .order }}
 """
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(Path(tmp_path_factory.mktemp("dev-triggers")))
-    try:
-        yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="module")
@@ -210,18 +198,6 @@ def test_the_rate_limit_drops_the_21st_and_lists_it(dev: DevHandle, api: httpx.C
     assert "rate_limit" in records[0]["reason"]
 
 
-def _moto(dev: DevHandle, service: str) -> Any:
-    found = re.search(r"AWS \(moto\): (http://127\.0\.0\.1:\d+)", dev.log())
-    assert found is not None, dev.log()
-    return boto3.client(
-        service,
-        endpoint_url=found.group(1),
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _requests_of(api: httpx.Client, job_type: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
@@ -238,7 +214,7 @@ def test_an_s3_upload_of_a_parquet_file_starts_the_job_and_a_csv_does_not(
 ) -> None:
     # Given a bucket with EventBridge notifications on (as the stack sets them on the buckets the
     # operator lists; formica dev also turns them on for every new bucket within two seconds)
-    s3 = _moto(dev, "s3")
+    s3 = dev.moto_client("s3")
     s3.create_bucket(Bucket="incoming-data")
     s3.put_bucket_notification_configuration(
         Bucket="incoming-data", NotificationConfiguration={"EventBridgeConfiguration": {}}
@@ -260,7 +236,7 @@ def test_an_s3_upload_of_a_parquet_file_starts_the_job_and_a_csv_does_not(
 
 def test_an_sqs_message_over_1000_starts_the_job_and_500_does_not(dev: DevHandle, api: httpx.Client) -> None:
     # Given the organisation's queue for the topic (tagged as the stack tags the queues it creates)
-    sqs = _moto(dev, "sqs")
+    sqs = dev.moto_client("sqs")
     url = sqs.create_queue(
         QueueName="formica-local-orders", tags={"formica:org": ORG, "formica:topic": "orders"}
     )["QueueUrl"]

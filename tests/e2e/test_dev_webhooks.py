@@ -6,30 +6,20 @@ deliveries route shows the attempts."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.devserver import DevHandle, start_dev, submit, upload, wait_for
+from tests.e2e.devserver import DevHandle, running_dev, submit, upload, wait_for
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver
 
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(
-        Path(tmp_path_factory.mktemp("dev-webhooks")), extra_env={"FORMICA_WEBHOOK_BACKOFF_SECONDS": "1"}
-    )
-    try:
+    with running_dev(
+        tmp_path_factory.mktemp("dev-webhooks"), extra_env={"FORMICA_WEBHOOK_BACKOFF_SECONDS": "1"}
+    ) as handle:
         yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def api(dev: DevHandle) -> Iterator[httpx.Client]:
-    with dev.client() as client:
-        yield client
 
 
 def hooked_job(job_type: str, url: str) -> str:

@@ -4,14 +4,11 @@ with only the worker scope and no AWS credentials; a worker of the wrong tags ta
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.devserver import CORPUS, Cli, DevHandle, formica_command, start_dev, submit, upload, wait_for
+from tests.e2e.devserver import CORPUS, Cli, DevHandle, formica_command, submit, upload, wait_for
 
 WEB_JOB = CORPUS / "web-job.yaml"
 needs_corpus = pytest.mark.skipif(not WEB_JOB.exists(), reason=f"formicary's corpus is not at {CORPUS}")
@@ -34,32 +31,21 @@ tasks:
 """
 
 
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(Path(tmp_path_factory.mktemp("dev-workers")))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
 def worker(dev: DevHandle, token: str, tags: str, *args: str) -> subprocess.Popen[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
-    env.update({"FORMICA_SERVER": dev.url, "FORMICA_TOKEN": token})
     return subprocess.Popen(
         [*formica_command(), "worker", "--tags", tags, "--poll-interval", "0.3", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env=Cli(dev.url, token).env(),
     )
 
 
 @needs_corpus
 def test_web_job_runs_to_completed_on_a_worker_of_the_users_own(dev: DevHandle) -> None:
     # Given a token with only the worker scope, and formicary's web-job uploaded
-    admin = Cli(dev.url, dev.token)
+    admin = dev.cli()
     created = admin.ok("tokens", "create", "--name", "ant", "--scope", "worker", "--json").json()
     with dev.client() as client:
         upload(client, WEB_JOB.read_text(encoding="utf-8"))
@@ -92,7 +78,7 @@ def test_web_job_runs_to_completed_on_a_worker_of_the_users_own(dev: DevHandle) 
 
 
 def test_a_token_without_the_worker_scope_cannot_poll(dev: DevHandle) -> None:
-    admin = Cli(dev.url, dev.token)
+    admin = dev.cli()
     reader = admin.ok("tokens", "create", "--name", "reader", "--scope", "read", "--json").json()
     process = worker(dev, str(reader["token"]), "web")
     out, err = process.communicate(timeout=60)
@@ -102,7 +88,7 @@ def test_a_token_without_the_worker_scope_cannot_poll(dev: DevHandle) -> None:
 
 def test_a_shell_task_tagged_with_the_jobs_worker_pool_runs_on_formica_worker(dev: DevHandle) -> None:
     # Given a job that declares the pool builder, its first SHELL task tagged builder
-    admin = Cli(dev.url, dev.token)
+    admin = dev.cli()
     created = admin.ok("tokens", "create", "--name", "builder-ant", "--scope", "worker", "--json").json()
     with dev.client() as client:
         upload(client, POOLED_JOB)

@@ -165,17 +165,41 @@ class Synth:
     def actions_of_role(self, role_logical_id: str) -> set[str]:
         actions: set[str] = set()
         for statement in self.statements_of_role(role_logical_id):
-            action = statement["Action"]
-            actions.update([action] if isinstance(action, str) else action)
+            actions.update(actions_of(statement))
         return actions
 
     def statements_granting(self, role_logical_id: str, action: str) -> list[dict[str, Any]]:
         return [
             statement
             for statement in self.statements_of_role(role_logical_id)
-            if action
-            in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+            if action in actions_of(statement)
         ]
+
+
+def spell(value: Any) -> str:
+    """A CloudFormation string value, with Ref/GetAtt as <...> (as cdk-nag spells them)."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(spell(part) for part in parts)
+    raise AssertionError(f"unexpected value {value!r}")
+
+
+def resources_of(statement: dict[str, Any]) -> list[str]:
+    """A policy statement's resources, each spelled as ``spell`` does."""
+    resource = statement["Resource"]
+    return [spell(item) for item in (resource if isinstance(resource, list) else [resource])]
+
+
+def actions_of(statement: dict[str, Any]) -> set[str]:
+    """A policy statement's actions (CloudFormation allows one string or a list)."""
+    action = statement["Action"]
+    return {action} if isinstance(action, str) else set(action)
 
 
 def definition_file(tmp_root: Path) -> Path:

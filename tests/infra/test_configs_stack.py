@@ -14,8 +14,7 @@ from formica.store.configs import SsmConfigSecretStore
 from moto import mock_aws
 
 from cdk.constructs.configs import READERS, WRITER
-from tests.infra.synthesis import Synth
-from tests.infra.test_iam import actions_of, spell
+from tests.infra.synthesis import Synth, actions_of, spell
 
 PARAMETERS = "arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/formica/test/configs/*"
 READ = {"ssm:GetParameters"}

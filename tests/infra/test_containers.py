@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.infra.synthesis import Synth
+from tests.infra.synthesis import Synth, actions_of
 
 
 def only(resources: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -167,23 +167,18 @@ def test_the_ecs_agents_role_reaches_no_data_but_the_helpers_grant_files(synth: 
     data = [
         statement
         for statement in statements
-        if any(str(a).startswith(DATA_SERVICES) for a in _actions(statement))
+        if any(str(a).startswith(DATA_SERVICES) for a in actions_of(statement))
     ]
     bucket = next(key for key in synth.of_type("AWS::S3::Bucket") if "ArtifactsBucket" in key)
     # s3:GetObject on the .env grant files (the agent hands each helper its URL), GetBucketLocation
     # (which ECS needs to fetch them); no table, no state machine, no key, no secret, no artifact.
-    assert sorted((sorted(_actions(s)), _resources(s)) for s in data) == [
+    assert sorted((sorted(actions_of(s)), _resources(s)) for s in data) == [
         (["s3:GetBucketLocation"], [{"Fn::GetAtt": [bucket, "Arn"]}]),
         (["s3:GetObject"], [{"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*/grants/*.env"]]}]),
     ]
     role = synth.resources[execution_role]["Properties"]
     assert not role.get("ManagedPolicyArns")
     assert not role.get("Policies")
-
-
-def _actions(statement: dict[str, Any]) -> list[str]:
-    action = statement["Action"]
-    return [action] if isinstance(action, str) else list(action)
 
 
 def _resources(statement: dict[str, Any]) -> list[Any]:

@@ -6,12 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.infra.synthesis import Synth
-
-
-def _actions(statement: dict[str, Any]) -> set[str]:
-    action = statement["Action"]
-    return {action} if isinstance(action, str) else set(action)
+from tests.infra.synthesis import Synth, actions_of
 
 
 def _resources(statement: dict[str, Any]) -> list[Any]:
@@ -69,7 +64,7 @@ def test_the_api_role_reads_exactly_that_secret_and_nothing_else_in_secrets_mana
         (owner, statement)
         for owner, statement in _every_statement(synth)
         if any(
-            action == "*" or action.lower().startswith("secretsmanager:") for action in _actions(statement)
+            action == "*" or action.lower().startswith("secretsmanager:") for action in actions_of(statement)
         )
         # The webhook signing secrets are other secrets, by their own prefix (test_notifications.py).
         and "/webhooks/*" not in json.dumps(statement["Resource"])
@@ -78,7 +73,7 @@ def test_the_api_role_reads_exactly_that_secret_and_nothing_else_in_secrets_mana
     assert [owner in api_policies for owner, _ in granting] == [True]
     ((_, statement),) = granting
     assert statement["Effect"] == "Allow"
-    assert _actions(statement) == {"secretsmanager:GetSecretValue"}
+    assert actions_of(statement) == {"secretsmanager:GetSecretValue"}
     assert _resources(statement) == [{"Ref": secret}]
     assert "Condition" not in statement
     for role in synth.of_type("AWS::IAM::Role").values():

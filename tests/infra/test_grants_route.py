@@ -7,19 +7,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.infra.synthesis import Synth
+from tests.infra.synthesis import Synth, actions_of
 
 
 def _s3_statements(synth: Synth, folder: str) -> list[dict[str, Any]]:
     return [
         statement
         for statement in synth.statements_of_role(synth.role_of(folder))
-        if any(
-            action.startswith("s3:")
-            for action in (
-                [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
-            )
-        )
+        if any(action.startswith("s3:") for action in actions_of(statement))
     ]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.synthesis import Synth
+from tests.infra.synthesis import Synth, actions_of, resources_of
 
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}  # its own log group
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -194,30 +194,6 @@ WILDCARD_ONLY_ACTIONS = {
     "ecs:DescribeTaskDefinition",
     "ecr:GetAuthorizationToken",
 }
-
-
-def spell(value: Any) -> str:
-    """A CloudFormation string value, with Ref/GetAtt as <...> (as cdk-nag spells them)."""
-    if isinstance(value, str):
-        return value
-    if "Ref" in value:
-        return f"<{value['Ref']}>"
-    if "Fn::GetAtt" in value:
-        return "<{}.{}>".format(*value["Fn::GetAtt"])
-    if "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return str(separator).join(spell(part) for part in parts)
-    raise AssertionError(f"unexpected value {value!r}")
-
-
-def resources_of(statement: dict[str, Any]) -> list[str]:
-    resource = statement["Resource"]
-    return [spell(item) for item in (resource if isinstance(resource, list) else [resource])]
-
-
-def actions_of(statement: dict[str, Any]) -> set[str]:
-    action = statement["Action"]
-    return {action} if isinstance(action, str) else set(action)
 
 
 def all_statements(synth: Synth) -> list[dict[str, Any]]:

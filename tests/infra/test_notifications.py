@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.infra.synthesis import Synth
+from tests.infra.synthesis import Synth, actions_of
 
 PUBLISHERS_NOT = {"shell_sandbox", "authorizer", "notify"}
 
@@ -78,13 +78,8 @@ def ses_statements(synth: Synth, folder: str) -> list[dict[str, Any]]:
     return [
         statement
         for statement in synth.statements_of_role(synth.role_of(folder))
-        if any(str(action).startswith("ses:") for action in _actions(statement))
+        if any(str(action).startswith("ses:") for action in actions_of(statement))
     ]
-
-
-def _actions(statement: dict[str, Any]) -> list[str]:
-    actions = statement["Action"]
-    return [actions] if isinstance(actions, str) else list(actions)
 
 
 def test_without_a_sender_no_function_may_send_email_and_email_is_off(synth: Synth) -> None:
@@ -95,7 +90,7 @@ def test_without_a_sender_no_function_may_send_email_and_email_is_off(synth: Syn
 
 def test_with_a_sender_notify_may_send_from_that_identity_only(variant: Synth) -> None:
     (statement,) = ses_statements(variant, "notify")
-    assert _actions(statement) == ["ses:SendEmail"]
+    assert actions_of(statement) == {"ses:SendEmail"}
     resources = json.dumps(statement["Resource"])
     assert resources.count(":identity/builds@example.com") == 1
     assert resources.count(":identity/example.com") == 1

@@ -5,10 +5,9 @@ runners that hold no credentials exchange their capability there)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -23,6 +22,7 @@ from formica.store.blobs import BlobStore, S3BlobStore
 from moto.server import ThreadedMotoServer
 
 from tests.fakes.grants import InMemoryGrantRepository
+from tests.fakes.loopback import serving, url_of
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +95,8 @@ def _grants_handler(route: GrantsRoute) -> type[BaseHTTPRequestHandler]:
 
 def serve_grants(blobs: BlobStore) -> Iterator[GrantsRoute]:
     """Start the grants route for ``blobs`` on a free loopback port; stop it when done."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    route = GrantsRoute(
-        url=f"http://127.0.0.1:{server.server_address[1]}/api/grants",
-        grants=InMemoryGrantRepository(),
-        blobs=blobs,
-    )
-    server.RequestHandlerClass = _grants_handler(route)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(BaseHTTPRequestHandler, poll_interval=0.05) as server:
+        route = GrantsRoute(url=f"{url_of(server)}/api/grants", grants=InMemoryGrantRepository(), blobs=blobs)
+        # The handler needs the route, which needs the port: it is set before any request is sent.
+        server.RequestHandlerClass = _grants_handler(route)
         yield route
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -3,15 +3,16 @@ is not, and the webhook URL (a secret) masked in every result."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 from formica.local.server import free_port
 from formica.runners.egress import EgressPolicy
 from formica.runners.slack import send_slack
+
+from tests.fakes.loopback import serving, url_of
 
 LOOPBACK = EgressPolicy.allowing("127.0.0.0/8")
 SECRET_PATH = "/services/T0/B0/xoxsecret"
@@ -33,14 +34,8 @@ def slack() -> Iterator[tuple[str, list[int], list[bytes]]]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}{SECRET_PATH}", statuses, bodies
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as server:
+        yield f"{url_of(server)}{SECRET_PATH}", statuses, bodies
 
 
 def test_a_2xx_delivers_the_payload_as_sent(slack: tuple[str, list[int], list[bytes]]) -> None:

@@ -23,6 +23,7 @@ from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
 from tests.infra.synthesis import DEFAULT_CONTEXT, Synth, definition_file, synthesize
+from tests.security.template_budget import plain_render_seconds
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -181,3 +182,9 @@ def data_attempts(names: dict[str, str]) -> dict[str, Any]:
             stateMachineArn=f"arn:aws:states:{REGION}:123456789012:stateMachine:{MACHINE}", input="{}"
         ),
     }
+
+
+@pytest.fixture(scope="module")
+def plain_seconds() -> float:
+    """A plain upload validation's time, the yardstick of the template bombs' refusals."""
+    return plain_render_seconds()

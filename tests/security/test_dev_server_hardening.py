@@ -11,7 +11,6 @@ import argparse
 import http.client
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 from formica.cli.dev import TOKEN_ARGV_WARNING, add_dev_arguments, read_token_file, resolve_token
 from formica.local.server import DevServerError
 
-from tests.e2e.devserver import DevHandle, new_token, start_dev, submit, upload, wait_for
+from tests.e2e.devserver import DevHandle, new_token, running_dev, submit, upload, user_env, wait_for
 
 NOT_FOUND = {"error": "NOT_FOUND", "message": "no such route", "details": []}
 # The front door gives a stalled body 5 s without a byte; the answer must come well within this.
@@ -44,11 +43,8 @@ tasks:
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHandle]:
-    handle = start_dev(tmp_path_factory.mktemp("dev"))
-    try:
+    with running_dev(tmp_path_factory.mktemp("dev")) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 def _proc(pid: int, name: str) -> bytes:
@@ -57,11 +53,6 @@ def _proc(pid: int, name: str) -> bytes:
 
 def _dev_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "formica.cli.dev", *args]
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("FORMICA_", "AWS_"))}
-    return {**env, **extra}
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -130,7 +121,7 @@ def test_the_token_flag_warns_on_the_real_command() -> None:
             _dev_command("--port", str(port), "--token", new_token()),
             capture_output=True,
             text=True,
-            env=_clean_env(),
+            env=user_env(),
             timeout=60,
             check=False,
         )
@@ -169,7 +160,7 @@ def test_a_group_readable_token_file_stops_formica_dev_before_it_starts(tmp_path
         _dev_command("--port", "0", "--token-file", str(path)),
         capture_output=True,
         text=True,
-        env=_clean_env(),
+        env=user_env(),
         timeout=60,
         check=False,
     )

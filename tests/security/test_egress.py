@@ -13,11 +13,10 @@ import ipaddress
 import json
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
@@ -52,6 +51,7 @@ from formica.runtime.attempts import run_http_attempt
 from formica.runtime.walker import AttemptScope
 from formica.settings import FormicaSettings, SettingsError, get_settings, reset_settings
 
+from tests.fakes.loopback import serving
 from tests.unit.runners.conftest import make_context
 
 STRICT = EgressPolicy()
@@ -199,16 +199,9 @@ def serve(host: str, port: int = 0) -> Iterator[Server]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler, host=host, port=port) as server:
+        state.port = server.server_address[1]
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ from __future__ import annotations
 import pytest
 from formica.jobs.templates import render, validation_context
 
-from tests.security.test_template_bombs import assert_refused_upload, definition, plain_seconds
-
-__all__ = ["plain_seconds"]  # the fixture, shared with the bombs' own module
+from tests.security.template_budget import assert_refused_upload, definition
 
 S = '{% set s = "x" * 100000 %}'  # 100,000 characters: within every limit on its own
 E = '{% set e = "\u20ac" * 100000 %}{% set e = e ~ e %}'  # 200,000 characters, 600,000 UTF-8 bytes

@@ -7,31 +7,49 @@ of it) and ``web`` (an HTTP server on 127.0.0.1 that the HTTP tasks call).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import boto3
 import pytest
+from formica.api import configs as config_routes
+from formica.api.services import ApiServices
 from formica.engine.walk import JobState
 from formica.jobs import parse_definition
 from formica.local.lambda_dispatch import dispatch_lambda_invocations
 from formica.local.moto_locks import serialize_dynamodb
 from formica.local.statemachine import create_local_state_machine
-from formica.runtime import get_runtime, reset_runtime, start_request
+from formica.runtime import (
+    default_container_service,
+    get_runtime,
+    reset_container_service,
+    reset_runtime,
+    start_request,
+)
 from formica.settings import get_settings, reset_settings
-from formica.store.aws import reset_clients
+from formica.store.aws import get_client, reset_clients
+from formica.store.blobs import S3BlobStore
 from formica.store.configs import ConfigItem, ConfigRepository, SsmConfigSecretStore
+from formica.store.container_runs import ContainerRunItem
 from formica.store.definitions import DefinitionRepository
-from formica.store.requests import JobRequestItem, TaskExecutionItem, now_iso
+from formica.store.grants import DynamoGrantRepository
+from formica.store.idempotency import IdempotencyRepository
+from formica.store.requests import JobRequestItem, RequestRepository, TaskExecutionItem, now_iso
 from formica.store.schema import create_bucket, create_table
+from formica.store.tokens import TokenRepository
 from moto import mock_aws
+
+from tests.event_samples import ecs_event, with_run
+from tests.fakes.loopback import serving, url_of
 
 TABLE = "formica-walk-test"
 BUCKET = "formica-walk-test-artifacts"
@@ -254,16 +272,9 @@ def web() -> Iterator[_Web]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
+        state.base_url = url_of(server)
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def put_secret_config(walk: Walk, name: str, value: str, *, prefix: str | None = None) -> None:
@@ -290,3 +301,136 @@ def put_secret_config(walk: Walk, name: str, value: str, *, prefix: str | None =
             updated_at=now,
         )
     )
+
+
+SECRET = "sk-live-9f8e7d"
+"""The secret config ``ApiKey`` that ``secret_config`` stores."""
+
+
+@pytest.fixture
+def secret_config(walk: Walk) -> None:
+    """The organisation holds a secret config ApiKey (in moto's SSM) that a job can render."""
+    put_secret_config(walk, "ApiKey", SECRET, prefix="/formica/test-sub-workflow")
+
+
+@pytest.fixture
+def ecs_walk(walk: Walk, monkeypatch: pytest.MonkeyPatch) -> Iterator[Walk]:
+    """The walk fixture with containers on (moto's) ECS Fargate instead of the local runner."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
+    cluster = boto3.client("ecs", region_name=REGION).create_cluster(clusterName="formica")["cluster"]
+    boto3.client("logs", region_name=REGION).create_log_group(logGroupName="/formica/containers")
+    for name, value in {
+        "FORMICA_CONTAINER_RUNTIME": "ecs",
+        "FORMICA_ECS_CLUSTER_ARN": cluster["clusterArn"],
+        "FORMICA_ECS_SUBNET_IDS": subnet,
+        "FORMICA_ECS_SECURITY_GROUP_IDS": group,
+        "FORMICA_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/task",
+        "FORMICA_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/execution",
+        "FORMICA_CONTAINER_LOG_GROUP": "/formica/containers",
+        "FORMICA_API_URL": "https://abc123.execute-api.us-east-1.amazonaws.com/test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    reset_clients()
+    reset_runtime()
+    reset_container_service()
+    yield walk
+    reset_container_service()
+
+
+def launched_run(request_id: str, step_after: int = 0, timeout: float = 15.0) -> ContainerRunItem:
+    """The run Launch recorded for the request (the first one after ``step_after``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [
+            r for r in default_container_service().runs.list_for_request(request_id) if r.step > step_after
+        ]
+        if runs and runs[0].ecs_task_arn:
+            return runs[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no container launched for {request_id}")
+
+
+# -- configs and secrets through the API's logic, read by the walk from moto's SSM ------------------
+
+CONFIGS_KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/formica-test-configs"
+CONFIGS_PREFIX = "/formica/test-configs"
+
+
+def secret_forms(secret: str) -> list[str]:
+    """A secret and the encodings of it a mask must catch (base64, URL-safe, URL-quoted)."""
+    raw = secret.encode()
+    return [
+        secret,
+        base64.b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode(),
+        quote(secret, safe=""),
+        quote_plus(secret),
+    ]
+
+
+@pytest.fixture
+def configured(walk: Walk, monkeypatch: pytest.MonkeyPatch) -> ApiServices:
+    """The walk's runtime reads configs from moto, secrets under CONFIGS_PREFIX with
+    CONFIGS_KMS_KEY; the API's services write them there."""
+    monkeypatch.setenv("FORMICA_CONFIGS_PARAMETER_PREFIX", CONFIGS_PREFIX)
+    monkeypatch.setenv("FORMICA_CONFIGS_KMS_KEY_ID", CONFIGS_KMS_KEY)
+    reset_settings()
+    ssm = boto3.client("ssm", region_name=REGION)
+    runtime = get_runtime()
+    runtime.configs = ConfigRepository(TABLE, client=walk.ddb)
+    runtime.config_secrets = SsmConfigSecretStore(CONFIGS_PREFIX, CONFIGS_KMS_KEY, client=ssm)
+    requests = RequestRepository(TABLE, client=walk.ddb)
+    return ApiServices(
+        definitions=DefinitionRepository(TABLE, client=walk.ddb),
+        requests=requests,
+        tokens=TokenRepository(TABLE, client=walk.ddb),
+        idempotency=IdempotencyRepository(TABLE, client=walk.ddb),
+        blobs=S3BlobStore(BUCKET, client=walk.s3),
+        grants=DynamoGrantRepository(TABLE, client=walk.ddb),
+        configs=runtime.configs,
+        config_secrets=runtime.config_secrets,
+    )
+
+
+def set_config(
+    services: ApiServices, name: str, value: str, *, secret: bool = False, job_type: str | None = None
+) -> None:
+    """Create a config of the organisation (or of ``job_type``) through the API's logic."""
+    body = config_routes.CreateConfigRequest(name=name, value=value, secret=secret)
+    config_routes.create_config(services, ORG, body, job_type=job_type)
+
+
+# -- ECS on moto: what RunTask was asked, and ECS's STOPPED event played back ----------------------
+
+
+def stop_ecs_task(run: ContainerRunItem, sample: str, *, log_lines: list[str] | None = None) -> None:
+    """Play ECS: the main container's log lines, then the STOPPED event through the handler's function."""
+    if log_lines:
+        logs = boto3.client("logs", region_name=REGION)
+        stream = f"formica/main/{str(run.ecs_task_arn).rsplit('/', 1)[1]}"
+        logs.create_log_stream(logGroupName="/formica/containers", logStreamName=stream)
+        now = int(time.time() * 1000)
+        logs.put_log_events(
+            logGroupName="/formica/containers",
+            logStreamName=stream,
+            logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(log_lines)],
+        )
+    event = with_run(
+        ecs_event(sample), task_arn=str(run.ecs_task_arn), request_id=run.request_id, step=run.step
+    )
+    assert default_container_service().complete(event) is True
+
+
+def run_task_calls() -> list[dict[str, Any]]:
+    """The RunTask requests the ECS client sends from now on, as sent."""
+    calls: list[dict[str, Any]] = []
+    get_client("ecs").meta.events.register(
+        "provide-client-params.ecs.RunTask", lambda params, **_: calls.append(params)
+    )
+    return calls

@@ -8,13 +8,11 @@ of it, and no log record of Formica's own does either.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -25,33 +23,23 @@ from formica.api.services import ApiServices
 from formica.engine.walk import JobState
 from formica.local.lambda_dispatch import INVOKED_FUNCTION
 from formica.runtime import get_runtime
-from formica.settings import reset_settings
-from formica.store.blobs import S3BlobStore
-from formica.store.configs import ConfigRepository, SsmConfigSecretStore
-from formica.store.definitions import DefinitionRepository
-from formica.store.grants import DynamoGrantRepository
-from formica.store.idempotency import IdempotencyRepository
-from formica.store.requests import RequestRepository
-from formica.store.tokens import TokenRepository
+from formica.store.configs import SsmConfigSecretStore
 
-from tests.workflow.conftest import BUCKET, ORG, REGION, TABLE, Walk
+from tests.fakes.loopback import serving, url_of
+from tests.workflow.conftest import (
+    BUCKET,
+    CONFIGS_KMS_KEY,
+    CONFIGS_PREFIX,
+    ORG,
+    REGION,
+    TABLE,
+    Walk,
+    secret_forms,
+    set_config,
+)
 
 SECRET = "s3cr3t/Token+with spaces&more=1"
 ROTATED = "r0tated-Secret/Value=="
-KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/formica-test-configs"
-PREFIX = "/formica/test-configs"
-
-
-def _forms(secret: str) -> list[str]:
-    raw = secret.encode()
-    return [
-        secret,
-        base64.b64encode(raw).decode(),
-        base64.b64encode(raw).decode().rstrip("="),
-        base64.urlsafe_b64encode(raw).decode(),
-        quote(secret, safe=""),
-        quote_plus(secret),
-    ]
 
 
 class _Echo:
@@ -84,47 +72,9 @@ def echo() -> Iterator[_Echo]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
+        state.base_url = url_of(server)
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture
-def configured(walk: Walk, monkeypatch: pytest.MonkeyPatch) -> ApiServices:
-    """The walk's runtime reads configs from moto, secrets under PREFIX with KMS_KEY; the API's
-    services write them there."""
-    monkeypatch.setenv("FORMICA_CONFIGS_PARAMETER_PREFIX", PREFIX)
-    monkeypatch.setenv("FORMICA_CONFIGS_KMS_KEY_ID", KMS_KEY)
-    reset_settings()
-    ssm = boto3.client("ssm", region_name=REGION)
-    runtime = get_runtime()
-    runtime.configs = ConfigRepository(TABLE, client=walk.ddb)
-    runtime.config_secrets = SsmConfigSecretStore(PREFIX, KMS_KEY, client=ssm)
-    requests = RequestRepository(TABLE, client=walk.ddb)
-    return ApiServices(
-        definitions=DefinitionRepository(TABLE, client=walk.ddb),
-        requests=requests,
-        tokens=TokenRepository(TABLE, client=walk.ddb),
-        idempotency=IdempotencyRepository(TABLE, client=walk.ddb),
-        blobs=S3BlobStore(BUCKET, client=walk.s3),
-        grants=DynamoGrantRepository(TABLE, client=walk.ddb),
-        configs=runtime.configs,
-        config_secrets=runtime.config_secrets,
-    )
-
-
-def _set(
-    services: ApiServices, name: str, value: str, *, secret: bool = False, job_type: str | None = None
-) -> None:
-    body = config_routes.CreateConfigRequest(name=name, value=value, secret=secret)
-    config_routes.create_config(services, ORG, body, job_type=job_type)
 
 
 def _everything_stored(walk: Walk, request_id: str) -> str:
@@ -169,9 +119,9 @@ def test_configs_take_the_lowest_precedence_of_the_job_s_variables(
     # Given: every name set at the organisation, and then again at each higher layer but one.
     walk.upload(PRECEDENCE_JOB)
     for name in ("OnlyOrg", "FromJob", "FromJobVariables", "FromParams", "FromTaskVariables"):
-        _set(configured, name, "org")
+        set_config(configured, name, "org")
     for name in ("FromJob", "FromJobVariables", "FromParams", "FromTaskVariables"):
-        _set(configured, name, "job", job_type="precedence-job")
+        set_config(configured, name, "job", job_type="precedence-job")
     # When
     request_id = walk.submit("precedence-job", {"FromParams": "params", "FromTaskVariables": "params"})
     done = walk.wait(request_id)
@@ -224,9 +174,9 @@ def test_a_secret_never_leaves_in_any_form(
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="formica")
     walk.upload(SECRET_JOB)
-    _set(configured, "ApiToken", SECRET, secret=True)
-    _set(configured, "PlainSetting", "visible-value")
-    _set(configured, "EchoURL", echo.base_url, job_type="secret-job")
+    set_config(configured, "ApiToken", SECRET, secret=True)
+    set_config(configured, "PlainSetting", "visible-value")
+    set_config(configured, "EchoURL", echo.base_url, job_type="secret-job")
     # When
     request_id = walk.submit("secret-job")
     done = walk.wait(request_id)
@@ -243,7 +193,7 @@ def test_a_secret_never_leaves_in_any_form(
     answered = config_routes.list_configs(configured, ORG).model_dump_json()
     answered += config_routes.get_config(configured, ORG, "ApiToken").model_dump_json()
     logged = _log_records_text(caplog)
-    for form in _forms(SECRET):
+    for form in secret_forms(SECRET):
         assert form not in stored, form
         assert form not in answered, form
         assert form not in logged, form
@@ -265,7 +215,7 @@ tasks:
 def test_a_rotated_secret_is_read_from_the_next_attempt_on(walk: Walk, configured: ApiServices) -> None:
     # Given: a job whose task succeeds only with the rotated value; its first attempt sees the old one.
     walk.upload(ROTATION_JOB)
-    _set(configured, "ApiToken", SECRET, secret=True, job_type="rotation-job")
+    set_config(configured, "ApiToken", SECRET, secret=True, job_type="rotation-job")
     original_values = configured.config_secrets
     assert original_values is not None
     rotated: list[bool] = []
@@ -285,7 +235,7 @@ def test_a_rotated_secret_is_read_from_the_next_attempt_on(walk: Walk, configure
             return found
 
     get_runtime().config_secrets = RotateAfterFirstRead(
-        PREFIX, KMS_KEY, client=boto3.client("ssm", region_name=REGION)
+        CONFIGS_PREFIX, CONFIGS_KMS_KEY, client=boto3.client("ssm", region_name=REGION)
     )
     # When
     request_id = walk.submit("rotation-job")
@@ -301,11 +251,11 @@ def test_a_rotated_secret_is_read_from_the_next_attempt_on(walk: Walk, configure
 
 def test_secrets_are_kms_encrypted_under_the_stack_prefix(walk: Walk, configured: ApiServices) -> None:
     # moto accepts any key id: what it stored is the key the code passed.
-    _set(configured, "ApiToken", SECRET, secret=True)
+    set_config(configured, "ApiToken", SECRET, secret=True)
     ssm = boto3.client("ssm", region_name=REGION)
     described = ssm.describe_parameters()["Parameters"]
     assert [(item["Name"], item["Type"], item.get("KeyId")) for item in described] == [
-        (f"{PREFIX}/{ORG}/org/ApiToken", "SecureString", KMS_KEY)
+        (f"{CONFIGS_PREFIX}/{ORG}/org/ApiToken", "SecureString", CONFIGS_KMS_KEY)
     ]
     item = walk.ddb.get_item(
         TableName=TABLE, Key={"pk": {"S": f"ORG#{ORG}#CONFIGS"}, "sk": {"S": "ORG#ApiToken"}}

@@ -15,10 +15,7 @@ from formica.runtime import cancel_request, default_container_service, get_runti
 from formica.runtime.walker import CANCELLED_ERROR
 from formica.store.logs import TaskLogs, live_prefix
 
-from tests.workflow.conftest import ORG, REGION, Walk
-from tests.workflow.test_container_ecs import _launched, ecs_walk
-
-__all__ = ["ecs_walk"]
+from tests.workflow.conftest import ORG, REGION, Walk, launched_run
 
 LONG = """
 job_type: long-box
@@ -35,7 +32,7 @@ tasks:
 def test_cancel_stops_the_ecs_task_and_answers_the_token_with_cancelled(ecs_walk: Walk) -> None:
     ecs_walk.upload(LONG)
     request_id = ecs_walk.submit("long-box")
-    run = _launched(request_id)
+    run = launched_run(request_id)
 
     cancelled = cancel_request(ORG, request_id, get_runtime())
     done = ecs_walk.wait(request_id)
@@ -66,7 +63,7 @@ def test_a_cancelled_container_keeps_the_lines_it_streamed_as_its_log(ecs_walk: 
     # Given a container task on ECS whose logs helper has streamed two chunks (masked, as it sends them)
     ecs_walk.upload(LONG)
     request_id = ecs_walk.submit("long-box")
-    _launched(request_id)
+    launched_run(request_id)
     runtime = get_runtime()
     chunks = live_prefix(ORG, request_id, "boxed", 1)
     TaskLogs(runtime.blobs).write_chunk(chunks, 0, b"compiling\n")
@@ -89,7 +86,7 @@ def test_a_launch_timeout_stops_the_ecs_task_at_once(ecs_walk: Walk, monkeypatch
     monkeypatch.setattr(walk_engine, "CALLBACK_GRACE_SECONDS", 0)
     ecs_walk.upload(LONG.replace("    - sleep 3600", "    - sleep 3600\n  timeout: 2s"))
     request_id = ecs_walk.submit("long-box")
-    run = _launched(request_id)
+    run = launched_run(request_id)
 
     # When the Launch state times out (States.Timeout, caught into Advance)
     done = ecs_walk.wait(request_id, timeout=20)

@@ -10,24 +10,25 @@ task's RunTask.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import boto3
-import pytest
 from formica.engine.walk import JobState
 from formica.runners.grants import curl_config, exchange_capability
-from formica.runtime import default_container_service, get_runtime, reset_container_service
-from formica.store.aws import get_client
+from formica.runtime import default_container_service, get_runtime
 from formica.store.blobs import S3BlobStore
-from formica.store.container_runs import ContainerRunItem
 from formica.store.grants import DynamoGrantRepository
 
 from tests.event_samples import ecs_event, with_run
-from tests.workflow.conftest import BUCKET, ORG, REGION, TABLE, Walk
+from tests.workflow.conftest import (
+    BUCKET,
+    ORG,
+    TABLE,
+    Walk,
+    launched_run,
+    run_task_calls,
+    stop_ecs_task,
+)
 
 DOCKER_JOB = """
 job_type: docker-job
@@ -66,95 +67,23 @@ tasks:
 """
 
 
-@pytest.fixture
-def ecs_walk(walk: Walk, monkeypatch: pytest.MonkeyPatch) -> Iterator[Walk]:
-    """The walk fixture with containers on (moto's) ECS Fargate instead of the local runner."""
-    ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
-    cluster = boto3.client("ecs", region_name=REGION).create_cluster(clusterName="formica")["cluster"]
-    boto3.client("logs", region_name=REGION).create_log_group(logGroupName="/formica/containers")
-    for name, value in {
-        "FORMICA_CONTAINER_RUNTIME": "ecs",
-        "FORMICA_ECS_CLUSTER_ARN": cluster["clusterArn"],
-        "FORMICA_ECS_SUBNET_IDS": subnet,
-        "FORMICA_ECS_SECURITY_GROUP_IDS": group,
-        "FORMICA_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/task",
-        "FORMICA_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/execution",
-        "FORMICA_CONTAINER_LOG_GROUP": "/formica/containers",
-        "FORMICA_API_URL": "https://abc123.execute-api.us-east-1.amazonaws.com/test",
-    }.items():
-        monkeypatch.setenv(name, value)
-    from formica.runtime import reset_runtime
-    from formica.settings import reset_settings
-    from formica.store.aws import reset_clients
-
-    reset_settings()
-    reset_clients()
-    reset_runtime()
-    reset_container_service()
-    yield walk
-    reset_container_service()
-
-
-def _launched(request_id: str, step_after: int = 0, timeout: float = 15.0) -> ContainerRunItem:
-    """The run Launch recorded for the request (the first one after ``step_after``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [
-            r for r in default_container_service().runs.list_for_request(request_id) if r.step > step_after
-        ]
-        if runs and runs[0].ecs_task_arn:
-            return runs[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no container launched for {request_id}")
-
-
-def _stop(run: ContainerRunItem, sample: str, *, log_lines: list[str] | None = None) -> None:
-    """Play ECS: the main container's log lines, then the STOPPED event through the handler's function."""
-    if log_lines:
-        logs = boto3.client("logs", region_name=REGION)
-        stream = f"formica/main/{str(run.ecs_task_arn).rsplit('/', 1)[1]}"
-        logs.create_log_stream(logGroupName="/formica/containers", logStreamName=stream)
-        now = int(time.time() * 1000)
-        logs.put_log_events(
-            logGroupName="/formica/containers",
-            logStreamName=stream,
-            logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(log_lines)],
-        )
-    event = with_run(
-        ecs_event(sample), task_arn=str(run.ecs_task_arn), request_id=run.request_id, step=run.step
-    )
-    assert default_container_service().complete(event) is True
-
-
-def _run_task_calls() -> list[dict[str, Any]]:
-    calls: list[dict[str, Any]] = []
-    get_client("ecs").meta.events.register(
-        "provide-client-params.ecs.RunTask", lambda params, **_: calls.append(params)
-    )
-    return calls
-
-
 def test_a_docker_job_runs_on_ecs_with_artifacts_logs_and_dependencies(ecs_walk: Walk) -> None:
     ecs_walk.upload(DOCKER_JOB)
-    run_tasks = _run_task_calls()
+    run_tasks = run_task_calls()
     request_id = ecs_walk.submit("docker-job")
 
-    init = _launched(request_id)
+    init = launched_run(request_id)
     assert init.task_type == "init"
     # What the artifact sidecar would have uploaded after the script:
     prefix = f"{ORG}/{request_id}/init/artifacts/"
     ecs_walk.s3.put_object(
         Bucket=BUCKET, Key=prefix + "env.txt", Body=b"A=1\n", Metadata={"sha256": "ab" * 32}
     )
-    _stop(init, "task-stopped-exit-0", log_lines=["$ ls -l / > ls.txt", "$ env > env.txt"])
+    stop_ecs_task(init, "task-stopped-exit-0", log_lines=["$ ls -l / > ls.txt", "$ env > env.txt"])
 
-    cleanup = _launched(request_id, step_after=init.step)
+    cleanup = launched_run(request_id, step_after=init.step)
     assert cleanup.task_type == "cleanup"
-    _stop(cleanup, "task-stopped-exit-0")
+    stop_ecs_task(cleanup, "task-stopped-exit-0")
 
     request = ecs_walk.wait(request_id)
     assert request.job_state == JobState.COMPLETED
@@ -195,12 +124,12 @@ def test_exit_codes_route_as_with_shell_and_kubernetes_tasks_run_on_fargate(ecs_
     ecs_walk.upload(DOCKER_JOB)
     request_id = ecs_walk.submit("docker-job")
 
-    init = _launched(request_id)
-    _stop(init, "task-stopped-exit-3")  # on_exit_code "3" -> report
-    report = _launched(request_id, step_after=init.step)
+    init = launched_run(request_id)
+    stop_ecs_task(init, "task-stopped-exit-3")  # on_exit_code "3" -> report
+    report = launched_run(request_id, step_after=init.step)
     assert report.task_type == "report"
     assert report.runtime == "ecs"  # no EKS cluster configured: KUBERNETES runs on Fargate
-    _stop(report, "task-stopped-exit-0")
+    stop_ecs_task(report, "task-stopped-exit-0")
 
     request = ecs_walk.wait(request_id)
     assert request.job_state == JobState.COMPLETED
@@ -214,10 +143,10 @@ def test_an_image_that_cannot_be_pulled_fails_the_task(ecs_walk: Walk) -> None:
     ecs_walk.upload(DOCKER_JOB)
     request_id = ecs_walk.submit("docker-job")
 
-    init = _launched(request_id)
-    _stop(init, "task-stopped-image-pull-failure")
-    cleanup = _launched(request_id, step_after=init.step)  # always_run
-    _stop(cleanup, "task-stopped-exit-0")
+    init = launched_run(request_id)
+    stop_ecs_task(init, "task-stopped-image-pull-failure")
+    cleanup = launched_run(request_id, step_after=init.step)  # always_run
+    stop_ecs_task(cleanup, "task-stopped-exit-0")
 
     request = ecs_walk.wait(request_id)
     assert request.job_state == JobState.FAILED
@@ -230,9 +159,9 @@ def test_each_stopped_task_adds_its_billed_fargate_time_to_the_request(ecs_walk:
     # Given a two-task docker job whose tasks each stop after 85.448 s billed (512 CPU units, 1,024 MiB)
     ecs_walk.upload(DOCKER_JOB)
     request_id = ecs_walk.submit("docker-job")
-    init = _launched(request_id)
-    _stop(init, "task-stopped-exit-0")
-    _stop(_launched(request_id, step_after=init.step), "task-stopped-exit-0")
+    init = launched_run(request_id)
+    stop_ecs_task(init, "task-stopped-exit-0")
+    stop_ecs_task(launched_run(request_id, step_after=init.step), "task-stopped-exit-0")
 
     # When the request ends
     request = ecs_walk.wait(request_id)

@@ -14,11 +14,19 @@ from formica.runners.container_secrets import SCRIPT_RUNNER
 from formica.store.aws import get_client
 
 from tests.ecs_env_files import read_as_ecs_agent
-from tests.workflow.conftest import BUCKET, ORG, REGION, Walk
-from tests.workflow.test_configs_secrets_flow import SECRET, _forms, _set, configured
-from tests.workflow.test_container_ecs import _launched, _run_task_calls, _stop, ecs_walk
+from tests.workflow.conftest import (
+    BUCKET,
+    ORG,
+    REGION,
+    Walk,
+    launched_run,
+    run_task_calls,
+    secret_forms,
+    set_config,
+    stop_ecs_task,
+)
 
-__all__ = ["configured", "ecs_walk"]  # fixtures shared with the modules they come from
+SECRET = "s3cr3t/Token+with spaces&more=1"
 
 SECRET_DOCKER_JOB = """
 job_type: secret-docker-job
@@ -39,13 +47,13 @@ def test_a_container_tasks_secret_config_is_in_its_env_file_not_in_run_task(
     # Given a secret config and a plain one, and a container task using the secret in its
     # environment and, through a template, in its script
     ecs_walk.upload(SECRET_DOCKER_JOB)
-    _set(configured, "ApiToken", SECRET, secret=True)
-    _set(configured, "Stage", "prod")
-    run_tasks = _run_task_calls()
+    set_config(configured, "ApiToken", SECRET, secret=True)
+    set_config(configured, "Stage", "prod")
+    run_tasks = run_task_calls()
 
     # When the walk launches it
     request_id = ecs_walk.submit("secret-docker-job")
-    run = _launched(request_id)
+    run = launched_run(request_id)
 
     # Then RunTask, and the task ECS describes, hold no form of the secret
     (call,) = run_tasks
@@ -53,7 +61,7 @@ def test_a_container_tasks_secret_config_is_in_its_env_file_not_in_run_task(
         "tasks"
     ]
     recorded = json.dumps(call) + json.dumps(described, default=str)
-    for form in _forms(SECRET):
+    for form in secret_forms(SECRET):
         assert form not in recorded
     main = next(o for o in call["overrides"]["containerOverrides"] if o["name"] == "main")
     environment = {e["name"]: e["value"] for e in main["environment"]}
@@ -68,7 +76,7 @@ def test_a_container_tasks_secret_config_is_in_its_env_file_not_in_run_task(
     assert f"Bearer {SECRET}" in carried["FORMICA_SCRIPT"]
 
     # When the task stops, Then the walk goes on and main.env is gone
-    _stop(run, "task-stopped-exit-0")
+    stop_ecs_task(run, "task-stopped-exit-0")
     assert ecs_walk.wait(request_id).job_state == JobState.COMPLETED
     listed = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET, Prefix=key)
     assert listed.get("KeyCount", 0) == 0
@@ -92,8 +100,8 @@ def test_a_container_attempt_that_fails_to_render_names_no_secret(
     ecs_walk: Walk, configured: ApiServices
 ) -> None:
     ecs_walk.upload(FAILS_ONLY_WITH_THE_SECRET)
-    _set(configured, "ApiToken", SECRET, secret=True)
-    run_tasks = _run_task_calls()
+    set_config(configured, "ApiToken", SECRET, secret=True)
+    run_tasks = run_task_calls()
 
     done = ecs_walk.wait(ecs_walk.submit("secret-render-fails"))
 
@@ -103,5 +111,5 @@ def test_a_container_attempt_that_fails_to_render_names_no_secret(
     assert "gt: cannot compare '****' with '5'" in (task.error_message or "")
     assert run_tasks == []
     recorded = json.dumps([done.model_dump(mode="json"), task.model_dump(mode="json")])
-    for form in _forms(SECRET):
+    for form in secret_forms(SECRET):
         assert form not in recorded

@@ -14,10 +14,7 @@ from formica.engine.walk import JobState
 from formica.local.moto_locks import serialize_dynamodb
 from formica.runtime import get_runtime
 
-from tests.workflow.conftest import ORG, Walk
-from tests.workflow.test_sub_workflow import SECRET, secret_config
-
-__all__ = ["secret_config"]
+from tests.workflow.conftest import ORG, SECRET, Walk
 
 CHILD = """
 job_type: token-user

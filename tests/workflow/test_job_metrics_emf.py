@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from formica.engine.walk import JobState
 
+from tests.emf import emf_metrics, named
 from tests.workflow.conftest import Walk
-
-
-def emf_metrics(output: str) -> list[tuple[str, dict[str, str], float, str]]:
-    """Every metric of every EMF document in ``output``: (name, dimensions, value, unit)."""
-    found: list[tuple[str, dict[str, str], float, str]] = []
-    for line in output.splitlines():
-        if not line.startswith('{"_aws"'):
-            continue
-        document: dict[str, Any] = json.loads(line)
-        for directive in document["_aws"]["CloudWatchMetrics"]:
-            assert directive["Namespace"] == "Formica"
-            (dimension_names,) = directive["Dimensions"]
-            dimensions = {name: document[name] for name in dimension_names}
-            for metric in directive["Metrics"]:
-                values = document[metric["Name"]]
-                for value in values if isinstance(values, list) else [values]:
-                    found.append((metric["Name"], dimensions, float(value), metric["Unit"]))
-    return found
-
-
-def named(
-    metrics: list[tuple[str, dict[str, str], float, str]], name: str
-) -> list[tuple[dict[str, str], float]]:
-    return [(dimensions, value) for metric, dimensions, value, _ in metrics if metric == name]
 
 
 def test_a_finished_job_emits_its_metrics(walk: Walk, web: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,9 +18,9 @@ from formica.runtime.events import events_not_published
 from formica.settings import reset_settings
 from formica.store.deliveries import DeliveryRepository, DeliveryStatus
 
+from tests.emf import emf_metrics, named
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver
 from tests.workflow.conftest import ORG, REGION, TABLE, Walk, put_secret_config
-from tests.workflow.test_job_metrics_emf import emf_metrics, named
 
 FAILURES_RULE = {
     "source": ["formica"],

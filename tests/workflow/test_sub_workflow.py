@@ -7,11 +7,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-import pytest
 from formica.engine.walk import JobState
 from formica.runtime import get_runtime
 
-from tests.workflow.conftest import Walk, put_secret_config
+from tests.workflow.conftest import SECRET, Walk
 
 QUOTE = """
 job_type: quote
@@ -65,14 +64,6 @@ tasks:
     - echo "child {{ .fetch_JobState }} {{ .fetch_ForkedJobID }}"
     - cat quote.txt
 """
-
-SECRET = "sk-live-9f8e7d"
-
-
-@pytest.fixture
-def secret_config(walk: Walk) -> None:
-    """The organisation holds a secret config ApiKey (in moto's SSM) that the parent can render."""
-    put_secret_config(walk, "ApiKey", SECRET, prefix="/formica/test-sub-workflow")
 
 
 def test_sub_workflow_passes_input_params_waits_and_promotes_output_variables(

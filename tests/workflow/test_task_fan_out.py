@@ -14,7 +14,7 @@ from formica.runtime.task_fanout import INSTANCE_CHECK_SECONDS, sweep_instances
 from formica.store.logs import TaskLogs, instance_live_prefix, live_prefix
 from formica.store.requests import InstanceItem, InstanceState
 
-from tests.e2e.test_dev_task_fan_out import SAME_NAME_EACH
+from tests.fanout_jobs import SAME_NAME_EACH
 from tests.workflow.conftest import ORG, Walk
 
 EACH = """

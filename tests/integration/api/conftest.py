@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -17,13 +18,15 @@ from formica.store.configs import ConfigRepository, SsmConfigSecretStore
 from formica.store.definitions import DefinitionRepository
 from formica.store.grants import DynamoGrantRepository
 from formica.store.idempotency import IdempotencyRepository
-from formica.store.requests import RequestRepository
+from formica.store.requests import RequestRepository, now_iso
 from formica.store.tokens import TokenRepository
 from moto import mock_aws
 
 from tests.integration.api.gateway import Gateway
 from tests.integration.api.tables import BUCKET, TABLE, create_formica_table
 
+DATA = Path(__file__).parent / "data"
+"""Job definitions the API tests upload."""
 CONFIGS_PREFIX = "/formica/api-test"
 CONFIGS_KMS_KEY = "alias/formica-api-test-configs"
 
@@ -142,3 +145,32 @@ def world(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiWorld]:
         reset_services()
         reset_clients()
         reset_settings()
+
+
+@pytest.fixture
+def defined(world: ApiWorld) -> ApiWorld:
+    """The world with hello-job and params-job uploaded by the acme token."""
+    for name in ("hello-job.yaml", "params-job.yaml"):
+        response = world.call(
+            "POST",
+            "/api/jobs/definitions",
+            body=(DATA / name).read_text(),
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert response.status == 201
+    return world
+
+
+def submit(world: ApiWorld, body: dict[str, Any], **kwargs: Any) -> Any:
+    """POST /api/jobs/requests with ``body`` (by default as the acme token)."""
+    return world.call("POST", "/api/jobs/requests", json_body=body, **kwargs)
+
+
+def finish(world: ApiWorld, request_id: str, state: str = "COMPLETED") -> None:
+    """Given: the walk ended the request (what the state machine's last Advance writes)."""
+    world.ddb.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"REQ#{request_id}"}, "sk": {"S": "REQ"}},
+        UpdateExpression="SET job_state = :s, ended_at = :now",
+        ExpressionAttributeValues={":s": {"S": state}, ":now": {"S": now_iso()}},
+    )

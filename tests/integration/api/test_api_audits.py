@@ -11,9 +11,8 @@ from formica.api.audit import AUDITED_ROUTES
 from formica.store.audit import AUDIT_RETENTION_DAYS
 
 from functions.api.app import app, registered_routes
-from tests.integration.api.conftest import ApiWorld
+from tests.integration.api.conftest import DATA, ApiWorld
 from tests.integration.api.tables import TABLE
-from tests.integration.api.test_api_requests import DATA
 
 NOT_ACTIONS = {
     ("POST", "/api/grants"),  # an attempt's capability is the caller, not a token

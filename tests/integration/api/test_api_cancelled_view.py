@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from formica.store.requests import now_iso
 
-from tests.integration.api.conftest import ApiWorld
-from tests.integration.api.test_api_requests import defined, submit
-
-__all__ = ["defined"]
+from tests.integration.api.conftest import ApiWorld, submit
 
 
 def _task(world: ApiWorld, request_id: str, seq: int, task_type: str, state: str) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
+from formica.api.services import use_services
 
 from tests.integration.api.conftest import CONFIGS_KMS_KEY, CONFIGS_PREFIX, ApiWorld
-from tests.integration.api.test_api_requests import defined
-
-__all__ = ["defined"]  # the fixture, imported for this module's tests
 
 SECRET = "hunter2-but-longer"
 ORG_CONFIGS = "/api/orgs/acme/configs"
@@ -156,3 +155,33 @@ def test_another_organisation_reaches_nothing(defined: ApiWorld) -> None:
     assert denied.status == 404
     assert _parameters()[f"{CONFIGS_PREFIX}/acme/org/ApiToken"]["Value"] == SECRET
     assert [c["name"] for c in world.call("GET", ORG_CONFIGS).json()["records"]] == ["ApiToken"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", ORG_CONFIGS, None),
+        ("POST", ORG_CONFIGS, {"name": "Region", "value": "eu-west-1"}),
+        ("GET", f"{ORG_CONFIGS}/Region", None),
+        ("PUT", f"{ORG_CONFIGS}/Region", {"value": "eu-west-2"}),
+        ("DELETE", f"{ORG_CONFIGS}/Region", None),
+        ("GET", JOB_CONFIGS, None),
+        ("POST", JOB_CONFIGS, {"name": "Region", "value": "eu-west-1"}),
+    ],
+)
+def test_an_api_built_without_a_config_store_answers_503_naming_it(
+    defined: ApiWorld, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    # Given an API whose services hold no config store (a host that does not offer configs)
+    world = defined
+    use_services(replace(world.services, configs=None, config_secrets=None))
+
+    # When a config route is called
+    response = world.call(method, path, json_body=body) if body is not None else world.call(method, path)
+
+    # Then it answers 503 with a reason naming the missing store, not an internal error
+    assert response.status == 503, response.body
+    answer = response.json()
+    assert answer["error"] == "SERVICE_UNAVAILABLE"
+    assert "config store" in answer["message"]
+    assert answer["correlation_id"] is None

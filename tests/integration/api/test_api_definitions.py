@@ -7,9 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.integration.api.conftest import ApiWorld
+from tests.integration.api.conftest import DATA, ApiWorld
 
-DATA = Path(__file__).parent / "data"
 YAML = {"Content-Type": "application/yaml"}
 
 

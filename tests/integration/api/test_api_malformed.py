@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,6 @@ from tests.integration.api.conftest import ApiWorld
 from tests.integration.api.gateway import LambdaContext, proxy_event
 from tests.integration.api.tables import TABLE
 
-DATA = Path(__file__).parent / "data"
 GARBAGE = os.urandom(2048) + b"\xff\xfe\x00"
 
 

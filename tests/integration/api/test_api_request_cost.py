@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from formica.engine.usage import LambdaUsage, RequestUsage
 
-from tests.integration.api.conftest import ApiWorld
-from tests.integration.api.test_api_requests import DATA
+from tests.integration.api.conftest import DATA, ApiWorld
 
 
 @pytest.fixture

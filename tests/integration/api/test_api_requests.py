@@ -9,46 +9,14 @@ from __future__ import annotations
 import hashlib
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-import pytest
 from formica.api.models import SubmitJobRequest
 from formica.api.requests import submit_request
 from formica.store.requests import ArtifactItem, now_iso
 from formica.store.schema import artifact_key, log_key
 
-from tests.integration.api.conftest import ApiWorld
-from tests.integration.api.tables import BUCKET, TABLE
-
-DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture
-def defined(world: ApiWorld) -> ApiWorld:
-    for name in ("hello-job.yaml", "params-job.yaml"):
-        response = world.call(
-            "POST",
-            "/api/jobs/definitions",
-            body=(DATA / name).read_text(),
-            headers={"Content-Type": "application/yaml"},
-        )
-        assert response.status == 201
-    return world
-
-
-def submit(world: ApiWorld, body: dict[str, Any], **kwargs: Any) -> Any:
-    return world.call("POST", "/api/jobs/requests", json_body=body, **kwargs)
-
-
-def finish(world: ApiWorld, request_id: str, state: str = "COMPLETED") -> None:
-    """Given: the walk ended the request (what the state machine's last Advance writes)."""
-    world.ddb.update_item(
-        TableName=TABLE,
-        Key={"pk": {"S": f"REQ#{request_id}"}, "sk": {"S": "REQ"}},
-        UpdateExpression="SET job_state = :s, ended_at = :now",
-        ExpressionAttributeValues={":s": {"S": state}, ":now": {"S": now_iso()}},
-    )
+from tests.integration.api.conftest import ApiWorld, finish, submit
+from tests.integration.api.tables import BUCKET
 
 
 def test_submit_via_the_briefs_alias_starts_the_request(defined: ApiWorld) -> None:

@@ -3,10 +3,7 @@ tests/workflow/test_retries_and_restarts.py)."""
 
 from __future__ import annotations
 
-from tests.integration.api.conftest import ApiWorld
-from tests.integration.api.test_api_requests import defined, finish, submit
-
-__all__ = ["defined"]
+from tests.integration.api.conftest import ApiWorld, finish, submit
 
 
 def test_restart_is_soft_unless_hard_is_asked(defined: ApiWorld) -> None:

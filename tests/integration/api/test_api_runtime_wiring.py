@@ -5,7 +5,6 @@ them here (the workflow tests run the state machine); what is checked is the wir
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,9 +13,8 @@ from formica.api.services import reset_services, use_services
 from formica.runtime import reset_runtime
 from formica.runtime.executions import execution_name
 
-from tests.integration.api.conftest import ApiWorld
+from tests.integration.api.conftest import DATA, ApiWorld
 
-DATA = Path(__file__).parent / "data"
 PASS_MACHINE = '{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}'
 
 

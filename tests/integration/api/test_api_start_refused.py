@@ -11,11 +11,8 @@ from formica.api.services import use_services
 from formica.runtime.executions import ERR_START_FAILED, ExecutionError
 from formica.store.requests import JobState, RequestFinishedError
 
-from tests.integration.api.conftest import ApiWorld, FakeRuntime
+from tests.integration.api.conftest import ApiWorld, FakeRuntime, submit
 from tests.integration.api.tables import TABLE
-from tests.integration.api.test_api_requests import defined, submit
-
-__all__ = ["defined"]
 
 
 @dataclass

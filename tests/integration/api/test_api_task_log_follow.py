@@ -11,11 +11,8 @@ from formica.store.logs import TaskLogs, live_prefix
 from formica.store.requests import ArtifactItem, now_iso
 from formica.store.schema import log_key
 
-from tests.integration.api.conftest import ApiWorld
+from tests.integration.api.conftest import ApiWorld, submit
 from tests.integration.api.tables import BUCKET
-from tests.integration.api.test_api_requests import defined, submit
-
-__all__ = ["defined"]
 
 
 def _ended_attempt(world: ApiWorld, request_id: str, attempt: int, text: str) -> str:

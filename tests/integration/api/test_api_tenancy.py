@@ -11,11 +11,8 @@ import hashlib
 from formica.store.requests import ArtifactItem, now_iso
 from formica.store.schema import artifact_key, log_key
 
-from tests.integration.api.conftest import ApiWorld
+from tests.integration.api.conftest import ApiWorld, submit
 from tests.integration.api.tables import BUCKET
-from tests.integration.api.test_api_requests import defined, submit
-
-__all__ = ["defined"]  # the fixture, imported for this module's tests
 
 SECRET = b"acme's own data\n"
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from formica.store.requests import now_iso
 
-from tests.integration.api.conftest import ApiWorld
+from tests.integration.api.conftest import DATA, ApiWorld
 
-DATA = Path(__file__).parent / "data"
 YAML = {"Content-Type": "application/yaml"}
 HELLO = (DATA / "hello-job.yaml").read_text()
 

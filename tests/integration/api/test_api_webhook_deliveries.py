@@ -11,11 +11,8 @@ from formica.store.deliveries import DeliveryChannel, DeliveryRepository, Delive
 from formica.store.requests import now_iso
 from formica.store.webhook_secrets import SecretsManagerWebhookSecrets
 
-from tests.integration.api.conftest import ApiWorld
+from tests.integration.api.conftest import ApiWorld, submit
 from tests.integration.api.tables import TABLE
-from tests.integration.api.test_api_requests import defined, submit
-
-__all__ = ["defined"]  # the fixture, imported for this module's tests
 
 
 def _delivery(request_id: str, event_id: str, event: str) -> WebhookDeliveryItem:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from formica.engine.walk import JobState
@@ -282,3 +282,17 @@ def test_a_wake_up_that_fails_is_left_to_the_sweep(world: World) -> None:
     world.definitions.set_max_concurrency(ORG, "unlucky", 2)
     world.ddb.delete_table(TableName=TABLE)  # the store fails under the wake-up
     assert start_waiting(ORG, "unlucky", world.runtime) == []
+
+
+def test_a_request_started_by_admission_has_the_runtimes_clock_as_its_started_at(world: World) -> None:
+    # Given a runtime whose clock stands at a fixed moment in the past
+    world.define("clocked")
+    request_id = world.create("clocked")
+    fixed = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    world.clock.now = fixed
+
+    # When admission starts the request
+    assert admit_request(request_id, world.runtime).admission == Admission.STARTED
+
+    # Then its started_at is that moment, as the table stores timestamps, not the wall clock's
+    assert world.request(request_id).started_at == "2026-01-02T03:04:05.678901+00:00"

@@ -4,7 +4,6 @@ the scheduler function's own event handling, the metric read back from the EMF l
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,22 +12,10 @@ from formica.engine.walk import JobState
 from formica.runtime.metrics import NAMESPACE, OLDEST_STARTED_AGE
 from formica.runtime.scheduling import Admission, admit_request, handle_event
 
+from tests.emf import emf_documents
 from tests.integration.scheduling.conftest import World
 
 SCHEDULED_EVENT = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-
-
-def emf_documents(printed: str, metric: str) -> list[dict[str, Any]]:
-    """The EMF documents in ``printed`` (one JSON object a line) that carry ``metric``."""
-    found = []
-    for line in printed.splitlines():
-        if not line.startswith("{"):
-            continue
-        document = json.loads(line)
-        directives = document.get("_aws", {}).get("CloudWatchMetrics", [])
-        if any(entry["Name"] == metric for directive in directives for entry in directive["Metrics"]):
-            found.append(document)
-    return found
 
 
 def sweep_and_read_metric(
@@ -83,11 +70,13 @@ def test_a_request_left_started_is_reported_with_its_age(
 def test_the_oldest_started_request_of_every_job_type_counts_and_executing_ones_do_not(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given three requests of two job types, admitted in order
+    # Given three requests of two job types, admitted in order a second apart
     world.define("alpha")
     world.define("beta", max_concurrency=2)
     walking = admitted(world, "alpha")
+    world.clock.advance(seconds=1)
     oldest_started = admitted(world, "beta")
+    world.clock.advance(seconds=1)
     newer = admitted(world, "alpha")
     # And the first one walking: its first attempt claimed, so EXECUTING
     assert world.runtime.requests.claim_attempt(walking, world.request(walking).step) is not None

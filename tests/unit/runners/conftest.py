@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from formica.runners.base import TaskContext
+
+from tests.fakes.loopback import serving, url_of
 
 
 def make_context(timeout_seconds: float = 10.0, **overrides: Any) -> TaskContext:
@@ -138,14 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
 def http_server() -> Iterator[LocalServer]:
     state = LocalServer(base_url="")
     handler = type("Handler", (_Handler,), {"server_state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as server:
+        state.base_url = url_of(server)
+        yield state
 
 
 @pytest.fixture

@@ -15,11 +15,10 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from formica.runners.container_script import (
 )
 from formica.store.blobs import PresignedPost
 
+from tests.fakes.loopback import serving, url_of
 from tests.unit.runners.conftest import make_context
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the helper programs need curl")
@@ -149,13 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def s3() -> Iterator[FakeS3]:
     state = FakeS3()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"state": state}))
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(type("Handler", (_Handler,), {"state": state}), poll_interval=0.05) as server:
+        state.base_url = url_of(server)
+        yield state
 
 
 def _sh(script: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

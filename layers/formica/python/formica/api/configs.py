@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from formica.api.errors import ErrorDetail, ResourceNotFoundError, ValidationApiError
+from formica.api.errors import ErrorDetail, ResourceNotFoundError, ServiceUnavailableError, ValidationApiError
 from formica.api.models import RequestModel
 from formica.api.services import ApiServices
 from formica.engine.masking import SECRET_MIN_LENGTH
@@ -102,14 +102,15 @@ class _Scope:
 def _scope(services: ApiServices, org: str, path_org: str | None, job_type: str | None) -> _Scope:
     """The scope a config route works in, with its stores; every config route starts here.
 
-    404 for an organisation other than the caller's, or a job type it does not have.
+    404 for an organisation other than the caller's, or a job type it does not have; 503 when this
+    API was built without a config store (no request could succeed here, whatever it holds).
     """
     if path_org is not None and path_org != org:
         raise ResourceNotFoundError(f"organisation {path_org!r} not found")
     if job_type is not None and services.definitions.get_head(org, job_type) is None:
         raise ResourceNotFoundError(f"job type {job_type!r} not found")
     if services.configs is None or services.config_secrets is None:
-        raise ConfigStoreError("no config store is configured")
+        raise ServiceUnavailableError("configs are not available: this API was built without a config store")
     return _Scope(services.configs, services.config_secrets, org, job_type)
 
 

@@ -106,6 +106,14 @@ class UnsupportedMediaTypeError(ApiError):
     code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class ServiceUnavailableError(ApiError):
+    """This API was built without a part the route needs (a host without a config store): the
+    caller's request is not at fault, and no correlation id is needed to say why."""
+
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+
+
 class InternalError(ApiError):
     status = 500
     code = "INTERNAL_ERROR"

@@ -215,7 +215,9 @@ def try_start(
         logger.info("job request filtered", extra={"request_id": request_id, "job_type": request.job_type})
         return AdmissionResult(request_id, Admission.FILTERED)
     name = execution_name(request_id, request.execution_count + 1)
-    started_at = now_iso()
+    # The runtime's clock, as every other moment of the walk: a started_at from the wall clock
+    # would disagree with the elapsed time and timeouts the walk measures from it.
+    started_at = now.astimezone(UTC).isoformat(timespec="microseconds")
     outcome = slots.admit(request, execution_name=name, limit=limit, started_at=started_at)
     if outcome == AdmitOutcome.HELD:
         # A slot left by an earlier run of this request (a crash before its release): give it back.
