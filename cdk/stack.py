@@ -171,7 +171,11 @@ class FormicaStack(Stack):
         ):
             grant_stop_executions(walker, executions_arn(self, job_state_machine))
             platform.grant_stop_tasks(walker)
+            storage.grant_cancel_markers(walker.role)
         grant_stop_executions(completion.reconciler, executions_arn(self, job_state_machine))
+        # Every function that may cancel writes the cancel marker a sandboxed SHELL script polls.
+        storage.grant_cancel_markers(completion.reconciler.role)
+        storage.grant_cancel_markers(api.handler.role)
         # Advance settles a container whose Launch state timed out: it lists that attempt's live
         # chunks and deletes them and its helpers' .env files, as the other settlers do.
         platform.grant_settle_cleanup(orchestration.advance)

@@ -168,6 +168,19 @@ class Storage(Construct):
             "the grant covers logs in this one bucket.",
         )
 
+    def grant_cancel_markers(self, role: iam.IRole) -> None:
+        """Write a request's cancel marker (``*/_control/*``): a cancel, from whichever function it
+        comes, tells a SHELL sandbox (which holds no credentials and polls it through a presigned GET)
+        to kill its script."""
+        markers = self.bucket.arn_for_objects("*/_control/*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[markers]))
+        acknowledge_wildcard_resource(
+            role,
+            markers,
+            "A cancel marker is keyed {org}/{request_id}/_control/cancelled-{execution}, known only at "
+            "run time; the grant covers those markers in this one bucket.",
+        )
+
     def grant_discard_live_logs(self, role: iam.IRole) -> None:
         """Delete live log chunks (``*/logs/live/*``): HTTP and SHELL attempts write them while they
         run, and storing the attempt's whole log deletes them."""

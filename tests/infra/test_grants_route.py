@@ -30,13 +30,15 @@ def test_the_functions_that_mint_capabilities_name_the_api(synth: Synth) -> None
 
 
 def test_the_api_signs_uploads_under_artifact_prefixes_only(synth: Synth) -> None:
-    # (and stores a worker's reported attempt's log, under logs/)
+    # (and stores a worker's reported attempt's log, under logs/; and writes a cancel's marker)
     puts = [statement for statement in _s3_statements(synth, "api") if "s3:PutObject" in statement["Action"]]
     ends = sorted(json.dumps(put["Resource"]).rsplit('"', 2)[-2] for put in puts)
-    assert ends == ["/*/artifacts/*", "/*/logs/*"]
+    assert ends == ["/*/_control/*", "/*/artifacts/*", "/*/logs/*"]
 
 
 def test_launch_writes_grant_files_and_touches_no_artifact(synth: Synth) -> None:
-    (statement,) = _s3_statements(synth, "launch")
-    assert statement["Action"] == "s3:PutObject"
-    assert json.dumps(statement["Resource"]).endswith('"/*/grants/*"]]}')
+    # (besides a cancel's marker, which any function that may cancel writes)
+    statements = _s3_statements(synth, "launch")
+    assert all(statement["Action"] == "s3:PutObject" for statement in statements)
+    ends = sorted(json.dumps(statement["Resource"]).rsplit('"', 2)[-2] for statement in statements)
+    assert ends == ["/*/_control/*", "/*/grants/*"]

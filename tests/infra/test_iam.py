@@ -25,8 +25,9 @@ ASYNC_DLQ = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
 ATTEMPT_LOGS = {"s3:PutObject", "s3:ListBucket"}
 LIVE_DISCARD = {"s3:DeleteObject"}
 # Cancelling a request: a failed fan_out cancels the other children from whichever function ended
-# the failing one, and Advance stops a container whose Launch state timed out.
-CANCEL = {"states:StopExecution", "ecs:StopTask"}
+# the failing one, and Advance stops a container whose Launch state timed out. A cancel writes the
+# cancel marker a sandboxed SHELL script polls (s3:PutObject on */_control/* only).
+CANCEL = {"states:StopExecution", "ecs:StopTask", "s3:PutObject"}
 # Settling a container attempt deletes its live chunks and its helpers' .env files (only those).
 SETTLE_CLEANUP = {"s3:DeleteObject"}
 
@@ -171,7 +172,7 @@ CANCELLERS = {
 }
 for _folder in CANCELLERS:
     EXPECTED_ACTIONS[_folder] = EXPECTED_ACTIONS[_folder] | CANCEL
-EXPECTED_ACTIONS["reconciler"] |= {"states:StopExecution"}  # its task control includes StopTask
+EXPECTED_ACTIONS["reconciler"] |= {"states:StopExecution", "s3:PutObject"}  # task control includes StopTask
 EXPECTED_ACTIONS["api"] |= CONFIG_READ | {"ssm:PutParameter", "ssm:DeleteParameter", "kms:Encrypt"}
 EKS_USERS = {"api", "launch", "reconciler"}
 
@@ -246,6 +247,7 @@ def test_wildcards_inside_arns_are_only_run_time_names(synth: Synth) -> None:
         f"<{bucket}.Arn>/*/grants/*.env",  # the ECS agent: a helper's grant (.env)
         f"<{bucket}.Arn>/*/logs/*",  # the API: a worker's reported attempt's log; attempts' logs
         f"<{bucket}.Arn>/*/logs/live/*",  # HTTP and SHELL attempts' live chunks, deleted when stored
+        f"<{bucket}.Arn>/*/_control/*",  # cancel markers, written by whoever cancels
         prefix.format(service="sqs") + "formica-work-*",  # worker queues, one per organisation and pool
         prefix.format(service="sqs") + "formica-msg-*",  # MESSAGING queues, per organisation and name
         prefix.format(service="ecs") + "task-definition/formica-test-*",  # families Launch registers
@@ -325,7 +327,7 @@ def test_launch_runs_only_this_stacks_families_on_this_cluster_and_passes_the_ex
     # The helpers' .env grant files only: Launch neither reads nor signs artifacts (the grants
     # route signs them when a helper exchanges its capability).
     bucket = logical_id(synth, "AWS::S3::Bucket", "ArtifactsBucket")
-    (objects,) = synth.statements_granting(role, "s3:PutObject")
+    (objects,) = _puts_besides_cancel_markers(synth, role)
     assert actions_of(objects) == {"s3:PutObject"}
     assert resources_of(objects) == [f"<{bucket}.Arn>/*/grants/*"]
     assert synth.statements_granting(role, "s3:ListBucket") == []
@@ -340,10 +342,39 @@ def test_task_control_is_conditioned_on_the_cluster(synth: Synth) -> None:
         assert control["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
 
 
+def _cancel_markers(synth: Synth) -> str:
+    return f"<{logical_id(synth, 'AWS::S3::Bucket', 'ArtifactsBucket')}.Arn>/*/_control/*"
+
+
+def _puts_besides_cancel_markers(synth: Synth, role: str) -> list[dict[str, Any]]:
+    """The role's s3:PutObject statements other than the cancel markers' one."""
+    return [
+        statement
+        for statement in synth.statements_granting(role, "s3:PutObject")
+        if resources_of(statement) != [_cancel_markers(synth)]
+    ]
+
+
+def test_every_function_that_may_cancel_writes_the_cancel_marker_and_only_that_there(
+    synth: Synth,
+) -> None:
+    # A cancel from any of them must reach a SHELL script in the sandbox, which polls the marker
+    for folder in ("api", "reconciler", *CANCELLERS):
+        markers = [
+            statement
+            for statement in synth.statements_granting(synth.role_of(folder), "s3:PutObject")
+            if resources_of(statement) == [_cancel_markers(synth)]
+        ]
+        assert len(markers) == 1, folder
+        assert actions_of(markers[0]) == {"s3:PutObject"}, folder
+    # The sandbox, which reads the marker through a presigned GET, holds no S3 action at all
+    assert synth.statements_granting(synth.role_of("shell_sandbox"), "s3:PutObject") == []
+
+
 def test_attempt_logs_are_written_under_logs_and_only_live_chunks_are_deleted(synth: Synth) -> None:
     bucket = logical_id(synth, "AWS::S3::Bucket", "ArtifactsBucket")
     for folder in ("fork_task", "messaging_reply"):
-        (write,) = synth.statements_granting(synth.role_of(folder), "s3:PutObject")
+        (write,) = _puts_besides_cancel_markers(synth, synth.role_of(folder))
         assert resources_of(write) == [f"<{bucket}.Arn>/*/logs/*"], folder
         assert synth.statements_granting(synth.role_of(folder), "s3:DeleteObject") == [], folder
     for folder in ("http_task", "shell_task"):

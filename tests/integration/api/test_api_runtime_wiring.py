@@ -12,8 +12,10 @@ import pytest
 from formica.api.services import reset_services, use_services
 from formica.runtime import reset_runtime
 from formica.runtime.executions import execution_name
+from formica.settings import get_settings
+from formica.store.schema import cancel_marker_key
 
-from tests.integration.api.conftest import DATA, ApiWorld
+from tests.integration.api.conftest import BUCKET, DATA, ApiWorld
 
 PASS_MACHINE = '{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}'
 
@@ -95,3 +97,21 @@ def test_raising_the_limit_starts_the_waiting_requests_at_once(wired: tuple[ApiW
     arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
     names = sorted(execution["name"] for execution in sfn.list_executions(stateMachineArn=arn)["executions"])
     assert names == sorted(execution_name(i, 1) for i in ids)
+
+
+def test_a_cancel_through_the_api_writes_the_marker_a_sandboxed_script_polls(
+    wired: tuple[ApiWorld, Any],
+) -> None:
+    # The API function is told of no sandbox (only the SHELL task function is, in AWS): its cancel
+    # must still write the marker, or a running sandboxed script would go on to its timeout
+    world, _ = wired
+    assert get_settings().shell_sandbox_function is None
+    request_id = world.call("POST", "/jobs/requests", json_body={"job_type": "hello-job"}).json()["id"]
+    execution = world.services.requests.get(request_id)
+    assert execution is not None and execution.execution_name is not None
+
+    cancelled = world.call("POST", f"/api/jobs/requests/{request_id}/cancel")
+
+    assert cancelled.status == 200
+    marker = cancel_marker_key("acme", request_id, execution.execution_name)
+    assert world.s3.get_object(Bucket=BUCKET, Key=marker)["Body"].read() == b"cancelled\n"

@@ -201,7 +201,9 @@ def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestIte
                 else None
             ),
         )
-    if rt.settings.shell_sandbox_function:
+    if cancelled.execution_name:
+        # Whoever cancels (the API, a parent's fan_out, the sweep) writes the marker: the function
+        # whose SHELL attempt runs in a sandbox is not the one that cancels.
         _mark_cancelled_for_sandboxes(rt, cancelled)
     if rt.settings.container_runtime == "ecs":
         _stop_cloud_containers(rt, request_id)
