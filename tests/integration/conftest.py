@@ -18,11 +18,14 @@ from formica.api.errors import ApiError
 from formica.api.grants import GrantExchangeRequest, exchange, exchange_as_curl_config
 from formica.api.services import ApiServices
 from formica.local.server import free_port
+from formica.runners.eks import EksJobRunner
 from formica.store.blobs import BlobStore, S3BlobStore
 from moto.server import ThreadedMotoServer
 
 from tests.fakes.grants import InMemoryGrantRepository
 from tests.fakes.loopback import serving, url_of
+from tests.integration.eks_world import eks_runner
+from tests.integration.fake_kubernetes import FakeKubernetes, fake_kubernetes
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +103,16 @@ def serve_grants(blobs: BlobStore) -> Iterator[GrantsRoute]:
         # The handler needs the route, which needs the port: it is set before any request is sent.
         server.RequestHandlerClass = _grants_handler(route)
         yield route
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeKubernetes]:
+    """The fake Kubernetes API on loopback (tests/integration/fake_kubernetes.py)."""
+    with fake_kubernetes() as fake:
+        yield fake
+
+
+@pytest.fixture
+def runner(cluster: FakeKubernetes) -> EksJobRunner:
+    """The EKS runner on that cluster, in the ``formica`` namespace."""
+    return eks_runner(cluster)

@@ -6,55 +6,26 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from formica.jobs.models import ContainerDefinition, TaskDefinition, TaskMethod
-from formica.runners.base import TaskContext, TaskOutcome
+from formica.runners.base import TaskContext
 from formica.runners.ecs_events import ERR_CONTAINER_START, ERR_TASK_CANCELLED, ERR_TASK_TIMED_OUT, RunKey
 from formica.runners.eks import (
-    AwsCredentials,
     ClusterInfo,
     EksJobRunner,
-    EksLaunchConfig,
-    EksTokenProvider,
     KubernetesApi,
     KubernetesApiError,
     job_name,
 )
-from formica.runtime.containers import ContainerService
-from formica.settings import FormicaSettings
-from formica.store.blobs import S3BlobStore
-from formica.store.container_logs import CloudWatchContainerLogs
-from formica.store.container_runs import ContainerRunItem
-from formica.store.state_machine import StepFunctionsStateMachine
 
 from tests.fakes.blobs import InMemoryBlobStore
-from tests.fakes.container_runs import InMemoryContainerRunRepository
-from tests.fakes.grants import InMemoryGrantRepository
-from tests.integration.fake_kubernetes import FakeKubernetes, fake_kubernetes
+from tests.integration.eks_world import NAMESPACE, Clock, RecordingReporter, eks_service
+from tests.integration.fake_kubernetes import FakeKubernetes
 
 REQUEST_ID = "7f0c6d3e-2b8a-4f6e-9a51-3c2d1e0f9b47"
-NAMESPACE = "formica"
-
-
-@pytest.fixture
-def cluster() -> Iterator[FakeKubernetes]:
-    with fake_kubernetes() as fake:
-        yield fake
-
-
-def _token() -> EksTokenProvider:
-    return EksTokenProvider("formica-eks", "us-east-1", credentials=lambda: AwsCredentials("AKID", "SECRET"))
-
-
-@pytest.fixture
-def runner(cluster: FakeKubernetes) -> EksJobRunner:
-    api = KubernetesApi(ClusterInfo(endpoint=cluster.base_url), _token())
-    config = EksLaunchConfig(namespace=NAMESPACE, bucket="formica-artifacts")
-    return EksJobRunner(api, config, blobs=InMemoryBlobStore(), poll_seconds=0.01)
 
 
 def _task(image: str, **changes: Any) -> TaskDefinition:
@@ -176,54 +147,11 @@ def test_without_an_iam_token_the_api_refuses(cluster: FakeKubernetes) -> None:
 # -- the container runtime's EKS path: launch, reconcile (EKS sends no events), cancel --
 
 
-class RecordingReporter:
-    def __init__(self) -> None:
-        self.reports: list[tuple[ContainerRunItem, TaskOutcome]] = []
-
-    def __call__(self, run: ContainerRunItem, outcome: TaskOutcome) -> bool:
-        self.reports.append((run, outcome))
-        return True
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 18, 40, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def _service(runner: EksJobRunner, reporter: RecordingReporter, clock: Clock) -> ContainerService:
-    settings = FormicaSettings(
-        table_name="t", bucket_name="formica-artifacts", eks_cluster_name="formica-eks"
-    )
-
-    def no_aws() -> Any:
-        raise AssertionError("the EKS path must not touch ECS, CloudWatch Logs or S3 here")
-
-    class NoArtifacts:
-        def get_paginator(self, name: str) -> Any:
-            return type("P", (), {"paginate": staticmethod(lambda **_: [{"Contents": []}])})()
-
-    return ContainerService(
-        settings=settings,
-        runs=InMemoryContainerRunRepository(),
-        state_machine=StepFunctionsStateMachine(None, no_aws),
-        reporter=reporter,
-        ecs=no_aws,
-        eks=lambda: runner,
-        logs=CloudWatchContainerLogs(no_aws),
-        blobs=S3BlobStore(settings.bucket_name, NoArtifacts()),
-        grants=InMemoryGrantRepository(),
-        clock=clock,
-    )
-
-
 def test_the_runtime_launches_on_eks_and_the_reconciler_reports(
     cluster: FakeKubernetes, runner: EksJobRunner
 ) -> None:
     reporter, clock = RecordingReporter(), Clock()
-    service = _service(runner, reporter, clock)
+    service = eks_service(runner, reporter, clock)
 
     run = service.launch(REQUEST_ID, 11, _task("busybox:exit3"), _ctx(timeout=600), "token-eks")
 
@@ -246,7 +174,7 @@ def test_the_reconciler_gives_up_on_a_pod_that_never_schedules(
     cluster: FakeKubernetes, runner: EksJobRunner
 ) -> None:
     reporter, clock = RecordingReporter(), Clock()
-    service = _service(runner, reporter, clock)
+    service = eks_service(runner, reporter, clock)
     service.launch(REQUEST_ID, 12, _task("busybox:unschedulable"), _ctx(timeout=60), "token")
 
     service.reconcile()
@@ -263,7 +191,7 @@ def test_the_reconciler_gives_up_on_a_pod_that_never_schedules(
 
 def test_the_runtime_cancels_by_deleting_the_job(cluster: FakeKubernetes, runner: EksJobRunner) -> None:
     reporter, clock = RecordingReporter(), Clock()
-    service = _service(runner, reporter, clock)
+    service = eks_service(runner, reporter, clock)
     service.launch(REQUEST_ID, 13, _task("busybox:slow"), _ctx(timeout=600), "token")
 
     assert service.cancel_runs(REQUEST_ID) == 1
@@ -282,7 +210,7 @@ def test_docker_tasks_still_go_to_ecs_when_eks_is_configured(runner: EksJobRunne
             launched.append(task.task_type)
             return "arn:aws:ecs:us-east-1:1:task/c/abc"
 
-    service = _service(runner, RecordingReporter(), Clock())
+    service = eks_service(runner, RecordingReporter(), Clock())
     service._ecs_factory = FakeEcs  # type: ignore[assignment]
     run = service.launch(REQUEST_ID, 14, _task("alpine", method=TaskMethod.DOCKER), _ctx(), "t")
 

@@ -7,46 +7,25 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Iterator
 
-import pytest
 from formica.jobs.models import ContainerDefinition, TaskDefinition, TaskMethod
 from formica.runners.base import LOG_CAP_BYTES, TaskContext
 from formica.runners.container_grants import GrantIssuer
 from formica.runners.container_script import LOG_PROGRAM, LOGS_PROGRAM_NAME, build_mask_script
 from formica.runners.ecs_events import RunKey
 from formica.runners.eks import (
-    AwsCredentials,
-    ClusterInfo,
     EksJobRunner,
-    EksLaunchConfig,
-    EksTokenProvider,
-    KubernetesApi,
 )
 from formica.store.grants import GrantRight
 from formica.store.logs import live_prefix
 
 from tests.fakes.blobs import InMemoryBlobStore
 from tests.fakes.grants import InMemoryGrantRepository
-from tests.integration.fake_kubernetes import FakeKubernetes, fake_kubernetes
+from tests.integration.fake_kubernetes import FakeKubernetes
 
 REQUEST_ID = "0c9e6a1d-52f4-4c1b-8d0e-7a6b5c4d3e2f"
 SECRET = "kube-Secret/Value+42"
 LOG_KEY = f"acme/{REQUEST_ID}/kubby/logs/attempt-2.log"
-
-
-@pytest.fixture
-def cluster() -> Iterator[FakeKubernetes]:
-    with fake_kubernetes() as fake:
-        yield fake
-
-
-@pytest.fixture
-def runner(cluster: FakeKubernetes) -> EksJobRunner:
-    token = EksTokenProvider("formica-eks", "us-east-1", credentials=lambda: AwsCredentials("AKID", "SECRET"))
-    api = KubernetesApi(ClusterInfo(endpoint=cluster.base_url), token)
-    config = EksLaunchConfig(namespace="formica", bucket="formica-artifacts")
-    return EksJobRunner(api, config, blobs=InMemoryBlobStore(), poll_seconds=0.01)
 
 
 def _task() -> TaskDefinition:

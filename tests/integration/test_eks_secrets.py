@@ -8,60 +8,33 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from formica.engine.masking import secret_forms
 from formica.jobs.models import ContainerDefinition, TaskDefinition, TaskMethod
-from formica.runners.base import TaskContext, TaskOutcome
+from formica.runners.base import TaskContext
 from formica.runners.container_grants import GrantIssuer
 from formica.runners.ecs_events import RunKey
 from formica.runners.eks import (
     SECRET_SCRIPT_RUNNER,
-    AwsCredentials,
-    ClusterInfo,
     EksJobRunner,
     EksLaunchConfig,
-    EksTokenProvider,
-    KubernetesApi,
     KubernetesApiError,
     job_manifest,
     job_name,
     job_secret_manifest,
 )
-from formica.runtime.containers import ContainerService
-from formica.settings import FormicaSettings
-from formica.store.blobs import S3BlobStore
-from formica.store.container_logs import CloudWatchContainerLogs
-from formica.store.container_runs import ContainerRunItem
-from formica.store.state_machine import StepFunctionsStateMachine
 
 from tests.fakes.blobs import InMemoryBlobStore
-from tests.fakes.container_runs import InMemoryContainerRunRepository
 from tests.fakes.grants import InMemoryGrantRepository
-from tests.integration.fake_kubernetes import FakeKubernetes, fake_kubernetes
+from tests.integration.eks_world import NAMESPACE, RecordingReporter, eks_service
+from tests.integration.fake_kubernetes import FakeKubernetes
 
 REQUEST_ID = "5d1b7a2e-93c4-4e6f-a0b1-2c3d4e5f6a7b"
-NAMESPACE = "formica"
 SECRET = "kube-Secret/Value+42"
 PEM = "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34\r\n-----END KEY-----\n"
-
-
-@pytest.fixture
-def cluster() -> Iterator[FakeKubernetes]:
-    with fake_kubernetes() as fake:
-        yield fake
-
-
-@pytest.fixture
-def runner(cluster: FakeKubernetes) -> EksJobRunner:
-    token = EksTokenProvider("formica-eks", "us-east-1", credentials=lambda: AwsCredentials("AKID", "SECRET"))
-    api = KubernetesApi(ClusterInfo(endpoint=cluster.base_url), token)
-    config = EksLaunchConfig(namespace=NAMESPACE, bucket="formica-artifacts")
-    return EksJobRunner(api, config, blobs=InMemoryBlobStore(), poll_seconds=0.01)
 
 
 def _task(image: str = "busybox:printenv", **changes: Any) -> TaskDefinition:
@@ -192,47 +165,12 @@ def test_a_script_holding_a_secret_comes_from_the_secret_and_runs_as_written(tmp
     assert "FORMICA_SCRIPT" not in (tmp_path / "env.txt").read_text()
 
 
-class RecordingReporter:
-    def __init__(self) -> None:
-        self.reports: list[tuple[ContainerRunItem, TaskOutcome]] = []
-
-    def __call__(self, run: ContainerRunItem, outcome: TaskOutcome) -> bool:
-        self.reports.append((run, outcome))
-        return True
-
-
-def _service(runner: EksJobRunner, reporter: RecordingReporter) -> ContainerService:
-    settings = FormicaSettings(
-        table_name="t", bucket_name="formica-artifacts", eks_cluster_name="formica-eks"
-    )
-
-    def no_aws() -> Any:
-        raise AssertionError("the EKS path must not touch ECS or CloudWatch Logs here")
-
-    class NoObjects:
-        def get_paginator(self, name: str) -> Any:
-            return type("P", (), {"paginate": staticmethod(lambda **_: [{"Contents": []}])})()
-
-    return ContainerService(
-        settings=settings,
-        runs=InMemoryContainerRunRepository(),
-        state_machine=StepFunctionsStateMachine(None, no_aws),
-        reporter=reporter,
-        ecs=no_aws,
-        eks=lambda: runner,
-        logs=CloudWatchContainerLogs(no_aws),
-        blobs=S3BlobStore(settings.bucket_name, NoObjects()),
-        grants=InMemoryGrantRepository(),
-        clock=lambda: datetime(2026, 11, 28, 18, 40, tzinfo=UTC),
-    )
-
-
 def test_the_container_service_deletes_the_secret_when_the_reconciler_settles_the_run(
     cluster: FakeKubernetes, runner: EksJobRunner
 ) -> None:
     # Given a launch through the service, whose logs helper gets the secrets' masking script
     reporter = RecordingReporter()
-    service = _service(runner, reporter)
+    service = eks_service(runner, reporter)
     service._issuer = GrantIssuer(
         grants=InMemoryGrantRepository(), blobs=InMemoryBlobStore(), api_url="https://api.example"
     )
@@ -261,7 +199,7 @@ def test_the_container_service_deletes_the_secret_when_the_reconciler_settles_th
 
 
 def test_a_cancelled_runs_secret_is_deleted(cluster: FakeKubernetes, runner: EksJobRunner) -> None:
-    service = _service(runner, RecordingReporter())
+    service = eks_service(runner, RecordingReporter())
     service.launch(REQUEST_ID, 12, _task("busybox:slow"), _ctx(SECRET, timeout=600), "token")
 
     assert service.cancel_runs(REQUEST_ID) == 1
