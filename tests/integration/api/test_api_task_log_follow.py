@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 from formica.api import logs as logs_api
-from formica.store.logs import TaskLogs, live_prefix
+from formica.store.logs import TaskLogs, instance_live_prefix, live_prefix
 from formica.store.requests import ArtifactItem, now_iso
+from formica.store.requests.instances import InstanceEnd, InstanceItem, InstanceState
 from formica.store.schema import log_key
 
 from tests.integration.api.conftest import ApiWorld, submit
@@ -116,3 +117,53 @@ def test_following_another_organisations_log_is_not_found(defined: ApiWorld) -> 
 
     assert response.status == 404
     assert "secret of acme" not in response.body
+
+
+def test_following_an_instance_ends_with_its_whole_log_when_it_ends_while_followed(
+    defined: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs_api, "FOLLOW_WAIT_SECONDS", 5.0)
+    request_id = submit(defined, {"job_type": "hello-job"}).json()["id"]
+    requests = defined.services.requests
+    # Given: instance 1 of greet's fan-out at step 3 runs and has streamed one line
+    running = InstanceItem(
+        request_id=request_id,
+        step=3,
+        index=1,
+        task_type="greet",
+        item="bob",
+        item_var="who",
+        created_at=now_iso(),
+    )
+    assert requests.put_instance(running)
+    assert requests.claim_instance(request_id, 3, 1, now_iso()) is not None
+    prefix = instance_live_prefix("acme", request_id, "greet", 3, 1)
+    TaskLogs(defined.services.blobs).write_chunk(prefix, 0, b"hello bob\n")
+    whole = f"acme/{request_id}/greet/logs/instances/step-3/item-1.log"
+
+    def the_instance_ends(seconds: float) -> None:
+        # While the follow waits: the instance writes its last line, its whole log is stored, it ends
+        defined.s3.put_object(Bucket=BUCKET, Key=whole, Body=b"hello bob\nbye bob\n")
+        requests.end_instance(
+            request_id,
+            3,
+            1,
+            InstanceEnd(state=InstanceState.COMPLETED, exit_code="0", log_key=whole, ended_at=now_iso()),
+        )
+
+    first = logs_api.follow_instance_log(defined.services, "acme", request_id, "greet", 1, since=0)
+    assert (first.text, first.finished) == ("hello bob\n", False)
+
+    # When it is followed from there, Then the follow reads the instance again after its wait and
+    # answers the rest and the end
+    rest = logs_api.follow_instance_log(
+        defined.services,
+        "acme",
+        request_id,
+        "greet",
+        1,
+        since=first.next_since,
+        follow=True,
+        sleep=the_instance_ends,
+    )
+    assert (rest.text, rest.finished, rest.next_since) == ("bye bob\n", True, len(b"hello bob\nbye bob\n"))

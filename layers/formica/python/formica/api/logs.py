@@ -268,8 +268,10 @@ def follow_instance_log(
     """Instance ``instance``'s log from byte ``since`` (see the module); with ``follow``, wait up to
     ``FOLLOW_WAIT_SECONDS`` for text after ``since`` or for the instance's end."""
     deadline = clock() + (FOLLOW_WAIT_SECONDS if follow else 0.0)
+    # The latest run is found once (one Query of the request's instances); each poll after it reads
+    # that one instance's item (a GetItem), however many items the fan-out has.
+    found = latest_instance(services, org, request_id, task_type, instance)
     while True:
-        found = latest_instance(services, org, request_id, task_type, instance)
         read = read_instance(services, org, found, since=since)
         answer = TaskLogResponse(
             request_id=request_id,
@@ -283,3 +285,4 @@ def follow_instance_log(
         if answer.text or answer.finished or clock() + FOLLOW_POLL_SECONDS > deadline:
             return answer
         sleep(FOLLOW_POLL_SECONDS)
+        found = services.requests.get_instance(request_id, found.step, found.index) or found
