@@ -17,7 +17,9 @@ token get 401, like an EKS API server given no IAM token.
 Secrets (v1) are kept too: created, merge-patched (metadata), deleted, and deleted with the Job that
 owns them (``ownerReferences``), as Kubernetes' garbage collector does. As the kubelet does, a
 container's ``secretKeyRef`` variables are resolved when it starts (the pod's second step); a
-reference to a missing Secret or key leaves it waiting in ``CreateContainerConfigError``.
+reference to a missing Secret or key leaves it waiting in ``CreateContainerConfigError``. Every
+container's variables are resolved (``started_envs``: the helpers' too), the main one's also kept in
+``started_env``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class FakeKubernetes:
     """(method, name, body) of every call on Secrets, in order, with Job creations as ("JOB", name)."""
     started_env: dict[str, dict[str, str]] = field(default_factory=dict)
     """A started pod's main container's environment, secretKeyRef values resolved (pod name ->)."""
+    started_envs: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    """A started pod's every container's environment (init containers too), resolved: pod name ->
+    container name -> variables."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- the pod's life, by image tag --
@@ -104,7 +109,7 @@ class FakeKubernetes:
             status["containerStatuses"] = [_main_status({"waiting": {"reason": "ContainerCreating"}})]
             return
         if step >= 2 and name not in self.started_env:
-            resolved = self._resolve_env(pod)
+            resolved = self._resolve_envs(pod)
             if resolved is None:
                 status["containerStatuses"] = [
                     _main_status(
@@ -113,7 +118,8 @@ class FakeKubernetes:
                 ]
                 self.steps[name] = 1
                 return
-            self.started_env[name] = resolved
+            self.started_envs[name] = resolved
+            self.started_env[name] = resolved["main"]
         if step == 2 or behaviour == "slow":
             status["phase"] = "Running"
             status["containerStatuses"] = [_main_status({"running": {"startedAt": NOW}})]
@@ -130,21 +136,25 @@ class FakeKubernetes:
             ("failed" if code else "succeeded"): 1,
         }
 
-    def _resolve_env(self, pod: dict[str, Any]) -> dict[str, str] | None:
-        """The main container's variables as the kubelet sets them; None if a Secret is missing."""
+    def _resolve_envs(self, pod: dict[str, Any]) -> dict[str, dict[str, str]] | None:
+        """Every container's variables as the kubelet sets them (container name ->); None if a
+        Secret or one of its keys is missing."""
         namespace = pod["metadata"]["namespace"]
-        (main,) = [c for c in pod["spec"]["containers"] if c["name"] == "main"]
-        env: dict[str, str] = {}
-        for item in main.get("env", []):
-            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
-            if ref is None:
-                env[item["name"]] = item.get("value", "")
-                continue
-            data = (self.secrets.get((namespace, ref["name"])) or {}).get("data") or {}
-            if ref["key"] not in data:
-                return None
-            env[item["name"]] = base64.b64decode(data[ref["key"]]).decode()
-        return env
+        spec = pod["spec"]
+        resolved: dict[str, dict[str, str]] = {}
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            env: dict[str, str] = {}
+            for item in container.get("env", []):
+                ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+                if ref is None:
+                    env[item["name"]] = item.get("value", "")
+                    continue
+                data = (self.secrets.get((namespace, ref["name"])) or {}).get("data") or {}
+                if ref["key"] not in data:
+                    return None
+                env[item["name"]] = base64.b64decode(data[ref["key"]]).decode()
+            resolved[container["name"]] = env
+        return resolved
 
     # -- API operations --
 

@@ -101,6 +101,10 @@ def test_the_pods_logs_sidecar_gets_its_live_log_grant_and_the_secrets_mask_and_
     assert logs["command"] == ["sh", "-c", LOG_PROGRAM, LOGS_PROGRAM_NAME]
     env = {item["name"]: item.get("value") for item in logs["env"]}
     assert env["FORMICA_GRANTS_URL"] == "https://api.example/api/grants"
+    # And its capability comes from the run's Secret: the sidecar started with it
+    assert env["FORMICA_CAPABILITY"] is None
+    [started] = cluster.started_envs.values()
+    assert started["logs"]["FORMICA_CAPABILITY"].startswith("fgc_")
     # And its capability may write this attempt's live log only
     [scope] = grants.scopes.values()
     assert scope.rights == (GrantRight.LIVE_LOG,)
@@ -111,11 +115,12 @@ def test_the_pods_logs_sidecar_gets_its_live_log_grant_and_the_secrets_mask_and_
     [mask] = [item for item in logs["env"] if item["name"] == "FORMICA_LOG_MASK"]
     assert mask == {
         "name": "FORMICA_LOG_MASK",
-        "valueFrom": {"secretKeyRef": {"name": job["metadata"]["name"], "key": "FORMICA_LOG_MASK"}},
+        "valueFrom": {"secretKeyRef": {"name": job["metadata"]["name"], "key": "logs.FORMICA_LOG_MASK"}},
     }
     [secret] = [body for method, _, body in cluster.secret_calls if method == "POST"]
-    script = base64.b64decode(base64.b64decode(secret["data"]["FORMICA_LOG_MASK"])).decode()
+    script = base64.b64decode(base64.b64decode(secret["data"]["logs.FORMICA_LOG_MASK"])).decode()
     assert script == build_mask_script([SECRET])
+    assert base64.b64decode(started["logs"]["FORMICA_LOG_MASK"]).decode() == script
     # And the main container holds neither the capability nor the grants endpoint
     [main] = [c for c in spec["containers"] if c["name"] == "main"]
     main_env = {item["name"] for item in main["env"]}

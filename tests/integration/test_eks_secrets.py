@@ -180,7 +180,8 @@ def test_the_container_service_deletes_the_secret_when_the_reconciler_settles_th
     assert set(_secret_data(cluster.secrets[(NAMESPACE, name)])) == {
         "ApiToken",
         "AuthHeader",
-        "FORMICA_LOG_MASK",
+        "logs.FORMICA_CAPABILITY",
+        "logs.FORMICA_LOG_MASK",
     }
 
     # When the reconciler finds the Job finished

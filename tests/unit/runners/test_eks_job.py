@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -19,6 +20,7 @@ from formica.runners.eks import (
     EksRunnerError,
     job_manifest,
     job_name,
+    job_secret_manifest,
     job_status,
     label_value,
     memory_quantity,
@@ -134,7 +136,14 @@ def test_dependencies_and_artifacts_get_helper_containers() -> None:
     assert init["name"] == "dependencies"
     assert init["command"] == ["sh", "-c", DEPENDENCIES_PROGRAM, "formica-dependencies"]
     assert init["workingDir"] == "/workspace"
-    assert {e["name"]: e["value"] for e in init["env"]} == GRANTS.dependencies.environment  # type: ignore[union-attr]
+    name = job_name(REQUEST_ID, 12)
+    assert init["env"] == [
+        {"name": "FORMICA_GRANTS_URL", "value": "https://api.example/prod/api/grants"},
+        {
+            "name": "FORMICA_CAPABILITY",
+            "valueFrom": {"secretKeyRef": {"name": name, "key": "dependencies.FORMICA_CAPABILITY"}},
+        },
+    ]
     uploader = pod["containers"][1]
     assert uploader["name"] == "artifacts"
     # The program is fixed text; when, the prefix and the patterns are its arguments.
@@ -147,12 +156,47 @@ def test_dependencies_and_artifacts_get_helper_containers() -> None:
         f"acme/{REQUEST_ID}/kubby/artifacts/",
         "out/*.txt",
     ]
-    assert {e["name"]: e["value"] for e in uploader["env"]} == {
-        **GRANTS.artifacts.environment,  # type: ignore[union-attr]
-        "FORMICA_WAIT_FOR_MAIN": "1",  # no container ordering in a pod: it waits for main's exit code
-    }
+    assert uploader["env"] == [
+        {"name": "FORMICA_GRANTS_URL", "value": "https://api.example/prod/api/grants"},
+        {"name": "FORMICA_WAIT_FOR_MAIN", "value": "1"},  # no container ordering in a pod
+        {
+            "name": "FORMICA_CAPABILITY",
+            "valueFrom": {"secretKeyRef": {"name": name, "key": "artifacts.FORMICA_CAPABILITY"}},
+        },
+    ]
     for container in [init, *pod["containers"]]:
         assert {"name": "workspace", "mountPath": "/workspace"} in container["volumeMounts"]
+
+
+def test_the_helpers_capabilities_are_in_the_runs_secret_not_in_the_job() -> None:
+    task = _task(dependencies=["build"], artifacts=ArtifactsDefinition(paths=["out/*.txt"]))
+    ctx = make_context(org="acme", request_id=REQUEST_ID, task_type=task.task_type, timeout_seconds=60)
+    key, name = RunKey(REQUEST_ID, 12), job_name(REQUEST_ID, 12)
+
+    job = job_manifest(task, ctx, key, name=name, config=CONFIG, grants=GRANTS)
+    secret = job_secret_manifest(task, ctx, key, name=name, config=CONFIG, grants=GRANTS)
+
+    assert "fgc_" not in json.dumps(job)
+    assert secret is not None
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
+        "dependencies.FORMICA_CAPABILITY": GRANTS.dependencies.capability,  # type: ignore[union-attr]
+        "artifacts.FORMICA_CAPABILITY": GRANTS.artifacts.capability,  # type: ignore[union-attr]
+    }
+    # Every key a Secret may hold: unique by construction, of [-._a-zA-Z0-9]
+    assert all(re.fullmatch(r"[-._a-zA-Z0-9]+", k) for k in secret["data"])
+
+
+def test_an_uploader_told_never_to_upload_has_no_grant_and_no_secret() -> None:
+    task = _task(artifacts=ArtifactsDefinition(paths=["out/*.txt"], when="never"))
+    ctx = make_context(org="acme", request_id=REQUEST_ID, task_type=task.task_type, timeout_seconds=60)
+    key, name = RunKey(REQUEST_ID, 12), job_name(REQUEST_ID, 12)
+    no_uploads = ContainerGrants(dependencies=None, artifacts=None, expires_at=GRANTS.expires_at)
+
+    job = job_manifest(task, ctx, key, name=name, config=CONFIG, grants=no_uploads)
+
+    [_, uploader] = job["spec"]["template"]["spec"]["containers"]
+    assert uploader["env"] == [{"name": "FORMICA_WAIT_FOR_MAIN", "value": "1"}]
+    assert job_secret_manifest(task, ctx, key, name=name, config=CONFIG, grants=no_uploads) is None
 
 
 def test_the_main_container_is_given_no_grant() -> None:

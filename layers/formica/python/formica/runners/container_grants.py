@@ -18,12 +18,13 @@ files, at the API's grants route for a curl config of URLs signed at that moment
   secrets (their values are in the main container's environment already), and its flush interval.
 
 Each helper gets its capability and the grants endpoint as ``FORMICA_CAPABILITY`` and
-``FORMICA_GRANTS_URL``: on EKS in its own container spec, on ECS in a ``.env`` file written under
-``{org}/{request_id}/{task_type}/grants/attempt-{step}/``, which the ECS agent reads with the
-execution role (RunTask then names a fixed S3 object instead of carrying a secret, so its overrides
-stay small and identical when a Launch is retried). The main container is given none of this.
-The ``logs`` helper's ``.env`` file holds the secrets' masking script, so the container service
-deletes it once the run is settled (``log_env_file_key``).
+``FORMICA_GRANTS_URL``: on EKS in its own container spec, the capability (and the masking
+script) by ``secretKeyRef`` from the run's Kubernetes Secret, never written in the Job; on ECS in a
+``.env`` file written under ``{org}/{request_id}/{task_type}/grants/attempt-{step}/``, which the
+ECS agent reads with the execution role (RunTask then names a fixed S3 object instead of carrying
+a secret, so its overrides stay small and identical when a Launch is retried). The main container
+is given none of this. The ``logs`` helper's ``.env`` file holds the secrets' masking script, so
+the container service deletes it once the run is settled (``log_env_file_key``).
 
 A capability expires at the attempt's deadline plus ``GRANT_MARGIN_SECONDS`` (24 hours plus the
 margin for an attempt without a timeout): the URLs it is exchanged for are signed at upload time,
@@ -123,7 +124,7 @@ class HelperGrant:
 
     @property
     def environment(self) -> dict[str, str]:
-        """The helper container's environment (EKS puts it in the container spec)."""
+        """The helper container's environment (EKS: the capability-bearing part in the run's Secret)."""
         return {GRANTS_URL_ENV: self.endpoint, CAPABILITY_ENV: self.capability, **dict(self.extra)}
 
 

@@ -12,13 +12,14 @@
   (both the helper image, with curl); a ``logs`` native sidecar (an init container with
   ``restartPolicy: Always``, Kubernetes 1.29+) streams the main script's output to the attempt's
   live log while it runs. None needs AWS credentials: each gets its grant, a capability
-  (``formica.runners.container_grants``), with ``FORMICA_GRANTS_URL`` in its own environment; the
+  (``formica.runners.container_grants``), and ``FORMICA_GRANTS_URL`` in its own environment; the
   main container gets none, and the pod needs no service account access to S3.
-- What holds a secret config (``job_secret_manifest``: the main container's variables a mask would
-  change, its script when a template rendered a secret into it, the ``logs`` helper's masking
-  script) is not in the Job: it is in a Kubernetes Secret named as the Job, created just before it,
-  referenced with ``secretKeyRef``, owned by the Job once that exists (so Kubernetes deletes it with
-  the Job) and deleted when the run is settled (``forget_secret``). A Job's spec is readable by
+- What holds a secret (``job_secret_manifest``: the main container's variables a mask would change,
+  its script when a template rendered a secret into it, each helper's capability and the ``logs``
+  helper's masking script, under ``{helper}.{variable}`` keys) is not in the Job: it is in a
+  Kubernetes Secret named as the Job (so every attempt with grants has one), created just before
+  it, referenced with ``secretKeyRef``, owned by the Job once that exists (so Kubernetes deletes it
+  with the Job) and deleted when the run is settled (``forget_secret``). A Job's spec is readable by
   anyone allowed to get Jobs in the namespace; the Secret's data only by those allowed Secrets.
 - ``job_status`` (pure) reads the Job and its Pod: the exit code is the main container's
   ``state.terminated.exitCode``; an image that cannot be pulled is ERR_CONTAINER_START; a Job killed by
@@ -52,9 +53,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from formica.engine.masking import SecretMasker
 from formica.jobs.models import TaskDefinition
 from formica.runners.base import EXIT_CODE_NONE, LOG_CAP_BYTES, TaskContext, TaskOutcome
-from formica.runners.container_grants import ContainerGrants, GrantIssueError, GrantIssuer, issue_grants
+from formica.runners.container_grants import (
+    ContainerGrants,
+    GrantIssueError,
+    GrantIssuer,
+    HelperGrant,
+    issue_grants,
+)
 from formica.runners.container_script import (
     ARTIFACTS_PROGRAM_NAME,
+    CAPABILITY_ENV,
     DEPENDENCIES_PROGRAM,
     DEPENDENCIES_PROGRAM_NAME,
     LOG_MASK_ENV,
@@ -455,23 +463,80 @@ def _secret_refs(secret_name: str, names: Iterable[str]) -> list[dict[str, Any]]
     ]
 
 
+HELPER_SECRET_VARIABLES = frozenset({CAPABILITY_ENV, LOG_MASK_ENV})
+"""A helper's variables that go into the run's Secret: its capability (a bearer credential for the
+attempt's files) and the ``logs`` helper's masking script (every form of the job's secrets). The
+grants endpoint and the flags stay in the Job."""
+
+
+def helper_secret_key(helper: str, variable: str) -> str:
+    """A helper variable's key in the run's Secret: ``{helper}.{variable}`` (``logs.FORMICA_CAPABILITY``).
+    The main container's keys are its variables' names, sanitised to ``[A-Za-z_][A-Za-z0-9_]*``, so a
+    key with a dot never meets one of them, and the helpers' names keep theirs apart."""
+    return f"{helper}.{variable}"
+
+
+@dataclass(frozen=True)
+class HelperEnvironment:
+    """One helper container's environment split by secrecy: ``plain`` variables in the Job, ``secret``
+    ones (variable name -> value) in the run's Secret under ``helper_secret_key``."""
+
+    helper: str
+    plain: dict[str, str]
+    secret: dict[str, str]
+
+    @property
+    def secret_data(self) -> dict[str, str]:
+        return {helper_secret_key(self.helper, name): value for name, value in self.secret.items()}
+
+    def env(self, secret_name: str) -> list[dict[str, Any]]:
+        """The container's ``env``: plain values, then ``secretKeyRef`` under the names it expects."""
+        refs = [
+            {
+                "name": name,
+                "valueFrom": {
+                    "secretKeyRef": {"name": secret_name, "key": helper_secret_key(self.helper, name)}
+                },
+            }
+            for name in self.secret
+        ]
+        return _env(self.plain) + refs
+
+
+def helper_environment(helper: str, grant: HelperGrant | None, **plain: str) -> HelperEnvironment:
+    """The environment of ``helper`` given its ``grant`` (none: only the ``plain`` extras)."""
+    values = {**(grant.environment if grant else {}), **plain}
+    return HelperEnvironment(
+        helper=helper,
+        plain={k: v for k, v in values.items() if k not in HELPER_SECRET_VARIABLES},
+        secret={k: v for k, v in values.items() if k in HELPER_SECRET_VARIABLES and v},
+    )
+
+
 @dataclass(frozen=True)
 class PodParts:
-    """One attempt's main container split by secrecy (``container_secrets.secret_parts``): ``plain``
-    variables go into the Job, ``secret`` ones (and the script, as ``FORMICA_SCRIPT``, when it holds
-    a secret) into the run's Secret, with the ``logs`` helper's masking script (``log_mask``)."""
+    """One attempt's containers split by secrecy: the main container's (``container_secrets.
+    secret_parts``): ``plain`` variables go into the Job, ``secret`` ones (and the script, as
+    ``FORMICA_SCRIPT``, when it holds a secret) into the run's Secret; and each helper's (``helpers``,
+    by container name, only those the pod runs): its capability and the ``logs`` helper's masking
+    script into the Secret, the rest into the Job."""
 
     plain: dict[str, str]
     secret: dict[str, str]
     script: str
-    log_mask: str | None
+    helpers: dict[str, HelperEnvironment]
 
     @property
     def secret_data(self) -> dict[str, str]:
         data = dict(self.secret)
-        if self.log_mask:
-            data[LOG_MASK_ENV] = self.log_mask
+        for helper in self.helpers.values():
+            data.update(helper.secret_data)
         return data
+
+
+def _uploads(task: TaskDefinition) -> bool:
+    """Whether the pod runs the ``artifacts`` uploader (it waits even when told never to upload)."""
+    return bool(task.artifacts and any(path.strip() for path in task.artifacts.paths))
 
 
 def pod_parts(
@@ -483,8 +548,17 @@ def pod_parts(
     )
     script = build_script(task, workspace_of(task))
     plain, secret = secret_parts(environment, script, ctx.secrets)
-    log_mask = dict(grants.logs.extra).get(LOG_MASK_ENV) if grants and grants.logs else None
-    return PodParts(plain=plain, secret=secret, script=script, log_mask=log_mask or None)
+    helpers: dict[str, HelperEnvironment] = {}
+    if grants is not None and grants.dependencies is not None:
+        helpers[DEPENDENCIES_CONTAINER] = helper_environment(DEPENDENCIES_CONTAINER, grants.dependencies)
+    if _uploads(task):
+        # No container ordering in a plain pod: the uploader waits for the main script's exit-code file.
+        helpers[ARTIFACTS_CONTAINER] = helper_environment(
+            ARTIFACTS_CONTAINER, grants.artifacts if grants else None, **{WAIT_FOR_MAIN_ENV: "1"}
+        )
+    if grants is not None and grants.logs is not None:
+        helpers[LOGS_CONTAINER] = helper_environment(LOGS_CONTAINER, grants.logs)
+    return PodParts(plain=plain, secret=secret, script=script, helpers=helpers)
 
 
 def _labels(name: str, run_key: RunKey) -> dict[str, str]:
@@ -531,7 +605,8 @@ def job_manifest(
     grants: ContainerGrants | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job for one attempt of ``task``; the helpers' ``grants`` in their own env only;
-    whatever holds a secret referenced from the run's Secret (``job_secret_manifest``)."""
+    whatever holds a secret (the helpers' capabilities included) referenced from the run's Secret
+    (``job_secret_manifest``), never written in the Job."""
     if task.container is None or not task.container.image.strip():
         raise EksRunnerError(f"task {task.task_type!r} has no container image")
     workspace = workspace_of(task)
@@ -550,24 +625,22 @@ def job_manifest(
     if resources:
         main["resources"] = resources
     containers = [main]
-    artifacts = task.artifacts
-    if artifacts and any(path.strip() for path in artifacts.paths):
+    helpers = parts.helpers
+    if task.artifacts is not None and ARTIFACTS_CONTAINER in helpers:
         upload = upload_arguments(
             org=ctx.org,
             request_id=ctx.request_id,
             task_type=task.task_type,
-            paths=artifacts.paths,
-            when=artifacts.when,
+            paths=task.artifacts.paths,
+            when=task.artifacts.when,
         )
-        grant = grants.artifacts if grants else None
         containers.append(
             {
                 "name": ARTIFACTS_CONTAINER,
                 "image": config.helper_image,
                 "command": ["sh", "-c", UPLOAD_PROGRAM, ARTIFACTS_PROGRAM_NAME, *upload],
                 "workingDir": workspace,
-                # No container ordering in a plain pod: it waits for the main script's exit-code file.
-                "env": _env({**(grant.environment if grant else {}), WAIT_FOR_MAIN_ENV: "1"}),
+                "env": helpers[ARTIFACTS_CONTAINER].env(name),
                 "volumeMounts": mounts,
             }
         )
@@ -577,18 +650,18 @@ def job_manifest(
         "volumes": [{"name": WORKSPACE_VOLUME, "emptyDir": {}}],
     }
     init_containers: list[dict[str, Any]] = []
-    if grants is not None and grants.dependencies is not None:
+    if DEPENDENCIES_CONTAINER in helpers:
         init_containers.append(
             {
                 "name": DEPENDENCIES_CONTAINER,
                 "image": config.helper_image,
                 "command": ["sh", "-c", DEPENDENCIES_PROGRAM, DEPENDENCIES_PROGRAM_NAME],
                 "workingDir": workspace,
-                "env": _env(grants.dependencies.environment),
+                "env": helpers[DEPENDENCIES_CONTAINER].env(name),
                 "volumeMounts": mounts,
             }
         )
-    if grants is not None and grants.logs is not None:
+    if LOGS_CONTAINER in helpers:
         # A native sidecar (an init container that restarts Always, Kubernetes 1.29+): it starts
         # before main and the kubelet stops it (SIGTERM: it sends the rest) once main has ended, so
         # it never holds the pod up.
@@ -598,8 +671,7 @@ def job_manifest(
                 "image": config.helper_image,
                 "command": ["sh", "-c", LOG_PROGRAM, LOGS_PROGRAM_NAME],
                 "workingDir": workspace,
-                "env": _env({k: v for k, v in grants.logs.environment.items() if k != LOG_MASK_ENV})
-                + _secret_refs(name, [LOG_MASK_ENV] if parts.log_mask else []),
+                "env": helpers[LOGS_CONTAINER].env(name),
                 "volumeMounts": mounts,
                 "restartPolicy": "Always",
             }
