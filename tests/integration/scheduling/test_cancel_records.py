@@ -3,6 +3,8 @@ its records were never written (its Lambda died between the two): never a partia
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from formica.engine.routing import TaskState
 from formica.engine.walk import JobState
 from formica.runtime import cancel_request, start_request
@@ -31,3 +33,18 @@ def test_cancel_after_a_lost_flush_leaves_a_whole_cancelled_record(world: World)
         TaskState.CANCELLED,
         "ERR_TASK_CANCELLED",
     )
+
+
+def test_a_cancelled_task_record_ends_at_the_runtimes_clock(world: World) -> None:
+    # Given a started request, and a runtime whose clock stands at a fixed moment
+    world.define("free")
+    request_id = world.create("free")
+    start_request(request_id, world.runtime)
+    world.clock.now = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+
+    # When it is cancelled
+    cancel_request(ORG, request_id, world.runtime)
+
+    # Then its current task's record ended at that moment, as the table stores timestamps
+    [task] = world.runtime.requests.list_tasks(request_id)
+    assert (task.task_state, task.ended_at) == (TaskState.CANCELLED, "2026-03-04T05:06:07.890123+00:00")
