@@ -111,6 +111,9 @@ def test_forked_children_and_their_artifacts_are_stamped_by_the_runtimes_clock(
     for child in children:
         request = get_runtime().requests.get(child.child_id)
         assert request is not None and request.created_at >= floor
+        kept = get_runtime().requests.list_artifacts(child.child_id)  # the child's own log and file
+        assert {artifact.kind for artifact in kept} == {"log", "artifact"}
+        assert all(artifact.created_at >= floor for artifact in kept)
     copied = [a for a in get_runtime().requests.list_artifacts(parent_id) if a.kind == "artifact"]
     assert copied and all(artifact.created_at >= floor for artifact in copied)
 
