@@ -12,7 +12,8 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -24,7 +25,7 @@ from formica.runtime.scheduling import sweep
 from formica.runtime.wiring import get_notify_services
 from formica.settings import reset_settings
 from formica.store.deliveries import DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
-from formica.store.requests import now_iso
+from formica.store.requests import iso, now_iso
 
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver
 from tests.workflow.conftest import ORG, REGION, TABLE, Walk
@@ -203,3 +204,25 @@ def test_formica_dev_runs_the_same_repair_from_its_ticker(walk: Walk, poller: Lo
 
     assert [d.answered for d in receiver.deliveries] == [200]
     assert stored(walk, delivery).status == DeliveryStatus.DELIVERED
+
+
+def test_a_delivery_attempt_is_stamped_by_the_runtimes_clock(walk: Walk, poller: LocalNotifyPoller) -> None:
+    # Given a recorded delivery, and a notify function whose runtime's clock stands a day ahead
+    request_id = finished_request(walk)
+    moment = datetime.now(UTC) + timedelta(days=1)
+    with webhook_receiver() as receiver:
+        delivery = recorded(request_id, receiver.url)
+
+        # When its first attempt is sent
+        sent = attempt_delivery(
+            replace(get_runtime(), now=lambda: moment),
+            get_notify_services(),
+            request_id,
+            delivery.delivery_id,
+            1,
+        )
+
+        # Then it was delivered, and settled at that moment
+        assert sent == 1 and len(receiver.deliveries) == 1
+    settled = stored(walk, delivery)
+    assert (settled.status, settled.updated_at) == (DeliveryStatus.DELIVERED, iso(moment))

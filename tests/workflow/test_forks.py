@@ -6,14 +6,14 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from formica.engine.walk import JobState
 from formica.local.moto_locks import serialize_dynamodb
 from formica.runtime import cancel_request, forks, get_runtime, reset_runtime
 from formica.settings import reset_settings
-from formica.store.requests import JobRequestItem
+from formica.store.requests import JobRequestItem, iso
 
 from tests.workflow.conftest import ORG, Walk
 
@@ -88,6 +88,34 @@ def test_a_parent_forks_two_children_awaits_them_and_reads_their_artifacts(walk:
     # The fork published its child's id; the combine step downloaded both children's artifacts.
     assert done.walk.outputs["fork-one"]["ForkedJobID"] in {child.child_id for child in children}
     assert "part 1\npart 2" in walk.log(parent_id, "combine")
+
+
+def test_forked_children_and_their_artifacts_are_stamped_by_the_runtimes_clock(
+    walk: Walk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given every Lambda's runtime on a clock two days ahead of the wall clock
+    ahead = timedelta(days=2)
+    monkeypatch.setattr(get_runtime(), "now", lambda: datetime.now(UTC) + ahead)
+    walk.upload(CHILD)
+    walk.upload(PARENT)
+    floor = iso(datetime.now(UTC) + ahead)
+
+    # When a parent forks two children and reads their artifacts
+    parent_id = walk.submit("fan", {"FirstExit": "0"})
+    done = walk.wait(parent_id)
+
+    # Then the children were created, and their artifacts kept and copied to the parent, on that clock
+    assert done.job_state == JobState.COMPLETED, (done.error_code, done.error_message)
+    children = get_runtime().requests.list_children(parent_id)
+    assert len(children) == 2 and all(child.created_at >= floor for child in children)
+    for child in children:
+        request = get_runtime().requests.get(child.child_id)
+        assert request is not None and request.created_at >= floor
+        kept = get_runtime().requests.list_artifacts(child.child_id)  # the child's own log and file
+        assert {artifact.kind for artifact in kept} == {"log", "artifact"}
+        assert all(artifact.created_at >= floor for artifact in kept)
+    copied = [a for a in get_runtime().requests.list_artifacts(parent_id) if a.kind == "artifact"]
+    assert copied and all(artifact.created_at >= floor for artifact in copied)
 
 
 def test_a_failing_child_fails_the_await_naming_it(walk: Walk) -> None:

@@ -11,13 +11,14 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
 import boto3
 import pytest
 from formica.local.notify import LOCAL_BUS, LocalNotifyPoller, create_event_plumbing
-from formica.runtime import reset_runtime
+from formica.runtime import get_runtime, reset_runtime
 from formica.settings import reset_settings
 from formica.store.deliveries import DeliveryChannel, DeliveryRepository, DeliveryStatus, WebhookDeliveryItem
 from moto.ses.models import ses_backends
@@ -156,6 +157,24 @@ def test_without_a_sender_or_an_outbox_email_is_recorded_skipped_with_the_reason
 
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SKIPPED, 0)
     assert "no sender is configured" in (delivery.last_result or "")
+
+
+def test_a_channel_delivery_is_recorded_at_the_notify_runtimes_clock(
+    walk: Walk, poller: LocalNotifyPoller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job that ended, and the notify function's runtime on a clock at a fixed moment
+    walk.upload(notified("clocked", channel="email", when="always", recipients="ana@example.com"))
+    request_id = walk.submit("clocked")
+    walk.wait(request_id)
+    moment = datetime(2027, 1, 2, 3, 4, 5, 60708, tzinfo=UTC)
+    monkeypatch.setattr(get_runtime(), "now", lambda: moment)
+
+    # When its final event is handled (email off here: the delivery is recorded SKIPPED, never sent)
+    (delivery,) = settled(walk, poller, request_id, 1)
+
+    # Then the delivery was recorded at that moment
+    assert delivery.status == DeliveryStatus.SKIPPED
+    assert (delivery.created_at, delivery.updated_at) == ("2027-01-02T03:04:05.060708+00:00",) * 2
 
 
 # SES (AWS): moto's SES, whose sent messages are read back

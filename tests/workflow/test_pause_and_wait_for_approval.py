@@ -3,6 +3,9 @@ for a resume (by hand or by pause_time) or for approvers' verdict on a task that
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import pytest
 from formica.engine.walk import JobState
 from formica.runtime import cancel_request, get_runtime
@@ -10,8 +13,10 @@ from formica.runtime.approvals import cast_vote, pending_approvals
 from formica.runtime.pauses import NotPausedError, repair_lost_answers, resume_request
 from formica.runtime.scheduling import slot_store
 from formica.store.requests import JobRequestItem, VoteItem
+from formica.store.requests.approvals import resume_sk
+from formica.store.schema import request_pk
 
-from tests.workflow.conftest import ORG, Walk
+from tests.workflow.conftest import ORG, TABLE, Walk
 
 PAUSING = """
 job_type: pausing
@@ -285,3 +290,20 @@ def test_an_answer_sent_is_not_sent_again(walk: Walk) -> None:
     resume_request(get_runtime(), ORG, request_id, by="alice")
     assert walk.wait(request_id).job_state == JobState.COMPLETED
     assert get_runtime().requests.unsent_answers(before="9999") == []
+
+
+def test_a_resume_is_recorded_at_the_runtimes_clock(walk: Walk) -> None:
+    # Given a paused job, and an API whose runtime's clock stands at a fixed moment
+    walk.upload(pausing())
+    request_id = walk.submit("pausing")
+    step = paused(walk, request_id).step
+    moment = datetime(2026, 7, 8, 9, 10, 11, 121314, tzinfo=UTC)
+
+    # When someone resumes it
+    resume_request(replace(get_runtime(), now=lambda: moment), ORG, request_id, by="alice")
+
+    # Then the resume is recorded at that moment, and the walk goes on
+    key = {"pk": {"S": request_pk(request_id)}, "sk": {"S": resume_sk(step)}}
+    item = walk.ddb.get_item(TableName=TABLE, Key=key)["Item"]
+    assert item["resumed_at"]["S"] == "2026-07-08T09:10:11.121314+00:00"
+    assert walk.wait(request_id).job_state == JobState.COMPLETED

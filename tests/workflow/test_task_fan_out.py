@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from formica.engine.walk import JobState
 from formica.runtime import cancel_request, get_runtime
 from formica.runtime.attempts import run_shell_task
 from formica.runtime.task_fanout import INSTANCE_CHECK_SECONDS, sweep_instances
 from formica.store.logs import TaskLogs, instance_live_prefix, live_prefix
-from formica.store.requests import InstanceItem, InstanceState
+from formica.store.requests import InstanceItem, InstanceState, iso
 
 from tests.fanout_jobs import SAME_NAME_EACH
 from tests.workflow.conftest import ORG, Walk
@@ -199,10 +201,12 @@ def test_the_sweep_ends_an_instance_running_past_its_limit_and_the_fan_out_goes_
     )
     step = walk.request(request_id).step
 
-    # When the minute sweep takes them for lost (over its limit: here 0 s, in AWS 16 minutes, past any
-    # Lambda invocation), and sweeps again
-    first = sweep_instances(get_runtime(), lost_after_seconds=0)
-    again = sweep_instances(get_runtime(), lost_after_seconds=3600)
+    # When the minute sweep, on a clock an hour ahead, takes them for lost (over its limit: here 0 s,
+    # in AWS 16 minutes, past any Lambda invocation), and sweeps again
+    moment = datetime.now(UTC) + timedelta(hours=1)
+    sweeper = replace(get_runtime(), now=lambda: moment)
+    first = sweep_instances(sweeper, lost_after_seconds=0)
+    again = sweep_instances(sweeper, lost_after_seconds=3600)
 
     # Then each was ended once, FAILED as a lost attempt, and the sweep's look started the next item
     assert (first, again) == (3, 0)
@@ -210,6 +214,8 @@ def test_the_sweep_ends_an_instance_running_past_its_limit_and_the_fan_out_goes_
     instances = _instances(request_id, step)
     assert [i.state for i in instances] == [InstanceState.FAILED] * 3 + [InstanceState.COMPLETED]
     assert {i.error_code for i in instances[:3]} == {"ERR_TASK_ATTEMPT_LOST"}
+    # (ended, and the next one created, at the sweeping runtime's moment)
+    assert {i.ended_at for i in instances[:3]} == {iso(moment)} == {instances[3].created_at}
     # And the task failed with the lost instance's error, naming its item
     assert (done.job_state, done.error_code) == (JobState.FAILED, "ERR_TASK_ATTEMPT_LOST")
     assert "item 0" in (done.error_message or "")

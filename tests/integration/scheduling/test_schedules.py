@@ -333,3 +333,17 @@ def test_the_scheduler_function_handles_both_sample_events(world: World, service
     swept = handler(load_event("scheduler/sweep.json"), Context())
     assert swept["job_types"] == 1 and swept["started"] == 0
     reset_runtime()
+
+
+def test_a_fired_cron_request_is_created_at_the_runtimes_clock(world: World, services: ApiServices) -> None:
+    # Given an hourly definition, and a runtime whose clock stands a few seconds past the slot
+    upload_definition(services, ORG, HOURLY.encode(), "application/yaml")
+    slot = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
+    world.clock.now = slot + timedelta(seconds=3, microseconds=250)
+
+    # When the slot fires
+    fired = fire_cron(ORG, "hourly", slot, world.runtime)
+
+    # Then the request was created at the clock's moment, not the wall clock's
+    assert fired.request_id is not None
+    assert world.request(fired.request_id).created_at == "2026-11-28T11:00:03.000250+00:00"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from formica.jobs.models import TriggerType
@@ -128,3 +129,23 @@ def test_a_dedup_key_starts_once_within_its_window_and_again_after(world: World)
     stored = world.request(first.request_id)
     assert stored.user_id == "trigger:q"
     assert json.loads(json.dumps(stored.params)) == {}
+
+
+def test_a_trigger_fire_is_stamped_and_deduplicated_on_the_runtimes_clock(world: World) -> None:
+    # Given a trigger deduplicating for a minute, and a runtime whose clock stands at a fixed moment
+    world.define("dedup", extra=DEDUP)
+    job = find_trigger(world.runtime, ORG, "dedup", TriggerType.QUEUE, "q")
+    world.clock.now = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+
+    # When an event fires it, the clock moves on 30 s and the same event comes again, then 61 s more
+    first = fire_trigger(world.runtime, job, {"Message": {"id": "m-1"}})
+    world.clock.advance(seconds=30)
+    again = fire_trigger(world.runtime, job, {"Message": {"id": "m-1"}})
+    world.clock.advance(seconds=31)
+    later = fire_trigger(world.runtime, job, {"Message": {"id": "m-1"}})
+
+    # Then the request was created at the clock's moment, and the window was the clock's minute
+    assert world.request(first.request_id).created_at == "2026-05-06T07:08:09.123456+00:00"
+    assert (again.outcome, again.request_id) == (TriggerOutcome.DUPLICATE, first.request_id)
+    assert later.outcome is TriggerOutcome.STARTED and later.request_id != first.request_id
+    assert world.request(later.request_id).created_at == "2026-05-06T07:09:10.123456+00:00"

@@ -32,6 +32,7 @@ from formica.store.requests import (
     RequestNotFoundError,
     RequestRepository,
     VoteItem,
+    iso,
     now_iso,
 )
 from formica.store.requests.approvals import APPROVAL_CLOSED_STATE, approval_sk
@@ -81,7 +82,7 @@ def await_approval(runtime: Runtime, request: JobRequestItem, step: int) -> dict
     policy = definition.task(current.task_type).approval_policy or ApprovalPolicy()
     deadline = None
     if policy.sla_deadline:
-        deadline = (now + timedelta(seconds=policy.sla_deadline)).isoformat(timespec="microseconds")
+        deadline = iso(now + timedelta(seconds=policy.sla_deadline))
     approval = ApprovalItem(
         request_id=request.request_id,
         org=request.org,
@@ -89,7 +90,7 @@ def await_approval(runtime: Runtime, request: JobRequestItem, step: int) -> dict
         task_type=current.task_type,
         step=step,
         policy=policy,
-        created_at=now.isoformat(timespec="microseconds"),
+        created_at=iso(now),
         deadline=deadline,
     )
     runtime.requests.put_approval(approval)
@@ -176,6 +177,7 @@ def record_vote(
         voter=voter,
         approve=approve,
         comment=comment[:COMMENT_MAX_CHARS],
+        # record_vote takes the API's repository, not a Runtime: the vote is stamped by the wall clock.
         voted_at=now_iso(),
     )
     if not requests.put_vote(vote):
@@ -261,6 +263,7 @@ def pending_approvals(requests: RequestRepository, org: str) -> list[tuple[Appro
     for approval in requests.pending_approvals(org):
         request = requests.get(approval.request_id)
         if request is None or request.is_final or request.step != approval.step:
+            # Only a repository here (the API's listing): the closing is stamped by the wall clock.
             requests.close_approval(approval.request_id, approval.step, APPROVAL_CLOSED, now_iso())
             continue
         waiting.append((approval, requests.list_votes(approval.request_id, approval.step)))

@@ -26,7 +26,7 @@ from formica.store.configs import ConfigRepository, ConfigSecretStore
 from formica.store.events import EventPublisher
 from formica.store.functions import FunctionInvoker
 from formica.store.grants import GrantRepository
-from formica.store.requests import JobRequestItem, RequestRepository
+from formica.store.requests import JobRequestItem, RequestRepository, iso
 from formica.store.state_machine import StateMachine
 from formica.store.stats import JobStatsRepository
 
@@ -125,6 +125,10 @@ class Runtime:
     """Where a request's end is counted in its organisation's statistics; None: not counted."""
     _raw_yaml: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now_iso(self) -> str:
+        """Now by the runtime's clock, as the table stores timestamps (refused if the clock is naive)."""
+        return iso(self.now())
 
     @property
     def containers(self) -> ContainerControl:

@@ -17,7 +17,7 @@ from typing import Any
 from formica.engine.walk import JobState, TaskUpdate, Transition
 from formica.runtime.deps import Runtime
 from formica.store.events import JOB_STATE_CHANGE, TASK_STATE_CHANGE, BusEvent, EventPublishError
-from formica.store.requests import JobRequestItem, now_iso
+from formica.store.requests import JobRequestItem
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +33,10 @@ def events_not_published() -> int:
     return _lost[0]
 
 
-def job_event(request: JobRequestItem, state: JobState, sequence: int) -> BusEvent:
+def job_event(request: JobRequestItem, state: JobState, sequence: int, *, created_at: str) -> BusEvent:
     """The ``Job State Change`` event of ``request`` entering ``state`` at walk step ``sequence``."""
     detail: dict[str, Any] = {
-        **_common(request, sequence),
+        **_common(request, sequence, created_at),
         "id": f"{request.request_id}-{sequence:06d}-job-{state}",
         "event_type": JOB_EVENT_TYPE,
         "job_state": str(state),
@@ -46,10 +46,10 @@ def job_event(request: JobRequestItem, state: JobState, sequence: int) -> BusEve
     return BusEvent(JOB_STATE_CHANGE, detail)
 
 
-def task_event(request: JobRequestItem, update: TaskUpdate, sequence: int) -> BusEvent:
+def task_event(request: JobRequestItem, update: TaskUpdate, sequence: int, *, created_at: str) -> BusEvent:
     """The ``Task State Change`` event of one task record's new state at walk step ``sequence``."""
     detail: dict[str, Any] = {
-        **_common(request, sequence),
+        **_common(request, sequence, created_at),
         "id": f"{request.request_id}-{sequence:06d}-task-{update.seq}-{update.task_state}",
         "event_type": TASK_EVENT_TYPE,
         "task_type": update.task_type,
@@ -62,10 +62,10 @@ def task_event(request: JobRequestItem, update: TaskUpdate, sequence: int) -> Bu
     return BusEvent(TASK_STATE_CHANGE, detail)
 
 
-def _common(request: JobRequestItem, sequence: int) -> dict[str, Any]:
+def _common(request: JobRequestItem, sequence: int, created_at: str) -> dict[str, Any]:
     return {
         "source": "formica",
-        "created_at": now_iso(),
+        "created_at": created_at,
         "sequence": sequence,
         "organization_id": request.org,
         "user_id": request.user_id,
@@ -81,7 +81,8 @@ def publish_transition(
 ) -> None:
     """Publish what one committed step changed: its task records' new states, then the request's
     state when it changed (``before`` is the request as it was before the step)."""
-    events = [task_event(before, update, sequence) for update in transition.task_updates]
+    now = runtime.now_iso()
+    events = [task_event(before, update, sequence, created_at=now) for update in transition.task_updates]
     # Admission made the request STARTED in the slot's transaction; the walk's first decision is
     # where it is reported, so STARTED comes before the first task's events.
     first_decision = before.decision is None and transition.job_state == JobState.STARTED
@@ -92,13 +93,13 @@ def publish_transition(
                 "job_state": transition.job_state,
             }
         )
-        events.append(job_event(after, transition.job_state, sequence))
+        events.append(job_event(after, transition.job_state, sequence, created_at=now))
     _publish(runtime, events)
 
 
 def publish_job_state(runtime: Runtime, request: JobRequestItem, state: JobState) -> None:
     """Publish ``request`` entering ``state`` outside a walk step (cancelled, failed fatally)."""
-    _publish(runtime, [job_event(request, state, request.step)])
+    _publish(runtime, [job_event(request, state, request.step, created_at=runtime.now_iso())])
 
 
 def _publish(runtime: Runtime, events: list[BusEvent]) -> None:

@@ -36,7 +36,6 @@ from formica.store.requests import (
     RequestFinishedError,
     RequestNotFoundError,
     RequestStoreError,
-    now_iso,
 )
 from formica.store.schema import cancel_marker_key, log_key
 from formica.store.state_machine import StateMachineError
@@ -193,7 +192,7 @@ def cancel_request(org: str, request_id: str, runtime: Runtime) -> JobRequestIte
             request_id,
             current.seq,
             error_code=ERR_TASK_CANCELLED,
-            ended_at=now_iso(),
+            ended_at=rt.now_iso(),
             attempts=current.attempts + 1 if running else current.attempts,
             log_key=(
                 log_key(org, request_id, current.task_type, Walker(rt).attempt_number(cancelled))

@@ -57,7 +57,6 @@ from formica.store.requests import (
     RequestFinishedError,
     RequestNotFoundError,
     RequestStoreError,
-    now_iso,
 )
 
 logger = logging.getLogger(__name__)
@@ -151,7 +150,7 @@ def fork_child(
         version = runtime.definitions.resolve_version(parent.org, job_type, wanted_version)
         if version is None:
             raise ForkRefusedError(ERR_FORK_JOB, f"job type {job_type!r} has no version {wanted_version!r}")
-        now = now_iso()
+        now = runtime.now_iso()
         child = JobRequestItem(
             request_id=child_id,
             org=parent.org,
@@ -353,7 +352,7 @@ def _children_artifacts(
     so a later task's ``dependencies: [the await]`` downloads them; one name, the last child's."""
     by_name: dict[str, ArtifactItem] = {}
     warnings: list[str] = []
-    created = now_iso()
+    created = runtime.now_iso()
     for child in children:
         for item in runtime.requests.list_artifacts(child.child_id):
             if item.kind != "artifact":

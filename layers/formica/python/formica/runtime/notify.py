@@ -44,7 +44,7 @@ from formica.store.events import (
     DeliveryQueue,
     DeliveryQueueError,
 )
-from formica.store.requests import JobRequestItem, now_iso
+from formica.store.requests import JobRequestItem, iso
 from formica.store.secrets import SecretStoreError
 from formica.store.webhook_secrets import WebhookSecrets
 
@@ -125,7 +125,7 @@ def handle_event(runtime: Runtime, services: NotifyServices, detail: Mapping[str
         return 0
     attempts = 0
     for target, hook in _webhooks_for(definition, task_type):
-        delivery = _new_delivery(request, detail, target, hook)
+        delivery = _new_delivery(request, detail, target, hook, runtime.now_iso())
         if services.deliveries.create(delivery):
             attempts += attempt_delivery(runtime, services, request.request_id, delivery.delivery_id, 1)
     if not task_type and str(detail.get("job_state")) in _FINAL_STATES:
@@ -153,11 +153,10 @@ def _webhooks_for(definition: JobDefinition, task_type: str) -> list[tuple[str, 
 
 
 def _new_delivery(
-    request: JobRequestItem, detail: Mapping[str, Any], target: str, hook: WebhookDefinition
+    request: JobRequestItem, detail: Mapping[str, Any], target: str, hook: WebhookDefinition, now: str
 ) -> WebhookDeliveryItem:
     state = detail.get("task_state") or detail.get("job_state")
     event = f"TASK {detail['task_type']} {state}" if detail.get("task_type") else f"JOB {state}"
-    now = now_iso()
     return WebhookDeliveryItem(
         request_id=request.request_id,
         delivery_id=f"{detail['id']}#{target}",
@@ -183,7 +182,7 @@ def attempt_delivery(
     """
     deliveries = services.deliveries
     now = runtime.now()
-    if not deliveries.claim_attempt(request_id, delivery_id, attempt, now_iso()):
+    if not deliveries.claim_attempt(request_id, delivery_id, attempt, iso(now)):
         return 0  # sent already (a redelivered message) or settled
     delivery = deliveries.get(request_id, delivery_id)
     if delivery is None:
@@ -224,7 +223,7 @@ def attempt_delivery(
         attempt,
         status=status,
         result=outcome.result,
-        now=now_iso(),
+        now=runtime.now_iso(),
         outbox_file=sent.outbox_file,
     )
     logger.info("delivery attempt", extra={**log, "status": str(status)})
@@ -304,8 +303,8 @@ def repair_lost_deliveries(runtime: Runtime, services: NotifyServices) -> int:
     """
     deliveries = services.deliveries
     now = runtime.now()
-    moment = now.isoformat(timespec="microseconds")
-    before = (now - timedelta(seconds=services.repair_grace_seconds)).isoformat(timespec="microseconds")
+    moment = iso(now)
+    before = iso(now - timedelta(seconds=services.repair_grace_seconds))
     repaired = 0
     for delivery in deliveries.idle_pending(before=before):
         where = {

@@ -28,7 +28,7 @@ from formica.runtime.configs import resolve_job_configs
 from formica.runtime.deps import Runtime
 from formica.store.deliveries import DeliveryChannel, DeliveryStatus, WebhookDeliveryItem
 from formica.store.mail import EmailMessage, EmailSender, EmailSendError
-from formica.store.requests import JobRequestItem, TaskExecutionItem, now_iso
+from formica.store.requests import JobRequestItem, TaskExecutionItem
 
 SLACK_WEBHOOK_CONFIG = "SlackWebhookURL"
 """The config (organisation's or job type's, normally secret) holding the Slack incoming webhook URL."""
@@ -168,7 +168,7 @@ def notify_deliveries(
             configs = resolve_job_configs(runtime, request.org, request.job_type)
             skipped = None if configs.variables.get(SLACK_WEBHOOK_CONFIG, "").strip() else SLACK_OFF
             body = configs.masker.mask(slack_body(summary, recipients))
-        now = now_iso()
+        now = runtime.now_iso()
         deliveries.append(
             WebhookDeliveryItem(
                 request_id=request.request_id,

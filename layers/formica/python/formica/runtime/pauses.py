@@ -18,7 +18,7 @@ from typing import Any
 from formica.engine.walk import AttemptResult, JobState, WaitKind
 from formica.runtime.deps import Runtime
 from formica.runtime.scheduling import give_slot_back, go_on
-from formica.store.requests import JobRequestItem, RequestNotFoundError, now_iso
+from formica.store.requests import JobRequestItem, RequestNotFoundError, iso
 from formica.store.requests.approvals import resume_sk
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def resume_request(runtime: Runtime, org: str, request_id: str, *, by: str) -> J
     step = request.step
     if request.task_token is None or request.task_token_step != step or request.claimed_step != step:
         raise NotPausedError(f"request {request_id} is pausing: resume it in a moment")
-    if not runtime.requests.put_resume(request_id, step, by=by, at=now_iso()):
+    if not runtime.requests.put_resume(request_id, step, by=by, at=runtime.now_iso()):
         raise NotPausedError(f"request {request_id} was resumed already")
     logger.info("job resumed", extra={"request_id": request_id, "step": step, "by": by})
     result = AttemptResult(exit_code=current.last_exit_code, outputs={RESUMED_BY: by})
@@ -73,7 +73,7 @@ def repair_lost_answers(runtime: Runtime) -> int:
     """The sweep: a verdict or resume recorded more than ``ANSWER_GRACE_SECONDS`` ago whose answer
     is not known to be sent (its sender died between the record and the answer) is answered again
     when the walk still waits at its step, else forgotten. Returns how many were answered again."""
-    before = (runtime.now() - timedelta(seconds=ANSWER_GRACE_SECONDS)).isoformat(timespec="microseconds")
+    before = iso(runtime.now() - timedelta(seconds=ANSWER_GRACE_SECONDS))
     repaired = 0
     for unsent in runtime.requests.unsent_answers(before=before):
         request = runtime.requests.get(unsent.request_id)

@@ -51,7 +51,7 @@ from formica.store.requests import (
     RequestNotFinishedError,
     RequestNotFoundError,
     RequestStoreError,
-    now_iso,
+    iso,
 )
 from formica.store.schedules import CRON_FIRE
 from formica.store.slots import AdmitOutcome, SlotCounter, SlotRepository, SlotStore, SlotStoreError
@@ -217,7 +217,7 @@ def try_start(
     name = execution_name(request_id, request.execution_count + 1)
     # The runtime's clock, as every other moment of the walk: a started_at from the wall clock
     # would disagree with the elapsed time and timeouts the walk measures from it.
-    started_at = now.astimezone(UTC).isoformat(timespec="microseconds")
+    started_at = iso(now)
     outcome = slots.admit(request, execution_name=name, limit=limit, started_at=started_at)
     if outcome == AdmitOutcome.HELD:
         # A slot left by an earlier run of this request (a crash before its release): give it back.
@@ -456,9 +456,7 @@ def trigger_now(
     if request.job_state != JobState.PENDING:
         raise RequestFinishedError(request_id, request.job_state)
     now = rt.now()
-    if not _is_due(request, now) and not store.make_due(
-        request_id, scheduled_at=now.isoformat(timespec="microseconds")
-    ):
+    if not _is_due(request, now) and not store.make_due(request_id, scheduled_at=iso(now)):
         current = rt.requests.get(request_id) or request
         raise RequestFinishedError(request_id, current.job_state)
     admit_request(request_id, rt, slots=store)
@@ -651,7 +649,7 @@ def fire_cron(
         keys.release(org, key, bound)  # bound by a fire that crashed before creating its request
     else:
         raise SchedulingError(f"the cron slot {user_key!r} is being claimed by another fire")
-    now = now_iso()
+    now = rt.now_iso()
     request = JobRequestItem(
         request_id=request_id,
         org=org,

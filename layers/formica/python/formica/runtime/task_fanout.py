@@ -66,7 +66,7 @@ from formica.store.requests import (
     InstanceState,
     JobRequestItem,
     RequestStoreError,
-    now_iso,
+    iso,
 )
 from formica.store.schema import instance_log_key, log_key
 
@@ -189,7 +189,7 @@ def _start_instances(
             task_type=task.task_type,
             item=item_text(items[index]),
             item_var=spec.item_var,
-            created_at=now_iso(),
+            created_at=runtime.now_iso(),
         )
         if not runtime.requests.put_instance(instance):
             continue  # another look started it
@@ -206,7 +206,7 @@ def _start_instances(
                 state=InstanceState.FAILED,
                 error_code=ERR_FAN_OUT,
                 error_message=f"instance {index} could not be started: {exc}",
-                ended_at=now_iso(),
+                ended_at=runtime.now_iso(),
             )
             runtime.requests.end_instance(request.request_id, step, index, end)
             return None
@@ -286,7 +286,7 @@ def _keep_summary(
                 sha256=hashlib.sha256(data).hexdigest(),
                 content_type="text/plain; charset=utf-8",
                 kind="log",
-                created_at=now_iso(),
+                created_at=runtime.now_iso(),
             )
         )
     except (BlobStoreError, RequestStoreError) as exc:
@@ -320,7 +320,7 @@ def run_task_instance(
     function_name: str | None = None,
 ) -> dict[str, Any]:
     """Run one instance (claimed, so never twice), end it, and look at the fan-out."""
-    claimed = runtime.requests.claim_instance(event.request_id, event.step, event.index, now_iso())
+    claimed = runtime.requests.claim_instance(event.request_id, event.step, event.index, runtime.now_iso())
     answer: dict[str, Any] = {"request_id": event.request_id, "step": event.step, "index": event.index}
     if claimed is None:
         logger.info("instance claimed before: not run again", extra=answer)
@@ -329,7 +329,7 @@ def run_task_instance(
     request = walker.load(event.request_id)
     current = request.walk.current
     if request.is_final or request.step != event.step or current is None:
-        _end(runtime, claimed, InstanceEnd(state=InstanceState.CANCELLED, ended_at=now_iso()))
+        _end(runtime, claimed, InstanceEnd(state=InstanceState.CANCELLED, ended_at=runtime.now_iso()))
         return {**answer, "ran": False, "state": str(InstanceState.CANCELLED)}
     variables = {claimed.item_var: claimed.item, FAN_OUT_INDEX_PARAM: str(event.index)}
     outcome, method_runner, itemized = _run(
@@ -443,7 +443,7 @@ def _keep(
                 sha256=artifact.sha256,
                 content_type=artifact.content_type,
                 kind="artifact",
-                created_at=now_iso(),
+                created_at=runtime.now_iso(),
                 instance=instance.index,
             )
         )
@@ -460,7 +460,7 @@ def _keep(
         error_message=outcome.error_message,
         outputs=dict(outcome.outputs),
         log_key=key,
-        ended_at=now_iso(),
+        ended_at=runtime.now_iso(),
     )
 
 
@@ -520,7 +520,7 @@ def sweep_instances(runtime: Runtime, *, lost_after_seconds: float = LOST_AFTER_
                 f"instance {instance.index} ran over {int(lost_after_seconds)} s without ending: its "
                 "invocation was lost; it is not run twice"
             ),
-            ended_at=now_iso(),
+            ended_at=iso(now),
         )
         try:
             if not runtime.requests.end_instance(instance.request_id, instance.step, instance.index, end):

@@ -31,7 +31,7 @@ from formica.runtime.deps import Runtime
 from formica.runtime.scheduling import CRON_PRIORITY, admit_request, slot_store
 from formica.store.definitions import DefinitionRepository
 from formica.store.idempotency import IdempotencyRepository
-from formica.store.requests import JobRequestItem, now_iso
+from formica.store.requests import JobRequestItem
 from formica.store.triggers import DroppedEventItem, TriggerRepository, dedup_idempotency_key
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,8 @@ def fire_trigger(
     event
         The templates' variables: ``Body``/``Headers``/``Query``, ``Object`` or ``Message``.
     now, store, idempotency
-        The clock and the stores (tests); default: the time and the process's table.
+        The clock (epoch seconds) and the stores (tests); default: the runtime's clock and the
+        process's table.
 
     Returns
     -------
@@ -144,7 +145,7 @@ def fire_trigger(
     TriggerEventError
         A template failed on the event, or the params it gave are over the params limit.
     """
-    moment = now if now is not None else time.time()
+    moment = now if now is not None else runtime.now().timestamp()
     trigger = job.trigger
     triggers = store or TriggerRepository(runtime.settings.table_name)
     keys = idempotency or IdempotencyRepository(runtime.settings.table_name)
@@ -194,7 +195,7 @@ def fire_trigger(
                 keys.release(job.org, dedup_key, request_id)
             logger.warning("trigger event dropped", extra={"job_type": job.job_type, "trigger": trigger.name})
             return TriggerResult(TriggerOutcome.DROPPED, "", job.job_type, trigger.name)
-        created = now_iso()
+        created = runtime.now_iso()
         request = JobRequestItem(
             request_id=request_id,
             org=job.org,

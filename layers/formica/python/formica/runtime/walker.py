@@ -76,7 +76,6 @@ from formica.store.requests import (
     RequestStoreError,
     StepCommit,
     StepConflictError,
-    now_iso,
 )
 from formica.store.schema import instance_artifact_dir, log_key
 from formica.store.usage import current_meter
@@ -953,7 +952,7 @@ class Walker:
         data = outcome.log.encode("utf-8", errors="replace")
         self.rt.blobs.put_bytes(key, data, "text/plain; charset=utf-8")
         TaskLogs(self.rt.blobs).discard_live(live_prefix(request.org, request.request_id, task_type, number))
-        created = now_iso()
+        created = self.rt.now_iso()
         items = [
             ArtifactItem(
                 request_id=request.request_id,

@@ -27,6 +27,7 @@ from formica.store.requests.items import (
     StepOutbox,
     StoredAttempt,
     TaskExecutionItem,
+    iso,
     now_iso,
     walk_blob,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "TaskExecutionItem",
     "TaskState",
     "VoteItem",
+    "iso",
     "now_iso",
     "task_item",
     "walk_blob",

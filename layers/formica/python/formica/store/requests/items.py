@@ -39,6 +39,7 @@ __all__ = [
     "StepOutbox",
     "StoredAttempt",
     "TaskExecutionItem",
+    "iso",
     "now_iso",
     "walk_blob",
 ]
@@ -46,9 +47,21 @@ __all__ = [
 _FINAL_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 
 
+def iso(moment: datetime) -> str:
+    """A moment as the table stores timestamps: ISO-8601 UTC with microseconds.
+
+    A naive datetime is refused: ``astimezone`` would read it as the host's local time, and a stamp
+    shifted by the host's offset sorts wrong against every other stamp of the table.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"a stored timestamp needs an aware datetime, got the naive {moment.isoformat()}")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def now_iso() -> str:
-    """Now as the table stores timestamps: ISO-8601 UTC with microseconds."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    """Now by the wall clock, as the table stores timestamps (``iso``); where a ``Runtime`` is at
+    hand, its ``now_iso()`` (the injected clock) is the one to use."""
+    return iso(datetime.now(UTC))
 
 
 class StoredAttempt(BaseModel):
