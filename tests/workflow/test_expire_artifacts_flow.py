@@ -16,7 +16,7 @@ tasks:
 - task_type: expire
   method: EXPIRE_ARTIFACTS
   variables:
-    DefaultArtifactExpiration: 2s
+    DefaultArtifactExpiration: 5s
     DefaultArtifactLimit: 100
 """
 OLD_OWN = [
@@ -41,7 +41,9 @@ def test_expire_artifacts_deletes_only_the_organisations_own_old_artifacts(walk:
     # Given old artifacts of this organisation and of others, then a young one of this organisation
     for key in OLD_OWN + KEPT_OLD:
         walk.s3.put_object(Bucket=BUCKET, Key=key, Body=b"12345")
-    time.sleep(2.5)
+    # (older than the 5 s expiration; the young one has those 5 s for the job to reach its task: 2 s
+    # were once not enough on a loaded machine)
+    time.sleep(5.5)
     for key in NEW_OWN:
         walk.s3.put_object(Bucket=BUCKET, Key=key, Body=b"young")
     walk.upload(EXPIRE_JOB)
@@ -58,7 +60,7 @@ def test_expire_artifacts_deletes_only_the_organisations_own_old_artifacts(walk:
     (task,) = walk.tasks(request_id)
     assert task.outputs["TotalExpired"] == "3"
     assert task.outputs["TotalSize"] == "15"
-    assert task.outputs["DefaultArtifactExpiration"] == "2s"
+    assert task.outputs["DefaultArtifactExpiration"] == "5s"
     assert "expired 3 artifacts and logs" in walk.log(request_id, "expire")
     # And the walk went through the RunExpire state
     entered = [
